@@ -1,0 +1,83 @@
+//! dnslb's XDP data plane.
+//!
+//! For every frame: is it an IPv4 UDP DNS query for an A record we hold in
+//! `HOT_A`? If so, turn the frame around into the answer and `XDP_TX` it.
+//! Everything else, and anything we are not sure of, leaves with `XDP_PASS`
+//! exactly as it came in, for the daemon to answer.
+//!
+//! The program is laid out as the protocol is: `packet` finds the UDP payload,
+//! `query` checks it is a question we can answer and builds the lookup key,
+//! `answer` writes the reply. Every packet lands in exactly one counter.
+#![no_std]
+#![no_main]
+
+mod answer;
+mod packet;
+mod query;
+mod scratch;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use dns_common::{COUNTER_COUNT, Counter, HotA, HotName};
+
+/// The UDP port answered on, host order. Userspace sets it at load time.
+#[unsafe(no_mangle)]
+static DNS_PORT: u16 = 53;
+
+/// The EDNS UDP payload size this server advertises and accepts, host order.
+#[unsafe(no_mangle)]
+static EDNS_PAYLOAD: u16 = 1232;
+
+#[map]
+static HOT_A: HashMap<HotName, HotA> = HashMap::with_max_entries(65536, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[xdp]
+pub fn dnslb(ctx: XdpContext) -> u32 {
+    let outcome = match answer::respond(&ctx) {
+        Ok(()) => Counter::Answered,
+        Err(reason) => reason,
+    };
+    if let Some(counter) = COUNTERS.get_ptr_mut(outcome as u32) {
+        // SAFETY: the pointer is to this CPU's slot of a per-CPU array, which
+        // nothing else writes while this program runs on this CPU.
+        unsafe { *counter += 1 };
+    }
+    match outcome {
+        Counter::Answered => xdp_action::XDP_TX,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Passes every frame. Attached to the far end of a veth pair, it makes the
+/// kernel deliver the frames our program sends back with `XDP_TX`.
+#[xdp]
+pub fn dnslb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Reads a global that userspace rewrites in `.rodata` before loading. The
+/// volatile read stops the compiler from folding in the default value.
+#[inline(always)]
+fn config(global: &'static u16) -> u16 {
+    // SAFETY: a plain read of a valid, aligned, immutable static.
+    unsafe { core::ptr::read_volatile(global) }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable: the verifier rejects any program with a reachable loop
+    // like this one, so a load succeeding proves no panic path survives.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,13 @@
+//! The kernel side, seen from userspace: loading and attaching the XDP
+//! program, writing hot names into its maps, reading its counters.
+//!
+//! All `unsafe` that touches kernel memory layouts lives in `dns-common`'s
+//! `Pod` impls; this module only uses aya's typed maps.
+
+mod hot;
+mod program;
+
+pub use hot::{Endpoint, HotAnswer, HotError};
+pub use program::{
+    AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters, TestOutcome, attach_pass_through,
+};

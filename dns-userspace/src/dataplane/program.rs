@@ -1,0 +1,203 @@
+//! Loading, attaching and talking to the XDP program.
+
+use std::time::Duration;
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use dns_common::{COUNTER_COUNT, Counter, HotA, HotName, names};
+
+/// The compiled XDP program, built by this crate's build script.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] EbpfError),
+    #[error("the eBPF object has no {0}")]
+    Missing(&'static str),
+    #[error("XDP program: {0}")]
+    Program(#[from] ProgramError),
+    #[error("kernel map: {0}")]
+    Map(#[from] MapError),
+}
+
+/// How the program runs on the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// In the driver, before any socket buffer exists: the fast path.
+    Native,
+    /// Generic XDP, after the kernel built a socket buffer: works on any
+    /// interface, for testing.
+    Skb,
+}
+
+impl From<AttachMode> for XdpMode {
+    fn from(mode: AttachMode) -> XdpMode {
+        match mode {
+            AttachMode::Native => XdpMode::Driver,
+            AttachMode::Skb => XdpMode::Skb,
+        }
+    }
+}
+
+/// What the program is told at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct DataplaneOptions {
+    /// UDP port answered in the kernel.
+    pub port: u16,
+    /// EDNS UDP payload size advertised and honoured.
+    pub edns_payload: u16,
+    /// How many hot names the kernel map holds.
+    pub hot_capacity: u32,
+}
+
+/// The loaded XDP program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    hot_a: HashMap<MapData, HotName, HotA>,
+    counters: PerCpuArray<MapData, u64>,
+    link: Option<XdpLinkId>,
+}
+
+/// Counter values summed over all CPUs, indexed by [`Counter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters([u64; COUNTER_COUNT as usize]);
+
+impl KernelCounters {
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.0[counter as usize]
+    }
+
+    /// Every packet lands in exactly one counter.
+    pub fn seen(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// One run of the program through `BPF_PROG_TEST_RUN`.
+#[derive(Debug)]
+pub struct TestOutcome {
+    /// The XDP action returned (`XDP_PASS` = 2, `XDP_TX` = 3).
+    pub action: u32,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+    /// The kernel's mean time per run.
+    pub mean: Duration,
+}
+
+impl Dataplane {
+    /// Loads the program into the kernel (verifying it), without attaching.
+    pub fn load(options: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
+            .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true)
+            .map_max_entries(names::HOT_A, options.hot_capacity.max(1))
+            .load(EBPF_OBJECT)?;
+        xdp_program(&mut ebpf, names::PROGRAM)?.load()?;
+        let hot_a = HashMap::try_from(ebpf.take_map(names::HOT_A).ok_or(DataplaneError::Missing(names::HOT_A))?)?;
+        let counters =
+            PerCpuArray::try_from(ebpf.take_map(names::COUNTERS).ok_or(DataplaneError::Missing(names::COUNTERS))?)?;
+        Ok(Dataplane {
+            ebpf,
+            hot_a,
+            counters,
+            link: None,
+        })
+    }
+
+    /// Attaches to `interface`; the program answers from then on.
+    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
+        let program = xdp_program(&mut self.ebpf, names::PROGRAM)?;
+        self.link = Some(program.attach(interface, mode.into())?);
+        Ok(())
+    }
+
+    /// Detaches from the interface. Dropping the `Dataplane` does too.
+    pub fn detach(&mut self) -> Result<(), DataplaneError> {
+        if let Some(link) = self.link.take() {
+            xdp_program(&mut self.ebpf, names::PROGRAM)?.detach(link)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the kernel answer `name` with `value`, replacing what it had.
+    /// The kernel swaps the whole value at once: no query sees half of it.
+    pub fn set_hot_a(&mut self, name: &HotName, value: &HotA) -> Result<(), DataplaneError> {
+        self.hot_a.insert(name, value, 0)?;
+        Ok(())
+    }
+
+    /// The value the kernel holds for `name`, if any.
+    pub fn hot_a(&self, name: &HotName) -> Result<Option<HotA>, DataplaneError> {
+        match self.hot_a.get(name, 0) {
+            Ok(value) => Ok(Some(value)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Stops answering `name` in the kernel; a missing name is not an error.
+    pub fn remove_hot_a(&mut self, name: &HotName) -> Result<(), DataplaneError> {
+        match self.hot_a.remove(name) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The program's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters, DataplaneError> {
+        let mut totals = KernelCounters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self.counters.get(&(counter as u32), 0)?;
+            totals.0[counter as usize] = per_cpu.iter().sum();
+        }
+        Ok(totals)
+    }
+
+    /// Runs the program on `frame` `repeat` times in the kernel without
+    /// attaching it (`BPF_PROG_TEST_RUN`), for tests and the micro-benchmark.
+    pub fn test_run(&mut self, frame: &[u8], repeat: u32) -> Result<TestOutcome, DataplaneError> {
+        // Room for the largest answer the program may grow a frame to.
+        let mut out = vec![0u8; frame.len() + 1024];
+        let program = xdp_program(&mut self.ebpf, names::PROGRAM)?;
+        let result = program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok(TestOutcome {
+            action: result.return_value,
+            frame: out,
+            mean: result.duration,
+        })
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        if let Err(error) = self.detach() {
+            log::error!("detaching the XDP program: {error}");
+        }
+    }
+}
+
+/// Attaches the pass-everything program to `interface` and keeps it there
+/// until the returned handle is dropped. On a veth pair, frames sent with
+/// `XDP_TX` reach the peer only when the peer has an XDP program.
+pub fn attach_pass_through(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = EbpfLoader::new().map_max_entries(names::HOT_A, 1).load(EBPF_OBJECT)?;
+    let program = xdp_program(&mut ebpf, names::PASS_PROGRAM)?;
+    program.load()?;
+    program.attach(interface, mode.into())?;
+    Ok(ebpf)
+}
+
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
+    let program = ebpf.program_mut(name).ok_or(DataplaneError::Missing(name))?;
+    Ok(program.try_into()?)
+}

@@ -1,0 +1,2 @@
+//! dnslb: a DNS load balancer whose hot path runs in XDP.
+pub mod dataplane;
