@@ -1,2 +1,12 @@
 //! dnslb: a DNS load balancer whose hot path runs in XDP.
+//!
+//! The kernel program (`dns-ebpf`) answers the hot, simple queries; this
+//! crate owns everything else: zones, the authoritative server for what the
+//! kernel passes on, the kernel maps, and metrics.
+
+pub mod cli;
+pub mod daemon;
 pub mod dataplane;
+pub mod metrics;
+pub mod server;
+pub mod zone;

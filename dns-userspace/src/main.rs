@@ -1,4 +1,19 @@
-fn main() {
-    let dp = dnslb::dataplane::Dataplane::load(dnslb::dataplane::DataplaneOptions { port: 53, edns_payload: 1232, hot_capacity: 1024 });
-    match dp { Ok(_) => println!("loaded"), Err(e) => println!("{e:?}") }
+use std::process::ExitCode;
+
+use clap::Parser;
+use dnslb::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => dnslb::daemon::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dnslb: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,7 @@
+//! dnslb's integration rig: hand-built frames for `BPF_PROG_TEST_RUN`,
+//! network namespaces joined by veth, the real daemon and real clients.
+//! Shared by the integration tests and by `cargo xtask demo` and `bench`.
 
+pub mod daemon;
+pub mod frame;
+pub mod netns;

@@ -6,8 +6,10 @@
 
 mod hot;
 mod program;
+mod sync;
 
 pub use hot::{Endpoint, HotAnswer, HotError};
+pub use sync::{Skipped, hot_entries};
 pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters, TestOutcome, attach_pass_through,
 };

@@ -1,0 +1,124 @@
+//! `dnslb run`: load zones, start the servers, attach the XDP program and
+//! fill its maps, serve until told to stop, then detach.
+
+use std::{
+    sync::{Arc, Mutex},
+    thread,
+};
+
+use anyhow::{Context, bail};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    task::JoinSet,
+};
+
+use crate::{
+    cli::{RunArgs, ZoneArg},
+    dataplane::{Dataplane, DataplaneOptions, hot_entries},
+    metrics::{KernelSource, Metrics, serve_metrics},
+    server::{Responder, serve_tcp, serve_udp},
+    zone::{Catalog, load_zone},
+};
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let catalog = load_catalog(&args.zones)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(args, catalog))
+}
+
+/// Loads every zone; the first bad file stops start-up with its error.
+pub fn load_catalog(zones: &[ZoneArg]) -> anyhow::Result<Catalog> {
+    let mut catalog = Catalog::default();
+    for zone in zones {
+        let loaded = load_zone(&zone.origin, &zone.file)?;
+        log::info!("loaded zone {} from {}", zone.origin, zone.file.display());
+        catalog.insert(loaded);
+    }
+    Ok(catalog)
+}
+
+async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let responder = Arc::new(Responder::new(catalog.clone(), args.edns_payload));
+    let mut tasks = JoinSet::new();
+    let sockets = args
+        .udp_sockets
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+    serve_udp(args.listen, sockets, responder.clone(), metrics.clone(), &mut tasks)
+        .with_context(|| format!("binding UDP {}", args.listen))?;
+    serve_tcp(args.listen, responder.clone(), metrics.clone(), &mut tasks)
+        .await
+        .with_context(|| format!("binding TCP {}", args.listen))?;
+
+    let dataplane = match (&args.iface, args.no_xdp) {
+        (Some(iface), false) => Some(Arc::new(Mutex::new(start_dataplane(&args, iface, &catalog)?))),
+        _ => {
+            log::info!("XDP disabled: answering every query from userspace");
+            None
+        }
+    };
+    if let Some(listen) = args.metrics {
+        let source = dataplane.clone();
+        let kernel: KernelSource = Arc::new(move || {
+            let dataplane = source.as_ref()?.lock().ok()?;
+            dataplane.counters().ok()
+        });
+        serve_metrics(listen, metrics.clone(), kernel, &mut tasks)
+            .await
+            .with_context(|| format!("binding the metrics endpoint {listen}"))?;
+        log::info!("metrics on http://{listen}/metrics");
+    }
+    log::info!("serving DNS on {}", args.listen);
+
+    let outcome = wait_for_stop(&mut tasks).await;
+    if let Some(dataplane) = dataplane {
+        let mut dataplane = dataplane.lock().map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+        dataplane.detach().context("detaching the XDP program")?;
+        log::info!("XDP program detached");
+    }
+    outcome
+}
+
+fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Result<Dataplane> {
+    const RIGHTS: &str = "XDP needs root or CAP_BPF and CAP_NET_ADMIN; \
+                          with --no-xdp dnslb serves from userspace alone";
+    let options = DataplaneOptions {
+        port: args.listen.port(),
+        edns_payload: args.edns_payload,
+        hot_capacity: args.hot_capacity,
+    };
+    let mut dataplane = Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
+    let mut hot = 0usize;
+    for zone in catalog.zones() {
+        let (entries, skipped) = hot_entries(zone);
+        for (name, value) in &entries {
+            dataplane
+                .set_hot_a(name, value)
+                .context("filling the kernel map (is --hot-capacity large enough?)")?;
+        }
+        for skip in skipped {
+            log::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
+        }
+        hot += entries.len();
+    }
+    dataplane
+        .attach(iface, args.xdp_mode)
+        .with_context(|| format!("attaching the XDP program to {iface} in {:?} mode ({RIGHTS})", args.xdp_mode))?;
+    log::info!("XDP program attached to {iface}; {hot} hot names in the kernel");
+    Ok(dataplane)
+}
+
+async fn wait_for_stop(tasks: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => log::info!("SIGTERM: stopping"),
+        _ = interrupt.recv() => log::info!("SIGINT: stopping"),
+        Some(ended) = tasks.join_next() => match ended {
+            Ok(Ok(())) => bail!("a server task ended"),
+            Ok(Err(error)) => bail!("a server task failed: {error}"),
+            Err(error) => bail!("a server task panicked: {error}"),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Which of a zone's records the kernel answers, as map entries.
+
+use std::net::Ipv4Addr;
+
+use dns_common::{HotA, HotName};
+use hickory_proto::{
+    rr::{Name, RData, RecordType},
+    serialize::binary::BinEncodable,
+};
+
+use super::{HotAnswer, HotError};
+use crate::zone::Zone;
+
+/// A name the kernel cannot answer, and why.
+#[derive(Debug)]
+pub struct Skipped {
+    pub name: Name,
+    pub reason: HotError,
+}
+
+/// The kernel entries for `zone`: every A RRset that is authoritative data
+/// (not glue below a delegation), answered round robin.
+pub fn hot_entries(zone: &Zone) -> (Vec<(HotName, HotA)>, Vec<Skipped>) {
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, node) in zone.nodes() {
+        let Some(set) = node.rrset(RecordType::A) else {
+            continue;
+        };
+        if zone.delegation(name).is_some() {
+            continue;
+        }
+        let addrs: Vec<Ipv4Addr> = set
+            .records_without_rrsigs()
+            .filter_map(|record| match &record.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
+        let answer = HotAnswer::RoundRobin { ttl: set.ttl(), addrs };
+        let key = name.to_bytes().ok().and_then(|wire| HotName::from_wire(&wire));
+        match (key, answer.encode()) {
+            (Some(key), Ok(value)) => entries.push((key, value)),
+            (_, Err(reason)) => skipped.push(Skipped {
+                name: set.name().clone(),
+                reason,
+            }),
+            // A name the zone parser accepted always encodes; nothing to do.
+            (None, Ok(_)) => {}
+        }
+    }
+    (entries, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::zone::parse_zone;
+
+    #[test]
+    fn only_authoritative_a_rrsets_are_hot() {
+        let text = "$TTL 60\n@ SOA ns host 1 2 3 4 5\n@ NS ns\nns A 192.0.2.53\nWWW A 192.0.2.1\n A 192.0.2.2\n\
+                    mail AAAA 2001:db8::1\nsub NS ns.sub\nns.sub A 192.0.2.9\n";
+        let zone = parse_zone(&Name::from_ascii("example.com.").unwrap(), text, Path::new("t.zone")).unwrap();
+        let (entries, skipped) = hot_entries(&zone);
+        assert!(skipped.is_empty());
+        let mut names: Vec<_> = entries
+            .iter()
+            .map(|(key, value)| (key.wire[..5].to_vec(), value.endpoints))
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![(b"\x02ns\x07e".to_vec(), 1), (b"\x03www\x07".to_vec(), 2)]);
+    }
+}

@@ -1,0 +1,11 @@
+//! The daemon's DNS server: answers everything the kernel passes on.
+//!
+//! `respond` holds the authoritative logic; `udp` and `tcp` only move bytes.
+
+mod respond;
+mod tcp;
+mod udp;
+
+pub use respond::{Responder, Transport};
+pub use tcp::serve_tcp;
+pub use udp::serve_udp;

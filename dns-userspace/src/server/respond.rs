@@ -1,0 +1,194 @@
+//! From a query's bytes to the answer's bytes: the authoritative logic,
+//! independent of transport.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use arc_swap::ArcSwap;
+use hickory_proto::{
+    op::{Edns, Message, OpCode, Query, ResponseCode},
+    rr::{DNSClass, LowerName, RData, Record, RecordSet, RecordType},
+};
+
+use crate::zone::{Catalog, Lookup, Zone};
+
+/// RFC 1035's limit for UDP answers to queries without EDNS.
+const CLASSIC_UDP_PAYLOAD: usize = 512;
+const HEADER_LEN: usize = 12;
+
+/// The transport a query came over: it decides the size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Answers queries from the current catalog.
+pub struct Responder {
+    catalog: ArcSwap<Catalog>,
+    edns_payload: u16,
+    /// Advances with each answer that rotates an RRset, as the kernel does.
+    rotation: AtomicUsize,
+}
+
+impl Responder {
+    pub fn new(catalog: Catalog, edns_payload: u16) -> Responder {
+        Responder {
+            catalog: ArcSwap::from_pointee(catalog),
+            edns_payload,
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// Answers one DNS message. `None` means no answer at all: responses,
+    /// and garbage too short to carry an ID, are dropped.
+    pub fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        if request.len() < HEADER_LEN || request[2] & 0x80 != 0 {
+            return None;
+        }
+        let id = u16::from_be_bytes([request[0], request[1]]);
+        let op_code = OpCode::from_u8((request[2] >> 3) & 0x0f);
+        let Ok(query) = Message::from_vec(request) else {
+            return Message::error_msg(id, op_code, ResponseCode::FormErr).to_vec().ok();
+        };
+        let mut response = self.answer(&query);
+        response.metadata.recursion_desired = query.metadata.recursion_desired;
+        response.metadata.checking_disabled = query.metadata.checking_disabled;
+        response.add_queries(query.queries.iter().cloned());
+
+        let mut limit = CLASSIC_UDP_PAYLOAD;
+        if let Some(edns) = &query.edns {
+            let mut opt = Edns::new();
+            opt.set_max_payload(self.edns_payload);
+            response.edns = Some(opt);
+            limit = limit.max(edns.max_payload().min(self.edns_payload) as usize);
+        }
+        if transport == Transport::Tcp {
+            limit = u16::MAX as usize;
+        }
+        let bytes = response.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        truncate(response, limit)
+    }
+
+    fn answer(&self, query: &Message) -> Message {
+        let id = query.metadata.id;
+        let op_code = query.metadata.op_code;
+        if op_code != OpCode::Query {
+            return Message::error_msg(id, op_code, ResponseCode::NotImp);
+        }
+        if query.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
+            return Message::error_msg(id, op_code, ResponseCode::BADVERS);
+        }
+        let [question] = query.queries.as_slice() else {
+            return Message::error_msg(id, op_code, ResponseCode::FormErr);
+        };
+        if question.query_class() != DNSClass::IN {
+            return Message::error_msg(id, op_code, ResponseCode::Refused);
+        }
+        let catalog = self.catalog.load();
+        let name = LowerName::new(question.name());
+        let Some(zone) = catalog.find(&name) else {
+            return Message::error_msg(id, op_code, ResponseCode::Refused);
+        };
+        self.from_zone(id, zone, &name, question)
+    }
+
+    fn from_zone(&self, id: u16, zone: &Zone, name: &LowerName, question: &Query) -> Message {
+        let mut response = Message::response(id, OpCode::Query);
+        response.metadata.authoritative = true;
+        match zone.lookup(name, question.query_type()) {
+            Lookup::Answer(set) => {
+                let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
+                response.add_answers(self.owned_by(question, set, rotate));
+            }
+            Lookup::Alias(cname) => {
+                response.add_answers(self.owned_by(question, cname, false));
+            }
+            Lookup::Delegation(ns) => {
+                response.metadata.authoritative = false;
+                response.add_authorities(ns.records_without_rrsigs().cloned());
+                response.add_additionals(glue(zone, ns));
+            }
+            Lookup::NoData => {
+                response.add_authorities(negative_soa(zone));
+            }
+            Lookup::NxDomain => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                response.add_authorities(negative_soa(zone));
+            }
+        }
+        response
+    }
+
+    /// The RRset's records owned by the name as the client wrote it (so the
+    /// answer compresses onto the question, as the kernel's does), with the
+    /// set's TTL, optionally rotated.
+    fn owned_by(&self, question: &Query, set: &RecordSet, rotate: bool) -> Vec<Record> {
+        let mut records: Vec<Record> = set
+            .records_without_rrsigs()
+            .map(|record| {
+                let mut record = record.clone();
+                record.name = question.name().clone();
+                record.ttl = set.ttl();
+                record
+            })
+            .collect();
+        if rotate && records.len() > 1 {
+            let turn = self.rotation.fetch_add(1, Ordering::Relaxed) % records.len();
+            records.rotate_left(turn);
+        }
+        records
+    }
+}
+
+/// The SOA for a negative answer, its TTL capped by the SOA minimum
+/// (RFC 2308 §3).
+fn negative_soa(zone: &Zone) -> Vec<Record> {
+    zone.soa()
+        .records_without_rrsigs()
+        .map(|record| {
+            let mut record = record.clone();
+            if let RData::SOA(soa) = &record.data {
+                record.ttl = record.ttl.min(soa.minimum);
+            }
+            record
+        })
+        .collect()
+}
+
+/// A and AAAA records for NS targets inside the zone.
+fn glue(zone: &Zone, ns: &RecordSet) -> Vec<Record> {
+    ns.records_without_rrsigs()
+        .filter_map(|record| match &record.data {
+            RData::NS(target) => Some(target),
+            _ => None,
+        })
+        .flat_map(|target| {
+            let node = zone.node(&LowerName::new(&target.0));
+            [RecordType::A, RecordType::AAAA]
+                .into_iter()
+                .filter_map(move |record_type| node.and_then(|node| node.rrset(record_type)))
+                .flat_map(|set| set.records_without_rrsigs().cloned())
+        })
+        .collect()
+}
+
+/// An answer that does not fit `limit`: TC set and the record sections
+/// emptied, telling the client to ask again over TCP. The question and OPT
+/// always fit: the query that carried them was no larger.
+fn truncate(mut response: Message, limit: usize) -> Option<Vec<u8>> {
+    response.metadata.truncation = true;
+    response.answers.clear();
+    response.authorities.clear();
+    response.additionals.clear();
+    response.to_vec().ok().filter(|bytes| bytes.len() <= limit)
+}

@@ -1,0 +1,68 @@
+//! The set of zones served, and which one answers a name.
+
+use std::{collections::HashMap, sync::Arc};
+
+use hickory_proto::rr::LowerName;
+
+use super::Zone;
+
+/// All zones, keyed by origin. Cheap to clone: zones are shared.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    zones: HashMap<LowerName, Arc<Zone>>,
+}
+
+impl Catalog {
+    /// Adds `zone`, replacing any zone with the same origin.
+    pub fn insert(&mut self, zone: Zone) {
+        self.zones.insert(zone.origin().clone(), Arc::new(zone));
+    }
+
+    /// The zone with the longest origin that contains `name`.
+    pub fn find(&self, name: &LowerName) -> Option<&Arc<Zone>> {
+        let mut candidate = name.clone();
+        loop {
+            if let Some(zone) = self.zones.get(&candidate) {
+                return Some(zone);
+            }
+            if candidate.is_root() {
+                return None;
+            }
+            candidate = candidate.base_name();
+        }
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::zone::parse_zone;
+
+    fn zone(origin: &str) -> Zone {
+        let text = "@ 60 IN SOA ns host 1 2 3 4 5\n";
+        parse_zone(&Name::from_ascii(origin).unwrap(), text, Path::new("test.zone")).unwrap()
+    }
+
+    #[test]
+    fn longest_origin_wins() {
+        let mut catalog = Catalog::default();
+        catalog.insert(zone("example.com."));
+        catalog.insert(zone("sub.example.com."));
+        let find = |name: &str| {
+            catalog
+                .find(&LowerName::new(&Name::from_ascii(name).unwrap()))
+                .map(|zone| zone.origin().to_string())
+        };
+        assert_eq!(find("a.sub.example.com.").as_deref(), Some("sub.example.com."));
+        assert_eq!(find("www.example.com.").as_deref(), Some("example.com."));
+        assert_eq!(find("example.org."), None);
+    }
+}

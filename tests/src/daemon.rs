@@ -1,0 +1,135 @@
+//! Running the real `dnslb` binary inside a namespace, and talking to it
+//! with real clients.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use crate::netns::{Netns, checked};
+
+/// The `dnslb` binary next to the running test or tool (`target/<profile>/`),
+/// or `$DNSLB_BIN`.
+pub fn dnslb_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("DNSLB_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let candidates = exe.ancestors().skip(1).take(2).map(|dir| dir.join("dnslb"));
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("no dnslb binary beside {}; build it with `cargo build -p dns-userspace`", exe.display())
+}
+
+/// The workspace root, for example files.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// A `dnslb run` process; killed on drop if still running.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `dnslb ARGS` in `netns` and waits until it serves.
+    pub fn start(netns: &Netns, args: &[&str]) -> anyhow::Result<Daemon> {
+        let log = std::env::temp_dir().join(format!("{}.dnslb.log", netns.name()));
+        let file = fs::File::create(&log)?;
+        let child = netns
+            .command(dnslb_binary()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("starting dnslb")?;
+        let mut daemon = Daemon { child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !daemon.log_text().contains("serving DNS on") {
+            if let Some(status) = daemon.child.try_wait()? {
+                bail!("dnslb exited with {status} before serving:\n{}", daemon.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!("dnslb did not start serving within 20 s:\n{}", daemon.log_text());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(daemon)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits (up to 10 s) for the process to exit.
+    pub fn stop(mut self, signal: Signal) -> anyhow::Result<ExitStatus> {
+        kill(Pid::from_raw(self.child.id() as i32), signal)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("dnslb did not exit within 10 s of {signal}:\n{}", self.log_text());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `kdig ARGS` inside `netns` and returns what it printed.
+pub fn kdig(netns: &Netns, args: &[&str]) -> anyhow::Result<String> {
+    let output = netns
+        .command("kdig")
+        .args(["+timeout=2", "+retry=0"])
+        .args(args)
+        .output()
+        .context("running kdig (install knot-dnsutils)")?;
+    checked(&format!("kdig {}", args.join(" ")), output)
+}
+
+/// `GET /metrics` from inside `netns`.
+pub fn scrape(netns: &Netns, addr: &str) -> anyhow::Result<String> {
+    netns.run(|| -> anyhow::Result<String> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: dnslb\r\n\r\n")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    })?
+}
+
+/// The value of the sample `series` (name with labels) in exposition text.
+pub fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

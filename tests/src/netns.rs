@@ -1,0 +1,137 @@
+//! Test hosts in network namespaces: a client and a server joined by a veth
+//! pair, 198.18.0.1 and 198.18.0.2. Everything is removed on drop, which
+//! also detaches any XDP program from the veth devices.
+
+use std::{
+    fs::{self, File},
+    path::Path,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+};
+
+use anyhow::{Context, bail};
+use nix::sched::{CloneFlags, setns};
+
+pub const CLIENT_ADDR: &str = "198.18.0.1";
+pub const SERVER_ADDR: &str = "198.18.0.2";
+const PREFIX: &str = "dnslbt";
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create(name: String) -> anyhow::Result<Netns> {
+        ip(&["netns", "add", &name])?;
+        let netns = Netns { name };
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `program` to be run inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Runs `work` on a thread that has entered the namespace, for sockets
+    /// and XDP attachments made from this process.
+    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        let path = Path::new("/run/netns").join(&self.name);
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    setns(handle, CloneFlags::CLONE_NEWNET).context("entering the namespace")?;
+                    Ok(work())
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("work in namespace {} panicked", self.name))?
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "delete", &self.name]);
+    }
+}
+
+/// Two hosts and the wire between them.
+pub struct Rig {
+    pub client: Netns,
+    pub server: Netns,
+    pub client_if: String,
+    pub server_if: String,
+}
+
+impl Rig {
+    pub fn new() -> anyhow::Result<Rig> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        remove_stale();
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let client = Netns::create(format!("{PREFIX}-{pid}-{n}-client"))?;
+        let server = Netns::create(format!("{PREFIX}-{pid}-{n}-server"))?;
+        let (client_if, server_if) = (format!("dl{n}x{pid}c"), format!("dl{n}x{pid}s"));
+        client.ip(&["link", "add", &client_if, "type", "veth", "peer", "name", &server_if, "netns", server.name()])?;
+        client.ip(&["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", &client_if])?;
+        server.ip(&["addr", "add", &format!("{SERVER_ADDR}/24"), "dev", &server_if])?;
+        client.ip(&["link", "set", &client_if, "up"])?;
+        server.ip(&["link", "set", &server_if, "up"])?;
+        Ok(Rig {
+            client,
+            server,
+            client_if,
+            server_if,
+        })
+    }
+
+    /// Whether an XDP program is attached to the server's interface.
+    pub fn server_has_xdp(&self) -> anyhow::Result<bool> {
+        Ok(self.server.ip(&["link", "show", "dev", &self.server_if])?.contains("xdp"))
+    }
+}
+
+/// Deletes namespaces left by test processes that died before cleaning up.
+fn remove_stale() {
+    let Ok(entries) = fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&format!("{PREFIX}-")).and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = ip(&["netns", "delete", &name]);
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("ip").args(args).output().context("running ip (install iproute2)")?;
+    checked(&format!("ip {}", args.join(" ")), output)
+}
+
+/// The command's stdout, or an error with its stderr.
+pub fn checked(what: &str, output: Output) -> anyhow::Result<String> {
+    if !output.status.success() {
+        bail!("{what}: {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -1,0 +1,360 @@
+//! The XDP program on hand-built frames, through `BPF_PROG_TEST_RUN`: the
+//! real program in the real kernel verifier and interpreter/JIT, without
+//! attaching it anywhere. Needs root (CAP_BPF).
+
+use std::net::Ipv4Addr;
+
+use dns_common::{Counter, HotName};
+use dnslb::dataplane::{Dataplane, DataplaneOptions, Endpoint, HotAnswer, TestOutcome};
+use dnslb_tests::frame::{Opt, QueryFrame, internet_checksum, udp_frame, wire_name};
+use hickory_proto::{
+    op::{Message, MessageType, ResponseCode},
+    rr::{RData, RecordType},
+};
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const EDNS_PAYLOAD: u16 = 1232;
+
+fn program() -> Dataplane {
+    Dataplane::load(DataplaneOptions {
+        port: 53,
+        edns_payload: EDNS_PAYLOAD,
+        hot_capacity: 64,
+    })
+    .expect("the XDP program loads (run as root)")
+}
+
+fn addr(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 10, last)
+}
+
+fn make_hot(dataplane: &mut Dataplane, name: &str, answer: HotAnswer) {
+    let key = HotName::from_wire(&wire_name(name)).expect("a valid name");
+    dataplane.set_hot_a(&key, &answer.encode().expect("encodable")).unwrap();
+}
+
+fn round_robin(dataplane: &mut Dataplane, name: &str, addrs: &[Ipv4Addr]) {
+    let answer = HotAnswer::RoundRobin {
+        ttl: 300,
+        addrs: addrs.to_vec(),
+    };
+    make_hot(dataplane, name, answer);
+}
+
+fn run(dataplane: &mut Dataplane, frame: &[u8]) -> TestOutcome {
+    dataplane.test_run(frame, 1).expect("BPF_PROG_TEST_RUN")
+}
+
+/// The frame must leave with `XDP_PASS`, byte for byte as it came, counted
+/// under `reason`.
+fn assert_passes(dataplane: &mut Dataplane, frame: &[u8], reason: Counter) {
+    let before = dataplane.counters().unwrap();
+    let outcome = run(dataplane, frame);
+    assert_eq!(outcome.action, XDP_PASS, "expected XDP_PASS ({reason:?})");
+    assert_eq!(outcome.frame, frame, "a passed frame must be unchanged");
+    let after = dataplane.counters().unwrap();
+    assert_eq!(after.get(reason), before.get(reason) + 1, "counted as {reason:?}: {after:?}");
+}
+
+/// Checks every header of an answer frame against its query, and returns
+/// the decoded DNS answer.
+fn decode_answer(query: &QueryFrame, input: &[u8], outcome: &TestOutcome) -> Message {
+    assert_eq!(outcome.action, XDP_TX, "expected an answer (XDP_TX)");
+    let out = &outcome.frame;
+    let l2 = if query.vlan.is_some() { 18 } else { 14 };
+    assert_eq!(&out[0..6], &input[6..12], "destination MAC is the client's");
+    assert_eq!(&out[6..12], &input[0..6], "source MAC is ours");
+    assert_eq!(&out[12..l2], &input[12..l2], "VLAN tag and ethertype kept");
+
+    let ip = &out[l2..];
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    assert_eq!(header_len, 20 + query.ip_options.len());
+    assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len(), "IP total length");
+    assert_eq!(internet_checksum(&ip[..header_len]), 0, "IP header checksum");
+    assert_eq!(ip[8], 64, "reply TTL");
+    assert_eq!(&ip[12..16], &input[l2 + 16..l2 + 20], "source is the server");
+    assert_eq!(&ip[16..20], &input[l2 + 12..l2 + 16], "destination is the client");
+    assert_eq!(&ip[20..header_len], &query.ip_options[..], "IP options kept");
+
+    let udp = &ip[header_len..];
+    assert_eq!(&udp[0..2], &query.port.to_be_bytes());
+    assert_eq!(&udp[2..4], &query.source_port.to_be_bytes());
+    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len(), "UDP length");
+    assert_eq!(&udp[6..8], &[0, 0], "UDP checksum left out");
+
+    let dns = &udp[8..];
+    let question_len = query.qname.len() + 4;
+    assert_eq!(&dns[12..12 + question_len], &query.dns()[12..12 + question_len], "question echoed byte for byte");
+    let message = Message::from_vec(dns).expect("the answer decodes");
+    assert_eq!(message.metadata.id, query.id);
+    assert_eq!(message.metadata.message_type, MessageType::Response);
+    assert!(message.metadata.authoritative);
+    assert!(!message.metadata.recursion_available);
+    assert!(!message.metadata.truncation);
+    assert_eq!(message.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(message.queries.len(), 1);
+    assert!(message.authorities.is_empty());
+    message
+}
+
+fn answer_addrs(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .map(|record| {
+            assert_eq!(record.record_type(), RecordType::A);
+            assert_eq!(record.ttl, 300);
+            match &record.data {
+                RData::A(a) => a.0,
+                other => panic!("not an A record: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn hot_name_is_answered_with_every_field_right() {
+    let mut dataplane = program();
+    let addrs = [addr(1), addr(2), addr(3)];
+    round_robin(&mut dataplane, "www.example.com", &addrs);
+
+    let query = QueryFrame::a("WwW.ExAmPlE.cOm");
+    let input = query.build();
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let outcome = run(&mut dataplane, &input);
+        let message = decode_answer(&query, &input, &outcome);
+        assert!(message.metadata.recursion_desired, "RD copied");
+        assert!(message.edns.is_none(), "no OPT without one in the query");
+        let got = answer_addrs(&message);
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, addrs, "every address of the RRset");
+        assert_eq!(message.answers[0].name.to_ascii(), "WwW.ExAmPlE.cOm.", "owner compressed onto the question");
+        firsts.push(got[0]);
+    }
+    firsts.sort();
+    assert_eq!(firsts, addrs, "each query rotates the order");
+    assert_eq!(dataplane.counters().unwrap().get(Counter::Answered), 3);
+}
+
+#[test]
+fn flags_are_copied_as_resolvers_expect() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "api.example.com", &[addr(9)]);
+    let mut query = QueryFrame::a("api.example.com");
+    query.flags = [0x00, 0x10]; // RD clear, CD set
+    let input = query.build();
+    let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+    assert!(!message.metadata.recursion_desired);
+    assert!(message.metadata.checking_disabled);
+    assert_eq!(answer_addrs(&message), vec![addr(9)]);
+
+    // QR set, opcode 1 (IQUERY), TC set, Z set.
+    for flags in [[0x81, 0x00], [0x09, 0x00], [0x03, 0x00], [0x01, 0x40]] {
+        query.flags = flags;
+        assert_passes(&mut dataplane, &query.build(), Counter::PassUnsupported);
+    }
+}
+
+#[test]
+fn edns_queries_get_an_opt_record_and_the_rest_pass() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1), addr(2)]);
+
+    for client_payload in [512, 1232, 4096] {
+        let query = QueryFrame::a("www.example.com").with_opt(Opt::plain(client_payload));
+        let input = query.build();
+        let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+        let edns = message.edns.as_ref().expect("OPT in the answer");
+        assert_eq!(edns.version(), 0);
+        assert_eq!(edns.max_payload(), EDNS_PAYLOAD, "the server's payload size");
+        assert!(!edns.flags().dnssec_ok);
+        assert!(edns.options().as_ref().is_empty(), "no options");
+        assert_eq!(answer_addrs(&message).len(), 2);
+    }
+
+    let dnssec = Opt {
+        dnssec_ok: true,
+        ..Opt::plain(1232)
+    };
+    let version_1 = Opt {
+        version: 1,
+        ..Opt::plain(1232)
+    };
+    // Client Subnet 198.18.0.0/24.
+    let client_subnet = Opt {
+        options: vec![0, 8, 0, 7, 0, 1, 24, 0, 198, 18, 0],
+        ..Opt::plain(1232)
+    };
+    for opt in [dnssec, version_1, client_subnet] {
+        let frame = QueryFrame::a("www.example.com").with_opt(opt).build();
+        assert_passes(&mut dataplane, &frame, Counter::PassEdns);
+    }
+}
+
+#[test]
+fn what_the_kernel_does_not_hold_passes() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
+    assert_passes(&mut dataplane, &QueryFrame::a("nope.example.com").build(), Counter::PassNotHot);
+    assert_passes(&mut dataplane, &QueryFrame::a("www.example.com").with_type(28).build(), Counter::PassNotAIn);
+    let mut chaos = QueryFrame::a("www.example.com");
+    chaos.qclass = 3;
+    assert_passes(&mut dataplane, &chaos.build(), Counter::PassNotAIn);
+    let mut other_port = QueryFrame::a("www.example.com");
+    other_port.port = 5353;
+    assert_passes(&mut dataplane, &other_port.build(), Counter::PassNotDns);
+
+    let mut ipv6 = QueryFrame::a("www.example.com").build();
+    ipv6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    assert_passes(&mut dataplane, &ipv6, Counter::PassUnsupported);
+    let mut fragment = QueryFrame::a("www.example.com").build();
+    fragment[14 + 6] |= 0x20; // more fragments
+    assert_passes(&mut dataplane, &fragment, Counter::PassUnsupported);
+    let mut trailing = QueryFrame::a("www.example.com").dns();
+    trailing.push(0);
+    assert_passes(&mut dataplane, &udp_frame(None, &[], 40_000, 53, &trailing), Counter::PassMalformed);
+}
+
+#[test]
+fn vlan_tagged_queries_are_answered_inside_the_tag() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
+    let query = QueryFrame {
+        vlan: Some(0x0064),
+        ..QueryFrame::a("www.example.com")
+    };
+    let input = query.build();
+    let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+    assert_eq!(answer_addrs(&message), vec![addr(1)]);
+}
+
+#[test]
+fn ip_options_are_skipped_and_kept() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
+    for words in [1, 10] {
+        // No-operation options, then end of list.
+        let mut options = vec![1u8; words * 4];
+        options[words * 4 - 1] = 0;
+        let query = QueryFrame {
+            ip_options: options,
+            ..QueryFrame::a("www.example.com")
+        };
+        let input = query.build();
+        let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+        assert_eq!(answer_addrs(&message), vec![addr(1)]);
+    }
+}
+
+#[test]
+fn every_truncation_of_a_valid_query_passes_unchanged() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
+    for query in [
+        QueryFrame::a("www.example.com"),
+        QueryFrame::a("www.example.com").with_opt(Opt::plain(1232)),
+    ] {
+        let frame = query.build();
+        // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
+        for len in 14..frame.len() {
+            let cut = &frame[..len];
+            let outcome = run(&mut dataplane, cut);
+            assert_eq!(outcome.action, XDP_PASS, "truncated to {len} bytes");
+            assert_eq!(outcome.frame, cut, "truncated to {len} bytes, changed");
+        }
+    }
+}
+
+#[test]
+fn random_bytes_pass_unchanged() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..3000 {
+        let len = 14 + (next() % 600) as usize;
+        let noise: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Half the rounds wrap the noise in valid headers to port 53, so
+        // it reaches the DNS parser.
+        let frame = if round % 2 == 0 { noise } else { udp_frame(None, &[], 40_000, 53, &noise) };
+        let outcome = run(&mut dataplane, &frame);
+        assert_eq!(outcome.action, XDP_PASS, "round {round}");
+        assert_eq!(outcome.frame, frame, "round {round}");
+    }
+}
+
+/// A name of exactly `len` bytes on the wire.
+fn name_of_wire_len(len: usize) -> String {
+    let mut labels = Vec::new();
+    let mut left = len - 1; // the root label
+    while left > 0 {
+        let label = (left - 1).min(63);
+        labels.push("a".repeat(label));
+        left -= label + 1;
+    }
+    labels.join(".")
+}
+
+#[test]
+fn names_up_to_255_bytes_are_answered_and_longer_ones_pass() {
+    let mut dataplane = program();
+    let longest = name_of_wire_len(255);
+    assert_eq!(wire_name(&longest).len(), 255);
+    round_robin(&mut dataplane, &longest, &[addr(1)]);
+    let query = QueryFrame::a(&longest.to_uppercase());
+    let input = query.build();
+    let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+    assert_eq!(answer_addrs(&message), vec![addr(1)]);
+
+    let too_long = QueryFrame::a(&format!("a.{longest}"));
+    assert_eq!(too_long.qname.len(), 257);
+    assert_passes(&mut dataplane, &too_long.build(), Counter::PassMalformed);
+}
+
+#[test]
+fn answers_that_would_not_fit_pass() {
+    let mut dataplane = program();
+    let name = name_of_wire_len(255);
+    let sixteen: Vec<Ipv4Addr> = (1..=16).map(addr).collect();
+    round_robin(&mut dataplane, &name, &sixteen);
+    // 12 + 259 + 16 * 16 > 512.
+    assert_passes(&mut dataplane, &QueryFrame::a(&name).build(), Counter::PassTooBig);
+    let small_edns = QueryFrame::a(&name).with_opt(Opt::plain(512));
+    assert_passes(&mut dataplane, &small_edns.build(), Counter::PassTooBig);
+
+    let query = QueryFrame::a(&name).with_opt(Opt::plain(1232));
+    let input = query.build();
+    let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+    assert_eq!(answer_addrs(&message).len(), 16);
+}
+
+#[test]
+fn weighted_names_get_one_endpoint_in_proportion() {
+    let mut dataplane = program();
+    let endpoints = [(1, 1), (2, 0), (3, 3)]
+        .map(|(last, weight)| Endpoint { addr: addr(last), weight })
+        .to_vec();
+    make_hot(&mut dataplane, "w.example.com", HotAnswer::Weighted { ttl: 300, endpoints });
+    let query = QueryFrame::a("w.example.com");
+    let input = query.build();
+    let draws = 4000;
+    let mut counts = [0usize; 3];
+    for _ in 0..draws {
+        let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+        let got = answer_addrs(&message);
+        assert_eq!(got.len(), 1, "a weighted answer has one record");
+        counts[usize::from(got[0].octets()[3] - 1)] += 1;
+    }
+    assert_eq!(counts[1], 0, "weight 0 gets nothing: {counts:?}");
+    // Expected 1000 : 3000; the standard deviation is about 27.
+    let expected = draws / 4;
+    assert!(counts[0].abs_diff(expected) < 140, "{counts:?}");
+}
