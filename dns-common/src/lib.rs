@@ -112,7 +112,8 @@ pub struct HotA {
 pub enum Counter {
     /// Answered from the kernel with `XDP_TX`.
     Answered = 0,
-    /// Not IPv4 UDP to the serving port (ARP, TCP, other ports, ...).
+    /// Not UDP to the serving port (ARP, TCP, other ports, ...), or not
+    /// sent to us alone (multicast and broadcast frames).
     PassNotDns,
     /// DNS we do not answer in the kernel: IPv6, IP fragments, opcodes other
     /// than QUERY, unusual section counts or flags.
@@ -186,8 +187,14 @@ mod tests {
     fn rejects_bad_names() {
         assert!(HotName::from_wire(b"").is_none());
         assert!(HotName::from_wire(b"\x03www").is_none(), "no root label");
-        assert!(HotName::from_wire(b"\x01a\x00\x00").is_none(), "trailing bytes");
-        assert!(HotName::from_wire(b"\xc0\x0c").is_none(), "compression pointer");
+        assert!(
+            HotName::from_wire(b"\x01a\x00\x00").is_none(),
+            "trailing bytes"
+        );
+        assert!(
+            HotName::from_wire(b"\xc0\x0c").is_none(),
+            "compression pointer"
+        );
         let mut long = [1u8; 256];
         long[255] = 0;
         assert!(HotName::from_wire(&long).is_none(), "over 255 bytes");

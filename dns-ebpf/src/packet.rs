@@ -12,6 +12,7 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPV4_MIN_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
 const IPPROTO_UDP: u8 = 17;
 pub const UDP_LEN: usize = 8;
 /// The TTL we send answers with, as Linux does by default.
@@ -57,8 +58,9 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     let eth = bytes_at(ctx, 0, ETH_LEN).ok_or(Counter::PassNotDns)?;
     // SAFETY: `eth` covers ETH_LEN bytes.
     if unsafe { *eth } & 1 != 0 {
-        // Sent to a multicast or broadcast MAC: not a unicast question to us.
-        return Err(Counter::PassUnsupported);
+        // Multicast or broadcast (neighbour discovery, mDNS, ...): never a
+        // unicast question to this server.
+        return Err(Counter::PassNotDns);
     }
     let mut ethertype = read_u16(eth.wrapping_add(12));
     let mut l3 = ETH_LEN;
@@ -69,7 +71,8 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     }
     match ethertype {
         ETH_P_IPV4 => {}
-        ETH_P_IPV6 | ETH_P_8021Q => return Err(Counter::PassUnsupported),
+        ETH_P_IPV6 => return Err(ipv6_reason(ctx, l3)),
+        ETH_P_8021Q => return Err(Counter::PassUnsupported),
         _ => return Err(Counter::PassNotDns),
     }
 
@@ -111,6 +114,22 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
     })
 }
 
+/// IPv6 is answered by the daemon for now: count UDP to our port (without
+/// extension headers) as DNS we do not handle, the rest as not DNS.
+#[inline(always)]
+fn ipv6_reason(ctx: &XdpContext, l3: usize) -> Counter {
+    let Some(ip) = bytes_at(ctx, l3, IPV6_LEN + UDP_LEN) else {
+        return Counter::PassNotDns;
+    };
+    // SAFETY: `ip` covers the IPv6 header and a UDP header after it.
+    let next_header = unsafe { *ip.wrapping_add(6) };
+    if next_header == IPPROTO_UDP && read_u16(ip.wrapping_add(IPV6_LEN + 2)) == config(&DNS_PORT) {
+        Counter::PassUnsupported
+    } else {
+        Counter::PassNotDns
+    }
+}
+
 /// One's-complement update of an Internet checksum when a 16-bit word of
 /// the covered data changes from `old` to `new` (RFC 1624, eqn. 3). Works in
 /// either byte order as long as all three values use the same one.
@@ -129,7 +148,13 @@ fn checksum_update(check: u16, old: u16, new: u16) -> u16 {
 ///
 /// `eth`, `ip` and `udp` must each be checked to cover their header.
 #[inline(always)]
-pub fn turn_around(eth: *mut u8, ip: *mut u8, udp: *mut u8, payload_len: usize, ip_header_len: usize) {
+pub fn turn_around(
+    eth: *mut u8,
+    ip: *mut u8,
+    udp: *mut u8,
+    payload_len: usize,
+    ip_header_len: usize,
+) {
     // SAFETY (whole body): the caller checked that each pointer covers its
     // header (14, 20 and 8 bytes); all accesses stay within those.
     unsafe {

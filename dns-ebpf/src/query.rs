@@ -37,7 +37,11 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
         return Err(Counter::PassUnsupported);
     }
     let additional = scratch.msg_u16(10);
-    if scratch.msg_u16(4) != 1 || scratch.msg_u16(6) != 0 || scratch.msg_u16(8) != 0 || additional > 1 {
+    if scratch.msg_u16(4) != 1
+        || scratch.msg_u16(6) != 0
+        || scratch.msg_u16(8) != 0
+        || additional > 1
+    {
         return Err(Counter::PassUnsupported);
     }
 
@@ -76,7 +80,11 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
         }
         // Honour the smaller of the two sizes, and never less than 512
         // (RFC 6891 §6.2.5).
-        let limit = if client_payload < server_payload { client_payload } else { server_payload };
+        let limit = if client_payload < server_payload {
+            client_payload
+        } else {
+            server_payload
+        };
         if limit > CLASSIC_UDP_PAYLOAD {
             question.payload_limit = limit as usize;
         }

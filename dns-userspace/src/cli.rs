@@ -8,7 +8,11 @@ use hickory_proto::rr::Name;
 use crate::dataplane::AttachMode;
 
 #[derive(Debug, Parser)]
-#[command(name = "dnslb", version, about = "A DNS load balancer that answers its busiest names in XDP")]
+#[command(
+    name = "dnslb",
+    version,
+    about = "A DNS load balancer that answers its busiest names in XDP"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -62,7 +66,8 @@ fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
     let (origin, file) = value
         .split_once('=')
         .ok_or_else(|| format!("expected ORIGIN=FILE, got `{value}`"))?;
-    let mut origin = Name::from_ascii(origin).map_err(|error| format!("bad zone origin `{origin}`: {error}"))?;
+    let mut origin =
+        Name::from_ascii(origin).map_err(|error| format!("bad zone origin `{origin}`: {error}"))?;
     origin.set_fqdn(true);
     if file.is_empty() {
         return Err(format!("no file given for zone {origin}"));
@@ -82,13 +87,19 @@ mod tests {
         let zone = parse_zone_arg("example.com=zones/example.com.zone").unwrap();
         assert_eq!(zone.origin.to_string(), "example.com.");
         assert_eq!(zone.file, PathBuf::from("zones/example.com.zone"));
-        assert!(parse_zone_arg("example.com").unwrap_err().contains("ORIGIN=FILE"));
+        assert!(
+            parse_zone_arg("example.com")
+                .unwrap_err()
+                .contains("ORIGIN=FILE")
+        );
         assert!(parse_zone_arg("example.com=").is_err());
     }
 
     #[test]
     fn iface_is_required_unless_no_xdp() {
-        let parse = |args: &[&str]| Cli::try_parse_from([&["dnslb", "run", "--zone", "a=b"], args].concat());
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["dnslb", "run", "--zone", "a=b"], args].concat())
+        };
         assert!(parse(&[]).is_err());
         assert!(parse(&["--no-xdp"]).is_ok());
         assert!(parse(&["--iface", "eth0"]).is_ok());

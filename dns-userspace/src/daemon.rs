@@ -22,7 +22,9 @@ use crate::{
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let catalog = load_catalog(&args.zones)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(args, catalog))
 }
 
@@ -44,14 +46,22 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let sockets = args
         .udp_sockets
         .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
-    serve_udp(args.listen, sockets, responder.clone(), metrics.clone(), &mut tasks)
-        .with_context(|| format!("binding UDP {}", args.listen))?;
+    serve_udp(
+        args.listen,
+        sockets,
+        responder.clone(),
+        metrics.clone(),
+        &mut tasks,
+    )
+    .with_context(|| format!("binding UDP {}", args.listen))?;
     serve_tcp(args.listen, responder.clone(), metrics.clone(), &mut tasks)
         .await
         .with_context(|| format!("binding TCP {}", args.listen))?;
 
     let dataplane = match (&args.iface, args.no_xdp) {
-        (Some(iface), false) => Some(Arc::new(Mutex::new(start_dataplane(&args, iface, &catalog)?))),
+        (Some(iface), false) => Some(Arc::new(Mutex::new(start_dataplane(
+            &args, iface, &catalog,
+        )?))),
         _ => {
             log::info!("XDP disabled: answering every query from userspace");
             None
@@ -72,7 +82,9 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
 
     let outcome = wait_for_stop(&mut tasks).await;
     if let Some(dataplane) = dataplane {
-        let mut dataplane = dataplane.lock().map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+        let mut dataplane = dataplane
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
         dataplane.detach().context("detaching the XDP program")?;
         log::info!("XDP program detached");
     }
@@ -87,7 +99,8 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
         edns_payload: args.edns_payload,
         hot_capacity: args.hot_capacity,
     };
-    let mut dataplane = Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
+    let mut dataplane =
+        Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let mut hot = 0usize;
     for zone in catalog.zones() {
         let (entries, skipped) = hot_entries(zone);
@@ -101,9 +114,12 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
         }
         hot += entries.len();
     }
-    dataplane
-        .attach(iface, args.xdp_mode)
-        .with_context(|| format!("attaching the XDP program to {iface} in {:?} mode ({RIGHTS})", args.xdp_mode))?;
+    dataplane.attach(iface, args.xdp_mode).with_context(|| {
+        format!(
+            "attaching the XDP program to {iface} in {:?} mode ({RIGHTS})",
+            args.xdp_mode
+        )
+    })?;
     log::info!("XDP program attached to {iface}; {hot} hot names in the kernel");
     Ok(dataplane)
 }

@@ -42,9 +42,17 @@ impl Metrics {
         out.push_str("# HELP dnslb_queries_total DNS queries answered or handled, by where.\n");
         out.push_str("# TYPE dnslb_queries_total counter\n");
         if let Some(kernel) = &kernel {
-            let _ = writeln!(out, "dnslb_queries_total{{path=\"xdp\"}} {}", kernel.get(Counter::Answered));
+            let _ = writeln!(
+                out,
+                "dnslb_queries_total{{path=\"xdp\"}} {}",
+                kernel.get(Counter::Answered)
+            );
         }
-        let _ = writeln!(out, "dnslb_queries_total{{path=\"userspace\"}} {}", self.userspace_queries());
+        let _ = writeln!(
+            out,
+            "dnslb_queries_total{{path=\"userspace\"}} {}",
+            self.userspace_queries()
+        );
         if let Some(kernel) = &kernel {
             out.push_str("# HELP dnslb_xdp_packets_total Packets the XDP program saw.\n");
             out.push_str("# TYPE dnslb_xdp_packets_total counter\n");
@@ -53,7 +61,11 @@ impl Metrics {
             out.push_str("# TYPE dnslb_xdp_passed_total counter\n");
             for counter in Counter::ALL {
                 if let Some(reason) = counter.pass_reason() {
-                    let _ = writeln!(out, "dnslb_xdp_passed_total{{reason=\"{reason}\"}} {}", kernel.get(counter));
+                    let _ = writeln!(
+                        out,
+                        "dnslb_xdp_passed_total{{reason=\"{reason}\"}} {}",
+                        kernel.get(counter)
+                    );
                 }
             }
         }
@@ -88,7 +100,11 @@ pub async fn serve_metrics(
 
 /// Reads one request head and answers it; scrapers open a connection per
 /// scrape or tolerate `Connection: close`.
-async fn answer_scrape(mut stream: TcpStream, metrics: &Metrics, kernel: &KernelSource) -> io::Result<()> {
+async fn answer_scrape(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    kernel: &KernelSource,
+) -> io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -101,11 +117,21 @@ async fn answer_scrape(mut stream: TcpStream, metrics: &Metrics, kernel: &Kernel
         head.extend_from_slice(&chunk[..read]);
     }
     let request_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let (status, content_type, body) = match request_line.split(|&b| b == b' ').collect::<Vec<_>>().as_slice() {
-        [b"GET", path, ..] if path.split(|&b| b == b'?').next() == Some(b"/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4", metrics.render(kernel()))
-        }
-        _ => ("404 Not Found", "text/plain", "only /metrics is served here\n".to_string()),
+    let (status, content_type, body) = match request_line
+        .split(|&b| b == b' ')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [b"GET", path, ..] if path.split(|&b| b == b'?').next() == Some(b"/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            metrics.render(kernel()),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "only /metrics is served here\n".to_string(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -124,7 +150,10 @@ mod tests {
         let metrics = Metrics::default();
         metrics.count_userspace_query();
         let text = metrics.render(None);
-        assert!(text.contains("dnslb_queries_total{path=\"userspace\"} 1\n"), "{text}");
+        assert!(
+            text.contains("dnslb_queries_total{path=\"userspace\"} 1\n"),
+            "{text}"
+        );
         assert!(!text.contains("path=\"xdp\""), "{text}");
     }
 
@@ -136,12 +165,20 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        serve_metrics(addr, metrics, Arc::new(|| None), &mut tasks).await.unwrap();
+        serve_metrics(addr, metrics, Arc::new(|| None), &mut tasks)
+            .await
+            .unwrap();
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
-        assert!(reply.contains("dnslb_queries_total{path=\"userspace\"} 1"), "{reply}");
+        assert!(
+            reply.contains("dnslb_queries_total{path=\"userspace\"} 1"),
+            "{reply}"
+        );
     }
 }

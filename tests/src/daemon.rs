@@ -32,7 +32,10 @@ pub fn dnslb_binary() -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("no dnslb binary beside {}; build it with `cargo build -p dns-userspace`", exe.display())
+    bail!(
+        "no dnslb binary beside {}; build it with `cargo build -p dns-userspace`",
+        exe.display()
+    )
 }
 
 /// The workspace root, for example files.
@@ -66,10 +69,16 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !daemon.log_text().contains("serving DNS on") {
             if let Some(status) = daemon.child.try_wait()? {
-                bail!("dnslb exited with {status} before serving:\n{}", daemon.log_text());
+                bail!(
+                    "dnslb exited with {status} before serving:\n{}",
+                    daemon.log_text()
+                );
             }
             if Instant::now() > deadline {
-                bail!("dnslb did not start serving within 20 s:\n{}", daemon.log_text());
+                bail!(
+                    "dnslb did not start serving within 20 s:\n{}",
+                    daemon.log_text()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -89,7 +98,10 @@ impl Daemon {
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                bail!("dnslb did not exit within 10 s of {signal}:\n{}", self.log_text());
+                bail!(
+                    "dnslb did not exit within 10 s of {signal}:\n{}",
+                    self.log_text()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -130,6 +142,11 @@ pub fn scrape(netns: &Netns, addr: &str) -> anyhow::Result<String> {
 
 /// The value of the sample `series` (name with labels) in exposition text.
 pub fn sample(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -51,7 +51,11 @@ pub struct QueryFrame {
 /// Encodes a presentation-format name (no escapes) to wire format.
 pub fn wire_name(name: &str) -> Vec<u8> {
     let mut wire = Vec::new();
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         wire.push(label.len() as u8);
         wire.extend_from_slice(label.as_bytes());
     }
@@ -111,12 +115,24 @@ impl QueryFrame {
 
     /// The whole frame, checksums correct.
     pub fn build(&self) -> Vec<u8> {
-        udp_frame(self.vlan, &self.ip_options, self.source_port, self.port, &self.dns())
+        udp_frame(
+            self.vlan,
+            &self.ip_options,
+            self.source_port,
+            self.port,
+            &self.dns(),
+        )
     }
 }
 
 /// Ethernet / IPv4 / UDP around `payload`, client to server.
-pub fn udp_frame(vlan: Option<u16>, ip_options: &[u8], source_port: u16, port: u16, payload: &[u8]) -> Vec<u8> {
+pub fn udp_frame(
+    vlan: Option<u16>,
+    ip_options: &[u8],
+    source_port: u16,
+    port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     assert_eq!(ip_options.len() % 4, 0, "IPv4 options come in 32-bit words");
     let mut frame = Vec::new();
     frame.extend_from_slice(&SERVER_MAC);

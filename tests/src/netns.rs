@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use dnslb::dataplane::{AttachMode, PassThrough, attach_pass_through};
 use nix::sched::{CloneFlags, setns};
 
 pub const CLIENT_ADDR: &str = "198.18.0.1";
@@ -55,7 +56,8 @@ impl Netns {
         thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    let handle =
+                        File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                     setns(handle, CloneFlags::CLONE_NEWNET).context("entering the namespace")?;
                     Ok(work())
                 })
@@ -88,9 +90,32 @@ impl Rig {
         let client = Netns::create(format!("{PREFIX}-{pid}-{n}-client"))?;
         let server = Netns::create(format!("{PREFIX}-{pid}-{n}-server"))?;
         let (client_if, server_if) = (format!("dl{n}x{pid}c"), format!("dl{n}x{pid}s"));
-        client.ip(&["link", "add", &client_if, "type", "veth", "peer", "name", &server_if, "netns", server.name()])?;
-        client.ip(&["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", &client_if])?;
-        server.ip(&["addr", "add", &format!("{SERVER_ADDR}/24"), "dev", &server_if])?;
+        client.ip(&[
+            "link",
+            "add",
+            &client_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &server_if,
+            "netns",
+            server.name(),
+        ])?;
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("{CLIENT_ADDR}/24"),
+            "dev",
+            &client_if,
+        ])?;
+        server.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_ADDR}/24"),
+            "dev",
+            &server_if,
+        ])?;
         client.ip(&["link", "set", &client_if, "up"])?;
         server.ip(&["link", "set", &server_if, "up"])?;
         Ok(Rig {
@@ -101,9 +126,22 @@ impl Rig {
         })
     }
 
+    /// Attaches a pass-everything XDP program to the client's interface, so
+    /// that the kernel delivers the frames the server sends with `XDP_TX`
+    /// (veth drops them otherwise). Detached when the handle drops.
+    pub fn attach_client_pass_through(&self) -> anyhow::Result<PassThrough> {
+        let iface = self.client_if.clone();
+        Ok(self
+            .client
+            .run(move || attach_pass_through(&iface, AttachMode::Native))??)
+    }
+
     /// Whether an XDP program is attached to the server's interface.
     pub fn server_has_xdp(&self) -> anyhow::Result<bool> {
-        Ok(self.server.ip(&["link", "show", "dev", &self.server_if])?.contains("xdp"))
+        Ok(self
+            .server
+            .ip(&["link", "show", "dev", &self.server_if])?
+            .contains("xdp"))
     }
 }
 
@@ -114,7 +152,10 @@ fn remove_stale() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(&format!("{PREFIX}-")).and_then(|rest| rest.split('-').next()) else {
+        let Some(pid) = name
+            .strip_prefix(&format!("{PREFIX}-"))
+            .and_then(|rest| rest.split('-').next())
+        else {
             continue;
         };
         if !Path::new("/proc").join(pid).exists() {
@@ -124,14 +165,21 @@ fn remove_stale() {
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("ip").args(args).output().context("running ip (install iproute2)")?;
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (install iproute2)")?;
     checked(&format!("ip {}", args.join(" ")), output)
 }
 
 /// The command's stdout, or an error with its stderr.
 pub fn checked(what: &str, output: Output) -> anyhow::Result<String> {
     if !output.status.success() {
-        bail!("{what}: {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{what}: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

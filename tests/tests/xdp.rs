@@ -31,7 +31,9 @@ fn addr(last: u8) -> Ipv4Addr {
 
 fn make_hot(dataplane: &mut Dataplane, name: &str, answer: HotAnswer) {
     let key = HotName::from_wire(&wire_name(name)).expect("a valid name");
-    dataplane.set_hot_a(&key, &answer.encode().expect("encodable")).unwrap();
+    dataplane
+        .set_hot_a(&key, &answer.encode().expect("encodable"))
+        .unwrap();
 }
 
 fn round_robin(dataplane: &mut Dataplane, name: &str, addrs: &[Ipv4Addr]) {
@@ -54,7 +56,11 @@ fn assert_passes(dataplane: &mut Dataplane, frame: &[u8], reason: Counter) {
     assert_eq!(outcome.action, XDP_PASS, "expected XDP_PASS ({reason:?})");
     assert_eq!(outcome.frame, frame, "a passed frame must be unchanged");
     let after = dataplane.counters().unwrap();
-    assert_eq!(after.get(reason), before.get(reason) + 1, "counted as {reason:?}: {after:?}");
+    assert_eq!(
+        after.get(reason),
+        before.get(reason) + 1,
+        "counted as {reason:?}: {after:?}"
+    );
 }
 
 /// Checks every header of an answer frame against its query, and returns
@@ -70,22 +76,50 @@ fn decode_answer(query: &QueryFrame, input: &[u8], outcome: &TestOutcome) -> Mes
     let ip = &out[l2..];
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     assert_eq!(header_len, 20 + query.ip_options.len());
-    assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len(), "IP total length");
-    assert_eq!(internet_checksum(&ip[..header_len]), 0, "IP header checksum");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        ip.len(),
+        "IP total length"
+    );
+    assert_eq!(
+        internet_checksum(&ip[..header_len]),
+        0,
+        "IP header checksum"
+    );
     assert_eq!(ip[8], 64, "reply TTL");
-    assert_eq!(&ip[12..16], &input[l2 + 16..l2 + 20], "source is the server");
-    assert_eq!(&ip[16..20], &input[l2 + 12..l2 + 16], "destination is the client");
-    assert_eq!(&ip[20..header_len], &query.ip_options[..], "IP options kept");
+    assert_eq!(
+        &ip[12..16],
+        &input[l2 + 16..l2 + 20],
+        "source is the server"
+    );
+    assert_eq!(
+        &ip[16..20],
+        &input[l2 + 12..l2 + 16],
+        "destination is the client"
+    );
+    assert_eq!(
+        &ip[20..header_len],
+        &query.ip_options[..],
+        "IP options kept"
+    );
 
     let udp = &ip[header_len..];
     assert_eq!(&udp[0..2], &query.port.to_be_bytes());
     assert_eq!(&udp[2..4], &query.source_port.to_be_bytes());
-    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len(), "UDP length");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+        udp.len(),
+        "UDP length"
+    );
     assert_eq!(&udp[6..8], &[0, 0], "UDP checksum left out");
 
     let dns = &udp[8..];
     let question_len = query.qname.len() + 4;
-    assert_eq!(&dns[12..12 + question_len], &query.dns()[12..12 + question_len], "question echoed byte for byte");
+    assert_eq!(
+        &dns[12..12 + question_len],
+        &query.dns()[12..12 + question_len],
+        "question echoed byte for byte"
+    );
     let message = Message::from_vec(dns).expect("the answer decodes");
     assert_eq!(message.metadata.id, query.id);
     assert_eq!(message.metadata.message_type, MessageType::Response);
@@ -131,7 +165,11 @@ fn hot_name_is_answered_with_every_field_right() {
         let mut sorted = got.clone();
         sorted.sort();
         assert_eq!(sorted, addrs, "every address of the RRset");
-        assert_eq!(message.answers[0].name.to_ascii(), "WwW.ExAmPlE.cOm.", "owner compressed onto the question");
+        assert_eq!(
+            message.answers[0].name.to_ascii(),
+            "WwW.ExAmPlE.cOm.",
+            "owner compressed onto the question"
+        );
         firsts.push(got[0]);
     }
     firsts.sort();
@@ -169,7 +207,11 @@ fn edns_queries_get_an_opt_record_and_the_rest_pass() {
         let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
         let edns = message.edns.as_ref().expect("OPT in the answer");
         assert_eq!(edns.version(), 0);
-        assert_eq!(edns.max_payload(), EDNS_PAYLOAD, "the server's payload size");
+        assert_eq!(
+            edns.max_payload(),
+            EDNS_PAYLOAD,
+            "the server's payload size"
+        );
         assert!(!edns.flags().dnssec_ok);
         assert!(edns.options().as_ref().is_empty(), "no options");
         assert_eq!(answer_addrs(&message).len(), 2);
@@ -198,8 +240,16 @@ fn edns_queries_get_an_opt_record_and_the_rest_pass() {
 fn what_the_kernel_does_not_hold_passes() {
     let mut dataplane = program();
     round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
-    assert_passes(&mut dataplane, &QueryFrame::a("nope.example.com").build(), Counter::PassNotHot);
-    assert_passes(&mut dataplane, &QueryFrame::a("www.example.com").with_type(28).build(), Counter::PassNotAIn);
+    assert_passes(
+        &mut dataplane,
+        &QueryFrame::a("nope.example.com").build(),
+        Counter::PassNotHot,
+    );
+    assert_passes(
+        &mut dataplane,
+        &QueryFrame::a("www.example.com").with_type(28).build(),
+        Counter::PassNotAIn,
+    );
     let mut chaos = QueryFrame::a("www.example.com");
     chaos.qclass = 3;
     assert_passes(&mut dataplane, &chaos.build(), Counter::PassNotAIn);
@@ -207,15 +257,29 @@ fn what_the_kernel_does_not_hold_passes() {
     other_port.port = 5353;
     assert_passes(&mut dataplane, &other_port.build(), Counter::PassNotDns);
 
-    let mut ipv6 = QueryFrame::a("www.example.com").build();
+    // An IPv6 UDP datagram to port 53 (the payload is irrelevant).
+    let mut ipv6 = vec![0u8; 14 + 40 + 8 + 20];
+    ipv6[..6].copy_from_slice(&dnslb_tests::frame::SERVER_MAC);
     ipv6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    ipv6[14] = 0x60;
+    ipv6[14 + 6] = 17;
+    ipv6[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&53u16.to_be_bytes());
     assert_passes(&mut dataplane, &ipv6, Counter::PassUnsupported);
+    ipv6[14 + 6] = 58; // ICMPv6
+    assert_passes(&mut dataplane, &ipv6, Counter::PassNotDns);
+    let mut broadcast = QueryFrame::a("www.example.com").build();
+    broadcast[..6].copy_from_slice(&[0xff; 6]);
+    assert_passes(&mut dataplane, &broadcast, Counter::PassNotDns);
     let mut fragment = QueryFrame::a("www.example.com").build();
     fragment[14 + 6] |= 0x20; // more fragments
     assert_passes(&mut dataplane, &fragment, Counter::PassUnsupported);
     let mut trailing = QueryFrame::a("www.example.com").dns();
     trailing.push(0);
-    assert_passes(&mut dataplane, &udp_frame(None, &[], 40_000, 53, &trailing), Counter::PassMalformed);
+    assert_passes(
+        &mut dataplane,
+        &udp_frame(None, &[], 40_000, 53, &trailing),
+        Counter::PassMalformed,
+    );
 }
 
 #[test]
@@ -284,7 +348,11 @@ fn random_bytes_pass_unchanged() {
         let noise: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         // Half the rounds wrap the noise in valid headers to port 53, so
         // it reaches the DNS parser.
-        let frame = if round % 2 == 0 { noise } else { udp_frame(None, &[], 40_000, 53, &noise) };
+        let frame = if round % 2 == 0 {
+            noise
+        } else {
+            udp_frame(None, &[], 40_000, 53, &noise)
+        };
         let outcome = run(&mut dataplane, &frame);
         assert_eq!(outcome.action, XDP_PASS, "round {round}");
         assert_eq!(outcome.frame, frame, "round {round}");
@@ -326,7 +394,11 @@ fn answers_that_would_not_fit_pass() {
     let sixteen: Vec<Ipv4Addr> = (1..=16).map(addr).collect();
     round_robin(&mut dataplane, &name, &sixteen);
     // 12 + 259 + 16 * 16 > 512.
-    assert_passes(&mut dataplane, &QueryFrame::a(&name).build(), Counter::PassTooBig);
+    assert_passes(
+        &mut dataplane,
+        &QueryFrame::a(&name).build(),
+        Counter::PassTooBig,
+    );
     let small_edns = QueryFrame::a(&name).with_opt(Opt::plain(512));
     assert_passes(&mut dataplane, &small_edns.build(), Counter::PassTooBig);
 
@@ -340,9 +412,19 @@ fn answers_that_would_not_fit_pass() {
 fn weighted_names_get_one_endpoint_in_proportion() {
     let mut dataplane = program();
     let endpoints = [(1, 1), (2, 0), (3, 3)]
-        .map(|(last, weight)| Endpoint { addr: addr(last), weight })
+        .map(|(last, weight)| Endpoint {
+            addr: addr(last),
+            weight,
+        })
         .to_vec();
-    make_hot(&mut dataplane, "w.example.com", HotAnswer::Weighted { ttl: 300, endpoints });
+    make_hot(
+        &mut dataplane,
+        "w.example.com",
+        HotAnswer::Weighted {
+            ttl: 300,
+            endpoints,
+        },
+    );
     let query = QueryFrame::a("w.example.com");
     let input = query.build();
     let draws = 4000;

@@ -34,9 +34,13 @@ impl HotAnswer {
     /// weights, and how many records each answer carries.
     pub fn encode(&self) -> Result<HotA, HotError> {
         let (ttl, addrs, weights, selection, answers) = match self {
-            HotAnswer::RoundRobin { ttl, addrs } => {
-                (*ttl, addrs.clone(), vec![1u8; addrs.len()], Selection::RoundRobin, addrs.len())
-            }
+            HotAnswer::RoundRobin { ttl, addrs } => (
+                *ttl,
+                addrs.clone(),
+                vec![1u8; addrs.len()],
+                Selection::RoundRobin,
+                addrs.len(),
+            ),
             HotAnswer::Weighted { ttl, endpoints } => {
                 let addrs = endpoints.iter().map(|e| e.addr).collect::<Vec<_>>();
                 let mut weights = endpoints.iter().map(|e| e.weight).collect::<Vec<_>>();
@@ -100,7 +104,10 @@ mod tests {
     #[test]
     fn weights_become_cumulative_bounds() {
         let endpoints = [(1, 10), (2, 0), (3, 30)]
-            .map(|(last, weight)| Endpoint { addr: ip(last), weight })
+            .map(|(last, weight)| Endpoint {
+                addr: ip(last),
+                weight,
+            })
             .to_vec();
         let value = HotAnswer::Weighted { ttl: 60, endpoints }.encode().unwrap();
         assert_eq!(value.answers, 1);
@@ -110,7 +117,12 @@ mod tests {
 
     #[test]
     fn all_zero_weights_share_equally() {
-        let endpoints = [1, 2].map(|last| Endpoint { addr: ip(last), weight: 0 }).to_vec();
+        let endpoints = [1, 2]
+            .map(|last| Endpoint {
+                addr: ip(last),
+                weight: 0,
+            })
+            .to_vec();
         let value = HotAnswer::Weighted { ttl: 60, endpoints }.encode().unwrap();
         assert_eq!(value.total_weight, 2);
         assert_eq!(&value.cumulative[..2], &[1, 2]);
@@ -123,7 +135,10 @@ mod tests {
             addrs: (0..17).map(ip).collect(),
         };
         assert_eq!(too_many.encode(), Err(HotError::TooMany(17)));
-        let empty = HotAnswer::RoundRobin { ttl: 1, addrs: vec![] };
+        let empty = HotAnswer::RoundRobin {
+            ttl: 1,
+            addrs: vec![],
+        };
         assert_eq!(empty.encode(), Err(HotError::Empty));
     }
 }

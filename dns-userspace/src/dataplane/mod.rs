@@ -9,7 +9,8 @@ mod program;
 mod sync;
 
 pub use hot::{Endpoint, HotAnswer, HotError};
-pub use sync::{Skipped, hot_entries};
 pub use program::{
-    AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters, TestOutcome, attach_pass_through,
+    AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
+    PassThrough, TestOutcome, attach_pass_through,
 };
+pub use sync::{Skipped, hot_entries};

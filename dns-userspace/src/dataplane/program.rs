@@ -10,7 +10,8 @@ use aya::{
 use dns_common::{COUNTER_COUNT, Counter, HotA, HotName, names};
 
 /// The compiled XDP program, built by this crate's build script.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf.o"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dns-ebpf.o"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -97,9 +98,14 @@ impl Dataplane {
             .map_max_entries(names::HOT_A, options.hot_capacity.max(1))
             .load(EBPF_OBJECT)?;
         xdp_program(&mut ebpf, names::PROGRAM)?.load()?;
-        let hot_a = HashMap::try_from(ebpf.take_map(names::HOT_A).ok_or(DataplaneError::Missing(names::HOT_A))?)?;
-        let counters =
-            PerCpuArray::try_from(ebpf.take_map(names::COUNTERS).ok_or(DataplaneError::Missing(names::COUNTERS))?)?;
+        let hot_a = HashMap::try_from(
+            ebpf.take_map(names::HOT_A)
+                .ok_or(DataplaneError::Missing(names::HOT_A))?,
+        )?;
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map(names::COUNTERS)
+                .ok_or(DataplaneError::Missing(names::COUNTERS))?,
+        )?;
         Ok(Dataplane {
             ebpf,
             hot_a,
@@ -186,18 +192,30 @@ impl Drop for Dataplane {
     }
 }
 
-/// Attaches the pass-everything program to `interface` and keeps it there
-/// until the returned handle is dropped. On a veth pair, frames sent with
-/// `XDP_TX` reach the peer only when the peer has an XDP program.
-pub fn attach_pass_through(interface: &str, mode: AttachMode) -> Result<Ebpf, DataplaneError> {
-    let mut ebpf = EbpfLoader::new().map_max_entries(names::HOT_A, 1).load(EBPF_OBJECT)?;
+/// The pass-everything program attached to an interface; detached on drop.
+/// On a veth pair, frames sent with `XDP_TX` reach the peer only when the
+/// peer has an XDP program, so test rigs and the demo put this one there.
+pub struct PassThrough {
+    _ebpf: Ebpf,
+}
+
+/// Attaches the pass-everything program to `interface`.
+pub fn attach_pass_through(
+    interface: &str,
+    mode: AttachMode,
+) -> Result<PassThrough, DataplaneError> {
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(names::HOT_A, 1)
+        .load(EBPF_OBJECT)?;
     let program = xdp_program(&mut ebpf, names::PASS_PROGRAM)?;
     program.load()?;
     program.attach(interface, mode.into())?;
-    Ok(ebpf)
+    Ok(PassThrough { _ebpf: ebpf })
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
-    let program = ebpf.program_mut(name).ok_or(DataplaneError::Missing(name))?;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::Missing(name))?;
     Ok(program.try_into()?)
 }

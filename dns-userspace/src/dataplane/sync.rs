@@ -37,8 +37,14 @@ pub fn hot_entries(zone: &Zone) -> (Vec<(HotName, HotA)>, Vec<Skipped>) {
                 _ => None,
             })
             .collect();
-        let answer = HotAnswer::RoundRobin { ttl: set.ttl(), addrs };
-        let key = name.to_bytes().ok().and_then(|wire| HotName::from_wire(&wire));
+        let answer = HotAnswer::RoundRobin {
+            ttl: set.ttl(),
+            addrs,
+        };
+        let key = name
+            .to_bytes()
+            .ok()
+            .and_then(|wire| HotName::from_wire(&wire));
         match (key, answer.encode()) {
             (Some(key), Ok(value)) => entries.push((key, value)),
             (_, Err(reason)) => skipped.push(Skipped {
@@ -63,7 +69,12 @@ mod tests {
     fn only_authoritative_a_rrsets_are_hot() {
         let text = "$TTL 60\n@ SOA ns host 1 2 3 4 5\n@ NS ns\nns A 192.0.2.53\nWWW A 192.0.2.1\n A 192.0.2.2\n\
                     mail AAAA 2001:db8::1\nsub NS ns.sub\nns.sub A 192.0.2.9\n";
-        let zone = parse_zone(&Name::from_ascii("example.com.").unwrap(), text, Path::new("t.zone")).unwrap();
+        let zone = parse_zone(
+            &Name::from_ascii("example.com.").unwrap(),
+            text,
+            Path::new("t.zone"),
+        )
+        .unwrap();
         let (entries, skipped) = hot_entries(&zone);
         assert!(skipped.is_empty());
         let mut names: Vec<_> = entries
@@ -71,6 +82,9 @@ mod tests {
             .map(|(key, value)| (key.wire[..5].to_vec(), value.endpoints))
             .collect();
         names.sort();
-        assert_eq!(names, vec![(b"\x02ns\x07e".to_vec(), 1), (b"\x03www\x07".to_vec(), 2)]);
+        assert_eq!(
+            names,
+            vec![(b"\x02ns\x07e".to_vec(), 1), (b"\x03www\x07".to_vec(), 2)]
+        );
     }
 }

@@ -55,7 +55,9 @@ impl Responder {
         let id = u16::from_be_bytes([request[0], request[1]]);
         let op_code = OpCode::from_u8((request[2] >> 3) & 0x0f);
         let Ok(query) = Message::from_vec(request) else {
-            return Message::error_msg(id, op_code, ResponseCode::FormErr).to_vec().ok();
+            return Message::error_msg(id, op_code, ResponseCode::FormErr)
+                .to_vec()
+                .ok();
         };
         let mut response = self.answer(&query);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
@@ -99,10 +101,16 @@ impl Responder {
         let Some(zone) = catalog.find(&name) else {
             return Message::error_msg(id, op_code, ResponseCode::Refused);
         };
-        self.from_zone(id, zone, &name, question)
+        self.answer_from_zone(id, zone, &name, question)
     }
 
-    fn from_zone(&self, id: u16, zone: &Zone, name: &LowerName, question: &Query) -> Message {
+    fn answer_from_zone(
+        &self,
+        id: u16,
+        zone: &Zone,
+        name: &LowerName,
+        question: &Query,
+    ) -> Message {
         let mut response = Message::response(id, OpCode::Query);
         response.metadata.authoritative = true;
         match zone.lookup(name, question.query_type()) {

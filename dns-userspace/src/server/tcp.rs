@@ -29,7 +29,11 @@ pub async fn serve_tcp(
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tasks.spawn(async move {
         loop {
-            let permit = slots.clone().acquire_owned().await.map_err(io::Error::other)?;
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(io::Error::other)?;
             let (stream, peer) = listener.accept().await?;
             let (responder, metrics) = (responder.clone(), metrics.clone());
             tokio::spawn(async move {
@@ -43,7 +47,11 @@ pub async fn serve_tcp(
     Ok(())
 }
 
-async fn serve_connection(mut stream: TcpStream, responder: &Responder, metrics: &Metrics) -> io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    responder: &Responder,
+    metrics: &Metrics,
+) -> io::Result<()> {
     let mut query = Vec::new();
     loop {
         let mut prefix = [0u8; 2];

@@ -41,7 +41,11 @@ pub fn serve_udp(
 }
 
 fn bind(listen: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     if listen.is_ipv6() {

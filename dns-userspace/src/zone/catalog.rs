@@ -48,7 +48,12 @@ mod tests {
 
     fn zone(origin: &str) -> Zone {
         let text = "@ 60 IN SOA ns host 1 2 3 4 5\n";
-        parse_zone(&Name::from_ascii(origin).unwrap(), text, Path::new("test.zone")).unwrap()
+        parse_zone(
+            &Name::from_ascii(origin).unwrap(),
+            text,
+            Path::new("test.zone"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -61,7 +66,10 @@ mod tests {
                 .find(&LowerName::new(&Name::from_ascii(name).unwrap()))
                 .map(|zone| zone.origin().to_string())
         };
-        assert_eq!(find("a.sub.example.com.").as_deref(), Some("sub.example.com."));
+        assert_eq!(
+            find("a.sub.example.com.").as_deref(),
+            Some("sub.example.com.")
+        );
         assert_eq!(find("www.example.com.").as_deref(), Some("example.com."));
         assert_eq!(find("example.org."), None);
     }

@@ -25,10 +25,14 @@ pub fn entries(text: &str) -> Vec<Entry> {
             line += 1;
             in_comment = false;
             escaped = false;
-            if depth == 0 && !in_quotes {
-                if let Some(start) = start_line.take() {
-                    found.push(Entry { line: start, end: at + 1 });
-                }
+            if depth == 0
+                && !in_quotes
+                && let Some(start) = start_line.take()
+            {
+                found.push(Entry {
+                    line: start,
+                    end: at + 1,
+                });
             }
             continue;
         }
@@ -52,14 +56,21 @@ pub fn entries(text: &str) -> Vec<Entry> {
         }
     }
     if let Some(start) = start_line {
-        found.push(Entry { line: start, end: text.len() });
+        found.push(Entry {
+            line: start,
+            end: text.len(),
+        });
     }
     found
 }
 
 /// The first entry for which `fails` holds on the file up to and including
 /// it, assuming that once it holds it keeps holding for longer prefixes.
-pub fn first_failing<'a>(text: &str, entries: &'a [Entry], mut fails: impl FnMut(&str) -> bool) -> Option<&'a Entry> {
+pub fn first_failing<'a>(
+    text: &str,
+    entries: &'a [Entry],
+    mut fails: impl FnMut(&str) -> bool,
+) -> Option<&'a Entry> {
     let (mut low, mut high) = (0, entries.len());
     while low < high {
         let middle = low + (high - low) / 2;

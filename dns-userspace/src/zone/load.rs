@@ -59,19 +59,24 @@ pub fn parse_zone(origin: &Name, text: &str, path: &Path) -> Result<Zone, ZoneEr
             // Find the entry at which the file first goes wrong, and report
             // that entry's own complaint.
             let all = entries(text);
-            return Err(match first_failing(text, &all, |prefix| check(&origin, prefix, path).is_err()) {
-                Some(entry) => {
-                    let prefix = &text[..entry.end];
-                    let message = check(&origin, prefix, path).err().unwrap_or(message);
-                    error(Some(entry.line), message)
-                }
-                None => error(None, message),
-            });
+            return Err(
+                match first_failing(text, &all, |prefix| check(&origin, prefix, path).is_err()) {
+                    Some(entry) => {
+                        let prefix = &text[..entry.end];
+                        let message = check(&origin, prefix, path).err().unwrap_or(message);
+                        error(Some(entry.line), message)
+                    }
+                    None => error(None, message),
+                },
+            );
         }
     };
     let has_soa = rrsets.keys().any(|key| key.record_type == RecordType::SOA);
     if !has_soa {
-        return Err(error(None, format!("no SOA record at the zone apex {origin}")));
+        return Err(error(
+            None,
+            format!("no SOA record at the zone apex {origin}"),
+        ));
     }
     Ok(Zone::from_rrsets(origin, rrsets.into_values()))
 }
@@ -87,12 +92,20 @@ fn check(origin: &Name, text: &str, path: &Path) -> Result<BTreeMap<RrKey, Recor
         if !apex.zone_of(owner) {
             return Err(format!("{owner} is outside the zone {origin}"));
         }
-        if let Some(record) = set.records_without_rrsigs().find(|r| r.dns_class != DNSClass::IN) {
-            return Err(format!("{owner}: class {} is not supported, only IN", record.dns_class));
+        if let Some(record) = set
+            .records_without_rrsigs()
+            .find(|r| r.dns_class != DNSClass::IN)
+        {
+            return Err(format!(
+                "{owner}: class {} is not supported, only IN",
+                record.dns_class
+            ));
         }
         match key.record_type {
             RecordType::SOA if *owner != apex => {
-                return Err(format!("SOA record at {owner}, not at the zone apex {origin}"));
+                return Err(format!(
+                    "SOA record at {owner}, not at the zone apex {origin}"
+                ));
             }
             RecordType::SOA if set.records_count() > 1 => {
                 return Err(format!("more than one SOA record at {origin}"));
@@ -102,7 +115,10 @@ fn check(origin: &Name, text: &str, path: &Path) -> Result<BTreeMap<RrKey, Recor
                     .keys()
                     .find(|other| other.name == *owner && other.record_type != RecordType::CNAME);
                 if let Some(other) = other {
-                    return Err(format!("{owner} has a CNAME and other data ({})", other.record_type));
+                    return Err(format!(
+                        "{owner} has a CNAME and other data ({})",
+                        other.record_type
+                    ));
                 }
             }
             _ => {}
@@ -129,7 +145,11 @@ ns.sub  IN A   192.0.2.99
 ";
 
     fn parse(text: &str) -> Result<Zone, ZoneError> {
-        parse_zone(&Name::from_ascii("example.com.").unwrap(), text, Path::new("example.com.zone"))
+        parse_zone(
+            &Name::from_ascii("example.com.").unwrap(),
+            text,
+            Path::new("example.com.zone"),
+        )
     }
 
     fn lower(name: &str) -> LowerName {
@@ -144,11 +164,29 @@ ns.sub  IN A   192.0.2.99
             Lookup::Answer(set) => assert_eq!(set.records_count(), 2),
             other => panic!("expected an answer, got {other:?}"),
         }
-        assert!(matches!(zone.lookup(&lower("www.example.com."), RecordType::AAAA), Lookup::NoData));
-        assert!(matches!(zone.lookup(&lower("b.c.example.com."), RecordType::A), Lookup::NoData), "empty non-terminal");
-        assert!(matches!(zone.lookup(&lower("nope.example.com."), RecordType::A), Lookup::NxDomain));
-        assert!(matches!(zone.lookup(&lower("alias.example.com."), RecordType::A), Lookup::Alias(_)));
-        assert!(matches!(zone.lookup(&lower("ns.sub.example.com."), RecordType::A), Lookup::Delegation(_)));
+        assert!(matches!(
+            zone.lookup(&lower("www.example.com."), RecordType::AAAA),
+            Lookup::NoData
+        ));
+        assert!(
+            matches!(
+                zone.lookup(&lower("b.c.example.com."), RecordType::A),
+                Lookup::NoData
+            ),
+            "empty non-terminal"
+        );
+        assert!(matches!(
+            zone.lookup(&lower("nope.example.com."), RecordType::A),
+            Lookup::NxDomain
+        ));
+        assert!(matches!(
+            zone.lookup(&lower("alias.example.com."), RecordType::A),
+            Lookup::Alias(_)
+        ));
+        assert!(matches!(
+            zone.lookup(&lower("ns.sub.example.com."), RecordType::A),
+            Lookup::Delegation(_)
+        ));
     }
 
     #[test]
@@ -156,12 +194,16 @@ ns.sub  IN A   192.0.2.99
         let bad = ZONE.replace("www     IN A   192.0.2.1", "www     IN A   192.0.2.300");
         let error = parse(&bad).unwrap_err();
         assert_eq!(error.line, Some(5), "{error}");
-        assert!(error.to_string().starts_with("example.com.zone:5: "), "{error}");
+        assert!(
+            error.to_string().starts_with("example.com.zone:5: "),
+            "{error}"
+        );
     }
 
     #[test]
     fn errors_after_a_multi_line_record_count_its_lines() {
-        let bad = ZONE.replace("( 1 7200 3600 1209600 60 )", "( 1 7200\n 3600 1209600 60 )") + "oops IN BOGUS x\n";
+        let bad = ZONE.replace("( 1 7200 3600 1209600 60 )", "( 1 7200\n 3600 1209600 60 )")
+            + "oops IN BOGUS x\n";
         let error = parse(&bad).unwrap_err();
         assert_eq!(error.line, Some(12), "{error}");
     }

@@ -24,7 +24,9 @@ pub struct Node {
 
 impl Node {
     pub fn rrset(&self, record_type: RecordType) -> Option<&RecordSet> {
-        self.rrsets.iter().find(|set| set.record_type() == record_type)
+        self.rrsets
+            .iter()
+            .find(|set| set.record_type() == record_type)
     }
 
     pub fn rrsets(&self) -> &[RecordSet] {
@@ -80,7 +82,11 @@ impl Zone {
         let mut cut = None;
         let mut current = name.clone();
         while current != self.origin && self.origin.zone_of(&current) {
-            if let Some(ns) = self.nodes.get(&current).and_then(|node| node.rrset(RecordType::NS)) {
+            if let Some(ns) = self
+                .nodes
+                .get(&current)
+                .and_then(|node| node.rrset(RecordType::NS))
+            {
                 cut = Some(ns);
             }
             current = current.base_name();

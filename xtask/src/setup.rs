@@ -1,0 +1,173 @@
+//! Installing what dnslb needs on a Debian 12 machine, idempotently.
+//!
+//! Each step says what it checks and what it does; a step that fails says
+//! what to run by hand.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Context, bail};
+
+/// Debian packages the build, the tests and the demo use, and why.
+const PACKAGES: &[(&str, &str)] = &[
+    (
+        "rustc-web",
+        "a Rust compiler that can rebuild core for the BPF target",
+    ),
+    (
+        "rust-web-src",
+        "the standard library source for -Z build-std",
+    ),
+    ("cargo-web", "the cargo that goes with rustc-web"),
+    ("llvm-22-dev", "LLVM for bpf-linker"),
+    (
+        "libpolly-22-dev",
+        "linked by bpf-linker through llvm-config",
+    ),
+    ("zlib1g-dev", "linked by bpf-linker"),
+    ("libzstd-dev", "linked by bpf-linker"),
+    ("libxml2-dev", "linked by bpf-linker"),
+    (
+        "knot-dnsutils",
+        "kdig and kxdpgun, the DNS clients of the tests and the benchmark",
+    ),
+    ("dnsutils", "dig"),
+    ("dnsperf", "latency benchmark client"),
+    ("iproute2", "network namespaces and veth for the test rig"),
+];
+
+const BPF_LINKER_VERSION: &str = "0.13";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
+
+/// `cargo xtask setup`: checks everything and installs what is missing.
+pub fn run() -> anyhow::Result<()> {
+    install_packages()?;
+    install_bpf_linker()?;
+    check_bpf_toolchain()?;
+    println!("setup: everything dnslb needs is installed");
+    Ok(())
+}
+
+/// Runs setup only when something is missing, quietly otherwise.
+pub fn ensure() -> anyhow::Result<()> {
+    if missing_packages().is_empty() && bpf_linker_ok() && bpf_toolchain().is_some() {
+        return Ok(());
+    }
+    println!("setup: something is missing, installing first");
+    run()
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !package_installed(name))
+        .collect()
+}
+
+fn package_installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn install_packages() -> anyhow::Result<()> {
+    let missing = missing_packages();
+    for (name, why) in PACKAGES {
+        let state = if missing.contains(name) {
+            "missing"
+        } else {
+            "installed"
+        };
+        println!("setup: package {name:<16} {state:<9} ({why})");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let by_hand = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    println!("setup: apt-get update");
+    crate::run(Command::new("apt-get").args(["update", "-q"]))
+        .with_context(|| format!("apt-get update failed; as root, run: {by_hand}"))?;
+    println!("setup: apt-get install {}", missing.join(" "));
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("installing packages failed; as root, run: {by_hand}"))
+}
+
+fn bpf_linker_ok() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("bpf-linker {BPF_LINKER_VERSION}"))
+        })
+}
+
+fn install_bpf_linker() -> anyhow::Result<()> {
+    if bpf_linker_ok() {
+        println!("setup: bpf-linker {BPF_LINKER_VERSION}  installed");
+        return Ok(());
+    }
+    let by_hand = format!(
+        "LLVM_PREFIX={LLVM_PREFIX} LLVM_SYS_221_PREFIX={LLVM_PREFIX} cargo install bpf-linker \
+         --version '^{BPF_LINKER_VERSION}' --no-default-features --features llvm-22"
+    );
+    println!(
+        "setup: bpf-linker {BPF_LINKER_VERSION}  missing: building it against LLVM 22 (about a minute)"
+    );
+    crate::run(
+        Command::new(env!("CARGO"))
+            .args(["install", "bpf-linker", "--version"])
+            .arg(format!("^{BPF_LINKER_VERSION}"))
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX),
+    )
+    .with_context(|| format!("building bpf-linker failed; run: {by_hand}"))?;
+    if !bpf_linker_ok() {
+        bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
+    }
+    Ok(())
+}
+
+/// Which compiler builds the eBPF program: Debian's rustc-web with its
+/// source, or a rustup nightly with rust-src. (dns-userspace's build
+/// script makes the same choice.)
+fn bpf_toolchain() -> Option<&'static str> {
+    if Path::new(DEBIAN_RUSTC).exists() && Path::new(DEBIAN_RUST_SRC).exists() {
+        return Some("Debian rustc-web with rust-web-src");
+    }
+    let nightly_src = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .is_some_and(|sysroot| {
+            Path::new(&sysroot)
+                .join("lib/rustlib/src/rust/library")
+                .exists()
+        });
+    nightly_src.then_some("rustup nightly with rust-src")
+}
+
+fn check_bpf_toolchain() -> anyhow::Result<()> {
+    match bpf_toolchain() {
+        Some(which) => {
+            println!("setup: eBPF compiler     {which}");
+            Ok(())
+        }
+        None => bail!(
+            "no compiler that can build core for bpfel-unknown-none: \
+             install rustc-web and rust-web-src (apt-get install rustc-web rust-web-src), \
+             or a rustup nightly with rust-src"
+        ),
+    }
+}
