@@ -17,7 +17,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::netns::{Netns, checked};
+use crate::netns::{Netns, Rig, SERVER_ADDR, checked};
 
 /// The `dnslb` binary next to the running test or tool (`target/<profile>/`),
 /// or `$DNSLB_BIN`.
@@ -149,4 +149,52 @@ pub fn sample(text: &str, series: &str) -> Option<u64> {
             .parse()
             .ok()
     })
+}
+
+/// Where a daemon started by [`Daemon::start_on_rig`] serves metrics, inside
+/// the server namespace.
+pub const RIG_METRICS: &str = "127.0.0.1:9153";
+
+impl Daemon {
+    /// `dnslb run` on the rig's server with the example zone, on
+    /// 198.18.0.2:53: attached natively to the server veth, or `--no-xdp`.
+    pub fn start_on_rig(rig: &Rig, xdp: bool) -> anyhow::Result<Daemon> {
+        let zone = workspace_root().join("examples/example.com.zone");
+        let zone = format!("example.com={}", zone.display());
+        let listen = format!("{SERVER_ADDR}:53");
+        let mut args = vec![
+            "run",
+            "--listen",
+            &listen,
+            "--zone",
+            &zone,
+            "--metrics",
+            RIG_METRICS,
+        ];
+        if xdp {
+            args.extend(["--iface", &rig.server_if, "--xdp-mode", "native"]);
+        } else {
+            args.push("--no-xdp");
+        }
+        Daemon::start(&rig.server, &args)
+    }
+}
+
+/// Queries answered so far, by where: the rig daemon's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// By the XDP program; `None` when it is not in use.
+    pub xdp: Option<u64>,
+    pub userspace: u64,
+}
+
+impl Answered {
+    pub fn scrape(rig: &Rig) -> anyhow::Result<Answered> {
+        let text = scrape(&rig.server, RIG_METRICS)?;
+        let count = |path: &str| sample(&text, &format!("dnslb_queries_total{{path=\"{path}\"}}"));
+        Ok(Answered {
+            xdp: count("xdp"),
+            userspace: count("userspace").context("no userspace count in /metrics")?,
+        })
+    }
 }

@@ -2,51 +2,19 @@
 //! namespace, real `kdig` in a client namespace. Needs root.
 
 use dnslb_tests::{
-    daemon::{Daemon, kdig, sample, scrape, workspace_root},
+    daemon::{Answered, Daemon, kdig},
     netns::{Rig, SERVER_ADDR},
 };
 use nix::sys::signal::Signal;
 
-const METRICS: &str = "127.0.0.1:9153";
-const XDP_ANSWERS: &str = "dnslb_queries_total{path=\"xdp\"}";
-const USERSPACE_ANSWERS: &str = "dnslb_queries_total{path=\"userspace\"}";
-
-struct Counts {
-    xdp: u64,
-    userspace: u64,
-}
-
-fn counts(rig: &Rig) -> Counts {
-    let text = scrape(&rig.server, METRICS).expect("scrape /metrics");
-    Counts {
-        xdp: sample(&text, XDP_ANSWERS).expect("xdp answers exported"),
-        userspace: sample(&text, USERSPACE_ANSWERS).expect("userspace answers exported"),
-    }
-}
-
-fn start(rig: &Rig) -> Daemon {
-    let zone = workspace_root().join("examples/example.com.zone");
-    let zone = format!("example.com={}", zone.display());
-    let listen = format!("{SERVER_ADDR}:53");
-    let args = [
-        "run",
-        "--iface",
-        &rig.server_if,
-        "--xdp-mode",
-        "native",
-        "--listen",
-        &listen,
-        "--zone",
-        &zone,
-        "--metrics",
-        METRICS,
-    ];
-    Daemon::start(&rig.server, &args).expect("dnslb starts")
-}
-
 /// Asks from the client side; returns kdig's output.
-fn ask(rig: &Rig, name: &str, qtype: &str) -> String {
-    kdig(&rig.client, &[&format!("@{SERVER_ADDR}"), name, qtype]).expect("kdig runs")
+fn ask(rig: &Rig, args: &[&str]) -> String {
+    let server = format!("@{SERVER_ADDR}");
+    kdig(&rig.client, &[&[server.as_str()], args].concat()).expect("kdig runs")
+}
+
+fn answered(rig: &Rig) -> Answered {
+    Answered::scrape(rig).expect("scrape /metrics")
 }
 
 #[test]
@@ -55,14 +23,14 @@ fn hot_names_are_answered_by_the_kernel_and_the_rest_by_the_daemon() {
     let _pass = rig
         .attach_client_pass_through()
         .expect("pass-through on the client veth");
-    let daemon = start(&rig);
+    let daemon = Daemon::start_on_rig(&rig, true).expect("dnslb starts");
     assert!(
         rig.server_has_xdp().unwrap(),
         "XDP attached to the server veth"
     );
 
-    let before = counts(&rig);
-    let hot = ask(&rig, "WwW.ExAmPlE.CoM.", "A");
+    let before = answered(&rig);
+    let hot = ask(&rig, &["WwW.ExAmPlE.CoM.", "A"]);
     assert!(
         hot.contains("status: NOERROR") && hot.contains("qr aa"),
         "{hot}"
@@ -70,40 +38,33 @@ fn hot_names_are_answered_by_the_kernel_and_the_rest_by_the_daemon() {
     for addr in ["198.18.10.1", "198.18.10.2", "198.18.10.3"] {
         assert!(hot.contains(addr), "{addr} missing:\n{hot}");
     }
-    let after = counts(&rig);
-    assert_eq!(after.xdp, before.xdp + 1, "answered in the kernel");
-    assert_eq!(after.userspace, before.userspace, "not seen by the daemon");
-
-    let with_edns = kdig(
-        &rig.client,
-        &[
-            &format!("@{SERVER_ADDR}"),
-            "+bufsize=1232",
-            "api.example.com",
-            "A",
-        ],
-    )
-    .unwrap();
+    let with_edns = ask(&rig, &["+bufsize=1232", "api.example.com", "A"]);
     assert!(
         with_edns.contains("198.18.20.1") && with_edns.contains("EDNS"),
         "{with_edns}"
     );
-    assert_eq!(counts(&rig).xdp, before.xdp + 2);
+    let after = answered(&rig);
+    assert_eq!(
+        after.xdp.map(|n| n - before.xdp.unwrap_or(0)),
+        Some(2),
+        "answered in the kernel"
+    );
+    assert_eq!(after.userspace, before.userspace, "not seen by the daemon");
 
-    let before = counts(&rig);
-    let miss = ask(&rig, "www.example.com.", "AAAA");
+    let before = after;
+    let miss = ask(&rig, &["www.example.com.", "AAAA"]);
     assert!(
         miss.contains("2001:db8::10") && miss.contains("qr aa"),
         "{miss}"
     );
-    let nxdomain = ask(&rig, "nope.example.com.", "A");
+    let nxdomain = ask(&rig, &["nope.example.com.", "A"]);
     assert!(
         nxdomain.contains("status: NXDOMAIN") && nxdomain.contains("SOA"),
         "{nxdomain}"
     );
-    let refused = ask(&rig, "www.example.org.", "A");
+    let refused = ask(&rig, &["www.example.org.", "A"]);
     assert!(refused.contains("status: REFUSED"), "{refused}");
-    let after = counts(&rig);
+    let after = answered(&rig);
     assert_eq!(
         after.userspace,
         before.userspace + 3,
@@ -122,29 +83,12 @@ fn hot_names_are_answered_by_the_kernel_and_the_rest_by_the_daemon() {
 #[test]
 fn without_xdp_the_daemon_answers_everything() {
     let rig = Rig::new().expect("namespaces and veth");
-    let zone = workspace_root().join("examples/example.com.zone");
-    let zone = format!("example.com={}", zone.display());
-    let listen = format!("{SERVER_ADDR}:53");
-    let args = [
-        "run",
-        "--no-xdp",
-        "--listen",
-        &listen,
-        "--zone",
-        &zone,
-        "--metrics",
-        METRICS,
-    ];
-    let daemon = Daemon::start(&rig.server, &args).expect("dnslb starts");
-    let hot = ask(&rig, "www.example.com.", "A");
+    let daemon = Daemon::start_on_rig(&rig, false).expect("dnslb starts");
+    let hot = ask(&rig, &["www.example.com.", "A"]);
     assert!(hot.contains("198.18.10.1"), "{hot}");
-    let text = scrape(&rig.server, METRICS).unwrap();
-    assert_eq!(sample(&text, USERSPACE_ANSWERS), Some(1), "{text}");
-    assert_eq!(
-        sample(&text, XDP_ANSWERS),
-        None,
-        "no kernel counters without XDP"
-    );
+    let counts = answered(&rig);
+    assert_eq!(counts.userspace, 1);
+    assert_eq!(counts.xdp, None, "no kernel counters without XDP");
     assert!(!rig.server_has_xdp().unwrap());
     assert!(daemon.stop(Signal::SIGINT).unwrap().success());
 }

@@ -6,12 +6,10 @@
 use std::process::ExitCode;
 
 use dnslb_tests::{
-    daemon::{Daemon, kdig, sample, scrape, workspace_root},
+    daemon::{Answered, Daemon, RIG_METRICS, kdig, scrape},
     netns::{CLIENT_ADDR, Rig, SERVER_ADDR},
 };
 use nix::sys::signal::Signal;
-
-const METRICS: &str = "127.0.0.1:9153";
 
 fn main() -> ExitCode {
     match demo() {
@@ -29,24 +27,11 @@ fn demo() -> anyhow::Result<()> {
     );
     let rig = Rig::new()?;
     let _pass = rig.attach_client_pass_through()?;
-    let zone = workspace_root().join("examples/example.com.zone");
-    let zone_arg = format!("example.com={}", zone.display());
-    let listen = format!("{SERVER_ADDR}:53");
-    let args = [
-        "run",
-        "--iface",
-        &rig.server_if,
-        "--xdp-mode",
-        "native",
-        "--listen",
-        &listen,
-        "--zone",
-        &zone_arg,
-        "--metrics",
-        METRICS,
-    ];
-    println!("== server: dnslb {}", args.join(" "));
-    let daemon = Daemon::start(&rig.server, &args)?;
+    println!(
+        "== server: dnslb run --iface {} --listen {SERVER_ADDR}:53 --zone example.com=examples/example.com.zone",
+        rig.server_if
+    );
+    let daemon = Daemon::start_on_rig(&rig, true)?;
     print!("{}", daemon.log_text());
 
     let queries: [(&str, &str, &str); 4] = [
@@ -72,45 +57,32 @@ fn demo() -> anyhow::Result<()> {
         ),
     ];
     for (name, qtype, what) in queries {
-        let before = counts(&rig)?;
+        let before = Answered::scrape(&rig)?;
+        let server = format!("@{SERVER_ADDR}");
         let output = kdig(
             &rig.client,
-            &[
-                &format!("@{SERVER_ADDR}"),
-                "+noall",
-                "+header",
-                "+answer",
-                name,
-                qtype,
-            ],
+            &[&server, "+noall", "+header", "+answer", name, qtype],
         )?;
-        let after = counts(&rig)?;
-        let path = if after.0 > before.0 {
-            "kernel (XDP)"
+        let after = Answered::scrape(&rig)?;
+        let path = if after.xdp > before.xdp {
+            "the kernel (XDP)"
         } else {
             "userspace"
         };
-        println!("\n== client: kdig @{SERVER_ADDR} {name} {qtype}   # {what}");
+        println!("\n== client: kdig {server} {name} {qtype}   # {what}");
         print!("{output}");
         println!("   -> answered by {path}");
     }
 
-    println!("\n== counters from http://{METRICS}/metrics");
-    let text = scrape(&rig.server, METRICS)?;
+    println!("\n== counters from http://{RIG_METRICS}/metrics");
+    let text = scrape(&rig.server, RIG_METRICS)?;
     for line in text.lines().filter(|line| line.starts_with("dnslb_")) {
         println!("   {line}");
     }
     let status = daemon.stop(Signal::SIGTERM)?;
     println!(
-        "\n== dnslb stopped ({status}); XDP attached: {}",
+        "\n== dnslb stopped ({status}); XDP still attached: {}",
         rig.server_has_xdp()?
     );
     Ok(())
-}
-
-/// (kernel answers, userspace answers).
-fn counts(rig: &Rig) -> anyhow::Result<(u64, u64)> {
-    let text = scrape(&rig.server, METRICS)?;
-    let get = |path| sample(&text, &format!("dnslb_queries_total{{path=\"{path}\"}}")).unwrap_or(0);
-    Ok((get("xdp"), get("userspace")))
 }
