@@ -4,6 +4,7 @@
 use std::{
     sync::{Arc, Mutex},
     thread,
+    time::Instant,
 };
 
 use anyhow::{Context, bail};
@@ -32,8 +33,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 pub fn load_catalog(zones: &[ZoneArg]) -> anyhow::Result<Catalog> {
     let mut catalog = Catalog::default();
     for zone in zones {
+        let started = Instant::now();
         let loaded = load_zone(&zone.origin, &zone.file)?;
-        log::info!("loaded zone {} from {}", zone.origin, zone.file.display());
+        log::info!(
+            "loaded zone {} from {}: {} names in {:.2} s",
+            zone.origin,
+            zone.file.display(),
+            loaded.nodes().count(),
+            started.elapsed().as_secs_f64()
+        );
         catalog.insert(loaded);
     }
     Ok(catalog)
@@ -101,6 +109,7 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
     };
     let mut dataplane =
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
+    let started = Instant::now();
     let mut hot = 0usize;
     for zone in catalog.zones() {
         let (entries, skipped) = hot_entries(zone);
@@ -114,13 +123,17 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
         }
         hot += entries.len();
     }
+    log::info!(
+        "{hot} hot names written to the kernel in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     dataplane.attach(iface, args.xdp_mode).with_context(|| {
         format!(
             "attaching the XDP program to {iface} in {:?} mode ({RIGHTS})",
             args.xdp_mode
         )
     })?;
-    log::info!("XDP program attached to {iface}; {hot} hot names in the kernel");
+    log::info!("XDP program attached to {iface}");
     Ok(dataplane)
 }
 

@@ -66,7 +66,8 @@ impl Daemon {
             .spawn()
             .context("starting dnslb")?;
         let mut daemon = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Large zones take a while; a million names load well within this.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !daemon.log_text().contains("serving DNS on") {
             if let Some(status) = daemon.child.try_wait()? {
                 bail!(
@@ -76,13 +77,17 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "dnslb did not start serving within 20 s:\n{}",
+                    "dnslb did not start serving within 120 s:\n{}",
                     daemon.log_text()
                 );
             }
             thread::sleep(Duration::from_millis(50));
         }
         Ok(daemon)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {

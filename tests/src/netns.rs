@@ -136,6 +136,22 @@ impl Rig {
             .run(move || attach_pass_through(&iface, AttachMode::Native))??)
     }
 
+    /// Detaches an XDP program that another tool attached to the client's
+    /// interface through netlink and left behind (kxdpgun keeps its own
+    /// attached for reuse).
+    pub fn clear_client_xdp(&self) -> anyhow::Result<()> {
+        self.client
+            .ip(&["link", "set", "dev", &self.client_if, "xdp", "off"])?;
+        Ok(())
+    }
+
+    /// The same on the server's interface (Knot DNS leaves its program).
+    pub fn clear_server_xdp(&self) -> anyhow::Result<()> {
+        self.server
+            .ip(&["link", "set", "dev", &self.server_if, "xdp", "off"])?;
+        Ok(())
+    }
+
     /// Whether an XDP program is attached to the server's interface.
     pub fn server_has_xdp(&self) -> anyhow::Result<bool> {
         Ok(self

@@ -35,6 +35,8 @@ enum Task {
     Demo,
     /// Run the whole test suite (unit, BPF_PROG_TEST_RUN, veth end to end).
     Test,
+    /// Benchmark dnslb against Knot DNS, NSD and the XDP floor; writes BENCHMARKS.md.
+    Bench,
     /// cargo fmt --check and clippy -D warnings.
     Lint,
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
             .and_then(|()| run(Command::new(release_dir().join("dnslb")).args(args))),
         Task::Demo => setup::ensure().and_then(|()| demo()),
         Task::Test => setup::ensure().and_then(|()| test()),
+        Task::Bench => setup::ensure().and_then(|()| bench()),
         Task::Lint => lint(),
     };
     match result {
@@ -69,6 +72,21 @@ fn workspace_root() -> PathBuf {
 
 fn release_dir() -> PathBuf {
     workspace_root().join("target/release")
+}
+
+fn bench() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "dns-userspace",
+        "-p",
+        "dnslb-bench",
+        "--bins",
+    ])?;
+    run(Command::new(release_dir().join("dnslb-bench"))
+        .args(["--out", "BENCHMARKS.md"])
+        .current_dir(workspace_root()))
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -106,7 +124,8 @@ fn demo() -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
-    // The integration tests run the dnslb binary found beside them.
+    // The integration tests (and the quick benchmark) run the dnslb binary
+    // found beside them.
     cargo(&["build", "-p", "dns-userspace", "--bins"])?;
     cargo(&["test", "--workspace"])
 }

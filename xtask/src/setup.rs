@@ -3,9 +3,10 @@
 //! Each step says what it checks and what it does; a step that fails says
 //! what to run by hand.
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use anyhow::{Context, bail};
+use ebpf_build::Toolchain;
 
 /// Debian packages the build, the tests and the demo use, and why.
 const PACKAGES: &[(&str, &str)] = &[
@@ -33,12 +34,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsutils", "dig"),
     ("dnsperf", "latency benchmark client"),
     ("iproute2", "network namespaces and veth for the test rig"),
+    ("knot", "Knot DNS, compared against in the benchmark"),
+    ("nsd", "NSD, compared against in the benchmark"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
-const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
 
 /// `cargo xtask setup`: checks everything and installs what is missing.
 pub fn run() -> anyhow::Result<()> {
@@ -51,7 +52,7 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Runs setup only when something is missing, quietly otherwise.
 pub fn ensure() -> anyhow::Result<()> {
-    if missing_packages().is_empty() && bpf_linker_ok() && bpf_toolchain().is_some() {
+    if missing_packages().is_empty() && bpf_linker_ok() && Toolchain::find().is_some() {
         return Ok(());
     }
     println!("setup: something is missing, installing first");
@@ -137,31 +138,10 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Which compiler builds the eBPF program: Debian's rustc-web with its
-/// source, or a rustup nightly with rust-src. (dns-userspace's build
-/// script makes the same choice.)
-fn bpf_toolchain() -> Option<&'static str> {
-    if Path::new(DEBIAN_RUSTC).exists() && Path::new(DEBIAN_RUST_SRC).exists() {
-        return Some("Debian rustc-web with rust-web-src");
-    }
-    let nightly_src = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--print", "sysroot"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .is_some_and(|sysroot| {
-            Path::new(&sysroot)
-                .join("lib/rustlib/src/rust/library")
-                .exists()
-        });
-    nightly_src.then_some("rustup nightly with rust-src")
-}
-
 fn check_bpf_toolchain() -> anyhow::Result<()> {
-    match bpf_toolchain() {
-        Some(which) => {
-            println!("setup: eBPF compiler     {which}");
+    match Toolchain::find() {
+        Some(toolchain) => {
+            println!("setup: eBPF compiler     {}", toolchain.describe());
             Ok(())
         }
         None => bail!(

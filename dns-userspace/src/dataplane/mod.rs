@@ -11,6 +11,6 @@ mod sync;
 pub use hot::{Endpoint, HotAnswer, HotError};
 pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
-    PassThrough, TestOutcome, attach_pass_through,
+    PassThrough, TestOutcome, attach_pass_through, time_runs,
 };
 pub use sync::{Skipped, hot_entries};

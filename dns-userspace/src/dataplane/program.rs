@@ -184,6 +184,37 @@ impl Dataplane {
     }
 }
 
+impl Dataplane {
+    /// The kernel's mean time per run of the answering program on `frame`,
+    /// over `runs` runs (see [`time_runs`]).
+    pub fn time_runs(&mut self, frame: &[u8], runs: u32) -> Result<Duration, DataplaneError> {
+        Ok(time_runs(
+            xdp_program(&mut self.ebpf, names::PROGRAM)?,
+            frame,
+            runs,
+        )?)
+    }
+}
+
+/// Times `program` on `frame` with `BPF_PROG_TEST_RUN`, one run per call
+/// so that every run sees the original frame (repeats within a call would
+/// feed the program its own previous answer). Returns the kernel's mean
+/// time per run over `runs` calls; each includes the kernel's fixed cost
+/// of timing a run, which the pass-everything program measures alone.
+pub fn time_runs(program: &Xdp, frame: &[u8], runs: u32) -> Result<Duration, ProgramError> {
+    let mut out = vec![0u8; frame.len() + 1024];
+    let mut total = Duration::ZERO;
+    for _ in 0..runs {
+        let result = program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })?;
+        total += result.duration;
+    }
+    Ok(total / runs.max(1))
+}
+
 impl Drop for Dataplane {
     fn drop(&mut self) {
         if let Err(error) = self.detach() {

@@ -1,0 +1,108 @@
+//! Loading many hot names: how long until the kernel answers them, and what
+//! they cost in daemon and kernel memory.
+
+use std::{fs, path::Path, time::Instant};
+
+use anyhow::{Context, ensure};
+use dnslb_tests::{
+    daemon::{Daemon, kdig},
+    netns::{Rig, SERVER_ADDR},
+};
+use nix::sys::signal::Signal;
+
+use crate::workload::{ORIGIN, write_zone};
+
+pub struct HotLoad {
+    pub names: usize,
+    /// Parsing and checking the zone file.
+    pub zone_seconds: f64,
+    /// Writing every name into the kernel map.
+    pub fill_seconds: f64,
+    /// From starting the daemon until it serves.
+    pub total_seconds: f64,
+    /// The daemon's peak resident memory.
+    pub daemon_peak_bytes: u64,
+    /// The kernel's memory for the hot-name map.
+    pub map_bytes: u64,
+}
+
+pub fn run(rig: &Rig, scratch: &Path, names: usize) -> anyhow::Result<HotLoad> {
+    let dir = scratch.join("hotload");
+    fs::create_dir_all(&dir)?;
+    let zone = write_zone(&dir, names)?;
+    let zone_arg = format!("{ORIGIN}={}", zone.display());
+    let listen = format!("{SERVER_ADDR}:53");
+    let capacity = (names + 16).to_string();
+    let args = [
+        "run",
+        "--iface",
+        &rig.server_if,
+        "--listen",
+        &listen,
+        "--zone",
+        &zone_arg,
+        "--hot-capacity",
+        &capacity,
+    ];
+    let started = Instant::now();
+    let daemon = Daemon::start(&rig.server, &args)?;
+    let total_seconds = started.elapsed().as_secs_f64();
+    let log = daemon.log_text();
+    let seconds_in = |marker: &str| -> anyhow::Result<f64> {
+        let line = log
+            .lines()
+            .find(|line| line.contains(marker))
+            .with_context(|| format!("no `{marker}` in:\n{log}"))?;
+        let before_unit = line.trim_end().strip_suffix(" s").context("no seconds")?;
+        Ok(before_unit.rsplit(' ').next().unwrap_or("").parse()?)
+    };
+    let zone_seconds = seconds_in("loaded zone")?;
+    let fill_seconds = seconds_in("hot names written to the kernel")?;
+
+    let last = format!("h{}.{ORIGIN}.", names - 1);
+    let _pass = rig.attach_client_pass_through()?;
+    let answer = kdig(
+        &rig.client,
+        &[&format!("@{SERVER_ADDR}"), "+short", &last, "A"],
+    )?;
+    ensure!(
+        !answer.trim().is_empty(),
+        "{last} not answered after loading {names} names"
+    );
+
+    let pid = daemon.pid();
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let daemon_peak_bytes = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+        .context("no VmHWM")?
+        * 1024;
+    let map_bytes = hot_map_memlock(pid, names + 16)?;
+    daemon.stop(Signal::SIGTERM)?;
+    Ok(HotLoad {
+        names,
+        zone_seconds,
+        fill_seconds,
+        total_seconds,
+        daemon_peak_bytes,
+        map_bytes,
+    })
+}
+
+/// The `memlock` the kernel reports for the daemon's map with
+/// `max_entries`, found among the process's file descriptors.
+fn hot_map_memlock(pid: u32, max_entries: usize) -> anyhow::Result<u64> {
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = fs::read_to_string(entry?.path()).unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        };
+        if field("max_entries:") == Some(max_entries as u64) {
+            return field("memlock:").context("no memlock for the map");
+        }
+    }
+    anyhow::bail!("no map with {max_entries} entries in process {pid}")
+}

@@ -1,0 +1,250 @@
+//! BENCHMARKS.md: the figures of one run, with the machine they came from,
+//! and the targets checked against ratios from that same run.
+
+use std::{fmt::Write as _, fs, process::Command, time::Duration};
+
+use crate::{
+    hotload::HotLoad,
+    load::{Latency, Throughput},
+    micro::MicroResult,
+    responders::Responder,
+};
+
+/// One responder on one mix.
+pub struct Measured {
+    pub responder: Responder,
+    pub mix: &'static str,
+    pub throughput: Throughput,
+    pub latency: Latency,
+}
+
+pub struct Settings {
+    pub kxdpgun_seconds: u32,
+    pub dnsperf_seconds: u32,
+    pub dnsperf_qps: u32,
+    pub micro_runs: u32,
+}
+
+pub struct Report<'a> {
+    pub settings: &'a Settings,
+    pub measured: &'a [Measured],
+    pub micro: &'a [MicroResult],
+    pub hotload: &'a HotLoad,
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                Some(
+                    line.strip_prefix("model name")?
+                        .trim_start_matches([' ', '\t', ':'])
+                        .to_string(),
+                )
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{} on Linux {}, {cores} cores ({cpu})",
+        command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        command_output("uname", &["-r"]),
+    )
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.0} µs", duration.as_secs_f64() * 1e6)
+}
+
+fn ratio(value: f64, reference: Option<f64>) -> String {
+    match reference {
+        Some(reference) if reference > 0.0 => format!("{:.2}", value / reference),
+        _ => "–".into(),
+    }
+}
+
+impl Report<'_> {
+    fn rate(&self, responder: Responder, mix: &str) -> Option<f64> {
+        self.measured
+            .iter()
+            .find(|m| m.responder == responder && m.mix == mix)
+            .map(|m| m.throughput.replies_per_second)
+    }
+
+    fn micro(&self, label_start: &str) -> Option<f64> {
+        self.micro
+            .iter()
+            .find(|m| m.label.starts_with(label_start))
+            .map(|m| m.per_run.as_secs_f64() * 1e9)
+    }
+
+    pub fn render(&self) -> String {
+        let s = self.settings;
+        let mut out = String::new();
+        let _ = writeln!(out, "# dnslb benchmarks\n");
+        let _ = writeln!(out, "Measured {} by `cargo xtask bench`.", machine());
+        let _ = writeln!(
+            out,
+            "Client and server are network namespaces joined by a veth pair (198.18.0.1 → 198.18.0.2), \
+             XDP in native mode. Ratios compare figures of this same run: the machines are noisy, \
+             absolute numbers from different runs are not comparable.\n"
+        );
+
+        let _ = writeln!(
+            out,
+            "## Throughput\n\nkxdpgun (AF_XDP) offering 3 M queries/s for {} s; replies counted by kxdpgun.\n",
+            s.kxdpgun_seconds
+        );
+        out.push_str("| responder | mix | replies/s | answered | × floor | × Knot XDP |\n|---|---|---:|---:|---:|---:|\n");
+        for m in self.measured {
+            let rate = m.throughput.replies_per_second;
+            let answered = m.throughput.replies as f64 / m.throughput.sent.max(1) as f64 * 100.0;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {answered:.0}% | {} | {} |",
+                m.responder.label(),
+                m.mix,
+                rate,
+                ratio(rate, self.rate(Responder::Floor, m.mix)),
+                ratio(rate, self.rate(Responder::KnotXdp, m.mix)),
+            );
+        }
+
+        let _ = writeln!(
+            out,
+            "\n## Latency\n\ndnsperf through the client's kernel stack at a fixed {} queries/s for {} s \
+             (4 clients); percentiles of every answered query.\n",
+            s.dnsperf_qps, s.dnsperf_seconds
+        );
+        out.push_str("| responder | mix | p50 | p99 | answered |\n|---|---|---:|---:|---:|\n");
+        for m in self.measured {
+            let l = &m.latency;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {}/{} |",
+                m.responder.label(),
+                m.mix,
+                micros(l.p50),
+                micros(l.p99),
+                l.answered,
+                l.sent
+            );
+        }
+
+        let _ = writeln!(
+            out,
+            "\n## Kernel time per packet\n\nThe kernel's own time per run from `BPF_PROG_TEST_RUN`, mean of {} runs \
+             of one run each (so every run sees the original query, not its own previous answer). Each figure \
+             includes the kernel's fixed cost of timing a run, shown by the pass-only program. Each dnslb case \
+             is checked by its counters to have taken the path named.\n",
+            s.micro_runs
+        );
+        out.push_str("| program | ns per packet | × floor |\n|---|---:|---:|\n");
+        let floor = self.micro("floor");
+        for m in self.micro {
+            let ns = m.per_run.as_secs_f64() * 1e9;
+            let _ = writeln!(out, "| {} | {ns:.0} | {} |", m.label, ratio(ns, floor));
+        }
+
+        let h = self.hotload;
+        let _ = writeln!(
+            out,
+            "\n## Loading hot names\n\nA zone of {} single-address names, loaded by `dnslb run` with XDP attached.\n",
+            h.names
+        );
+        out.push_str("| zone parsed | kernel map filled | until serving | daemon peak RSS | kernel map | per name: daemon / kernel |\n|---:|---:|---:|---:|---:|---:|\n");
+        let _ = writeln!(
+            out,
+            "| {:.2} s | {:.2} s | {:.2} s | {:.0} MiB | {:.0} MiB | {} B / {} B |",
+            h.zone_seconds,
+            h.fill_seconds,
+            h.total_seconds,
+            h.daemon_peak_bytes as f64 / 1048576.0,
+            h.map_bytes as f64 / 1048576.0,
+            h.daemon_peak_bytes / h.names as u64,
+            h.map_bytes / h.names as u64,
+        );
+
+        out.push_str("\n## Targets\n\n| target | this run | met |\n|---|---|---|\n");
+        for (target, figure, met) in self.targets() {
+            let _ = writeln!(
+                out,
+                "| {target} | {figure} | {} |",
+                if met { "yes" } else { "**no**" }
+            );
+        }
+        out
+    }
+
+    /// (target, figure, met) for every target that this run measured.
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut targets = Vec::new();
+        let mixes: Vec<&str> = {
+            let mut mixes: Vec<&str> = self.measured.iter().map(|m| m.mix).collect();
+            mixes.dedup();
+            mixes
+                .into_iter()
+                .filter(|mix| !mix.contains("misses"))
+                .collect()
+        };
+        let mut compare = |what: &str, ours: Responder, theirs: Responder, at_least: f64| {
+            for mix in &mixes {
+                if let (Some(a), Some(b)) = (self.rate(ours, mix), self.rate(theirs, mix)) {
+                    let r = a / b;
+                    targets.push((
+                        format!("{what} ≥ {at_least} ({mix})"),
+                        format!("{r:.2}"),
+                        r >= at_least,
+                    ));
+                }
+            }
+        };
+        compare(
+            "dnslb XDP / floor, replies/s",
+            Responder::DnslbXdp,
+            Responder::Floor,
+            0.9,
+        );
+        compare(
+            "dnslb XDP / Knot XDP, replies/s",
+            Responder::DnslbXdp,
+            Responder::KnotXdp,
+            2.5,
+        );
+        compare(
+            "dnslb --no-xdp / Knot UDP, replies/s",
+            Responder::DnslbUserspace,
+            Responder::KnotUdp,
+            1.0,
+        );
+        if let (Some(hit), Some(floor)) = (self.micro("dnslb hit (3"), self.micro("floor")) {
+            let r = hit / floor;
+            targets.push((
+                "kernel ns per hit / floor ≤ 1.5".into(),
+                format!("{r:.2}"),
+                r <= 1.5,
+            ));
+        }
+        let h = self.hotload;
+        targets.push((
+            format!("{} hot names serving in < 10 s", h.names),
+            format!("{:.2} s", h.total_seconds),
+            h.total_seconds < 10.0,
+        ));
+        targets.push((
+            "daemon memory < 1 GiB".into(),
+            format!("{:.0} MiB", h.daemon_peak_bytes as f64 / 1048576.0),
+            h.daemon_peak_bytes < 1 << 30,
+        ));
+        targets
+    }
+}
