@@ -90,9 +90,10 @@ pub fn run(rig: &Rig, scratch: &Path, names: usize) -> anyhow::Result<HotLoad> {
     })
 }
 
-/// The `memlock` the kernel reports for the daemon's map with
-/// `max_entries`, found among the process's file descriptors.
+/// The `memlock` the kernel reports for the daemon's hot-name maps (the
+/// maps with `max_entries`), summed, found among the process's descriptors.
 fn hot_map_memlock(pid: u32, max_entries: usize) -> anyhow::Result<u64> {
+    let mut total = None;
     for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let info = fs::read_to_string(entry?.path()).unwrap_or_default();
         let field = |name: &str| {
@@ -101,8 +102,9 @@ fn hot_map_memlock(pid: u32, max_entries: usize) -> anyhow::Result<u64> {
                 .and_then(|value| value.trim().parse::<u64>().ok())
         };
         if field("max_entries:") == Some(max_entries as u64) {
-            return field("memlock:").context("no memlock for the map");
+            *total.get_or_insert(0) +=
+                field("memlock:").context("no memlock for a hot-name map")?;
         }
     }
-    anyhow::bail!("no map with {max_entries} entries in process {pid}")
+    total.with_context(|| format!("no map with {max_entries} entries in process {pid}"))
 }

@@ -43,9 +43,7 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
         ),
         ("floor", FLOOR_OBJECT, "floor"),
     ] {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(names::HOT_A, 1)
-            .load(object)?;
+        let mut ebpf = EbpfLoader::new().load(object)?;
         let program: &mut Xdp = ebpf
             .program_mut(name)
             .context("program missing")?

@@ -15,10 +15,28 @@ pub const MAX_ENDPOINTS: usize = 16;
 /// UDP payload limit for answers to queries without EDNS (RFC 1035 §4.2.1).
 pub const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
+/// Hot names are kept in one map per size class, so that a short name is
+/// hashed and compared as a 32-byte key rather than a 256-byte one. A name
+/// of `len` wire bytes lives in the first class that holds it.
+pub const NAME_CLASSES: [usize; 4] = [32, 64, 128, 256];
+
+/// The index into [`NAME_CLASSES`] for a name of `len` wire bytes.
+pub const fn name_class(len: usize) -> usize {
+    if len <= 32 {
+        0
+    } else if len <= 64 {
+        1
+    } else if len <= 128 {
+        2
+    } else {
+        3
+    }
+}
+
 /// Map and program names, shared so a rename cannot split the two sides.
 pub mod names {
-    /// `HashMap<HotName, HotA>`: the names the kernel answers.
-    pub const HOT_A: &str = "HOT_A";
+    /// `HashMap<NameKey<N>, HotA>` for each of the name classes, in order.
+    pub const HOT_A: [&str; 4] = ["HOT_A_32", "HOT_A_64", "HOT_A_128", "HOT_A_256"];
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
     /// The answering XDP program.
@@ -32,27 +50,33 @@ pub mod names {
     pub const GLOBAL_EDNS_PAYLOAD: &str = "EDNS_PAYLOAD";
 }
 
-/// A query name as the kernel looks it up: wire format, ASCII lowercased,
-/// zero-padded. Label lengths are at most 63, so lowercasing every byte of the
-/// wire form never touches them, and the padding keeps the key unique.
+/// A map key: the first `N` bytes of a [`HotName`]'s padded wire form.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NameKey<const N: usize> {
+    pub wire: [u8; N],
+}
+
+/// A query name as the kernel looks it up: wire format, ASCII lowercased,
+/// zero-padded. Label lengths are at most 63, so lowercasing every byte of the
+/// wire form never touches them, and the padding keeps keys unique.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct HotName {
-    pub wire: [u8; MAX_NAME_LEN + 1],
+    wire: [u8; MAX_NAME_LEN + 1],
+    len: usize,
 }
 
 impl HotName {
-    pub const EMPTY: HotName = HotName {
-        wire: [0; MAX_NAME_LEN + 1],
-    };
-
-    /// Builds the key from an uncompressed wire-format name (root label
+    /// Builds the name from an uncompressed wire-format name (root label
     /// included). Returns `None` when it is not a well-formed name.
     pub fn from_wire(name: &[u8]) -> Option<HotName> {
         if name.is_empty() || name.len() > MAX_NAME_LEN {
             return None;
         }
-        let mut key = HotName::EMPTY;
+        let mut key = HotName {
+            wire: [0; MAX_NAME_LEN + 1],
+            len: name.len(),
+        };
         let mut label_at = 0;
         for (i, &byte) in name.iter().enumerate() {
             if i == label_at {
@@ -67,6 +91,27 @@ impl HotName {
             key.wire[i] = byte.to_ascii_lowercase();
         }
         None
+    }
+
+    /// Length on the wire, root label included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The index of the map class this name lives in.
+    pub fn class(&self) -> usize {
+        name_class(self.len)
+    }
+
+    /// The map key of class size `N`; meaningful when `N` is this name's class.
+    pub fn key<const N: usize>(&self) -> NameKey<N> {
+        let mut wire = [0; N];
+        wire.copy_from_slice(&self.wire[..N]);
+        NameKey { wire }
     }
 }
 
@@ -165,10 +210,10 @@ mod pod {
     // SAFETY: both are `#[repr(C)]` structs of integers and byte arrays with
     // no implicit padding (sizes are asserted below), so every bit pattern is
     // a valid value and there are no uninitialised bytes to leak.
-    unsafe impl aya::Pod for super::HotName {}
+    unsafe impl<const N: usize> aya::Pod for super::NameKey<N> {}
     unsafe impl aya::Pod for super::HotA {}
 
-    const _: () = assert!(core::mem::size_of::<super::HotName>() == 256);
+    const _: () = assert!(core::mem::size_of::<super::NameKey<32>>() == 32);
     const _: () = assert!(core::mem::size_of::<super::HotA>() == 4 + 4 + 4 + 32 + 64);
 }
 
@@ -178,9 +223,20 @@ mod tests {
 
     #[test]
     fn key_is_lowercase_and_padded() {
-        let key = HotName::from_wire(b"\x03WwW\x07Example\x03COM\x00").unwrap();
+        let name = HotName::from_wire(b"\x03WwW\x07Example\x03COM\x00").unwrap();
+        assert_eq!((name.len(), name.class()), (17, 0));
+        let key = name.key::<32>();
         assert_eq!(&key.wire[..17], b"\x03www\x07example\x03com\x00");
         assert!(key.wire[17..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn classes_hold_their_lengths() {
+        let classes: [usize; 6] = [1, 32, 33, 64, 129, 255].map(name_class);
+        assert_eq!(classes, [0, 0, 1, 1, 3, 3]);
+        for (class, size) in NAME_CLASSES.iter().enumerate() {
+            assert_eq!(name_class(*size), class);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use dns_common::{Counter, HotA, MAX_ENDPOINTS, Selection};
 
 use crate::{
-    EDNS_PAYLOAD, HOT_A, config,
+    EDNS_PAYLOAD, config, hot,
     packet::{self, UDP_LEN},
     query::{self, HEADER_LEN, OPT_LEN},
     scratch::{self, MSG_LEN, Scratch},
@@ -54,11 +54,7 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
 
     let server_payload = config(&EDNS_PAYLOAD);
     let question = query::parse(scratch, len, server_payload)?;
-    // By reference on purpose: by value would copy the 256-byte key onto
-    // the 512-byte BPF stack.
-    #[allow(clippy::needless_borrows_for_generic_args)]
-    // SAFETY: the key is initialised; the map only reads it.
-    let rrset = unsafe { HOT_A.get(&scratch.key) }.ok_or(Counter::PassNotHot)?;
+    let rrset = hot::lookup_a(&scratch.key, question.name_len).ok_or(Counter::PassNotHot)?;
 
     let answers = rrset.answers as usize;
     let endpoints = rrset.endpoints as usize;

@@ -1,7 +1,8 @@
 //! dnslb's XDP data plane.
 //!
 //! For every frame: is it an IPv4 UDP DNS query for an A record we hold in
-//! `HOT_A`? If so, turn the frame around into the answer and `XDP_TX` it.
+//! the hot-name maps? If so, turn the frame around into the answer and
+//! `XDP_TX` it.
 //! Everything else, and anything we are not sure of, leaves with `XDP_PASS`
 //! exactly as it came in, for the daemon to answer.
 //!
@@ -13,6 +14,7 @@
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod answer;
+mod hot;
 mod packet;
 mod query;
 mod scratch;
@@ -20,10 +22,10 @@ mod scratch;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray},
+    maps::PerCpuArray,
     programs::XdpContext,
 };
-use dns_common::{COUNTER_COUNT, Counter, HotA, HotName};
+use dns_common::{COUNTER_COUNT, Counter};
 
 /// The UDP port answered on, host order. Userspace sets it at load time.
 #[unsafe(no_mangle)]
@@ -32,9 +34,6 @@ static DNS_PORT: u16 = 53;
 /// The EDNS UDP payload size this server advertises and accepts, host order.
 #[unsafe(no_mangle)]
 static EDNS_PAYLOAD: u16 = 1232;
-
-#[map]
-static HOT_A: HashMap<HotName, HotA> = HashMap::with_max_entries(65536, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

@@ -16,6 +16,8 @@ pub const OPT_LEN: usize = 11;
 pub struct Question {
     /// Bytes from the start of the message to the end of the question.
     pub end: usize,
+    /// The query name's length on the wire.
+    pub name_len: usize,
     /// Whether the query carried an OPT record (which the answer echoes).
     pub edns: bool,
     /// Largest UDP payload the client accepts.
@@ -57,6 +59,7 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
 
     let mut question = Question {
         end,
+        name_len,
         edns: additional == 1,
         payload_limit: CLASSIC_UDP_PAYLOAD as usize,
         flags,
@@ -101,7 +104,6 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
 /// over 255 bytes are malformed in a question.
 #[inline(always)]
 fn read_name(scratch: &mut Scratch, len: usize) -> Result<usize, Counter> {
-    scratch.clear_key();
     let mut label_at = 0;
     for i in 0..MAX_NAME_LEN {
         let at = HEADER_LEN + i;
@@ -111,6 +113,8 @@ fn read_name(scratch: &mut Scratch, len: usize) -> Result<usize, Counter> {
         let byte = scratch.msg(at);
         if i == label_at {
             if byte == 0 {
+                scratch.key[i] = 0;
+                scratch.pad_key(i + 1);
                 return Ok(i + 1);
             }
             if byte > 63 {
@@ -120,7 +124,7 @@ fn read_name(scratch: &mut Scratch, len: usize) -> Result<usize, Counter> {
         }
         // Length bytes are at most 63, below 'A', so lowercasing every byte
         // leaves them alone.
-        scratch.key.wire[i] = byte | ((byte.wrapping_sub(b'A') < 26) as u8) << 5;
+        scratch.key[i] = byte | ((byte.wrapping_sub(b'A') < 26) as u8) << 5;
     }
     Err(Counter::PassMalformed)
 }

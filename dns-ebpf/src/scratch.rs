@@ -3,7 +3,7 @@
 //! live in a one-slot per-CPU array instead.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use dns_common::HotName;
+use dns_common::{NAME_CLASSES, name_class};
 
 /// The DNS message is copied here; queries we answer are far shorter.
 pub const MSG_LEN: usize = 512;
@@ -14,8 +14,8 @@ const OUT_MASK: usize = OUT_LEN - 1;
 
 #[repr(C)]
 pub struct Scratch {
-    /// Lookup key for the query name; must stay first for alignment.
-    pub key: HotName,
+    /// Lookup key for the query name; first, so it is 8-byte aligned.
+    pub key: [u8; 256],
     /// Start of the next round-robin rotation on this CPU.
     pub rotation: u32,
     msg: [u8; MSG_LEN],
@@ -62,15 +62,28 @@ impl Scratch {
         self.out.as_mut_ptr()
     }
 
-    /// Sets every byte of the key to zero, so the name written next is
-    /// zero-padded as the map's keys are.
+    /// Zeroes the key from `name_len` to the end of its size class, as the
+    /// map keys are padded: a masked store for the word the name ends in,
+    /// then whole words.
     #[inline(always)]
-    pub fn clear_key(&mut self) {
-        let words = self.key.wire.as_mut_ptr() as *mut u64;
-        for i in 0..self.key.wire.len() / 8 {
-            // SAFETY: `i * 8 + 8 <= 256`, and `key` is 8-aligned as the first
-            // field of a map value.
-            unsafe { words.add(i).write(0) };
+    pub fn pad_key(&mut self, name_len: usize) {
+        const WORDS: usize = 256 / 8;
+        let words = self.key.as_mut_ptr() as *mut u64;
+        let class_words = NAME_CLASSES[name_class(name_len)] / 8;
+        let last = (name_len / 8) & (WORDS - 1);
+        // Little-endian: the low bytes of a word come first in memory.
+        let keep = (1u64 << ((name_len % 8) * 8)) - 1;
+        // SAFETY: every index is masked below WORDS; `key` is 8-byte
+        // aligned as the first field of a map value.
+        unsafe {
+            *words.add(last) &= keep;
+            for i in 1..WORDS {
+                let word = last + i;
+                if word >= class_words {
+                    break;
+                }
+                *words.add(word & (WORDS - 1)) = 0;
+            }
         }
     }
 }

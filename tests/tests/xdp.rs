@@ -359,16 +359,23 @@ fn random_bytes_pass_unchanged() {
     }
 }
 
-/// A name of exactly `len` bytes on the wire.
+/// A name of exactly `len` bytes on the wire (at least 3: one label).
 fn name_of_wire_len(len: usize) -> String {
+    assert!(len >= 3, "the shortest name with a label has 3 bytes");
     let mut labels = Vec::new();
     let mut left = len - 1; // the root label
     while left > 0 {
-        let label = (left - 1).min(63);
+        let mut label = (left - 1).min(63);
+        if left - (label + 1) == 1 {
+            // A single byte left over could not form a label.
+            label -= 1;
+        }
         labels.push("a".repeat(label));
         left -= label + 1;
     }
-    labels.join(".")
+    let name = labels.join(".");
+    assert_eq!(wire_name(&name).len(), len);
+    name
 }
 
 #[test]
@@ -439,4 +446,31 @@ fn weighted_names_get_one_endpoint_in_proportion() {
     // Expected 1000 : 3000; the standard deviation is about 27.
     let expected = draws / 4;
     assert!(counts[0].abs_diff(expected) < 140, "{counts:?}");
+}
+
+#[test]
+fn names_at_every_size_class_boundary_are_answered() {
+    let mut dataplane = program();
+    let lengths = [3, 31, 32, 33, 64, 65, 128, 129, 255];
+    for (i, &len) in lengths.iter().enumerate() {
+        round_robin(&mut dataplane, &name_of_wire_len(len), &[addr(i as u8 + 1)]);
+    }
+    // Longest first, then shorter ones: what a long name leaves in the
+    // kernel's key buffer must not leak into the next lookup.
+    for (i, &len) in lengths.iter().enumerate().rev() {
+        let query = QueryFrame::a(&name_of_wire_len(len).to_uppercase()).with_opt(Opt::plain(1232));
+        let input = query.build();
+        let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+        assert_eq!(
+            answer_addrs(&message),
+            vec![addr(i as u8 + 1)],
+            "{len}-byte name"
+        );
+    }
+    // One byte more or less is another name.
+    assert_passes(
+        &mut dataplane,
+        &QueryFrame::a(&name_of_wire_len(34)).build(),
+        Counter::PassNotHot,
+    );
 }

@@ -7,7 +7,7 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use dns_common::{COUNTER_COUNT, Counter, HotA, HotName, names};
+use dns_common::{COUNTER_COUNT, Counter, HotA, HotName, NameKey, names};
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] =
@@ -58,9 +58,59 @@ pub struct DataplaneOptions {
 /// The loaded XDP program and its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    hot_a: HashMap<MapData, HotName, HotA>,
+    hot_a: HotMaps,
     counters: PerCpuArray<MapData, u64>,
     link: Option<XdpLinkId>,
+}
+
+/// The hot-name maps, one per name size class (`dns_common::NAME_CLASSES`).
+struct HotMaps {
+    class_32: HashMap<MapData, NameKey<32>, HotA>,
+    class_64: HashMap<MapData, NameKey<64>, HotA>,
+    class_128: HashMap<MapData, NameKey<128>, HotA>,
+    class_256: HashMap<MapData, NameKey<256>, HotA>,
+}
+
+/// Runs `$body` with `$map` bound to `$name`'s class map and `$key` to its
+/// key in that map: the classes differ in key type, so this cannot be a
+/// plain function over them.
+macro_rules! with_class_map {
+    ($maps:expr, $name:expr, |$map:ident, $key:ident| $body:expr) => {
+        match $name.class() {
+            0 => {
+                let ($map, $key) = (&mut $maps.class_32, $name.key::<32>());
+                $body
+            }
+            1 => {
+                let ($map, $key) = (&mut $maps.class_64, $name.key::<64>());
+                $body
+            }
+            2 => {
+                let ($map, $key) = (&mut $maps.class_128, $name.key::<128>());
+                $body
+            }
+            _ => {
+                let ($map, $key) = (&mut $maps.class_256, $name.key::<256>());
+                $body
+            }
+        }
+    };
+}
+
+impl HotMaps {
+    fn take(ebpf: &mut Ebpf) -> Result<HotMaps, DataplaneError> {
+        let [m32, m64, m128, m256] = names::HOT_A;
+        Ok(HotMaps {
+            class_32: HashMap::try_from(take_map(ebpf, m32)?)?,
+            class_64: HashMap::try_from(take_map(ebpf, m64)?)?,
+            class_128: HashMap::try_from(take_map(ebpf, m128)?)?,
+            class_256: HashMap::try_from(take_map(ebpf, m256)?)?,
+        })
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
+    ebpf.take_map(name).ok_or(DataplaneError::Missing(name))
 }
 
 /// Counter values summed over all CPUs, indexed by [`Counter`].
@@ -92,20 +142,17 @@ pub struct TestOutcome {
 impl Dataplane {
     /// Loads the program into the kernel (verifying it), without attaching.
     pub fn load(options: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
-            .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true)
-            .map_max_entries(names::HOT_A, options.hot_capacity.max(1))
-            .load(EBPF_OBJECT)?;
+            .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true);
+        for map in names::HOT_A {
+            loader.map_max_entries(map, options.hot_capacity.max(1));
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
         xdp_program(&mut ebpf, names::PROGRAM)?.load()?;
-        let hot_a = HashMap::try_from(
-            ebpf.take_map(names::HOT_A)
-                .ok_or(DataplaneError::Missing(names::HOT_A))?,
-        )?;
-        let counters = PerCpuArray::try_from(
-            ebpf.take_map(names::COUNTERS)
-                .ok_or(DataplaneError::Missing(names::COUNTERS))?,
-        )?;
+        let hot_a = HotMaps::take(&mut ebpf)?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
         Ok(Dataplane {
             ebpf,
             hot_a,
@@ -132,13 +179,13 @@ impl Dataplane {
     /// Makes the kernel answer `name` with `value`, replacing what it had.
     /// The kernel swaps the whole value at once: no query sees half of it.
     pub fn set_hot_a(&mut self, name: &HotName, value: &HotA) -> Result<(), DataplaneError> {
-        self.hot_a.insert(name, value, 0)?;
+        with_class_map!(self.hot_a, name, |map, key| map.insert(key, value, 0))?;
         Ok(())
     }
 
     /// The value the kernel holds for `name`, if any.
-    pub fn hot_a(&self, name: &HotName) -> Result<Option<HotA>, DataplaneError> {
-        match self.hot_a.get(name, 0) {
+    pub fn hot_a(&mut self, name: &HotName) -> Result<Option<HotA>, DataplaneError> {
+        match with_class_map!(self.hot_a, name, |map, key| map.get(&key, 0)) {
             Ok(value) => Ok(Some(value)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(error) => Err(error.into()),
@@ -147,7 +194,7 @@ impl Dataplane {
 
     /// Stops answering `name` in the kernel; a missing name is not an error.
     pub fn remove_hot_a(&mut self, name: &HotName) -> Result<(), DataplaneError> {
-        match self.hot_a.remove(name) {
+        match with_class_map!(self.hot_a, name, |map, key| map.remove(&key)) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(error) => Err(error.into()),
         }
@@ -235,9 +282,8 @@ pub fn attach_pass_through(
     interface: &str,
     mode: AttachMode,
 ) -> Result<PassThrough, DataplaneError> {
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(names::HOT_A, 1)
-        .load(EBPF_OBJECT)?;
+    // The maps are allocated as filled, so the unused ones cost nothing.
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
     let program = xdp_program(&mut ebpf, names::PASS_PROGRAM)?;
     program.load()?;
     program.attach(interface, mode.into())?;

@@ -79,7 +79,7 @@ mod tests {
         assert!(skipped.is_empty());
         let mut names: Vec<_> = entries
             .iter()
-            .map(|(key, value)| (key.wire[..5].to_vec(), value.endpoints))
+            .map(|(key, value)| (key.key::<32>().wire[..5].to_vec(), value.endpoints))
             .collect();
         names.sort();
         assert_eq!(
