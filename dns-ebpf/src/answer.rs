@@ -17,7 +17,6 @@ use crate::{
 /// An A record pointing back at the question name: pointer to offset 12,
 /// TYPE A, CLASS IN, then TTL, RDLENGTH 4 and the address.
 const RECORD_LEN: usize = 16;
-const RECORD_HEAD: [u8; 6] = [0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01];
 const ENDPOINT_MASK: usize = MAX_ENDPOINTS - 1;
 
 /// Answers the frame in place, or says why it passes. Nothing in the frame
@@ -54,7 +53,7 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
 
     let server_payload = config(&EDNS_PAYLOAD);
     let question = query::parse(scratch, len, server_payload)?;
-    let rrset = hot::lookup_a(&scratch.key, question.name_len).ok_or(Counter::PassNotHot)?;
+    let rrset = hot::lookup_a(scratch.key_bytes(), question.name_len).ok_or(Counter::PassNotHot)?;
 
     let answers = rrset.answers as usize;
     let endpoints = rrset.endpoints as usize;
@@ -152,7 +151,9 @@ fn first_endpoint(rrset: &HotA, scratch: &mut Scratch, endpoints: usize) -> usiz
 }
 
 /// Writes `answers` records into the scratch output, starting with endpoint
-/// `first` and wrapping around.
+/// `first` and wrapping around. A record is two words: pointer to the
+/// question, TYPE A, CLASS IN and half the TTL; the rest of the TTL,
+/// RDLENGTH 4 and the address.
 #[inline(always)]
 fn write_records(
     scratch: &mut Scratch,
@@ -161,24 +162,16 @@ fn write_records(
     answers: usize,
     endpoints: usize,
 ) {
+    let [t0, t1, t2, t3] = rrset.ttl;
+    let head = u64::from_le_bytes([0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, t0, t1]);
+    let tail_base = u64::from_le_bytes([t2, t3, 0x00, 0x04, 0, 0, 0, 0]);
     let mut endpoint = first;
     for record in 0..MAX_ENDPOINTS {
         if record >= answers {
             break;
         }
-        let at = record * RECORD_LEN;
-        for (i, byte) in RECORD_HEAD.iter().enumerate() {
-            scratch.set_out(at + i, *byte);
-        }
-        for (i, byte) in rrset.ttl.iter().enumerate() {
-            scratch.set_out(at + 6 + i, *byte);
-        }
-        scratch.set_out(at + 10, 0);
-        scratch.set_out(at + 11, 4);
-        let addr = rrset.addrs[endpoint & ENDPOINT_MASK];
-        for (i, byte) in addr.iter().enumerate() {
-            scratch.set_out(at + 12 + i, *byte);
-        }
+        let addr = u32::from_le_bytes(rrset.addrs[endpoint & ENDPOINT_MASK]);
+        scratch.set_record(record, head, tail_base | (u64::from(addr) << 32));
         endpoint += 1;
         if endpoint >= endpoints {
             endpoint = 0;

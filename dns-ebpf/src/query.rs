@@ -99,32 +99,31 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
     Ok(question)
 }
 
-/// Copies the query name, lowercased, into `scratch.key`, and returns its
-/// length on the wire. Compression pointers, labels over 63 bytes and names
-/// over 255 bytes are malformed in a question.
+/// Walks the query name's labels to find its length, then has it copied,
+/// lowercased, into the key. Compression pointers, labels over 63 bytes and
+/// names over 255 bytes are malformed in a question.
 #[inline(always)]
 fn read_name(scratch: &mut Scratch, len: usize) -> Result<usize, Counter> {
-    let mut label_at = 0;
-    for i in 0..MAX_NAME_LEN {
-        let at = HEADER_LEN + i;
-        if at >= len {
+    // Labels are at least two bytes, so a 255-byte name has at most 127
+    // of them before the root.
+    let mut at = 0;
+    for _ in 0..MAX_NAME_LEN / 2 + 1 {
+        if HEADER_LEN + at >= len {
             return Err(Counter::PassMalformed);
         }
-        let byte = scratch.msg(at);
-        if i == label_at {
-            if byte == 0 {
-                scratch.key[i] = 0;
-                scratch.pad_key(i + 1);
-                return Ok(i + 1);
-            }
-            if byte > 63 {
-                return Err(Counter::PassMalformed);
-            }
-            label_at = i + 1 + byte as usize;
+        let label = scratch.msg(HEADER_LEN + at) as usize;
+        if label == 0 {
+            let name_len = at + 1;
+            scratch.set_key(name_len);
+            return Ok(name_len);
         }
-        // Length bytes are at most 63, below 'A', so lowercasing every byte
-        // leaves them alone.
-        scratch.key[i] = byte | ((byte.wrapping_sub(b'A') < 26) as u8) << 5;
+        if label > 63 {
+            return Err(Counter::PassMalformed);
+        }
+        at += label + 1;
+        if at >= MAX_NAME_LEN {
+            return Err(Counter::PassMalformed);
+        }
     }
     Err(Counter::PassMalformed)
 }
