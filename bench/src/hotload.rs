@@ -10,7 +10,10 @@ use dnslb_tests::{
 };
 use nix::sys::signal::Signal;
 
-use crate::workload::{ORIGIN, write_zone};
+use crate::{
+    responders::bench_zone,
+    workload::{ORIGIN, write_zone},
+};
 
 pub struct HotLoad {
     pub names: usize,
@@ -30,22 +33,14 @@ pub fn run(rig: &Rig, scratch: &Path, names: usize) -> anyhow::Result<HotLoad> {
     let dir = scratch.join("hotload");
     fs::create_dir_all(&dir)?;
     let zone = write_zone(&dir, names)?;
-    let zone_arg = format!("{ORIGIN}={}", zone.display());
-    let listen = format!("{SERVER_ADDR}:53");
     let capacity = (names + 16).to_string();
-    let args = [
-        "run",
-        "--iface",
-        &rig.server_if,
-        "--listen",
-        &listen,
-        "--zone",
-        &zone_arg,
-        "--hot-capacity",
-        &capacity,
-    ];
     let started = Instant::now();
-    let daemon = Daemon::start(&rig.server, &args)?;
+    let daemon = Daemon::start_on_rig(
+        rig,
+        &bench_zone(&zone),
+        true,
+        &["--hot-capacity", &capacity],
+    )?;
     let total_seconds = started.elapsed().as_secs_f64();
     let log = daemon.log_text();
     let seconds_in = |marker: &str| -> anyhow::Result<f64> {

@@ -2,10 +2,22 @@
 //! dnsperf (through the kernel stack, at a fixed rate, for latency). Both
 //! run in the client namespace and stop by themselves.
 
-use std::{path::Path, process::Output, time::Duration};
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use dnslb_tests::netns::{Rig, SERVER_ADDR, checked};
+
+/// `program` in the client namespace, killed if it overruns `seconds` by
+/// far (both tools stop by themselves; this is the backstop).
+fn bounded(rig: &Rig, seconds: u32, program: &str) -> Command {
+    let mut command = rig.client.command("timeout");
+    command.arg((seconds + 20).to_string()).arg(program);
+    command
+}
 
 /// Replies per second under an offered load above what any responder
 /// here sustains.
@@ -21,13 +33,8 @@ const KXDPGUN_QPS: &str = "3000000";
 /// Runs kxdpgun for `seconds` against the server. kxdpgun attaches its own
 /// XDP program to the client veth, so nothing else may be attached there.
 pub fn kxdpgun(rig: &Rig, queries: &Path, seconds: u32) -> anyhow::Result<Throughput> {
-    let limit = (seconds + 20).to_string();
-    let output = rig
-        .client
-        .command("timeout")
+    let output = bounded(rig, seconds, "kxdpgun")
         .args([
-            &limit,
-            "kxdpgun",
             "-t",
             &seconds.to_string(),
             "-Q",
@@ -73,13 +80,8 @@ pub struct Latency {
 /// the client's stack only through the rig's pass-through program, so the
 /// caller attaches it first.
 pub fn dnsperf(rig: &Rig, queries: &Path, seconds: u32, qps: u32) -> anyhow::Result<Latency> {
-    let limit = (seconds + 20).to_string();
-    let output = rig
-        .client
-        .command("timeout")
+    let output = bounded(rig, seconds, "dnsperf")
         .args([
-            &limit,
-            "dnsperf",
             "-s",
             SERVER_ADDR,
             "-l",

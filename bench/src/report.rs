@@ -188,14 +188,13 @@ impl Report<'_> {
     /// (target, figure, met) for every target that this run measured.
     fn targets(&self) -> Vec<(String, String, bool)> {
         let mut targets = Vec::new();
-        let mixes: Vec<&str> = {
-            let mut mixes: Vec<&str> = self.measured.iter().map(|m| m.mix).collect();
-            mixes.dedup();
-            mixes
-                .into_iter()
-                .filter(|mix| !mix.contains("misses"))
-                .collect()
-        };
+        // Each mix once, in order; the miss mix measures the daemon too.
+        let mut mixes: Vec<&str> = Vec::new();
+        for m in self.measured {
+            if !mixes.contains(&m.mix) && !m.mix.contains("misses") {
+                mixes.push(m.mix);
+            }
+        }
         let mut compare = |what: &str, ours: Responder, theirs: Responder, at_least: f64| {
             for mix in &mixes {
                 if let (Some(a), Some(b)) = (self.rate(ours, mix), self.rate(theirs, mix)) {

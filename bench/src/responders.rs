@@ -15,7 +15,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use dnslb_tests::{
-    daemon::{Daemon, kdig},
+    daemon::{Daemon, ZoneFile, kdig},
     netns::{Rig, SERVER_ADDR},
 };
 
@@ -63,23 +63,13 @@ impl Responder {
                 _program: attach_floor(rig)?,
             },
             Responder::DnslbXdp | Responder::DnslbUserspace => {
-                let zone_arg = format!("{ORIGIN}={}", zone.display());
-                let listen = format!("{SERVER_ADDR}:53");
-                let mut args = vec![
-                    "run",
-                    "--listen",
-                    &listen,
-                    "--zone",
-                    &zone_arg,
-                    "--hot-capacity",
-                    "1100000",
-                ];
-                if self == Responder::DnslbXdp {
-                    args.extend(["--iface", &rig.server_if, "--xdp-mode", "native"]);
-                } else {
-                    args.push("--no-xdp");
-                }
-                Running::Dnslb(Daemon::start(&rig.server, &args)?)
+                let xdp = self == Responder::DnslbXdp;
+                Running::Dnslb(Daemon::start_on_rig(
+                    rig,
+                    &bench_zone(zone),
+                    xdp,
+                    &["--hot-capacity", "1100000"],
+                )?)
             }
             Responder::KnotXdp | Responder::KnotUdp => {
                 let xdp = (self == Responder::KnotXdp).then_some(rig.server_if.as_str());
@@ -122,6 +112,14 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The benchmark zone as `dnslb run` takes it.
+pub fn bench_zone(file: &Path) -> ZoneFile {
+    ZoneFile {
+        origin: ORIGIN.into(),
+        file: file.to_path_buf(),
     }
 }
 
@@ -191,7 +189,7 @@ fn start_nsd(rig: &Rig, zone: &Path, scratch: &Path) -> anyhow::Result<Server> {
         "server:\n    ip-address: {SERVER_ADDR}\n    port: 53\n    server-count: 2\n    username: \"\"\n    \
          chroot: \"\"\n    zonesdir: \"{dir}\"\n    pidfile: \"{dir}/nsd.pid\"\n    database: \"\"\n    \
          zonelistfile: \"{dir}/zone.list\"\n    xfrdfile: \"{dir}/xfrd.state\"\n    xfrdir: \"{dir}\"\n    \
-         verbosity: 1\nremote-control:\n    control-enable: no\nzone:\n    name: {ORIGIN}\n    zonefile: \"{zone}\"\n",
+         verbosity: 1\n    rrl-ratelimit: 0\nremote-control:\n    control-enable: no\nzone:\n    name: {ORIGIN}\n    zonefile: \"{zone}\"\n",
         dir = dir.display(),
         zone = zone.display(),
     );

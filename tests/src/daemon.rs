@@ -160,12 +160,33 @@ pub fn sample(text: &str, series: &str) -> Option<u64> {
 /// the server namespace.
 pub const RIG_METRICS: &str = "127.0.0.1:9153";
 
+/// A zone given to `dnslb run --zone ORIGIN=FILE`.
+pub struct ZoneFile {
+    pub origin: String,
+    pub file: PathBuf,
+}
+
+impl ZoneFile {
+    /// The example zone the demo and the tests serve.
+    pub fn example() -> ZoneFile {
+        ZoneFile {
+            origin: "example.com".into(),
+            file: workspace_root().join("examples/example.com.zone"),
+        }
+    }
+}
+
 impl Daemon {
-    /// `dnslb run` on the rig's server with the example zone, on
-    /// 198.18.0.2:53: attached natively to the server veth, or `--no-xdp`.
-    pub fn start_on_rig(rig: &Rig, xdp: bool) -> anyhow::Result<Daemon> {
-        let zone = workspace_root().join("examples/example.com.zone");
-        let zone = format!("example.com={}", zone.display());
+    /// `dnslb run` on the rig's server, on 198.18.0.2:53 with metrics on
+    /// [`RIG_METRICS`]: attached natively to the server veth, or
+    /// `--no-xdp`; `extra` arguments follow.
+    pub fn start_on_rig(
+        rig: &Rig,
+        zone: &ZoneFile,
+        xdp: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<Daemon> {
+        let zone = format!("{}={}", zone.origin, zone.file.display());
         let listen = format!("{SERVER_ADDR}:53");
         let mut args = vec![
             "run",
@@ -181,6 +202,7 @@ impl Daemon {
         } else {
             args.push("--no-xdp");
         }
+        args.extend_from_slice(extra);
         Daemon::start(&rig.server, &args)
     }
 }

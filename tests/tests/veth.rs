@@ -2,7 +2,7 @@
 //! namespace, real `kdig` in a client namespace. Needs root.
 
 use dnslb_tests::{
-    daemon::{Answered, Daemon, kdig},
+    daemon::{Answered, Daemon, ZoneFile, kdig},
     netns::{Rig, SERVER_ADDR},
 };
 use nix::sys::signal::Signal;
@@ -23,7 +23,7 @@ fn hot_names_are_answered_by_the_kernel_and_the_rest_by_the_daemon() {
     let _pass = rig
         .attach_client_pass_through()
         .expect("pass-through on the client veth");
-    let daemon = Daemon::start_on_rig(&rig, true).expect("dnslb starts");
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &[]).expect("dnslb starts");
     assert!(
         rig.server_has_xdp().unwrap(),
         "XDP attached to the server veth"
@@ -83,7 +83,8 @@ fn hot_names_are_answered_by_the_kernel_and_the_rest_by_the_daemon() {
 #[test]
 fn without_xdp_the_daemon_answers_everything() {
     let rig = Rig::new().expect("namespaces and veth");
-    let daemon = Daemon::start_on_rig(&rig, false).expect("dnslb starts");
+    let daemon =
+        Daemon::start_on_rig(&rig, &ZoneFile::example(), false, &[]).expect("dnslb starts");
     let hot = ask(&rig, &["www.example.com.", "A"]);
     assert!(hot.contains("198.18.10.1"), "{hot}");
     let counts = answered(&rig);

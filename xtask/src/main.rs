@@ -75,15 +75,7 @@ fn release_dir() -> PathBuf {
 }
 
 fn bench() -> anyhow::Result<()> {
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "dns-userspace",
-        "-p",
-        "dnslb-bench",
-        "--bins",
-    ])?;
+    build_release()?;
     run(Command::new(release_dir().join("dnslb-bench"))
         .args(["--out", "BENCHMARKS.md"])
         .current_dir(workspace_root()))
@@ -106,16 +98,14 @@ pub fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// dnslb and the programs that drive it (demo, benchmark), in release.
 fn build_release() -> anyhow::Result<()> {
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "dns-userspace",
-        "-p",
-        "dnslb-tests",
-        "--bins",
-    ])
+    let packages = ["dns-userspace", "dnslb-tests", "dnslb-bench"];
+    let mut args = vec!["build", "--release", "--bins"];
+    for package in packages {
+        args.extend(["-p", package]);
+    }
+    cargo(&args)
 }
 
 fn demo() -> anyhow::Result<()> {

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use dnslb_tests::{
-    daemon::{Answered, Daemon, RIG_METRICS, kdig, scrape},
+    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, scrape},
     netns::{CLIENT_ADDR, Rig, SERVER_ADDR},
 };
 use nix::sys::signal::Signal;
@@ -31,7 +31,7 @@ fn demo() -> anyhow::Result<()> {
         "== server: dnslb run --iface {} --listen {SERVER_ADDR}:53 --zone example.com=examples/example.com.zone",
         rig.server_if
     );
-    let daemon = Daemon::start_on_rig(&rig, true)?;
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &[])?;
     print!("{}", daemon.log_text());
 
     let queries: [(&str, &str, &str); 4] = [
