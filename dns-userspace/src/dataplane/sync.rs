@@ -31,8 +31,9 @@ pub fn hot_entries(zone: &Zone) -> (Vec<(HotName, HotA)>, Vec<Skipped>) {
             continue;
         }
         let addrs: Vec<Ipv4Addr> = set
-            .records_without_rrsigs()
-            .filter_map(|record| match &record.data {
+            .rdatas()
+            .iter()
+            .filter_map(|rdata| match rdata {
                 RData::A(a) => Some(a.0),
                 _ => None,
             })
@@ -48,7 +49,7 @@ pub fn hot_entries(zone: &Zone) -> (Vec<(HotName, HotA)>, Vec<Skipped>) {
         match (key, answer.encode()) {
             (Some(key), Ok(value)) => entries.push((key, value)),
             (_, Err(reason)) => skipped.push(Skipped {
-                name: set.name().clone(),
+                name: Name::from(name.clone()),
                 reason,
             }),
             // A name the zone parser accepted always encodes; nothing to do.

@@ -9,10 +9,10 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, OpCode, Query, ResponseCode},
-    rr::{DNSClass, LowerName, RData, Record, RecordSet, RecordType},
+    rr::{DNSClass, LowerName, Name, RData, Record, RecordType},
 };
 
-use crate::zone::{Catalog, Lookup, Zone};
+use crate::zone::{Catalog, Lookup, Rrset, Zone};
 
 /// RFC 1035's limit for UDP answers to queries without EDNS.
 const CLASSIC_UDP_PAYLOAD: usize = 512;
@@ -121,9 +121,10 @@ impl Responder {
             Lookup::Alias(cname) => {
                 response.add_answers(self.owned_by(question, cname, false));
             }
-            Lookup::Delegation(ns) => {
+            Lookup::Delegation(cut, ns) => {
                 response.metadata.authoritative = false;
-                response.add_authorities(ns.records_without_rrsigs().cloned());
+                let cut = Name::from(cut.clone());
+                response.add_authorities(ns.records(&cut));
                 response.add_additionals(glue(zone, ns));
             }
             Lookup::NoData => {
@@ -138,18 +139,10 @@ impl Responder {
     }
 
     /// The RRset's records owned by the name as the client wrote it (so the
-    /// answer compresses onto the question, as the kernel's does), with the
-    /// set's TTL, optionally rotated.
-    fn owned_by(&self, question: &Query, set: &RecordSet, rotate: bool) -> Vec<Record> {
-        let mut records: Vec<Record> = set
-            .records_without_rrsigs()
-            .map(|record| {
-                let mut record = record.clone();
-                record.name = question.name().clone();
-                record.ttl = set.ttl();
-                record
-            })
-            .collect();
+    /// answer compresses onto the question, as the kernel's does),
+    /// optionally rotated.
+    fn owned_by(&self, question: &Query, set: &Rrset, rotate: bool) -> Vec<Record> {
+        let mut records: Vec<Record> = set.records(question.name()).collect();
         if rotate && records.len() > 1 {
             let turn = self.rotation.fetch_add(1, Ordering::Relaxed) % records.len();
             records.rotate_left(turn);
@@ -161,10 +154,10 @@ impl Responder {
 /// The SOA for a negative answer, its TTL capped by the SOA minimum
 /// (RFC 2308 §3).
 fn negative_soa(zone: &Zone) -> Vec<Record> {
+    let origin = Name::from(zone.origin().clone());
     zone.soa()
-        .records_without_rrsigs()
-        .map(|record| {
-            let mut record = record.clone();
+        .records(&origin)
+        .map(|mut record| {
             if let RData::SOA(soa) = &record.data {
                 record.ttl = record.ttl.min(soa.minimum);
             }
@@ -174,18 +167,19 @@ fn negative_soa(zone: &Zone) -> Vec<Record> {
 }
 
 /// A and AAAA records for NS targets inside the zone.
-fn glue(zone: &Zone, ns: &RecordSet) -> Vec<Record> {
-    ns.records_without_rrsigs()
-        .filter_map(|record| match &record.data {
-            RData::NS(target) => Some(target),
+fn glue(zone: &Zone, ns: &Rrset) -> Vec<Record> {
+    ns.rdatas()
+        .iter()
+        .filter_map(|rdata| match rdata {
+            RData::NS(target) => Some(&target.0),
             _ => None,
         })
         .flat_map(|target| {
-            let node = zone.node(&LowerName::new(&target.0));
+            let node = zone.node(&LowerName::new(target));
             [RecordType::A, RecordType::AAAA]
                 .into_iter()
                 .filter_map(move |record_type| node.and_then(|node| node.rrset(record_type)))
-                .flat_map(|set| set.records_without_rrsigs().cloned())
+                .flat_map(move |set| set.records(target).collect::<Vec<_>>())
         })
         .collect()
 }

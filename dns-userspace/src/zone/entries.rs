@@ -5,12 +5,22 @@
 //! comments, so the parser can be rerun on whole-entry prefixes of the file
 //! to find the first entry at which a problem appears.
 
-/// An entry: the line it starts on (1-based) and the byte offset just past
-/// its end.
+/// An entry: the line it starts on (1-based), the byte offsets of its
+/// first character and just past its end, and whether it names its owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub line: usize,
+    pub start: usize,
     pub end: usize,
+    /// Starts in the first column: a directive, or a record with an owner
+    /// of its own (not the previous record's).
+    pub in_first_column: bool,
+}
+
+impl Entry {
+    pub fn text<'a>(&self, text: &'a str) -> &'a str {
+        &text[self.start..self.end]
+    }
 }
 
 /// The file's entries, blank and comment-only lines left out.
@@ -19,20 +29,28 @@ pub fn entries(text: &str) -> Vec<Entry> {
     let mut depth = 0usize;
     let (mut in_quotes, mut in_comment, mut escaped) = (false, false, false);
     let mut line = 1;
-    let mut start_line = None;
+    let mut line_start = 0;
+    // The entry being read: its line, first byte, and whether it began in
+    // the first column.
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut close = |current: &mut Option<(usize, usize, bool)>, end: usize| {
+        if let Some((line, start, in_first_column)) = current.take() {
+            found.push(Entry {
+                line,
+                start,
+                end,
+                in_first_column,
+            });
+        }
+    };
     for (at, ch) in text.char_indices() {
         if ch == '\n' {
             line += 1;
+            line_start = at + 1;
             in_comment = false;
             escaped = false;
-            if depth == 0
-                && !in_quotes
-                && let Some(start) = start_line.take()
-            {
-                found.push(Entry {
-                    line: start,
-                    end: at + 1,
-                });
+            if depth == 0 && !in_quotes {
+                close(&mut current, at + 1);
             }
             continue;
         }
@@ -51,30 +69,22 @@ pub fn entries(text: &str) -> Vec<Entry> {
             ')' if !in_quotes => depth = depth.saturating_sub(1),
             _ => {}
         }
-        if !in_comment && !ch.is_whitespace() && start_line.is_none() {
-            start_line = Some(line);
+        if !in_comment && !ch.is_whitespace() && current.is_none() {
+            current = Some((line, line_start, at == line_start));
         }
     }
-    if let Some(start) = start_line {
-        found.push(Entry {
-            line: start,
-            end: text.len(),
-        });
-    }
+    close(&mut current, text.len());
     found
 }
 
-/// The first entry for which `fails` holds on the file up to and including
-/// it, assuming that once it holds it keeps holding for longer prefixes.
-pub fn first_failing<'a>(
-    text: &str,
-    entries: &'a [Entry],
-    mut fails: impl FnMut(&str) -> bool,
-) -> Option<&'a Entry> {
+/// The first of `entries` for which `fails` holds, assuming that once it
+/// holds for an entry it holds for every later one (`fails` is typically
+/// "the file up to and including this entry does not parse").
+pub fn first_failing(entries: &[Entry], mut fails: impl FnMut(&Entry) -> bool) -> Option<&Entry> {
     let (mut low, mut high) = (0, entries.len());
     while low < high {
         let middle = low + (high - low) / 2;
-        if fails(&text[..entries[middle].end]) {
+        if fails(&entries[middle]) {
             high = middle;
         } else {
             low = middle + 1;
@@ -90,16 +100,27 @@ mod tests {
     #[test]
     fn entries_span_parentheses_and_skip_comments() {
         let text = "; header\n$TTL 60\n@ SOA ns host ( 1 ; serial\n 2 3 4 5 )\n\nwww A 192.0.2.1 ; (not open\ntxt TXT \"a ( b\"\n";
-        let lines: Vec<usize> = entries(text).iter().map(|e| e.line).collect();
+        let found = entries(text);
+        let lines: Vec<usize> = found.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 6, 7]);
+        assert_eq!(found[0].text(text), "$TTL 60\n");
+        assert!(found.iter().all(|e| e.in_first_column));
+        let continued = entries("www A 192.0.2.1\n    A 192.0.2.2\n");
+        assert_eq!(
+            continued
+                .iter()
+                .map(|e| e.in_first_column)
+                .collect::<Vec<_>>(),
+            [true, false]
+        );
     }
 
     #[test]
     fn finds_the_first_failing_prefix() {
         let text = "a\nb\nBAD\nc\n";
         let found = entries(text);
-        let bad = first_failing(text, &found, |prefix| prefix.contains("BAD")).unwrap();
+        let bad = first_failing(&found, |entry| text[..entry.end].contains("BAD")).unwrap();
         assert_eq!(bad.line, 3);
-        assert!(first_failing(text, &found, |_| false).is_none());
+        assert!(first_failing(&found, |_| false).is_none());
     }
 }

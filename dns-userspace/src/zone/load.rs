@@ -7,13 +7,13 @@ use std::{
 };
 
 use hickory_proto::{
-    rr::{DNSClass, LowerName, Name, RecordSet, RecordType, RrKey},
+    rr::{DNSClass, LowerName, Name, RecordSet, RecordSetParts, RecordType, RrKey},
     serialize::txt::Parser,
 };
 
 use super::{
     Zone,
-    entries::{entries, first_failing},
+    entries::{Entry, entries, first_failing},
 };
 
 /// A zone file that cannot be served, and where the problem is.
@@ -44,41 +44,203 @@ pub fn load_zone(origin: &Name, path: &Path) -> Result<Zone, ZoneError> {
     parse_zone(origin, &text, path)
 }
 
+/// Entries parsed at a time. The parser's own representation of a record
+/// is several times the size of the zone's, so a big file is parsed in
+/// chunks whose records move into the zone before the next chunk is read.
+const CHUNK_ENTRIES: usize = 10_000;
+
 /// Parses and checks master-file `text` for the zone `origin`; `path` names
 /// it in errors and anchors relative `$INCLUDE`s.
 pub fn parse_zone(origin: &Name, text: &str, path: &Path) -> Result<Zone, ZoneError> {
-    let error = |line, message| ZoneError {
-        file: path.to_path_buf(),
-        line,
-        message,
-    };
+    parse_in_chunks(origin, text, path, CHUNK_ENTRIES)
+}
+
+fn parse_in_chunks(
+    origin: &Name,
+    text: &str,
+    path: &Path,
+    chunk_entries: usize,
+) -> Result<Zone, ZoneError> {
     let origin = origin.to_lowercase();
-    let rrsets = match check(&origin, text, path) {
-        Ok(rrsets) => rrsets,
-        Err(message) => {
-            // Find the entry at which the file first goes wrong, and report
-            // that entry's own complaint.
-            let all = entries(text);
-            return Err(
-                match first_failing(text, &all, |prefix| check(&origin, prefix, path).is_err()) {
-                    Some(entry) => {
-                        let prefix = &text[..entry.end];
-                        let message = check(&origin, prefix, path).err().unwrap_or(message);
-                        error(Some(entry.line), message)
-                    }
-                    None => error(None, message),
-                },
-            );
+    let all = entries(text);
+    let splittable = !all
+        .iter()
+        .any(|entry| directive(entry.text(text)) == Some(Directive::Include));
+    let mut zone = Zone::new(&origin);
+    let mut in_force = InForce::default();
+    let mut first = 0;
+    while first < all.len() {
+        let prelude = in_force.prelude(text);
+        let mut last = first;
+        // A chunk ends before an entry that stands on its own: it names
+        // its owner, and a $TTL is known (without one, a record inherits
+        // the previous record's TTL, which a fresh parse would not know).
+        while last < all.len() {
+            let entry = &all[last];
+            let may_end_here =
+                last - first >= chunk_entries && entry.in_first_column && in_force.ttl.is_some();
+            if may_end_here && splittable {
+                break;
+            }
+            in_force.see(entry, text);
+            last += 1;
         }
-    };
-    let has_soa = rrsets.keys().any(|key| key.record_type == RecordType::SOA);
-    if !has_soa {
-        return Err(error(
-            None,
-            format!("no SOA record at the zone apex {origin}"),
-        ));
+        let chunk = Chunk {
+            origin: &origin,
+            path,
+            prelude,
+            text,
+            entries: &all[first..last],
+        };
+        chunk.add_to(&mut zone)?;
+        first = last;
     }
-    Ok(Zone::from_rrsets(origin, rrsets.into_values()))
+    if zone
+        .node(zone.origin())
+        .and_then(|apex| apex.rrset(RecordType::SOA))
+        .is_none()
+    {
+        return Err(ZoneError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("no SOA record at the zone apex {origin}"),
+        });
+    }
+    Ok(zone)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Directive {
+    Origin,
+    Ttl,
+    Include,
+}
+
+fn directive(entry: &str) -> Option<Directive> {
+    let word = entry.split_whitespace().next()?.to_ascii_uppercase();
+    match word.as_str() {
+        "$ORIGIN" => Some(Directive::Origin),
+        "$TTL" => Some(Directive::Ttl),
+        "$INCLUDE" => Some(Directive::Include),
+        _ => None,
+    }
+}
+
+/// The `$ORIGIN` and `$TTL` entries in force at a point of the file.
+#[derive(Default)]
+struct InForce {
+    origin: Option<Entry>,
+    ttl: Option<Entry>,
+}
+
+impl InForce {
+    fn see(&mut self, entry: &Entry, text: &str) {
+        match directive(entry.text(text)) {
+            Some(Directive::Origin) => self.origin = Some(*entry),
+            Some(Directive::Ttl) => self.ttl = Some(*entry),
+            _ => {}
+        }
+    }
+
+    /// The directives, as text to put before a chunk parsed on its own.
+    fn prelude(&self, text: &str) -> String {
+        let mut prelude = String::new();
+        for entry in [self.origin, self.ttl].into_iter().flatten() {
+            prelude.push_str(entry.text(text).trim_end());
+            prelude.push('\n');
+        }
+        prelude
+    }
+}
+
+/// A run of entries parsed together.
+struct Chunk<'a> {
+    origin: &'a Name,
+    path: &'a Path,
+    prelude: String,
+    text: &'a str,
+    entries: &'a [Entry],
+}
+
+impl Chunk<'_> {
+    /// The chunk's text up to and including `entry`, after the prelude.
+    fn up_to(&self, entry: &Entry) -> String {
+        let start = self
+            .entries
+            .first()
+            .map_or(entry.start, |first| first.start);
+        format!("{}{}", self.prelude, &self.text[start..entry.end])
+    }
+
+    fn error(&self, line: Option<usize>, message: String) -> ZoneError {
+        ZoneError {
+            file: self.path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+
+    /// Parses the chunk and moves its records into `zone`.
+    fn add_to(&self, zone: &mut Zone) -> Result<(), ZoneError> {
+        let Some(last) = self.entries.last() else {
+            return Ok(());
+        };
+        let rrsets = check(self.origin, &self.up_to(last), self.path).map_err(|message| {
+            // Report the entry at which the chunk first goes wrong, with
+            // that entry's own complaint.
+            match first_failing(self.entries, |entry| {
+                check(self.origin, &self.up_to(entry), self.path).is_err()
+            }) {
+                Some(entry) => {
+                    let message = check(self.origin, &self.up_to(entry), self.path)
+                        .err()
+                        .unwrap_or(message);
+                    self.error(Some(entry.line), message)
+                }
+                None => self.error(None, message),
+            }
+        })?;
+        for (key, set) in rrsets {
+            if let Some(conflict) = conflict(zone, &key) {
+                // The record that meets data from an earlier chunk.
+                let line = first_failing(self.entries, |entry| {
+                    check(self.origin, &self.up_to(entry), self.path)
+                        .is_ok_and(|parsed| parsed.contains_key(&key))
+                })
+                .map(|entry| entry.line);
+                return Err(self.error(line, conflict));
+            }
+            let parts = RecordSetParts::from(set);
+            for record in parts.records {
+                zone.add(key.name.clone(), key.record_type, record.ttl, record.data);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with adding `key`'s RRset to what `zone` holds already
+/// (within one chunk, [`check`] has looked already).
+fn conflict(zone: &Zone, key: &RrKey) -> Option<String> {
+    let node = zone.node(&key.name)?;
+    let owner = &key.name;
+    match key.record_type {
+        RecordType::SOA if node.rrset(RecordType::SOA).is_some() => {
+            Some(format!("more than one SOA record at {owner}"))
+        }
+        RecordType::CNAME
+            if node
+                .rrsets()
+                .iter()
+                .any(|set| set.record_type() != RecordType::CNAME) =>
+        {
+            Some(format!("{owner} has a CNAME and other data"))
+        }
+        other if other != RecordType::CNAME && node.rrset(RecordType::CNAME).is_some() => {
+            Some(format!("{owner} has a CNAME and other data ({other})"))
+        }
+        _ => None,
+    }
 }
 
 /// Parses `text` and checks what must hold of every prefix of a good file.
@@ -159,9 +321,9 @@ ns.sub  IN A   192.0.2.99
     #[test]
     fn loads_records_and_answers_lookups() {
         let zone = parse(ZONE).unwrap();
-        assert_eq!(zone.soa().records_count(), 1);
+        assert_eq!(zone.soa().rdatas().len(), 1);
         match zone.lookup(&lower("WWW.example.com."), RecordType::A) {
-            Lookup::Answer(set) => assert_eq!(set.records_count(), 2),
+            Lookup::Answer(set) => assert_eq!(set.rdatas().len(), 2),
             other => panic!("expected an answer, got {other:?}"),
         }
         assert!(matches!(
@@ -185,7 +347,7 @@ ns.sub  IN A   192.0.2.99
         ));
         assert!(matches!(
             zone.lookup(&lower("ns.sub.example.com."), RecordType::A),
-            Lookup::Delegation(_)
+            Lookup::Delegation(..)
         ));
     }
 
@@ -219,6 +381,61 @@ ns.sub  IN A   192.0.2.99
     fn rejects_cname_beside_other_data() {
         let error = parse(&format!("{ZONE}alias IN TXT \"x\"\n")).unwrap_err();
         assert_eq!(error.line, Some(11), "{error}");
+        assert!(error.message.contains("CNAME and other data"), "{error}");
+    }
+
+    /// Every name's RRsets, as text, for comparing two parses.
+    fn dump(zone: &Zone) -> Vec<String> {
+        let mut lines: Vec<String> = zone
+            .nodes()
+            .flat_map(|(name, node)| {
+                node.rrsets().iter().map(move |set| {
+                    let mut data: Vec<String> =
+                        set.rdatas().iter().map(|rdata| rdata.to_string()).collect();
+                    data.sort();
+                    format!(
+                        "{name} {} {} {}",
+                        set.ttl(),
+                        set.record_type(),
+                        data.join(" | ")
+                    )
+                })
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn chunked_parses_equal_the_whole() {
+        let text = format!(
+            "{ZONE}$TTL 600\nlate A 192.0.2.20\n  A 192.0.2.21\n$ORIGIN sub2.example.com.\nx A 192.0.2.30\n\
+             www.example.com. A 192.0.2.3\n"
+        );
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let whole = parse_in_chunks(&origin, &text, Path::new("z"), usize::MAX).unwrap();
+        assert!(
+            dump(&whole).contains(&"x.sub2.example.com. 600 A 192.0.2.30".to_string()),
+            "{:?}",
+            dump(&whole)
+        );
+        for chunk in 1..6 {
+            let chunked = parse_in_chunks(&origin, &text, Path::new("z"), chunk).unwrap();
+            assert_eq!(dump(&chunked), dump(&whole), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn chunked_errors_name_the_line() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let bad = format!("{ZONE}ok A 192.0.2.1\nbad A 192.0.2.999\n");
+        let error = parse_in_chunks(&origin, &bad, Path::new("z"), 2).unwrap_err();
+        assert_eq!(error.line, Some(12), "{error}");
+        // The CNAME and the other data at its name land in different chunks.
+        let conflict =
+            format!("{ZONE}a1 A 192.0.2.1\na2 A 192.0.2.1\na3 A 192.0.2.1\nalias TXT \"x\"\n");
+        let error = parse_in_chunks(&origin, &conflict, Path::new("z"), 2).unwrap_err();
+        assert_eq!(error.line, Some(14), "{error}");
         assert!(error.message.contains("CNAME and other data"), "{error}");
     }
 

@@ -7,29 +7,31 @@
 mod catalog;
 mod entries;
 mod load;
+mod rrset;
 
 use std::collections::HashMap;
 
-use hickory_proto::rr::{LowerName, Name, RecordSet, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 pub use catalog::Catalog;
 pub use load::{ZoneError, load_zone, parse_zone};
+pub use rrset::Rrset;
 
 /// One name in the zone and its RRsets. A node without RRsets is an empty
 /// non-terminal: it exists because names below it do.
 #[derive(Debug, Default)]
 pub struct Node {
-    rrsets: Vec<RecordSet>,
+    rrsets: Vec<Rrset>,
 }
 
 impl Node {
-    pub fn rrset(&self, record_type: RecordType) -> Option<&RecordSet> {
+    pub fn rrset(&self, record_type: RecordType) -> Option<&Rrset> {
         self.rrsets
             .iter()
             .find(|set| set.record_type() == record_type)
     }
 
-    pub fn rrsets(&self) -> &[RecordSet] {
+    pub fn rrsets(&self) -> &[Rrset] {
         &self.rrsets
     }
 }
@@ -38,11 +40,11 @@ impl Node {
 #[derive(Debug)]
 pub enum Lookup<'a> {
     /// The RRset asked for.
-    Answer(&'a RecordSet),
+    Answer(&'a Rrset),
     /// The name is an alias: the CNAME RRset.
-    Alias(&'a RecordSet),
-    /// The name is below a zone cut: the delegation's NS RRset.
-    Delegation(&'a RecordSet),
+    Alias(&'a Rrset),
+    /// The name is below a zone cut: the cut's name and its NS RRset.
+    Delegation(&'a LowerName, &'a Rrset),
     /// The name exists, without data of that type.
     NoData,
     /// The name does not exist.
@@ -61,7 +63,7 @@ impl Zone {
     }
 
     /// The zone's SOA RRset; loading guarantees there is exactly one.
-    pub fn soa(&self) -> &RecordSet {
+    pub fn soa(&self) -> &Rrset {
         self.nodes
             .get(&self.origin)
             .and_then(|apex| apex.rrset(RecordType::SOA))
@@ -78,16 +80,14 @@ impl Zone {
 
     /// The delegation covering `name`: the NS RRset of the closest zone cut
     /// strictly below the apex at or above `name`.
-    pub fn delegation(&self, name: &LowerName) -> Option<&RecordSet> {
+    pub fn delegation(&self, name: &LowerName) -> Option<(&LowerName, &Rrset)> {
         let mut cut = None;
         let mut current = name.clone();
         while current != self.origin && self.origin.zone_of(&current) {
-            if let Some(ns) = self
-                .nodes
-                .get(&current)
-                .and_then(|node| node.rrset(RecordType::NS))
+            if let Some((owner, node)) = self.nodes.get_key_value(&current)
+                && let Some(ns) = node.rrset(RecordType::NS)
             {
-                cut = Some(ns);
+                cut = Some((owner, ns));
             }
             current = current.base_name();
         }
@@ -96,8 +96,8 @@ impl Zone {
 
     /// Answers `name`/`record_type` from this zone's data.
     pub fn lookup(&self, name: &LowerName, record_type: RecordType) -> Lookup<'_> {
-        if let Some(ns) = self.delegation(name) {
-            return Lookup::Delegation(ns);
+        if let Some((cut, ns)) = self.delegation(name) {
+            return Lookup::Delegation(cut, ns);
         }
         let Some(node) = self.nodes.get(name) else {
             return Lookup::NxDomain;
@@ -111,22 +111,40 @@ impl Zone {
         }
     }
 
-    /// Builds a zone from parsed RRsets, adding the empty non-terminals.
-    fn from_rrsets(origin: Name, rrsets: impl IntoIterator<Item = RecordSet>) -> Zone {
-        let origin = LowerName::new(&origin);
-        let mut nodes: HashMap<LowerName, Node> = HashMap::new();
-        for set in rrsets {
-            let owner = LowerName::new(set.name());
+    /// An empty zone, to be filled by [`Zone::add`].
+    fn new(origin: &Name) -> Zone {
+        Zone {
+            origin: LowerName::new(origin),
+            nodes: HashMap::new(),
+        }
+    }
+
+    /// Adds one record, creating its node and the empty non-terminals
+    /// between it and the apex. The caller checked it is inside the zone.
+    fn add(&mut self, owner: LowerName, record_type: RecordType, ttl: u32, rdata: RData) {
+        if !self.nodes.contains_key(&owner) {
+            // Every node's ancestors are in the map, so stop at the first.
             let mut ancestor = owner.base_name();
-            while origin.zone_of(&ancestor) && !nodes.contains_key(&ancestor) {
-                nodes.insert(ancestor.clone(), Node::default());
-                if ancestor == origin {
+            while self.origin.zone_of(&ancestor) && !self.nodes.contains_key(&ancestor) {
+                self.nodes.insert(ancestor.clone(), Node::default());
+                if ancestor == self.origin {
                     break;
                 }
                 ancestor = ancestor.base_name();
             }
-            nodes.entry(owner).or_default().rrsets.push(set);
         }
-        Zone { origin, nodes }
+        let node = self.nodes.entry(owner).or_default();
+        match node
+            .rrsets
+            .iter_mut()
+            .find(|set| set.record_type() == record_type)
+        {
+            Some(set) => set.add(ttl, rdata),
+            None => {
+                let mut set = Rrset::new(record_type, ttl);
+                set.add(ttl, rdata);
+                node.rrsets.push(set);
+            }
+        }
     }
 }
