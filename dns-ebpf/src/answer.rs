@@ -146,7 +146,7 @@ fn first_endpoint(rrset: &HotA, scratch: &mut Scratch, endpoints: usize) -> usiz
     } else {
         let rotation = scratch.rotation;
         scratch.rotation = rotation.wrapping_add(1);
-        (rotation as usize).checked_rem(endpoints).unwrap_or(0) & ENDPOINT_MASK
+        rotation.checked_rem(endpoints as u32).unwrap_or(0) as usize & ENDPOINT_MASK
     }
 }
 

@@ -112,16 +112,19 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
     let started = Instant::now();
     let mut hot = 0usize;
     for zone in catalog.zones() {
-        let (entries, skipped) = hot_entries(zone);
-        for (name, value) in &entries {
-            dataplane
-                .set_hot_a(name, value)
-                .context("filling the kernel map (is --hot-capacity large enough?)")?;
+        for entry in hot_entries(zone) {
+            match entry {
+                Ok((name, value)) => {
+                    dataplane
+                        .set_hot_a(&name, &value)
+                        .context("filling the kernel map (is --hot-capacity large enough?)")?;
+                    hot += 1;
+                }
+                Err(skip) => {
+                    log::warn!("{} is answered from userspace: {}", skip.name, skip.reason)
+                }
+            }
         }
-        for skip in skipped {
-            log::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
-        }
-        hot += entries.len();
     }
     log::info!(
         "{hot} hot names written to the kernel in {:.2} s",
