@@ -54,14 +54,8 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let sockets = args
         .udp_sockets
         .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
-    serve_udp(
-        args.listen,
-        sockets,
-        responder.clone(),
-        metrics.clone(),
-        &mut tasks,
-    )
-    .with_context(|| format!("binding UDP {}", args.listen))?;
+    serve_udp(args.listen, sockets, responder.clone(), metrics.clone())
+        .with_context(|| format!("binding UDP {}", args.listen))?;
     serve_tcp(args.listen, responder.clone(), metrics.clone(), &mut tasks)
         .await
         .with_context(|| format!("binding TCP {}", args.listen))?;

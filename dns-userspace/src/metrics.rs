@@ -29,7 +29,11 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn count_userspace_query(&self) {
-        self.userspace_queries.fetch_add(1, Ordering::Relaxed);
+        self.count_userspace_queries(1);
+    }
+
+    pub fn count_userspace_queries(&self, queries: u64) {
+        self.userspace_queries.fetch_add(queries, Ordering::Relaxed);
     }
 
     pub fn userspace_queries(&self) -> u64 {

@@ -2,6 +2,7 @@
 //!
 //! `respond` holds the authoritative logic; `udp` and `tcp` only move bytes.
 
+mod fast;
 mod respond;
 mod tcp;
 mod udp;

@@ -12,10 +12,11 @@ use hickory_proto::{
     rr::{DNSClass, LowerName, Name, RData, Record, RecordType},
 };
 
+use super::fast::PlainQuery;
 use crate::zone::{Catalog, Lookup, Rrset, Zone};
 
 /// RFC 1035's limit for UDP answers to queries without EDNS.
-const CLASSIC_UDP_PAYLOAD: usize = 512;
+pub(super) const CLASSIC_UDP_PAYLOAD: usize = 512;
 const HEADER_LEN: usize = 12;
 
 /// The transport a query came over: it decides the size limit.
@@ -49,6 +50,36 @@ impl Responder {
     /// Answers one DNS message. `None` means no answer at all: responses,
     /// and garbage too short to carry an ID, are dropped.
     pub fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let mut answer = Vec::new();
+        self.respond_into(request, transport, &mut answer)
+            .then_some(answer)
+    }
+
+    /// As [`Responder::respond`], into `answer`, whose allocation a server
+    /// reuses from one query to the next. Returns whether there is one.
+    pub fn respond_into(&self, request: &[u8], transport: Transport, answer: &mut Vec<u8>) -> bool {
+        if let Some(query) = PlainQuery::parse(request) {
+            let max_len = (transport == Transport::Tcp).then_some(u16::MAX as usize);
+            let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+            let catalog = self.catalog.load();
+            if query
+                .answer_into(answer, &catalog, self.edns_payload, max_len, rotation)
+                .is_some()
+            {
+                return true;
+            }
+        }
+        match self.respond_in_general(request, transport) {
+            Some(general) => {
+                *answer = general;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The general path: any message, through hickory's decoder and encoder.
+    fn respond_in_general(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
         if request.len() < HEADER_LEN || request[2] & 0x80 != 0 {
             return None;
         }
@@ -193,4 +224,140 @@ fn truncate(mut response: Message, limit: usize) -> Option<Vec<u8>> {
     response.authorities.clear();
     response.additionals.clear();
     response.to_vec().ok().filter(|bytes| bytes.len() <= limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, path::Path};
+
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::zone::parse_zone;
+
+    const ZONE: &str = "$TTL 300
+@       SOA  ns1 hostmaster 1 7200 3600 1209600 60
+        NS   ns1
+ns1     A    192.0.2.53
+www     A    192.0.2.1
+        A    192.0.2.2
+        AAAA 2001:db8::1
+mail    MX   10 mx.Example.COM.
+mx      A    192.0.2.25
+txt     TXT  \"hello world\"
+alias   CNAME www
+sub     NS   ns.sub
+ns.sub  A    192.0.2.99
+";
+
+    fn responder() -> Responder {
+        let zone = parse_zone(
+            &Name::from_ascii("example.com.").unwrap(),
+            ZONE,
+            Path::new("t.zone"),
+        )
+        .unwrap();
+        let mut catalog = Catalog::default();
+        catalog.insert(zone);
+        Responder::new(catalog, 1232)
+    }
+
+    fn query(name: &str, record_type: RecordType, edns: Option<u16>) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = 0x1234;
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), record_type));
+        if let Some(payload) = edns {
+            let mut opt = Edns::new();
+            opt.set_max_payload(payload);
+            message.edns = Some(opt);
+        }
+        message.to_vec().unwrap()
+    }
+
+    /// Everything a client sees, order within sections aside.
+    fn summary(answer: &[u8]) -> String {
+        let message = Message::from_vec(answer).unwrap();
+        let section = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<BTreeSet<_>>()
+        };
+        format!(
+            "{:?} aa={} rd={} cd={} q={:?} an={:?} ns={:?} ar={:?} edns={:?}",
+            message.metadata.response_code,
+            message.metadata.authoritative,
+            message.metadata.recursion_desired,
+            message.metadata.checking_disabled,
+            message.queries,
+            section(&message.answers),
+            section(&message.authorities),
+            section(&message.additionals),
+            message
+                .edns
+                .map(|e| (e.max_payload(), e.version(), e.flags().dnssec_ok)),
+        )
+    }
+
+    #[test]
+    fn the_fast_path_answers_exactly_as_the_general_one() {
+        let responder = responder();
+        let cases = [
+            ("WwW.example.COM.", RecordType::A),
+            ("www.example.com.", RecordType::AAAA),
+            ("www.example.com.", RecordType::MX),
+            ("mail.example.com.", RecordType::MX),
+            ("txt.example.com.", RecordType::TXT),
+            ("nope.example.com.", RecordType::A),
+            ("example.com.", RecordType::SOA),
+            ("example.com.", RecordType::NS),
+        ];
+        for (name, record_type) in cases {
+            for edns in [None, Some(512), Some(4096)] {
+                let request = query(name, record_type, edns);
+                assert!(
+                    PlainQuery::parse(&request).is_some(),
+                    "{name} {record_type} is plain"
+                );
+                let fast = responder.respond(&request, Transport::Udp).unwrap();
+                let general = responder
+                    .respond_in_general(&request, Transport::Udp)
+                    .unwrap();
+                assert_eq!(
+                    summary(&fast),
+                    summary(&general),
+                    "{name} {record_type} {edns:?}"
+                );
+                let question_end = request.len() - if edns.is_some() { 11 } else { 0 };
+                assert_eq!(
+                    &fast[12..question_end],
+                    &request[12..question_end],
+                    "question echoed as sent"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_fast_path_leaves_still_gets_answered() {
+        let responder = responder();
+        for (name, record_type) in [
+            ("alias.example.com.", RecordType::A),
+            ("ns.sub.example.com.", RecordType::A),
+            ("www.example.org.", RecordType::A),
+        ] {
+            let answer = responder
+                .respond(&query(name, record_type, None), Transport::Udp)
+                .unwrap();
+            let message = Message::from_vec(&answer).unwrap();
+            match name {
+                "alias.example.com." => assert_eq!(message.answers.len(), 1),
+                "ns.sub.example.com." => {
+                    assert!(!message.metadata.authoritative && message.authorities.len() == 1)
+                }
+                _ => assert_eq!(message.metadata.response_code, ResponseCode::Refused),
+            }
+        }
+    }
 }

@@ -1,43 +1,109 @@
 //! UDP: one socket per core on the same address (`SO_REUSEPORT`), so the
-//! kernel spreads queries across cores without a shared queue.
+//! kernel spreads queries across cores without a shared queue, and one
+//! thread per socket moving batches of datagrams per system call
+//! (`recvmmsg`/`sendmmsg`): under load, one call carries many queries.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{
+    io::{self, IoSlice, IoSliceMut},
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    sync::Arc,
+    thread,
+};
 
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{net::UdpSocket, task::JoinSet};
 
 use super::{Responder, Transport};
 use crate::metrics::Metrics;
 
-/// Largest datagram read; longer ones are cut and then fail to parse.
-const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams per system call at most.
+const BATCH: usize = 32;
+/// Largest datagram read whole. Queries are far smaller; anything longer is
+/// cut, fails to parse and is dropped or answered FORMERR.
+const MAX_DATAGRAM: usize = 4096;
 
-/// Binds `sockets` UDP sockets on `listen` and answers on each.
+/// Binds `sockets` UDP sockets on `listen` and answers on each from a
+/// thread of its own. A thread whose socket fails logs it and ends; the
+/// others go on serving.
 pub fn serve_udp(
     listen: SocketAddr,
     sockets: usize,
     responder: Arc<Responder>,
     metrics: Arc<Metrics>,
-    tasks: &mut JoinSet<io::Result<()>>,
 ) -> io::Result<()> {
-    for _ in 0..sockets.max(1) {
+    for index in 0..sockets.max(1) {
         let socket = bind(listen)?;
         let (responder, metrics) = (responder.clone(), metrics.clone());
-        tasks.spawn(async move {
-            let mut buffer = vec![0u8; MAX_DATAGRAM];
-            loop {
-                let (len, peer) = socket.recv_from(&mut buffer).await?;
-                metrics.count_userspace_query();
-                if let Some(answer) = responder.respond(&buffer[..len], Transport::Udp) {
-                    // A peer that went away is its problem, not the server's.
-                    if let Err(error) = socket.send_to(&answer, peer).await {
-                        log::debug!("answering {peer}: {error}");
-                    }
+        thread::Builder::new()
+            .name(format!("dns-udp-{index}"))
+            .spawn(move || {
+                if let Err(error) = serve_socket(&socket, &responder, &metrics) {
+                    log::error!("UDP socket {index} on {listen} stopped: {error}");
                 }
-            }
-        });
+            })?;
     }
     Ok(())
+}
+
+fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) -> io::Result<()> {
+    let fd = socket.as_raw_fd();
+    let mut buffers = vec![[0u8; MAX_DATAGRAM]; BATCH];
+    let mut receive_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    // Answer buffers are reused, so answering allocates nothing per query.
+    let mut answers: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| Vec::with_capacity(MAX_DATAGRAM))
+        .collect();
+    let mut peers: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    loop {
+        peers.clear();
+        let received: Vec<(usize, Option<SockaddrStorage>)> = {
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
+                .iter_mut()
+                .map(|buffer| [IoSliceMut::new(buffer)])
+                .collect();
+            // Blocks for the first datagram only, then takes what is queued.
+            recvmmsg(
+                fd,
+                &mut receive_headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            )
+            .map_err(io::Error::from)?
+            .map(|message| (message.bytes, message.address))
+            .collect()
+        };
+        metrics.count_userspace_queries(received.len() as u64);
+        for ((len, peer), buffer) in received.into_iter().zip(&buffers) {
+            let answer = &mut answers[peers.len()];
+            if let Some(peer) = peer
+                && responder.respond_into(&buffer[..len], Transport::Udp, answer)
+            {
+                peers.push(Some(peer));
+            }
+        }
+        if peers.is_empty() {
+            continue;
+        }
+        let slices: Vec<[IoSlice<'_>; 1]> = answers[..peers.len()]
+            .iter()
+            .map(|answer| [IoSlice::new(answer)])
+            .collect();
+        // A send that fails (a peer gone, a full buffer) loses those answers,
+        // as a lost datagram would; the client asks again.
+        if let Err(error) = sendmmsg(
+            fd,
+            &mut send_headers,
+            &slices,
+            &peers,
+            [],
+            MsgFlags::empty(),
+        ) {
+            log::debug!("sending {} answers: {error}", peers.len());
+        }
+    }
 }
 
 fn bind(listen: SocketAddr) -> io::Result<UdpSocket> {
@@ -47,10 +113,9 @@ fn bind(listen: SocketAddr) -> io::Result<UdpSocket> {
         Some(Protocol::UDP),
     )?;
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
     if listen.is_ipv6() {
         socket.set_only_v6(false)?;
     }
     socket.bind(&listen.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }

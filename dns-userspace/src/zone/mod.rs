@@ -9,13 +9,16 @@ mod entries;
 mod load;
 mod rrset;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::OnceLock};
 
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_proto::{
+    rr::{LowerName, Name, RData, RecordType},
+    serialize::binary::BinEncodable,
+};
 
 pub use catalog::Catalog;
 pub use load::{ZoneError, load_zone, parse_zone};
-pub use rrset::Rrset;
+pub use rrset::{RECORD_HEADER_LEN, Rrset, encode_rdata};
 
 /// One name in the zone and its RRsets. A node without RRsets is an empty
 /// non-terminal: it exists because names below it do.
@@ -55,6 +58,8 @@ pub enum Lookup<'a> {
 pub struct Zone {
     origin: LowerName,
     nodes: HashMap<LowerName, Node>,
+    /// The SOA record of negative answers, pre-encoded on first use.
+    negative_soa: OnceLock<Box<[u8]>>,
 }
 
 impl Zone {
@@ -68,6 +73,30 @@ impl Zone {
             .get(&self.origin)
             .and_then(|apex| apex.rrset(RecordType::SOA))
             .expect("a loaded zone has an SOA at its apex")
+    }
+
+    /// The SOA record for the authority section of NXDOMAIN and NODATA
+    /// answers, in wire form: owner the apex (uncompressed), TTL the lesser
+    /// of the SOA's TTL and its minimum field (RFC 2308 §3).
+    pub fn negative_soa_wire(&self) -> &[u8] {
+        self.negative_soa.get_or_init(|| {
+            let soa = self.soa();
+            let Some(rdata @ RData::SOA(fields)) = soa.rdatas().first() else {
+                return Box::default();
+            };
+            let Some(data) = encode_rdata(rdata) else {
+                return Box::default();
+            };
+            let mut wire = Name::from(self.origin.clone())
+                .to_bytes()
+                .unwrap_or_default();
+            wire.extend_from_slice(&u16::from(RecordType::SOA).to_be_bytes());
+            wire.extend_from_slice(&1u16.to_be_bytes());
+            wire.extend_from_slice(&soa.ttl().min(fields.minimum).to_be_bytes());
+            wire.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            wire.extend_from_slice(&data);
+            wire.into_boxed_slice()
+        })
     }
 
     pub fn node(&self, name: &LowerName) -> Option<&Node> {
@@ -116,6 +145,7 @@ impl Zone {
         Zone {
             origin: LowerName::new(origin),
             nodes: HashMap::new(),
+            negative_soa: OnceLock::new(),
         }
     }
 

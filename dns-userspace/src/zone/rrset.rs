@@ -1,14 +1,27 @@
-//! An RRset as the server keeps it: type, TTL and the record data only.
-//! The owner is the node's name and the class is always IN, so neither is
-//! stored per record; a million-name zone stays in a few hundred MiB.
+//! An RRset as the server keeps it: type, TTL and the record data, plus the
+//! records pre-encoded for an answer section. The owner is the node's name
+//! and the class is always IN, so neither is stored per record.
 
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::{
+    rr::{Name, RData, Record, RecordType},
+    serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
+};
+
+/// A compression pointer to offset 12: the question name of the message.
+pub const POINTER_TO_QUESTION: [u8; 2] = [0xc0, 0x0c];
+/// Owner pointer, type, class, TTL and RDLENGTH.
+pub const RECORD_HEADER_LEN: usize = 12;
 
 #[derive(Clone, Debug)]
 pub struct Rrset {
     record_type: RecordType,
     ttl: u32,
     rdatas: Vec<RData>,
+    /// Each record as it goes in an answer to a question for the owner:
+    /// owner as a pointer to the question, then type, class IN, TTL,
+    /// RDLENGTH and RDATA (names uncompressed). Built as records are added,
+    /// so answering copies bytes instead of encoding.
+    answer_wire: Box<[u8]>,
 }
 
 impl Rrset {
@@ -17,6 +30,7 @@ impl Rrset {
             record_type,
             ttl,
             rdatas: Vec::with_capacity(1),
+            answer_wire: Box::default(),
         }
     }
 
@@ -27,6 +41,7 @@ impl Rrset {
         if !self.rdatas.contains(&rdata) {
             self.rdatas.push(rdata);
         }
+        self.answer_wire = self.encode_answer().into_boxed_slice();
     }
 
     pub fn record_type(&self) -> RecordType {
@@ -46,5 +61,95 @@ impl Rrset {
         self.rdatas
             .iter()
             .map(move |rdata| Record::from_rdata(owner.clone(), self.ttl, rdata.clone()))
+    }
+
+    /// The pre-encoded answer records, one slice each, in zone order.
+    pub fn answer_records(&self) -> AnswerRecords<'_> {
+        AnswerRecords {
+            rest: &self.answer_wire,
+        }
+    }
+
+    fn encode_answer(&self) -> Vec<u8> {
+        let mut wire = Vec::with_capacity(self.rdatas.len() * (RECORD_HEADER_LEN + 16));
+        for rdata in &self.rdatas {
+            let Some(data) = encode_rdata(rdata) else {
+                // Unencodable data cannot be answered from a template; the
+                // set then has none, and answers go through the encoder.
+                return Vec::new();
+            };
+            wire.extend_from_slice(&POINTER_TO_QUESTION);
+            wire.extend_from_slice(&u16::from(self.record_type).to_be_bytes());
+            wire.extend_from_slice(&1u16.to_be_bytes());
+            wire.extend_from_slice(&self.ttl.to_be_bytes());
+            wire.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            wire.extend_from_slice(&data);
+        }
+        wire
+    }
+}
+
+/// RDATA in wire form, names uncompressed and in their original case.
+pub fn encode_rdata(rdata: &RData) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut encoder = BinEncoder::new(&mut data);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    rdata.emit(&mut encoder).ok()?;
+    (data.len() <= u16::MAX as usize).then_some(data)
+}
+
+/// Iterates over the records of an [`Rrset`]'s answer template.
+#[derive(Clone)]
+pub struct AnswerRecords<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for AnswerRecords<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let length = self.rest.get(RECORD_HEADER_LEN - 2..RECORD_HEADER_LEN)?;
+        let len = RECORD_HEADER_LEN + usize::from(u16::from_be_bytes([length[0], length[1]]));
+        let (record, rest) = self.rest.split_at_checked(len)?;
+        self.rest = rest;
+        Some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::rr::rdata::{A, CNAME};
+
+    use super::*;
+
+    #[test]
+    fn answer_records_are_pre_encoded() {
+        let mut set = Rrset::new(RecordType::A, 300);
+        set.add(300, RData::A(A(Ipv4Addr::new(192, 0, 2, 1))));
+        set.add(60, RData::A(A(Ipv4Addr::new(192, 0, 2, 2))));
+        set.add(60, RData::A(A(Ipv4Addr::new(192, 0, 2, 2))));
+        let records: Vec<&[u8]> = set.answer_records().collect();
+        assert_eq!(records.len(), 2, "duplicates are dropped");
+        assert_eq!(
+            records[1],
+            [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 2],
+            "lowest TTL for all"
+        );
+    }
+
+    #[test]
+    fn names_in_rdata_keep_their_case_uncompressed() {
+        let mut set = Rrset::new(RecordType::CNAME, 60);
+        set.add(
+            60,
+            RData::CNAME(CNAME(Name::from_ascii("WWW.Example.com.").unwrap())),
+        );
+        let record = set.answer_records().next().unwrap();
+        assert_eq!(
+            &record[RECORD_HEADER_LEN..],
+            b"\x03WWW\x07Example\x03com\x00"
+        );
     }
 }

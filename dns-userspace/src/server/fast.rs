@@ -1,0 +1,146 @@
+//! The common case without the general encoder: a plain query (a standard
+//! query, one question, class IN, at most an OPT record without options or
+//! DO) whose answer is an RRset, NODATA or NXDOMAIN. The answer is built by
+//! copying the question and the zone's pre-encoded records, as the kernel
+//! does; everything else goes to the general path in `respond`.
+
+use hickory_proto::{
+    rr::{LowerName, Name, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder},
+};
+
+use super::respond::CLASSIC_UDP_PAYLOAD;
+use crate::zone::{Catalog, Lookup};
+
+const HEADER_LEN: usize = 12;
+const OPT_LEN: usize = 11;
+const TYPE_OPT: u16 = 41;
+const RCODE_NXDOMAIN: u8 = 3;
+
+/// A query the fast path can answer, borrowed from the request.
+pub struct PlainQuery<'a> {
+    request: &'a [u8],
+    question_end: usize,
+    name: LowerName,
+    record_type: RecordType,
+    /// The client's EDNS payload size, when it sent an OPT record.
+    edns_payload: Option<u16>,
+}
+
+impl<'a> PlainQuery<'a> {
+    /// `None` unless `request` is a plain query, whole and well formed.
+    pub fn parse(request: &'a [u8]) -> Option<PlainQuery<'a>> {
+        let header = request.get(..HEADER_LEN)?;
+        // QR=0, opcode QUERY, TC=0, Z=0, RCODE=0, as the kernel requires.
+        if header[2] & 0xfa != 0 || header[3] & 0x4f != 0 {
+            return None;
+        }
+        let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        let additional = count(10);
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || additional > 1 {
+            return None;
+        }
+        let mut decoder = BinDecoder::new(request);
+        decoder.read_slice(HEADER_LEN).ok()?;
+        let name = Name::read(&mut decoder).ok()?;
+        let record_type = RecordType::from(decoder.read_u16().ok()?.unverified());
+        let class = decoder.read_u16().ok()?.unverified();
+        let question_end = decoder.index();
+        if class != 1 || matches!(record_type, RecordType::ANY | RecordType::OPT) {
+            return None;
+        }
+        let mut end = question_end;
+        let mut edns_payload = None;
+        if additional == 1 {
+            let opt = request.get(question_end..question_end + OPT_LEN)?;
+            let field = |at: usize| u16::from_be_bytes([opt[at], opt[at + 1]]);
+            // Root owner, type OPT, extended RCODE 0, version 0, DO clear,
+            // no options: anything else takes the general path.
+            if opt[0] != 0
+                || field(1) != TYPE_OPT
+                || opt[5] != 0
+                || opt[6] != 0
+                || opt[7] & 0x80 != 0
+                || field(9) != 0
+            {
+                return None;
+            }
+            edns_payload = Some(field(3));
+            end += OPT_LEN;
+        }
+        if end != request.len() {
+            return None;
+        }
+        Some(PlainQuery {
+            request,
+            question_end,
+            name: LowerName::new(&name),
+            record_type,
+            edns_payload,
+        })
+    }
+
+    /// The answer, or `None` when it needs the general path (aliases,
+    /// referrals, names outside every zone, answers too big for `limit`).
+    /// `rotation` picks the first record of rotated A and AAAA sets.
+    /// The answer is written to `answer` (cleared first).
+    pub fn answer_into(
+        &self,
+        answer: &mut Vec<u8>,
+        catalog: &Catalog,
+        server_payload: u16,
+        max_len: Option<usize>,
+        rotation: usize,
+    ) -> Option<()> {
+        let zone = catalog.find(&self.name)?;
+        let (rcode, rrset) = match zone.lookup(&self.name, self.record_type) {
+            Lookup::Answer(set) => (0, Some(set)),
+            Lookup::NoData => (0, None),
+            Lookup::NxDomain => (RCODE_NXDOMAIN, None),
+            Lookup::Alias(_) | Lookup::Delegation(..) => return None,
+        };
+        let limit = max_len.unwrap_or_else(|| match self.edns_payload {
+            Some(client) => usize::from(client.min(server_payload)).max(CLASSIC_UDP_PAYLOAD),
+            None => CLASSIC_UDP_PAYLOAD,
+        });
+
+        let request = self.request;
+        answer.clear();
+        answer.extend_from_slice(&request[..2]);
+        // QR=1, AA=1, RD echoed; RA=0, AD=0, CD echoed.
+        answer.push(0x84 | (request[2] & 0x01));
+        answer.push((request[3] & 0x10) | rcode);
+        answer.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(self.edns_payload.is_some())]);
+        answer.extend_from_slice(&request[HEADER_LEN..self.question_end]);
+        let mut answers = 0u16;
+        match rrset {
+            Some(set) => {
+                let count = set.rdatas().len();
+                let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
+                let first = if rotate { rotation % count.max(1) } else { 0 };
+                for record in set.answer_records().cycle().skip(first).take(count) {
+                    answer.extend_from_slice(record);
+                    answers += 1;
+                }
+                if usize::from(answers) != count {
+                    // The set has no template (data that would not encode).
+                    return None;
+                }
+            }
+            None => {
+                let soa = zone.negative_soa_wire();
+                if soa.is_empty() {
+                    return None;
+                }
+                answer.extend_from_slice(soa);
+                answer[9] = 1;
+            }
+        }
+        answer[6..8].copy_from_slice(&answers.to_be_bytes());
+        if self.edns_payload.is_some() {
+            let [high, low] = server_payload.to_be_bytes();
+            answer.extend_from_slice(&[0, 0, 41, high, low, 0, 0, 0, 0, 0, 0]);
+        }
+        (answer.len() <= limit).then_some(())
+    }
+}
