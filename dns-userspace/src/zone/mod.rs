@@ -60,6 +60,9 @@ pub struct Zone {
     nodes: HashMap<LowerName, Node>,
     /// The SOA record of negative answers, pre-encoded on first use.
     negative_soa: OnceLock<Box<[u8]>>,
+    /// Whether any name below the apex has NS records: without zone cuts,
+    /// looking for a delegation is skipped.
+    has_cuts: bool,
 }
 
 impl Zone {
@@ -107,9 +110,12 @@ impl Zone {
         self.nodes.iter()
     }
 
-    /// The delegation covering `name`: the NS RRset of the closest zone cut
-    /// strictly below the apex at or above `name`.
+    /// The delegation covering `name`: the NS RRset of the highest zone cut
+    /// below the apex at or above `name` (data below it is not ours).
     pub fn delegation(&self, name: &LowerName) -> Option<(&LowerName, &Rrset)> {
+        if !self.has_cuts {
+            return None;
+        }
         let mut cut = None;
         let mut current = name.clone();
         while current != self.origin && self.origin.zone_of(&current) {
@@ -146,12 +152,14 @@ impl Zone {
             origin: LowerName::new(origin),
             nodes: HashMap::new(),
             negative_soa: OnceLock::new(),
+            has_cuts: false,
         }
     }
 
     /// Adds one record, creating its node and the empty non-terminals
     /// between it and the apex. The caller checked it is inside the zone.
     fn add(&mut self, owner: LowerName, record_type: RecordType, ttl: u32, rdata: RData) {
+        self.has_cuts |= record_type == RecordType::NS && owner != self.origin;
         if !self.nodes.contains_key(&owner) {
             // Every node's ancestors are in the map, so stop at the first.
             let mut ancestor = owner.base_name();
