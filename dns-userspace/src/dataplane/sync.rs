@@ -3,10 +3,7 @@
 use std::net::Ipv4Addr;
 
 use dns_common::{HotA, HotName};
-use hickory_proto::{
-    rr::{Name, RData, RecordType},
-    serialize::binary::BinEncodable,
-};
+use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::{HotAnswer, HotError};
 use crate::zone::Zone;
@@ -24,7 +21,7 @@ pub struct Skipped {
 pub fn hot_entries(zone: &Zone) -> impl Iterator<Item = Result<(HotName, HotA), Skipped>> + '_ {
     zone.nodes().filter_map(|(name, node)| {
         let set = node.rrset(RecordType::A)?;
-        if zone.delegation(name).is_some() {
+        if zone.delegation(name.as_bytes()).is_some() {
             return None;
         }
         let addrs: Vec<Ipv4Addr> = set
@@ -39,15 +36,12 @@ pub fn hot_entries(zone: &Zone) -> impl Iterator<Item = Result<(HotName, HotA), 
             ttl: set.ttl(),
             addrs,
         };
-        // A name the zone parser accepted always encodes.
-        let key = name
-            .to_bytes()
-            .ok()
-            .and_then(|wire| HotName::from_wire(&wire))?;
+        // A name the zone parser accepted always is a valid key.
+        let key = HotName::from_wire(name.as_bytes())?;
         Some(match answer.encode() {
             Ok(value) => Ok((key, value)),
             Err(reason) => Err(Skipped {
-                name: Name::from(name.clone()),
+                name: name.to_name(),
                 reason,
             }),
         })

@@ -4,13 +4,10 @@
 //! copying the question and the zone's pre-encoded records, as the kernel
 //! does; everything else goes to the general path in `respond`.
 
-use hickory_proto::{
-    rr::{LowerName, Name, RecordType},
-    serialize::binary::{BinDecodable, BinDecoder},
-};
+use hickory_proto::rr::RecordType;
 
 use super::respond::CLASSIC_UDP_PAYLOAD;
-use crate::zone::{Catalog, Lookup};
+use crate::zone::{Catalog, Lookup, wire};
 
 const HEADER_LEN: usize = 12;
 const OPT_LEN: usize = 11;
@@ -21,7 +18,9 @@ const RCODE_NXDOMAIN: u8 = 3;
 pub struct PlainQuery<'a> {
     request: &'a [u8],
     question_end: usize,
-    name: LowerName,
+    /// The question name, lowercase wire form, in `name[..name_len]`.
+    name: [u8; 255],
+    name_len: usize,
     record_type: RecordType,
     /// The client's EDNS payload size, when it sent an OPT record.
     edns_payload: Option<u16>,
@@ -40,12 +39,12 @@ impl<'a> PlainQuery<'a> {
         if count(4) != 1 || count(6) != 0 || count(8) != 0 || additional > 1 {
             return None;
         }
-        let mut decoder = BinDecoder::new(request);
-        decoder.read_slice(HEADER_LEN).ok()?;
-        let name = Name::read(&mut decoder).ok()?;
-        let record_type = RecordType::from(decoder.read_u16().ok()?.unverified());
-        let class = decoder.read_u16().ok()?.unverified();
-        let question_end = decoder.index();
+        let mut name = [0u8; 255];
+        let name_len = wire::read_lowercase(&request[HEADER_LEN..], &mut name)?;
+        let fixed = request.get(HEADER_LEN + name_len..HEADER_LEN + name_len + 4)?;
+        let record_type = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let question_end = HEADER_LEN + name_len + 4;
         if class != 1 || matches!(record_type, RecordType::ANY | RecordType::OPT) {
             return None;
         }
@@ -74,7 +73,8 @@ impl<'a> PlainQuery<'a> {
         Some(PlainQuery {
             request,
             question_end,
-            name: LowerName::new(&name),
+            name,
+            name_len,
             record_type,
             edns_payload,
         })
@@ -92,8 +92,9 @@ impl<'a> PlainQuery<'a> {
         max_len: Option<usize>,
         rotation: usize,
     ) -> Option<()> {
-        let zone = catalog.find(&self.name)?;
-        let (rcode, rrset) = match zone.lookup(&self.name, self.record_type) {
+        let name = &self.name[..self.name_len];
+        let zone = catalog.find(name)?;
+        let (rcode, rrset) = match zone.lookup(name, self.record_type) {
             Lookup::Answer(set) => (0, Some(set)),
             Lookup::NoData => (0, None),
             Lookup::NxDomain => (RCODE_NXDOMAIN, None),

@@ -9,11 +9,11 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, OpCode, Query, ResponseCode},
-    rr::{DNSClass, LowerName, Name, RData, Record, RecordType},
+    rr::{DNSClass, RData, Record, RecordType},
 };
 
 use super::fast::PlainQuery;
-use crate::zone::{Catalog, Lookup, Rrset, Zone};
+use crate::zone::{Catalog, Lookup, Rrset, WireName, Zone};
 
 /// RFC 1035's limit for UDP answers to queries without EDNS.
 pub(super) const CLASSIC_UDP_PAYLOAD: usize = 512;
@@ -128,20 +128,16 @@ impl Responder {
             return Message::error_msg(id, op_code, ResponseCode::Refused);
         }
         let catalog = self.catalog.load();
-        let name = LowerName::new(question.name());
-        let Some(zone) = catalog.find(&name) else {
+        let Some(name) = WireName::from_name(question.name()) else {
+            return Message::error_msg(id, op_code, ResponseCode::FormErr);
+        };
+        let Some(zone) = catalog.find(name.as_bytes()) else {
             return Message::error_msg(id, op_code, ResponseCode::Refused);
         };
-        self.answer_from_zone(id, zone, &name, question)
+        self.answer_from_zone(id, zone, name.as_bytes(), question)
     }
 
-    fn answer_from_zone(
-        &self,
-        id: u16,
-        zone: &Zone,
-        name: &LowerName,
-        question: &Query,
-    ) -> Message {
+    fn answer_from_zone(&self, id: u16, zone: &Zone, name: &[u8], question: &Query) -> Message {
         let mut response = Message::response(id, OpCode::Query);
         response.metadata.authoritative = true;
         match zone.lookup(name, question.query_type()) {
@@ -154,7 +150,7 @@ impl Responder {
             }
             Lookup::Delegation(cut, ns) => {
                 response.metadata.authoritative = false;
-                let cut = Name::from(cut.clone());
+                let cut = cut.to_name();
                 response.add_authorities(ns.records(&cut));
                 response.add_additionals(glue(zone, ns));
             }
@@ -185,9 +181,8 @@ impl Responder {
 /// The SOA for a negative answer, its TTL capped by the SOA minimum
 /// (RFC 2308 §3).
 fn negative_soa(zone: &Zone) -> Vec<Record> {
-    let origin = Name::from(zone.origin().clone());
     zone.soa()
-        .records(&origin)
+        .records(zone.origin_name())
         .map(|mut record| {
             if let RData::SOA(soa) = &record.data {
                 record.ttl = record.ttl.min(soa.minimum);
@@ -206,7 +201,7 @@ fn glue(zone: &Zone, ns: &Rrset) -> Vec<Record> {
             _ => None,
         })
         .flat_map(|target| {
-            let node = zone.node(&LowerName::new(target));
+            let node = WireName::from_name(target).and_then(|target| zone.node(target.as_bytes()));
             [RecordType::A, RecordType::AAAA]
                 .into_iter()
                 .filter_map(move |record_type| node.and_then(|node| node.rrset(record_type)))

@@ -2,14 +2,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use hickory_proto::rr::LowerName;
-
-use super::Zone;
+use super::{WireName, Zone, wire};
 
 /// All zones, keyed by origin. Cheap to clone: zones are shared.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    zones: HashMap<LowerName, Arc<Zone>>,
+    zones: HashMap<WireName, Arc<Zone>>,
 }
 
 impl Catalog {
@@ -18,18 +16,17 @@ impl Catalog {
         self.zones.insert(zone.origin().clone(), Arc::new(zone));
     }
 
-    /// The zone with the longest origin that contains `name`.
-    pub fn find(&self, name: &LowerName) -> Option<&Arc<Zone>> {
-        let mut candidate = name.clone();
-        loop {
-            if let Some(zone) = self.zones.get(&candidate) {
+    /// The zone with the longest origin that contains `name` (lowercase
+    /// wire form).
+    pub fn find(&self, name: &[u8]) -> Option<&Arc<Zone>> {
+        let mut candidate = Some(name);
+        while let Some(suffix) = candidate {
+            if let Some(zone) = self.zones.get(suffix) {
                 return Some(zone);
             }
-            if candidate.is_root() {
-                return None;
-            }
-            candidate = candidate.base_name();
+            candidate = wire::parent(suffix);
         }
+        None
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
@@ -63,8 +60,12 @@ mod tests {
         catalog.insert(zone("sub.example.com."));
         let find = |name: &str| {
             catalog
-                .find(&LowerName::new(&Name::from_ascii(name).unwrap()))
-                .map(|zone| zone.origin().to_string())
+                .find(
+                    WireName::from_name(&Name::from_ascii(name).unwrap())
+                        .unwrap()
+                        .as_bytes(),
+                )
+                .map(|zone| zone.origin_name().to_string())
         };
         assert_eq!(
             find("a.sub.example.com.").as_deref(),

@@ -12,7 +12,7 @@ use hickory_proto::{
 };
 
 use super::{
-    Zone,
+    WireName, Zone,
     entries::{Entry, entries, first_failing},
 };
 
@@ -66,7 +66,11 @@ fn parse_in_chunks(
     let splittable = !all
         .iter()
         .any(|entry| directive(entry.text(text)) == Some(Directive::Include));
-    let mut zone = Zone::new(&origin);
+    let mut zone = Zone::new(&origin).ok_or_else(|| ZoneError {
+        file: path.to_path_buf(),
+        line: None,
+        message: format!("the origin {origin} is not a valid name"),
+    })?;
     let mut in_force = InForce::default();
     let mut first = 0;
     while first < all.len() {
@@ -96,7 +100,7 @@ fn parse_in_chunks(
         first = last;
     }
     if zone
-        .node(zone.origin())
+        .node(zone.origin().as_bytes())
         .and_then(|apex| apex.rrset(RecordType::SOA))
         .is_none()
     {
@@ -201,7 +205,10 @@ impl Chunk<'_> {
             }
         })?;
         for (key, set) in rrsets {
-            if let Some(conflict) = conflict(zone, &key) {
+            let Some(owner) = WireName::from_name(&key.name) else {
+                continue;
+            };
+            if let Some(conflict) = conflict(zone, &owner, &key) {
                 // The record that meets data from an earlier chunk.
                 let line = first_failing(self.entries, |entry| {
                     check(self.origin, &self.up_to(entry), self.path)
@@ -212,7 +219,7 @@ impl Chunk<'_> {
             }
             let parts = RecordSetParts::from(set);
             for record in parts.records {
-                zone.add(key.name.clone(), key.record_type, record.ttl, record.data);
+                zone.add(owner.clone(), key.record_type, record.ttl, record.data);
             }
         }
         Ok(())
@@ -221,8 +228,8 @@ impl Chunk<'_> {
 
 /// What is wrong with adding `key`'s RRset to what `zone` holds already
 /// (within one chunk, [`check`] has looked already).
-fn conflict(zone: &Zone, key: &RrKey) -> Option<String> {
-    let node = zone.node(&key.name)?;
+fn conflict(zone: &Zone, owner_wire: &WireName, key: &RrKey) -> Option<String> {
+    let node = zone.node(owner_wire.as_bytes())?;
     let owner = &key.name;
     match key.record_type {
         RecordType::SOA if node.rrset(RecordType::SOA).is_some() => {
@@ -314,39 +321,39 @@ ns.sub  IN A   192.0.2.99
         )
     }
 
-    fn lower(name: &str) -> LowerName {
-        LowerName::new(&Name::from_ascii(name).unwrap())
+    fn lower(name: &str) -> WireName {
+        WireName::from_name(&Name::from_ascii(name).unwrap()).unwrap()
     }
 
     #[test]
     fn loads_records_and_answers_lookups() {
         let zone = parse(ZONE).unwrap();
         assert_eq!(zone.soa().rdatas().len(), 1);
-        match zone.lookup(&lower("WWW.example.com."), RecordType::A) {
+        match zone.lookup(lower("WWW.example.com.").as_bytes(), RecordType::A) {
             Lookup::Answer(set) => assert_eq!(set.rdatas().len(), 2),
             other => panic!("expected an answer, got {other:?}"),
         }
         assert!(matches!(
-            zone.lookup(&lower("www.example.com."), RecordType::AAAA),
+            zone.lookup(lower("www.example.com.").as_bytes(), RecordType::AAAA),
             Lookup::NoData
         ));
         assert!(
             matches!(
-                zone.lookup(&lower("b.c.example.com."), RecordType::A),
+                zone.lookup(lower("b.c.example.com.").as_bytes(), RecordType::A),
                 Lookup::NoData
             ),
             "empty non-terminal"
         );
         assert!(matches!(
-            zone.lookup(&lower("nope.example.com."), RecordType::A),
+            zone.lookup(lower("nope.example.com.").as_bytes(), RecordType::A),
             Lookup::NxDomain
         ));
         assert!(matches!(
-            zone.lookup(&lower("alias.example.com."), RecordType::A),
+            zone.lookup(lower("alias.example.com.").as_bytes(), RecordType::A),
             Lookup::Alias(_)
         ));
         assert!(matches!(
-            zone.lookup(&lower("ns.sub.example.com."), RecordType::A),
+            zone.lookup(lower("ns.sub.example.com.").as_bytes(), RecordType::A),
             Lookup::Delegation(..)
         ));
     }

@@ -8,17 +8,19 @@ mod catalog;
 mod entries;
 mod load;
 mod rrset;
+pub mod wire;
 
 use std::{collections::HashMap, sync::OnceLock};
 
 use hickory_proto::{
-    rr::{LowerName, Name, RData, RecordType},
+    rr::{Name, RData, RecordType},
     serialize::binary::BinEncodable,
 };
 
 pub use catalog::Catalog;
 pub use load::{ZoneError, load_zone, parse_zone};
 pub use rrset::{RECORD_HEADER_LEN, Rrset, encode_rdata};
+pub use wire::WireName;
 
 /// One name in the zone and its RRsets. A node without RRsets is an empty
 /// non-terminal: it exists because names below it do.
@@ -47,17 +49,22 @@ pub enum Lookup<'a> {
     /// The name is an alias: the CNAME RRset.
     Alias(&'a Rrset),
     /// The name is below a zone cut: the cut's name and its NS RRset.
-    Delegation(&'a LowerName, &'a Rrset),
+    Delegation(&'a WireName, &'a Rrset),
     /// The name exists, without data of that type.
     NoData,
     /// The name does not exist.
     NxDomain,
 }
 
+/// Nodes by lowercase wire name. aHash with per-process random keys: fast,
+/// and still no table an attacker can flood with colliding names.
+type Nodes = HashMap<WireName, Node, ahash::RandomState>;
+
 #[derive(Debug)]
 pub struct Zone {
-    origin: LowerName,
-    nodes: HashMap<LowerName, Node>,
+    origin: WireName,
+    origin_name: Name,
+    nodes: Nodes,
     /// The SOA record of negative answers, pre-encoded on first use.
     negative_soa: OnceLock<Box<[u8]>>,
     /// Whether any name below the apex has NS records: without zone cuts,
@@ -66,14 +73,18 @@ pub struct Zone {
 }
 
 impl Zone {
-    pub fn origin(&self) -> &LowerName {
+    pub fn origin(&self) -> &WireName {
         &self.origin
+    }
+
+    pub fn origin_name(&self) -> &Name {
+        &self.origin_name
     }
 
     /// The zone's SOA RRset; loading guarantees there is exactly one.
     pub fn soa(&self) -> &Rrset {
         self.nodes
-            .get(&self.origin)
+            .get(self.origin.as_bytes())
             .and_then(|apex| apex.rrset(RecordType::SOA))
             .expect("a loaded zone has an SOA at its apex")
     }
@@ -90,9 +101,7 @@ impl Zone {
             let Some(data) = encode_rdata(rdata) else {
                 return Box::default();
             };
-            let mut wire = Name::from(self.origin.clone())
-                .to_bytes()
-                .unwrap_or_default();
+            let mut wire = self.origin_name.to_bytes().unwrap_or_default();
             wire.extend_from_slice(&u16::from(RecordType::SOA).to_be_bytes());
             wire.extend_from_slice(&1u16.to_be_bytes());
             wire.extend_from_slice(&soa.ttl().min(fields.minimum).to_be_bytes());
@@ -102,35 +111,40 @@ impl Zone {
         })
     }
 
-    pub fn node(&self, name: &LowerName) -> Option<&Node> {
+    /// The node of the lowercase wire name `name`.
+    pub fn node(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.get(name)
     }
 
-    pub fn nodes(&self) -> impl Iterator<Item = (&LowerName, &Node)> {
+    pub fn nodes(&self) -> impl Iterator<Item = (&WireName, &Node)> {
         self.nodes.iter()
     }
 
     /// The delegation covering `name`: the NS RRset of the highest zone cut
     /// below the apex at or above `name` (data below it is not ours).
-    pub fn delegation(&self, name: &LowerName) -> Option<(&LowerName, &Rrset)> {
+    pub fn delegation(&self, name: &[u8]) -> Option<(&WireName, &Rrset)> {
         if !self.has_cuts {
             return None;
         }
         let mut cut = None;
-        let mut current = name.clone();
-        while current != self.origin && self.origin.zone_of(&current) {
-            if let Some((owner, node)) = self.nodes.get_key_value(&current)
+        let mut current = Some(name);
+        while let Some(candidate) = current {
+            if candidate.len() <= self.origin.as_bytes().len() {
+                break;
+            }
+            if let Some((owner, node)) = self.nodes.get_key_value(candidate)
                 && let Some(ns) = node.rrset(RecordType::NS)
             {
                 cut = Some((owner, ns));
             }
-            current = current.base_name();
+            current = wire::parent(candidate);
         }
         cut
     }
 
-    /// Answers `name`/`record_type` from this zone's data.
-    pub fn lookup(&self, name: &LowerName, record_type: RecordType) -> Lookup<'_> {
+    /// Answers `name` (lowercase wire form, inside this zone) and
+    /// `record_type` from this zone's data.
+    pub fn lookup(&self, name: &[u8], record_type: RecordType) -> Lookup<'_> {
         if let Some((cut, ns)) = self.delegation(name) {
             return Lookup::Delegation(cut, ns);
         }
@@ -147,28 +161,29 @@ impl Zone {
     }
 
     /// An empty zone, to be filled by [`Zone::add`].
-    fn new(origin: &Name) -> Zone {
-        Zone {
-            origin: LowerName::new(origin),
-            nodes: HashMap::new(),
+    fn new(origin: &Name) -> Option<Zone> {
+        Some(Zone {
+            origin: WireName::from_name(origin)?,
+            origin_name: origin.to_lowercase(),
+            nodes: Nodes::default(),
             negative_soa: OnceLock::new(),
             has_cuts: false,
-        }
+        })
     }
 
     /// Adds one record, creating its node and the empty non-terminals
     /// between it and the apex. The caller checked it is inside the zone.
-    fn add(&mut self, owner: LowerName, record_type: RecordType, ttl: u32, rdata: RData) {
+    fn add(&mut self, owner: WireName, record_type: RecordType, ttl: u32, rdata: RData) {
         self.has_cuts |= record_type == RecordType::NS && owner != self.origin;
-        if !self.nodes.contains_key(&owner) {
+        if !self.nodes.contains_key(owner.as_bytes()) {
             // Every node's ancestors are in the map, so stop at the first.
-            let mut ancestor = owner.base_name();
-            while self.origin.zone_of(&ancestor) && !self.nodes.contains_key(&ancestor) {
-                self.nodes.insert(ancestor.clone(), Node::default());
-                if ancestor == self.origin {
+            let mut ancestor = wire::parent(owner.as_bytes());
+            while let Some(name) = ancestor {
+                if name.len() < self.origin.as_bytes().len() || self.nodes.contains_key(name) {
                     break;
                 }
-                ancestor = ancestor.base_name();
+                self.nodes.insert(WireName::from(name), Node::default());
+                ancestor = wire::parent(name);
             }
         }
         let node = self.nodes.entry(owner).or_default();
