@@ -102,7 +102,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     for &responder in responders {
         println!("bench: {}", responder.label());
         let running = responder.start(&rig, &workload.zone, scratch)?;
-        for mix in &workload.mixes {
+        for mix in workload.mixes.iter().filter(|mix| responder.runs(mix)) {
             let throughput = load::kxdpgun(&rig, &mix.queries, settings.kxdpgun_seconds)?;
             rig.clear_client_xdp()?;
             let latency = {

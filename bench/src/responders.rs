@@ -3,6 +3,7 @@
 
 use std::{
     fs,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Stdio},
     thread,
@@ -14,12 +15,15 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode},
 };
+use dns_common::HotName;
+use dnslb::dataplane::{AttachMode, Dataplane, DataplaneOptions, Endpoint, HotAnswer};
 use dnslb_tests::{
     daemon::{Daemon, ZoneFile, kdig},
+    frame::wire_name,
     netns::{Rig, SERVER_ADDR},
 };
 
-use crate::workload::ORIGIN;
+use crate::workload::{Mix, ORIGIN, WEIGHTED_NAME};
 
 /// The floor: the least an XDP responder can do (bench/floor-ebpf).
 pub static FLOOR_OBJECT: &[u8] =
@@ -29,6 +33,10 @@ pub static FLOOR_OBJECT: &[u8] =
 pub enum Responder {
     Floor,
     DnslbXdp,
+    /// dnslb's XDP program with a weighted name, loaded through the
+    /// library: the daemon has no weights to configure until routing
+    /// policies arrive, the kernel's weighted pick has.
+    DnslbXdpWeighted,
     DnslbUserspace,
     KnotXdp,
     KnotUdp,
@@ -36,9 +44,10 @@ pub enum Responder {
 }
 
 impl Responder {
-    pub const ALL: [Responder; 6] = [
+    pub const ALL: [Responder; 7] = [
         Responder::Floor,
         Responder::DnslbXdp,
+        Responder::DnslbXdpWeighted,
         Responder::DnslbUserspace,
         Responder::KnotXdp,
         Responder::KnotUdp,
@@ -49,11 +58,17 @@ impl Responder {
         match self {
             Responder::Floor => "floor (XDP swap only)",
             Responder::DnslbXdp => "dnslb (XDP)",
+            Responder::DnslbXdpWeighted => "dnslb (XDP, weights 1:2:3)",
             Responder::DnslbUserspace => "dnslb --no-xdp",
             Responder::KnotXdp => "Knot DNS (XDP)",
             Responder::KnotUdp => "Knot DNS (UDP)",
             Responder::Nsd => "NSD",
         }
+    }
+
+    /// Whether this responder takes part in `mix`.
+    pub fn runs(self, mix: &Mix) -> bool {
+        self != Responder::DnslbXdpWeighted || mix.weighted
     }
 
     /// Starts the responder and waits until it answers.
@@ -71,13 +86,16 @@ impl Responder {
                     &["--hot-capacity", "1100000"],
                 )?)
             }
+            Responder::DnslbXdpWeighted => Running::Dataplane {
+                _dataplane: Box::new(attach_weighted(rig)?),
+            },
             Responder::KnotXdp | Responder::KnotUdp => {
                 let xdp = (self == Responder::KnotXdp).then_some(rig.server_if.as_str());
                 Running::Process(start_knot(rig, zone, scratch, xdp)?)
             }
             Responder::Nsd => Running::Process(start_nsd(rig, zone, scratch)?),
         };
-        if self != Responder::Floor {
+        if !matches!(self, Responder::Floor | Responder::DnslbXdpWeighted) {
             wait_until_answering(rig)?;
         }
         Ok(running)
@@ -91,6 +109,11 @@ pub enum Running {
         _program: Ebpf,
     },
     Dnslb(Daemon),
+    /// dnslb's program attached through the library, for as long as this
+    /// lives (boxed: it is much larger than the other variants).
+    Dataplane {
+        _dataplane: Box<Dataplane>,
+    },
     Process(Server),
 }
 
@@ -134,6 +157,37 @@ fn attach_floor(rig: &Rig) -> anyhow::Result<Ebpf> {
         program.load()?;
         program.attach(&iface, XdpMode::Driver)?;
         Ok(ebpf)
+    })?
+}
+
+/// Loads dnslb's XDP program with one name, `weighted`, whose three
+/// addresses have weights 1, 2 and 3, and attaches it to the server veth.
+fn attach_weighted(rig: &Rig) -> anyhow::Result<Dataplane> {
+    let iface = rig.server_if.clone();
+    rig.server.run(move || -> anyhow::Result<Dataplane> {
+        let mut dataplane = Dataplane::load(DataplaneOptions {
+            port: 53,
+            edns_payload: 1232,
+            hot_capacity: 16,
+        })?;
+        let endpoints = (1..=3)
+            .map(|i| Endpoint {
+                addr: Ipv4Addr::new(198, 18, 11, i),
+                weight: i,
+            })
+            .collect();
+        let name = format!("{WEIGHTED_NAME}.{ORIGIN}");
+        let key = HotName::from_wire(&wire_name(&name)).context("bad weighted name")?;
+        dataplane.set_hot_a(
+            &key,
+            &HotAnswer::Weighted {
+                ttl: 300,
+                endpoints,
+            }
+            .encode()?,
+        )?;
+        dataplane.attach(&iface, AttachMode::Native)?;
+        Ok(dataplane)
     })?
 }
 
@@ -223,7 +277,7 @@ impl Running {
     /// The server's own log, for error reports.
     pub fn log(&self) -> String {
         match self {
-            Running::Floor { .. } => String::new(),
+            Running::Floor { .. } | Running::Dataplane { .. } => String::new(),
             Running::Dnslb(daemon) => daemon.log_text(),
             Running::Process(server) => fs::read_to_string(&server.log).unwrap_or_default(),
         }

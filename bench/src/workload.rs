@@ -8,11 +8,15 @@ use std::{
 };
 
 pub const ORIGIN: &str = "bench.test";
+/// The name of the weighted mix: three addresses in the zone.
+pub const WEIGHTED_NAME: &str = "weighted";
 
 /// A query file for kxdpgun and dnsperf ("name type" per line).
 pub struct Mix {
     pub label: &'static str,
     pub queries: PathBuf,
+    /// Queries only the weighted name.
+    pub weighted: bool,
 }
 
 pub struct Workload {
@@ -48,7 +52,8 @@ pub fn write_zone(dir: &Path, hot_names: usize) -> anyhow::Result<PathBuf> {
     let mut zone = String::with_capacity(hot_names * 40 + 512);
     zone.push_str(&format!(
         "$ORIGIN {ORIGIN}.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ NS ns1\nns1 A 198.18.0.2\n\
-         www A 198.18.10.1\nwww A 198.18.10.2\nwww A 198.18.10.3\n"
+         www A 198.18.10.1\nwww A 198.18.10.2\nwww A 198.18.10.3\n\
+         {WEIGHTED_NAME} A 198.18.11.1\n{WEIGHTED_NAME} A 198.18.11.2\n{WEIGHTED_NAME} A 198.18.11.3\n"
     ));
     for i in 0..hot_names {
         let _ = writeln!(zone, "h{i} A {}", address(i));
@@ -76,6 +81,11 @@ pub fn generate(dir: &Path, hot_names: usize, full: bool) -> anyhow::Result<Work
             lines,
             |_| format!("h{}.{ORIGIN} A", draws.below(hot_names)),
         )?);
+        let mut weighted = mix(dir, "one weighted name", "weighted", 1, |_| {
+            format!("{WEIGHTED_NAME}.{ORIGIN} A")
+        })?;
+        weighted.weighted = true;
+        mixes.push(weighted);
         let mut draws = Draws::new(0xfee1);
         mixes.push(mix(
             dir,
@@ -104,5 +114,9 @@ fn mix(
     let text: String = (0..lines).map(|i| line(i) + "\n").collect();
     let queries = dir.join(format!("{file}.queries"));
     fs::write(&queries, text)?;
-    Ok(Mix { label, queries })
+    Ok(Mix {
+        label,
+        queries,
+        weighted: false,
+    })
 }
