@@ -6,8 +6,9 @@
 mod setup;
 
 use std::{
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::{Command, ExitCode, Stdio},
 };
 
 use anyhow::{Context, bail};
@@ -117,7 +118,43 @@ fn test() -> anyhow::Result<()> {
     // The integration tests (and the quick benchmark) run the dnslb binary
     // found beside them.
     cargo(&["build", "-p", "dns-userspace", "--bins"])?;
-    cargo(&["test", "--workspace"])
+    // Echo cargo's report as it comes and total its per-binary summaries,
+    // so the run closes on one line that counts every test.
+    let mut child = Command::new(env!("CARGO"))
+        .args(["test", "--workspace"])
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().context("cargo test's output")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(summary) = line.strip_prefix("test result: ") {
+            passed += count(summary, "passed");
+            failed += count(summary, "failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
+    Ok(())
+}
+
+/// The number before `what` in a summary like "ok. 3 passed; 0 failed; ...".
+fn count(summary: &str, what: &str) -> u64 {
+    let words: Vec<&str> = summary
+        .split([' ', ';', '.'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .find(|pair| pair[1] == what)
+        .and_then(|pair| pair[0].parse().ok())
+        .unwrap_or(0)
 }
 
 fn lint() -> anyhow::Result<()> {
