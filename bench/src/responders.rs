@@ -2,10 +2,8 @@
 //! benchmark zone and stopped when its handle drops.
 
 use std::{
-    fs,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
@@ -21,6 +19,8 @@ use dnslb_tests::{
     daemon::{Daemon, ZoneFile, kdig},
     frame::wire_name,
     netns::{Rig, SERVER_ADDR},
+    peers::{PeerZone, knot_config, nsd_config},
+    process::Process,
 };
 
 use crate::workload::{Mix, ORIGIN, WEIGHTED_NAME};
@@ -114,28 +114,7 @@ pub enum Running {
     Dataplane {
         _dataplane: Box<Dataplane>,
     },
-    Process(Server),
-}
-
-/// A server process (Knot, NSD), terminated on drop.
-pub struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Process(Process),
 }
 
 /// The benchmark zone as `dnslb run` takes it.
@@ -191,66 +170,40 @@ fn attach_weighted(rig: &Rig) -> anyhow::Result<Dataplane> {
     })?
 }
 
-fn spawn(
+fn start_knot(
     rig: &Rig,
+    zone: &Path,
     scratch: &Path,
-    name: &str,
-    program: &str,
-    args: &[&str],
-) -> anyhow::Result<Server> {
-    let log = scratch.join(format!("{name}.log"));
-    let file = fs::File::create(&log)?;
-    let child = rig
-        .server
-        .command(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .spawn()
-        .with_context(|| format!("starting {program}"))?;
-    Ok(Server { child, log })
-}
-
-fn start_knot(rig: &Rig, zone: &Path, scratch: &Path, xdp: Option<&str>) -> anyhow::Result<Server> {
+    xdp: Option<&str>,
+) -> anyhow::Result<Process> {
     let dir = scratch.join(if xdp.is_some() {
         "knot-xdp"
     } else {
         "knot-udp"
     });
-    fs::create_dir_all(&dir)?;
-    let xdp_section = xdp.map_or(String::new(), |iface| {
-        format!("xdp:\n    listen: {iface}\n    udp: on\n")
-    });
-    let config = format!(
-        "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {SERVER_ADDR}@53\n    udp-workers: 2\n    \
-         background-workers: 1\n{xdp_section}database:\n    storage: \"{dir}\"\n\
-         zone:\n  - domain: {ORIGIN}\n    file: \"{zone}\"\n    journal-content: none\n    zonefile-sync: -1\n\
-         log:\n  - target: stderr\n    any: notice\n",
-        dir = dir.display(),
-        zone = zone.display(),
-    );
-    let path = dir.join("knot.conf");
-    fs::write(&path, config)?;
-    let path = path.to_string_lossy().into_owned();
-    spawn(rig, &dir, "knotd", "knotd", &["-c", &path])
+    let zones = [PeerZone {
+        origin: ORIGIN,
+        file: zone,
+    }];
+    let config = knot_config(&dir, &format!("{SERVER_ADDR}@53"), xdp, &zones)?;
+    let mut command = rig.server.command("knotd");
+    command.arg("-c").arg(config);
+    Process::spawn(command, dir.join("knotd.log"))
 }
 
-fn start_nsd(rig: &Rig, zone: &Path, scratch: &Path) -> anyhow::Result<Server> {
+fn start_nsd(rig: &Rig, zone: &Path, scratch: &Path) -> anyhow::Result<Process> {
     let dir = scratch.join("nsd");
-    fs::create_dir_all(&dir)?;
-    let config = format!(
-        "server:\n    ip-address: {SERVER_ADDR}\n    port: 53\n    server-count: 2\n    username: \"\"\n    \
-         chroot: \"\"\n    zonesdir: \"{dir}\"\n    pidfile: \"{dir}/nsd.pid\"\n    database: \"\"\n    \
-         zonelistfile: \"{dir}/zone.list\"\n    xfrdfile: \"{dir}/xfrd.state\"\n    xfrdir: \"{dir}\"\n    \
-         verbosity: 1\n    rrl-ratelimit: 0\nremote-control:\n    control-enable: no\nzone:\n    name: {ORIGIN}\n    zonefile: \"{zone}\"\n",
-        dir = dir.display(),
-        zone = zone.display(),
-    );
-    let path = dir.join("nsd.conf");
-    fs::write(&path, config)?;
-    let path = path.to_string_lossy().into_owned();
-    spawn(rig, &dir, "nsd", "nsd", &["-d", "-c", &path])
+    let config = nsd_config(
+        &dir,
+        SERVER_ADDR,
+        &[PeerZone {
+            origin: ORIGIN,
+            file: zone,
+        }],
+    )?;
+    let mut command = rig.server.command("nsd");
+    command.arg("-d").arg("-c").arg(config);
+    Process::spawn(command, dir.join("nsd.log"))
 }
 
 /// Polls with kdig from the client until the server answers `www`.
@@ -279,7 +232,7 @@ impl Running {
         match self {
             Running::Floor { .. } | Running::Dataplane { .. } => String::new(),
             Running::Dnslb(daemon) => daemon.log_text(),
-            Running::Process(server) => fs::read_to_string(&server.log).unwrap_or_default(),
+            Running::Process(process) => process.log_text(),
         }
     }
 }

@@ -2,22 +2,22 @@
 //! with real clients.
 
 use std::{
-    fs,
     io::{Read, Write},
     net::TcpStream,
     path::PathBuf,
-    process::{Child, ExitStatus, Stdio},
+    process::{Command, ExitStatus},
+    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
+use nix::sys::signal::Signal;
 
-use crate::netns::{Netns, Rig, SERVER_ADDR, checked};
+use crate::{
+    netns::{Netns, Rig, SERVER_ADDR, checked},
+    process::Process,
+};
 
 /// The `dnslb` binary next to the running test or tool (`target/<profile>/`),
 /// or `$DNSLB_BIN`.
@@ -46,79 +46,62 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A `dnslb run` process; killed on drop if still running.
+/// A `dnslb run` process; stopped on drop if still running.
 pub struct Daemon {
-    child: Child,
-    log: PathBuf,
+    process: Process,
 }
 
 impl Daemon {
     /// Starts `dnslb ARGS` in `netns` and waits until it serves.
     pub fn start(netns: &Netns, args: &[&str]) -> anyhow::Result<Daemon> {
-        let log = std::env::temp_dir().join(format!("{}.dnslb.log", netns.name()));
-        let file = fs::File::create(&log)?;
-        let child = netns
-            .command(dnslb_binary()?)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("starting dnslb")?;
-        let mut daemon = Daemon { child, log };
+        let mut command = netns.command(dnslb_binary()?);
+        command.args(args);
+        Daemon::spawn(command, &format!("{}.dnslb.log", netns.name()))
+    }
+
+    /// Starts `dnslb ARGS` here, in the test's own namespace (for servers
+    /// on loopback), and waits until it serves.
+    pub fn start_here(args: &[&str]) -> anyhow::Result<Daemon> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let mut command = Command::new(dnslb_binary()?);
+        command.args(args);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Daemon::spawn(command, &format!("dnslb-{}-{n}.log", std::process::id()))
+    }
+
+    fn spawn(command: Command, log_name: &str) -> anyhow::Result<Daemon> {
+        let mut process = Process::spawn(command, std::env::temp_dir().join(log_name))?;
         // Large zones take a while; a million names load well within this.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !daemon.log_text().contains("serving DNS on") {
-            if let Some(status) = daemon.child.try_wait()? {
+        while !process.log_text().contains("serving DNS on") {
+            if let Some(status) = process.exited()? {
                 bail!(
                     "dnslb exited with {status} before serving:\n{}",
-                    daemon.log_text()
+                    process.log_text()
                 );
             }
             if Instant::now() > deadline {
                 bail!(
                     "dnslb did not start serving within 120 s:\n{}",
-                    daemon.log_text()
+                    process.log_text()
                 );
             }
             thread::sleep(Duration::from_millis(50));
         }
-        Ok(daemon)
+        Ok(Daemon { process })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// Sends `signal` and waits (up to 10 s) for the process to exit.
     pub fn stop(mut self, signal: Signal) -> anyhow::Result<ExitStatus> {
-        kill(Pid::from_raw(self.child.id() as i32), signal)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "dnslb did not exit within 10 s of {signal}:\n{}",
-                    self.log_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.stop(signal, Duration::from_secs(10))
     }
 }
 

@@ -5,3 +5,5 @@
 pub mod daemon;
 pub mod frame;
 pub mod netns;
+pub mod peers;
+pub mod process;

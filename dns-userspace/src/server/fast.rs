@@ -6,7 +6,7 @@
 
 use hickory_proto::rr::RecordType;
 
-use super::respond::CLASSIC_UDP_PAYLOAD;
+use super::respond::{CLASSIC_UDP_PAYLOAD, additional_target};
 use crate::zone::{Catalog, Lookup, wire};
 
 const HEADER_LEN: usize = 12;
@@ -95,6 +95,15 @@ impl<'a> PlainQuery<'a> {
         let name = &self.name[..self.name_len];
         let zone = catalog.find(name)?;
         let (rcode, rrset) = match zone.lookup(name, self.record_type) {
+            // Answers with an additional section take the general path.
+            Lookup::Answer(set)
+                if set
+                    .rdatas()
+                    .iter()
+                    .any(|rdata| additional_target(rdata).is_some()) =>
+            {
+                return None;
+            }
             Lookup::Answer(set) => (0, Some(set)),
             Lookup::NoData => (0, None),
             Lookup::NxDomain => (RCODE_NXDOMAIN, None),

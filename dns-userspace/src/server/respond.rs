@@ -9,7 +9,7 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, OpCode, Query, ResponseCode},
-    rr::{DNSClass, RData, Record, RecordType},
+    rr::{DNSClass, Name, RData, Record, RecordType},
 };
 
 use super::fast::PlainQuery;
@@ -17,6 +17,8 @@ use crate::zone::{Catalog, Lookup, Rrset, WireName, Zone};
 
 /// RFC 1035's limit for UDP answers to queries without EDNS.
 pub(super) const CLASSIC_UDP_PAYLOAD: usize = 512;
+/// CNAME links followed within one answer before stopping.
+const MAX_ALIAS_CHAIN: usize = 8;
 const HEADER_LEN: usize = 12;
 
 /// The transport a query came over: it decides the size limit.
@@ -134,42 +136,80 @@ impl Responder {
         let Some(zone) = catalog.find(name.as_bytes()) else {
             return Message::error_msg(id, op_code, ResponseCode::Refused);
         };
-        self.answer_from_zone(id, zone, name.as_bytes(), question)
+        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question)
     }
 
-    fn answer_from_zone(&self, id: u16, zone: &Zone, name: &[u8], question: &Query) -> Message {
+    fn answer_from_zone(
+        &self,
+        id: u16,
+        catalog: &Catalog,
+        zone: &Zone,
+        name: &[u8],
+        question: &Query,
+    ) -> Message {
         let mut response = Message::response(id, OpCode::Query);
         response.metadata.authoritative = true;
-        match zone.lookup(name, question.query_type()) {
-            Lookup::Answer(set) => {
-                let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
-                response.add_answers(self.owned_by(question, set, rotate));
+        let record_type = question.query_type();
+        // The first owner is the name as the client wrote it (so the answer
+        // compresses onto the question, as the kernel's does); after an
+        // alias, the alias's target.
+        let mut owner = question.name().clone();
+        let mut current = WireName::from(name);
+        let mut zone = zone;
+        let mut followed: Vec<WireName> = Vec::new();
+        loop {
+            match zone.lookup(current.as_bytes(), record_type) {
+                Lookup::Answer(set) => {
+                    let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
+                    response.add_answers(self.owned_by(&owner, set, rotate));
+                    response.add_additionals(additional_addresses(zone, set));
+                }
+                Lookup::Alias(cname) => {
+                    response.add_answers(self.owned_by(&owner, cname, false));
+                    let target = cname.rdatas().iter().find_map(|rdata| match rdata {
+                        RData::CNAME(target) => Some(target.0.clone()),
+                        _ => None,
+                    });
+                    followed.push(current.clone());
+                    // Follow the chain through the zones held here, and stop
+                    // at a loop or after a bounded number of links.
+                    let next =
+                        target.and_then(|target| Some((WireName::from_name(&target)?, target)));
+                    if let Some((wire, target)) = next
+                        && !followed.contains(&wire)
+                        && followed.len() < MAX_ALIAS_CHAIN
+                        && let Some(next_zone) = catalog.find(wire.as_bytes())
+                    {
+                        zone = next_zone;
+                        current = wire;
+                        owner = target;
+                        continue;
+                    }
+                }
+                Lookup::Delegation(cut, ns) => {
+                    // A referral; after an alias, the answer ends at the cut.
+                    if followed.is_empty() {
+                        response.metadata.authoritative = false;
+                        let cut = cut.to_name();
+                        response.add_authorities(ns.records(&cut));
+                        response.add_additionals(additional_addresses(zone, ns));
+                    }
+                }
+                Lookup::NoData => {
+                    response.add_authorities(negative_soa(zone));
+                }
+                Lookup::NxDomain => {
+                    response.metadata.response_code = ResponseCode::NXDomain;
+                    response.add_authorities(negative_soa(zone));
+                }
             }
-            Lookup::Alias(cname) => {
-                response.add_answers(self.owned_by(question, cname, false));
-            }
-            Lookup::Delegation(cut, ns) => {
-                response.metadata.authoritative = false;
-                let cut = cut.to_name();
-                response.add_authorities(ns.records(&cut));
-                response.add_additionals(glue(zone, ns));
-            }
-            Lookup::NoData => {
-                response.add_authorities(negative_soa(zone));
-            }
-            Lookup::NxDomain => {
-                response.metadata.response_code = ResponseCode::NXDomain;
-                response.add_authorities(negative_soa(zone));
-            }
+            return response;
         }
-        response
     }
 
-    /// The RRset's records owned by the name as the client wrote it (so the
-    /// answer compresses onto the question, as the kernel's does),
-    /// optionally rotated.
-    fn owned_by(&self, question: &Query, set: &Rrset, rotate: bool) -> Vec<Record> {
-        let mut records: Vec<Record> = set.records(question.name()).collect();
+    /// The RRset's records owned by `owner`, optionally rotated.
+    fn owned_by(&self, owner: &Name, set: &Rrset, rotate: bool) -> Vec<Record> {
+        let mut records: Vec<Record> = set.records(owner).collect();
         if rotate && records.len() > 1 {
             let turn = self.rotation.fetch_add(1, Ordering::Relaxed) % records.len();
             records.rotate_left(turn);
@@ -192,14 +232,13 @@ fn negative_soa(zone: &Zone) -> Vec<Record> {
         .collect()
 }
 
-/// A and AAAA records for NS targets inside the zone.
-fn glue(zone: &Zone, ns: &Rrset) -> Vec<Record> {
-    ns.rdatas()
+/// The A and AAAA records of the names an NS, MX or SRV RRset points at,
+/// where the zone holds them: the additional section (RFC 1035 §3.3.9,
+/// RFC 2782), glue included.
+fn additional_addresses(zone: &Zone, set: &Rrset) -> Vec<Record> {
+    set.rdatas()
         .iter()
-        .filter_map(|rdata| match rdata {
-            RData::NS(target) => Some(&target.0),
-            _ => None,
-        })
+        .filter_map(additional_target)
         .flat_map(|target| {
             let node = WireName::from_name(target).and_then(|target| zone.node(target.as_bytes()));
             [RecordType::A, RecordType::AAAA]
@@ -208,6 +247,17 @@ fn glue(zone: &Zone, ns: &Rrset) -> Vec<Record> {
                 .flat_map(move |set| set.records(target).collect::<Vec<_>>())
         })
         .collect()
+}
+
+/// The name whose addresses go in the additional section, for the types
+/// that have one.
+pub(super) fn additional_target(rdata: &RData) -> Option<&Name> {
+    match rdata {
+        RData::NS(target) => Some(&target.0),
+        RData::MX(mx) => Some(&mx.exchange),
+        RData::SRV(srv) => Some(&srv.target),
+        _ => None,
+    }
 }
 
 /// An answer that does not fit `limit`: TC set and the record sections
@@ -347,7 +397,11 @@ ns.sub  A    192.0.2.99
                 .unwrap();
             let message = Message::from_vec(&answer).unwrap();
             match name {
-                "alias.example.com." => assert_eq!(message.answers.len(), 1),
+                "alias.example.com." => assert_eq!(
+                    message.answers.len(),
+                    3,
+                    "the CNAME and www's two addresses"
+                ),
                 "ns.sub.example.com." => {
                     assert!(!message.metadata.authoritative && message.authorities.len() == 1)
                 }

@@ -1,0 +1,278 @@
+//! dnslb answers as Knot DNS does. The same zone is loaded into both, on
+//! loopback; a corpus of queries (random letter case, with and without
+//! EDNS, over UDP and TCP) goes to both, and the answers are compared
+//! section by section: RCODE, AA, TC, and each section as a set of records.
+//! Any difference fails the test with both answers printed.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{Read, Write},
+    net::{TcpStream, UdpSocket},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use dnslb_tests::{
+    daemon::{Daemon, workspace_root},
+    peers::{PeerZone, knot_config},
+    process::Process,
+};
+use hickory_proto::{
+    op::{Edns, Message, Query},
+    rr::{Name, RecordType},
+};
+
+const ORIGIN: &str = "diff.example";
+
+/// A free loopback port (racy in theory; each test run picks fresh ones).
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The zone of tests/zones plus filler: several hundred records in all.
+fn zone_text() -> String {
+    let mut text = fs::read_to_string(workspace_root().join("tests/zones/diff.example.zone"))
+        .expect("the zone");
+    for i in 0..200 {
+        let _ = writeln!(text, "f{i} IN A 198.18.{}.{}", 100 + i / 250, i % 250);
+        if i % 4 == 0 {
+            let _ = writeln!(
+                text,
+                "f{i} IN AAAA 2001:db8::{i:x}\nf{i} IN TXT \"filler {i}\""
+            );
+        }
+    }
+    text
+}
+
+/// Flips the letter case of `name` from a seed, as resolvers do.
+fn mixed_case(name: &str, seed: &mut u64) -> String {
+    name.chars()
+        .map(|c| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            if *seed & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+struct Case {
+    name: String,
+    record_type: RecordType,
+    edns: bool,
+    tcp: bool,
+}
+
+fn corpus() -> Vec<Case> {
+    let names = [
+        "",
+        "ns1",
+        "ns2",
+        "www",
+        "mail",
+        "_sip._udp",
+        "sip",
+        "ptr",
+        "caa",
+        "naptr",
+        "ssh",
+        "tlsa",
+        "empty.nonterminal",
+        "nonterminal",
+        "deep.empty.nonterminal",
+        "nope",
+        "nope.www",
+        "f3",
+        "f8",
+        "f150",
+        "f199",
+        "f200",
+        "alias",
+        "sub",
+        "chain1",
+        "chain2",
+        "loop1",
+        "out",
+        "dangling",
+        "ns.sub",
+        "x.sub",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::SOA,
+        RecordType::PTR,
+        RecordType::CAA,
+        RecordType::NAPTR,
+        RecordType::SSHFP,
+        RecordType::TLSA,
+        RecordType::CNAME,
+        RecordType::MX,
+        RecordType::NS,
+        RecordType::SRV,
+    ];
+    let mut seed = 0x0ddba11u64;
+    let mut cases = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        for (j, record_type) in types.iter().enumerate() {
+            let full = if name.is_empty() {
+                format!("{ORIGIN}.")
+            } else {
+                format!("{name}.{ORIGIN}.")
+            };
+            cases.push(Case {
+                name: mixed_case(&full, &mut seed),
+                record_type: *record_type,
+                edns: (i + j) % 2 == 0,
+                tcp: (i + j) % 5 == 0,
+            });
+        }
+    }
+    cases
+}
+
+fn ask(port: u16, case: &Case) -> Option<Message> {
+    let mut query = Message::query();
+    query.metadata.id = 0x2a2a;
+    query.add_query(Query::query(
+        Name::from_ascii(&case.name).ok()?,
+        case.record_type,
+    ));
+    if case.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        query.edns = Some(edns);
+    }
+    let bytes = query.to_vec().ok()?;
+    let timeout = Some(Duration::from_secs(2));
+    let answer = if case.tcp {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(timeout).ok()?;
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).ok()?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).ok()?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut answer).ok()?;
+        answer
+    } else {
+        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket.set_read_timeout(timeout).ok()?;
+        socket.send_to(&bytes, ("127.0.0.1", port)).ok()?;
+        let mut buffer = [0u8; 65535];
+        let len = socket.recv(&mut buffer).ok()?;
+        buffer[..len].to_vec()
+    };
+    Message::from_vec(&answer).ok()
+}
+
+/// What a client can rely on: flags, RCODE and each section as a set.
+fn summary(message: &Message) -> String {
+    let section = |records: &[hickory_proto::rr::Record]| {
+        let mut lines: Vec<String> = records
+            .iter()
+            .map(|r| r.to_string().to_ascii_lowercase())
+            .collect();
+        lines.sort();
+        lines.join("\n    ")
+    };
+    format!(
+        "rcode {:?} aa {} tc {}\n  answer:\n    {}\n  authority:\n    {}\n  additional:\n    {}",
+        message.metadata.response_code,
+        message.metadata.authoritative,
+        message.metadata.truncation,
+        section(&message.answers),
+        section(&message.authorities),
+        section(&message.additionals),
+    )
+}
+
+fn wait_until_answering(port: u16, what: &str, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let probe = Case {
+        name: format!("{ORIGIN}."),
+        record_type: RecordType::SOA,
+        edns: false,
+        tcp: false,
+    };
+    while ask(port, &probe).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not answer within 30 s:\n{}",
+            log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dnslb_answers_exactly_as_knot_does() {
+    let dir = std::env::temp_dir().join(format!("dnslb-differential-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let zone = dir.join("diff.example.zone");
+    fs::write(&zone, zone_text()).unwrap();
+
+    let knot_port = free_port();
+    let config = knot_config(
+        &dir.join("knot"),
+        &format!("127.0.0.1@{knot_port}"),
+        None,
+        &[PeerZone {
+            origin: ORIGIN,
+            file: &zone,
+        }],
+    )
+    .unwrap();
+    let mut command = Command::new("knotd");
+    command.arg("-c").arg(&config);
+    let knot = Process::spawn(command, dir.join("knotd.log")).expect("knotd starts (install knot)");
+    wait_until_answering(knot_port, "Knot DNS", || knot.log_text());
+
+    let dnslb_port = free_port();
+    let listen = format!("127.0.0.1:{dnslb_port}");
+    let zone_arg = format!("{ORIGIN}={}", zone.display());
+    let daemon = Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--zone", &zone_arg])
+        .expect("dnslb starts");
+    wait_until_answering(dnslb_port, "dnslb", || daemon.log_text());
+
+    let cases = corpus();
+    assert!(cases.len() >= 200, "{} queries", cases.len());
+    let mut differences = Vec::new();
+    for case in &cases {
+        let expected = ask(knot_port, case).map(|m| summary(&m));
+        let got = ask(dnslb_port, case).map(|m| summary(&m));
+        if expected != got {
+            differences.push(format!(
+                "{} {} (edns {}, tcp {})\n Knot:  {}\n dnslb: {}",
+                case.name,
+                case.record_type,
+                case.edns,
+                case.tcp,
+                expected.unwrap_or_else(|| "no answer".into()),
+                got.unwrap_or_else(|| "no answer".into()),
+            ));
+        }
+    }
+    drop(daemon);
+    drop(knot);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        differences.is_empty(),
+        "{} of {} answers differ:\n{}",
+        differences.len(),
+        cases.len(),
+        differences.join("\n\n")
+    );
+}
