@@ -359,6 +359,40 @@ ns.sub  IN A   192.0.2.99
     }
 
     #[test]
+    fn wildcards_answer_only_below_their_closest_encloser() {
+        let zone = parse(&format!("{ZONE}*.w A 192.0.2.7\nreal.w A 192.0.2.8\n")).unwrap();
+        let addresses = |name: &str| match zone.lookup(lower(name).as_bytes(), RecordType::A) {
+            Lookup::Answer(set) => set
+                .rdatas()
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(addresses("x.w.example.com."), "192.0.2.7");
+        assert_eq!(
+            addresses("x.y.w.example.com."),
+            "192.0.2.7",
+            "closest encloser w"
+        );
+        assert_eq!(
+            addresses("real.w.example.com."),
+            "192.0.2.8",
+            "existing names are not synthesised"
+        );
+        assert_eq!(
+            addresses("x.real.w.example.com."),
+            "NxDomain",
+            "closest encloser real.w has no wildcard"
+        );
+        assert!(matches!(
+            zone.lookup(lower("x.w.example.com.").as_bytes(), RecordType::AAAA),
+            Lookup::NoData
+        ));
+    }
+
+    #[test]
     fn errors_name_the_file_and_line() {
         let bad = ZONE.replace("www     IN A   192.0.2.1", "www     IN A   192.0.2.300");
         let error = parse(&bad).unwrap_err();

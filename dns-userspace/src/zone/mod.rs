@@ -56,6 +56,9 @@ pub enum Lookup<'a> {
     NxDomain,
 }
 
+/// A wildcard's first label, `*`, on the wire.
+const WILDCARD_LABEL: &[u8] = b"\x01*";
+
 /// Nodes by lowercase wire name. aHash with per-process random keys: fast,
 /// and still no table an attacker can flood with colliding names.
 type Nodes = HashMap<WireName, Node, ahash::RandomState>;
@@ -70,6 +73,9 @@ pub struct Zone {
     /// Whether any name below the apex has NS records: without zone cuts,
     /// looking for a delegation is skipped.
     has_cuts: bool,
+    /// Whether the zone has wildcard names: without them, a missing name
+    /// is NXDOMAIN at once.
+    has_wildcards: bool,
 }
 
 impl Zone {
@@ -148,8 +154,12 @@ impl Zone {
         if let Some((cut, ns)) = self.delegation(name) {
             return Lookup::Delegation(cut, ns);
         }
-        let Some(node) = self.nodes.get(name) else {
-            return Lookup::NxDomain;
+        let node = match self.nodes.get(name) {
+            Some(node) => node,
+            None => match self.wildcard_for(name) {
+                Some(wildcard) => wildcard,
+                None => return Lookup::NxDomain,
+            },
         };
         if let Some(set) = node.rrset(record_type) {
             return Lookup::Answer(set);
@@ -160,6 +170,28 @@ impl Zone {
         }
     }
 
+    /// The wildcard that synthesises answers for `name`, which does not
+    /// exist (RFC 4592 §3.3.1): `*` below its closest encloser, the nearest
+    /// ancestor that exists (empty non-terminals included). Without one,
+    /// the name is NXDOMAIN.
+    fn wildcard_for(&self, name: &[u8]) -> Option<&Node> {
+        if !self.has_wildcards {
+            return None;
+        }
+        let mut ancestor = wire::parent(name);
+        while let Some(candidate) = ancestor {
+            if candidate.len() < self.origin.as_bytes().len() {
+                return None;
+            }
+            if self.nodes.contains_key(candidate) {
+                let source = [WILDCARD_LABEL, candidate].concat();
+                return self.nodes.get(source.as_slice());
+            }
+            ancestor = wire::parent(candidate);
+        }
+        None
+    }
+
     /// An empty zone, to be filled by [`Zone::add`].
     fn new(origin: &Name) -> Option<Zone> {
         Some(Zone {
@@ -168,6 +200,7 @@ impl Zone {
             nodes: Nodes::default(),
             negative_soa: OnceLock::new(),
             has_cuts: false,
+            has_wildcards: false,
         })
     }
 
@@ -175,6 +208,7 @@ impl Zone {
     /// between it and the apex. The caller checked it is inside the zone.
     fn add(&mut self, owner: WireName, record_type: RecordType, ttl: u32, rdata: RData) {
         self.has_cuts |= record_type == RecordType::NS && owner != self.origin;
+        self.has_wildcards |= owner.as_bytes().starts_with(WILDCARD_LABEL);
         if !self.nodes.contains_key(owner.as_bytes()) {
             // Every node's ancestors are in the map, so stop at the first.
             let mut ancestor = wire::parent(owner.as_bytes());
