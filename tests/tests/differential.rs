@@ -121,6 +121,7 @@ fn corpus() -> Vec<Case> {
         RecordType::MX,
         RecordType::NS,
         RecordType::SRV,
+        RecordType::ANY,
     ];
     let mut seed = 0x0ddba11u64;
     let mut cases = Vec::new();

@@ -161,6 +161,14 @@ impl Zone {
                 None => return Lookup::NxDomain,
             },
         };
+        if record_type == RecordType::ANY {
+            // RFC 8482's minimal answer: one RRset, the lowest type, as
+            // Knot DNS picks.
+            return match node.rrsets.iter().min_by_key(|set| u16::from(set.record_type())) {
+                Some(set) => Lookup::Answer(set),
+                None => Lookup::NoData,
+            };
+        }
         if let Some(set) = node.rrset(record_type) {
             return Lookup::Answer(set);
         }
