@@ -27,7 +27,7 @@ pub fn knot_config(
     });
     let mut config = format!(
         "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {listen}\n    udp-workers: 2\n    \
-         background-workers: 1\n{xdp}database:\n    storage: \"{dir}\"\nzone:\n",
+         background-workers: 1\n    edns-client-subnet: on\n{xdp}database:\n    storage: \"{dir}\"\nzone:\n",
         dir = dir.display(),
     );
     for zone in zones {

@@ -9,11 +9,12 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, OpCode, Query, ResponseCode},
+    rr::rdata::opt::{EdnsCode, EdnsOption},
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
 
 use super::fast::PlainQuery;
-use crate::zone::{Catalog, Lookup, Rrset, WireName, Zone};
+use crate::zone::{Catalog, Lookup, Rrset, WireName, Zone, wire};
 
 /// RFC 1035's limit for UDP answers to queries without EDNS.
 pub(super) const CLASSIC_UDP_PAYLOAD: usize = 512;
@@ -95,23 +96,42 @@ impl Responder {
         let mut response = self.answer(&query);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
         response.metadata.checking_disabled = query.metadata.checking_disabled;
-        response.add_queries(query.queries.iter().cloned());
+        // Encoded in lowercase, with the client's letter case put back into
+        // the question afterwards: hickory compresses only names that match
+        // byte for byte, and the answers' names would otherwise not compress
+        // against a question in mixed case (Knot DNS compresses regardless
+        // of case, and answers must fit as its answers do).
+        response.add_queries(query.queries.iter().map(|question| {
+            let mut question = question.clone();
+            question.name = question.name.to_lowercase();
+            question
+        }));
 
         let mut limit = CLASSIC_UDP_PAYLOAD;
         if let Some(edns) = &query.edns {
             let mut opt = Edns::new();
             opt.set_max_payload(self.edns_payload);
+            // RFC 3225: the DO bit is copied into the answer.
+            opt.set_dnssec_ok(edns.flags().dnssec_ok);
+            // RFC 7871 §7.2.1: an authority that does not tailor its answer
+            // to the client's network echoes the option with scope 0.
+            if let Some(EdnsOption::Subnet(subnet)) = edns.options().get(EdnsCode::Subnet) {
+                let mut echo = *subnet;
+                echo.set_scope_prefix(0);
+                opt.options_mut().insert(EdnsOption::Subnet(echo));
+            }
             response.edns = Some(opt);
             limit = limit.max(edns.max_payload().min(self.edns_payload) as usize);
         }
         if transport == Transport::Tcp {
             limit = u16::MAX as usize;
         }
-        let bytes = response.to_vec().ok()?;
-        if bytes.len() <= limit {
-            return Some(bytes);
+        let mut bytes = response.to_vec().ok()?;
+        if bytes.len() > limit {
+            bytes = truncate(response, limit)?;
         }
-        truncate(response, limit)
+        restore_question_case(&mut bytes, request);
+        Some(bytes)
     }
 
     fn answer(&self, query: &Message) -> Message {
@@ -153,7 +173,7 @@ impl Responder {
         // The first owner is the name as the client wrote it (so the answer
         // compresses onto the question, as the kernel's does); after an
         // alias, the alias's target.
-        let mut owner = question.name().clone();
+        let mut owner = question.name().to_lowercase();
         let mut current = WireName::from(name);
         let mut zone = zone;
         let mut followed: Vec<WireName> = Vec::new();
@@ -260,14 +280,51 @@ pub(super) fn additional_target(rdata: &RData) -> Option<&Name> {
     }
 }
 
-/// An answer that does not fit `limit`: TC set and the record sections
-/// emptied, telling the client to ask again over TCP. The question and OPT
-/// always fit: the query that carried them was no larger.
+/// Copies the question name of `request` over the answer's, which has the
+/// same length and place (offset 12, uncompressed) but was encoded in
+/// lowercase; names compressed onto it then read in the client's case, as
+/// from Knot DNS.
+fn restore_question_case(answer: &mut [u8], request: &[u8]) {
+    let mut name = [0u8; 255];
+    let Some(len) = request
+        .get(HEADER_LEN..)
+        .and_then(|question| wire::read_lowercase(question, &mut name))
+    else {
+        return;
+    };
+    let (Some(original), Some(encoded)) = (
+        request.get(HEADER_LEN..HEADER_LEN + len),
+        answer.get_mut(HEADER_LEN..HEADER_LEN + len),
+    ) else {
+        return;
+    };
+    if encoded.eq_ignore_ascii_case(original) {
+        encoded.copy_from_slice(original);
+    }
+}
+
+/// An answer that does not fit `limit`, made to fit as Knot DNS does.
+/// Additional records are a courtesy (RFC 2181 §9): as many as fit are
+/// kept, in order, without TC. If the answer and authority sections do not
+/// fit, TC is set and the record sections are emptied, telling the client
+/// to ask again over TCP; the question and OPT always fit, since the query
+/// that carried them was no larger.
 fn truncate(mut response: Message, limit: usize) -> Option<Vec<u8>> {
+    let additionals = std::mem::take(&mut response.additionals);
+    let mut fitting = response.to_vec().ok()?;
+    if fitting.len() <= limit {
+        for record in additionals {
+            response.additionals.push(record);
+            match response.to_vec() {
+                Ok(bytes) if bytes.len() <= limit => fitting = bytes,
+                _ => break,
+            }
+        }
+        return Some(fitting);
+    }
     response.metadata.truncation = true;
     response.answers.clear();
     response.authorities.clear();
-    response.additionals.clear();
     response.to_vec().ok().filter(|bytes| bytes.len() <= limit)
 }
 

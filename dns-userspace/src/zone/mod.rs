@@ -164,7 +164,11 @@ impl Zone {
         if record_type == RecordType::ANY {
             // RFC 8482's minimal answer: one RRset, the lowest type, as
             // Knot DNS picks.
-            return match node.rrsets.iter().min_by_key(|set| u16::from(set.record_type())) {
+            return match node
+                .rrsets
+                .iter()
+                .min_by_key(|set| u16::from(set.record_type()))
+            {
                 Some(set) => Lookup::Answer(set),
                 None => Lookup::NoData,
             };
