@@ -66,3 +66,28 @@ pub fn nsd_config(dir: &Path, address: &str, zones: &[PeerZone]) -> anyhow::Resu
     fs::write(&path, config)?;
     Ok(path)
 }
+
+/// Writes an unbound configuration into `dir`: a resolver listening on
+/// `127.0.0.1@port`, sending queries for `zone` to the authoritative server
+/// at `127.0.0.1@authority_port` (a stub zone), without DNSSEC validation
+/// (the zone is unsigned), and returns its path.
+pub fn unbound_config(
+    dir: &Path,
+    port: u16,
+    zone: &str,
+    authority_port: u16,
+) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let config = format!(
+        "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-ip6: no\n    username: \"\"\n    \
+         chroot: \"\"\n    directory: \"{dir}\"\n    pidfile: \"{dir}/unbound.pid\"\n    use-syslog: no\n    \
+         logfile: \"\"\n    verbosity: 1\n    do-not-query-localhost: no\n    module-config: \"iterator\"\n    \
+         access-control: 127.0.0.0/8 allow\n    domain-insecure: \"{zone}\"\n\
+         remote-control:\n    control-enable: no\nstub-zone:\n    name: \"{zone}\"\n    \
+         stub-addr: 127.0.0.1@{authority_port}\n",
+        dir = dir.display(),
+    );
+    let path = dir.join("unbound.conf");
+    fs::write(&path, config)?;
+    Ok(path)
+}

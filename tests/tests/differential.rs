@@ -16,7 +16,7 @@ use std::{
 
 use dnslb_tests::{
     daemon::{Daemon, workspace_root},
-    peers::{PeerZone, knot_config},
+    peers::{PeerZone, knot_config, unbound_config},
     process::Process,
 };
 use hickory_proto::{
@@ -193,6 +193,7 @@ fn corpus() -> Vec<Case> {
 fn ask(port: u16, case: &Case) -> Option<Message> {
     let mut query = Message::query();
     query.metadata.id = 0x2a2a;
+    query.metadata.recursion_desired = true;
     query.add_query(Query::query(
         Name::from_ascii(&case.name).ok()?,
         case.record_type,
@@ -353,4 +354,74 @@ fn dnslb_answers_exactly_as_knot_does() {
         cases.len(),
         differences.join("\n\n")
     );
+}
+
+/// A real resolver, unbound, with a stub zone pointing at dnslb, resolves
+/// through it: an address, a CNAME chain, and a negative answer.
+#[test]
+fn unbound_resolves_through_dnslb() {
+    let dir = std::env::temp_dir().join(format!("dnslb-unbound-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let zone = dir.join("diff.example.zone");
+    fs::write(&zone, zone_text()).unwrap();
+    let dnslb_port = free_port();
+    let listen = format!("127.0.0.1:{dnslb_port}");
+    let zone_arg = format!("{ORIGIN}={}", zone.display());
+    let daemon = Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--zone", &zone_arg])
+        .expect("dnslb starts");
+
+    let resolver_port = free_port();
+    let config = unbound_config(&dir, resolver_port, ORIGIN, dnslb_port).unwrap();
+    let mut command = Command::new("unbound");
+    command.arg("-d").arg("-c").arg(&config);
+    let unbound =
+        Process::spawn(command, dir.join("unbound.log")).expect("unbound starts (install unbound)");
+    wait_until_answering(resolver_port, "unbound", || unbound.log_text());
+
+    let resolve = |name: &str, record_type| {
+        let case = Case {
+            name: format!("{name}.{ORIGIN}."),
+            record_type,
+            edns: Edns::Plain,
+            tcp: false,
+        };
+        ask(resolver_port, &case)
+            .unwrap_or_else(|| panic!("unbound answered {name}:\n{}", unbound.log_text()))
+    };
+    let www = resolve("www", RecordType::A);
+    let addresses: Vec<String> = www.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(addresses.len(), 2, "{www:?}");
+    assert!(
+        addresses.contains(&"198.18.1.1".to_string()),
+        "{addresses:?}"
+    );
+
+    let chain = resolve("chain1", RecordType::A);
+    let types: Vec<RecordType> = chain.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(
+        types,
+        [
+            RecordType::CNAME,
+            RecordType::CNAME,
+            RecordType::CNAME,
+            RecordType::A,
+            RecordType::A
+        ],
+        "{chain:?}"
+    );
+
+    let missing = resolve("nope", RecordType::A);
+    assert_eq!(
+        missing.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain,
+        "{missing:?}"
+    );
+    assert_eq!(
+        missing.authorities.first().map(|r| r.record_type()),
+        Some(RecordType::SOA)
+    );
+
+    drop(unbound);
+    drop(daemon);
+    let _ = fs::remove_dir_all(&dir);
 }

@@ -34,8 +34,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsutils", "dig"),
     ("dnsperf", "latency benchmark client"),
     ("iproute2", "network namespaces and veth for the test rig"),
-    ("knot", "Knot DNS, compared against in the benchmark"),
+    (
+        "knot",
+        "Knot DNS: the differential test's reference, and compared against in the benchmark",
+    ),
     ("nsd", "NSD, compared against in the benchmark"),
+    (
+        "unbound",
+        "a real resolver, resolving through dnslb in the tests",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
