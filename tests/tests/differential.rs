@@ -149,6 +149,8 @@ fn corpus() -> Vec<Case> {
         RecordType::NS,
         RecordType::SRV,
         RecordType::ANY,
+        RecordType::HTTPS,
+        RecordType::SVCB,
     ];
     let mut seed = 0x0ddba11u64;
     let mut cases = Vec::new();
