@@ -151,6 +151,7 @@ fn corpus() -> Vec<Case> {
         RecordType::ANY,
         RecordType::HTTPS,
         RecordType::SVCB,
+        RecordType::DS,
     ];
     let mut seed = 0x0ddba11u64;
     let mut cases = Vec::new();

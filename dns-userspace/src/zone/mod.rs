@@ -129,11 +129,16 @@ impl Zone {
     /// The delegation covering `name`: the NS RRset of the highest zone cut
     /// below the apex at or above `name` (data below it is not ours).
     pub fn delegation(&self, name: &[u8]) -> Option<(&WireName, &Rrset)> {
+        self.delegation_from(Some(name))
+    }
+
+    /// As [`Zone::delegation`], looking at `start` and the names above it.
+    fn delegation_from(&self, start: Option<&[u8]>) -> Option<(&WireName, &Rrset)> {
         if !self.has_cuts {
             return None;
         }
         let mut cut = None;
-        let mut current = Some(name);
+        let mut current = start;
         while let Some(candidate) = current {
             if candidate.len() <= self.origin.as_bytes().len() {
                 break;
@@ -151,7 +156,10 @@ impl Zone {
     /// Answers `name` (lowercase wire form, inside this zone) and
     /// `record_type` from this zone's data.
     pub fn lookup(&self, name: &[u8], record_type: RecordType) -> Lookup<'_> {
-        if let Some((cut, ns)) = self.delegation(name) {
+        // The DS RRset at a cut belongs to the parent (RFC 4035 §3.1.4.1):
+        // only cuts above the name refer a DS query elsewhere.
+        let start = if record_type == RecordType::DS { wire::parent(name) } else { Some(name) };
+        if let Some((cut, ns)) = self.delegation_from(start) {
             return Lookup::Delegation(cut, ns);
         }
         let node = match self.nodes.get(name) {
