@@ -152,6 +152,7 @@ fn corpus() -> Vec<Case> {
         RecordType::HTTPS,
         RecordType::SVCB,
         RecordType::DS,
+        RecordType::Unknown(65400),
     ];
     let mut seed = 0x0ddba11u64;
     let mut cases = Vec::new();

@@ -14,6 +14,7 @@ use hickory_proto::{
 use super::{
     WireName, Zone,
     entries::{Entry, entries, first_failing},
+    generic,
 };
 
 /// A zone file that cannot be served, and where the problem is.
@@ -71,6 +72,15 @@ fn parse_in_chunks(
         line: None,
         message: format!("the origin {origin} is not a valid name"),
     })?;
+    // Records in RFC 3597's generic form are read here, and blanked out of
+    // the text hickory parses (byte offsets and line numbers unchanged).
+    let generic_entries: Vec<&Entry> = all
+        .iter()
+        .filter(|entry| generic::is_generic(entry.text(text)))
+        .collect();
+    let generic_starts: Vec<usize> = generic_entries.iter().map(|entry| entry.start).collect();
+    let blanked = blank(text, &generic_entries);
+    let mut generics = Vec::new();
     let mut in_force = InForce::default();
     let mut first = 0;
     while first < all.len() {
@@ -87,16 +97,38 @@ fn parse_in_chunks(
                 break;
             }
             in_force.see(entry, text);
+            if generic_starts.binary_search(&entry.start).is_ok() {
+                let record_origin = in_force.origin_name(text).unwrap_or_else(|| origin.clone());
+                let record = generic::parse(
+                    entry.text(text),
+                    entry.in_first_column,
+                    &record_origin,
+                    in_force.ttl_seconds(text),
+                )
+                .map_err(|message| ZoneError {
+                    file: path.to_path_buf(),
+                    line: Some(entry.line),
+                    message,
+                })?;
+                generics.push((entry.line, record));
+            }
             last += 1;
         }
         let chunk = Chunk {
             origin: &origin,
             path,
             prelude,
-            text,
+            text: &blanked,
             entries: &all[first..last],
         };
         chunk.add_to(&mut zone)?;
+        for (line, record) in generics.drain(..) {
+            add_generic(&mut zone, record).map_err(|message| ZoneError {
+                file: path.to_path_buf(),
+                line: Some(line),
+                message,
+            })?;
+        }
         first = last;
     }
     if zone
@@ -144,6 +176,22 @@ impl InForce {
             Some(Directive::Ttl) => self.ttl = Some(*entry),
             _ => {}
         }
+    }
+
+    /// The origin set by the `$ORIGIN` in force, if any.
+    fn origin_name(&self, text: &str) -> Option<Name> {
+        let word = self
+            .origin?
+            .text(text)
+            .split_whitespace()
+            .nth(1)?
+            .to_string();
+        Name::parse(&word, None).ok()
+    }
+
+    /// The default TTL set by the `$TTL` in force, if any (in seconds).
+    fn ttl_seconds(&self, text: &str) -> Option<u32> {
+        self.ttl?.text(text).split_whitespace().nth(1)?.parse().ok()
     }
 
     /// The directives, as text to put before a chunk parsed on its own.
@@ -224,6 +272,42 @@ impl Chunk<'_> {
         }
         Ok(())
     }
+}
+
+/// `text` with the bytes of `entries` turned to spaces, newlines kept.
+fn blank<'a>(text: &'a str, entries: &[&Entry]) -> std::borrow::Cow<'a, str> {
+    if entries.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    for entry in entries {
+        for byte in &mut bytes[entry.start..entry.end] {
+            if *byte != b'\n' {
+                *byte = b' ';
+            }
+        }
+    }
+    // Only ASCII bytes were written over whole entries.
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Adds a record read in generic form, with the checks hickory's records
+/// get in [`check`] and [`conflict`].
+fn add_generic(zone: &mut Zone, record: generic::GenericRecord) -> Result<(), String> {
+    let owner = WireName::from_name(&record.owner).ok_or("the owner is not a valid name")?;
+    if !super::wire::is_within(owner.as_bytes(), zone.origin().as_bytes()) {
+        return Err(format!(
+            "{} is outside the zone {}",
+            record.owner,
+            zone.origin()
+        ));
+    }
+    let key = RrKey::new(LowerName::new(&record.owner), record.record_type);
+    if let Some(problem) = conflict(zone, &owner, &key) {
+        return Err(problem);
+    }
+    zone.add(owner, record.record_type, record.ttl, record.rdata);
+    Ok(())
 }
 
 /// What is wrong with adding `key`'s RRset to what `zone` holds already

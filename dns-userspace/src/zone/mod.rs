@@ -6,6 +6,7 @@
 
 mod catalog;
 mod entries;
+mod generic;
 mod load;
 mod rrset;
 pub mod wire;
@@ -158,7 +159,11 @@ impl Zone {
     pub fn lookup(&self, name: &[u8], record_type: RecordType) -> Lookup<'_> {
         // The DS RRset at a cut belongs to the parent (RFC 4035 §3.1.4.1):
         // only cuts above the name refer a DS query elsewhere.
-        let start = if record_type == RecordType::DS { wire::parent(name) } else { Some(name) };
+        let start = if record_type == RecordType::DS {
+            wire::parent(name)
+        } else {
+            Some(name)
+        };
         if let Some((cut, ns)) = self.delegation_from(start) {
             return Lookup::Delegation(cut, ns);
         }
