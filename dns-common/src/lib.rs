@@ -93,6 +93,11 @@ impl HotName {
         None
     }
 
+    /// The lowercased wire form.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire[..self.len]
+    }
+
     /// Length on the wire, root label included.
     pub fn len(&self) -> usize {
         self.len

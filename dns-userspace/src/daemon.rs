@@ -15,7 +15,7 @@ use tokio::{
 
 use crate::{
     cli::{RunArgs, ZoneArg},
-    dataplane::{Dataplane, DataplaneOptions, hot_entries},
+    dataplane::{Dataplane, DataplaneOptions, SyncReport, sync_hot},
     metrics::{KernelSource, Metrics, serve_metrics},
     server::{Responder, serve_tcp, serve_udp},
     zone::{Catalog, load_zone},
@@ -82,7 +82,10 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     }
     log::info!("serving DNS on {}", args.listen);
 
-    let outcome = wait_for_stop(&mut tasks).await;
+    let outcome = wait_for_stop(&mut tasks, || {
+        reload(&args.zones, &responder, dataplane.as_deref())
+    })
+    .await;
     if let Some(dataplane) = dataplane {
         let mut dataplane = dataplane
             .lock()
@@ -104,24 +107,12 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
     let mut dataplane =
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();
-    let mut hot = 0usize;
-    for zone in catalog.zones() {
-        for entry in hot_entries(zone) {
-            match entry {
-                Ok((name, value)) => {
-                    dataplane
-                        .set_hot_a(&name, &value)
-                        .context("filling the kernel map (is --hot-capacity large enough?)")?;
-                    hot += 1;
-                }
-                Err(skip) => {
-                    log::warn!("{} is answered from userspace: {}", skip.name, skip.reason)
-                }
-            }
-        }
-    }
+    let report = sync_hot(&mut dataplane, None, catalog)
+        .context("filling the kernel map (is --hot-capacity large enough?)")?;
+    log_sync(&report);
     log::info!(
-        "{hot} hot names written to the kernel in {:.2} s",
+        "{} hot names written to the kernel in {:.2} s",
+        report.written,
         started.elapsed().as_secs_f64()
     );
     dataplane.attach(iface, args.xdp_mode).with_context(|| {
@@ -134,17 +125,72 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
     Ok(dataplane)
 }
 
-async fn wait_for_stop(tasks: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> {
+fn log_sync(report: &SyncReport) {
+    for skip in &report.skipped {
+        log::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
+    }
+}
+
+/// SIGHUP: reads every zone file again. Only if all of them load are they
+/// swapped in (kernel entries first, then the daemon's catalog, then the
+/// kernel names that went away); otherwise the zones being served stay as
+/// they are and the error says which file and line.
+fn reload(zones: &[ZoneArg], responder: &Responder, dataplane: Option<&Mutex<Dataplane>>) {
+    let catalog = match load_catalog(zones) {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            log::error!("reload failed, still serving the previous zones: {error:#}");
+            return;
+        }
+    };
+    let old = responder.catalog();
+    let report = dataplane.map(|dataplane| {
+        let mut dataplane = dataplane
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+        anyhow::Ok(sync_hot(&mut dataplane, Some(&old), &catalog)?)
+    });
+    responder.set_catalog(catalog);
+    match report {
+        Some(Ok(report)) => {
+            log_sync(&report);
+            log::info!(
+                "zones reloaded; kernel: {} names written, {} removed",
+                report.written,
+                report.removed
+            );
+        }
+        Some(Err(error)) => {
+            log::error!("zones reloaded, but updating the kernel map failed: {error:#}")
+        }
+        None => log::info!("zones reloaded"),
+    }
+}
+
+/// Serves until SIGTERM or SIGINT (or a server task fails), calling
+/// `reload` on each SIGHUP.
+async fn wait_for_stop(
+    tasks: &mut JoinSet<std::io::Result<()>>,
+    reload: impl Fn(),
+) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => log::info!("SIGTERM: stopping"),
-        _ = interrupt.recv() => log::info!("SIGINT: stopping"),
-        Some(ended) = tasks.join_next() => match ended {
-            Ok(Ok(())) => bail!("a server task ended"),
-            Ok(Err(error)) => bail!("a server task failed: {error}"),
-            Err(error) => bail!("a server task panicked: {error}"),
-        },
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => log::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => log::info!("SIGINT: stopping"),
+            _ = hangup.recv() => {
+                log::info!("SIGHUP: reloading the zones");
+                tokio::task::block_in_place(&reload);
+                continue;
+            }
+            Some(ended) = tasks.join_next() => match ended {
+                Ok(Ok(())) => bail!("a server task ended"),
+                Ok(Err(error)) => bail!("a server task failed: {error}"),
+                Err(error) => bail!("a server task panicked: {error}"),
+            },
+        }
+        return Ok(());
     }
-    Ok(())
 }

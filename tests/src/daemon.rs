@@ -99,6 +99,12 @@ impl Daemon {
         self.process.log_text()
     }
 
+    /// Sends `signal` (SIGHUP: reload the zones) and returns.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal)?;
+        Ok(())
+    }
+
     /// Sends `signal` and waits (up to 10 s) for the process to exit.
     pub fn stop(mut self, signal: Signal) -> anyhow::Result<ExitStatus> {
         self.process.stop(signal, Duration::from_secs(10))

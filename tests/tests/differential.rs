@@ -23,6 +23,7 @@ use hickory_proto::{
     op::{Message, Query},
     rr::{Name, RecordType},
 };
+use nix::sys::signal::Signal;
 
 const ORIGIN: &str = "diff.example";
 
@@ -48,6 +49,40 @@ fn zone_text() -> String {
         }
     }
     text
+}
+
+/// A scratch directory holding the test zone, removed on drop.
+struct Scratch {
+    dir: std::path::PathBuf,
+    zone: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("dnslb-{test}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let zone = dir.join("diff.example.zone");
+        fs::write(&zone, zone_text()).unwrap();
+        Scratch { dir, zone }
+    }
+
+    /// dnslb serving the zone from userspace on a loopback port.
+    fn start_dnslb(&self) -> (Daemon, u16) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let zone_arg = format!("{ORIGIN}={}", self.zone.display());
+        let daemon =
+            Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--zone", &zone_arg])
+                .expect("dnslb starts");
+        wait_until_answering(port, "dnslb", || daemon.log_text());
+        (daemon, port)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Flips the letter case of `name` from a seed, as resolvers do.
@@ -302,10 +337,8 @@ fn wait_until_answering(port: u16, what: &str, log: impl Fn() -> String) {
 
 #[test]
 fn dnslb_answers_exactly_as_knot_does() {
-    let dir = std::env::temp_dir().join(format!("dnslb-differential-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let zone = dir.join("diff.example.zone");
-    fs::write(&zone, zone_text()).unwrap();
+    let scratch = Scratch::new("differential");
+    let (dir, zone) = (&scratch.dir, &scratch.zone);
 
     let knot_port = free_port();
     let config = knot_config(
@@ -314,7 +347,7 @@ fn dnslb_answers_exactly_as_knot_does() {
         None,
         &[PeerZone {
             origin: ORIGIN,
-            file: &zone,
+            file: zone,
         }],
     )
     .unwrap();
@@ -323,12 +356,7 @@ fn dnslb_answers_exactly_as_knot_does() {
     let knot = Process::spawn(command, dir.join("knotd.log")).expect("knotd starts (install knot)");
     wait_until_answering(knot_port, "Knot DNS", || knot.log_text());
 
-    let dnslb_port = free_port();
-    let listen = format!("127.0.0.1:{dnslb_port}");
-    let zone_arg = format!("{ORIGIN}={}", zone.display());
-    let daemon = Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--zone", &zone_arg])
-        .expect("dnslb starts");
-    wait_until_answering(dnslb_port, "dnslb", || daemon.log_text());
+    let (daemon, dnslb_port) = scratch.start_dnslb();
 
     let cases = corpus();
     assert!(cases.len() >= 200, "{} queries", cases.len());
@@ -350,7 +378,6 @@ fn dnslb_answers_exactly_as_knot_does() {
     }
     drop(daemon);
     drop(knot);
-    let _ = fs::remove_dir_all(&dir);
     assert!(
         differences.is_empty(),
         "{} of {} answers differ:\n{}",
@@ -364,18 +391,12 @@ fn dnslb_answers_exactly_as_knot_does() {
 /// through it: an address, a CNAME chain, and a negative answer.
 #[test]
 fn unbound_resolves_through_dnslb() {
-    let dir = std::env::temp_dir().join(format!("dnslb-unbound-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let zone = dir.join("diff.example.zone");
-    fs::write(&zone, zone_text()).unwrap();
-    let dnslb_port = free_port();
-    let listen = format!("127.0.0.1:{dnslb_port}");
-    let zone_arg = format!("{ORIGIN}={}", zone.display());
-    let daemon = Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--zone", &zone_arg])
-        .expect("dnslb starts");
+    let scratch = Scratch::new("unbound");
+    let dir = &scratch.dir;
+    let (daemon, dnslb_port) = scratch.start_dnslb();
 
     let resolver_port = free_port();
-    let config = unbound_config(&dir, resolver_port, ORIGIN, dnslb_port).unwrap();
+    let config = unbound_config(dir, resolver_port, ORIGIN, dnslb_port).unwrap();
     let mut command = Command::new("unbound");
     command.arg("-d").arg("-c").arg(&config);
     let unbound =
@@ -427,5 +448,61 @@ fn unbound_resolves_through_dnslb() {
 
     drop(unbound);
     drop(daemon);
-    let _ = fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP reloads the zones; a file with an error is reported with its line
+/// and changes nothing that is being served.
+#[test]
+fn a_reload_swaps_good_zones_in_and_keeps_serving_through_bad_ones() {
+    let scratch = Scratch::new("reload");
+    let zone = &scratch.zone;
+    let (daemon, port) = scratch.start_dnslb();
+    let address_of = |name: &str| {
+        let case = Case {
+            name: format!("{name}.{ORIGIN}."),
+            record_type: RecordType::A,
+            edns: Edns::None,
+            tcp: false,
+        };
+        ask(port, &case)
+            .and_then(|answer| answer.answers.first().map(|record| record.data.to_string()))
+    };
+    let eventually = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(Instant::now() < deadline, "{what}:\n{}", daemon.log_text());
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(address_of("added"), None);
+
+    fs::write(zone, zone_text() + "added IN A 198.18.9.9\n").unwrap();
+    daemon.signal(Signal::SIGHUP).unwrap();
+    eventually("the added name is served after SIGHUP", &|| {
+        address_of("added").as_deref() == Some("198.18.9.9")
+    });
+
+    let lines = zone_text().lines().count();
+    fs::write(
+        zone,
+        zone_text() + "added IN A 198.18.9.10\nbroken IN A 198.18.999.1\n",
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP).unwrap();
+    let expected = format!("{}:{}: ", zone.display(), lines + 2);
+    eventually("the bad file is reported with its line", &|| {
+        daemon.log_text().contains("reload failed") && daemon.log_text().contains(&expected)
+    });
+    assert_eq!(
+        address_of("added").as_deref(),
+        Some("198.18.9.9"),
+        "the zone being served stays"
+    );
+    assert_eq!(
+        address_of("www")
+            .as_deref()
+            .map(|a| a.starts_with("198.18.1.")),
+        Some(true)
+    );
+    drop(daemon);
 }

@@ -474,3 +474,45 @@ fn names_at_every_size_class_boundary_are_answered() {
         Counter::PassNotHot,
     );
 }
+
+#[test]
+fn kernel_names_follow_a_zone_reload() {
+    use std::path::Path;
+
+    use dnslb::{
+        dataplane::sync_hot,
+        zone::{Catalog, parse_zone},
+    };
+    use hickory_proto::rr::Name;
+
+    let catalog = |records: &str| {
+        let text = format!("$TTL 300\n@ SOA ns host 1 2 3 4 5\n{records}");
+        let zone = parse_zone(
+            &Name::from_ascii("example.com.").unwrap(),
+            &text,
+            Path::new("z"),
+        )
+        .unwrap();
+        let mut catalog = Catalog::default();
+        catalog.insert(zone);
+        catalog
+    };
+    let before = catalog("gone A 198.18.10.1\nmoved A 198.18.10.2\nstays A 198.18.10.3\n");
+    let after = catalog("moved A 198.18.10.4\nstays A 198.18.10.3\nnew A 198.18.10.5\n");
+    let mut dataplane = program();
+    sync_hot(&mut dataplane, None, &before).unwrap();
+    let report = sync_hot(&mut dataplane, Some(&before), &after).unwrap();
+    assert_eq!((report.written, report.removed), (3, 1));
+
+    assert_passes(
+        &mut dataplane,
+        &QueryFrame::a("gone.example.com").build(),
+        Counter::PassNotHot,
+    );
+    for (name, last) in [("moved", 4), ("stays", 3), ("new", 5)] {
+        let query = QueryFrame::a(&format!("{name}.example.com"));
+        let input = query.build();
+        let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
+        assert_eq!(answer_addrs(&message), vec![addr(last)], "{name}");
+    }
+}

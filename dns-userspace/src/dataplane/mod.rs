@@ -13,4 +13,4 @@ pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
     PassThrough, TestOutcome, attach_pass_through, time_runs,
 };
-pub use sync::{Skipped, hot_entries};
+pub use sync::{Skipped, SyncReport, hot_entries, sync_hot};

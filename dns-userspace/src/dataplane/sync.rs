@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 use dns_common::{HotA, HotName};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::{HotAnswer, HotError};
-use crate::zone::Zone;
+use super::{Dataplane, DataplaneError, HotAnswer, HotError};
+use crate::zone::{Catalog, Node, WireName, Zone};
 
 /// A name the kernel cannot answer, and why.
 #[derive(Debug)]
@@ -19,33 +19,91 @@ pub struct Skipped {
 /// (not glue below a delegation), answered round robin. An iterator, so a
 /// million entries stream into the map rather than pile up in memory.
 pub fn hot_entries(zone: &Zone) -> impl Iterator<Item = Result<(HotName, HotA), Skipped>> + '_ {
-    zone.nodes().filter_map(|(name, node)| {
-        let set = node.rrset(RecordType::A)?;
-        if zone.delegation(name.as_bytes()).is_some() {
-            return None;
-        }
-        let addrs: Vec<Ipv4Addr> = set
-            .rdatas()
-            .iter()
-            .filter_map(|rdata| match rdata {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            })
-            .collect();
-        let answer = HotAnswer::RoundRobin {
-            ttl: set.ttl(),
-            addrs,
-        };
-        // A name the zone parser accepted always is a valid key.
-        let key = HotName::from_wire(name.as_bytes())?;
-        Some(match answer.encode() {
-            Ok(value) => Ok((key, value)),
-            Err(reason) => Err(Skipped {
-                name: name.to_name(),
-                reason,
-            }),
+    zone.nodes()
+        .filter_map(|(name, node)| hot_entry(zone, name, node))
+}
+
+/// The kernel entry for one node, if it has an A RRset the kernel may answer.
+fn hot_entry(
+    zone: &Zone,
+    name: &WireName,
+    node: &Node,
+) -> Option<Result<(HotName, HotA), Skipped>> {
+    let set = node.rrset(RecordType::A)?;
+    if zone.delegation(name.as_bytes()).is_some() {
+        return None;
+    }
+    let addrs: Vec<Ipv4Addr> = set
+        .rdatas()
+        .iter()
+        .filter_map(|rdata| match rdata {
+            RData::A(a) => Some(a.0),
+            _ => None,
         })
+        .collect();
+    let answer = HotAnswer::RoundRobin {
+        ttl: set.ttl(),
+        addrs,
+    };
+    // A name the zone parser accepted always is a valid key.
+    let key = HotName::from_wire(name.as_bytes())?;
+    Some(match answer.encode() {
+        Ok(value) => Ok((key, value)),
+        Err(reason) => Err(Skipped {
+            name: name.to_name(),
+            reason,
+        }),
     })
+}
+
+/// Whether `catalog` has a kernel entry for the lowercase wire name `name`.
+fn is_hot(catalog: &Catalog, name: &[u8]) -> bool {
+    let Some(zone) = catalog.find(name) else {
+        return false;
+    };
+    let node = zone.nodes_get(name);
+    node.and_then(|(owner, node)| hot_entry(zone, owner, node))
+        .is_some_and(|entry| entry.is_ok())
+}
+
+/// What a sync did.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub written: usize,
+    pub removed: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Makes the kernel's hot names those of `new`: every entry is written
+/// (a whole value at a time, so a name changes from one answer to the next
+/// with nothing in between), then the names `old` had and `new` has not are
+/// removed. Nothing that stays hot is ever missing from the map.
+pub fn sync_hot(
+    dataplane: &mut Dataplane,
+    old: Option<&Catalog>,
+    new: &Catalog,
+) -> Result<SyncReport, DataplaneError> {
+    let mut report = SyncReport::default();
+    for zone in new.zones() {
+        for entry in hot_entries(zone) {
+            match entry {
+                Ok((name, value)) => {
+                    dataplane.set_hot_a(&name, &value)?;
+                    report.written += 1;
+                }
+                Err(skip) => report.skipped.push(skip),
+            }
+        }
+    }
+    for zone in old.into_iter().flat_map(|old| old.zones()) {
+        for (name, _) in hot_entries(zone).flatten() {
+            if !is_hot(new, name.wire()) {
+                dataplane.remove_hot_a(&name)?;
+                report.removed += 1;
+            }
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -50,6 +50,12 @@ impl Responder {
         self.catalog.load_full()
     }
 
+    /// Serves `catalog` from the next query on; queries in flight finish
+    /// with the one they started with.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        self.catalog.store(Arc::new(catalog));
+    }
+
     /// Answers one DNS message. `None` means no answer at all: responses,
     /// and garbage too short to carry an ID, are dropped.
     pub fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {

@@ -123,6 +123,11 @@ impl Zone {
         self.nodes.get(name)
     }
 
+    /// The node of `name` with its owner name as stored.
+    pub fn nodes_get(&self, name: &[u8]) -> Option<(&WireName, &Node)> {
+        self.nodes.get_key_value(name)
+    }
+
     pub fn nodes(&self) -> impl Iterator<Item = (&WireName, &Node)> {
         self.nodes.iter()
     }
