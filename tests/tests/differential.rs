@@ -128,6 +128,44 @@ const EDNS_MODES: [Edns; 7] = [
     Edns::Small,
 ];
 
+/// Messages other than plain queries, by what is odd about them.
+fn odd_messages() -> Vec<(&'static str, Vec<u8>)> {
+    let mut query = Message::query();
+    query.metadata.id = 0x5151;
+    query.add_query(Query::query(
+        Name::from_ascii(format!("www.{ORIGIN}.")).unwrap(),
+        RecordType::A,
+    ));
+    let plain = query.to_vec().unwrap();
+    let with = |change: &dyn Fn(&mut Vec<u8>)| {
+        let mut message = plain.clone();
+        change(&mut message);
+        message
+    };
+    vec![
+        ("a response (QR set)", with(&|m| m[2] |= 0x80)),
+        ("opcode STATUS", with(&|m| m[2] |= 2 << 3)),
+        ("opcode 3 (unassigned)", with(&|m| m[2] |= 3 << 3)),
+        (
+            "no question",
+            with(&|m| {
+                m[5] = 0;
+                m.truncate(12);
+            }),
+        ),
+        (
+            "two questions",
+            with(&|m| {
+                m[5] = 2;
+                let question = m[12..].to_vec();
+                m.extend_from_slice(&question);
+            }),
+        ),
+        ("a question cut short", with(&|m| m.truncate(m.len() - 3))),
+        ("five bytes of garbage", vec![0xde, 0xad, 0xbe, 0xef, 0x00]),
+    ]
+}
+
 struct Case {
     name: String,
     record_type: RecordType,
@@ -258,7 +296,11 @@ fn ask(port: u16, case: &Case) -> Option<Message> {
 }
 
 fn exchange(port: u16, tcp: bool, bytes: &[u8]) -> Option<Message> {
-    let timeout = Some(Duration::from_secs(2));
+    exchange_within(port, tcp, bytes, Duration::from_secs(2))
+}
+
+fn exchange_within(port: u16, tcp: bool, bytes: &[u8], wait: Duration) -> Option<Message> {
+    let timeout = Some(wait);
     let answer = if tcp {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream.set_read_timeout(timeout).ok()?;
@@ -359,8 +401,21 @@ fn dnslb_answers_exactly_as_knot_does() {
     let (daemon, dnslb_port) = scratch.start_dnslb();
 
     let cases = corpus();
-    assert!(cases.len() >= 200, "{} queries", cases.len());
+    assert!(cases.len() >= 300, "{} queries", cases.len());
     let mut differences = Vec::new();
+    // Messages that are not plain queries: what each server says, if anything.
+    for (what, message) in odd_messages() {
+        let wait = Duration::from_millis(300);
+        let expected = exchange_within(knot_port, false, &message, wait).map(|m| summary(&m));
+        let got = exchange_within(dnslb_port, false, &message, wait).map(|m| summary(&m));
+        if expected != got {
+            differences.push(format!(
+                "{what}\n Knot:  {}\n dnslb: {}",
+                expected.unwrap_or_else(|| "no answer".into()),
+                got.unwrap_or_else(|| "no answer".into()),
+            ));
+        }
+    }
     for case in &cases {
         let expected = ask(knot_port, case).map(|m| summary(&m));
         let got = ask(dnslb_port, case).map(|m| summary(&m));
@@ -505,4 +560,41 @@ fn a_reload_swaps_good_zones_in_and_keeps_serving_through_bad_ones() {
         Some(true)
     );
     drop(daemon);
+}
+
+/// RFC 7766: several queries sent at once on one TCP connection are all
+/// answered on it.
+#[test]
+fn tcp_connections_carry_pipelined_queries() {
+    let scratch = Scratch::new("pipelining");
+    let (_daemon, port) = scratch.start_dnslb();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut burst = Vec::new();
+    for id in 0..20u16 {
+        let mut query = Message::query();
+        query.metadata.id = id;
+        query.add_query(Query::query(
+            Name::from_ascii(format!("f{id}.{ORIGIN}.")).unwrap(),
+            RecordType::A,
+        ));
+        let bytes = query.to_vec().unwrap();
+        burst.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        burst.extend_from_slice(&bytes);
+    }
+    stream.write_all(&burst).unwrap();
+    let mut answered = Vec::new();
+    for _ in 0..20 {
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).unwrap();
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut answer).unwrap();
+        let message = Message::from_vec(&answer).unwrap();
+        assert_eq!(message.answers.len(), 1, "{message:?}");
+        answered.push(message.metadata.id);
+    }
+    answered.sort();
+    assert_eq!(answered, (0..20).collect::<Vec<u16>>());
 }

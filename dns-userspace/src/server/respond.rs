@@ -92,13 +92,14 @@ impl Responder {
         if request.len() < HEADER_LEN || request[2] & 0x80 != 0 {
             return None;
         }
-        let id = u16::from_be_bytes([request[0], request[1]]);
-        let op_code = OpCode::from_u8((request[2] >> 3) & 0x0f);
+        // A message that does not parse, or asks several questions, gets no
+        // answer at all, as from Knot DNS: there is nothing sound to echo.
         let Ok(query) = Message::from_vec(request) else {
-            return Message::error_msg(id, op_code, ResponseCode::FormErr)
-                .to_vec()
-                .ok();
+            return None;
         };
+        if query.queries.len() > 1 {
+            return None;
+        }
         let mut response = self.answer(&query);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
         response.metadata.checking_disabled = query.metadata.checking_disabled;
@@ -149,6 +150,7 @@ impl Responder {
         if query.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
             return Message::error_msg(id, op_code, ResponseCode::BADVERS);
         }
+        // No question at all: FORMERR.
         let [question] = query.queries.as_slice() else {
             return Message::error_msg(id, op_code, ResponseCode::FormErr);
         };
