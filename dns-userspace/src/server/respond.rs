@@ -9,7 +9,10 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, OpCode, Query, ResponseCode},
-    rr::rdata::opt::{EdnsCode, EdnsOption},
+    rr::rdata::{
+        HTTPS,
+        opt::{EdnsCode, EdnsOption},
+    },
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
 
@@ -284,6 +287,11 @@ pub(super) fn additional_target(rdata: &RData) -> Option<&Name> {
         RData::NS(target) => Some(&target.0),
         RData::MX(mx) => Some(&mx.exchange),
         RData::SRV(srv) => Some(&srv.target),
+        // RFC 9460 §4.1; "." means the owner itself, whose addresses the
+        // client asks for anyway.
+        RData::SVCB(svcb) | RData::HTTPS(HTTPS(svcb)) if !svcb.target_name.is_root() => {
+            Some(&svcb.target_name)
+        }
         _ => None,
     }
 }
