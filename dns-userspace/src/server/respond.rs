@@ -366,6 +366,18 @@ txt     TXT  \"hello world\"
 alias   CNAME www
 sub     NS   ns.sub
 ns.sub  A    192.0.2.99
+c1      CNAME c2
+c2      CNAME www
+l1      CNAME l2
+l2      CNAME l1
+*.w     A    192.0.2.7
+big     TXT  \"one of many records that together do not fit in 512 bytes, number 1\"
+        TXT  \"one of many records that together do not fit in 512 bytes, number 2\"
+        TXT  \"one of many records that together do not fit in 512 bytes, number 3\"
+        TXT  \"one of many records that together do not fit in 512 bytes, number 4\"
+        TXT  \"one of many records that together do not fit in 512 bytes, number 5\"
+        TXT  \"one of many records that together do not fit in 512 bytes, number 6\"
+        TXT  \"one of many records that together do not fit in 512 bytes, number 7\"
 ";
 
     fn responder() -> Responder {
@@ -481,5 +493,149 @@ ns.sub  A    192.0.2.99
                 _ => assert_eq!(message.metadata.response_code, ResponseCode::Refused),
             }
         }
+    }
+
+    fn answer(request: &[u8]) -> Message {
+        Message::from_vec(
+            &responder()
+                .respond(request, Transport::Udp)
+                .expect("an answer"),
+        )
+        .unwrap()
+    }
+
+    fn types(records: &[Record]) -> Vec<RecordType> {
+        records.iter().map(|record| record.record_type()).collect()
+    }
+
+    #[test]
+    fn alias_chains_are_followed_and_loops_stop() {
+        let chain = answer(&query("c1.example.com.", RecordType::A, None));
+        assert_eq!(
+            types(&chain.answers),
+            [
+                RecordType::CNAME,
+                RecordType::CNAME,
+                RecordType::A,
+                RecordType::A
+            ]
+        );
+        let ring = answer(&query("l1.example.com.", RecordType::A, None));
+        assert_eq!(types(&ring.answers), [RecordType::CNAME, RecordType::CNAME]);
+        assert_eq!(ring.metadata.response_code, ResponseCode::NoError);
+    }
+
+    #[test]
+    fn wildcards_synthesise_records_owned_by_the_query_name() {
+        let synthesised = answer(&query("anything.w.example.com.", RecordType::A, None));
+        assert_eq!(synthesised.answers.len(), 1);
+        assert_eq!(
+            synthesised.answers[0].name.to_ascii(),
+            "anything.w.example.com."
+        );
+    }
+
+    #[test]
+    fn any_gets_one_rrset() {
+        let any = answer(&query("www.example.com.", RecordType::ANY, None));
+        assert_eq!(
+            types(&any.answers),
+            [RecordType::A, RecordType::A],
+            "the lowest type only"
+        );
+    }
+
+    /// A query with an OPT record of `version`, `flags` and raw `options`.
+    fn with_opt(version: u8, flags: u8, options: &[u8]) -> Vec<u8> {
+        let mut request = query("www.example.com.", RecordType::A, None);
+        request[11] = 1;
+        request.extend_from_slice(&[0, 0, 41, 4, 0, 0, version, flags, 0]);
+        request.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        request.extend_from_slice(options);
+        request
+    }
+
+    #[test]
+    fn edns_versions_flags_and_client_subnet() {
+        let badvers = answer(&with_opt(1, 0, &[]));
+        // 16 is BADVERS in an OPT context (hickory decodes it as BADSIG,
+        // TSIG's name for the same number).
+        assert_eq!(u16::from(badvers.metadata.response_code), 16);
+        assert_eq!(badvers.edns.map(|edns| edns.version()), Some(0));
+        let dnssec_ok = answer(&with_opt(0, 0x80, &[]));
+        assert!(
+            dnssec_ok.edns.is_some_and(|edns| edns.flags().dnssec_ok),
+            "DO copied"
+        );
+        let subnet = answer(&with_opt(0, 0, &[0, 8, 0, 7, 0, 1, 24, 0, 198, 18, 0]));
+        let echoed = subnet
+            .edns
+            .and_then(|edns| edns.options().get(EdnsCode::Subnet).cloned());
+        match echoed {
+            Some(EdnsOption::Subnet(echo)) => {
+                assert_eq!((echo.source_prefix(), echo.scope_prefix()), (24, 0))
+            }
+            other => panic!("Client Subnet not echoed: {other:?}"),
+        }
+        let unknown = answer(&with_opt(0, 0, &[0xfd, 0xe9, 0, 1, 7]));
+        assert!(
+            unknown
+                .edns
+                .is_some_and(|edns| edns.options().as_ref().is_empty()),
+            "unknown options ignored"
+        );
+        assert_eq!(unknown.answers.len(), 2);
+    }
+
+    #[test]
+    fn answers_too_big_for_udp_are_truncated() {
+        let classic = answer(&query("big.example.com.", RecordType::TXT, None));
+        assert!(classic.metadata.truncation && classic.answers.is_empty());
+        let large = answer(&query("big.example.com.", RecordType::TXT, Some(1232)));
+        assert!(!large.metadata.truncation && large.answers.len() == 7);
+        let tcp = responder()
+            .respond(
+                &query("big.example.com.", RecordType::TXT, None),
+                Transport::Tcp,
+            )
+            .unwrap();
+        assert_eq!(
+            Message::from_vec(&tcp).unwrap().answers.len(),
+            7,
+            "TCP carries it whole"
+        );
+    }
+
+    #[test]
+    fn odd_messages_get_errors_or_nothing() {
+        let plain = query("www.example.com.", RecordType::A, None);
+        let responder = responder();
+        let mut status = plain.clone();
+        status[2] |= 2 << 3;
+        let notimp =
+            Message::from_vec(&responder.respond(&status, Transport::Udp).unwrap()).unwrap();
+        assert_eq!(notimp.metadata.response_code, ResponseCode::NotImp);
+        let mut no_question = plain.clone();
+        no_question[5] = 0;
+        no_question.truncate(12);
+        let formerr =
+            Message::from_vec(&responder.respond(&no_question, Transport::Udp).unwrap()).unwrap();
+        assert_eq!(formerr.metadata.response_code, ResponseCode::FormErr);
+        let mut response = plain.clone();
+        response[2] |= 0x80;
+        assert!(
+            responder.respond(&response, Transport::Udp).is_none(),
+            "responses are ignored"
+        );
+        assert!(
+            responder
+                .respond(&plain[..plain.len() - 3], Transport::Udp)
+                .is_none(),
+            "cut short"
+        );
+        assert!(
+            responder.respond(b"\xde\xad\xbe", Transport::Udp).is_none(),
+            "garbage"
+        );
     }
 }

@@ -565,6 +565,30 @@ ns.sub  IN A   192.0.2.99
     }
 
     #[test]
+    fn includes_are_read_relative_to_the_file() {
+        let dir = std::env::temp_dir().join(format!("dnslb-include-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hosts.inc"), "included A 192.0.2.77\n").unwrap();
+        let main = dir.join("example.com.zone");
+        std::fs::write(
+            &main,
+            format!("{ZONE}$INCLUDE hosts.inc\nafter A 192.0.2.78\n"),
+        )
+        .unwrap();
+        let zone = load_zone(&Name::from_ascii("example.com.").unwrap(), &main).unwrap();
+        for name in ["included.example.com.", "after.example.com."] {
+            assert!(
+                matches!(
+                    zone.lookup(lower(name).as_bytes(), RecordType::A),
+                    Lookup::Answer(_)
+                ),
+                "{name}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn requires_an_soa() {
         let error = parse("www 300 IN A 192.0.2.1\n").unwrap_err();
         assert_eq!(error.line, None);
