@@ -320,8 +320,8 @@ fn restore_question_case(answer: &mut [u8], request: &[u8]) {
 }
 
 /// An answer that does not fit `limit`, made to fit as Knot DNS does.
-/// Additional records are a courtesy (RFC 2181 §9): as many as fit are
-/// kept, in order, without TC. If the answer and authority sections do not
+/// Additional records are a courtesy (RFC 2181 §9): the RRsets that fit
+/// are kept, without TC. If the answer and authority sections do not
 /// fit, TC is set and the record sections are emptied, telling the client
 /// to ask again over TCP; the question and OPT always fit, since the query
 /// that carried them was no larger.
@@ -329,11 +329,16 @@ fn truncate(mut response: Message, limit: usize) -> Option<Vec<u8>> {
     let additionals = std::mem::take(&mut response.additionals);
     let mut fitting = response.to_vec().ok()?;
     if fitting.len() <= limit {
-        for record in additionals {
-            response.additionals.push(record);
+        // Whole RRsets, in order; one that does not fit is skipped and the
+        // next ones still tried, as Knot DNS fills the section.
+        for rrset in
+            additionals.chunk_by(|a, b| a.name == b.name && a.record_type() == b.record_type())
+        {
+            let kept = response.additionals.len();
+            response.additionals.extend_from_slice(rrset);
             match response.to_vec() {
                 Ok(bytes) if bytes.len() <= limit => fitting = bytes,
-                _ => break,
+                _ => response.additionals.truncate(kept),
             }
         }
         return Some(fitting);
