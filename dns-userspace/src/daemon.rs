@@ -132,9 +132,10 @@ fn log_sync(report: &SyncReport) {
 }
 
 /// SIGHUP: reads every zone file again. Only if all of them load are they
-/// swapped in (kernel entries first, then the daemon's catalog, then the
-/// kernel names that went away); otherwise the zones being served stay as
-/// they are and the error says which file and line.
+/// swapped in: the kernel's entries rewritten and its vanished names
+/// removed (see `sync_hot`), then the daemon's catalog replaced; a query
+/// passed on in between gets the old zones' answer. Otherwise the zones
+/// being served stay as they are and the error says which file and line.
 fn reload(zones: &[ZoneArg], responder: &Responder, dataplane: Option<&Mutex<Dataplane>>) {
     let catalog = match load_catalog(zones) {
         Ok(catalog) => catalog,
