@@ -206,7 +206,7 @@ impl Report<'_> {
                     let r = a / b;
                     targets.push((
                         format!("{what} ≥ {at_least} ({mix})"),
-                        format!("{r:.2}"),
+                        format!("{r:.3}"),
                         r >= at_least,
                     ));
                 }
@@ -234,7 +234,7 @@ impl Report<'_> {
             let r = hit / floor;
             targets.push((
                 "kernel ns per hit / floor ≤ 1.5".into(),
-                format!("{r:.2}"),
+                format!("{r:.3}"),
                 r <= 1.5,
             ));
         }
