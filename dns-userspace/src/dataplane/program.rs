@@ -183,15 +183,6 @@ impl Dataplane {
         Ok(())
     }
 
-    /// The value the kernel holds for `name`, if any.
-    pub fn hot_a(&mut self, name: &HotName) -> Result<Option<HotA>, DataplaneError> {
-        match with_class_map!(self.hot_a, name, |map, key| map.get(&key, 0)) {
-            Ok(value) => Ok(Some(value)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(error) => Err(error.into()),
-        }
-    }
-
     /// Stops answering `name` in the kernel; a missing name is not an error.
     pub fn remove_hot_a(&mut self, name: &HotName) -> Result<(), DataplaneError> {
         match with_class_map!(self.hot_a, name, |map, key| map.remove(&key)) {
