@@ -20,7 +20,7 @@ use hickory_proto::{
 
 pub use catalog::Catalog;
 pub use load::{ZoneError, load_zone, parse_zone};
-pub use rrset::{RECORD_HEADER_LEN, Rrset, encode_rdata};
+pub use rrset::{Rrset, encode_rdata};
 pub use wire::WireName;
 
 /// One name in the zone and its RRsets. A node without RRsets is an empty

@@ -2,15 +2,17 @@
 //! records pre-encoded for an answer section. The owner is the node's name
 //! and the class is always IN, so neither is stored per record.
 
+use std::sync::OnceLock;
+
 use hickory_proto::{
     rr::{Name, RData, Record, RecordType},
     serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
 };
 
 /// A compression pointer to offset 12: the question name of the message.
-pub const POINTER_TO_QUESTION: [u8; 2] = [0xc0, 0x0c];
+const POINTER_TO_QUESTION: [u8; 2] = [0xc0, 0x0c];
 /// Owner pointer, type, class, TTL and RDLENGTH.
-pub const RECORD_HEADER_LEN: usize = 12;
+const RECORD_HEADER_LEN: usize = 12;
 
 #[derive(Clone, Debug)]
 pub struct Rrset {
@@ -19,9 +21,9 @@ pub struct Rrset {
     rdatas: Vec<RData>,
     /// Each record as it goes in an answer to a question for the owner:
     /// owner as a pointer to the question, then type, class IN, TTL,
-    /// RDLENGTH and RDATA (names uncompressed). Built as records are added,
-    /// so answering copies bytes instead of encoding.
-    answer_wire: Box<[u8]>,
+    /// RDLENGTH and RDATA (names uncompressed). Built on the first answer,
+    /// so loading a zone encodes nothing and answering copies bytes.
+    answer_wire: OnceLock<Box<[u8]>>,
 }
 
 impl Rrset {
@@ -30,7 +32,7 @@ impl Rrset {
             record_type,
             ttl,
             rdatas: Vec::with_capacity(1),
-            answer_wire: Box::default(),
+            answer_wire: OnceLock::new(),
         }
     }
 
@@ -41,7 +43,8 @@ impl Rrset {
         if !self.rdatas.contains(&rdata) {
             self.rdatas.push(rdata);
         }
-        self.answer_wire = self.encode_answer().into_boxed_slice();
+        // A record added after the first answer makes the template stale.
+        self.answer_wire = OnceLock::new();
     }
 
     pub fn record_type(&self) -> RecordType {
@@ -66,7 +69,9 @@ impl Rrset {
     /// The pre-encoded answer records, one slice each, in zone order.
     pub fn answer_records(&self) -> AnswerRecords<'_> {
         AnswerRecords {
-            rest: &self.answer_wire,
+            rest: self
+                .answer_wire
+                .get_or_init(|| self.encode_answer().into_boxed_slice()),
         }
     }
 
