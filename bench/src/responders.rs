@@ -152,7 +152,7 @@ fn attach_weighted(rig: &Rig) -> anyhow::Result<Dataplane> {
         let endpoints = (1..=3)
             .map(|i| Endpoint {
                 addr: Ipv4Addr::new(198, 18, 11, i),
-                weight: i,
+                weight: u16::from(i),
             })
             .collect();
         let name = format!("{WEIGHTED_NAME}.{ORIGIN}");

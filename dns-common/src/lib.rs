@@ -39,6 +39,12 @@ pub mod names {
     pub const HOT_A: [&str; 4] = ["HOT_A_32", "HOT_A_64", "HOT_A_128", "HOT_A_256"];
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
+    /// `LpmTrie<ClientNet, HotA>`: the answer for a client-dependent name,
+    /// by service generation and client network.
+    pub const CLIENT_NETS: &str = "CLIENT_NETS";
+    /// `PerCpuArray<u64>` of answers per policy branch, indexed by the
+    /// values of [`super::HotA::branches`].
+    pub const BRANCH_ANSWERS: &str = "BRANCH_ANSWERS";
     /// The answering XDP program.
     pub const PROGRAM: &str = "dnslb";
     /// An XDP program that passes everything: attached to a veth peer so that
@@ -128,7 +134,28 @@ pub enum Selection {
     Weighted = 0,
     /// `answers` endpoints starting at a per-query rotating offset.
     RoundRobin = 1,
+    /// The answer depends on the client's network: look the client's
+    /// address up in `CLIENT_NETS` under [`HotA::service`], and answer with
+    /// the value found there (which is never itself `ByClient`).
+    ByClient = 2,
 }
+
+/// Slots in `BRANCH_ANSWERS`. Slot 0 collects answers that belong to no
+/// policy (plain zone records), so the kernel counts without a branch.
+pub const BRANCH_SLOTS: u32 = 16384;
+
+/// The `CLIENT_NETS` key: a service generation, then an IPv4 address, both
+/// in network order so that a prefix length of `32 + n` matches the
+/// generation exactly and the first `n` bits of the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientNet {
+    pub service: [u8; 4],
+    pub addr: [u8; 4],
+}
+
+/// Prefix bits of a [`ClientNet`] spent on the service generation.
+pub const CLIENT_NET_SERVICE_BITS: u32 = 32;
 
 /// The kernel's answer material for one name's A RRset, fully precomputed:
 /// TTL and addresses are already in network byte order, weights are already
@@ -153,6 +180,11 @@ pub struct HotA {
     pub cumulative: [u16; MAX_ENDPOINTS],
     /// IPv4 addresses, network order.
     pub addrs: [[u8; 4]; MAX_ENDPOINTS],
+    /// For [`Selection::ByClient`]: the service generation to look up.
+    pub service: u32,
+    /// The `BRANCH_ANSWERS` slot counting answers that start with each
+    /// endpoint (0: not counted by branch).
+    pub branches: [u16; MAX_ENDPOINTS],
 }
 
 /// Per-CPU counters. Every packet the program sees lands in exactly one of
@@ -217,9 +249,11 @@ mod pod {
     // a valid value and there are no uninitialised bytes to leak.
     unsafe impl<const N: usize> aya::Pod for super::NameKey<N> {}
     unsafe impl aya::Pod for super::HotA {}
+    unsafe impl aya::Pod for super::ClientNet {}
 
     const _: () = assert!(core::mem::size_of::<super::NameKey<32>>() == 32);
-    const _: () = assert!(core::mem::size_of::<super::HotA>() == 4 + 4 + 4 + 32 + 64);
+    const _: () = assert!(core::mem::size_of::<super::HotA>() == 4 + 4 + 4 + 32 + 64 + 4 + 32);
+    const _: () = assert!(core::mem::size_of::<super::ClientNet>() == 8);
 }
 
 #[cfg(test)]

@@ -53,10 +53,15 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
 
     let server_payload = config(&EDNS_PAYLOAD);
     let question = query::parse(scratch, len, server_payload)?;
-    let rrset = hot::lookup_a(scratch.key_bytes(), question.name_len).ok_or(Counter::PassNotHot)?;
+    let name = hot::lookup_a(scratch.key_bytes(), question.name_len).ok_or(Counter::PassNotHot)?;
+    let rrset = hot::for_client(name, datagram.source).ok_or(Counter::PassNotHot)?;
 
     let answers = rrset.answers as usize;
     let endpoints = rrset.endpoints as usize;
+    if endpoints == 0 {
+        // Userspace holds this answer (a policy the kernel cannot draw).
+        return Err(Counter::PassNotHot);
+    }
     if answers == 0 || answers > endpoints || endpoints > MAX_ENDPOINTS {
         return Err(Counter::PassMalformed);
     }
@@ -67,6 +72,7 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
     }
 
     let first = first_endpoint(rrset, scratch, endpoints);
+    crate::count_branch(rrset.branches[first & ENDPOINT_MASK]);
     write_records(scratch, rrset, first, answers, endpoints);
     if question.edns {
         write_opt(scratch, answers * RECORD_LEN, server_payload);

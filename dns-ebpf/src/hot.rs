@@ -1,8 +1,13 @@
 //! The hot names: one hash map per name size class (see
-//! `dns_common::NAME_CLASSES`), so a short name costs a short key.
+//! `dns_common::NAME_CLASSES`), so a short name costs a short key; and the
+//! client networks of names whose answer depends on who asks.
 
-use aya_ebpf::{bindings::BPF_F_NO_PREALLOC, macros::map, maps::HashMap};
-use dns_common::{HotA, NameKey, name_class};
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{HashMap, LpmTrie, lpm_trie::Key},
+};
+use dns_common::{CLIENT_NET_SERVICE_BITS, ClientNet, HotA, NameKey, Selection, name_class};
 
 /// Userspace sets the real capacity at load time; entries are allocated as
 /// they are added, so four classes cost no more than the names they hold.
@@ -20,6 +25,33 @@ static HOT_A_128: HashMap<NameKey<128>, HotA> =
 #[map]
 static HOT_A_256: HashMap<NameKey<256>, HotA> =
     HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Userspace writes, under each generation of a client-dependent service,
+/// a prefix for every client network its policy tells apart plus a
+/// zero-length one for everyone else; the longest match is the answer.
+#[map]
+static CLIENT_NETS: LpmTrie<ClientNet, HotA> =
+    LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// The answer material for a client at `source` (IPv4, network order):
+/// `value` itself, or for a client-dependent name the value of the client's
+/// network. `None` when no network matches: the daemon answers then.
+#[inline(always)]
+pub fn for_client(value: &'static HotA, source: [u8; 4]) -> Option<&'static HotA> {
+    if value.selection != Selection::ByClient as u8 {
+        return Some(value);
+    }
+    let key = Key::new(
+        CLIENT_NET_SERVICE_BITS + 32,
+        ClientNet {
+            service: value.service.to_be_bytes(),
+            addr: source,
+        },
+    );
+    let found = CLIENT_NETS.get(&key)?;
+    // Userspace never nests these; refusing to is what keeps this one step.
+    (found.selection != Selection::ByClient as u8).then_some(found)
+}
 
 /// The A answer for the `len`-byte name in `key`, which must be zero past
 /// `len` up to the end of its class.

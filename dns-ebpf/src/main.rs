@@ -25,7 +25,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::XdpContext,
 };
-use dns_common::{COUNTER_COUNT, Counter};
+use dns_common::{BRANCH_SLOTS, COUNTER_COUNT, Counter};
 
 /// The UDP port answered on, host order. Userspace sets it at load time.
 #[unsafe(no_mangle)]
@@ -37,6 +37,18 @@ static EDNS_PAYLOAD: u16 = 1232;
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[map]
+static BRANCH_ANSWERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(BRANCH_SLOTS, 0);
+
+/// Counts an answer for the policy branch in `slot` (see `HotA::branches`).
+#[inline(always)]
+fn count_branch(slot: u16) {
+    if let Some(counter) = BRANCH_ANSWERS.get_ptr_mut(u32::from(slot)) {
+        // SAFETY: as for `COUNTERS` below: this CPU's own slot.
+        unsafe { *counter += 1 };
+    }
+}
 
 #[xdp]
 pub fn dnslb(ctx: XdpContext) -> u32 {

@@ -26,6 +26,8 @@ pub struct Datagram {
     pub l4: usize,
     /// UDP payload length, as both the IP and the UDP header agree.
     pub payload_len: usize,
+    /// The client's IPv4 address, network order.
+    pub source: [u8; 4],
 }
 
 impl Datagram {
@@ -92,6 +94,8 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         return Err(Counter::PassUnsupported);
     }
     let total_len = read_u16(ip.wrapping_add(2)) as usize;
+    // SAFETY: bytes 12..16 of the IPV4_MIN_LEN bytes `ip` covers.
+    let source = unsafe { (ip.wrapping_add(12) as *const [u8; 4]).read_unaligned() };
 
     let l4 = l3 + header_len;
     let udp = bytes_at(ctx, l4, UDP_LEN).ok_or(Counter::PassMalformed)?;
@@ -111,6 +115,7 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         l3,
         l4,
         payload_len: udp_len - UDP_LEN,
+        source,
     })
 }
 

@@ -40,8 +40,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "0.0.0.0:53")]
     pub listen: SocketAddr,
     /// A zone to serve, as ORIGIN=FILE (an RFC 1035 master file). Repeat for more zones.
-    #[arg(long = "zone", value_name = "ORIGIN=FILE", value_parser = parse_zone_arg, required = true)]
+    #[arg(long = "zone", value_name = "ORIGIN=FILE", value_parser = parse_zone_arg, required_unless_present = "config")]
     pub zones: Vec<ZoneArg>,
+    /// The policy file (TOML): pools, health checks, services and their
+    /// routing policies, and zones. Re-read with the zones on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address and port for the Prometheus endpoint (/metrics).
     #[arg(long)]
     pub metrics: Option<SocketAddr>,

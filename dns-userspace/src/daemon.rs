@@ -2,6 +2,7 @@
 //! fill its maps, serve until told to stop, then detach.
 
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex},
     thread,
     time::Instant,
@@ -15,18 +16,46 @@ use tokio::{
 
 use crate::{
     cli::{RunArgs, ZoneArg},
+    config::{BranchLabels, Config, load_config},
     dataplane::{Dataplane, DataplaneOptions, SyncReport, sync_hot},
-    metrics::{KernelSource, Metrics, serve_metrics},
+    metrics::{ExtraSource, KernelSource, Metrics, serve_metrics},
     server::{Responder, serve_tcp, serve_udp},
-    zone::{Catalog, load_zone},
+    steering::{Steering, check_services_in_zones},
+    zone::{Catalog, WireName, load_zone},
 };
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let catalog = load_catalog(&args.zones)?;
+    let (catalog, config) = load_all(&args, None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args, catalog))
+    runtime.block_on(serve(args, catalog, config))
+}
+
+/// The policy file (if any) and every zone, from the command line and
+/// from the file; the first problem stops the load with its error.
+pub fn load_all(
+    args: &RunArgs,
+    labels: Option<&BranchLabels>,
+) -> anyhow::Result<(Catalog, Config)> {
+    let config = match &args.config {
+        Some(path) => load_config(path, labels)?,
+        None => Config::default(),
+    };
+    let zones: Vec<ZoneArg> = args.zones.iter().chain(&config.zones).cloned().collect();
+    let catalog = load_catalog(&zones)?;
+    check_services_in_zones(&config, &catalog)?;
+    Ok((catalog, config))
+}
+
+/// The names whose A answers a service owns: zone sync leaves them alone.
+fn steered_names(config: &Config) -> HashSet<WireName> {
+    config
+        .services
+        .iter()
+        .filter(|service| service.record_type == hickory_proto::rr::RecordType::A)
+        .map(|service| service.name.clone())
+        .collect()
 }
 
 /// Loads every zone; the first bad file stops start-up with its error.
@@ -47,7 +76,7 @@ pub fn load_catalog(zones: &[ZoneArg]) -> anyhow::Result<Catalog> {
     Ok(catalog)
 }
 
-async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
+async fn serve(args: RunArgs, catalog: Catalog, config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let responder = Arc::new(Responder::new(catalog.clone(), args.edns_payload));
     let mut tasks = JoinSet::new();
@@ -61,21 +90,32 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
         .with_context(|| format!("binding TCP {}", args.listen))?;
 
     let dataplane = match (&args.iface, args.no_xdp) {
-        (Some(iface), false) => Some(Arc::new(Mutex::new(start_dataplane(
-            &args, iface, &catalog,
+        (Some(_), false) => Some(Arc::new(Mutex::new(load_dataplane(
+            &args, &catalog, &config,
         )?))),
         _ => {
             log::info!("XDP disabled: answering every query from userspace");
             None
         }
     };
+    let services = config.services.len();
+    let steering = Steering::start(config, responder.clone(), dataplane.clone())
+        .context("starting health checks and routing policies")?;
+    if services > 0 {
+        log::info!("{services} services steered by the policy file");
+    }
+    if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
+        attach_dataplane(&args, iface, dataplane)?;
+    }
     if let Some(listen) = args.metrics {
         let source = dataplane.clone();
         let kernel: KernelSource = Arc::new(move || {
             let dataplane = source.as_ref()?.lock().ok()?;
             dataplane.counters().ok()
         });
-        serve_metrics(listen, metrics.clone(), kernel, &mut tasks)
+        let steering_metrics = steering.clone();
+        let extra: ExtraSource = Arc::new(move |out| steering_metrics.render_metrics(out));
+        serve_metrics(listen, metrics.clone(), kernel, extra, &mut tasks)
             .await
             .with_context(|| format!("binding the metrics endpoint {listen}"))?;
         log::info!("metrics on http://{listen}/metrics");
@@ -83,9 +123,10 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     log::info!("serving DNS on {}", args.listen);
 
     let outcome = wait_for_stop(&mut tasks, || {
-        reload(&args.zones, &responder, dataplane.as_deref())
+        reload(&args, &responder, &steering, dataplane.as_deref())
     })
     .await;
+    drop(steering);
     if let Some(dataplane) = dataplane {
         let mut dataplane = dataplane
             .lock()
@@ -96,9 +137,11 @@ async fn serve(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     outcome
 }
 
-fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Result<Dataplane> {
-    const RIGHTS: &str = "XDP needs root or CAP_BPF and CAP_NET_ADMIN; \
-                          with --no-xdp dnslb serves from userspace alone";
+const RIGHTS: &str = "XDP needs root or CAP_BPF and CAP_NET_ADMIN; \
+                      with --no-xdp dnslb serves from userspace alone";
+
+/// Loads the XDP program and fills its maps with the zones' hot names.
+fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow::Result<Dataplane> {
     let options = DataplaneOptions {
         port: args.listen.port(),
         edns_payload: args.edns_payload,
@@ -107,7 +150,8 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
     let mut dataplane =
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();
-    let report = sync_hot(&mut dataplane, None, catalog)
+    let steered = steered_names(config);
+    let report = sync_hot(&mut dataplane, None, catalog, &|name| steered.contains(name))
         .context("filling the kernel map (is --hot-capacity large enough?)")?;
     log_sync(&report);
     log::info!(
@@ -115,6 +159,13 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
         report.written,
         started.elapsed().as_secs_f64()
     );
+    Ok(dataplane)
+}
+
+fn attach_dataplane(args: &RunArgs, iface: &str, dataplane: &Mutex<Dataplane>) -> anyhow::Result<()> {
+    let mut dataplane = dataplane
+        .lock()
+        .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
     dataplane.attach(iface, args.xdp_mode).with_context(|| {
         format!(
             "attaching the XDP program to {iface} in {:?} mode ({RIGHTS})",
@@ -122,7 +173,7 @@ fn start_dataplane(args: &RunArgs, iface: &str, catalog: &Catalog) -> anyhow::Re
         )
     })?;
     log::info!("XDP program attached to {iface}");
-    Ok(dataplane)
+    Ok(())
 }
 
 fn log_sync(report: &SyncReport) {
@@ -131,40 +182,54 @@ fn log_sync(report: &SyncReport) {
     }
 }
 
-/// SIGHUP: reads every zone file again. Only if all of them load are they
-/// swapped in: the kernel's entries rewritten and its vanished names
-/// removed (see `sync_hot`), then the daemon's catalog replaced; a query
-/// passed on in between gets the old zones' answer. Otherwise the zones
-/// being served stay as they are and the error says which file and line.
-fn reload(zones: &[ZoneArg], responder: &Responder, dataplane: Option<&Mutex<Dataplane>>) {
-    let catalog = match load_catalog(zones) {
-        Ok(catalog) => catalog,
+/// SIGHUP: reads the policy file and every zone file again. Only if all
+/// of them load are they swapped in: the services first (checks restarted
+/// with the verdicts they had, vanished services taken out of the kernel),
+/// then the kernel's zone entries rewritten and its vanished names removed
+/// (see `sync_hot`), then the daemon's catalog replaced; a query passed on
+/// in between gets the old zones' answer. Otherwise everything being served
+/// stays as it is and the error says which file and line.
+fn reload(
+    args: &RunArgs,
+    responder: &Responder,
+    steering: &Steering,
+    dataplane: Option<&Mutex<Dataplane>>,
+) {
+    let labels = steering.branch_labels();
+    let (catalog, config) = match load_all(args, Some(&labels)) {
+        Ok(loaded) => loaded,
         Err(error) => {
-            log::error!("reload failed, still serving the previous zones: {error:#}");
+            log::error!("reload failed, still serving the previous configuration: {error:#}");
             return;
         }
     };
+    let steered = steered_names(&config);
+    if let Err(error) = steering.reload(config) {
+        log::error!("reloading the policy file: {error:#}");
+    }
     let old = responder.catalog();
     let report = dataplane.map(|dataplane| {
         let mut dataplane = dataplane
             .lock()
             .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
-        anyhow::Ok(sync_hot(&mut dataplane, Some(&old), &catalog)?)
+        anyhow::Ok(sync_hot(&mut dataplane, Some(&old), &catalog, &|name| {
+            steered.contains(name)
+        })?)
     });
     responder.set_catalog(catalog);
     match report {
         Some(Ok(report)) => {
             log_sync(&report);
             log::info!(
-                "zones reloaded; kernel: {} names written, {} removed",
+                "reloaded; kernel: {} names written, {} removed",
                 report.written,
                 report.removed
             );
         }
         Some(Err(error)) => {
-            log::error!("zones reloaded, but updating the kernel map failed: {error:#}")
+            log::error!("reloaded, but updating the kernel map failed: {error:#}")
         }
-        None => log::info!("zones reloaded"),
+        None => log::info!("reloaded"),
     }
 }
 
@@ -182,7 +247,7 @@ async fn wait_for_stop(
             _ = terminate.recv() => log::info!("SIGTERM: stopping"),
             _ = interrupt.recv() => log::info!("SIGINT: stopping"),
             _ = hangup.recv() => {
-                log::info!("SIGHUP: reloading the zones");
+                log::info!("SIGHUP: reloading the policy file and zones");
                 tokio::task::block_in_place(&reload);
                 continue;
             }

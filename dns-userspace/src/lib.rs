@@ -5,8 +5,12 @@
 //! kernel passes on, the kernel maps, and metrics.
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
 pub mod metrics;
+pub mod policy;
 pub mod server;
+pub mod steering;
 pub mod zone;

@@ -80,20 +80,24 @@ impl Metrics {
 /// Where a scrape gets the kernel's counters from, if anywhere.
 pub type KernelSource = Arc<dyn Fn() -> Option<KernelCounters> + Send + Sync>;
 
+/// Appends metrics kept elsewhere (routing policies, health checks).
+pub type ExtraSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// Serves `GET /metrics` on `listen`.
 pub async fn serve_metrics(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
     kernel: KernelSource,
+    extra: ExtraSource,
     tasks: &mut JoinSet<io::Result<()>>,
 ) -> io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     tasks.spawn(async move {
         loop {
             let (stream, peer) = listener.accept().await?;
-            let (metrics, kernel) = (metrics.clone(), kernel.clone());
+            let (metrics, kernel, extra) = (metrics.clone(), kernel.clone(), extra.clone());
             tokio::spawn(async move {
-                if let Err(error) = answer_scrape(stream, &metrics, &kernel).await {
+                if let Err(error) = answer_scrape(stream, &metrics, &kernel, &extra).await {
                     log::debug!("metrics request from {peer}: {error}");
                 }
             });
@@ -108,6 +112,7 @@ async fn answer_scrape(
     mut stream: TcpStream,
     metrics: &Metrics,
     kernel: &KernelSource,
+    extra: &ExtraSource,
 ) -> io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -129,7 +134,11 @@ async fn answer_scrape(
         [b"GET", path, ..] if path.split(|&b| b == b'?').next() == Some(b"/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4",
-            metrics.render(kernel()),
+            {
+                let mut body = metrics.render(kernel());
+                extra(&mut body);
+                body
+            },
         ),
         _ => (
             "404 Not Found",
@@ -169,7 +178,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        serve_metrics(addr, metrics, Arc::new(|| None), &mut tasks)
+        let extra: ExtraSource = Arc::new(|out| out.push_str("extra_metric 7\n"));
+        serve_metrics(addr, metrics, Arc::new(|| None), extra, &mut tasks)
             .await
             .unwrap();
         let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -184,5 +194,6 @@ mod tests {
             reply.contains("dnslb_queries_total{path=\"userspace\"} 1"),
             "{reply}"
         );
+        assert!(reply.ends_with("extra_metric 7\n"), "{reply}");
     }
 }

@@ -8,8 +8,9 @@ use dns_common::{HotA, MAX_ENDPOINTS, Selection};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub addr: Ipv4Addr,
-    /// 0 to 255; 0 gets no traffic unless every weight is 0.
-    pub weight: u8,
+    /// 0 gets no traffic unless every weight is 0. Policies give 0..=255;
+    /// nested weighted choices multiply into larger ones.
+    pub weight: u16,
 }
 
 /// What the kernel should answer for one name.
@@ -27,17 +28,25 @@ pub enum HotError {
     Empty,
     #[error("{0} endpoints, the kernel holds at most {MAX_ENDPOINTS}")]
     TooMany(usize),
+    #[error("weights add up to {0}, the kernel counts to 65535")]
+    Overweight(u32),
 }
 
 impl HotAnswer {
     /// Precomputes the map value: wire-order TTL and addresses, cumulative
     /// weights, and how many records each answer carries.
     pub fn encode(&self) -> Result<HotA, HotError> {
+        self.encode_counted(&[])
+    }
+
+    /// As [`HotAnswer::encode`], counting answers that start with endpoint
+    /// `i` in `BRANCH_ANSWERS` slot `branches[i]` (0 where it is missing).
+    pub fn encode_counted(&self, branches: &[u16]) -> Result<HotA, HotError> {
         let (ttl, addrs, weights, selection, answers) = match self {
             HotAnswer::RoundRobin { ttl, addrs } => (
                 *ttl,
                 addrs.clone(),
-                vec![1u8; addrs.len()],
+                vec![1u16; addrs.len()],
                 Selection::RoundRobin,
                 addrs.len(),
             ),
@@ -66,16 +75,39 @@ impl HotAnswer {
             _pad: 0,
             cumulative: [u16::MAX; MAX_ENDPOINTS],
             addrs: [[0; 4]; MAX_ENDPOINTS],
+            service: 0,
+            branches: [0; MAX_ENDPOINTS],
         };
-        let mut total: u16 = 0;
-        for (i, (addr, weight)) in addrs.iter().zip(weights).enumerate() {
-            // At most 16 weights of 255: no overflow.
-            total += u16::from(weight);
-            value.cumulative[i] = total;
-            value.addrs[i] = addr.octets();
+        let total: u32 = weights.iter().map(|&w| u32::from(w)).sum();
+        if total >= u32::from(u16::MAX) {
+            return Err(HotError::Overweight(total));
         }
-        value.total_weight = u32::from(total);
+        let mut running = 0;
+        for (i, (addr, weight)) in addrs.iter().zip(weights).enumerate() {
+            running += weight;
+            value.cumulative[i] = running;
+            value.addrs[i] = addr.octets();
+            value.branches[i] = branches.get(i).copied().unwrap_or(0);
+        }
+        value.total_weight = total;
         Ok(value)
+    }
+}
+
+/// The name's value for a client-dependent service: it sends the kernel to
+/// `CLIENT_NETS` under generation `service`.
+pub fn by_client(ttl: u32, service: u32) -> HotA {
+    HotA {
+        ttl: ttl.to_be_bytes(),
+        total_weight: 0,
+        endpoints: 0,
+        answers: 0,
+        selection: Selection::ByClient as u8,
+        _pad: 0,
+        cumulative: [u16::MAX; MAX_ENDPOINTS],
+        addrs: [[0; 4]; MAX_ENDPOINTS],
+        service,
+        branches: [0; MAX_ENDPOINTS],
     }
 }
 

@@ -1,13 +1,18 @@
 //! Loading, attaching and talking to the XDP program.
 
-use std::time::Duration;
+use std::{net::Ipv4Addr, time::Duration};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray},
+    maps::{
+        HashMap, MapData, MapError, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use dns_common::{COUNTER_COUNT, Counter, HotA, HotName, NameKey, names};
+use dns_common::{
+    CLIENT_NET_SERVICE_BITS, COUNTER_COUNT, ClientNet, Counter, HotA, HotName, NameKey, names,
+};
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] =
@@ -51,7 +56,8 @@ pub struct DataplaneOptions {
     pub port: u16,
     /// EDNS UDP payload size advertised and honoured.
     pub edns_payload: u16,
-    /// How many hot names the kernel map holds.
+    /// How many hot names the kernel map holds, and how many client
+    /// networks the client-dependent names may have between them.
     pub hot_capacity: u32,
 }
 
@@ -59,7 +65,9 @@ pub struct DataplaneOptions {
 pub struct Dataplane {
     ebpf: Ebpf,
     hot_a: HotMaps,
+    client_nets: LpmTrie<MapData, ClientNet, HotA>,
     counters: PerCpuArray<MapData, u64>,
+    branch_answers: PerCpuArray<MapData, u64>,
     link: Option<XdpLinkId>,
 }
 
@@ -146,17 +154,21 @@ impl Dataplane {
         loader
             .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
             .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true);
-        for map in names::HOT_A {
+        for map in names::HOT_A.into_iter().chain([names::CLIENT_NETS]) {
             loader.map_max_entries(map, options.hot_capacity.max(1));
         }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         xdp_program(&mut ebpf, names::PROGRAM)?.load()?;
         let hot_a = HotMaps::take(&mut ebpf)?;
+        let client_nets = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
+        let branch_answers = PerCpuArray::try_from(take_map(&mut ebpf, names::BRANCH_ANSWERS)?)?;
         Ok(Dataplane {
             ebpf,
             hot_a,
+            client_nets,
             counters,
+            branch_answers,
             link: None,
         })
     }
@@ -189,6 +201,38 @@ impl Dataplane {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Makes clients in `network`/`len` get `value` for the names whose
+    /// value points at generation `service`; replaces the whole value at once.
+    pub fn set_client_net(
+        &mut self,
+        service: u32,
+        network: Ipv4Addr,
+        len: u8,
+        value: &HotA,
+    ) -> Result<(), DataplaneError> {
+        let key = client_key(service, network, len);
+        self.client_nets.insert(&key, value, 0)?;
+        Ok(())
+    }
+
+    /// Forgets one client network of generation `service`.
+    pub fn remove_client_net(
+        &mut self,
+        service: u32,
+        network: Ipv4Addr,
+        len: u8,
+    ) -> Result<(), DataplaneError> {
+        match self.client_nets.remove(&client_key(service, network, len)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Answers the kernel gave per policy branch slot, summed over CPUs.
+    pub fn branch_answers(&self, slot: u16) -> Result<u64, DataplaneError> {
+        Ok(self.branch_answers.get(&u32::from(slot), 0)?.iter().sum())
     }
 
     /// The program's counters, summed over CPUs.
@@ -259,6 +303,14 @@ impl Drop for Dataplane {
             log::error!("detaching the XDP program: {error}");
         }
     }
+}
+
+fn client_key(service: u32, network: Ipv4Addr, len: u8) -> Key<ClientNet> {
+    let data = ClientNet {
+        service: service.to_be_bytes(),
+        addr: network.octets(),
+    };
+    Key::new(CLIENT_NET_SERVICE_BITS + u32::from(len.min(32)), data)
 }
 
 /// The pass-everything program attached to an interface; detached on drop.

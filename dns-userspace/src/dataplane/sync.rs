@@ -77,16 +77,20 @@ pub struct SyncReport {
 /// Makes the kernel's hot names those of `new`: every entry is written
 /// (a whole value at a time, so a name changes from one answer to the next
 /// with nothing in between), then the names `old` had and `new` has not are
-/// removed. Nothing that stays hot is ever missing from the map.
+/// removed. Nothing that stays hot is ever missing from the map. Names for
+/// which `steered` is true belong to a policy-file service and are left to
+/// it.
 pub fn sync_hot(
     dataplane: &mut Dataplane,
     old: Option<&Catalog>,
     new: &Catalog,
+    steered: &dyn Fn(&[u8]) -> bool,
 ) -> Result<SyncReport, DataplaneError> {
     let mut report = SyncReport::default();
     for zone in new.zones() {
         for entry in hot_entries(zone) {
             match entry {
+                Ok((name, _)) if steered(name.wire()) => {}
                 Ok((name, value)) => {
                     dataplane.set_hot_a(&name, &value)?;
                     report.written += 1;
@@ -97,7 +101,7 @@ pub fn sync_hot(
     }
     for zone in old.into_iter().flat_map(|old| old.zones()) {
         for (name, _) in hot_entries(zone).flatten() {
-            if !is_hot(new, name.wire()) {
+            if !is_hot(new, name.wire()) && !steered(name.wire()) {
                 dataplane.remove_hot_a(&name)?;
                 report.removed += 1;
             }

@@ -80,6 +80,11 @@ impl<'a> PlainQuery<'a> {
         })
     }
 
+    /// The question name, lowercase wire form.
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+
     /// The answer, or `None` when it needs the general path (aliases,
     /// referrals, names outside every zone, answers too big for `limit`).
     /// `rotation` picks the first record of rotated A and AAAA sets.

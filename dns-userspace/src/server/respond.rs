@@ -1,9 +1,12 @@
 //! From a query's bytes to the answer's bytes: the authoritative logic,
 //! independent of transport.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use arc_swap::ArcSwap;
@@ -17,7 +20,11 @@ use hickory_proto::{
 };
 
 use super::fast::PlainQuery;
-use crate::zone::{Catalog, Lookup, Rrset, WireName, Zone, wire};
+use crate::{
+    policy::ClientNet,
+    steering::{Steered, SteeredSink},
+    zone::{Catalog, Lookup, Rrset, WireName, Zone, wire},
+};
 
 /// RFC 1035's limit for UDP answers to queries without EDNS.
 pub(super) const CLASSIC_UDP_PAYLOAD: usize = 512;
@@ -35,6 +42,9 @@ pub enum Transport {
 /// Answers queries from the current catalog.
 pub struct Responder {
     catalog: ArcSwap<Catalog>,
+    /// The policy-file services, which answer their names' A or AAAA
+    /// queries ahead of the zones.
+    steered: ArcSwap<Steered>,
     edns_payload: u16,
     /// Advances with each answer that rotates an RRset, as the kernel does.
     rotation: AtomicUsize,
@@ -44,6 +54,7 @@ impl Responder {
     pub fn new(catalog: Catalog, edns_payload: u16) -> Responder {
         Responder {
             catalog: ArcSwap::from_pointee(catalog),
+            steered: ArcSwap::from_pointee(Steered::default()),
             edns_payload,
             rotation: AtomicUsize::new(0),
         }
@@ -59,18 +70,27 @@ impl Responder {
         self.catalog.store(Arc::new(catalog));
     }
 
-    /// Answers one DNS message. `None` means no answer at all: responses,
-    /// and garbage too short to carry an ID, are dropped.
-    pub fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// Answers one DNS message from `client`. `None` means no answer at
+    /// all: responses, and garbage too short to carry an ID, are dropped.
+    pub fn respond(&self, request: &[u8], client: IpAddr, transport: Transport) -> Option<Vec<u8>> {
         let mut answer = Vec::new();
-        self.respond_into(request, transport, &mut answer)
+        self.respond_into(request, client, transport, &mut answer)
             .then_some(answer)
     }
 
     /// As [`Responder::respond`], into `answer`, whose allocation a server
     /// reuses from one query to the next. Returns whether there is one.
-    pub fn respond_into(&self, request: &[u8], transport: Transport, answer: &mut Vec<u8>) -> bool {
-        if let Some(query) = PlainQuery::parse(request) {
+    pub fn respond_into(
+        &self,
+        request: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        answer: &mut Vec<u8>,
+    ) -> bool {
+        let steered = self.steered.load();
+        let plain = PlainQuery::parse(request)
+            .filter(|query| steered.is_empty() || !steered.has_name(query.name()));
+        if let Some(query) = plain {
             let max_len = (transport == Transport::Tcp).then_some(u16::MAX as usize);
             let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
             let catalog = self.catalog.load();
@@ -81,7 +101,7 @@ impl Responder {
                 return true;
             }
         }
-        match self.respond_in_general(request, transport) {
+        match self.respond_in_general(request, client, transport) {
             Some(general) => {
                 *answer = general;
                 true
@@ -91,7 +111,12 @@ impl Responder {
     }
 
     /// The general path: any message, through hickory's decoder and encoder.
-    fn respond_in_general(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    fn respond_in_general(
+        &self,
+        request: &[u8],
+        client: IpAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         if request.len() < HEADER_LEN || request[2] & 0x80 != 0 {
             return None;
         }
@@ -103,7 +128,17 @@ impl Responder {
         if query.queries.len() > 1 {
             return None;
         }
-        let mut response = self.answer(&query);
+        let subnet = query.edns.as_ref().and_then(|edns| {
+            match edns.options().get(EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
+                _ => None,
+            }
+        });
+        let client = match &subnet {
+            Some(subnet) => ClientNet::new(subnet.addr(), subnet.source_prefix()),
+            None => ClientNet::host(client),
+        };
+        let (mut response, scope) = self.answer(&query, client);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
         response.metadata.checking_disabled = query.metadata.checking_disabled;
         // Encoded in lowercase, with the client's letter case put back into
@@ -123,11 +158,10 @@ impl Responder {
             opt.set_max_payload(self.edns_payload);
             // RFC 3225: the DO bit is copied into the answer.
             opt.set_dnssec_ok(edns.flags().dnssec_ok);
-            // RFC 7871 §7.2.1: an authority that does not tailor its answer
-            // to the client's network echoes the option with scope 0.
-            if let Some(EdnsOption::Subnet(subnet)) = edns.options().get(EdnsCode::Subnet) {
-                let mut echo = *subnet;
-                echo.set_scope_prefix(0);
+            // RFC 7871 §7.2.1: the option comes back with the prefix the
+            // answer was decided by; 0 when it does not depend on the client.
+            if let Some(mut echo) = subnet {
+                echo.set_scope_prefix(scope.unwrap_or(0));
                 opt.options_mut().insert(EdnsOption::Subnet(echo));
             }
             response.edns = Some(opt);
@@ -144,30 +178,82 @@ impl Responder {
         Some(bytes)
     }
 
-    fn answer(&self, query: &Message) -> Message {
+    /// The answer, and the ECS scope it was decided by (if it depends on
+    /// the client's network).
+    fn answer(&self, query: &Message, client: ClientNet) -> (Message, Option<u8>) {
         let id = query.metadata.id;
         let op_code = query.metadata.op_code;
+        let error = |code| (Message::error_msg(id, op_code, code), None);
         if op_code != OpCode::Query {
-            return Message::error_msg(id, op_code, ResponseCode::NotImp);
+            return error(ResponseCode::NotImp);
         }
         if query.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
-            return Message::error_msg(id, op_code, ResponseCode::BADVERS);
+            return error(ResponseCode::BADVERS);
         }
         // No question at all: FORMERR.
         let [question] = query.queries.as_slice() else {
-            return Message::error_msg(id, op_code, ResponseCode::FormErr);
+            return error(ResponseCode::FormErr);
         };
         if question.query_class() != DNSClass::IN {
-            return Message::error_msg(id, op_code, ResponseCode::Refused);
+            return error(ResponseCode::Refused);
         }
         let catalog = self.catalog.load();
         let Some(name) = WireName::from_name(question.name()) else {
-            return Message::error_msg(id, op_code, ResponseCode::FormErr);
+            return error(ResponseCode::FormErr);
         };
         let Some(zone) = catalog.find(name.as_bytes()) else {
-            return Message::error_msg(id, op_code, ResponseCode::Refused);
+            return error(ResponseCode::Refused);
         };
-        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question)
+        let steered = self.steered.load();
+        if steered.has_name(name.as_bytes()) {
+            return self.answer_steered(id, &steered, zone, &name, question, client);
+        }
+        let response = self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question);
+        (response, None)
+    }
+
+    /// A name a service owns: its A or AAAA answer from the policy, and
+    /// for other types what the zone has (NODATA where it has nothing:
+    /// the name exists because the service does).
+    fn answer_steered(
+        &self,
+        id: u16,
+        steered: &Steered,
+        zone: &Zone,
+        name: &WireName,
+        question: &Query,
+        client: ClientNet,
+    ) -> (Message, Option<u8>) {
+        let record_type = question.query_type();
+        let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let mut response = Message::response(id, OpCode::Query);
+        response.metadata.authoritative = true;
+        match steered.answer(name.as_bytes(), record_type, client, rotation) {
+            Some(answer) => {
+                let owner = question.name().to_lowercase();
+                response.add_answers(answer.addrs.iter().map(|addr| {
+                    let rdata = match addr {
+                        IpAddr::V4(v4) => RData::A((*v4).into()),
+                        IpAddr::V6(v6) => RData::AAAA((*v6).into()),
+                    };
+                    Record::from_rdata(owner.clone(), answer.ttl, rdata)
+                }));
+                if answer.addrs.is_empty() {
+                    response.add_authorities(negative_soa(zone));
+                }
+                (response, answer.scope)
+            }
+            None => match zone.lookup(name.as_bytes(), record_type) {
+                Lookup::NxDomain => {
+                    response.add_authorities(negative_soa(zone));
+                    (response, None)
+                }
+                _ => {
+                    let catalog = self.catalog.load();
+                    (self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question), None)
+                }
+            },
+        }
     }
 
     fn answer_from_zone(
@@ -246,6 +332,12 @@ impl Responder {
             records.rotate_left(turn);
         }
         records
+    }
+}
+
+impl SteeredSink for Responder {
+    fn set_steered(&self, steered: Steered) {
+        self.steered.store(Arc::new(steered));
     }
 }
 
@@ -351,9 +443,11 @@ fn truncate(mut response: Message, limit: usize) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeSet, path::Path};
+    use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
 
     use hickory_proto::rr::Name;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     use super::*;
     use crate::zone::parse_zone;
@@ -455,9 +549,9 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
                     PlainQuery::parse(&request).is_some(),
                     "{name} {record_type} is plain"
                 );
-                let fast = responder.respond(&request, Transport::Udp).unwrap();
+                let fast = responder.respond(&request, LOCAL, Transport::Udp).unwrap();
                 let general = responder
-                    .respond_in_general(&request, Transport::Udp)
+                    .respond_in_general(&request, LOCAL, Transport::Udp)
                     .unwrap();
                 assert_eq!(
                     summary(&fast),
@@ -483,7 +577,7 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
             ("www.example.org.", RecordType::A),
         ] {
             let answer = responder
-                .respond(&query(name, record_type, None), Transport::Udp)
+                .respond(&query(name, record_type, None), LOCAL, Transport::Udp)
                 .unwrap();
             let message = Message::from_vec(&answer).unwrap();
             match name {
@@ -503,7 +597,7 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
     fn answer(request: &[u8]) -> Message {
         Message::from_vec(
             &responder()
-                .respond(request, Transport::Udp)
+                .respond(request, LOCAL, Transport::Udp)
                 .expect("an answer"),
         )
         .unwrap()
@@ -601,6 +695,7 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
         let tcp = responder()
             .respond(
                 &query("big.example.com.", RecordType::TXT, None),
+                LOCAL,
                 Transport::Tcp,
             )
             .unwrap();
@@ -618,28 +713,28 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
         let mut status = plain.clone();
         status[2] |= 2 << 3;
         let notimp =
-            Message::from_vec(&responder.respond(&status, Transport::Udp).unwrap()).unwrap();
+            Message::from_vec(&responder.respond(&status, LOCAL, Transport::Udp).unwrap()).unwrap();
         assert_eq!(notimp.metadata.response_code, ResponseCode::NotImp);
         let mut no_question = plain.clone();
         no_question[5] = 0;
         no_question.truncate(12);
         let formerr =
-            Message::from_vec(&responder.respond(&no_question, Transport::Udp).unwrap()).unwrap();
+            Message::from_vec(&responder.respond(&no_question, LOCAL, Transport::Udp).unwrap()).unwrap();
         assert_eq!(formerr.metadata.response_code, ResponseCode::FormErr);
         let mut response = plain.clone();
         response[2] |= 0x80;
         assert!(
-            responder.respond(&response, Transport::Udp).is_none(),
+            responder.respond(&response, LOCAL, Transport::Udp).is_none(),
             "responses are ignored"
         );
         assert!(
             responder
-                .respond(&plain[..plain.len() - 3], Transport::Udp)
+                .respond(&plain[..plain.len() - 3], LOCAL, Transport::Udp)
                 .is_none(),
             "cut short"
         );
         assert!(
-            responder.respond(b"\xde\xad\xbe", Transport::Udp).is_none(),
+            responder.respond(b"\xde\xad\xbe", LOCAL, Transport::Udp).is_none(),
             "garbage"
         );
     }

@@ -1,7 +1,12 @@
 //! DNS over TCP (RFC 7766): length-prefixed messages, several per
 //! connection, closed when idle.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -37,7 +42,7 @@ pub async fn serve_tcp(
             let (stream, peer) = listener.accept().await?;
             let (responder, metrics) = (responder.clone(), metrics.clone());
             tokio::spawn(async move {
-                if let Err(error) = serve_connection(stream, &responder, &metrics).await {
+                if let Err(error) = serve_connection(stream, peer.ip().to_canonical(), &responder, &metrics).await {
                     log::debug!("TCP connection from {peer}: {error}");
                 }
                 drop(permit);
@@ -49,6 +54,7 @@ pub async fn serve_tcp(
 
 async fn serve_connection(
     mut stream: TcpStream,
+    client: IpAddr,
     responder: &Responder,
     metrics: &Metrics,
 ) -> io::Result<()> {
@@ -65,7 +71,7 @@ async fn serve_connection(
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query body timed out"))??;
         metrics.count_userspace_query();
-        if let Some(answer) = responder.respond(&query, Transport::Tcp) {
+        if let Some(answer) = responder.respond(&query, client, Transport::Tcp) {
             let mut framed = Vec::with_capacity(answer.len() + 2);
             framed.extend_from_slice(&(answer.len() as u16).to_be_bytes());
             framed.extend_from_slice(&answer);

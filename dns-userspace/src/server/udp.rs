@@ -5,7 +5,7 @@
 
 use std::{
     io::{self, IoSlice, IoSliceMut},
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     sync::Arc,
     thread,
@@ -79,7 +79,8 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
         for ((len, peer), buffer) in received.into_iter().zip(&buffers) {
             let answer = &mut answers[peers.len()];
             if let Some(peer) = peer
-                && responder.respond_into(&buffer[..len], Transport::Udp, answer)
+                && let Some(client) = peer_ip(&peer)
+                && responder.respond_into(&buffer[..len], client, Transport::Udp, answer)
             {
                 peers.push(Some(peer));
             }
@@ -104,6 +105,16 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
             log::debug!("sending {} answers: {error}", peers.len());
         }
     }
+}
+
+/// The address a datagram came from; IPv4 clients of a dual-stack socket
+/// arrive mapped, and policies see them as IPv4.
+fn peer_ip(peer: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = peer.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    let v6 = peer.as_sockaddr_in6()?.ip();
+    Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
 }
 
 fn bind(listen: SocketAddr) -> io::Result<UdpSocket> {

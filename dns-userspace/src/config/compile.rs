@@ -1,0 +1,559 @@
+//! From the file as written to the checked model: names resolved to
+//! indices, defaults filled in, client-dependent policies compiled into
+//! tables of networks.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ops::Range,
+    path::Path,
+    time::Duration,
+};
+
+use hickory_proto::rr::{Name, RecordType};
+use toml::Spanned;
+
+use super::{
+    BranchLabels, Config,
+    spec::{BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind, PolicySpec},
+};
+use crate::{
+    cli::ZoneArg,
+    health::{CheckDef, Probe},
+    policy::{
+        ClientNet, ClientTable, GeoDb, MULTIVALUE_ANSWERS, Pick, Policy, Pool, PoolEndpoint,
+        Service, distance_km, parse_network,
+    },
+    zone::WireName,
+};
+
+/// A problem and the span of the entry it is in.
+pub type Problem = (Option<Range<usize>>, String);
+
+pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Config, Problem> {
+    let mut zones = Vec::new();
+    for zone in &spec.zone {
+        let mut origin = Name::from_ascii(&zone.get_ref().origin)
+            .map_err(|e| (Some(zone.span()), format!("zone origin: {e}")))?;
+        origin.set_fqdn(true);
+        let file = base.join(&zone.get_ref().file);
+        zones.push(ZoneArg { origin, file });
+    }
+    let geo = match &spec.geo {
+        Some(geo) => Some(load_geo(geo.get_ref(), base).map_err(|e| (Some(geo.span()), e))?),
+        None => None,
+    };
+
+    let check_index = index(&spec.check);
+    let mut checks = Vec::new();
+    for (name, check) in &spec.check {
+        let def = compile_check(name.get_ref(), check.get_ref(), &check_index)
+            .map_err(|e| (Some(check.span()), format!("check `{}`: {e}", name.get_ref())))?;
+        checks.push(def);
+    }
+
+    let pool_index = index(&spec.pool);
+    let mut pools = Vec::new();
+    for (name, pool) in &spec.pool {
+        let within = |e: String| (Some(pool.span()), format!("pool `{}`: {e}", name.get_ref()));
+        let pool = pool.get_ref();
+        match pool.kind.as_deref() {
+            None | Some("static") => {}
+            Some(other) => return Err(within(format!("unknown kind `{other}` (known: static)"))),
+        }
+        let check = match &pool.check {
+            Some(check) => Some(
+                *check_index
+                    .get(check.as_str())
+                    .ok_or_else(|| within(format!("no check named `{check}`")))?,
+            ),
+            None => None,
+        };
+        let endpoints = pool.endpoints.iter().map(endpoint).collect();
+        pools.push(Pool {
+            name: name.get_ref().clone(),
+            endpoints,
+            check,
+        });
+    }
+
+    let latency = spec
+        .latency
+        .iter()
+        .map(|entry| {
+            let e = entry.get_ref();
+            let networks = match (&e.network, &e.country) {
+                (Some(network), None) => vec![parse_network(network)?],
+                (None, Some(country)) => geo
+                    .as_ref()
+                    .ok_or("a latency entry by country needs a [geo] database")?
+                    .networks
+                    .iter()
+                    .filter(|(_, location)| {
+                        location.country.as_deref() == Some(&country.to_ascii_uppercase())
+                    })
+                    .map(|(network, _)| *network)
+                    .collect(),
+                _ => return Err("give `network` or `country`, one of them".to_owned()),
+            };
+            Ok((networks, e.region.clone(), e.ms))
+        })
+        .zip(&spec.latency)
+        .map(|(entry, spanned)| entry.map_err(|e| (Some(spanned.span()), format!("latency: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut compiler = PolicyCompiler {
+        pools: &pools,
+        pool_index: &pool_index,
+        geo: geo.as_ref(),
+        latency: &latency,
+        branches,
+        service: String::new(),
+        family_v4: true,
+    };
+    let mut services = Vec::new();
+    for (label, service) in &spec.service {
+        let within = |e: String| (Some(service.span()), format!("service `{}`: {e}", label.get_ref()));
+        let def = service.get_ref();
+        let record_type = match def.record_type.to_ascii_uppercase().as_str() {
+            "A" => RecordType::A,
+            "AAAA" => RecordType::AAAA,
+            other => return Err(within(format!("type must be A or AAAA, not `{other}`"))),
+        };
+        let mut name = Name::from_ascii(&def.name).map_err(|e| within(format!("name: {e}")))?;
+        name.set_fqdn(true);
+        compiler.service = label.get_ref().clone();
+        compiler.family_v4 = record_type == RecordType::A;
+        let policy = compiler
+            .policy(&def.policy, "")
+            .map_err(|e| within(format!("policy{e}")))?;
+        services.push(Service {
+            label: label.get_ref().clone(),
+            name: WireName::from_name(&name).ok_or_else(|| within("name is too long".into()))?,
+            record_type,
+            ttl: def.ttl,
+            fail_closed: def.fail_closed,
+            policy,
+        });
+    }
+    if let Some(clash) = duplicate_name(&services) {
+        return Err((None, clash));
+    }
+    let branches = compiler.branches;
+    Ok(Config {
+        zones,
+        checks,
+        pools,
+        services,
+        branches,
+    })
+}
+
+fn index<T>(entries: &BTreeMap<Spanned<String>, T>) -> HashMap<&str, usize> {
+    entries
+        .keys()
+        .enumerate()
+        .map(|(i, name)| (name.get_ref().as_str(), i))
+        .collect()
+}
+
+fn duplicate_name(services: &[Service]) -> Option<String> {
+    let mut seen = HashMap::new();
+    for service in services {
+        if let Some(other) = seen.insert((&service.name, service.record_type), &service.label) {
+            return Some(format!(
+                "services `{other}` and `{}` both answer {} {}",
+                service.label,
+                service.name.to_name(),
+                service.record_type
+            ));
+        }
+    }
+    None
+}
+
+fn load_geo(geo: &super::spec::GeoSpec, base: &Path) -> Result<GeoDb, String> {
+    match (&geo.database, &geo.csv) {
+        (Some(database), None) => GeoDb::open_maxmind(&base.join(database)),
+        (None, Some(csv)) => {
+            let path = base.join(csv);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("geo csv {}: {e}", path.display()))?;
+            GeoDb::parse_csv(&path, &text)
+        }
+        _ => Err("[geo] takes `database` (MaxMind) or `csv`, one of them".into()),
+    }
+}
+
+fn endpoint(spec: &EndpointSpec) -> PoolEndpoint {
+    match spec {
+        EndpointSpec::Address(addr) => PoolEndpoint {
+            addr: *addr,
+            weight: 1,
+            port: None,
+            path: None,
+        },
+        EndpointSpec::Full(full) => PoolEndpoint {
+            addr: full.address,
+            weight: full.weight.unwrap_or(1),
+            port: full.port,
+            path: full.path.clone(),
+        },
+    }
+}
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Route 53's default failure threshold; used for rise too.
+const DEFAULT_THRESHOLD: u32 = 3;
+
+fn compile_check(
+    name: &str,
+    spec: &CheckSpec,
+    checks: &HashMap<&str, usize>,
+) -> Result<CheckDef, String> {
+    let interval = spec.interval.unwrap_or(DEFAULT_INTERVAL);
+    let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT.min(interval));
+    if interval.is_zero() || timeout.is_zero() || timeout > interval {
+        return Err("interval and timeout must be above zero, timeout at most interval".into());
+    }
+    let port = |default: Option<u16>| {
+        spec.port
+            .or(default)
+            .ok_or_else(|| "needs a `port`".to_owned())
+    };
+    let needs = |field: &Option<String>, what: &str| {
+        field
+            .clone()
+            .ok_or_else(|| format!("a {:?} check needs `{what}`", spec.kind))
+    };
+    let probe = match spec.kind {
+        CheckKind::Http | CheckKind::Https => {
+            let tls = spec.kind == CheckKind::Https;
+            let [low, high] = spec.status.unwrap_or([200, 399]);
+            if low > high {
+                return Err(format!("status range {low}..{high} is empty"));
+            }
+            Probe::Http {
+                tls,
+                port: port(Some(if tls { 443 } else { 80 }))?,
+                path: spec.path.clone().unwrap_or_else(|| "/".into()),
+                host: spec.host.clone(),
+                status: low..=high,
+                search: spec.search.clone(),
+            }
+        }
+        CheckKind::Tcp => Probe::Tcp { port: port(None)? },
+        CheckKind::Dns => {
+            let query = needs(&spec.query, "query")?;
+            let qtype = spec.qtype.as_deref().unwrap_or("A");
+            Probe::Dns {
+                port: port(Some(53))?,
+                query: Name::from_ascii(&query).map_err(|e| format!("query `{query}`: {e}"))?,
+                qtype: qtype
+                    .parse()
+                    .map_err(|_| format!("`{qtype}` is not a record type"))?,
+                expect: spec.expect.clone(),
+            }
+        }
+        CheckKind::Command => Probe::Command {
+            command: needs(&spec.command, "command")?,
+        },
+        CheckKind::Calculated => {
+            let names = spec
+                .children
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or("a calculated check needs `children`")?;
+            let children = names
+                .iter()
+                .map(|child| {
+                    if child == name {
+                        return Err("a calculated check cannot contain itself".to_owned());
+                    }
+                    checks
+                        .get(child.as_str())
+                        .copied()
+                        .ok_or_else(|| format!("no check named `{child}`"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let min_healthy = spec.min_healthy.unwrap_or(children.len());
+            if min_healthy == 0 || min_healthy > children.len() {
+                return Err(format!("min_healthy must be 1 to {}", children.len()));
+            }
+            Probe::Calculated {
+                children,
+                min_healthy,
+            }
+        }
+    };
+    Ok(CheckDef {
+        name: name.to_owned(),
+        probe,
+        interval,
+        timeout,
+        rise: spec.rise.unwrap_or(DEFAULT_THRESHOLD).max(1),
+        fall: spec.fall.unwrap_or(DEFAULT_THRESHOLD).max(1),
+        invert: spec.invert,
+    })
+}
+
+/// Measured latencies: networks, region, milliseconds.
+type Latencies = [(Vec<ClientNet>, String, u32)];
+
+struct PolicyCompiler<'a> {
+    pools: &'a [Pool],
+    pool_index: &'a HashMap<&'a str, usize>,
+    geo: Option<&'a GeoDb>,
+    latency: &'a Latencies,
+    branches: BranchLabels,
+    service: String,
+    family_v4: bool,
+}
+
+impl PolicyCompiler<'_> {
+    /// Compiles `spec`, the branch at `path` (for labels and errors).
+    fn policy(&mut self, spec: &PolicySpec, path: &str) -> Result<Policy, String> {
+        let kind = match (spec.kind, &spec.pool) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => PolicyKind::RoundRobin,
+            (None, None) => return Err(format!("{path}: give `kind` or `pool`")),
+        };
+        let at = |e: String| format!("{path}: {e}");
+        match kind {
+            PolicyKind::Simple => self.leaf(spec, path, Pick::Every),
+            PolicyKind::RoundRobin => {
+                let answers = spec.answers.unwrap_or(usize::MAX);
+                if answers == 0 {
+                    return Err(at("answers must be at least 1".into()));
+                }
+                self.leaf(spec, path, Pick::Healthy { answers })
+            }
+            PolicyKind::Multivalue => self.leaf(
+                spec,
+                path,
+                Pick::Healthy {
+                    answers: MULTIVALUE_ANSWERS,
+                },
+            ),
+            PolicyKind::Weighted => {
+                if spec.pool.is_some() {
+                    return self.leaf(spec, path, Pick::ByWeight);
+                }
+                let branches = self.branch_list(spec.branches.as_deref(), path, "branches")?;
+                let mut out = Vec::new();
+                for (i, branch) in branches.iter().enumerate() {
+                    let weight = branch
+                        .weight
+                        .ok_or_else(|| at(format!("branch {} needs a `weight` (0-255)", i + 1)))?;
+                    out.push((weight, self.branch(branch, path, i)?));
+                }
+                Ok(Policy::Weighted(out))
+            }
+            PolicyKind::Failover => {
+                let primary = spec.primary.as_deref().ok_or_else(|| at("needs `primary`".into()))?;
+                let secondary = spec
+                    .secondary
+                    .as_deref()
+                    .ok_or_else(|| at("needs `secondary`".into()))?;
+                Ok(Policy::Failover {
+                    primary: Box::new(self.policy(primary, &join(path, "primary"))?),
+                    secondary: Box::new(self.policy(secondary, &join(path, "secondary"))?),
+                })
+            }
+            PolicyKind::Ip => {
+                let branches = self.branch_list(spec.branches.as_deref(), path, "branches")?;
+                let defaults = defaults(branches);
+                let mut table = ClientTable::new(defaults.clone());
+                for (i, branch) in branches.iter().enumerate() {
+                    for cidr in branch.cidrs.iter().flatten() {
+                        let network = parse_network(cidr).map_err(at)?;
+                        table.insert(network, [vec![i], defaults.clone()].concat());
+                    }
+                }
+                self.by_client(branches, path, table)
+            }
+            PolicyKind::Geolocation => {
+                let geo = self.geo.ok_or_else(|| at("needs a [geo] database".into()))?;
+                let branches = self.branch_list(spec.branches.as_deref(), path, "branches")?;
+                let mut table = ClientTable::new(defaults(branches));
+                for (network, location) in &geo.networks {
+                    let mut matches: Vec<(u8, usize)> = branches
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, b)| geo_specificity(b, location).map(|s| (s, i)))
+                        .collect();
+                    matches.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                    let matched = matches.into_iter().map(|(_, i)| i);
+                    table.insert(*network, matched.chain(table.fallback().to_vec()).collect());
+                }
+                self.by_client(branches, path, table)
+            }
+            PolicyKind::Latency => {
+                let regions = self.branch_list(spec.regions.as_deref(), path, "regions")?;
+                let names: Vec<&str> = regions
+                    .iter()
+                    .map(|r| r.region.as_deref().ok_or("every latency region needs `region`"))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| at(e.into()))?;
+                let mut measured: HashMap<ClientNet, Vec<(u32, usize)>> = HashMap::new();
+                for (networks, region, ms) in self.latency {
+                    let Some(i) = names.iter().position(|name| name == region) else {
+                        continue;
+                    };
+                    for network in networks {
+                        measured.entry(*network).or_default().push((*ms, i));
+                    }
+                }
+                let mut table = ClientTable::new((0..regions.len()).collect());
+                for (network, mut by_ms) in measured {
+                    by_ms.sort_unstable();
+                    table.insert(network, ranked(by_ms, regions.len()));
+                }
+                self.by_client(regions, path, table)
+            }
+            PolicyKind::Geoproximity => {
+                let geo = self.geo.ok_or_else(|| at("needs a [geo] database".into()))?;
+                let regions = self.branch_list(spec.regions.as_deref(), path, "regions")?;
+                let places = regions
+                    .iter()
+                    .map(|r| match (r.latitude, r.longitude, r.bias.unwrap_or(0)) {
+                        (Some(lat), Some(lon), bias @ -99..=99) => Ok(((lat, lon), bias)),
+                        (Some(_), Some(_), _) => Err("bias must be -99 to 99"),
+                        _ => Err("every geoproximity region needs `latitude` and `longitude`"),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(e.into()))?;
+                let mut table = ClientTable::new((0..regions.len()).collect());
+                for (network, location) in &geo.networks {
+                    let Some(client) = location.coordinates else {
+                        continue;
+                    };
+                    let mut by_distance: Vec<(f64, usize)> = places
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (place, bias))| {
+                            // Route 53: biased = actual × (1 − bias/100).
+                            let scale = 1.0 - f64::from(*bias) / 100.0;
+                            (distance_km(client, *place) * scale, i)
+                        })
+                        .collect();
+                    by_distance.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    table.insert(*network, by_distance.into_iter().map(|(_, i)| i).collect());
+                }
+                self.by_client(regions, path, table)
+            }
+        }
+    }
+
+    fn branch_list<'s>(
+        &self,
+        list: Option<&'s [BranchSpec]>,
+        path: &str,
+        field: &str,
+    ) -> Result<&'s [BranchSpec], String> {
+        list.filter(|l| !l.is_empty())
+            .ok_or_else(|| format!("{path}: needs `{field}`"))
+    }
+
+    fn by_client(
+        &mut self,
+        branches: &[BranchSpec],
+        path: &str,
+        table: ClientTable,
+    ) -> Result<Policy, String> {
+        let branches = branches
+            .iter()
+            .enumerate()
+            .map(|(i, branch)| self.branch(branch, path, i))
+            .collect::<Result<_, _>>()?;
+        Ok(Policy::ByClient { table, branches })
+    }
+
+    /// The policy under a branch: its nested `policy`, or its `pool`.
+    fn branch(&mut self, branch: &BranchSpec, path: &str, i: usize) -> Result<Policy, String> {
+        let own = branch
+            .name
+            .clone()
+            .or_else(|| branch.region.clone())
+            .or_else(|| branch.subdivision.clone())
+            .or_else(|| branch.country.clone())
+            .or_else(|| branch.continent.clone())
+            .or_else(|| branch.default.then(|| "default".to_owned()))
+            .or_else(|| branch.pool.clone())
+            .unwrap_or_else(|| format!("branch{}", i + 1));
+        let path = join(path, &own);
+        match (&branch.policy, &branch.pool) {
+            (Some(policy), None) => self.policy(policy, &path),
+            (None, Some(pool)) => self.pool_leaf(pool, &path, Pick::Healthy { answers: usize::MAX }),
+            _ => Err(format!("{path}: give `pool` or `policy`, one of them")),
+        }
+    }
+
+    fn leaf(&mut self, spec: &PolicySpec, path: &str, pick: Pick) -> Result<Policy, String> {
+        let pool = spec
+            .pool
+            .as_deref()
+            .ok_or_else(|| format!("{path}: needs `pool`"))?;
+        self.pool_leaf(pool, path, pick)
+    }
+
+    fn pool_leaf(&mut self, name: &str, path: &str, pick: Pick) -> Result<Policy, String> {
+        let pool = *self
+            .pool_index
+            .get(name)
+            .ok_or_else(|| format!("{path}: no pool named `{name}`"))?;
+        if let Some(wrong) = self.pools[pool]
+            .endpoints
+            .iter()
+            .find(|e| e.addr.is_ipv4() != self.family_v4)
+        {
+            return Err(format!(
+                "{path}: pool `{name}` has {} but the service is {}",
+                wrong.addr,
+                if self.family_v4 { "A" } else { "AAAA" }
+            ));
+        }
+        let label = if path.is_empty() { name } else { path };
+        let branch = self.branches.slot(&self.service, label)?;
+        Ok(Policy::Pool { pool, pick, branch })
+    }
+}
+
+fn join(path: &str, part: &str) -> String {
+    if path.is_empty() {
+        part.to_owned()
+    } else {
+        format!("{path}/{part}")
+    }
+}
+
+fn defaults(branches: &[BranchSpec]) -> Vec<usize> {
+    (0..branches.len()).filter(|&i| branches[i].default).collect()
+}
+
+/// Regions by measured latency first, then the unmeasured in config order.
+fn ranked(by_ms: Vec<(u32, usize)>, regions: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = by_ms.into_iter().map(|(_, i)| i).collect();
+    let unmeasured: Vec<usize> = (0..regions).filter(|i| !order.contains(i)).collect();
+    order.extend(unmeasured);
+    order
+}
+
+/// How specifically a geolocation branch matches a location (higher is
+/// more specific), or `None`.
+fn geo_specificity(branch: &BranchSpec, location: &crate::policy::Location) -> Option<u8> {
+    let same = |want: &Option<String>, have: &Option<String>| match (want, have) {
+        (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+        _ => false,
+    };
+    if branch.subdivision.is_some() {
+        (same(&branch.country, &location.country) && same(&branch.subdivision, &location.subdivision))
+            .then_some(3)
+    } else if branch.country.is_some() {
+        same(&branch.country, &location.country).then_some(2)
+    } else if branch.continent.is_some() {
+        same(&branch.continent, &location.continent).then_some(1)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,128 @@
+//! The policy file (`dnslb run --config dnslb.toml`): zones, endpoint
+//! pools, health checks and services with their routing policies.
+//!
+//! Loading is all or nothing: the file is parsed and every reference
+//! checked before anything running sees it, and any problem comes back as
+//! one error naming the file and line.
+
+mod compile;
+mod spec;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    cli::ZoneArg,
+    health::CheckDef,
+    policy::{BranchSlot, Pool, Service},
+};
+
+pub use spec::parse_duration;
+
+/// A loaded, checked policy file.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub zones: Vec<ZoneArg>,
+    pub checks: Vec<CheckDef>,
+    pub pools: Vec<Pool>,
+    pub services: Vec<Service>,
+    pub branches: BranchLabels,
+}
+
+/// The `(service, branch)` label of each answer-counting slot. Slots stay
+/// with their labels across reloads so that counters keep counting.
+#[derive(Clone, Debug, Default)]
+pub struct BranchLabels {
+    labels: Vec<(String, String)>,
+}
+
+impl BranchLabels {
+    /// The slot for a label, allocating the next free one for a new label.
+    /// Slot 0 is the kernel's "no branch", so slots start at 1.
+    pub fn slot(&mut self, service: &str, branch: &str) -> Result<BranchSlot, String> {
+        let found = self
+            .labels
+            .iter()
+            .position(|(s, b)| s == service && b == branch);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                self.labels.push((service.to_owned(), branch.to_owned()));
+                self.labels.len() - 1
+            }
+        };
+        BranchSlot::try_from(index + 1)
+            .ok()
+            .filter(|&slot| u32::from(slot) < dns_common::BRANCH_SLOTS)
+            .ok_or_else(|| "too many policy branches (the kernel counts 16383)".to_owned())
+    }
+
+    /// Every slot with its labels.
+    pub fn iter(&self) -> impl Iterator<Item = (BranchSlot, &str, &str)> {
+        self.labels
+            .iter()
+            .enumerate()
+            .map(|(i, (s, b))| ((i + 1) as BranchSlot, s.as_str(), b.as_str()))
+    }
+}
+
+/// A problem in a policy file, with where it is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and checks `path`. `previous` keeps branch slots stable across a
+/// reload. Relative paths in the file are relative to the file.
+pub fn load_config(path: &Path, previous: Option<&BranchLabels>) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        file: path.to_owned(),
+        line: None,
+        message: format!("cannot read: {error}"),
+    })?;
+    parse_config(path, &text, previous)
+}
+
+/// As [`load_config`], for text already read.
+pub fn parse_config(
+    path: &Path,
+    text: &str,
+    previous: Option<&BranchLabels>,
+) -> Result<Config, ConfigError> {
+    let at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+        file: path.to_owned(),
+        line: span.map(|span| line_of(text, span.start)),
+        message,
+    };
+    let spec: spec::FileSpec =
+        toml::from_str(text).map_err(|error| at(error.span(), error.message().to_owned()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    compile::compile(spec, base, previous.cloned().unwrap_or_default())
+        .map_err(|(span, message)| at(span, message))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests;

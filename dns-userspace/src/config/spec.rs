@@ -1,0 +1,222 @@
+//! The policy file as written: serde structures that mirror the TOML, with
+//! the spans needed to name a line in errors. `super::compile` turns them
+//! into the checked model the daemon runs.
+
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    #[serde(default)]
+    pub zone: Vec<Spanned<ZoneSpec>>,
+    pub geo: Option<Spanned<GeoSpec>>,
+    #[serde(default)]
+    pub check: BTreeMap<Spanned<String>, Spanned<CheckSpec>>,
+    #[serde(default)]
+    pub pool: BTreeMap<Spanned<String>, Spanned<PoolSpec>>,
+    #[serde(default)]
+    pub service: BTreeMap<Spanned<String>, Spanned<ServiceSpec>>,
+    #[serde(default)]
+    pub latency: Vec<Spanned<LatencySpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    pub origin: String,
+    pub file: PathBuf,
+}
+
+/// Where client locations come from: a MaxMind database or a CSV of
+/// `network,continent,country,subdivision,latitude,longitude`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoSpec {
+    pub database: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    Http,
+    Https,
+    Tcp,
+    Dns,
+    Command,
+    Calculated,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    #[serde(default, deserialize_with = "duration")]
+    pub interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    #[serde(default)]
+    pub invert: bool,
+    pub port: Option<u16>,
+    /// HTTP(S): request path, status range, Host header, body search.
+    pub path: Option<String>,
+    pub status: Option<[u16; 2]>,
+    pub host: Option<String>,
+    pub search: Option<String>,
+    /// DNS: the name asked (type A unless `qtype`), and what the answer
+    /// must hold (an address or text found in its records).
+    pub query: Option<String>,
+    pub qtype: Option<String>,
+    pub expect: Option<String>,
+    /// Command: run by `sh -c`, with the endpoint in `$DNSLB_ADDRESS` and
+    /// `$DNSLB_PORT`; exit status 0 is healthy.
+    pub command: Option<String>,
+    /// Calculated: the checks combined, and how many must pass (default
+    /// all of them; 1 for "any of").
+    pub children: Option<Vec<String>>,
+    pub min_healthy: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// `static` (the default): the endpoints listed here. Kinds whose
+    /// endpoints come and go at run time will sit beside it.
+    pub kind: Option<String>,
+    pub check: Option<String>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+/// `"198.18.0.10"`, or `{ address = "198.18.0.10", weight = 3, port = 8080 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum EndpointSpec {
+    Address(IpAddr),
+    Full(EndpointTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointTable {
+    pub address: IpAddr,
+    pub weight: Option<u8>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub record_type: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// Answer nothing when every endpoint is down, rather than all of them.
+    #[serde(default)]
+    pub fail_closed: bool,
+    pub policy: PolicySpec,
+}
+
+fn default_type() -> String {
+    "A".into()
+}
+
+fn default_ttl() -> u32 {
+    60
+}
+
+/// One routing policy; `pool = "x"` alone is shorthand for
+/// `kind = "simple", pool = "x"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    pub kind: Option<PolicyKind>,
+    pub pool: Option<String>,
+    /// `round_robin`: records per answer (default: all).
+    pub answers: Option<usize>,
+    /// `weighted`, `geolocation`, `ip`: the branches.
+    pub branches: Option<Vec<BranchSpec>>,
+    /// `failover`.
+    pub primary: Option<Box<PolicySpec>>,
+    pub secondary: Option<Box<PolicySpec>>,
+    /// `latency`, `geoproximity`: one branch per region.
+    pub regions: Option<Vec<BranchSpec>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    Simple,
+    Weighted,
+    Failover,
+    Multivalue,
+    RoundRobin,
+    Geolocation,
+    Geoproximity,
+    Latency,
+    Ip,
+}
+
+/// A branch of a policy: what selects it, and the policy under it (a
+/// nested `policy` table, or `pool = "x"` for a simple one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchSpec {
+    pub name: Option<String>,
+    pub pool: Option<String>,
+    pub policy: Option<PolicySpec>,
+    /// `weighted`.
+    pub weight: Option<u8>,
+    /// `geolocation`: the most specific match wins; `default` takes the rest.
+    pub continent: Option<String>,
+    pub country: Option<String>,
+    pub subdivision: Option<String>,
+    #[serde(default)]
+    pub default: bool,
+    /// `ip`: client networks.
+    pub cidrs: Option<Vec<String>>,
+    /// `latency`: the region named in `[[latency]]` tables.
+    pub region: Option<String>,
+    /// `geoproximity`: where the region is, and its bias (-99..=99).
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub bias: Option<i8>,
+}
+
+/// A latency measurement: clients in `network` (or in `country`) reach
+/// `region` in `ms` milliseconds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySpec {
+    pub network: Option<String>,
+    pub country: Option<String>,
+    pub region: String,
+    pub ms: u32,
+}
+
+/// `"250ms"`, `"2s"`, `"1m"`.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a duration like 500ms, 2s or 1m")))
+}
+
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number * 60)),
+        _ => None,
+    }
+}

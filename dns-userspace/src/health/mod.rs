@@ -1,0 +1,70 @@
+//! Health checks: probing endpoints, and turning results into verdicts.
+//!
+//! A check is defined once (`[check.web]`) and run against every endpoint
+//! of each pool that names it. Each run is a [`Probe`]; its results go
+//! through [`Verdict`] (rise and fall thresholds), and verdict changes are
+//! sent to the steering task, which rewrites the answers.
+
+mod probe;
+mod runner;
+mod verdict;
+
+use std::{ops::RangeInclusive, time::Duration};
+
+use hickory_proto::rr::{Name, RecordType};
+
+pub use probe::{ProbeTarget, probe};
+pub use runner::{CheckInstance, HealthEvent, HealthRunner, InstanceState};
+pub use verdict::Verdict;
+
+/// A named health check, as configured.
+#[derive(Clone, Debug)]
+pub struct CheckDef {
+    pub name: String,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that make a down endpoint up.
+    pub rise: u32,
+    /// Consecutive failures that make an up endpoint down.
+    pub fall: u32,
+    /// Healthy when the probe fails, and the other way round.
+    pub invert: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// GET `path` with `Host: host`: passes on a status in `status` and,
+    /// with `search`, when it occurs in the first 5,120 bytes of the body
+    /// (Route 53's rule). With `tls`, over TLS without certificate
+    /// validation, as Route 53 does.
+    Http {
+        tls: bool,
+        port: u16,
+        path: String,
+        host: Option<String>,
+        status: RangeInclusive<u16>,
+        search: Option<String>,
+    },
+    /// A TCP connection is accepted.
+    Tcp { port: u16 },
+    /// A UDP query for `query`/`qtype` gets NOERROR with an answer, and
+    /// with `expect`, one whose record data shows that text.
+    Dns {
+        port: u16,
+        query: Name,
+        qtype: RecordType,
+        expect: Option<String>,
+    },
+    /// `sh -c command` exits with status 0.
+    Command { command: String },
+    /// At least `min_healthy` of the child checks (indices into the
+    /// config's checks) are up for the same endpoint.
+    Calculated {
+        children: Vec<usize>,
+        min_healthy: usize,
+    },
+}
+
+/// How much of a response body a search string is looked for in.
+pub const SEARCH_WINDOW: usize = 5120;

@@ -1,0 +1,369 @@
+//! Running every check against every endpoint, on a thread of its own.
+//!
+//! Each (check, endpoint) pair is a task that sleeps until its next
+//! interval, probes, and records the result in its [`Verdict`]. A task
+//! whose verdict changes recomputes its endpoint (a calculated check
+//! combines several) and, when that changes, tells the steering task.
+//! Probes are spread over the interval so that ten thousand checks a
+//! second arrive as a steady trickle, not a burst.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::Instant,
+};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{CheckDef, Probe, ProbeTarget, Verdict, probe};
+use crate::policy::{Health, Pool};
+
+/// Something changed: the steering task re-evaluates the policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub pool: usize,
+    pub endpoint: usize,
+    pub up: bool,
+}
+
+/// One check on one endpoint, as `/metrics` shows it.
+#[derive(Debug)]
+pub struct CheckInstance {
+    pub check: String,
+    pub pool: String,
+    pub target: ProbeTarget,
+    pub state: InstanceState,
+}
+
+#[derive(Debug, Default)]
+pub struct InstanceState {
+    pub up: AtomicBool,
+    /// Duration of the last probe, in microseconds.
+    pub last_latency_us: AtomicU64,
+    pub probes: AtomicU64,
+    pub failures: AtomicU64,
+    pub transitions: AtomicU64,
+}
+
+/// The verdict of each pool endpoint, readable by policy evaluation.
+#[derive(Debug, Default)]
+struct Board {
+    endpoints: Vec<Vec<AtomicBool>>,
+}
+
+/// The running checks; stops them when dropped.
+pub struct HealthRunner {
+    board: Arc<Board>,
+    instances: Arc<Vec<CheckInstance>>,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Health for HealthRunner {
+    fn is_up(&self, pool: usize, endpoint: usize) -> bool {
+        self.board
+            .endpoints
+            .get(pool)
+            .and_then(|endpoints| endpoints.get(endpoint))
+            .is_none_or(|up| up.load(Ordering::Acquire))
+    }
+}
+
+/// What one endpoint's tasks share: the leaf verdicts by check, the check
+/// that decides the endpoint, and where the endpoint's verdict goes.
+struct EndpointChecks {
+    pool: usize,
+    endpoint: usize,
+    root: usize,
+    leaves: Mutex<HashMap<usize, bool>>,
+}
+
+impl HealthRunner {
+    /// Starts checking every endpoint of every pool that names a check.
+    /// `initial` carries verdicts over from a previous runner (by check
+    /// name, pool name and target), so a reload does not forget who is down.
+    pub fn start(
+        checks: &[CheckDef],
+        pools: &[Pool],
+        initial: Option<&HealthRunner>,
+        events: mpsc::UnboundedSender<HealthEvent>,
+    ) -> std::io::Result<HealthRunner> {
+        let carried: HashMap<(String, String, ProbeTarget), bool> = initial
+            .map(|runner| {
+                runner
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        let key = (i.check.clone(), i.pool.clone(), i.target.clone());
+                        (key, i.state.up.load(Ordering::Acquire))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let board = Arc::new(Board {
+            endpoints: pools
+                .iter()
+                .map(|pool| pool.endpoints.iter().map(|_| AtomicBool::new(true)).collect())
+                .collect(),
+        });
+        let mut instances = Vec::new();
+        let mut jobs = Vec::new();
+        for (pool_index, pool) in pools.iter().enumerate() {
+            let Some(root) = pool.check else { continue };
+            for (endpoint_index, endpoint) in pool.endpoints.iter().enumerate() {
+                let target = ProbeTarget {
+                    addr: endpoint.addr,
+                    port: endpoint.port,
+                    path: endpoint.path.clone(),
+                };
+                let shared = Arc::new(EndpointChecks {
+                    pool: pool_index,
+                    endpoint: endpoint_index,
+                    root,
+                    leaves: Mutex::new(HashMap::new()),
+                });
+                for leaf in leaves(checks, root) {
+                    let key = (checks[leaf].name.clone(), pool.name.clone(), target.clone());
+                    let up = carried.get(&key).copied();
+                    if let Some(up) = up
+                        && let Ok(mut leaves) = shared.leaves.lock()
+                    {
+                        leaves.insert(leaf, up);
+                    }
+                    let state = InstanceState {
+                        up: AtomicBool::new(up.unwrap_or(true)),
+                        ..InstanceState::default()
+                    };
+                    jobs.push((instances.len(), leaf, shared.clone(), up));
+                    instances.push(CheckInstance {
+                        check: checks[leaf].name.clone(),
+                        pool: pool.name.clone(),
+                        target: target.clone(),
+                        state,
+                    });
+                }
+                let up = endpoint_verdict(checks, &shared);
+                board.endpoints[pool_index][endpoint_index].store(up, Ordering::Release);
+            }
+        }
+        let instances = Arc::new(instances);
+        let (stop, stopped) = watch::channel(false);
+        let checks = Arc::new(checks.to_vec());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let context = Arc::new(RunContext {
+            checks,
+            board: board.clone(),
+            instances: instances.clone(),
+            events,
+        });
+        let thread = thread::Builder::new()
+            .name("health".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for (instance, check, endpoint, carried) in jobs {
+                        let context = context.clone();
+                        let stopped = stopped.clone();
+                        tasks.spawn(async move {
+                            context.run(instance, check, endpoint, carried, stopped).await
+                        });
+                    }
+                    let mut stopped = stopped;
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                    tasks.shutdown().await;
+                })
+            })?;
+        Ok(HealthRunner {
+            board,
+            instances,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn instances(&self) -> &[CheckInstance] {
+        &self.instances
+    }
+}
+
+impl Drop for HealthRunner {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct RunContext {
+    checks: Arc<Vec<CheckDef>>,
+    board: Arc<Board>,
+    instances: Arc<Vec<CheckInstance>>,
+    events: mpsc::UnboundedSender<HealthEvent>,
+}
+
+impl RunContext {
+    async fn run(
+        &self,
+        instance: usize,
+        check: usize,
+        endpoint: Arc<EndpointChecks>,
+        carried: Option<bool>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let def = &self.checks[check];
+        let state = &self.instances[instance].state;
+        let target = &self.instances[instance].target;
+        let mut verdict = Verdict::new(def.rise, def.fall);
+        if carried == Some(false) {
+            verdict.record(false);
+        }
+        // Spread the first probes over one interval.
+        let offset = def.interval.mul_f64(fastrand::f64());
+        let mut next = tokio::time::Instant::now() + offset;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stopped.changed() => return,
+            }
+            next += def.interval;
+            let started = Instant::now();
+            let result = probe(&def.probe, target, def.timeout).await;
+            let elapsed = started.elapsed();
+            state.probes.fetch_add(1, Ordering::Relaxed);
+            state
+                .last_latency_us
+                .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+            let passed = result.is_ok() != def.invert;
+            if !passed {
+                state.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(up) = verdict.record(passed) {
+                state.up.store(up, Ordering::Release);
+                state.transitions.fetch_add(1, Ordering::Relaxed);
+                match &result {
+                    Err(why) => log::info!(
+                        "check {} on {}: down ({why})",
+                        def.name,
+                        target.addr
+                    ),
+                    Ok(()) => log::info!("check {} on {}: {}", def.name, target.addr, if up { "up" } else { "down (inverted)" }),
+                }
+                self.leaf_changed(&endpoint, check, up);
+            }
+            if tokio::time::Instant::now() > next {
+                // A probe that ran past its next turn: start again from now.
+                next = tokio::time::Instant::now() + def.interval;
+            }
+        }
+    }
+
+    fn leaf_changed(&self, endpoint: &EndpointChecks, check: usize, up: bool) {
+        if let Ok(mut leaves) = endpoint.leaves.lock() {
+            leaves.insert(check, up);
+        }
+        let up = endpoint_verdict(&self.checks, endpoint);
+        let slot = &self.board.endpoints[endpoint.pool][endpoint.endpoint];
+        if slot.swap(up, Ordering::AcqRel) != up {
+            let _ = self.events.send(HealthEvent {
+                pool: endpoint.pool,
+                endpoint: endpoint.endpoint,
+                up,
+            });
+        }
+    }
+}
+
+/// The checks that actually probe under `root`: itself, or the leaves of
+/// a calculated check.
+fn leaves(checks: &[CheckDef], root: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root, 0)];
+    while let Some((check, depth)) = stack.pop() {
+        match &checks[check].probe {
+            // Depth bounds a cycle through calculated checks.
+            Probe::Calculated { children, .. } if depth < 8 => {
+                stack.extend(children.iter().map(|&c| (c, depth + 1)))
+            }
+            Probe::Calculated { .. } => {}
+            _ if !out.contains(&check) => out.push(check),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn endpoint_verdict(checks: &[CheckDef], endpoint: &EndpointChecks) -> bool {
+    let Ok(leaves) = endpoint.leaves.lock() else {
+        return true;
+    };
+    evaluate(checks, endpoint.root, &leaves, 0)
+}
+
+/// A check's state from its leaves' verdicts (unprobed leaves count as up).
+fn evaluate(checks: &[CheckDef], check: usize, leaves: &HashMap<usize, bool>, depth: u8) -> bool {
+    match &checks[check].probe {
+        Probe::Calculated {
+            children,
+            min_healthy,
+        } if depth < 8 => {
+            let healthy = children
+                .iter()
+                .filter(|&&child| evaluate(checks, child, leaves, depth + 1))
+                .count();
+            (healthy >= *min_healthy) != checks[check].invert
+        }
+        Probe::Calculated { .. } => false,
+        _ => leaves.get(&check).copied().unwrap_or(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn def(name: &str, probe: Probe) -> CheckDef {
+        CheckDef {
+            name: name.into(),
+            probe,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            rise: 1,
+            fall: 1,
+            invert: false,
+        }
+    }
+
+    #[test]
+    fn calculated_checks_count_their_children() {
+        let checks = vec![
+            def("a", Probe::Tcp { port: 1 }),
+            def("b", Probe::Tcp { port: 2 }),
+            def("c", Probe::Tcp { port: 3 }),
+            def(
+                "two_of_three",
+                Probe::Calculated {
+                    children: vec![0, 1, 2],
+                    min_healthy: 2,
+                },
+            ),
+        ];
+        assert_eq!(leaves(&checks, 3).len(), 3);
+        let states = |a, b, c| HashMap::from([(0, a), (1, b), (2, c)]);
+        assert!(evaluate(&checks, 3, &states(true, false, true), 0));
+        assert!(!evaluate(&checks, 3, &states(false, false, true), 0));
+        let mut inverted = checks.clone();
+        inverted[3].invert = true;
+        assert!(evaluate(&inverted, 3, &states(false, false, true), 0));
+    }
+}

@@ -1,0 +1,370 @@
+//! Routing policies: which endpoints a client gets for a service.
+//!
+//! A policy is a tree (failover over weighted pools, latency regions with
+//! weighted pools inside, ...). Evaluating it against the current health of
+//! the endpoints and the client's network gives a [`Draw`]: what remains to
+//! be decided per query, which is only chance (a weighted pick) and
+//! rotation. That split is what lets the kernel answer: userspace evaluates
+//! the tree whenever health or configuration changes, the kernel draws.
+
+pub mod client;
+pub mod geo;
+
+use std::{collections::HashSet, net::IpAddr};
+
+use hickory_proto::rr::RecordType;
+
+pub use client::{ClientNet, ClientTable, parse_network};
+pub use geo::{GeoDb, Location, distance_km};
+
+use crate::zone::WireName;
+
+/// Most records a multivalue answer carries, as Route 53.
+pub const MULTIVALUE_ANSWERS: usize = 8;
+
+/// A named set of endpoints; every policy leaf is one.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub name: String,
+    pub endpoints: Vec<PoolEndpoint>,
+    /// The health check run against each endpoint, if any; endpoints of a
+    /// pool without one are always up.
+    pub check: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolEndpoint {
+    pub addr: IpAddr,
+    /// Share of traffic within a pool picked by weight (0..=255).
+    pub weight: u8,
+    /// Overrides of the check's port and HTTP path for this endpoint.
+    pub port: Option<u16>,
+    pub path: Option<String>,
+}
+
+/// What the daemon knows about endpoint health: `(pool, endpoint)` indices.
+pub trait Health {
+    fn is_up(&self, pool: usize, endpoint: usize) -> bool;
+}
+
+/// Every endpoint up: what a policy answers when everything is down and it
+/// does not fail closed (Route 53's behaviour).
+pub struct AllUp;
+
+impl Health for AllUp {
+    fn is_up(&self, _: usize, _: usize) -> bool {
+        true
+    }
+}
+
+/// How a leaf answers from its pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Every endpoint whatever its health (Route 53's simple policy).
+    Every,
+    /// Up to `answers` healthy endpoints, order rotated per query.
+    Healthy { answers: usize },
+    /// One healthy endpoint, drawn by the endpoints' weights.
+    ByWeight,
+}
+
+/// A `BRANCH_ANSWERS` slot: which branch of which service an answer came
+/// from, for `dnslb_policy_answers_total`.
+pub type BranchSlot = u16;
+
+#[derive(Clone, Debug)]
+pub enum Policy {
+    Pool {
+        pool: usize,
+        pick: Pick,
+        branch: BranchSlot,
+    },
+    /// One branch per query by weight; weight 0 only when all are 0.
+    Weighted(Vec<(u8, Policy)>),
+    /// The secondary only while the primary has nothing healthy.
+    Failover {
+        primary: Box<Policy>,
+        secondary: Box<Policy>,
+    },
+    /// The client's network decides the order in which branches are tried
+    /// (geolocation, geoproximity, latency, IP-based).
+    ByClient {
+        table: ClientTable,
+        branches: Vec<Policy>,
+    },
+}
+
+/// One endpoint in a draw, with the branch that put it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drawn {
+    pub addr: IpAddr,
+    pub branch: BranchSlot,
+}
+
+/// A policy evaluated for some health and client: what is left to chance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Draw {
+    /// `answers` of `endpoints`, starting at a rotating offset.
+    Set {
+        endpoints: Vec<Drawn>,
+        answers: usize,
+    },
+    /// One of the draws, by weight (weights are positive).
+    Weighted(Vec<(u32, Draw)>),
+}
+
+impl Draw {
+    pub const EMPTY: Draw = Draw::Set {
+        endpoints: Vec::new(),
+        answers: 0,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Draw::Set { endpoints, .. } => endpoints.is_empty(),
+            Draw::Weighted(choices) => choices.is_empty(),
+        }
+    }
+
+    /// The records of one answer: `rotation` picks the start of a set,
+    /// `random` (uniform over `u32`) the weighted choices.
+    pub fn choose(&self, rotation: usize, random: u32) -> Vec<Drawn> {
+        match self {
+            Draw::Set { endpoints, answers } => {
+                let n = endpoints.len();
+                (0..(*answers).min(n))
+                    .map(|i| endpoints[(rotation + i) % n])
+                    .collect()
+            }
+            Draw::Weighted(choices) => {
+                let total: u64 = choices.iter().map(|(w, _)| u64::from(*w)).sum();
+                let mut point = (u64::from(random) * total) >> 32;
+                for (weight, draw) in choices {
+                    if point < u64::from(*weight) {
+                        return draw.choose(rotation, random.rotate_left(13));
+                    }
+                    point -= u64::from(*weight);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The draw as the kernel does it, if it can: one rotated set, or one
+    /// endpoint by weight. Nested weights are multiplied out into weights
+    /// summing to at most [`KERNEL_WEIGHT_SCALE`]; a weighted choice between
+    /// sets of several endpoints has no kernel form.
+    pub fn flatten(&self) -> Option<Flat> {
+        match self {
+            Draw::Set { endpoints, answers } => Some(Flat::Rotate {
+                endpoints: endpoints.clone(),
+                answers: *answers,
+            }),
+            Draw::Weighted(_) => {
+                let mut leaves = Vec::new();
+                self.weighted_leaves(1.0, &mut leaves)?;
+                let scaled = leaves
+                    .into_iter()
+                    .map(|(share, drawn)| {
+                        let weight = (share * f64::from(KERNEL_WEIGHT_SCALE)).round();
+                        ((weight as u16).max(1), drawn)
+                    })
+                    .collect();
+                Some(Flat::Weighted(scaled))
+            }
+        }
+    }
+
+    fn weighted_leaves(&self, share: f64, out: &mut Vec<(f64, Drawn)>) -> Option<()> {
+        match self {
+            Draw::Set { endpoints, answers } => match endpoints.as_slice() {
+                [only] if *answers == 1 => out.push((share, *only)),
+                _ => return None,
+            },
+            Draw::Weighted(choices) => {
+                let total: f64 = choices.iter().map(|(w, _)| f64::from(*w)).sum();
+                for (weight, draw) in choices {
+                    draw.weighted_leaves(share * f64::from(*weight) / total, out)?;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// What flattened weights add up to: well inside the kernel's 16-bit sums,
+/// and fine enough that rounding moves no share by more than 1/60000.
+pub const KERNEL_WEIGHT_SCALE: u16 = 60000;
+
+/// A draw in the kernel's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Flat {
+    Rotate {
+        endpoints: Vec<Drawn>,
+        answers: usize,
+    },
+    Weighted(Vec<(u16, Drawn)>),
+}
+
+impl Policy {
+    /// Evaluates the tree for `client` (`None`: a client in no listed
+    /// network) against `health`.
+    pub fn draw(&self, pools: &[Pool], health: &dyn Health, client: Option<ClientNet>) -> Draw {
+        match self {
+            Policy::Pool { pool, pick, branch } => {
+                let Some(pool_def) = pools.get(*pool) else {
+                    return Draw::EMPTY;
+                };
+                let listed = pool_def.endpoints.iter().enumerate();
+                let usable: Vec<(&PoolEndpoint, Drawn)> = listed
+                    .filter(|(i, _)| *pick == Pick::Every || health.is_up(*pool, *i))
+                    .map(|(_, endpoint)| {
+                        let drawn = Drawn {
+                            addr: endpoint.addr,
+                            branch: *branch,
+                        };
+                        (endpoint, drawn)
+                    })
+                    .collect();
+                match pick {
+                    Pick::Every => Draw::Set {
+                        answers: usable.len(),
+                        endpoints: usable.into_iter().map(|(_, d)| d).collect(),
+                    },
+                    Pick::Healthy { answers } => Draw::Set {
+                        answers: (*answers).min(usable.len()),
+                        endpoints: usable.into_iter().map(|(_, d)| d).collect(),
+                    },
+                    Pick::ByWeight => weighted(usable.into_iter().map(|(endpoint, drawn)| {
+                        let single = Draw::Set {
+                            endpoints: vec![drawn],
+                            answers: 1,
+                        };
+                        (endpoint.weight, single)
+                    })),
+                }
+            }
+            Policy::Weighted(branches) => weighted(
+                branches
+                    .iter()
+                    .map(|(weight, policy)| (*weight, policy.draw(pools, health, client))),
+            ),
+            Policy::Failover { primary, secondary } => {
+                let first = primary.draw(pools, health, client);
+                if first.is_empty() {
+                    secondary.draw(pools, health, client)
+                } else {
+                    first
+                }
+            }
+            Policy::ByClient { table, branches } => {
+                let preference = match client {
+                    Some(client) => table.preference(client).0,
+                    None => table.fallback(),
+                };
+                preference
+                    .iter()
+                    .filter_map(|&i| branches.get(i))
+                    .map(|branch| branch.draw(pools, health, client))
+                    .find(|draw| !draw.is_empty())
+                    .unwrap_or(Draw::EMPTY)
+            }
+        }
+    }
+
+    /// The ECS scope for an answer to `client`: the longest client network
+    /// any part of the tree decided by (0 when none depends on the client).
+    pub fn scope(&self, client: ClientNet) -> u8 {
+        self.children()
+            .map(|child| child.scope(client))
+            .chain(match self {
+                Policy::ByClient { table, .. } => Some(table.preference(client).1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every client network some part of the tree tells apart.
+    pub fn client_networks(&self, out: &mut HashSet<ClientNet>) {
+        if let Policy::ByClient { table, .. } = self {
+            out.extend(table.networks());
+        }
+        for child in self.children() {
+            child.client_networks(out);
+        }
+    }
+
+    pub fn depends_on_client(&self) -> bool {
+        matches!(self, Policy::ByClient { .. }) || self.children().any(Policy::depends_on_client)
+    }
+
+    /// The pools the tree answers from.
+    pub fn pools(&self, out: &mut HashSet<usize>) {
+        if let Policy::Pool { pool, .. } = self {
+            out.insert(*pool);
+        }
+        for child in self.children() {
+            child.pools(out);
+        }
+    }
+
+    fn children(&self) -> Box<dyn Iterator<Item = &Policy> + '_> {
+        match self {
+            Policy::Pool { .. } => Box::new(std::iter::empty()),
+            Policy::Weighted(branches) => Box::new(branches.iter().map(|(_, p)| p)),
+            Policy::Failover { primary, secondary } => {
+                Box::new([primary.as_ref(), secondary.as_ref()].into_iter())
+            }
+            Policy::ByClient { branches, .. } => Box::new(branches.iter()),
+        }
+    }
+}
+
+/// Route 53's weighted rule over the non-empty choices: weight 0 gets
+/// traffic only when every weight is 0, and then all share equally.
+fn weighted(choices: impl Iterator<Item = (u8, Draw)>) -> Draw {
+    let live: Vec<(u8, Draw)> = choices.filter(|(_, draw)| !draw.is_empty()).collect();
+    let any_positive = live.iter().any(|(weight, _)| *weight > 0);
+    let kept: Vec<(u32, Draw)> = live
+        .into_iter()
+        .filter_map(|(weight, draw)| match (any_positive, weight) {
+            (true, 0) => None,
+            (true, weight) => Some((u32::from(weight), draw)),
+            (false, _) => Some((1, draw)),
+        })
+        .collect();
+    if kept.is_empty() {
+        Draw::EMPTY
+    } else {
+        Draw::Weighted(kept)
+    }
+}
+
+/// A name whose A or AAAA answers a policy decides.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// The service's key in the policy file, for metrics and logs.
+    pub label: String,
+    pub name: WireName,
+    pub record_type: RecordType,
+    pub ttl: u32,
+    pub fail_closed: bool,
+    pub policy: Policy,
+}
+
+impl Service {
+    /// The draw for `client`; when nothing is healthy, the draw as if
+    /// everything were, unless the service fails closed.
+    pub fn draw(&self, pools: &[Pool], health: &dyn Health, client: Option<ClientNet>) -> Draw {
+        let draw = self.policy.draw(pools, health, client);
+        if draw.is_empty() && !self.fail_closed {
+            self.policy.draw(pools, &AllUp, client)
+        } else {
+            draw
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,381 @@
+//! Traffic steering at run time: the policy file's services, kept in step
+//! with endpoint health in both places that answer — the kernel's maps and
+//! the daemon's responder.
+//!
+//! Health verdicts arrive as events; the steering task gathers what arrived
+//! together, re-evaluates the services that use the affected pools, writes
+//! their kernel values (see `dataplane::write_service`) and swaps in a new
+//! userspace view. A verdict reaches the answers within one pass of that
+//! task: microseconds for a handful of services.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use hickory_proto::rr::RecordType;
+use tokio::sync::mpsc;
+
+use crate::{
+    config::{BranchLabels, Config},
+    dataplane::{Dataplane, Generations, KernelService, remove_service, write_service},
+    health::{HealthEvent, HealthRunner},
+    policy::{ClientNet, Health, Pool, Service},
+    zone::{Catalog, WireName},
+};
+
+/// Answers counted per branch slot by userspace (the kernel counts its own).
+#[derive(Debug)]
+pub struct BranchCounters(Vec<AtomicU64>);
+
+impl Default for BranchCounters {
+    fn default() -> Self {
+        BranchCounters(
+            (0..dns_common::BRANCH_SLOTS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl BranchCounters {
+    fn count(&self, slot: u16) {
+        if let Some(counter) = self.0.get(usize::from(slot)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, slot: u16) -> u64 {
+        self.0
+            .get(usize::from(slot))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The services as the responder sees them: policies and a snapshot of
+/// health, replaced whole on every change.
+#[derive(Debug, Default)]
+pub struct Steered {
+    pools: Vec<Pool>,
+    health: Vec<Vec<bool>>,
+    services: HashMap<WireName, Vec<Service>>,
+    counters: Arc<BranchCounters>,
+}
+
+impl Health for Steered {
+    fn is_up(&self, pool: usize, endpoint: usize) -> bool {
+        self.health
+            .get(pool)
+            .and_then(|endpoints| endpoints.get(endpoint))
+            .copied()
+            .unwrap_or(true)
+    }
+}
+
+/// One answer from a service.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SteeredAnswer {
+    pub addrs: Vec<IpAddr>,
+    pub ttl: u32,
+    /// The ECS scope to answer with, for a client-dependent service.
+    pub scope: Option<u8>,
+}
+
+impl Steered {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Whether some service answers at `name` (lowercase wire form).
+    pub fn has_name(&self, name: &[u8]) -> bool {
+        self.services.contains_key(name)
+    }
+
+    pub fn is_steered(&self, name: &[u8], record_type: RecordType) -> bool {
+        self.service(name, record_type).is_some()
+    }
+
+    fn service(&self, name: &[u8], record_type: RecordType) -> Option<&Service> {
+        self.services
+            .get(name)?
+            .iter()
+            .find(|service| service.record_type == record_type)
+    }
+
+    /// The answer for `client`, if a service owns `name`/`record_type`.
+    pub fn answer(
+        &self,
+        name: &[u8],
+        record_type: RecordType,
+        client: ClientNet,
+        rotation: usize,
+    ) -> Option<SteeredAnswer> {
+        let service = self.service(name, record_type)?;
+        let draw = service.draw(&self.pools, self, Some(client));
+        let chosen = draw.choose(rotation, fastrand::u32(..));
+        if let Some(first) = chosen.first() {
+            self.counters.count(first.branch);
+        }
+        let depends = service.policy.depends_on_client();
+        Some(SteeredAnswer {
+            addrs: chosen.iter().map(|drawn| drawn.addr).collect(),
+            ttl: service.ttl,
+            scope: depends.then(|| service.policy.scope(client)),
+        })
+    }
+}
+
+/// Where steering publishes the userspace view.
+pub trait SteeredSink: Send + Sync {
+    fn set_steered(&self, steered: Steered);
+}
+
+struct State {
+    config: Config,
+    runner: Option<HealthRunner>,
+    kernel: HashMap<String, KernelService>,
+    generations: Generations,
+}
+
+/// The running steering: configuration, checks, and the task applying
+/// their verdicts.
+pub struct Steering {
+    state: Mutex<State>,
+    sink: Arc<dyn SteeredSink>,
+    dataplane: Option<Arc<Mutex<Dataplane>>>,
+    counters: Arc<BranchCounters>,
+    events: mpsc::UnboundedSender<HealthEvent>,
+}
+
+impl Steering {
+    /// Starts the checks of `config`, publishes its services and spawns the
+    /// task that follows health changes. Call from within the runtime.
+    pub fn start(
+        config: Config,
+        sink: Arc<dyn SteeredSink>,
+        dataplane: Option<Arc<Mutex<Dataplane>>>,
+    ) -> anyhow::Result<Arc<Steering>> {
+        let (events, mut received) = mpsc::unbounded_channel();
+        let runner = HealthRunner::start(&config.checks, &config.pools, None, events.clone())?;
+        let steering = Arc::new(Steering {
+            state: Mutex::new(State {
+                config,
+                runner: Some(runner),
+                kernel: HashMap::new(),
+                generations: Generations::default(),
+            }),
+            sink,
+            dataplane,
+            counters: Arc::new(BranchCounters::default()),
+            events,
+        });
+        steering.apply(None)?;
+        let task = Arc::downgrade(&steering);
+        tokio::spawn(async move {
+            while let Some(first) = received.recv().await {
+                let mut pools = HashSet::from([first.pool]);
+                while let Ok(more) = received.try_recv() {
+                    pools.insert(more.pool);
+                }
+                let Some(steering) = task.upgrade() else {
+                    return;
+                };
+                let applied = tokio::task::block_in_place(|| steering.apply(Some(&pools)));
+                if let Err(error) = applied {
+                    log::error!("applying a health change: {error:#}");
+                }
+            }
+        });
+        Ok(steering)
+    }
+
+    /// Replaces the configuration: checks restart (keeping the verdicts of
+    /// the checks that stay), vanished services leave the kernel, and every
+    /// service is written anew.
+    pub fn reload(&self, config: Config) -> anyhow::Result<()> {
+        let mut state = self.lock()?;
+        let runner = HealthRunner::start(
+            &config.checks,
+            &config.pools,
+            state.runner.as_ref(),
+            self.events.clone(),
+        )?;
+        // The old checks stop before the new verdicts are used.
+        state.runner = Some(runner);
+        let kept: HashSet<&str> = config.services.iter().map(|s| s.label.as_str()).collect();
+        let gone: Vec<Service> = state
+            .config
+            .services
+            .iter()
+            .filter(|s| !kept.contains(s.label.as_str()))
+            .cloned()
+            .collect();
+        if let Some(dataplane) = &self.dataplane {
+            let mut dataplane = dataplane
+                .lock()
+                .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+            for service in gone.iter().filter(|s| s.record_type == RecordType::A) {
+                let previous = state.kernel.remove(&service.label).unwrap_or_default();
+                remove_service(&mut dataplane, service, previous)?;
+            }
+        }
+        state.config = config;
+        drop(state);
+        self.apply(None)
+    }
+
+    /// The labels of the current branch slots, for the next config load.
+    pub fn branch_labels(&self) -> BranchLabels {
+        self.state
+            .lock()
+            .map(|state| state.config.branches.clone())
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| anyhow::anyhow!("steering lock poisoned"))
+    }
+
+    /// Re-evaluates the services that use `pools` (all with `None`).
+    fn apply(&self, pools: Option<&HashSet<usize>>) -> anyhow::Result<()> {
+        let mut state = self.lock()?;
+        let State {
+            config,
+            runner,
+            kernel,
+            generations,
+        } = &mut *state;
+        let health: Vec<Vec<bool>> = config
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(p, pool)| {
+                (0..pool.endpoints.len())
+                    .map(|e| runner.as_ref().is_none_or(|r| r.is_up(p, e)))
+                    .collect()
+            })
+            .collect();
+        let mut services: HashMap<WireName, Vec<Service>> = HashMap::new();
+        for service in &config.services {
+            services
+                .entry(service.name.clone())
+                .or_default()
+                .push(service.clone());
+        }
+        let steered = Steered {
+            pools: config.pools.clone(),
+            health,
+            services,
+            counters: self.counters.clone(),
+        };
+        if let Some(dataplane) = &self.dataplane {
+            let mut dataplane = dataplane
+                .lock()
+                .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+            for service in &config.services {
+                if service.record_type != RecordType::A {
+                    continue;
+                }
+                if let Some(pools) = pools {
+                    let mut used = HashSet::new();
+                    service.policy.pools(&mut used);
+                    if used.is_disjoint(pools) {
+                        continue;
+                    }
+                }
+                let previous = kernel.remove(&service.label).unwrap_or_default();
+                let now = write_service(
+                    &mut dataplane,
+                    generations,
+                    service,
+                    &config.pools,
+                    &steered,
+                    previous,
+                )?;
+                kernel.insert(service.label.clone(), now);
+            }
+        }
+        self.sink.set_steered(steered);
+        Ok(())
+    }
+
+    /// `dnslb_policy_answers_total` and the health-check metrics.
+    pub fn render_metrics(&self, out: &mut String) {
+        let Ok(state) = self.state.lock() else {
+            return;
+        };
+        out.push_str("# HELP dnslb_policy_answers_total Answers by service and policy branch (kernel and userspace).\n");
+        out.push_str("# TYPE dnslb_policy_answers_total counter\n");
+        let dataplane = self.dataplane.as_ref().and_then(|d| d.lock().ok());
+        for (slot, service, branch) in state.config.branches.iter() {
+            let kernel = dataplane
+                .as_ref()
+                .and_then(|d| d.branch_answers(slot).ok())
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "dnslb_policy_answers_total{{service=\"{}\",branch=\"{}\"}} {}",
+                escape(service),
+                escape(branch),
+                kernel + self.counters.get(slot)
+            );
+        }
+        let Some(runner) = &state.runner else {
+            return;
+        };
+        let metrics: [(&str, &str, &str); 5] = [
+            ("dnslb_health_check_up", "gauge", "1 while the check passes on the endpoint (after rise/fall)."),
+            ("dnslb_health_check_latency_seconds", "gauge", "Duration of the last probe."),
+            ("dnslb_health_check_probes_total", "counter", "Probes run."),
+            ("dnslb_health_check_failures_total", "counter", "Probes that failed."),
+            ("dnslb_health_check_transitions_total", "counter", "Changes of the check's verdict."),
+        ];
+        for (i, (name, kind, help)) in metrics.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for instance in runner.instances() {
+                let state = &instance.state;
+                let value = match i {
+                    0 => f64::from(u8::from(state.up.load(Ordering::Relaxed))),
+                    1 => state.last_latency_us.load(Ordering::Relaxed) as f64 / 1e6,
+                    2 => state.probes.load(Ordering::Relaxed) as f64,
+                    3 => state.failures.load(Ordering::Relaxed) as f64,
+                    _ => state.transitions.load(Ordering::Relaxed) as f64,
+                };
+                let port = instance.target.port.map(|p| p.to_string()).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{name}{{check=\"{}\",pool=\"{}\",endpoint=\"{}\",port=\"{port}\"}} {value}",
+                    escape(&instance.check),
+                    escape(&instance.pool),
+                    instance.target.addr
+                );
+            }
+        }
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Checks that every service answers inside a zone that is served: a name
+/// outside them would have no SOA to answer other types with.
+pub fn check_services_in_zones(config: &Config, catalog: &Catalog) -> anyhow::Result<()> {
+    for service in &config.services {
+        if catalog.find(service.name.as_bytes()).is_none() {
+            anyhow::bail!(
+                "service `{}`: {} is in no zone being served",
+                service.label,
+                service.name.to_name()
+            );
+        }
+    }
+    Ok(())
+}
