@@ -94,17 +94,42 @@ pub struct PoolSpec {
 }
 
 /// `"198.18.0.10"`, or `{ address = "198.18.0.10", weight = 3, port = 8080 }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum EndpointSpec {
     Address(IpAddr),
     Full(EndpointTable),
+}
+
+impl<'de> Deserialize<'de> for EndpointSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = EndpointSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an IP address, or a table with `address`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<EndpointSpec, E> {
+                text.parse()
+                    .map(EndpointSpec::Address)
+                    .map_err(|_| E::custom(format!("`{text}` is not an IP address")))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<EndpointSpec, M::Error> {
+                let deserializer = serde::de::value::MapAccessDeserializer::new(map);
+                EndpointTable::deserialize(deserializer).map(EndpointSpec::Full)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointTable {
     pub address: IpAddr,
+    #[serde(default, deserialize_with = "weight")]
     pub weight: Option<u8>,
     pub port: Option<u16>,
     pub path: Option<String>,
@@ -173,6 +198,7 @@ pub struct BranchSpec {
     pub pool: Option<String>,
     pub policy: Option<PolicySpec>,
     /// `weighted`.
+    #[serde(default, deserialize_with = "weight")]
     pub weight: Option<u8>,
     /// `geolocation`: the most specific match wins; `default` takes the rest.
     pub continent: Option<String>,
@@ -199,6 +225,14 @@ pub struct LatencySpec {
     pub country: Option<String>,
     pub region: String,
     pub ms: u32,
+}
+
+/// Route 53's weights: 0 to 255.
+fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    let weight = i64::deserialize(deserializer)?;
+    u8::try_from(weight)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("weight {weight} is not 0 to 255")))
 }
 
 /// `"250ms"`, `"2s"`, `"1m"`.

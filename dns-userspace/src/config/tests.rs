@@ -1,0 +1,140 @@
+use std::{net::IpAddr, path::Path};
+
+use super::*;
+use crate::{
+    health::Probe,
+    policy::{AllUp, ClientNet, Draw, Policy},
+};
+
+fn example() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/dnslb.toml");
+    load_config(&path, None).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_config(Path::new("dnslb.toml"), text, None)
+}
+
+fn addrs(draw: &Draw) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    collect(draw, &mut out);
+    out.sort();
+    out
+}
+
+fn collect(draw: &Draw, out: &mut Vec<IpAddr>) {
+    match draw {
+        Draw::Set { endpoints, .. } => out.extend(endpoints.iter().map(|e| e.addr)),
+        Draw::Weighted(choices) => choices.iter().for_each(|(_, d)| collect(d, out)),
+    }
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn the_readme_example_loads_with_every_policy() {
+    let config = example();
+    assert_eq!(config.zones.len(), 1);
+    assert!(config.zones[0].file.ends_with("examples/example.com.zone"));
+    let labels: Vec<&str> = config.services.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["api", "canary", "fast", "geo", "inside", "multi", "near", "rr", "static", "www"]
+    );
+    let check = |name: &str| config.checks.iter().find(|c| c.name == name).unwrap();
+    assert!(matches!(check("web").probe, Probe::Http { tls: false, port: 8080, .. }));
+    assert!(matches!(check("tls").probe, Probe::Http { tls: true, port: 443, .. }));
+    assert!(matches!(
+        check("web_and_ssh").probe,
+        Probe::Calculated { min_healthy: 2, .. }
+    ));
+    assert!(check("draining").invert);
+    assert_eq!(check("web").interval, std::time::Duration::from_secs(1));
+    assert_eq!((check("web").rise, check("web").fall), (2, 3));
+
+    let service = |label: &str| config.services.iter().find(|s| s.label == label).unwrap();
+    let draw = |label: &str, client: &str| {
+        service(label).draw(&config.pools, &AllUp, Some(ClientNet::host(ip(client))))
+    };
+    // Geolocation: Berlin gets the office, Paris the EU pool, Virginia the
+    // US pool, anyone else the default.
+    assert_eq!(addrs(&draw("geo", "198.18.0.7")), [ip("198.18.40.1")]);
+    assert_eq!(addrs(&draw("geo", "198.18.2.7")).len(), 3);
+    assert_eq!(addrs(&draw("geo", "198.18.1.7"))[0], ip("198.18.20.1"));
+    assert_eq!(addrs(&draw("geo", "192.0.2.1")), [ip("198.18.30.1")]);
+    // Latency: the measured network goes to eu-central, US clients to
+    // us-east.
+    assert_eq!(addrs(&draw("fast", "198.18.0.7")).len(), 3);
+    assert_eq!(addrs(&draw("fast", "198.18.1.7")).len(), 2);
+    // Geoproximity: Paris is nearer Frankfurt; Virginia nearer Virginia.
+    assert_eq!(addrs(&draw("near", "198.18.2.7")).len(), 3);
+    assert_eq!(addrs(&draw("near", "198.18.1.7")).len(), 2);
+    // IP-based, IPv4 and IPv6.
+    assert_eq!(addrs(&draw("inside", "198.18.0.9")), [ip("198.18.40.1")]);
+    assert_eq!(addrs(&draw("inside", "2001:db8:1::9")), [ip("198.18.40.1")]);
+    assert_eq!(addrs(&draw("inside", "198.18.9.9")).len(), 3);
+    // Branch slots carry their labels.
+    let branches: Vec<(&str, &str)> = config.branches.iter().map(|(_, s, b)| (s, b)).collect();
+    assert!(branches.contains(&("api", "primary")), "{branches:?}");
+    assert!(branches.contains(&("fast", "eu-central")), "{branches:?}");
+    assert!(branches.contains(&("geo", "BE")), "{branches:?}");
+}
+
+#[test]
+fn errors_name_the_file_line_and_problem() {
+    let cases = [
+        ("[pool.a]\nendpoints = [\"198.18.0.300\"]\n", 2, "198.18.0.300"),
+        ("[pool.a]\nendpoints = []\n\n[service.s]\nname = \"s.example.com.\"\npolicy = { pool = \"nope\" }\n", 4, "no pool named `nope`"),
+        ("[check.c]\nkind = \"http\"\ninterval = \"soon\"\n", 3, "not a duration"),
+        ("[check.c]\nkind = \"tcp\"\n", 1, "needs a `port`"),
+        ("[check.c]\nkind = \"calculated\"\nchildren = [\"x\"]\n", 1, "no check named `x`"),
+        ("[pool.a]\ncheck = \"missing\"\n", 1, "no check named `missing`"),
+        ("[pool.a]\nendpoints = [\"2001:db8::1\"]\n[service.s]\nname = \"s.example.com.\"\ntype = \"A\"\npolicy = { pool = \"a\" }\n", 3, "service is A"),
+        ("[pool.a]\nendpoints = [\"198.18.0.1\"]\n[service.s]\nname = \"s.example.com.\"\n[service.s.policy]\nkind = \"weighted\"\nbranches = [{ pool = \"a\", weight = 300 }]\n", 7, "weight"),
+        ("[pool.a]\nendpoints = [\"198.18.0.1\"]\n[service.s]\nname = \"s.\"\npolicy = { kind = \"geolocation\", branches = [{ default = true, pool = \"a\" }] }\n", 3, "needs a [geo] database"),
+        ("unknown = 1\n", 1, "unknown field"),
+    ];
+    for (text, line, problem) in cases {
+        let error = parse(text).expect_err(text);
+        assert_eq!(error.line, Some(line), "{error} for\n{text}");
+        assert!(error.to_string().starts_with(&format!("dnslb.toml:{line}: ")), "{error}");
+        assert!(error.message.contains(problem), "{error} should say {problem}");
+    }
+}
+
+#[test]
+fn shorthand_and_defaults() {
+    let config = parse(
+        "[pool.a]\nendpoints = [\"198.18.0.1\", \"198.18.0.2\"]\n\
+         [service.s]\nname = \"s.example.com\"\npolicy = { pool = \"a\" }\n",
+    )
+    .unwrap();
+    let service = &config.services[0];
+    assert_eq!((service.ttl, service.record_type), (60, hickory_proto::rr::RecordType::A));
+    assert!(matches!(
+        service.policy,
+        Policy::Pool {
+            pick: crate::policy::Pick::Healthy { answers: usize::MAX },
+            ..
+        }
+    ));
+    assert_eq!(service.name.to_name().to_string(), "s.example.com.");
+}
+
+#[test]
+fn branch_slots_survive_a_reload() {
+    let text = "[pool.a]\nendpoints = [\"198.18.0.1\"]\n[pool.b]\nendpoints = [\"198.18.0.2\"]\n\
+                [service.s]\nname = \"s.\"\n[service.s.policy]\nkind = \"failover\"\n\
+                primary = { pool = \"a\" }\nsecondary = { pool = \"b\" }\n";
+    let first = parse(text).unwrap();
+    let swapped = text.replace("primary = { pool = \"a\" }\nsecondary = { pool = \"b\" }", "primary = { pool = \"b\" }\nsecondary = { pool = \"a\" }");
+    let second = parse_config(Path::new("x"), &swapped, Some(&first.branches)).unwrap();
+    let slots = |config: &Config| {
+        let mut slots: Vec<(u16, String)> = config.branches.iter().map(|(slot, _, b)| (slot, b.to_owned())).collect();
+        slots.sort();
+        slots
+    };
+    assert_eq!(slots(&first), slots(&second));
+}
