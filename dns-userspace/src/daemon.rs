@@ -151,8 +151,10 @@ fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow:
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();
     let steered = steered_names(config);
-    let report = sync_hot(&mut dataplane, None, catalog, &|name| steered.contains(name))
-        .context("filling the kernel map (is --hot-capacity large enough?)")?;
+    let report = sync_hot(&mut dataplane, None, catalog, &|name| {
+        steered.contains(name)
+    })
+    .context("filling the kernel map (is --hot-capacity large enough?)")?;
     log_sync(&report);
     log::info!(
         "{} hot names written to the kernel in {:.2} s",
@@ -162,7 +164,11 @@ fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow:
     Ok(dataplane)
 }
 
-fn attach_dataplane(args: &RunArgs, iface: &str, dataplane: &Mutex<Dataplane>) -> anyhow::Result<()> {
+fn attach_dataplane(
+    args: &RunArgs,
+    iface: &str,
+    dataplane: &Mutex<Dataplane>,
+) -> anyhow::Result<()> {
     let mut dataplane = dataplane
         .lock()
         .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;

@@ -131,15 +131,13 @@ async fn answer_scrape(
         .collect::<Vec<_>>()
         .as_slice()
     {
-        [b"GET", path, ..] if path.split(|&b| b == b'?').next() == Some(b"/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            {
+        [b"GET", path, ..] if path.split(|&b| b == b'?').next() == Some(b"/metrics") => {
+            ("200 OK", "text/plain; version=0.0.4", {
                 let mut body = metrics.render(kernel());
                 extra(&mut body);
                 body
-            },
-        ),
+            })
+        }
         _ => (
             "404 Not Found",
             "text/plain",

@@ -331,11 +331,27 @@ impl Steering {
             return;
         };
         let metrics: [(&str, &str, &str); 5] = [
-            ("dnslb_health_check_up", "gauge", "1 while the check passes on the endpoint (after rise/fall)."),
-            ("dnslb_health_check_latency_seconds", "gauge", "Duration of the last probe."),
+            (
+                "dnslb_health_check_up",
+                "gauge",
+                "1 while the check passes on the endpoint (after rise/fall).",
+            ),
+            (
+                "dnslb_health_check_latency_seconds",
+                "gauge",
+                "Duration of the last probe.",
+            ),
             ("dnslb_health_check_probes_total", "counter", "Probes run."),
-            ("dnslb_health_check_failures_total", "counter", "Probes that failed."),
-            ("dnslb_health_check_transitions_total", "counter", "Changes of the check's verdict."),
+            (
+                "dnslb_health_check_failures_total",
+                "counter",
+                "Probes that failed.",
+            ),
+            (
+                "dnslb_health_check_transitions_total",
+                "counter",
+                "Changes of the check's verdict.",
+            ),
         ];
         for (i, (name, kind, help)) in metrics.iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -348,7 +364,11 @@ impl Steering {
                     3 => state.failures.load(Ordering::Relaxed) as f64,
                     _ => state.transitions.load(Ordering::Relaxed) as f64,
                 };
-                let port = instance.target.port.map(|p| p.to_string()).unwrap_or_default();
+                let port = instance
+                    .target
+                    .port
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "{name}{{check=\"{}\",pool=\"{}\",endpoint=\"{}\",port=\"{port}\"}} {value}",
@@ -362,7 +382,10 @@ impl Steering {
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Checks that every service answers inside a zone that is served: a name

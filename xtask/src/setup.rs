@@ -43,6 +43,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "unbound",
         "a real resolver, resolving through dnslb in the tests",
     ),
+    (
+        "openssl",
+        "self-signed certificates for the HTTPS health-check tests",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

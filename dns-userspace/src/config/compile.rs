@@ -46,8 +46,12 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
     let check_index = index(&spec.check);
     let mut checks = Vec::new();
     for (name, check) in &spec.check {
-        let def = compile_check(name.get_ref(), check.get_ref(), &check_index)
-            .map_err(|e| (Some(check.span()), format!("check `{}`: {e}", name.get_ref())))?;
+        let def = compile_check(name.get_ref(), check.get_ref(), &check_index).map_err(|e| {
+            (
+                Some(check.span()),
+                format!("check `{}`: {e}", name.get_ref()),
+            )
+        })?;
         checks.push(def);
     }
 
@@ -112,7 +116,12 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
     };
     let mut services = Vec::new();
     for (label, service) in &spec.service {
-        let within = |e: String| (Some(service.span()), format!("service `{}`: {e}", label.get_ref()));
+        let within = |e: String| {
+            (
+                Some(service.span()),
+                format!("service `{}`: {e}", label.get_ref()),
+            )
+        };
         let def = service.get_ref();
         let record_type = match def.record_type.to_ascii_uppercase().as_str() {
             "A" => RecordType::A,
@@ -350,7 +359,10 @@ impl PolicyCompiler<'_> {
                 Ok(Policy::Weighted(out))
             }
             PolicyKind::Failover => {
-                let primary = spec.primary.as_deref().ok_or_else(|| at("needs `primary`".into()))?;
+                let primary = spec
+                    .primary
+                    .as_deref()
+                    .ok_or_else(|| at("needs `primary`".into()))?;
                 let secondary = spec
                     .secondary
                     .as_deref()
@@ -373,7 +385,9 @@ impl PolicyCompiler<'_> {
                 self.by_client(branches, path, table)
             }
             PolicyKind::Geolocation => {
-                let geo = self.geo.ok_or_else(|| at("needs a [geo] database".into()))?;
+                let geo = self
+                    .geo
+                    .ok_or_else(|| at("needs a [geo] database".into()))?;
                 let branches = self.branch_list(spec.branches.as_deref(), path, "branches")?;
                 let mut table = ClientTable::new(defaults(branches));
                 for (network, location) in &geo.networks {
@@ -392,7 +406,11 @@ impl PolicyCompiler<'_> {
                 let regions = self.branch_list(spec.regions.as_deref(), path, "regions")?;
                 let names: Vec<&str> = regions
                     .iter()
-                    .map(|r| r.region.as_deref().ok_or("every latency region needs `region`"))
+                    .map(|r| {
+                        r.region
+                            .as_deref()
+                            .ok_or("every latency region needs `region`")
+                    })
                     .collect::<Result<_, _>>()
                     .map_err(|e| at(e.into()))?;
                 let mut measured: HashMap<ClientNet, Vec<(u32, usize)>> = HashMap::new();
@@ -412,7 +430,9 @@ impl PolicyCompiler<'_> {
                 self.by_client(regions, path, table)
             }
             PolicyKind::Geoproximity => {
-                let geo = self.geo.ok_or_else(|| at("needs a [geo] database".into()))?;
+                let geo = self
+                    .geo
+                    .ok_or_else(|| at("needs a [geo] database".into()))?;
                 let regions = self.branch_list(spec.regions.as_deref(), path, "regions")?;
                 let places = regions
                     .iter()
@@ -484,7 +504,13 @@ impl PolicyCompiler<'_> {
         let path = join(path, &own);
         match (&branch.policy, &branch.pool) {
             (Some(policy), None) => self.policy(policy, &path),
-            (None, Some(pool)) => self.pool_leaf(pool, &path, Pick::Healthy { answers: usize::MAX }),
+            (None, Some(pool)) => self.pool_leaf(
+                pool,
+                &path,
+                Pick::Healthy {
+                    answers: usize::MAX,
+                },
+            ),
             _ => Err(format!("{path}: give `pool` or `policy`, one of them")),
         }
     }
@@ -528,7 +554,9 @@ fn join(path: &str, part: &str) -> String {
 }
 
 fn defaults(branches: &[BranchSpec]) -> Vec<usize> {
-    (0..branches.len()).filter(|&i| branches[i].default).collect()
+    (0..branches.len())
+        .filter(|&i| branches[i].default)
+        .collect()
 }
 
 /// Regions by measured latency first, then the unmeasured in config order.
@@ -547,8 +575,9 @@ fn geo_specificity(branch: &BranchSpec, location: &crate::policy::Location) -> O
         _ => false,
     };
     if branch.subdivision.is_some() {
-        (same(&branch.country, &location.country) && same(&branch.subdivision, &location.subdivision))
-            .then_some(3)
+        (same(&branch.country, &location.country)
+            && same(&branch.subdivision, &location.subdivision))
+        .then_some(3)
     } else if branch.country.is_some() {
         same(&branch.country, &location.country).then_some(2)
     } else if branch.continent.is_some() {

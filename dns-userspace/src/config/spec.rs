@@ -116,7 +116,10 @@ impl<'de> Deserialize<'de> for EndpointSpec {
                     .map_err(|_| E::custom(format!("`{text}` is not an IP address")))
             }
 
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<EndpointSpec, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<EndpointSpec, M::Error> {
                 let deserializer = serde::de::value::MapAccessDeserializer::new(map);
                 EndpointTable::deserialize(deserializer).map(EndpointSpec::Full)
             }
@@ -238,9 +241,9 @@ fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::E
 /// `"250ms"`, `"2s"`, `"1m"`.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    parse_duration(&text)
-        .map(Some)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a duration like 500ms, 2s or 1m")))
+    parse_duration(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("`{text}` is not a duration like 500ms, 2s or 1m"))
+    })
 }
 
 pub fn parse_duration(text: &str) -> Option<Duration> {

@@ -41,11 +41,27 @@ fn the_readme_example_loads_with_every_policy() {
     let labels: Vec<&str> = config.services.iter().map(|s| s.label.as_str()).collect();
     assert_eq!(
         labels,
-        ["api", "canary", "fast", "geo", "inside", "multi", "near", "rr", "static", "www"]
+        [
+            "api", "canary", "fast", "geo", "inside", "multi", "near", "rr", "static", "www"
+        ]
     );
     let check = |name: &str| config.checks.iter().find(|c| c.name == name).unwrap();
-    assert!(matches!(check("web").probe, Probe::Http { tls: false, port: 8080, .. }));
-    assert!(matches!(check("tls").probe, Probe::Http { tls: true, port: 443, .. }));
+    assert!(matches!(
+        check("web").probe,
+        Probe::Http {
+            tls: false,
+            port: 8080,
+            ..
+        }
+    ));
+    assert!(matches!(
+        check("tls").probe,
+        Probe::Http {
+            tls: true,
+            port: 443,
+            ..
+        }
+    ));
     assert!(matches!(
         check("web_and_ssh").probe,
         Probe::Calculated { min_healthy: 2, .. }
@@ -85,22 +101,62 @@ fn the_readme_example_loads_with_every_policy() {
 #[test]
 fn errors_name_the_file_line_and_problem() {
     let cases = [
-        ("[pool.a]\nendpoints = [\"198.18.0.300\"]\n", 2, "198.18.0.300"),
-        ("[pool.a]\nendpoints = []\n\n[service.s]\nname = \"s.example.com.\"\npolicy = { pool = \"nope\" }\n", 4, "no pool named `nope`"),
-        ("[check.c]\nkind = \"http\"\ninterval = \"soon\"\n", 3, "not a duration"),
+        (
+            "[pool.a]\nendpoints = [\"198.18.0.300\"]\n",
+            2,
+            "198.18.0.300",
+        ),
+        (
+            "[pool.a]\nendpoints = []\n\n[service.s]\nname = \"s.example.com.\"\npolicy = { pool = \"nope\" }\n",
+            4,
+            "no pool named `nope`",
+        ),
+        (
+            "[check.c]\nkind = \"http\"\ninterval = \"soon\"\n",
+            3,
+            "not a duration",
+        ),
         ("[check.c]\nkind = \"tcp\"\n", 1, "needs a `port`"),
-        ("[check.c]\nkind = \"calculated\"\nchildren = [\"x\"]\n", 1, "no check named `x`"),
-        ("[pool.a]\ncheck = \"missing\"\n", 1, "no check named `missing`"),
-        ("[pool.a]\nendpoints = [\"2001:db8::1\"]\n[service.s]\nname = \"s.example.com.\"\ntype = \"A\"\npolicy = { pool = \"a\" }\n", 3, "service is A"),
-        ("[pool.a]\nendpoints = [\"198.18.0.1\"]\n[service.s]\nname = \"s.example.com.\"\n[service.s.policy]\nkind = \"weighted\"\nbranches = [{ pool = \"a\", weight = 300 }]\n", 7, "weight"),
-        ("[pool.a]\nendpoints = [\"198.18.0.1\"]\n[service.s]\nname = \"s.\"\npolicy = { kind = \"geolocation\", branches = [{ default = true, pool = \"a\" }] }\n", 3, "needs a [geo] database"),
+        (
+            "[check.c]\nkind = \"calculated\"\nchildren = [\"x\"]\n",
+            1,
+            "no check named `x`",
+        ),
+        (
+            "[pool.a]\ncheck = \"missing\"\n",
+            1,
+            "no check named `missing`",
+        ),
+        (
+            "[pool.a]\nendpoints = [\"2001:db8::1\"]\n[service.s]\nname = \"s.example.com.\"\ntype = \"A\"\npolicy = { pool = \"a\" }\n",
+            3,
+            "service is A",
+        ),
+        (
+            "[pool.a]\nendpoints = [\"198.18.0.1\"]\n[service.s]\nname = \"s.example.com.\"\n[service.s.policy]\nkind = \"weighted\"\nbranches = [{ pool = \"a\", weight = 300 }]\n",
+            7,
+            "weight",
+        ),
+        (
+            "[pool.a]\nendpoints = [\"198.18.0.1\"]\n[service.s]\nname = \"s.\"\npolicy = { kind = \"geolocation\", branches = [{ default = true, pool = \"a\" }] }\n",
+            3,
+            "needs a [geo] database",
+        ),
         ("unknown = 1\n", 1, "unknown field"),
     ];
     for (text, line, problem) in cases {
         let error = parse(text).expect_err(text);
         assert_eq!(error.line, Some(line), "{error} for\n{text}");
-        assert!(error.to_string().starts_with(&format!("dnslb.toml:{line}: ")), "{error}");
-        assert!(error.message.contains(problem), "{error} should say {problem}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("dnslb.toml:{line}: ")),
+            "{error}"
+        );
+        assert!(
+            error.message.contains(problem),
+            "{error} should say {problem}"
+        );
     }
 }
 
@@ -112,11 +168,16 @@ fn shorthand_and_defaults() {
     )
     .unwrap();
     let service = &config.services[0];
-    assert_eq!((service.ttl, service.record_type), (60, hickory_proto::rr::RecordType::A));
+    assert_eq!(
+        (service.ttl, service.record_type),
+        (60, hickory_proto::rr::RecordType::A)
+    );
     assert!(matches!(
         service.policy,
         Policy::Pool {
-            pick: crate::policy::Pick::Healthy { answers: usize::MAX },
+            pick: crate::policy::Pick::Healthy {
+                answers: usize::MAX
+            },
             ..
         }
     ));
@@ -129,10 +190,17 @@ fn branch_slots_survive_a_reload() {
                 [service.s]\nname = \"s.\"\n[service.s.policy]\nkind = \"failover\"\n\
                 primary = { pool = \"a\" }\nsecondary = { pool = \"b\" }\n";
     let first = parse(text).unwrap();
-    let swapped = text.replace("primary = { pool = \"a\" }\nsecondary = { pool = \"b\" }", "primary = { pool = \"b\" }\nsecondary = { pool = \"a\" }");
+    let swapped = text.replace(
+        "primary = { pool = \"a\" }\nsecondary = { pool = \"b\" }",
+        "primary = { pool = \"b\" }\nsecondary = { pool = \"a\" }",
+    );
     let second = parse_config(Path::new("x"), &swapped, Some(&first.branches)).unwrap();
     let slots = |config: &Config| {
-        let mut slots: Vec<(u16, String)> = config.branches.iter().map(|(slot, _, b)| (slot, b.to_owned())).collect();
+        let mut slots: Vec<(u16, String)> = config
+            .branches
+            .iter()
+            .map(|(slot, _, b)| (slot, b.to_owned()))
+            .collect();
         slots.sort();
         slots
     };

@@ -61,7 +61,12 @@ pub fn encode_draw(draw: &Draw, ttl: u32) -> HotA {
         Some(Flat::Weighted(choices)) => {
             let endpoints = choices
                 .iter()
-                .filter_map(|(weight, e)| Some(Endpoint { addr: v4(e.addr)?, weight: *weight }))
+                .filter_map(|(weight, e)| {
+                    Some(Endpoint {
+                        addr: v4(e.addr)?,
+                        weight: *weight,
+                    })
+                })
                 .collect();
             let branches: Vec<u16> = choices.iter().map(|(_, e)| e.branch).collect();
             HotAnswer::Weighted { ttl, endpoints }.encode_counted(&branches)
@@ -126,7 +131,10 @@ pub fn remove_service(
     remove_generation(dataplane, previous)
 }
 
-fn remove_generation(dataplane: &mut Dataplane, previous: KernelService) -> Result<(), DataplaneError> {
+fn remove_generation(
+    dataplane: &mut Dataplane,
+    previous: KernelService,
+) -> Result<(), DataplaneError> {
     if let Some((generation, networks)) = previous.generation {
         for (network, len) in networks {
             dataplane.remove_client_net(generation, network, len)?;

@@ -68,3 +68,6 @@ pub enum Probe {
 
 /// How much of a response body a search string is looked for in.
 pub const SEARCH_WINDOW: usize = 5120;
+
+#[cfg(test)]
+mod tests;

@@ -105,7 +105,10 @@ async fn run(probe: &Probe, target: &ProbeTarget) -> Result<(), String> {
             message.metadata.recursion_desired = false;
             message.add_query(Query::query(query.clone(), *qtype));
             let bytes = message.to_vec().map_err(|e| e.to_string())?;
-            socket.send(&bytes).await.map_err(|e| format!("send: {e}"))?;
+            socket
+                .send(&bytes)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
             let mut buffer = vec![0u8; 4096];
             loop {
                 let len = socket
@@ -222,7 +225,12 @@ fn judge_dns(reply: &Message, expect: Option<&str>) -> Result<(), String> {
         return Err("no answer records".into());
     }
     match expect {
-        Some(expect) if !reply.answers.iter().any(|r| r.data.to_string().contains(expect)) => {
+        Some(expect)
+            if !reply
+                .answers
+                .iter()
+                .any(|r| r.data.to_string().contains(expect)) =>
+        {
             Err(format!("no answer shows `{expect}`"))
         }
         _ => Ok(()),
@@ -298,13 +306,20 @@ mod tests {
     fn http_status_range_and_search_window() {
         let ok = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n";
         assert_eq!(judge_http(ok, &(200..=399), None), Ok(()));
-        assert!(judge_http(ok, &(200..=200), None).unwrap_err().contains("204"));
+        assert!(
+            judge_http(ok, &(200..=200), None)
+                .unwrap_err()
+                .contains("204")
+        );
         let mut body = b"HTTP/1.0 200 OK\r\n\r\n".to_vec();
         body.extend(std::iter::repeat_n(b'.', SEARCH_WINDOW - 2));
         body.extend(b"OK");
         assert_eq!(judge_http(&body, &(200..=299), Some("OK")), Ok(()));
         body.insert(20, b'.');
-        assert!(judge_http(&body, &(200..=299), Some("OK")).is_err(), "just past the window");
+        assert!(
+            judge_http(&body, &(200..=299), Some("OK")).is_err(),
+            "just past the window"
+        );
         assert!(judge_http(b"SSH-2.0\r\n\r\n", &(200..=299), None).is_err());
         assert!(judge_http(b"HTTP/1.1 200 OK\r\n", &(200..=299), None).is_err());
     }

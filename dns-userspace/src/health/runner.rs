@@ -107,7 +107,12 @@ impl HealthRunner {
         let board = Arc::new(Board {
             endpoints: pools
                 .iter()
-                .map(|pool| pool.endpoints.iter().map(|_| AtomicBool::new(true)).collect())
+                .map(|pool| {
+                    pool.endpoints
+                        .iter()
+                        .map(|_| AtomicBool::new(true))
+                        .collect()
+                })
                 .collect(),
         });
         let mut instances = Vec::new();
@@ -171,7 +176,9 @@ impl HealthRunner {
                         let context = context.clone();
                         let stopped = stopped.clone();
                         tasks.spawn(async move {
-                            context.run(instance, check, endpoint, carried, stopped).await
+                            context
+                                .run(instance, check, endpoint, carried, stopped)
+                                .await
                         });
                     }
                     let mut stopped = stopped;
@@ -250,12 +257,13 @@ impl RunContext {
                 state.up.store(up, Ordering::Release);
                 state.transitions.fetch_add(1, Ordering::Relaxed);
                 match &result {
-                    Err(why) => log::info!(
-                        "check {} on {}: down ({why})",
+                    Err(why) => log::info!("check {} on {}: down ({why})", def.name, target.addr),
+                    Ok(()) => log::info!(
+                        "check {} on {}: {}",
                         def.name,
-                        target.addr
+                        target.addr,
+                        if up { "up" } else { "down (inverted)" }
                     ),
-                    Ok(()) => log::info!("check {} on {}: {}", def.name, target.addr, if up { "up" } else { "down (inverted)" }),
                 }
                 self.leaf_changed(&endpoint, check, up);
             }

@@ -178,8 +178,19 @@ mod tests {
     #[test]
     fn networks_parse_and_refuse_clearly() {
         assert_eq!(net("198.18.7.9/24"), net("198.18.7.0/24"));
-        assert_eq!(net("198.18.7.9").v4(), Some(("198.18.7.9".parse().unwrap(), 32)));
-        assert!(parse_network("198.18.0.0/33").unwrap_err().contains("0 to 32"));
-        assert!(parse_network("bogus/8").unwrap_err().contains("not a network"));
+        assert_eq!(
+            net("198.18.7.9").v4(),
+            Some(("198.18.7.9".parse().unwrap(), 32))
+        );
+        assert!(
+            parse_network("198.18.0.0/33")
+                .unwrap_err()
+                .contains("0 to 32")
+        );
+        assert!(
+            parse_network("bogus/8")
+                .unwrap_err()
+                .contains("not a network")
+        );
     }
 }

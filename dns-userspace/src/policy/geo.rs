@@ -146,9 +146,15 @@ mod tests {
         assert_eq!(berlin.country.as_deref(), Some("DE"));
         assert_eq!(berlin.subdivision.as_deref(), Some("BE"));
         assert_eq!(berlin.coordinates, Some((52.5, 13.4)));
-        assert_eq!(db.locate("198.18.2.1".parse().unwrap()).unwrap().coordinates, None);
+        assert_eq!(
+            db.locate("198.18.2.1".parse().unwrap())
+                .unwrap()
+                .coordinates,
+            None
+        );
 
-        let error = GeoDb::parse_csv(Path::new("geo.csv"), "198.18.1.0/24,EU\nnope,EU\n").unwrap_err();
+        let error =
+            GeoDb::parse_csv(Path::new("geo.csv"), "198.18.1.0/24,EU\nnope,EU\n").unwrap_err();
         assert!(error.starts_with("geo.csv:2: "), "{error}");
         let error = GeoDb::parse_csv(Path::new("g.csv"), "198.18.1.0/24,EU,DE,,52\n").unwrap_err();
         assert!(error.contains("g.csv:1: give both"), "{error}");

@@ -76,9 +76,18 @@ fn assert_shares(counts: &std::collections::HashMap<IpAddr, usize>, expected: &[
             (got - want).powi(2) / want
         })
         .sum();
-    assert!(chi_square < 16.3, "chi-square {chi_square:.1}: {counts:?} vs {expected:?}");
-    let listed: usize = expected.iter().map(|(a, _)| counts.get(a).unwrap_or(&0)).sum();
-    assert_eq!(listed, total, "draws outside the expected endpoints: {counts:?}");
+    assert!(
+        chi_square < 16.3,
+        "chi-square {chi_square:.1}: {counts:?} vs {expected:?}"
+    );
+    let listed: usize = expected
+        .iter()
+        .map(|(a, _)| counts.get(a).unwrap_or(&0))
+        .sum();
+    assert_eq!(
+        listed, total,
+        "draws outside the expected endpoints: {counts:?}"
+    );
 }
 
 #[test]
@@ -123,10 +132,15 @@ fn weighted_branches_nest_and_flatten_into_one_kernel_draw() {
     let Some(Flat::Weighted(flat)) = draw.flatten() else {
         panic!("nested weights flatten");
     };
-    let weights: Vec<(u16, IpAddr, u16)> = flat.iter().map(|(w, d)| (*w, d.addr, d.branch)).collect();
+    let weights: Vec<(u16, IpAddr, u16)> =
+        flat.iter().map(|(w, d)| (*w, d.addr, d.branch)).collect();
     assert_eq!(
         weights,
-        [(22500, addr(1), 1), (22500, addr(2), 1), (15000, addr(3), 2)]
+        [
+            (22500, addr(1), 1),
+            (22500, addr(2), 1),
+            (15000, addr(3), 2)
+        ]
     );
 
     // A weighted choice between whole sets has no kernel form.
@@ -139,13 +153,18 @@ fn weighted_branches_nest_and_flatten_into_one_kernel_draw() {
 
 #[test]
 fn failover_uses_the_secondary_only_while_the_primary_is_down() {
-    let pools = [pool("primary", &[(1, 1), (2, 1)]), pool("secondary", &[(9, 1)])];
+    let pools = [
+        pool("primary", &[(1, 1), (2, 1)]),
+        pool("secondary", &[(9, 1)]),
+    ];
     let policy = Policy::Failover {
         primary: Box::new(leaf(0, Pick::ByWeight)),
         secondary: Box::new(leaf(1, Pick::Healthy { answers: 8 })),
     };
     let firsts = |health: &dyn Health| {
-        let mut firsts: Vec<IpAddr> = tally(&policy.draw(&pools, health, None), 200).into_keys().collect();
+        let mut firsts: Vec<IpAddr> = tally(&policy.draw(&pools, health, None), 200)
+            .into_keys()
+            .collect();
         firsts.sort();
         firsts
     };
@@ -166,20 +185,36 @@ fn failover_uses_the_secondary_only_while_the_primary_is_down() {
 fn multivalue_and_round_robin_rotate_healthy_endpoints() {
     let endpoints: Vec<(u8, u8)> = (1..=10).map(|i| (i, 1)).collect();
     let pools = [pool("p", &endpoints)];
-    let multivalue = leaf(0, Pick::Healthy { answers: MULTIVALUE_ANSWERS });
+    let multivalue = leaf(
+        0,
+        Pick::Healthy {
+            answers: MULTIVALUE_ANSWERS,
+        },
+    );
     let draw = multivalue.draw(&pools, &Down(vec![(0, 4)]), None);
     let first = draw.choose(0, 0);
     let second = draw.choose(1, 0);
     assert_eq!(first.len(), 8);
-    assert!(!first.iter().any(|d| d.addr == addr(5)), "the down endpoint is left out");
+    assert!(
+        !first.iter().any(|d| d.addr == addr(5)),
+        "the down endpoint is left out"
+    );
     assert_eq!(first[1], second[0], "the next answer starts one further");
 
     let two = leaf(0, Pick::Healthy { answers: 2 }).draw(&pools, &AllUp, None);
-    assert_eq!(two.choose(9, 0).iter().map(|d| d.addr).collect::<Vec<_>>(), [addr(10), addr(1)]);
+    assert_eq!(
+        two.choose(9, 0).iter().map(|d| d.addr).collect::<Vec<_>>(),
+        [addr(10), addr(1)]
+    );
     assert_eq!(
         two.flatten(),
         Some(Flat::Rotate {
-            endpoints: (1..=10).map(|i| Drawn { addr: addr(i), branch: 1 }).collect(),
+            endpoints: (1..=10)
+                .map(|i| Drawn {
+                    addr: addr(i),
+                    branch: 1
+                })
+                .collect(),
             answers: 2
         })
     );
@@ -194,7 +229,11 @@ fn simple_answers_with_everything_whatever_its_health() {
 
 #[test]
 fn client_networks_pick_branches_fall_back_and_set_the_scope() {
-    let pools = [pool("eu", &[(1, 1)]), pool("us", &[(2, 1)]), pool("other", &[(3, 1)])];
+    let pools = [
+        pool("eu", &[(1, 1)]),
+        pool("us", &[(2, 1)]),
+        pool("other", &[(3, 1)]),
+    ];
     let mut table = ClientTable::new(vec![2]);
     table.insert(parse_network("198.18.0.0/24").unwrap(), vec![0, 2]);
     table.insert(parse_network("198.18.1.0/24").unwrap(), vec![1, 0, 2]);
@@ -207,7 +246,9 @@ fn client_networks_pick_branches_fall_back_and_set_the_scope() {
         ],
     };
     let client = |text: &str| ClientNet::host(text.parse().unwrap());
-    let first = |health: &dyn Health, c: &str| policy.draw(&pools, health, Some(client(c))).choose(0, 0)[0].addr;
+    let first = |health: &dyn Health, c: &str| {
+        policy.draw(&pools, health, Some(client(c))).choose(0, 0)[0].addr
+    };
     assert_eq!(first(&AllUp, "198.18.0.9"), addr(1));
     assert_eq!(first(&AllUp, "198.18.1.9"), addr(2));
     assert_eq!(first(&AllUp, "192.0.2.1"), addr(3));

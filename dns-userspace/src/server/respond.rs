@@ -128,12 +128,14 @@ impl Responder {
         if query.queries.len() > 1 {
             return None;
         }
-        let subnet = query.edns.as_ref().and_then(|edns| {
-            match edns.options().get(EdnsCode::Subnet) {
-                Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
-                _ => None,
-            }
-        });
+        let subnet =
+            query
+                .edns
+                .as_ref()
+                .and_then(|edns| match edns.options().get(EdnsCode::Subnet) {
+                    Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
+                    _ => None,
+                });
         let client = match &subnet {
             Some(subnet) => ClientNet::new(subnet.addr(), subnet.source_prefix()),
             None => ClientNet::host(client),
@@ -250,7 +252,10 @@ impl Responder {
                 }
                 _ => {
                     let catalog = self.catalog.load();
-                    (self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question), None)
+                    (
+                        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question),
+                        None,
+                    )
                 }
             },
         }
@@ -718,13 +723,19 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
         let mut no_question = plain.clone();
         no_question[5] = 0;
         no_question.truncate(12);
-        let formerr =
-            Message::from_vec(&responder.respond(&no_question, LOCAL, Transport::Udp).unwrap()).unwrap();
+        let formerr = Message::from_vec(
+            &responder
+                .respond(&no_question, LOCAL, Transport::Udp)
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(formerr.metadata.response_code, ResponseCode::FormErr);
         let mut response = plain.clone();
         response[2] |= 0x80;
         assert!(
-            responder.respond(&response, LOCAL, Transport::Udp).is_none(),
+            responder
+                .respond(&response, LOCAL, Transport::Udp)
+                .is_none(),
             "responses are ignored"
         );
         assert!(
@@ -734,7 +745,9 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
             "cut short"
         );
         assert!(
-            responder.respond(b"\xde\xad\xbe", LOCAL, Transport::Udp).is_none(),
+            responder
+                .respond(b"\xde\xad\xbe", LOCAL, Transport::Udp)
+                .is_none(),
             "garbage"
         );
     }

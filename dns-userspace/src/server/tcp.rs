@@ -42,7 +42,9 @@ pub async fn serve_tcp(
             let (stream, peer) = listener.accept().await?;
             let (responder, metrics) = (responder.clone(), metrics.clone());
             tokio::spawn(async move {
-                if let Err(error) = serve_connection(stream, peer.ip().to_canonical(), &responder, &metrics).await {
+                if let Err(error) =
+                    serve_connection(stream, peer.ip().to_canonical(), &responder, &metrics).await
+                {
                     log::debug!("TCP connection from {peer}: {error}");
                 }
                 drop(permit);
