@@ -46,6 +46,8 @@ pub struct QueryFrame {
     pub ip_options: Vec<u8>,
     pub source_port: u16,
     pub port: u16,
+    /// The client's address, the packet's source.
+    pub client: Ipv4Addr,
 }
 
 /// Encodes a presentation-format name (no escapes) to wire format.
@@ -77,7 +79,13 @@ impl QueryFrame {
             ip_options: Vec::new(),
             source_port: 40_000,
             port: 53,
+            client: CLIENT_IP,
         }
+    }
+
+    pub fn from_client(mut self, client: Ipv4Addr) -> QueryFrame {
+        self.client = client;
+        self
     }
 
     pub fn with_type(mut self, qtype: u16) -> QueryFrame {
@@ -115,7 +123,8 @@ impl QueryFrame {
 
     /// The whole frame, checksums correct.
     pub fn build(&self) -> Vec<u8> {
-        udp_frame(
+        udp_frame_from(
+            self.client,
             self.vlan,
             &self.ip_options,
             self.source_port,
@@ -127,6 +136,18 @@ impl QueryFrame {
 
 /// Ethernet / IPv4 / UDP around `payload`, client to server.
 pub fn udp_frame(
+    vlan: Option<u16>,
+    ip_options: &[u8],
+    source_port: u16,
+    port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    udp_frame_from(CLIENT_IP, vlan, ip_options, source_port, port, payload)
+}
+
+/// As [`udp_frame`], from the client address `client`.
+pub fn udp_frame_from(
+    client: Ipv4Addr,
     vlan: Option<u16>,
     ip_options: &[u8],
     source_port: u16,
@@ -151,7 +172,7 @@ pub fn udp_frame(
     frame.extend_from_slice(&(total_len as u16).to_be_bytes());
     frame.extend_from_slice(&[0x12, 0x34, 0x40, 0x00]); // ID, DF
     frame.extend_from_slice(&[17, 17, 0, 0]); // TTL 17, UDP, checksum
-    frame.extend_from_slice(&CLIENT_IP.octets());
+    frame.extend_from_slice(&client.octets());
     frame.extend_from_slice(&SERVER_IP.octets());
     frame.extend_from_slice(ip_options);
     let check = internet_checksum(&frame[ip_start..ip_start + header_len]);
@@ -163,7 +184,7 @@ pub fn udp_frame(
     frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     frame.extend_from_slice(&[0, 0]);
     frame.extend_from_slice(payload);
-    let check = udp_checksum(CLIENT_IP, SERVER_IP, &frame[udp_start..]);
+    let check = udp_checksum(client, SERVER_IP, &frame[udp_start..]);
     frame[udp_start + 6..udp_start + 8].copy_from_slice(&check.to_be_bytes());
     frame
 }

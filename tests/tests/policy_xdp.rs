@@ -1,0 +1,331 @@
+//! Routing policies decided in the kernel: services from a real policy file
+//! written into the maps as the daemon writes them, and hand-built frames
+//! through `BPF_PROG_TEST_RUN`. Needs root (CAP_BPF).
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use dns_common::Counter;
+use dnslb::{
+    config::{Config, parse_config},
+    dataplane::{Dataplane, DataplaneOptions, Generations, KernelService, write_service},
+    policy::{AllUp, Health},
+};
+use dnslb_tests::frame::QueryFrame;
+use hickory_proto::{op::Message, rr::RData};
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+const POLICY: &str = r#"
+[geo]
+csv = "geo.csv"
+
+[pool.eu]
+endpoints = ["198.18.10.1"]
+[pool.us]
+endpoints = ["198.18.20.1", "198.18.20.2"]
+[pool.other]
+endpoints = ["198.18.30.1"]
+[pool.weighted]
+endpoints = [
+  { address = "198.18.40.1", weight = 1 },
+  { address = "198.18.40.2", weight = 0 },
+  { address = "198.18.40.3", weight = 3 },
+]
+
+[service.geo]
+name = "geo.example.com."
+[service.geo.policy]
+kind = "geolocation"
+branches = [
+  { continent = "EU", pool = "eu" },
+  { country = "US", pool = "us" },
+  { default = true, pool = "other" },
+]
+
+[service.ip]
+name = "ip.example.com."
+[service.ip.policy]
+kind = "ip"
+branches = [
+  { name = "lan", cidrs = ["198.18.0.0/24"], pool = "eu" },
+  { name = "upper", cidrs = ["198.18.0.128/25"], pool = "us" },
+  { default = true, pool = "other" },
+]
+
+[service.weighted]
+name = "w.example.com."
+policy = { kind = "weighted", pool = "weighted" }
+
+[service.failover]
+name = "f.example.com."
+fail_closed = true
+[service.failover.policy]
+kind = "failover"
+primary = { pool = "us" }
+secondary = { pool = "other" }
+"#;
+
+const GEO_CSV: &str = "198.18.1.0/24,EU,DE,,52.5,13.4\n198.18.2.0/24,NA,US,,38.9,-77.0\n";
+
+fn config() -> Config {
+    let dir = std::env::temp_dir().join(format!("dnslb-policy-xdp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("geo.csv"), GEO_CSV).unwrap();
+    parse_config(&dir.join("dnslb.toml"), POLICY, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn program() -> Dataplane {
+    Dataplane::load(DataplaneOptions {
+        port: 53,
+        edns_payload: 1232,
+        hot_capacity: 64,
+    })
+    .expect("the XDP program loads (run as root)")
+}
+
+/// Everything up but the listed `(pool, endpoint)` pairs.
+struct Down(Vec<(usize, usize)>);
+
+impl Health for Down {
+    fn is_up(&self, pool: usize, endpoint: usize) -> bool {
+        !self.0.contains(&(pool, endpoint))
+    }
+}
+
+/// Writes every service for `health`, as the steering task does.
+fn write_all(
+    dataplane: &mut Dataplane,
+    config: &Config,
+    health: &dyn Health,
+    kernel: &mut HashMap<String, KernelService>,
+    generations: &mut Generations,
+) {
+    for service in &config.services {
+        let previous = kernel.remove(&service.label).unwrap_or_default();
+        let now = write_service(
+            dataplane,
+            generations,
+            service,
+            &config.pools,
+            health,
+            previous,
+        )
+        .expect("written");
+        kernel.insert(service.label.clone(), now);
+    }
+}
+
+/// The addresses the kernel answers `name` with for `client`; `None` when
+/// the frame passes to userspace.
+fn ask(dataplane: &mut Dataplane, name: &str, client: Ipv4Addr) -> Option<Vec<Ipv4Addr>> {
+    let frame = QueryFrame::a(name).from_client(client).build();
+    let outcome = dataplane.test_run(&frame, 1).expect("BPF_PROG_TEST_RUN");
+    if outcome.action == XDP_PASS {
+        assert_eq!(outcome.frame, frame, "a passed frame is unchanged");
+        return None;
+    }
+    assert_eq!(outcome.action, XDP_TX);
+    let message = Message::from_vec(&outcome.frame[42..]).expect("a well-formed answer");
+    Some(
+        message
+            .answers
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+fn v4(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+fn sorted(mut addrs: Vec<Ipv4Addr>) -> Vec<Ipv4Addr> {
+    addrs.sort();
+    addrs
+}
+
+#[test]
+fn client_networks_get_their_own_answers_from_the_kernel() {
+    let config = config();
+    let mut dataplane = program();
+    let (mut kernel, mut generations) = (HashMap::new(), Generations::default());
+    write_all(
+        &mut dataplane,
+        &config,
+        &AllUp,
+        &mut kernel,
+        &mut generations,
+    );
+
+    let geo =
+        |dp: &mut Dataplane, client: &str| ask(dp, "geo.example.com.", v4(client)).map(sorted);
+    assert_eq!(
+        geo(&mut dataplane, "198.18.1.7"),
+        Some(vec![v4("198.18.10.1")])
+    );
+    assert_eq!(
+        geo(&mut dataplane, "198.18.2.7"),
+        Some(vec![v4("198.18.20.1"), v4("198.18.20.2")])
+    );
+    assert_eq!(
+        geo(&mut dataplane, "192.0.2.1"),
+        Some(vec![v4("198.18.30.1")])
+    );
+
+    let ip = |dp: &mut Dataplane, client: &str| ask(dp, "IP.example.com.", v4(client)).map(sorted);
+    assert_eq!(
+        ip(&mut dataplane, "198.18.0.5"),
+        Some(vec![v4("198.18.10.1")])
+    );
+    assert_eq!(
+        ip(&mut dataplane, "198.18.0.200").map(|a| a.len()),
+        Some(2),
+        "the longer prefix wins"
+    );
+    assert_eq!(
+        ip(&mut dataplane, "198.18.5.5"),
+        Some(vec![v4("198.18.30.1")])
+    );
+
+    // Answers are counted by branch, in the kernel.
+    let slot = |branch: &str| {
+        config
+            .branches
+            .iter()
+            .find(|(_, service, b)| *service == "ip" && *b == branch)
+            .map(|(slot, _, _)| slot)
+            .unwrap()
+    };
+    assert_eq!(dataplane.branch_answers(slot("lan")).unwrap(), 1);
+    assert_eq!(dataplane.branch_answers(slot("upper")).unwrap(), 1);
+    assert_eq!(dataplane.branch_answers(slot("default")).unwrap(), 1);
+
+    // A health change flips the generation; the old one's networks are gone
+    // and the answers follow.
+    let eu = config.pools.iter().position(|p| p.name == "eu").unwrap();
+    write_all(
+        &mut dataplane,
+        &config,
+        &Down(vec![(eu, 0)]),
+        &mut kernel,
+        &mut generations,
+    );
+    assert_eq!(
+        ip(&mut dataplane, "198.18.0.5"),
+        Some(vec![v4("198.18.30.1")]),
+        "down: the default branch"
+    );
+    assert_eq!(
+        geo(&mut dataplane, "198.18.1.7"),
+        Some(vec![v4("198.18.30.1")])
+    );
+}
+
+#[test]
+fn weighted_picks_in_the_kernel_follow_the_weights() {
+    let config = config();
+    let mut dataplane = program();
+    let (mut kernel, mut generations) = (HashMap::new(), Generations::default());
+    write_all(
+        &mut dataplane,
+        &config,
+        &AllUp,
+        &mut kernel,
+        &mut generations,
+    );
+    const DRAWS: usize = 8000;
+    let mut counts: HashMap<Ipv4Addr, usize> = HashMap::new();
+    for _ in 0..DRAWS {
+        let answer = ask(&mut dataplane, "w.example.com.", v4("198.18.0.1")).expect("answered");
+        assert_eq!(answer.len(), 1, "one endpoint per weighted answer");
+        *counts.entry(answer[0]).or_default() += 1;
+    }
+    assert_eq!(
+        counts.get(&v4("198.18.40.2")),
+        None,
+        "weight 0 gets nothing"
+    );
+    // Chi-square with one degree of freedom: 10.83 is the 0.1% critical
+    // value; the kernel's random draws differ each run, so an honest
+    // program fails this one run in a thousand.
+    let expected = [(v4("198.18.40.1"), 0.25), (v4("198.18.40.3"), 0.75)];
+    let chi_square: f64 = expected
+        .iter()
+        .map(|(addr, share)| {
+            let want = share * DRAWS as f64;
+            (counts.get(addr).copied().unwrap_or(0) as f64 - want).powi(2) / want
+        })
+        .sum();
+    assert!(chi_square < 10.83, "chi-square {chi_square:.2}: {counts:?}");
+}
+
+#[test]
+fn failover_and_fail_closed_in_the_kernel() {
+    let config = config();
+    let mut dataplane = program();
+    let (mut kernel, mut generations) = (HashMap::new(), Generations::default());
+    let us = config.pools.iter().position(|p| p.name == "us").unwrap();
+    let other = config.pools.iter().position(|p| p.name == "other").unwrap();
+    let client = v4("198.18.0.1");
+    let failover = |dp: &mut Dataplane| ask(dp, "f.example.com.", client).map(sorted);
+
+    write_all(
+        &mut dataplane,
+        &config,
+        &AllUp,
+        &mut kernel,
+        &mut generations,
+    );
+    assert_eq!(
+        failover(&mut dataplane).map(|a| a.len()),
+        Some(2),
+        "primary"
+    );
+    write_all(
+        &mut dataplane,
+        &config,
+        &Down(vec![(us, 0)]),
+        &mut kernel,
+        &mut generations,
+    );
+    assert_eq!(
+        failover(&mut dataplane),
+        Some(vec![v4("198.18.20.2")]),
+        "only the healthy one"
+    );
+    write_all(
+        &mut dataplane,
+        &config,
+        &Down(vec![(us, 0), (us, 1)]),
+        &mut kernel,
+        &mut generations,
+    );
+    assert_eq!(
+        failover(&mut dataplane),
+        Some(vec![v4("198.18.30.1")]),
+        "secondary"
+    );
+
+    // All down and failing closed: the kernel leaves it to userspace (which
+    // answers with no records), rather than answering anything.
+    let before = dataplane.counters().unwrap().get(Counter::PassNotHot);
+    let all_down = Down(vec![(us, 0), (us, 1), (other, 0)]);
+    write_all(
+        &mut dataplane,
+        &config,
+        &all_down,
+        &mut kernel,
+        &mut generations,
+    );
+    assert_eq!(failover(&mut dataplane), None);
+    assert_eq!(
+        dataplane.counters().unwrap().get(Counter::PassNotHot),
+        before + 1
+    );
+    // The other services answer with everything, as Route 53 does.
+    assert!(ask(&mut dataplane, "geo.example.com.", v4("198.18.2.7")).is_some());
+}
