@@ -175,6 +175,17 @@ impl Daemon {
         xdp: bool,
         extra: &[&str],
     ) -> anyhow::Result<Daemon> {
+        Daemon::start_on(&rig.server, &rig.server_if, zone, xdp, extra)
+    }
+
+    /// As [`Daemon::start_on_rig`], on any server namespace and interface.
+    pub fn start_on(
+        server: &Netns,
+        server_if: &str,
+        zone: &ZoneFile,
+        xdp: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<Daemon> {
         let zone = format!("{}={}", zone.origin, zone.file.display());
         let listen = format!("{SERVER_ADDR}:53");
         let mut args = vec![
@@ -187,12 +198,12 @@ impl Daemon {
             RIG_METRICS,
         ];
         if xdp {
-            args.extend(["--iface", &rig.server_if, "--xdp-mode", "native"]);
+            args.extend(["--iface", server_if, "--xdp-mode", "native"]);
         } else {
             args.push("--no-xdp");
         }
         args.extend_from_slice(extra);
-        Daemon::start(&rig.server, &args)
+        Daemon::start(server, &args)
     }
 }
 
@@ -206,7 +217,12 @@ pub struct Answered {
 
 impl Answered {
     pub fn scrape(rig: &Rig) -> anyhow::Result<Answered> {
-        let text = scrape(&rig.server, RIG_METRICS)?;
+        Answered::scrape_from(&rig.server)
+    }
+
+    /// From a daemon started with [`Daemon::start_on`] in `server`.
+    pub fn scrape_from(server: &Netns) -> anyhow::Result<Answered> {
+        let text = scrape(server, RIG_METRICS)?;
         let count = |path: &str| sample(&text, &format!("dnslb_queries_total{{path=\"{path}\"}}"));
         Ok(Answered {
             xdp: count("xdp"),

@@ -2,6 +2,7 @@
 //! network namespaces joined by veth, the real daemon and real clients.
 //! Shared by the integration tests and by `cargo xtask demo` and `bench`.
 
+pub mod backend;
 pub mod daemon;
 pub mod frame;
 pub mod netns;

@@ -52,18 +52,21 @@ impl Netns {
     /// Runs `work` on a thread that has entered the namespace, for sockets
     /// and XDP attachments made from this process.
     pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-        let path = Path::new("/run/netns").join(&self.name);
         thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let handle =
-                        File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                    setns(handle, CloneFlags::CLONE_NEWNET).context("entering the namespace")?;
+                    self.enter()?;
                     Ok(work())
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("work in namespace {} panicked", self.name))?
         })
+    }
+
+    /// Moves the calling thread into the namespace (for threads that live
+    /// longer than one [`Netns::run`], such as a test's backend servers).
+    pub fn enter(&self) -> anyhow::Result<()> {
+        enter_netns(&self.name)
     }
 }
 
@@ -71,6 +74,13 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "delete", &self.name]);
     }
+}
+
+/// Moves the calling thread into the namespace called `name`.
+pub fn enter_netns(name: &str) -> anyhow::Result<()> {
+    let path = Path::new("/run/netns").join(name);
+    let handle = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    setns(handle, CloneFlags::CLONE_NEWNET).context("entering the namespace")
 }
 
 /// Two hosts and the wire between them.
@@ -159,6 +169,86 @@ impl Rig {
             .ip(&["link", "show", "dev", &self.server_if])?
             .contains("xdp"))
     }
+}
+
+/// A server and several clients on one Ethernet segment: every host's veth
+/// ends on a bridge in a "switch" namespace. For tests where clients with
+/// different addresses must get different answers. Addresses are /16s
+/// inside 198.18.0.0/15; the server is [`SERVER_ADDR`].
+pub struct SwitchedRig {
+    pub server: Netns,
+    pub server_if: String,
+    pub switch: Netns,
+    /// The switch's end of the server's veth: `XDP_TX` answers arrive here.
+    switch_server_if: String,
+    pub clients: Vec<Netns>,
+}
+
+impl SwitchedRig {
+    pub fn new(client_addrs: &[&str]) -> anyhow::Result<SwitchedRig> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        remove_stale();
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = |role: String| format!("{PREFIX}-{pid}-s{n}-{role}");
+        let switch = Netns::create(name("switch".into()))?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let server = Netns::create(name("server".into()))?;
+        let server_if = format!("ds{n}x{pid}");
+        let switch_server_if = format!("ds{n}x{pid}p");
+        plug(&switch, &switch_server_if, &server, &server_if, SERVER_ADDR)?;
+        let mut clients = Vec::new();
+        for (i, addr) in client_addrs.iter().enumerate() {
+            let client = Netns::create(name(format!("client{i}")))?;
+            let client_if = format!("dc{n}x{pid}c{i}");
+            plug(
+                &switch,
+                &format!("dc{n}x{pid}p{i}"),
+                &client,
+                &client_if,
+                addr,
+            )?;
+            clients.push(client);
+        }
+        Ok(SwitchedRig {
+            server,
+            server_if,
+            switch,
+            switch_server_if,
+            clients,
+        })
+    }
+
+    /// Pass-through XDP on the switch's end of the server's veth, so that
+    /// answers sent with `XDP_TX` are delivered (and then bridged on).
+    pub fn attach_switch_pass_through(&self) -> anyhow::Result<PassThrough> {
+        let iface = self.switch_server_if.clone();
+        Ok(self
+            .switch
+            .run(move || attach_pass_through(&iface, AttachMode::Native))??)
+    }
+}
+
+/// A veth from `host` (`host_if`, `addr`/16) to a port of the switch's bridge.
+fn plug(switch: &Netns, port: &str, host: &Netns, host_if: &str, addr: &str) -> anyhow::Result<()> {
+    switch.ip(&[
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        host_if,
+        "netns",
+        host.name(),
+    ])?;
+    switch.ip(&["link", "set", port, "master", "br0"])?;
+    switch.ip(&["link", "set", port, "up"])?;
+    host.ip(&["addr", "add", &format!("{addr}/16"), "dev", host_if])?;
+    host.ip(&["link", "set", host_if, "up"])?;
+    Ok(())
 }
 
 /// Deletes namespaces left by test processes that died before cleaning up.

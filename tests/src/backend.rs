@@ -1,0 +1,161 @@
+//! Things the daemon's health checks probe, and a client that watches
+//! what the server answers over time.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use hickory_proto::{op::Message, rr::RData};
+
+use crate::{
+    frame::QueryFrame,
+    netns::{Netns, enter_netns},
+};
+
+/// An HTTP server answering `200 OK` with body `OK` to every request,
+/// listening in a namespace until stopped or dropped. Stopping closes the
+/// socket, so a check's connection is refused from then on.
+pub struct HttpBackend {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HttpBackend {
+    /// Listens on `addr` in `netns`; returns once the socket is bound.
+    pub fn start(netns: &Netns, addr: SocketAddr) -> anyhow::Result<HttpBackend> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bound, ready) = mpsc::channel();
+        let name = netns.name().to_owned();
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            let listener = enter_netns(&name)
+                .and_then(|()| TcpListener::bind(addr).context("binding the backend"))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l).context("nonblocking"));
+            let listener = match listener {
+                Ok(listener) => {
+                    let _ = bound.send(Ok(()));
+                    listener
+                }
+                Err(error) => {
+                    let _ = bound.send(Err(error));
+                    return;
+                }
+            };
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut head = [0u8; 1024];
+                        let _ = stream.read(&mut head);
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                        );
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(5))
+            .context("backend thread did not start")??;
+        Ok(HttpBackend {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for HttpBackend {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// One answer seen by [`watch_answers`]: when, and its A records (`None`
+/// for a query that got no answer in time).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub at: Instant,
+    pub addrs: Option<Vec<Ipv4Addr>>,
+}
+
+/// Asks `server` for `name`'s A records from inside `netns`, one query at a
+/// time with a pause of `every` between them, until `stop` is set or
+/// `limit` has passed (bounded either way). Answers are read by hand: the
+/// A records of the answer section.
+pub fn watch_answers(
+    netns: &Netns,
+    server: SocketAddr,
+    name: &str,
+    every: Duration,
+    limit: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<Seen>> {
+    let query = QueryFrame::a(name).dns();
+    netns.run(|| -> anyhow::Result<Vec<Seen>> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect(server)?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        let mut buffer = [0u8; 1500];
+        let mut id: u16 = 0;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+            id = id.wrapping_add(1);
+            let mut message = query.clone();
+            message[..2].copy_from_slice(&id.to_be_bytes());
+            socket.send(&message)?;
+            let addrs = loop {
+                match socket.recv(&mut buffer) {
+                    Ok(len) if buffer[..2] == id.to_be_bytes() => {
+                        break Some(a_records(&buffer[..len]));
+                    }
+                    Ok(_) => continue,
+                    Err(_) => break None,
+                }
+            };
+            seen.push(Seen {
+                at: Instant::now(),
+                addrs,
+            });
+            thread::sleep(every);
+        }
+        Ok(seen)
+    })?
+}
+
+/// The A records of the answer section.
+fn a_records(answer: &[u8]) -> Vec<Ipv4Addr> {
+    let Ok(message) = Message::from_vec(answer) else {
+        return Vec::new();
+    };
+    message
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
