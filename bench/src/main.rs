@@ -5,6 +5,7 @@
 //! Every load is bounded in time; all traffic stays between the two
 //! namespaces the run creates, which are removed at the end.
 
+mod health;
 mod hotload;
 mod load;
 mod micro;
@@ -33,6 +34,10 @@ struct Args {
     /// program.
     #[arg(long)]
     micro_only: bool,
+    /// Only the health-check cost (10,000 endpoints), printed: for working
+    /// on the checker.
+    #[arg(long)]
+    health_only: bool,
     /// Where the markdown report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -79,6 +84,23 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         };
         (settings, 100_000, 1_000_000, &Responder::ALL)
     };
+    if args.health_only {
+        let rig = Rig::new()?;
+        let seconds = if args.quick { 2 } else { 10 };
+        for h in health::run(&rig, scratch, 10_000, seconds)? {
+            println!(
+                "{:<5} {:<16} {:>8.0} probes/s ({} failed), dnslb {:.3} cores ({:.3} system), bare loop {:.3} cores",
+                h.kind,
+                h.placement.label(),
+                h.probes_per_second,
+                h.failed_probes,
+                h.daemon_cores,
+                h.daemon_system_cores,
+                h.reference_cores
+            );
+        }
+        return Ok(());
+    }
     let workload = workload::generate(scratch, hot_names, !args.quick)?;
 
     println!(
@@ -133,11 +155,26 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     println!("bench: loading {hotload_names} hot names");
     let hotload = hotload::run(&rig, scratch, hotload_names)?;
 
+    let (endpoints, seconds) = if args.quick { (1_000, 2) } else { (10_000, 10) };
+    println!("bench: health checks, {endpoints} endpoints every second");
+    let health = health::run(&rig, scratch, endpoints, seconds)?;
+    for h in &health {
+        println!(
+            "bench:   {:<5} {:<16} {:>8.0} probes/s, dnslb {:.3} cores, bare loop {:.3} cores",
+            h.kind,
+            h.placement.label(),
+            h.probes_per_second,
+            h.daemon_cores,
+            h.reference_cores
+        );
+    }
+
     let report = Report {
         settings: &settings,
         measured: &measured,
         micro: &micro,
         hotload: &hotload,
+        health: &health,
     }
     .render();
     fs::write(&args.out, &report)?;

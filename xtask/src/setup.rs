@@ -44,6 +44,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "a real resolver, resolving through dnslb in the tests",
     ),
     (
+        "ethtool",
+        "GRO and threaded NAPI on the benchmark's veth (health-check cost)",
+    ),
+    (
         "openssl",
         "self-signed certificates for the HTTPS health-check tests",
     ),

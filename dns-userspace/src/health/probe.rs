@@ -45,9 +45,8 @@ async fn run(probe: &Probe, target: &ProbeTarget) -> Result<(), String> {
     let at = |port: u16| SocketAddr::new(target.addr, target.port.unwrap_or(port));
     match probe {
         Probe::Tcp { port } => {
-            TcpStream::connect(at(*port))
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
+            let stream = connect(at(*port)).await?;
+            abort(&stream);
             Ok(())
         }
         Probe::Http {
@@ -58,10 +57,8 @@ async fn run(probe: &Probe, target: &ProbeTarget) -> Result<(), String> {
             status,
             search,
         } => {
-            let stream = TcpStream::connect(at(*port))
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let stream = connect(at(*port)).await?;
+            abort(&stream);
             let path = target.path.as_deref().unwrap_or(path);
             let host_header = host.clone().unwrap_or_else(|| target.addr.to_string());
             let request = format!(
@@ -147,6 +144,20 @@ async fn run(probe: &Probe, target: &ProbeTarget) -> Result<(), String> {
     }
 }
 
+async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(stream)
+}
+
+/// Makes closing the connection send a reset: a check has nothing more to
+/// say, and skipping the FIN exchange and TIME-WAIT roughly halves what a
+/// probe costs both ends (HAProxy closes its checks the same way).
+fn abort(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
 /// Sends `request`, reads the response head and, when a search is asked
 /// for, the first [`SEARCH_WINDOW`] bytes of the body.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -158,8 +169,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let mut response = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+    let mut response = Vec::with_capacity(if want_body { 8192 } else { 1024 });
     loop {
         let enough = match head_end(&response) {
             Some(end) => !want_body || response.len() >= end + SEARCH_WINDOW,
@@ -168,14 +178,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         if enough {
             break;
         }
+        response.reserve(1024);
         let read = stream
-            .read(&mut chunk)
+            .read_buf(&mut response)
             .await
             .map_err(|e| format!("receive: {e}"))?;
         if read == 0 {
             break;
         }
-        response.extend_from_slice(&chunk[..read]);
     }
     Ok(response)
 }

@@ -1,0 +1,384 @@
+//! What health checking costs: the daemon checking 10,000 endpoints every
+//! second, in CPU time, against a bare loop making the same connections
+//! in the same run.
+//!
+//! The daemon runs in the rig's server namespace. The endpoints are either
+//! across the veth, in the client namespace (198.19.0.0/16, all local
+//! there and served by one listener), or loopback addresses beside the
+//! daemon (127.1.0.0/16). Across the veth, both ends receive in NAPI
+//! threads (GRO on, `threaded` set), so each host pays for the packets it
+//! receives, as on a real network. On loopback, the endpoint's half of
+//! every handshake runs in the prober's own context and is charged to it:
+//! that is the worst case, shown for comparison.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use dnslb_tests::{
+    daemon::{Daemon, RIG_METRICS, scrape},
+    netns::{Netns, Rig},
+};
+use nix::sys::signal::Signal;
+
+const TCP_PORT: u16 = 7000;
+const HTTP_PORT: u16 = 7001;
+const POOL_SIZE: usize = 100;
+/// Before measuring: every check has started (they spread over one
+/// interval) and the first verdicts are in.
+const WARM_UP: Duration = Duration::from_secs(3);
+
+/// Where the endpoints are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    AcrossVeth,
+    Loopback,
+}
+
+impl Placement {
+    pub fn label(self) -> &'static str {
+        match self {
+            Placement::AcrossVeth => "across the veth",
+            Placement::Loopback => "loopback",
+        }
+    }
+
+    fn first_address(self) -> Ipv4Addr {
+        match self {
+            Placement::AcrossVeth => Ipv4Addr::new(198, 19, 0, 1),
+            Placement::Loopback => Ipv4Addr::new(127, 1, 0, 1),
+        }
+    }
+}
+
+/// One kind of check at scale.
+pub struct HealthCost {
+    pub kind: &'static str,
+    pub placement: Placement,
+    pub endpoints: usize,
+    pub probes_per_second: f64,
+    pub failed_probes: u64,
+    /// The daemon's CPU time over wall time: 1.0 is one core.
+    pub daemon_cores: f64,
+    /// The part of it spent in the kernel (system time).
+    pub daemon_system_cores: f64,
+    /// The same connections made by a bare loop, same measure.
+    pub reference_cores: f64,
+}
+
+pub fn run(
+    rig: &Rig,
+    scratch: &Path,
+    endpoints: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<HealthCost>> {
+    let dir = scratch.join("health");
+    fs::create_dir_all(&dir)?;
+    endpoints_across_veth(rig)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut servers = Vec::new();
+    for netns in [&rig.client, &rig.server] {
+        for port in [TCP_PORT, HTTP_PORT] {
+            servers.push(serve(netns, port, stop.clone())?);
+        }
+    }
+    let mut result = Vec::new();
+    for placement in [Placement::AcrossVeth, Placement::Loopback] {
+        for (kind, port) in [("tcp", TCP_PORT), ("http", HTTP_PORT)] {
+            let measured = measure(&rig.server, &dir, kind, port, placement, endpoints, seconds);
+            match measured {
+                Ok(cost) => result.push(cost),
+                Err(error) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for server in servers {
+        let _ = server.join();
+    }
+    Ok(result)
+}
+
+/// Makes 198.19.0.0/16 local to the client namespace and routes it there
+/// from the server; turns on GRO (so veth receives through NAPI) and
+/// threaded NAPI on both ends.
+fn endpoints_across_veth(rig: &Rig) -> anyhow::Result<()> {
+    rig.client
+        .ip(&["route", "add", "local", "198.19.0.0/16", "dev", "lo"])?;
+    rig.server.ip(&[
+        "route",
+        "add",
+        "198.19.0.0/16",
+        "via",
+        dnslb_tests::netns::CLIENT_ADDR,
+    ])?;
+    for (netns, iface) in [(&rig.client, &rig.client_if), (&rig.server, &rig.server_if)] {
+        let gro = netns
+            .command("ethtool")
+            .args(["-K", iface, "gro", "on", "tso", "off"])
+            .output()?;
+        dnslb_tests::netns::checked("ethtool -K gro on (apt install ethtool)", gro)?;
+        let threaded = netns
+            .command("sh")
+            .arg("-c")
+            .arg(format!("echo 1 > /sys/class/net/{iface}/threaded"))
+            .output()?;
+        dnslb_tests::netns::checked("threaded NAPI", threaded)?;
+    }
+    Ok(())
+}
+
+fn measure(
+    server: &Netns,
+    dir: &Path,
+    kind: &'static str,
+    port: u16,
+    placement: Placement,
+    endpoints: usize,
+    seconds: u64,
+) -> anyhow::Result<HealthCost> {
+    let config = dir.join(format!("{kind}.toml"));
+    let addrs = addresses(placement, endpoints);
+    fs::write(&config, policy(dir, kind, port, &addrs)?)?;
+    let config_arg = config.display().to_string();
+    let daemon = Daemon::start(
+        server,
+        &[
+            "run",
+            "--no-xdp",
+            "--listen",
+            "127.0.0.1:5353",
+            "--metrics",
+            RIG_METRICS,
+            "--config",
+            &config_arg,
+        ],
+    )?;
+    thread::sleep(WARM_UP);
+    let (cpu_before, probes_before, failed_before) = (
+        cpu_time(daemon.pid(), None)?,
+        probes(server)?,
+        failures(server)?,
+    );
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(seconds));
+    let (cpu_after, probes_after, failed_after) = (
+        cpu_time(daemon.pid(), None)?,
+        probes(server)?,
+        failures(server)?,
+    );
+    let wall = started.elapsed().as_secs_f64();
+    daemon.stop(Signal::SIGTERM)?;
+    let probes_per_second = (probes_after - probes_before) as f64 / wall;
+    ensure!(
+        probes_per_second > endpoints as f64 * 0.9,
+        "{kind}: only {probes_per_second:.0} probes/s for {endpoints} endpoints"
+    );
+    let reference_cores = reference(server, kind, port, &addrs, seconds)?;
+    Ok(HealthCost {
+        kind,
+        placement,
+        endpoints,
+        probes_per_second,
+        failed_probes: failed_after - failed_before,
+        daemon_cores: (cpu_after.total() - cpu_before.total()) / wall,
+        daemon_system_cores: (cpu_after.system - cpu_before.system) / wall,
+        reference_cores,
+    })
+}
+
+/// 100-endpoint pools, one service each, every endpoint checked each second.
+fn policy(dir: &Path, kind: &str, port: u16, addrs: &[Ipv4Addr]) -> anyhow::Result<String> {
+    let zone = dir.join("bench.test.zone");
+    fs::write(
+        &zone,
+        "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.2\n",
+    )?;
+    let mut text = format!(
+        "[[zone]]\norigin = \"bench.test.\"\nfile = \"{}\"\n\n\
+         [check.bench]\nkind = \"{kind}\"\nport = {port}\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n",
+        zone.display()
+    );
+    for (pool, chunk) in addrs.chunks(POOL_SIZE).enumerate() {
+        let list: Vec<String> = chunk.iter().map(|a| format!("\"{a}\"")).collect();
+        let _ = write!(
+            text,
+            "[pool.p{pool}]\ncheck = \"bench\"\nendpoints = [{}]\n\n\
+             [service.s{pool}]\nname = \"s{pool}.bench.test.\"\npolicy = {{ kind = \"multivalue\", pool = \"p{pool}\" }}\n\n",
+            list.join(", ")
+        );
+    }
+    Ok(text)
+}
+
+fn addresses(placement: Placement, endpoints: usize) -> Vec<Ipv4Addr> {
+    let first = u32::from(placement.first_address());
+    (0..endpoints as u32)
+        .map(|i| Ipv4Addr::from(first + i))
+        .collect()
+}
+
+/// Accepts connections on `port` in `netns` (any 127/8 address) until
+/// `stop`: closes TCP ones at once, answers HTTP ones `200 OK`.
+fn serve(
+    netns: &Netns,
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<thread::JoinHandle<()>> {
+    let name = netns.name().to_owned();
+    let (ready, bound) = std::sync::mpsc::channel();
+    let handle = thread::spawn(move || {
+        let listener = dnslb_tests::netns::enter_netns(&name).and_then(|()| listen(port));
+        let listener = match listener {
+            Ok(listener) => {
+                let _ = ready.send(Ok(()));
+                listener
+            }
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut stream, _)) if port == HTTP_PORT => {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                    let mut request = [0u8; 512];
+                    let _ = stream.read(&mut request);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                    );
+                }
+                Ok(_) => {}
+                Err(_) => thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    });
+    bound
+        .recv_timeout(Duration::from_secs(5))
+        .context("target server did not start")??;
+    Ok(handle)
+}
+
+/// A listener with room for the bursts that probes started together make
+/// (std's backlog of 128 overflows and drops SYNs).
+fn listen(port: u16) -> anyhow::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port).into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The reference: one thread making the same connections (and for HTTP
+/// the same request) at the same rate, with none of the checker's work
+/// around them. Returns its CPU time over wall time.
+fn reference(
+    netns: &Netns,
+    kind: &str,
+    port: u16,
+    targets: &[Ipv4Addr],
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let endpoints = targets.len();
+    let http = kind == "http";
+    netns.run(|| -> anyhow::Result<f64> {
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        let before = cpu_time(std::process::id(), Some(tid))?.total();
+        let started = Instant::now();
+        let spacing = Duration::from_secs(1).div_f64(endpoints as f64);
+        let mut next = Instant::now();
+        let total = endpoints as u64 * seconds;
+        for i in 0..total {
+            let target = SocketAddr::new(targets[(i as usize) % endpoints].into(), port);
+            if let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(500))
+            {
+                if http {
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                    let _ =
+                        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                    let mut response = [0u8; 512];
+                    let _ = stream.read(&mut response);
+                }
+            }
+            next += spacing;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+        let after = cpu_time(std::process::id(), Some(tid))?.total();
+        Ok((after - before) / started.elapsed().as_secs_f64())
+    })?
+}
+
+/// CPU seconds, user and system.
+#[derive(Clone, Copy)]
+struct CpuTime {
+    user: f64,
+    system: f64,
+}
+
+impl CpuTime {
+    fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// The CPU time of a process, or of one of its threads.
+fn cpu_time(pid: u32, tid: Option<u32>) -> anyhow::Result<CpuTime> {
+    let path = match tid {
+        Some(tid) => format!("/proc/{pid}/task/{tid}/stat"),
+        None => format!("/proc/{pid}/stat"),
+    };
+    let stat = fs::read_to_string(&path)?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short stat")?.parse::<f64>()?)
+    };
+    let clock_ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after `)`.
+    Ok(CpuTime {
+        user: ticks(11)? / clock_ticks,
+        system: ticks(12)? / clock_ticks,
+    })
+}
+
+fn probes(server: &Netns) -> anyhow::Result<u64> {
+    sum_series(server, "dnslb_health_check_probes_total{")
+}
+
+fn failures(server: &Netns) -> anyhow::Result<u64> {
+    sum_series(server, "dnslb_health_check_failures_total{")
+}
+
+fn sum_series(server: &Netns, prefix: &str) -> anyhow::Result<u64> {
+    let text = scrape(server, RIG_METRICS)?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
