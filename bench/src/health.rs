@@ -308,15 +308,14 @@ fn reference(
         let total = endpoints as u64 * seconds;
         for i in 0..total {
             let target = SocketAddr::new(targets[(i as usize) % endpoints].into(), port);
-            if let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(500))
+            let connected = TcpStream::connect_timeout(&target, Duration::from_millis(500));
+            if let Ok(mut stream) = connected
+                && http
             {
-                if http {
-                    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-                    let _ =
-                        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                    let mut response = [0u8; 512];
-                    let _ = stream.read(&mut response);
-                }
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut response = [0u8; 512];
+                let _ = stream.read(&mut response);
             }
             next += spacing;
             if let Some(wait) = next.checked_duration_since(Instant::now()) {
