@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod daemon;
 pub mod frame;
+pub mod mmdb;
 pub mod netns;
 pub mod peers;
 pub mod process;
