@@ -2,7 +2,6 @@
 //! benchmark zone and stopped when its handle drops.
 
 use std::{
-    net::Ipv4Addr,
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -13,11 +12,8 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode},
 };
-use dns_common::HotName;
-use dnslb::dataplane::{AttachMode, Dataplane, DataplaneOptions, Endpoint, HotAnswer};
 use dnslb_tests::{
     daemon::{Daemon, ZoneFile, kdig},
-    frame::wire_name,
     netns::{Rig, SERVER_ADDR},
     peers::{PeerZone, knot_config, nsd_config},
     process::Process,
@@ -33,9 +29,8 @@ pub static FLOOR_OBJECT: &[u8] =
 pub enum Responder {
     Floor,
     DnslbXdp,
-    /// dnslb's XDP program with a weighted name, loaded through the
-    /// library: the daemon has no weights to configure until routing
-    /// policies arrive, the kernel's weighted pick has.
+    /// The daemon with XDP and a policy file that makes the weighted
+    /// name's three addresses a weighted policy (1:2:3).
     DnslbXdpWeighted,
     DnslbUserspace,
     KnotXdp,
@@ -86,16 +81,22 @@ impl Responder {
                     &["--hot-capacity", "1100000"],
                 )?)
             }
-            Responder::DnslbXdpWeighted => Running::Dataplane {
-                _dataplane: Box::new(attach_weighted(rig)?),
-            },
+            Responder::DnslbXdpWeighted => {
+                let policy = weighted_policy(scratch)?.display().to_string();
+                Running::Dnslb(Daemon::start_on_rig(
+                    rig,
+                    &bench_zone(zone),
+                    true,
+                    &["--hot-capacity", "1100000", "--config", &policy],
+                )?)
+            }
             Responder::KnotXdp | Responder::KnotUdp => {
                 let xdp = (self == Responder::KnotXdp).then_some(rig.server_if.as_str());
                 Running::Process(start_knot(rig, zone, scratch, xdp)?)
             }
             Responder::Nsd => Running::Process(start_nsd(rig, zone, scratch)?),
         };
-        if !matches!(self, Responder::Floor | Responder::DnslbXdpWeighted) {
+        if self != Responder::Floor {
             wait_until_answering(rig)?;
         }
         Ok(running)
@@ -109,11 +110,6 @@ pub enum Running {
         _program: Ebpf,
     },
     Dnslb(Daemon),
-    /// dnslb's program attached through the library, for as long as this
-    /// lives (boxed: it is much larger than the other variants).
-    Dataplane {
-        _dataplane: Box<Dataplane>,
-    },
     Process(Process),
 }
 
@@ -139,35 +135,22 @@ fn attach_floor(rig: &Rig) -> anyhow::Result<Ebpf> {
     })?
 }
 
-/// Loads dnslb's XDP program with one name, `weighted`, whose three
-/// addresses have weights 1, 2 and 3, and attaches it to the server veth.
-fn attach_weighted(rig: &Rig) -> anyhow::Result<Dataplane> {
-    let iface = rig.server_if.clone();
-    rig.server.run(move || -> anyhow::Result<Dataplane> {
-        let mut dataplane = Dataplane::load(DataplaneOptions {
-            port: 53,
-            edns_payload: 1232,
-            hot_capacity: 16,
-        })?;
-        let endpoints = (1..=3)
-            .map(|i| Endpoint {
-                addr: Ipv4Addr::new(198, 18, 11, i),
-                weight: u16::from(i),
-            })
-            .collect();
-        let name = format!("{WEIGHTED_NAME}.{ORIGIN}");
-        let key = HotName::from_wire(&wire_name(&name)).context("bad weighted name")?;
-        dataplane.set_hot_a(
-            &key,
-            &HotAnswer::Weighted {
-                ttl: 300,
-                endpoints,
-            }
-            .encode()?,
-        )?;
-        dataplane.attach(&iface, AttachMode::Native)?;
-        Ok(dataplane)
-    })?
+/// A policy file making the weighted name a weighted policy over its three
+/// addresses, weights 1, 2 and 3.
+fn weighted_policy(scratch: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let path = scratch.join("weighted.toml");
+    let endpoints: Vec<String> = (1..=3)
+        .map(|i| format!("{{ address = \"198.18.11.{i}\", weight = {i} }}"))
+        .collect();
+    std::fs::write(
+        &path,
+        format!(
+            "[pool.weighted]\nendpoints = [{}]\n\n[service.weighted]\nname = \"{WEIGHTED_NAME}.{ORIGIN}.\"\n\
+             ttl = 300\npolicy = {{ kind = \"weighted\", pool = \"weighted\" }}\n",
+            endpoints.join(", ")
+        ),
+    )?;
+    Ok(path)
 }
 
 fn start_knot(
@@ -230,7 +213,7 @@ impl Running {
     /// The server's own log, for error reports.
     pub fn log(&self) -> String {
         match self {
-            Running::Floor { .. } | Running::Dataplane { .. } => String::new(),
+            Running::Floor { .. } => String::new(),
             Running::Dnslb(daemon) => daemon.log_text(),
             Running::Process(process) => process.log_text(),
         }
