@@ -363,5 +363,29 @@ branches = [
         "{by_xdp} of {}",
         seen.len()
     );
+
+    // A broken policy file changes nothing: the error names file and line,
+    // and the last good policy goes on answering.
+    let Some(last) = seen.last().and_then(|s| s.addrs.clone()) else {
+        panic!("no last answer");
+    };
+    std::fs::write(&path, policy("x").replace("198.18.61.1", "198.18.61.999")).unwrap();
+    daemon.signal(Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !daemon.log_text().contains("reload failed") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = daemon.log_text();
+    assert!(
+        log.contains("dnslb.toml:5: `198.18.61.999` is not an IP address"),
+        "{log}"
+    );
+    let at = format!("@{SERVER_ADDR}");
+    let answer = kdig(&rig.clients[0], &[&at, "+short", "flip.example.com.", "A"]).unwrap();
+    assert_eq!(
+        answer.trim(),
+        last[0].to_string(),
+        "still the last good policy"
+    );
     daemon.stop(Signal::SIGTERM).unwrap();
 }
