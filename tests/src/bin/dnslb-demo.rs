@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use dnslb_tests::{
-    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, scrape},
+    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, scrape, workspace_root},
     netns::{CLIENT_ADDR, Rig, SERVER_ADDR},
 };
 use nix::sys::signal::Signal;
@@ -28,17 +28,31 @@ fn demo() -> anyhow::Result<()> {
     let rig = Rig::new()?;
     let _pass = rig.attach_client_pass_through()?;
     println!(
-        "== server: dnslb run --iface {} --listen {SERVER_ADDR}:53 --zone example.com=examples/example.com.zone",
+        "== server: dnslb run --iface {} --listen {SERVER_ADDR}:53 --zone example.com=examples/example.com.zone --config examples/dnslb.toml\n   \
+         (a service for every routing policy; their backends are not running, so the checks fail and each \
+         service answers as if all were up, as Route 53 does)",
         rig.server_if
     );
-    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &[])?;
+    let policy = workspace_root().join("examples/dnslb.toml");
+    let policy = policy.display().to_string();
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &policy])?;
     print!("{}", daemon.log_text());
 
-    let queries: [(&str, &str, &str); 4] = [
+    let queries: [(&str, &str, &str); 6] = [
+        (
+            "mx.example.com.",
+            "A",
+            "hot A RRset of the zone: answered by the XDP program",
+        ),
         (
             "www.example.com.",
             "A",
-            "hot A RRset: answered by the XDP program",
+            "weighted service (eu 3 : us 1): drawn by the XDP program",
+        ),
+        (
+            "geo.example.com.",
+            "A",
+            "geolocation: the client's network is in Berlin (examples/geo.csv)",
         ),
         (
             "www.example.com.",
@@ -76,7 +90,17 @@ fn demo() -> anyhow::Result<()> {
 
     println!("\n== counters from http://{RIG_METRICS}/metrics");
     let text = scrape(&rig.server, RIG_METRICS)?;
-    for line in text.lines().filter(|line| line.starts_with("dnslb_")) {
+    let shown = [
+        "dnslb_queries_total",
+        "dnslb_xdp_",
+        "dnslb_policy_answers_total{service=\"www\"",
+        "dnslb_policy_answers_total{service=\"geo\"",
+        "dnslb_health_check_up{check=\"web\",pool=\"web-eu\"",
+    ];
+    for line in text
+        .lines()
+        .filter(|line| shown.iter().any(|prefix| line.starts_with(prefix)))
+    {
         println!("   {line}");
     }
     let status = daemon.stop(Signal::SIGTERM)?;
