@@ -29,8 +29,8 @@ fn demo() -> anyhow::Result<()> {
     let _pass = rig.attach_client_pass_through()?;
     println!(
         "== server: dnslb run --iface {} --listen {SERVER_ADDR}:53 --zone example.com=examples/example.com.zone --config examples/dnslb.toml\n   \
-         (a service for every routing policy; their backends are not running, so the checks fail and each \
-         service answers as if all were up, as Route 53 does)",
+         (a service for every routing policy; their backends are not running, so the checks fail one by one, \
+         and a service with nothing up answers as if all were up, as Route 53 does)",
         rig.server_if
     );
     let policy = workspace_root().join("examples/dnslb.toml");
@@ -38,16 +38,21 @@ fn demo() -> anyhow::Result<()> {
     let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &policy])?;
     print!("{}", daemon.log_text());
 
-    let queries: [(&str, &str, &str); 6] = [
+    let queries: [(&str, &str, &str); 7] = [
         (
             "mx.example.com.",
             "A",
             "hot A RRset of the zone: answered by the XDP program",
         ),
         (
+            "canary.example.com.",
+            "A",
+            "weighted by endpoint weights: drawn by the XDP program",
+        ),
+        (
             "www.example.com.",
             "A",
-            "weighted service (eu 3 : us 1): drawn by the XDP program",
+            "weighted between two whole pools (eu 3 : us 1): a choice of sets, drawn by the daemon",
         ),
         (
             "geo.example.com.",
