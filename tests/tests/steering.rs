@@ -17,6 +17,16 @@ use dnslb_tests::{
 };
 use nix::sys::signal::Signal;
 
+/// These tests time verdicts to within 100 ms and load the machine: they
+/// take turns rather than share two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 const INTERVAL_MS: u64 = 100;
 const RISE: u64 = 2;
 const FALL: u64 = 3;
@@ -68,6 +78,7 @@ fn settled(
 
 #[test]
 fn a_failed_backend_leaves_the_kernel_answers_within_fall_times_interval() {
+    let _turn = take_turn();
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let mut backends: Vec<Option<HttpBackend>> = (11..=13)
@@ -213,6 +224,7 @@ const GEO_CSV: &str = "198.18.1.0/24,EU,DE,,52.5,13.4\n198.18.2.0/24,NA,US,,38.9
 
 #[test]
 fn clients_in_different_networks_get_different_answers_from_the_kernel() {
+    let _turn = take_turn();
     let rig = SwitchedRig::new(&["198.18.1.1", "198.18.2.1"]).expect("switched rig");
     let _pass = rig.attach_switch_pass_through().expect("pass-through");
     let config = policy_file(
@@ -282,6 +294,7 @@ branches = [
 
 #[test]
 fn answers_never_tear_while_the_policy_flips_under_load() {
+    let _turn = take_turn();
     let rig = SwitchedRig::new(&["198.18.1.1"]).expect("switched rig");
     let _pass = rig.attach_switch_pass_through().expect("pass-through");
     let policy = |pool: &str| {
