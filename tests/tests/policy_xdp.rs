@@ -93,26 +93,48 @@ impl Health for Down {
     }
 }
 
-/// Writes every service for `health`, as the steering task does.
-fn write_all(
-    dataplane: &mut Dataplane,
-    config: &Config,
-    health: &dyn Health,
-    kernel: &mut HashMap<String, KernelService>,
-    generations: &mut Generations,
-) {
-    for service in &config.services {
-        let previous = kernel.remove(&service.label).unwrap_or_default();
-        let now = write_service(
-            dataplane,
-            generations,
-            service,
-            &config.pools,
-            health,
-            previous,
-        )
-        .expect("written");
-        kernel.insert(service.label.clone(), now);
+/// The policy file's services in a loaded program, kept as the steering
+/// task keeps them.
+struct Loaded {
+    config: Config,
+    dataplane: Dataplane,
+    kernel: HashMap<String, KernelService>,
+    generations: Generations,
+}
+
+impl Loaded {
+    /// Every service written with everything up.
+    fn new() -> Loaded {
+        let mut loaded = Loaded {
+            config: config(),
+            dataplane: program(),
+            kernel: HashMap::new(),
+            generations: Generations::default(),
+        };
+        loaded.write(&AllUp);
+        loaded
+    }
+
+    /// Writes every service for `health`, as the steering task does.
+    fn write(&mut self, health: &dyn Health) {
+        for service in &self.config.services {
+            let previous = self.kernel.remove(&service.label).unwrap_or_default();
+            let now = write_service(
+                &mut self.dataplane,
+                &mut self.generations,
+                service,
+                &self.config.pools,
+                health,
+                previous,
+            )
+            .expect("written");
+            self.kernel.insert(service.label.clone(), now);
+        }
+    }
+
+    fn pool(&self, name: &str) -> usize {
+        let found = self.config.pools.iter().position(|p| p.name == name);
+        found.expect("a pool of the test policy")
     }
 }
 
@@ -150,97 +172,75 @@ fn sorted(mut addrs: Vec<Ipv4Addr>) -> Vec<Ipv4Addr> {
 
 #[test]
 fn client_networks_get_their_own_answers_from_the_kernel() {
-    let config = config();
-    let mut dataplane = program();
-    let (mut kernel, mut generations) = (HashMap::new(), Generations::default());
-    write_all(
-        &mut dataplane,
-        &config,
-        &AllUp,
-        &mut kernel,
-        &mut generations,
-    );
+    let mut loaded = Loaded::new();
 
     let geo =
         |dp: &mut Dataplane, client: &str| ask(dp, "geo.example.com.", v4(client)).map(sorted);
     assert_eq!(
-        geo(&mut dataplane, "198.18.1.7"),
+        geo(&mut loaded.dataplane, "198.18.1.7"),
         Some(vec![v4("198.18.10.1")])
     );
     assert_eq!(
-        geo(&mut dataplane, "198.18.2.7"),
+        geo(&mut loaded.dataplane, "198.18.2.7"),
         Some(vec![v4("198.18.20.1"), v4("198.18.20.2")])
     );
     assert_eq!(
-        geo(&mut dataplane, "192.0.2.1"),
+        geo(&mut loaded.dataplane, "192.0.2.1"),
         Some(vec![v4("198.18.30.1")])
     );
 
     let ip = |dp: &mut Dataplane, client: &str| ask(dp, "IP.example.com.", v4(client)).map(sorted);
     assert_eq!(
-        ip(&mut dataplane, "198.18.0.5"),
+        ip(&mut loaded.dataplane, "198.18.0.5"),
         Some(vec![v4("198.18.10.1")])
     );
     assert_eq!(
-        ip(&mut dataplane, "198.18.0.200").map(|a| a.len()),
+        ip(&mut loaded.dataplane, "198.18.0.200").map(|a| a.len()),
         Some(2),
         "the longer prefix wins"
     );
     assert_eq!(
-        ip(&mut dataplane, "198.18.5.5"),
+        ip(&mut loaded.dataplane, "198.18.5.5"),
         Some(vec![v4("198.18.30.1")])
     );
 
     // Answers are counted by branch, in the kernel.
     let slot = |branch: &str| {
-        config
+        loaded
+            .config
             .branches
             .iter()
             .find(|(_, service, b)| *service == "ip" && *b == branch)
             .map(|(slot, _, _)| slot)
             .unwrap()
     };
-    assert_eq!(dataplane.branch_answers(slot("lan")).unwrap(), 1);
-    assert_eq!(dataplane.branch_answers(slot("upper")).unwrap(), 1);
-    assert_eq!(dataplane.branch_answers(slot("default")).unwrap(), 1);
+    assert_eq!(loaded.dataplane.branch_answers(slot("lan")).unwrap(), 1);
+    assert_eq!(loaded.dataplane.branch_answers(slot("upper")).unwrap(), 1);
+    assert_eq!(loaded.dataplane.branch_answers(slot("default")).unwrap(), 1);
 
     // A health change flips the generation; the old one's networks are gone
     // and the answers follow.
-    let eu = config.pools.iter().position(|p| p.name == "eu").unwrap();
-    write_all(
-        &mut dataplane,
-        &config,
-        &Down(vec![(eu, 0)]),
-        &mut kernel,
-        &mut generations,
-    );
+    let eu = loaded.pool("eu");
+    loaded.write(&Down(vec![(eu, 0)]));
     assert_eq!(
-        ip(&mut dataplane, "198.18.0.5"),
+        ip(&mut loaded.dataplane, "198.18.0.5"),
         Some(vec![v4("198.18.30.1")]),
         "down: the default branch"
     );
     assert_eq!(
-        geo(&mut dataplane, "198.18.1.7"),
+        geo(&mut loaded.dataplane, "198.18.1.7"),
         Some(vec![v4("198.18.30.1")])
     );
 }
 
 #[test]
 fn weighted_picks_in_the_kernel_follow_the_weights() {
-    let config = config();
-    let mut dataplane = program();
-    let (mut kernel, mut generations) = (HashMap::new(), Generations::default());
-    write_all(
-        &mut dataplane,
-        &config,
-        &AllUp,
-        &mut kernel,
-        &mut generations,
-    );
+    let mut loaded = Loaded::new();
     const DRAWS: usize = 8000;
     let mut counts: HashMap<Ipv4Addr, usize> = HashMap::new();
     for _ in 0..DRAWS {
-        let answer = ask(&mut dataplane, "w.example.com.", v4("198.18.0.1")).expect("answered");
+        let answer =
+            ask(&mut loaded.dataplane, "w.example.com.", v4("198.18.0.1")).expect("answered");
         assert_eq!(answer.len(), 1, "one endpoint per weighted answer");
         *counts.entry(answer[0]).or_default() += 1;
     }
@@ -265,67 +265,48 @@ fn weighted_picks_in_the_kernel_follow_the_weights() {
 
 #[test]
 fn failover_and_fail_closed_in_the_kernel() {
-    let config = config();
-    let mut dataplane = program();
-    let (mut kernel, mut generations) = (HashMap::new(), Generations::default());
-    let us = config.pools.iter().position(|p| p.name == "us").unwrap();
-    let other = config.pools.iter().position(|p| p.name == "other").unwrap();
+    let mut loaded = Loaded::new();
+    let us = loaded.pool("us");
+    let other = loaded.pool("other");
     let client = v4("198.18.0.1");
     let failover = |dp: &mut Dataplane| ask(dp, "f.example.com.", client).map(sorted);
 
-    write_all(
-        &mut dataplane,
-        &config,
-        &AllUp,
-        &mut kernel,
-        &mut generations,
-    );
     assert_eq!(
-        failover(&mut dataplane).map(|a| a.len()),
+        failover(&mut loaded.dataplane).map(|a| a.len()),
         Some(2),
         "primary"
     );
-    write_all(
-        &mut dataplane,
-        &config,
-        &Down(vec![(us, 0)]),
-        &mut kernel,
-        &mut generations,
-    );
+    loaded.write(&Down(vec![(us, 0)]));
     assert_eq!(
-        failover(&mut dataplane),
+        failover(&mut loaded.dataplane),
         Some(vec![v4("198.18.20.2")]),
         "only the healthy one"
     );
-    write_all(
-        &mut dataplane,
-        &config,
-        &Down(vec![(us, 0), (us, 1)]),
-        &mut kernel,
-        &mut generations,
-    );
+    loaded.write(&Down(vec![(us, 0), (us, 1)]));
     assert_eq!(
-        failover(&mut dataplane),
+        failover(&mut loaded.dataplane),
         Some(vec![v4("198.18.30.1")]),
         "secondary"
     );
 
     // All down and failing closed: the kernel leaves it to userspace (which
     // answers with no records), rather than answering anything.
-    let before = dataplane.counters().unwrap().get(Counter::PassNotHot);
+    let before = loaded
+        .dataplane
+        .counters()
+        .unwrap()
+        .get(Counter::PassNotHot);
     let all_down = Down(vec![(us, 0), (us, 1), (other, 0)]);
-    write_all(
-        &mut dataplane,
-        &config,
-        &all_down,
-        &mut kernel,
-        &mut generations,
-    );
-    assert_eq!(failover(&mut dataplane), None);
+    loaded.write(&all_down);
+    assert_eq!(failover(&mut loaded.dataplane), None);
     assert_eq!(
-        dataplane.counters().unwrap().get(Counter::PassNotHot),
+        loaded
+            .dataplane
+            .counters()
+            .unwrap()
+            .get(Counter::PassNotHot),
         before + 1
     );
     // The other services answer with everything, as Route 53 does.
-    assert!(ask(&mut dataplane, "geo.example.com.", v4("198.18.2.7")).is_some());
+    assert!(ask(&mut loaded.dataplane, "geo.example.com.", v4("198.18.2.7")).is_some());
 }
