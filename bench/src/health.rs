@@ -253,26 +253,39 @@ fn serve(
                 return;
             }
         };
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((mut stream, _)) if port == HTTP_PORT => {
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-                    let mut request = [0u8; 512];
-                    let _ = stream.read(&mut request);
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
-                    );
-                }
-                Ok(_) => {}
-                Err(_) => thread::sleep(Duration::from_micros(200)),
-            }
-        }
+        accept_until(&listener, port, &stop);
     });
     bound
         .recv_timeout(Duration::from_secs(5))
         .context("target server did not start")??;
     Ok(handle)
+}
+
+/// Never blocks on a client: an HTTP connection gets its response as soon
+/// as it is accepted (the request does not change it) and a FIN; it is
+/// closed 50 ms later, after reading what the client sent, so that closing
+/// with unread data does not turn into a reset.
+fn accept_until(listener: &TcpListener, port: u16, stop: &AtomicBool) {
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK";
+    let mut closing: std::collections::VecDeque<(TcpStream, Instant)> = Default::default();
+    let mut drained = [0u8; 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut stream, _)) if port == HTTP_PORT => {
+                let _ = stream.write_all(RESPONSE);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.set_nonblocking(true);
+                closing.push_back((stream, Instant::now() + Duration::from_millis(50)));
+            }
+            Ok(_) => {}
+            Err(_) => thread::sleep(Duration::from_micros(100)),
+        }
+        while closing.front().is_some_and(|(_, at)| *at <= Instant::now()) {
+            if let Some((mut stream, _)) = closing.pop_front() {
+                while matches!(stream.read(&mut drained), Ok(n) if n > 0) {}
+            }
+        }
+    }
 }
 
 /// A listener with room for the bursts that probes started together make

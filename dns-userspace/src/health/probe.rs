@@ -58,7 +58,6 @@ async fn run(probe: &Probe, target: &ProbeTarget) -> Result<(), String> {
             search,
         } => {
             let stream = connect(at(*port)).await?;
-            abort(&stream);
             let path = target.path.as_deref().unwrap_or(path);
             let host_header = host.clone().unwrap_or_else(|| target.addr.to_string());
             let request = format!(
@@ -151,9 +150,11 @@ async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
-/// Makes closing the connection send a reset: a check has nothing more to
-/// say, and skipping the FIN exchange and TIME-WAIT roughly halves what a
-/// probe costs both ends (HAProxy closes its checks the same way).
+/// Makes closing the connection send a reset: a TCP check has nothing to
+/// say, and skipping the FIN exchange and TIME-WAIT saves both ends work
+/// (HAProxy closes its checks the same way). HTTP checks close normally
+/// once the response is read: with `Connection: close` the server's FIN
+/// usually comes with it, and the close is then a passive one.
 fn abort(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
