@@ -207,12 +207,18 @@ impl Steering {
         )?;
         // The old checks stop before the new verdicts are used.
         state.runner = Some(runner);
-        let kept: HashSet<&str> = config.services.iter().map(|s| s.label.as_str()).collect();
+        // A service is gone when nothing answers its name and type under
+        // its label any more (a renamed service leaves its old name).
+        let kept: HashSet<(&str, &WireName, RecordType)> = config
+            .services
+            .iter()
+            .map(|s| (s.label.as_str(), &s.name, s.record_type))
+            .collect();
         let gone: Vec<Service> = state
             .config
             .services
             .iter()
-            .filter(|s| !kept.contains(s.label.as_str()))
+            .filter(|s| !kept.contains(&(s.label.as_str(), &s.name, s.record_type)))
             .cloned()
             .collect();
         if let Some(dataplane) = &self.dataplane {

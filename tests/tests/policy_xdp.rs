@@ -310,3 +310,32 @@ fn failover_and_fail_closed_in_the_kernel() {
     // The other services answer with everything, as Route 53 does.
     assert!(ask(&mut loaded.dataplane, "geo.example.com.", v4("198.18.2.7")).is_some());
 }
+
+/// A responder view nobody reads: these tests look at the kernel only.
+struct Unread;
+
+impl dnslb::steering::SteeredSink for Unread {
+    fn set_steered(&self, _: dnslb::steering::Steered) {}
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_service_leaves_its_old_name_in_the_kernel() {
+    use std::sync::{Arc, Mutex};
+    let before = "[pool.p]\nendpoints = [\"198.18.50.1\"]\n[service.s]\nname = \"old.example.com.\"\npolicy = { pool = \"p\" }\n";
+    let parse = |text: &str| parse_config(std::path::Path::new("dnslb.toml"), text, None).unwrap();
+    let dataplane = Arc::new(Mutex::new(program()));
+    let steering =
+        dnslb::steering::Steering::start(parse(before), Arc::new(Unread), Some(dataplane.clone()))
+            .expect("steering starts");
+    let answer = |name: &str| ask(&mut dataplane.lock().unwrap(), name, v4("198.18.0.1"));
+    assert_eq!(answer("old.example.com."), Some(vec![v4("198.18.50.1")]));
+
+    let after = before.replace("old.example.com.", "new.example.com.");
+    tokio::task::block_in_place(|| steering.reload(parse(&after))).expect("reloaded");
+    assert_eq!(
+        answer("old.example.com."),
+        None,
+        "the old name passes to the daemon"
+    );
+    assert_eq!(answer("new.example.com."), Some(vec![v4("198.18.50.1")]));
+}
