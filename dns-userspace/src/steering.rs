@@ -469,7 +469,8 @@ policy = { pool = "down" }
     fn responder() -> Arc<Responder> {
         let zone = parse_zone(
             &Name::from_ascii("example.com.").unwrap(),
-            "$TTL 300\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.53\nwww TXT \"zone text\"\n",
+            "$TTL 300\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.53\nwww TXT \"zone text\"\n\
+             alias CNAME near\n",
             Path::new("example.com.zone"),
         )
         .unwrap();
@@ -587,6 +588,31 @@ policy = { pool = "down" }
                 _ => None,
             });
         assert_eq!(echoed, Some(16));
+
+        // An alias whose target is a service: the CNAME, then the service's
+        // answer for this client, with its scope.
+        let alias = ask(
+            &responder,
+            "alias.example.com.",
+            RecordType::A,
+            "192.0.2.1",
+            Some(subnet),
+        );
+        let records: Vec<String> = alias.answers.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(records, ["near.example.com.", "198.18.20.1"]);
+        let alias6 = ask(
+            &responder,
+            "alias.example.com.",
+            RecordType::AAAA,
+            "192.0.2.1",
+            None,
+        );
+        assert_eq!(
+            alias6.metadata.response_code,
+            ResponseCode::NoError,
+            "the target exists"
+        );
+        assert_eq!((alias6.answers.len(), alias6.authorities.len()), (1, 1));
 
         // Fail closed: once the only endpoint is down, no records.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

@@ -206,61 +206,11 @@ impl Responder {
         let Some(zone) = catalog.find(name.as_bytes()) else {
             return error(ResponseCode::Refused);
         };
-        let steered = self.steered.load();
-        if steered.has_name(name.as_bytes()) {
-            return self.answer_steered(id, &steered, zone, &name, question, client);
-        }
-        let response = self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question);
-        (response, None)
+        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question, client)
     }
 
-    /// A name a service owns: its A or AAAA answer from the policy, and
-    /// for other types what the zone has (NODATA where it has nothing:
-    /// the name exists because the service does).
-    fn answer_steered(
-        &self,
-        id: u16,
-        steered: &Steered,
-        zone: &Zone,
-        name: &WireName,
-        question: &Query,
-        client: ClientNet,
-    ) -> (Message, Option<u8>) {
-        let record_type = question.query_type();
-        let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let mut response = Message::response(id, OpCode::Query);
-        response.metadata.authoritative = true;
-        match steered.answer(name.as_bytes(), record_type, client, rotation) {
-            Some(answer) => {
-                let owner = question.name().to_lowercase();
-                response.add_answers(answer.addrs.iter().map(|addr| {
-                    let rdata = match addr {
-                        IpAddr::V4(v4) => RData::A((*v4).into()),
-                        IpAddr::V6(v6) => RData::AAAA((*v6).into()),
-                    };
-                    Record::from_rdata(owner.clone(), answer.ttl, rdata)
-                }));
-                if answer.addrs.is_empty() {
-                    response.add_authorities(negative_soa(zone));
-                }
-                (response, answer.scope)
-            }
-            None => match zone.lookup(name.as_bytes(), record_type) {
-                Lookup::NxDomain => {
-                    response.add_authorities(negative_soa(zone));
-                    (response, None)
-                }
-                _ => {
-                    let catalog = self.catalog.load();
-                    (
-                        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question),
-                        None,
-                    )
-                }
-            },
-        }
-    }
-
+    /// The answer from the zones and services held, following aliases;
+    /// with the ECS scope when a client-dependent service decided it.
     fn answer_from_zone(
         &self,
         id: u16,
@@ -268,7 +218,9 @@ impl Responder {
         zone: &Zone,
         name: &[u8],
         question: &Query,
-    ) -> Message {
+        client: ClientNet,
+    ) -> (Message, Option<u8>) {
+        let steered = self.steered.load();
         let mut response = Message::response(id, OpCode::Query);
         response.metadata.authoritative = true;
         let record_type = question.query_type();
@@ -280,6 +232,26 @@ impl Responder {
         let mut zone = zone;
         let mut followed: Vec<WireName> = Vec::new();
         loop {
+            // A service owns its name's A or AAAA answers, also at the end
+            // of an alias chain.
+            if !steered.is_empty() && steered.is_steered(current.as_bytes(), record_type) {
+                let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+                if let Some(answer) =
+                    steered.answer(current.as_bytes(), record_type, client, rotation)
+                {
+                    response.add_answers(answer.addrs.iter().map(|addr| {
+                        let rdata = match addr {
+                            IpAddr::V4(v4) => RData::A((*v4).into()),
+                            IpAddr::V6(v6) => RData::AAAA((*v6).into()),
+                        };
+                        Record::from_rdata(owner.clone(), answer.ttl, rdata)
+                    }));
+                    if answer.addrs.is_empty() {
+                        response.add_authorities(negative_soa(zone));
+                    }
+                    return (response, answer.scope);
+                }
+            }
             match zone.lookup(current.as_bytes(), record_type) {
                 Lookup::Answer(set) => {
                     let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
@@ -320,12 +292,17 @@ impl Responder {
                 Lookup::NoData => {
                     response.add_authorities(negative_soa(zone));
                 }
+                // A name that only a service gives: it exists, without
+                // records of this type.
+                Lookup::NxDomain if steered.has_name(current.as_bytes()) => {
+                    response.add_authorities(negative_soa(zone));
+                }
                 Lookup::NxDomain => {
                     response.metadata.response_code = ResponseCode::NXDomain;
                     response.add_authorities(negative_soa(zone));
                 }
             }
-            return response;
+            return (response, None);
         }
     }
 
