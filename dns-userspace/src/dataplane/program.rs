@@ -28,6 +28,8 @@ pub enum DataplaneError {
     Program(#[from] ProgramError),
     #[error("kernel map: {0}")]
     Map(#[from] MapError),
+    #[error("{0} is not a name the kernel can hold")]
+    Name(String),
 }
 
 /// How the program runs on the interface.

@@ -94,7 +94,7 @@ pub fn write_service(
     previous: KernelService,
 ) -> Result<KernelService, DataplaneError> {
     let name = HotName::from_wire(service.name.as_bytes())
-        .ok_or(DataplaneError::Missing("a valid service name"))?;
+        .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
     if !service.policy.depends_on_client() {
         let value = encode_draw(&service.draw(pools, health, None), service.ttl);
         dataplane.set_hot_a(&name, &value)?;
