@@ -14,7 +14,7 @@ use std::{
     net::IpAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -96,10 +96,6 @@ impl Steered {
         self.services.contains_key(name)
     }
 
-    pub fn is_steered(&self, name: &[u8], record_type: RecordType) -> bool {
-        self.service(name, record_type).is_some()
-    }
-
     fn service(&self, name: &[u8], record_type: RecordType) -> Option<&Service> {
         self.services
             .get(name)?
@@ -107,17 +103,19 @@ impl Steered {
             .find(|service| service.record_type == record_type)
     }
 
-    /// The answer for `client`, if a service owns `name`/`record_type`.
+    /// The answer for `client`, if a service owns `name`/`record_type`;
+    /// `rotation` advances only when one does.
     pub fn answer(
         &self,
         name: &[u8],
         record_type: RecordType,
         client: ClientNet,
-        rotation: usize,
+        rotation: &AtomicUsize,
     ) -> Option<SteeredAnswer> {
         let service = self.service(name, record_type)?;
         let draw = service.draw(&self.pools, self, Some(client));
-        let chosen = draw.choose(rotation, fastrand::u32(..));
+        let turn = rotation.fetch_add(1, Ordering::Relaxed);
+        let chosen = draw.choose(turn, fastrand::u32(..));
         if let Some(first) = chosen.first() {
             self.counters.count(first.branch);
         }

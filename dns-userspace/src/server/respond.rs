@@ -234,23 +234,19 @@ impl Responder {
         loop {
             // A service owns its name's A or AAAA answers, also at the end
             // of an alias chain.
-            if !steered.is_empty() && steered.is_steered(current.as_bytes(), record_type) {
-                let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-                if let Some(answer) =
-                    steered.answer(current.as_bytes(), record_type, client, rotation)
-                {
-                    response.add_answers(answer.addrs.iter().map(|addr| {
-                        let rdata = match addr {
-                            IpAddr::V4(v4) => RData::A((*v4).into()),
-                            IpAddr::V6(v6) => RData::AAAA((*v6).into()),
-                        };
-                        Record::from_rdata(owner.clone(), answer.ttl, rdata)
-                    }));
-                    if answer.addrs.is_empty() {
-                        response.add_authorities(negative_soa(zone));
-                    }
-                    return (response, answer.scope);
+            let served = steered.answer(current.as_bytes(), record_type, client, &self.rotation);
+            if let Some(answer) = served {
+                response.add_answers(answer.addrs.iter().map(|addr| {
+                    let rdata = match addr {
+                        IpAddr::V4(v4) => RData::A((*v4).into()),
+                        IpAddr::V6(v6) => RData::AAAA((*v6).into()),
+                    };
+                    Record::from_rdata(owner.clone(), answer.ttl, rdata)
+                }));
+                if answer.addrs.is_empty() {
+                    response.add_authorities(negative_soa(zone));
                 }
+                return (response, answer.scope);
             }
             match zone.lookup(current.as_bytes(), record_type) {
                 Lookup::Answer(set) => {
