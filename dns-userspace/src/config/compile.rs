@@ -80,30 +80,13 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         });
     }
 
-    let latency = spec
-        .latency
-        .iter()
-        .map(|entry| {
-            let e = entry.get_ref();
-            let networks = match (&e.network, &e.country) {
-                (Some(network), None) => vec![parse_network(network)?],
-                (None, Some(country)) => geo
-                    .as_ref()
-                    .ok_or("a latency entry by country needs a [geo] database")?
-                    .networks
-                    .iter()
-                    .filter(|(_, location)| {
-                        location.country.as_deref() == Some(&country.to_ascii_uppercase())
-                    })
-                    .map(|(network, _)| *network)
-                    .collect(),
-                _ => return Err("give `network` or `country`, one of them".to_owned()),
-            };
-            Ok((networks, e.region.clone(), e.ms))
-        })
-        .zip(&spec.latency)
-        .map(|(entry, spanned)| entry.map_err(|e| (Some(spanned.span()), format!("latency: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut latency = Vec::new();
+    for entry in &spec.latency {
+        let networks = latency_networks(entry.get_ref(), geo.as_ref())
+            .map_err(|e| (Some(entry.span()), format!("latency: {e}")))?;
+        let e = entry.get_ref();
+        latency.push((networks, e.region.clone(), e.ms));
+    }
 
     let mut compiler = PolicyCompiler {
         pools: &pools,
@@ -155,6 +138,28 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         services,
         branches,
     })
+}
+
+/// The client networks a `[[latency]]` entry measures: its `network`, or
+/// every network the geolocation data places in its `country`.
+fn latency_networks(
+    entry: &super::spec::LatencySpec,
+    geo: Option<&GeoDb>,
+) -> Result<Vec<ClientNet>, String> {
+    match (&entry.network, &entry.country) {
+        (Some(network), None) => Ok(vec![parse_network(network)?]),
+        (None, Some(country)) => {
+            let geo = geo.ok_or("a latency entry by country needs a [geo] database")?;
+            let country = country.to_ascii_uppercase();
+            Ok(geo
+                .networks
+                .iter()
+                .filter(|(_, location)| location.country.as_deref() == Some(country.as_str()))
+                .map(|(network, _)| *network)
+                .collect())
+        }
+        _ => Err("give `network` or `country`, one of them".to_owned()),
+    }
 }
 
 fn index<T>(entries: &BTreeMap<Spanned<String>, T>) -> HashMap<&str, usize> {
