@@ -334,40 +334,43 @@ impl Steering {
         let Some(runner) = &state.runner else {
             return;
         };
-        let metrics: [(&str, &str, &str); 5] = [
+        type Read = fn(&crate::health::InstanceState) -> f64;
+        let metrics: [(&str, &str, &str, Read); 5] = [
             (
                 "dnslb_health_check_up",
                 "gauge",
                 "1 while the check passes on the endpoint (after rise/fall).",
+                |s| f64::from(u8::from(s.up.load(Ordering::Relaxed))),
             ),
             (
                 "dnslb_health_check_latency_seconds",
                 "gauge",
                 "Duration of the last probe.",
+                |s| s.last_latency_us.load(Ordering::Relaxed) as f64 / 1e6,
             ),
-            ("dnslb_health_check_probes_total", "counter", "Probes run."),
+            (
+                "dnslb_health_check_probes_total",
+                "counter",
+                "Probes run.",
+                |s| s.probes.load(Ordering::Relaxed) as f64,
+            ),
             (
                 "dnslb_health_check_failures_total",
                 "counter",
                 "Probes that failed.",
+                |s| s.failures.load(Ordering::Relaxed) as f64,
             ),
             (
                 "dnslb_health_check_transitions_total",
                 "counter",
                 "Changes of the check's verdict.",
+                |s| s.transitions.load(Ordering::Relaxed) as f64,
             ),
         ];
-        for (i, (name, kind, help)) in metrics.iter().enumerate() {
+        for (name, kind, help, read) in metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for instance in runner.instances() {
-                let state = &instance.state;
-                let value = match i {
-                    0 => f64::from(u8::from(state.up.load(Ordering::Relaxed))),
-                    1 => state.last_latency_us.load(Ordering::Relaxed) as f64 / 1e6,
-                    2 => state.probes.load(Ordering::Relaxed) as f64,
-                    3 => state.failures.load(Ordering::Relaxed) as f64,
-                    _ => state.transitions.load(Ordering::Relaxed) as f64,
-                };
+                let value = read(&instance.state);
                 let port = instance
                     .target
                     .port
