@@ -14,10 +14,10 @@ use std::{
 };
 
 use anyhow::Context;
-use hickory_proto::{op::Message, rr::RData};
+use hickory_proto::op::Message;
 
 use crate::{
-    frame::QueryFrame,
+    frame::{QueryFrame, a_records},
     netns::{Netns, enter_netns},
 };
 
@@ -129,7 +129,10 @@ pub fn watch_answers(
             let addrs = loop {
                 match socket.recv(&mut buffer) {
                     Ok(len) if buffer[..2] == id.to_be_bytes() => {
-                        break Some(a_records(&buffer[..len]));
+                        break Some(
+                            Message::from_vec(&buffer[..len])
+                                .map_or_else(|_| Vec::new(), |m| a_records(&m)),
+                        );
                     }
                     Ok(_) => continue,
                     Err(_) => break None,
@@ -143,19 +146,4 @@ pub fn watch_answers(
         }
         Ok(seen)
     })?
-}
-
-/// The A records of the answer section.
-fn a_records(answer: &[u8]) -> Vec<Ipv4Addr> {
-    let Ok(message) = Message::from_vec(answer) else {
-        return Vec::new();
-    };
-    message
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
 }

@@ -4,6 +4,8 @@
 
 use std::net::Ipv4Addr;
 
+use hickory_proto::{op::Message, rr::RData};
+
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -48,6 +50,18 @@ pub struct QueryFrame {
     pub port: u16,
     /// The client's address, the packet's source.
     pub client: Ipv4Addr,
+}
+
+/// The addresses of the A records in `message`'s answer section.
+pub fn a_records(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Encodes a presentation-format name (no escapes) to wire format.

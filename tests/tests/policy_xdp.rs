@@ -10,8 +10,8 @@ use dnslb::{
     dataplane::{Dataplane, DataplaneOptions, Generations, KernelService, write_service},
     policy::{AllUp, Health},
 };
-use dnslb_tests::frame::QueryFrame;
-use hickory_proto::{op::Message, rr::RData};
+use dnslb_tests::frame::{QueryFrame, a_records};
+use hickory_proto::op::Message;
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
@@ -149,16 +149,7 @@ fn ask(dataplane: &mut Dataplane, name: &str, client: Ipv4Addr) -> Option<Vec<Ip
     }
     assert_eq!(outcome.action, XDP_TX);
     let message = Message::from_vec(&outcome.frame[42..]).expect("a well-formed answer");
-    Some(
-        message
-            .answers
-            .iter()
-            .filter_map(|record| match &record.data {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            })
-            .collect(),
-    )
+    Some(a_records(&message))
 }
 
 fn v4(text: &str) -> Ipv4Addr {
