@@ -3,13 +3,18 @@
 //! pick and a 250-byte name. Each dnslb case is checked, by its counters,
 //! to have taken the path it claims to measure.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use anyhow::{Context, ensure};
 use aya::{EbpfLoader, programs::Xdp};
 use dns_common::{Counter, HotName, names};
-use dnslb::dataplane::{Dataplane, DataplaneOptions, EBPF_OBJECT, Endpoint, HotAnswer, time_runs};
-use dnslb_tests::frame::{QueryFrame, wire_name};
+use dnslb::dataplane::{
+    Dataplane, DataplaneOptions, EBPF_OBJECT, Endpoint, HotAnswer, HotType, time_runs,
+};
+use dnslb_tests::frame::{Opt, QueryFrame, wire_name};
 
 use crate::responders::FLOOR_OBJECT;
 
@@ -55,44 +60,44 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
         });
     }
 
-    let mut dataplane = Dataplane::load(DataplaneOptions {
-        port: 53,
-        edns_payload: 1232,
-        hot_capacity: 16,
-    })?;
-    let addrs: Vec<Ipv4Addr> = (1..=3).map(|i| Ipv4Addr::new(198, 18, 10, i)).collect();
+    let mut dataplane = Dataplane::load(DataplaneOptions::new(53, 1232, 16))?;
+    let addrs: Vec<IpAddr> = (1..=3)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 10, i)))
+        .collect();
+    let addrs6: Vec<IpAddr> = (1..=3)
+        .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 10, 0, 0, 0, i)))
+        .collect();
     let endpoints = addrs
         .iter()
         .map(|&addr| Endpoint { addr, weight: 10 })
         .collect();
     let long = long_name();
+    let round_robin = |addrs: &[IpAddr]| HotAnswer::RoundRobin {
+        ttl: 300,
+        addrs: addrs.to_vec(),
+    };
     let hot = [
-        (
-            "www.bench.test",
-            HotAnswer::RoundRobin {
-                ttl: 300,
-                addrs: addrs.clone(),
-            },
-        ),
+        ("www.bench.test", HotType::A, round_robin(&addrs)),
+        ("www.bench.test", HotType::Aaaa, round_robin(&addrs6)),
         (
             "weighted.bench.test",
+            HotType::A,
             HotAnswer::Weighted {
                 ttl: 300,
                 endpoints,
             },
         ),
-        (
-            long.as_str(),
-            HotAnswer::RoundRobin {
-                ttl: 300,
-                addrs: addrs[..1].to_vec(),
-            },
-        ),
+        (long.as_str(), HotType::A, round_robin(&addrs[..1])),
     ];
-    for (name, answer) in hot {
+    for (name, hot_type, answer) in hot {
         let key = HotName::from_wire(&wire_name(name)).context("bad benchmark name")?;
-        dataplane.set_hot_a(&key, &answer.encode()?)?;
+        dataplane.set_hot(&key, &answer.encode(hot_type)?)?;
     }
+    // What a validating resolver sends: DO, a cookie, a Client Subnet.
+    let resolver_opt = Opt::plain(1232)
+        .dnssec()
+        .cookie([7; 8], &[])
+        .subnet(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)), 24);
     let cases = [
         ("dnslb hit (3 records, round robin)", hit, Counter::Answered),
         (
@@ -108,6 +113,23 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
         (
             "dnslb hit, 250-byte name",
             QueryFrame::a(&long).build(),
+            Counter::Answered,
+        ),
+        (
+            "dnslb hit, DO + cookie + Client Subnet",
+            QueryFrame::a("www.bench.test")
+                .with_opt(resolver_opt)
+                .build(),
+            Counter::Answered,
+        ),
+        (
+            "dnslb hit over IPv6",
+            QueryFrame::a("www.bench.test").over_ipv6().build(),
+            Counter::Answered,
+        ),
+        (
+            "dnslb AAAA hit (3 records)",
+            QueryFrame::aaaa("www.bench.test").build(),
             Counter::Answered,
         ),
     ];

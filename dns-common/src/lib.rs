@@ -6,45 +6,59 @@
 //! kernel program only copies bytes.
 #![cfg_attr(not(test), no_std)]
 
+pub mod cookie;
+pub mod wire;
+
 /// Longest domain name on the wire, root label included (RFC 1035 §3.1).
 pub const MAX_NAME_LEN: usize = 255;
 
 /// Endpoints one hot name can carry in the kernel.
 pub const MAX_ENDPOINTS: usize = 16;
 
-/// UDP payload limit for answers to queries without EDNS (RFC 1035 §4.2.1).
-pub const CLASSIC_UDP_PAYLOAD: u16 = 512;
-
-/// Hot names are kept in one map per size class, so that a short name is
-/// hashed and compared as a 32-byte key rather than a 256-byte one. A name
+/// Hot names are looked up by a 64-bit digest of the lowercased name, and
+/// the name itself is kept in the map value and compared, so a digest
+/// collision can never give a wrong answer. Values live in one map per
+/// size class so that a short name does not carry a 256-byte copy: a name
 /// of `len` wire bytes lives in the first class that holds it.
-pub const NAME_CLASSES: [usize; 4] = [32, 64, 128, 256];
+pub const NAME_CLASSES: [usize; 2] = [64, 256];
 
 /// The index into [`NAME_CLASSES`] for a name of `len` wire bytes.
 pub const fn name_class(len: usize) -> usize {
-    if len <= 32 {
-        0
-    } else if len <= 64 {
-        1
-    } else if len <= 128 {
-        2
-    } else {
-        3
-    }
+    if len <= NAME_CLASSES[0] { 0 } else { 1 }
+}
+
+/// Where the name digest starts.
+pub const DIGEST_SEED: u64 = 0x243f_6a88_85a3_08d3;
+
+/// One step of the name digest: mixes in the next 8 bytes of the
+/// lowercased, zero-padded name (read little-endian). After the last word
+/// the name's length is mixed in the same way. Multiply-xorshift: cheap
+/// in the kernel, and spreads single-bit differences over the whole word.
+#[inline(always)]
+pub const fn digest_step(state: u64, word: u64) -> u64 {
+    let mixed = (state ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mixed ^ (mixed >> 29)
 }
 
 /// Map and program names, shared so a rename cannot split the two sides.
 pub mod names {
-    /// `HashMap<NameKey<N>, HotA>` for each of the name classes, in order.
-    pub const HOT_A: [&str; 4] = ["HOT_A_32", "HOT_A_64", "HOT_A_128", "HOT_A_256"];
+    /// `HashMap<u64, HotEntry<N, 4>>`: A RRsets by name digest, one map per
+    /// name class, in the order of [`super::NAME_CLASSES`].
+    pub const HOT_A: [&str; 2] = ["HOT_A_64", "HOT_A_256"];
+    /// The same for AAAA RRsets (`HotEntry<N, 16>`).
+    pub const HOT_AAAA: [&str; 2] = ["HOT_AAAA_64", "HOT_AAAA_256"];
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
-    /// `LpmTrie<ClientNet, HotA>`: the answer for a client-dependent name,
-    /// by service generation and client network.
-    pub const CLIENT_NETS: &str = "CLIENT_NETS";
+    /// `LpmTrie<ClientNetKey, HotSet<4>>`: the A answer of a
+    /// client-dependent name, by service generation and client network.
+    pub const CLIENT_NETS_A: &str = "CLIENT_NETS_A";
+    /// The same for AAAA (`HotSet<16>`).
+    pub const CLIENT_NETS_AAAA: &str = "CLIENT_NETS_AAAA";
     /// `PerCpuArray<u64>` of answers per policy branch, indexed by the
-    /// values of [`super::HotA::branches`].
+    /// values of [`super::HotSet::branches`].
     pub const BRANCH_ANSWERS: &str = "BRANCH_ANSWERS";
+    /// `Array<CookieSecrets>` of one entry.
+    pub const COOKIE_SECRETS: &str = "COOKIE_SECRETS";
     /// The answering XDP program.
     pub const PROGRAM: &str = "dnslb";
     /// An XDP program that passes everything: attached to a veth peer so that
@@ -54,18 +68,14 @@ pub mod names {
     pub const GLOBAL_DNS_PORT: &str = "DNS_PORT";
     /// `u16`, host order: the EDNS UDP payload size the server advertises.
     pub const GLOBAL_EDNS_PAYLOAD: &str = "EDNS_PAYLOAD";
-}
-
-/// A map key: the first `N` bytes of a [`HotName`]'s padded wire form.
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct NameKey<const N: usize> {
-    pub wire: [u8; N],
+    /// `u64`: the bits of the name digest used as the key. All of them,
+    /// except in tests that force names to collide.
+    pub const GLOBAL_DIGEST_MASK: &str = "DIGEST_MASK";
 }
 
 /// A query name as the kernel looks it up: wire format, ASCII lowercased,
 /// zero-padded. Label lengths are at most 63, so lowercasing every byte of the
-/// wire form never touches them, and the padding keeps keys unique.
+/// wire form never touches them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct HotName {
     wire: [u8; MAX_NAME_LEN + 1],
@@ -118,11 +128,24 @@ impl HotName {
         name_class(self.len)
     }
 
-    /// The map key of class size `N`; meaningful when `N` is this name's class.
-    pub fn key<const N: usize>(&self) -> NameKey<N> {
-        let mut wire = [0; N];
-        wire.copy_from_slice(&self.wire[..N]);
-        NameKey { wire }
+    /// The name as the kernel compares it: `N` bytes, zero past the name.
+    pub fn padded<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0; N];
+        let len = self.len.min(N);
+        out[..len].copy_from_slice(&self.wire[..len]);
+        out
+    }
+
+    /// The 64-bit digest the kernel computes while it reads the name: every
+    /// 8-byte word of the padded name, then the length.
+    pub fn digest(&self) -> u64 {
+        let words = self.wire[..self.len.div_ceil(8) * 8].chunks_exact(8);
+        let state = words.fold(DIGEST_SEED, |state, word| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(word);
+            digest_step(state, u64::from_le_bytes(bytes))
+        });
+        digest_step(state, self.len as u64)
     }
 }
 
@@ -135,8 +158,9 @@ pub enum Selection {
     /// `answers` endpoints starting at a per-query rotating offset.
     RoundRobin = 1,
     /// The answer depends on the client's network: look the client's
-    /// address up in `CLIENT_NETS` under [`HotA::service`], and answer with
-    /// the value found there (which is never itself `ByClient`).
+    /// address (or its Client Subnet) up in the record type's client-net
+    /// trie under [`HotSet::service`], and answer with the value found
+    /// there (which is never itself `ByClient`).
     ByClient = 2,
 }
 
@@ -144,47 +168,95 @@ pub enum Selection {
 /// policy (plain zone records), so the kernel counts without a branch.
 pub const BRANCH_SLOTS: u32 = 16384;
 
-/// The `CLIENT_NETS` key: a service generation, then an IPv4 address, both
-/// in network order so that a prefix length of `32 + n` matches the
-/// generation exactly and the first `n` bits of the address.
+/// The client-net trie key: a service generation, then the client's
+/// address as IPv6 (IPv4 mapped into `::ffff:0:0/96`), both in network
+/// order, so a prefix length of `32 + n` matches the generation exactly and
+/// the first `n` bits of the address. One trie serves both families.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientNet {
+pub struct ClientNetKey {
     pub service: [u8; 4],
-    pub addr: [u8; 4],
+    pub addr: [u8; 16],
 }
 
-/// Prefix bits of a [`ClientNet`] spent on the service generation.
+/// Prefix bits of a [`ClientNetKey`] spent on the service generation.
 pub const CLIENT_NET_SERVICE_BITS: u32 = 32;
+/// Prefix bits before an IPv4 address mapped into IPv6.
+pub const V4_MAPPED_BITS: u32 = 96;
+/// The first 12 bytes of every IPv4-mapped address.
+pub const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
-/// The kernel's answer material for one name's A RRset, fully precomputed:
-/// TTL and addresses are already in network byte order, weights are already
-/// cumulative, so the program picks and copies without arithmetic on policy.
+/// [`HotSet::flags`]: the name is in a zone with DNSSEC records, so a
+/// query with DO set goes to the daemon, which holds the signatures.
+pub const SET_SIGNED: u8 = 1;
+
+/// The kernel's answer material for one name's A (`W` = 4) or AAAA
+/// (`W` = 16) RRset, fully precomputed: TTL and addresses are already in
+/// network byte order, weights are already cumulative, so the program
+/// picks and copies without arithmetic on policy.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HotA {
+pub struct HotSet<const W: usize> {
     /// TTL as it goes on the wire.
     pub ttl: [u8; 4],
     /// Sum of all weights; a weighted draw is `random % total_weight`.
     /// Never zero for a [`Selection::Weighted`] value.
     pub total_weight: u32,
-    /// Valid entries in `addrs`, 1..=[`MAX_ENDPOINTS`].
+    /// Valid entries in `addrs`, 0..=[`MAX_ENDPOINTS`]; 0 means the
+    /// daemon answers this one (a policy the kernel cannot draw).
     pub endpoints: u8,
     /// Records per answer, 1..=`endpoints`.
     pub answers: u8,
     /// A [`Selection`] discriminant.
     pub selection: u8,
-    pub _pad: u8,
+    /// [`SET_SIGNED`] or 0.
+    pub flags: u8,
+    /// The Client Subnet scope prefix an answer from this value carries
+    /// (RFC 7871 §7.2.1): the length of the client network that decided
+    /// it, 0 for answers that do not depend on the client.
+    pub scope: u8,
+    pub _pad: [u8; 3],
+    /// For [`Selection::ByClient`]: the service generation to look up.
+    pub service: u32,
     /// `cumulative[i]` is the sum of the weights of endpoints `0..=i`;
     /// entries past `endpoints` are `u16::MAX` so they are never chosen.
     pub cumulative: [u16; MAX_ENDPOINTS],
-    /// IPv4 addresses, network order.
-    pub addrs: [[u8; 4]; MAX_ENDPOINTS],
-    /// For [`Selection::ByClient`]: the service generation to look up.
-    pub service: u32,
     /// The `BRANCH_ANSWERS` slot counting answers that start with each
     /// endpoint (0: not counted by branch).
     pub branches: [u16; MAX_ENDPOINTS],
+    /// Addresses, network order.
+    pub addrs: [[u8; W]; MAX_ENDPOINTS],
+}
+
+pub type HotA = HotSet<4>;
+pub type HotAaaa = HotSet<16>;
+
+impl<const W: usize> HotSet<W> {
+    /// A value with no endpoints: the daemon answers.
+    pub const EMPTY: HotSet<W> = HotSet {
+        ttl: [0; 4],
+        total_weight: 0,
+        endpoints: 0,
+        answers: 0,
+        selection: Selection::RoundRobin as u8,
+        flags: 0,
+        scope: 0,
+        _pad: [0; 3],
+        service: 0,
+        cumulative: [u16::MAX; MAX_ENDPOINTS],
+        branches: [0; MAX_ENDPOINTS],
+        addrs: [[0; W]; MAX_ENDPOINTS],
+    };
+}
+
+/// A hot-name map value: the name it answers for (lowercased, zero-padded
+/// to the class size `N`), compared in full after the digest matched, and
+/// the RRset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HotEntry<const N: usize, const W: usize> {
+    pub name: [u8; N],
+    pub set: HotSet<W>,
 }
 
 /// Per-CPU counters. Every packet the program sees lands in exactly one of
@@ -197,14 +269,16 @@ pub enum Counter {
     /// Not UDP to the serving port (ARP, TCP, other ports, ...), or not
     /// sent to us alone (multicast and broadcast frames).
     PassNotDns,
-    /// DNS we do not answer in the kernel: IPv6, IP fragments, opcodes other
-    /// than QUERY, unusual section counts or flags.
+    /// DNS we do not answer in the kernel: IPv6 extension headers, IP
+    /// fragments, opcodes other than QUERY, unusual section counts or flags.
     PassUnsupported,
-    /// A well-formed query, but not for QTYPE A / QCLASS IN.
-    PassNotAIn,
-    /// A well-formed A/IN query for a name the kernel does not hold.
+    /// A well-formed query, but not for A or AAAA in class IN.
+    PassQtype,
+    /// A well-formed A or AAAA query for a name the kernel does not hold.
     PassNotHot,
-    /// EDNS that userspace must handle: DO bit, version > 0, any option.
+    /// EDNS the daemon must handle: version > 0, DO for a name in a signed
+    /// zone, a malformed or repeated cookie or Client Subnet, too many
+    /// options.
     PassEdns,
     /// Truncated or malformed headers, names or records.
     PassMalformed,
@@ -217,7 +291,7 @@ impl Counter {
         Counter::Answered,
         Counter::PassNotDns,
         Counter::PassUnsupported,
-        Counter::PassNotAIn,
+        Counter::PassQtype,
         Counter::PassNotHot,
         Counter::PassEdns,
         Counter::PassMalformed,
@@ -231,7 +305,7 @@ impl Counter {
             Counter::Answered => None,
             Counter::PassNotDns => Some("not_dns"),
             Counter::PassUnsupported => Some("unsupported"),
-            Counter::PassNotAIn => Some("not_a_in"),
+            Counter::PassQtype => Some("qtype"),
             Counter::PassNotHot => Some("not_hot"),
             Counter::PassEdns => Some("edns"),
             Counter::PassMalformed => Some("malformed"),
@@ -244,16 +318,19 @@ pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are `#[repr(C)]` structs of integers and byte arrays with
+    // SAFETY: all are `#[repr(C)]` structs of integers and byte arrays with
     // no implicit padding (sizes are asserted below), so every bit pattern is
     // a valid value and there are no uninitialised bytes to leak.
-    unsafe impl<const N: usize> aya::Pod for super::NameKey<N> {}
-    unsafe impl aya::Pod for super::HotA {}
-    unsafe impl aya::Pod for super::ClientNet {}
+    unsafe impl<const N: usize, const W: usize> aya::Pod for super::HotEntry<N, W> {}
+    unsafe impl<const W: usize> aya::Pod for super::HotSet<W> {}
+    unsafe impl aya::Pod for super::ClientNetKey {}
+    unsafe impl aya::Pod for super::cookie::CookieSecrets {}
 
-    const _: () = assert!(core::mem::size_of::<super::NameKey<32>>() == 32);
-    const _: () = assert!(core::mem::size_of::<super::HotA>() == 4 + 4 + 4 + 32 + 64 + 4 + 32);
-    const _: () = assert!(core::mem::size_of::<super::ClientNet>() == 8);
+    const _: () = assert!(core::mem::size_of::<super::HotA>() == 20 + 32 + 32 + 64);
+    const _: () = assert!(core::mem::size_of::<super::HotAaaa>() == 20 + 32 + 32 + 256);
+    const _: () = assert!(core::mem::size_of::<super::HotEntry<64, 4>>() == 64 + 148);
+    const _: () = assert!(core::mem::size_of::<super::ClientNetKey>() == 20);
+    const _: () = assert!(core::mem::size_of::<super::cookie::CookieSecrets>() == 48);
 }
 
 #[cfg(test)]
@@ -261,18 +338,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_is_lowercase_and_padded() {
+    fn names_are_lowercase_and_padded() {
         let name = HotName::from_wire(b"\x03WwW\x07Example\x03COM\x00").unwrap();
         assert_eq!((name.len(), name.class()), (17, 0));
-        let key = name.key::<32>();
-        assert_eq!(&key.wire[..17], b"\x03www\x07example\x03com\x00");
-        assert!(key.wire[17..].iter().all(|&b| b == 0));
+        let padded = name.padded::<64>();
+        assert_eq!(&padded[..17], b"\x03www\x07example\x03com\x00");
+        assert!(padded[17..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn digests_ignore_case_and_tell_names_apart() {
+        let digest = |wire: &[u8]| HotName::from_wire(wire).unwrap().digest();
+        assert_eq!(digest(b"\x03WWW\x00"), digest(b"\x03www\x00"));
+        assert_ne!(digest(b"\x03www\x00"), digest(b"\x03wwx\x00"));
+        assert_ne!(digest(b"\x01a\x00"), digest(b"\x01a\x01a\x00"));
     }
 
     #[test]
     fn classes_hold_their_lengths() {
-        let classes: [usize; 6] = [1, 32, 33, 64, 129, 255].map(name_class);
-        assert_eq!(classes, [0, 0, 1, 1, 3, 3]);
+        let classes: [usize; 5] = [1, 32, 64, 65, 255].map(name_class);
+        assert_eq!(classes, [0, 0, 0, 1, 1]);
         for (class, size) in NAME_CLASSES.iter().enumerate() {
             assert_eq!(name_class(*size), class);
         }

@@ -1,23 +1,38 @@
 //! Building the answer in place: the query's header and question stay, the
-//! answer records and an OPT record follow, and the frame is turned around.
+//! answer records and an OPT record (with the cookie and Client Subnet
+//! options the query had) follow, and the frame is turned around.
 
 use aya_ebpf::{
-    helpers::{bpf_get_prandom_u32, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{
+        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_boot_ns, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
     programs::XdpContext,
 };
-use dns_common::{Counter, HotA, MAX_ENDPOINTS, Selection};
-
-use crate::{
-    EDNS_PAYLOAD, config, hot,
-    packet::{self, UDP_LEN},
-    query::{self, HEADER_LEN, OPT_LEN},
-    scratch::{self, MSG_LEN, Scratch},
+use dns_common::{
+    Counter, HotSet, MAX_ENDPOINTS, SET_SIGNED, Selection, V4_MAPPED_BITS, V4_MAPPED_PREFIX,
+    cookie::{self, CookieSecrets},
+    wire::{
+        ANSWER_FLAGS0, CLIENT_COOKIE_LEN, COOKIE_OPTION_LEN, ECS_FAMILY_V4, ECS_FIXED_LEN,
+        FLAGS0_RD, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_LEN, OPTION_COOKIE, OPTION_HEADER_LEN,
+        SERVER_COOKIE_LEN, TYPE_OPT,
+    },
 };
 
-/// An A record pointing back at the question name: pointer to offset 12,
-/// TYPE A, CLASS IN, then TTL, RDLENGTH 4 and the address.
-const RECORD_LEN: usize = 16;
+use crate::{
+    DIGEST_MASK, EDNS_PAYLOAD, config, config_u64,
+    hot::{self, A, Aaaa, RecordType},
+    packet::{self, Datagram, IPV6_LEN, UDP_LEN},
+    query::{self, Question},
+    scratch::{self, MSG_LEN, OPT_AREA_MAX, OUT_LEN, Scratch},
+};
+
+/// Bytes of an answer record before the address: pointer to the question,
+/// TYPE, CLASS, TTL, RDLENGTH.
+const RECORD_HEAD_LEN: usize = 12;
 const ENDPOINT_MASK: usize = MAX_ENDPOINTS - 1;
+/// An address, family and prefix length: the most an ECS option carries.
+const ECS_OPTION_MAX: usize = OPTION_HEADER_LEN + ECS_FIXED_LEN + 16;
 
 /// Answers the frame in place, or says why it passes. Nothing in the frame
 /// changes unless this returns `Ok`.
@@ -53,11 +68,51 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
 
     let server_payload = config(&EDNS_PAYLOAD);
     let question = query::parse(scratch, len, server_payload)?;
-    let name = hot::lookup_a(scratch.key_bytes(), question.name_len).ok_or(Counter::PassNotHot)?;
-    let rrset = hot::for_client(name, datagram.source).ok_or(Counter::PassNotHot)?;
+    let parsed = scratch::launder(question, datagram).ok_or(Counter::PassMalformed)?;
+    let (question, datagram) = (&parsed.question, &parsed.datagram);
+    let digest = question.digest & config_u64(&DIGEST_MASK);
+    let reply = if question.aaaa {
+        let set = hot::lookup::<16, Aaaa>(scratch, digest, question.name_len)
+            .ok_or(Counter::PassNotHot)?;
+        build::<16, Aaaa>(scratch, question, datagram, set, server_payload)?
+    } else {
+        let set =
+            hot::lookup::<4, A>(scratch, digest, question.name_len).ok_or(Counter::PassNotHot)?;
+        build::<4, A>(scratch, question, datagram, set, server_payload)?
+    };
+    send(ctx, scratch, question, datagram, reply)
+}
 
-    let answers = rrset.answers as usize;
-    let endpoints = rrset.endpoints as usize;
+/// The answer built in the scratch area's output: how long its sections
+/// are and how many records it has.
+struct Reply {
+    section_len: usize,
+    answers: usize,
+}
+
+/// Picks the records for the client and writes them, and the OPT record,
+/// into the scratch output.
+#[inline(always)]
+fn build<const W: usize, T: RecordType<W>>(
+    scratch: &mut Scratch,
+    question: &Question,
+    datagram: &Datagram,
+    name_set: &'static HotSet<W>,
+    server_payload: u16,
+) -> Result<Reply, Counter> {
+    if question.dnssec_ok && name_set.flags & SET_SIGNED != 0 {
+        // The daemon holds the signatures.
+        return Err(Counter::PassEdns);
+    }
+    let set = if name_set.selection == Selection::ByClient as u8 {
+        let (addr, prefix) = client_network(scratch, question, datagram);
+        hot::for_client::<W, T>(name_set, addr, prefix).ok_or(Counter::PassNotHot)?
+    } else {
+        name_set
+    };
+
+    let answers = set.answers as usize;
+    let endpoints = set.endpoints as usize;
     if endpoints == 0 {
         // Userspace holds this answer (a policy the kernel cannot draw).
         return Err(Counter::PassNotHot);
@@ -65,21 +120,303 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
     if answers == 0 || answers > endpoints || endpoints > MAX_ENDPOINTS {
         return Err(Counter::PassMalformed);
     }
-    let section_len = answers * RECORD_LEN + if question.edns { OPT_LEN } else { 0 };
-    let reply_len = question.end + section_len;
-    if reply_len > question.payload_limit {
+    let records_len = answers * (RECORD_HEAD_LEN + W);
+    let cookie_len = if question.cookie_at != 0 {
+        COOKIE_OPTION_LEN
+    } else {
+        0
+    };
+    // The Client Subnet comes back as it came, but for the scope. `query`
+    // checked its length (at most 20); the mask says so to the verifier.
+    let ecs_len = if question.ecs_at != 0 {
+        OPTION_HEADER_LEN + (scratch.msg_u16(question.ecs_at - 2) as usize & 0x1f)
+    } else {
+        0
+    };
+    let opt_len = if question.edns {
+        OPT_LEN + cookie_len + ecs_len
+    } else {
+        0
+    };
+    let section_len = records_len + opt_len;
+    if question.end + section_len > question.payload_limit {
         return Err(Counter::PassTooBig);
     }
 
-    let first = first_endpoint(rrset, scratch, endpoints);
+    let first = first_endpoint(set, scratch, endpoints);
     // LLVM knows `first` < 16 and would drop the mask; the verifier does
     // not know it (it cannot bound a remainder), so the mask must stay.
     let slot = core::hint::black_box(first) & ENDPOINT_MASK;
-    crate::count_branch(rrset.branches[slot]);
-    write_records(scratch, rrset, first, answers, endpoints);
+    crate::count_branch(set.branches[slot]);
+    write_records::<W, T>(scratch, set, first, answers, endpoints);
     if question.edns {
-        write_opt(scratch, answers * RECORD_LEN, server_payload);
+        write_opt_head(
+            scratch,
+            records_len,
+            server_payload,
+            question.dnssec_ok,
+            cookie_len + ecs_len,
+        );
+        let options_at = records_len + OPT_LEN;
+        if cookie_len != 0 {
+            let secrets = hot::cookie_secrets().ok_or(Counter::PassMalformed)?;
+            write_cookie(scratch, options_at, question, datagram, secrets);
+        }
+        if ecs_len != 0 {
+            write_ecs(scratch, options_at + cookie_len, question.ecs_at, set.scope);
+        }
     }
+    // Zero padding past the answer, for the IPv6 checksum's whole words.
+    scratch.set_out_u64(section_len, 0);
+    Ok(Reply {
+        section_len,
+        answers,
+    })
+}
+
+/// The client network a client-dependent answer is chosen by: the Client
+/// Subnet when the query has one, else the packet's source; as an IPv6
+/// address (IPv4 mapped) with its known prefix length.
+#[inline(always)]
+fn client_network(scratch: &Scratch, question: &Question, datagram: &Datagram) -> ([u8; 16], u32) {
+    if question.ecs_at == 0 {
+        return (datagram.source, 128);
+    }
+    let at = question.ecs_at;
+    let source = scratch.msg(at + 2) as usize;
+    let mut addr = [0u8; 16];
+    let (start, base) = if scratch.msg_u16(at) == ECS_FAMILY_V4 {
+        addr[..12].copy_from_slice(&V4_MAPPED_PREFIX);
+        (12, V4_MAPPED_BITS)
+    } else {
+        (0, 0)
+    };
+    // Validated in `query`: the address has exactly source/8 bytes
+    // (rounded up), and no bits set past the prefix.
+    let bytes = source.div_ceil(8);
+    for i in 0..16 {
+        if i >= bytes {
+            break;
+        }
+        addr[(start + i) & 15] = scratch.msg(at + ECS_FIXED_LEN + i);
+    }
+    (addr, base + source as u32)
+}
+
+/// The endpoint the answer starts with: a weighted draw, or the next step
+/// of this CPU's rotation.
+#[inline(always)]
+fn first_endpoint<const W: usize>(
+    set: &HotSet<W>,
+    scratch: &mut Scratch,
+    endpoints: usize,
+) -> usize {
+    let total_weight = set.total_weight;
+    if set.selection == Selection::Weighted as u8 && total_weight != 0 {
+        // SAFETY: helper without arguments.
+        let draw = unsafe { bpf_get_prandom_u32() }
+            .checked_rem(total_weight)
+            .unwrap_or(0);
+        // The chosen endpoint is the first whose cumulative weight exceeds
+        // the draw. The bounds never decrease, so a four-step binary search
+        // finds it; it also keeps the verifier at 16 states, where counting
+        // 16 comparisons would give it one per outcome pattern.
+        let mut chosen = 0;
+        for step in [8, 4, 2, 1] {
+            if draw >= u32::from(set.cumulative[(chosen + step - 1) & ENDPOINT_MASK]) {
+                chosen += step;
+            }
+        }
+        chosen & ENDPOINT_MASK
+    } else {
+        let rotation = scratch.rotation;
+        scratch.rotation = rotation.wrapping_add(1);
+        rotation.checked_rem(endpoints as u32).unwrap_or(0) as usize & ENDPOINT_MASK
+    }
+}
+
+/// Writes `answers` records into the scratch output, starting with endpoint
+/// `first` and wrapping around, as 32-bit words: pointer to the question
+/// and TYPE; CLASS IN and half the TTL; the rest of the TTL and RDLENGTH;
+/// the address. Records are 16 (A) or 28 (AAAA) bytes, whole words.
+/// Two straight runs (from `first` to the end, then from the start) rather
+/// than one loop that wraps: a wrap inside the loop would have the verifier
+/// follow every pair of start and count separately.
+#[inline(always)]
+fn write_records<const W: usize, T: RecordType<W>>(
+    scratch: &mut Scratch,
+    set: &HotSet<W>,
+    first: usize,
+    answers: usize,
+    endpoints: usize,
+) {
+    let [t0, t1, t2, t3] = set.ttl;
+    let [y0, y1] = T::TYPE_BYTES;
+    let head = [
+        u32::from_le_bytes([0xc0, 0x0c, y0, y1]),
+        u32::from_le_bytes([0x00, 0x01, t0, t1]),
+        u32::from_le_bytes([t2, t3, 0x00, W as u8]),
+    ];
+    let to_end = endpoints - first;
+    let (before_wrap, after_wrap) = if answers <= to_end {
+        (answers, 0)
+    } else {
+        (to_end, answers - to_end)
+    };
+    write_run::<W>(scratch, set, &head, 0, first, before_wrap);
+    write_run::<W>(scratch, set, &head, before_wrap, 0, after_wrap);
+}
+
+/// Writes `count` records from record index `record`, with the addresses
+/// of endpoints `endpoint`, `endpoint + 1`, ...
+#[inline(always)]
+fn write_run<const W: usize>(
+    scratch: &mut Scratch,
+    set: &HotSet<W>,
+    head: &[u32; 3],
+    record: usize,
+    endpoint: usize,
+    count: usize,
+) {
+    let record_words = (RECORD_HEAD_LEN + W) / 4;
+    let count = scratch.opaque(count);
+    let record = scratch.opaque(record);
+    for i in 0..MAX_ENDPOINTS {
+        if i >= count {
+            break;
+        }
+        let base = (record + i) * record_words;
+        for (word, value) in head.iter().enumerate() {
+            scratch.set_out_u32(base + word, *value);
+        }
+        // The mask must reach the verifier; `black_box` keeps LLVM from
+        // dropping it as implied by the loop bounds.
+        let index = core::hint::black_box(endpoint + i) & ENDPOINT_MASK;
+        let addr = set.addrs[index].as_ptr() as *const u32;
+        for word in 0..W / 4 {
+            // SAFETY: word `word` of a `W`-byte address in the map value;
+            // `HotSet` is 4-aligned and its addresses start at a multiple
+            // of 4, so the read is aligned.
+            let value = unsafe { addr.add(word).read() };
+            scratch.set_out_u32(base + 3 + word, value);
+        }
+    }
+}
+
+/// Writes the OPT record's fixed part at `at`: version 0, our payload size,
+/// DO as the query had it, `options_len` bytes of options to follow.
+#[inline(always)]
+fn write_opt_head(
+    scratch: &mut Scratch,
+    at: usize,
+    server_payload: u16,
+    dnssec_ok: bool,
+    options_len: usize,
+) {
+    let [p0, p1] = server_payload.to_be_bytes();
+    let [t0, t1] = TYPE_OPT.to_be_bytes();
+    let flags = if dnssec_ok { OPT_DO } else { 0 };
+    let [l0, l1] = (options_len as u16).to_be_bytes();
+    scratch.set_out_u64(at, u64::from_le_bytes([0, t0, t1, p0, p1, 0, 0, flags]));
+    scratch.set_out_u64(at + 8, u64::from_le_bytes([0, l0, l1, 0, 0, 0, 0, 0]));
+}
+
+/// The cookie hash of RFC 9018 for this client's address.
+#[inline(always)]
+fn cookie_hash(key: &[u64; 2], client: u64, stamp: u64, datagram: &Datagram) -> u64 {
+    let s = &datagram.source;
+    if datagram.v6 {
+        let high = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        let low = u64::from_le_bytes([s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]]);
+        cookie::hash_v6(key, client, stamp, [high, low])
+    } else {
+        cookie::hash_v4(
+            key,
+            client,
+            stamp,
+            u32::from_le_bytes([s[12], s[13], s[14], s[15]]),
+        )
+    }
+}
+
+/// Writes the cookie option at `at`: the client cookie, and the server
+/// cookie it came with if that is valid under the current secret and less
+/// than half an hour old, else a fresh one (`dns_common::cookie`).
+#[inline(always)]
+fn write_cookie(
+    scratch: &mut Scratch,
+    at: usize,
+    question: &Question,
+    datagram: &Datagram,
+    secrets: &CookieSecrets,
+) {
+    let client = scratch.msg_u64(question.cookie_at);
+    // SAFETY: helper without arguments.
+    let boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let now = (boot_ns.wrapping_add(secrets.clock_offset_ns) / 1_000_000_000) as u32;
+    let mut echoed = None;
+    if question.cookie_len == CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN {
+        let stamp = scratch.msg_u64(question.cookie_at + CLIENT_COOKIE_LEN);
+        let timestamp = u32::from_be_bytes(((stamp >> 32) as u32).to_le_bytes());
+        let age = cookie::age(now, timestamp);
+        if stamp as u8 == cookie::VERSION && cookie::age_is_valid(age) && age < cookie::REFRESH_AGE
+        {
+            let hash = scratch.msg_u64(question.cookie_at + CLIENT_COOKIE_LEN + 8);
+            if cookie_hash(&secrets.current, client, stamp, datagram) == hash {
+                echoed = Some((stamp, hash));
+            }
+        }
+    }
+    let (stamp, hash) = match echoed {
+        Some(received) => received,
+        None => {
+            let stamp = cookie::stamp_block(now);
+            (
+                stamp,
+                cookie_hash(&secrets.current, client, stamp, datagram),
+            )
+        }
+    };
+    let [c0, c1] = OPTION_COOKIE.to_be_bytes();
+    let header = u32::from_le_bytes([c0, c1, 0, (CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN) as u8]);
+    scratch.set_out_u64(at, u64::from(header));
+    scratch.set_out_u64(at + OPTION_HEADER_LEN, client);
+    scratch.set_out_u64(at + OPTION_HEADER_LEN + CLIENT_COOKIE_LEN, stamp);
+    scratch.set_out_u64(at + OPTION_HEADER_LEN + CLIENT_COOKIE_LEN + 8, hash);
+}
+
+/// Copies the query's Client Subnet option (data at `ecs_at`) to `at`,
+/// with the scope the answer was decided by.
+#[inline(always)]
+fn write_ecs(scratch: &mut Scratch, at: usize, ecs_at: usize, scope: u8) {
+    let from = ecs_at - OPTION_HEADER_LEN;
+    for i in 0..ECS_OPTION_MAX / 8 {
+        let word = scratch.msg_u64(from + i * 8);
+        scratch.set_out_u64(at + i * 8, word);
+    }
+    scratch.set_out(at + OPTION_HEADER_LEN + 3, scope);
+}
+
+/// Grows the frame to the answer, stores the sections, rewrites the header
+/// and turns the frame around. `len` is the query's DNS length.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    question: &Question,
+    datagram: &Datagram,
+    reply: Reply,
+) -> Result<(), Counter> {
+    let len = question.len;
+    let section_len = reply.section_len;
+    let reply_len = question.end + section_len;
+    // The IPv6 checksum needs the bytes the answer replaces, which are only
+    // in the scratch copy once the frame has been rewritten.
+    let tail = if datagram.v6 {
+        tail_change(scratch, question.end, len, section_len)?
+    } else {
+        0
+    };
 
     let frame_len = ctx.data_end() - ctx.data();
     let new_frame_len = datagram.payload() + reply_len;
@@ -93,109 +430,117 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
     // did, shrinking back restores the frame exactly as it came in. The
     // verifier needs each pointer checked on its own; `black_box` stops LLVM
     // from dropping the first two as implied by the third.
+    // The offsets come from the map `launder` put them in: the masks bound
+    // them for the verifier (Ethernet and a VLAN tag end by 18, IPv4
+    // options by 18 + 60) and change nothing.
     use core::hint::black_box;
     let headers = (
         packet::bytes_at(ctx, black_box(0), 14),
-        packet::bytes_at(ctx, black_box(datagram.l3), 20),
-        packet::bytes_at(ctx, datagram.l4, UDP_LEN + HEADER_LEN),
+        packet::bytes_at(ctx, black_box(datagram.l3 & 0x1f), IPV6_LEN),
+        packet::bytes_at(ctx, datagram.l4 & 0x7f, UDP_LEN + HEADER_LEN),
     );
     let (Some(eth), Some(ip), Some(udp)) = headers else {
         return Err(undo_grow(ctx, grow));
     };
-    // SAFETY: `out_ptr` holds at least `section_len` (<= 16 * 16 + 11) bytes
-    // written above; the helper checks the frame bounds itself and writes
-    // nothing on failure.
+    // SAFETY: `out_ptr` holds at least `section_len` bytes written above;
+    // the helper checks the frame bounds itself and writes nothing on
+    // failure.
     let stored = unsafe {
         bpf_xdp_store_bytes(
             ctx.ctx,
             (datagram.payload() + question.end) as u32,
             scratch.out_ptr() as *mut _,
-            section_len as u32,
+            (((section_len - 1) & (OUT_LEN * 2 - 1)) + 1) as u32,
         )
     };
     if stored != 0 {
         return Err(undo_grow(ctx, grow));
     }
 
+    let flags = [
+        ANSWER_FLAGS0 | (question.flags[0] & FLAGS0_RD),
+        question.flags[1] & FLAGS1_CD,
+    ];
     let dns = udp.wrapping_add(UDP_LEN);
     // SAFETY: `udp` was checked to cover the UDP and DNS headers.
-    unsafe {
-        // QR=1, AA=1, RD echoed; RA=0, AD=0, CD echoed, RCODE=NOERROR.
-        *dns.add(2) = 0x84 | (question.flags[0] & 0x01);
-        *dns.add(3) = question.flags[1] & 0x10;
+    let query_check = unsafe {
+        *dns.add(2) = flags[0];
+        *dns.add(3) = flags[1];
         *dns.add(6) = 0;
-        *dns.add(7) = answers as u8;
+        *dns.add(7) = reply.answers as u8;
+        u16::from_be((udp.add(6) as *const u16).read_unaligned())
+    };
+    if datagram.v6 {
+        let checksum = packet::answer_checksum(
+            query_check,
+            ((UDP_LEN + len) as u16, (UDP_LEN + reply_len) as u16),
+            (
+                u16::from_be_bytes(question.flags),
+                u16::from_be_bytes(flags),
+            ),
+            reply.answers as u16,
+            tail,
+        );
+        packet::turn_around_v6(eth, ip, udp, reply_len, checksum);
+    } else {
+        let ip_header_len = datagram.l4 - datagram.l3;
+        packet::turn_around(eth, ip, udp, reply_len, ip_header_len);
     }
-    let ip_header_len = datagram.l4 - datagram.l3;
-    packet::turn_around(eth, ip, udp, reply_len, ip_header_len);
     Ok(())
 }
 
-/// The endpoint the answer starts with: a weighted draw, or the next step
-/// of this CPU's rotation.
+/// How the bytes after the question change, as a folded big-endian
+/// one's-complement sum: the answer's sections (zero-padded in the scratch
+/// output) added, the query's OPT record removed.
 #[inline(always)]
-fn first_endpoint(rrset: &HotA, scratch: &mut Scratch, endpoints: usize) -> usize {
-    let total_weight = rrset.total_weight;
-    if rrset.selection == Selection::Weighted as u8 && total_weight != 0 {
-        // SAFETY: helper without arguments.
-        let draw = unsafe { bpf_get_prandom_u32() }
-            .checked_rem(total_weight)
-            .unwrap_or(0);
-        // The chosen endpoint is the first whose cumulative weight exceeds
-        // the draw. The bounds never decrease, so a four-step binary search
-        // finds it; it also keeps the verifier at 16 states, where counting
-        // 16 comparisons would give it one per outcome pattern.
-        let mut chosen = 0;
-        for step in [8, 4, 2, 1] {
-            if draw >= u32::from(rrset.cumulative[(chosen + step - 1) & ENDPOINT_MASK]) {
-                chosen += step;
-            }
-        }
-        chosen & ENDPOINT_MASK
-    } else {
-        let rotation = scratch.rotation;
-        scratch.rotation = rotation.wrapping_add(1);
-        rotation.checked_rem(endpoints as u32).unwrap_or(0) as usize & ENDPOINT_MASK
-    }
-}
-
-/// Writes `answers` records into the scratch output, starting with endpoint
-/// `first` and wrapping around. A record is two words: pointer to the
-/// question, TYPE A, CLASS IN and half the TTL; the rest of the TTL,
-/// RDLENGTH 4 and the address.
-#[inline(always)]
-fn write_records(
+fn tail_change(
     scratch: &mut Scratch,
-    rrset: &HotA,
-    first: usize,
-    answers: usize,
-    endpoints: usize,
-) {
-    let [t0, t1, t2, t3] = rrset.ttl;
-    let head = u64::from_le_bytes([0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, t0, t1]);
-    let tail_base = u64::from_le_bytes([t2, t3, 0x00, 0x04, 0, 0, 0, 0]);
-    let mut endpoint = first;
-    for record in 0..MAX_ENDPOINTS {
-        if record >= answers {
-            break;
-        }
-        let addr = u32::from_le_bytes(rrset.addrs[endpoint & ENDPOINT_MASK]);
-        scratch.set_record(record, head, tail_base | (u64::from(addr) << 32));
-        endpoint += 1;
-        if endpoint >= endpoints {
-            endpoint = 0;
-        }
+    question_end: usize,
+    len: usize,
+    section_len: usize,
+) -> Result<u16, Counter> {
+    scratch.pad_msg(len);
+    // Both sizes rounded up to whole 32-bit words, as the helper takes them;
+    // the padding is zero. The masks restate the bounds for the verifier.
+    let removed = (len - question_end + 3) & !3;
+    let added = (section_len + 3) & !3;
+    if removed > OPT_AREA_MAX || added > OUT_LEN {
+        return Err(Counter::PassTooBig);
     }
-}
-
-/// Writes an OPT record: version 0, no flags, no options, our payload size.
-#[inline(always)]
-fn write_opt(scratch: &mut Scratch, at: usize, server_payload: u16) {
-    let size = server_payload.to_be_bytes();
-    let opt = [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0];
-    for (i, byte) in opt.iter().enumerate() {
-        scratch.set_out(at + i, *byte);
+    let removed_from = scratch.msg_ptr().wrapping_add(question_end & (MSG_LEN - 1));
+    // SAFETY: both buffers are inside the scratch area: `added` bytes from
+    // the start of the output, `removed` bytes from the question's end in
+    // the message copy, whose slack covers OPT_AREA_MAX past MSG_LEN.
+    let (plus, minus) = unsafe {
+        (
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                scratch.out_ptr() as *mut u32,
+                (added & (OUT_LEN * 2 - 4)) as u32,
+                0,
+            ),
+            bpf_csum_diff(
+                removed_from as *mut u32,
+                (removed & (OPT_AREA_MAX * 2 - 4)) as u32,
+                core::ptr::null_mut(),
+                0,
+                0,
+            ),
+        )
+    };
+    if plus < 0 || minus < 0 {
+        return Err(Counter::PassMalformed);
     }
+    // The helper sums 16-bit words as they lie in memory, little-endian:
+    // byte-swapped against the checksum's big-endian words, unless the
+    // bytes start at an odd offset, which swaps them back.
+    let sum = packet::fold(u64::from(plus as u32) + u64::from(minus as u32));
+    Ok(if question_end.is_multiple_of(2) {
+        sum.swap_bytes()
+    } else {
+        sum
+    })
 }
 
 #[inline(always)]

@@ -1,75 +1,156 @@
-//! The hot names: one hash map per name size class (see
-//! `dns_common::NAME_CLASSES`), so a short name costs a short key; and the
-//! client networks of names whose answer depends on who asks.
+//! The hot names: A and AAAA RRsets by name digest, one map per record type
+//! and name size class (see `dns_common::NAME_CLASSES`), the name kept in
+//! the value and compared; and the client networks of names whose answer
+//! depends on who asks.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
 };
-use dns_common::{CLIENT_NET_SERVICE_BITS, ClientNet, HotA, NameKey, Selection, name_class};
+use dns_common::{
+    CLIENT_NET_SERVICE_BITS, ClientNetKey, HotEntry, HotSet, NAME_CLASSES, Selection,
+    cookie::CookieSecrets,
+};
+
+use crate::scratch::Scratch;
 
 /// Userspace sets the real capacity at load time; entries are allocated as
-/// they are added, so four classes cost no more than the names they hold.
+/// they are added, so the classes cost no more than the names they hold.
 const DEFAULT_CAPACITY: u32 = 65536;
+const SMALL: usize = NAME_CLASSES[0];
+const LARGE: usize = NAME_CLASSES[1];
 
 #[map]
-static HOT_A_32: HashMap<NameKey<32>, HotA> =
+static HOT_A_64: HashMap<u64, HotEntry<SMALL, 4>> =
     HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 #[map]
-static HOT_A_64: HashMap<NameKey<64>, HotA> =
+static HOT_A_256: HashMap<u64, HotEntry<LARGE, 4>> =
     HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 #[map]
-static HOT_A_128: HashMap<NameKey<128>, HotA> =
+static HOT_AAAA_64: HashMap<u64, HotEntry<SMALL, 16>> =
     HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 #[map]
-static HOT_A_256: HashMap<NameKey<256>, HotA> =
+static HOT_AAAA_256: HashMap<u64, HotEntry<LARGE, 16>> =
     HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Userspace writes, under each generation of a client-dependent service,
 /// a prefix for every client network its policy tells apart plus a
-/// zero-length one for everyone else; the longest match is the answer.
+/// default for each family; the longest match is the answer.
 #[map]
-static CLIENT_NETS: LpmTrie<ClientNet, HotA> =
+static CLIENT_NETS_A: LpmTrie<ClientNetKey, HotSet<4>> =
+    LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+#[map]
+static CLIENT_NETS_AAAA: LpmTrie<ClientNetKey, HotSet<16>> =
     LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 
-/// The answer material for a client at `source` (IPv4, network order):
-/// `value` itself, or for a client-dependent name the value of the client's
-/// network. `None` when no network matches: the daemon answers then.
+#[map]
+static COOKIE_SECRETS: Array<CookieSecrets> = Array::with_max_entries(1, 0);
+
+/// The cookie secrets and clock offset the daemon wrote.
 #[inline(always)]
-pub fn for_client(value: &'static HotA, source: [u8; 4]) -> Option<&'static HotA> {
-    if value.selection != Selection::ByClient as u8 {
-        return Some(value);
-    }
-    let key = Key::new(
-        CLIENT_NET_SERVICE_BITS + 32,
-        ClientNet {
-            service: value.service.to_be_bytes(),
-            addr: source,
-        },
-    );
-    let found = CLIENT_NETS.get(&key)?;
-    // Userspace never nests these; refusing to is what keeps this one step.
-    (found.selection != Selection::ByClient as u8).then_some(found)
+pub fn cookie_secrets() -> Option<&'static CookieSecrets> {
+    COOKIE_SECRETS.get(0)
 }
 
-/// The A answer for the `len`-byte name in `key`, which must be zero past
-/// `len` up to the end of its class.
+/// A record type the kernel answers: where its names and client networks
+/// are kept.
+pub trait RecordType<const W: usize> {
+    /// RR TYPE on the wire, as the two bytes lie in memory.
+    const TYPE_BYTES: [u8; 2];
+    fn small() -> &'static HashMap<u64, HotEntry<SMALL, W>>;
+    fn large() -> &'static HashMap<u64, HotEntry<LARGE, W>>;
+    fn client_nets() -> &'static LpmTrie<ClientNetKey, HotSet<W>>;
+}
+
+pub struct A;
+pub struct Aaaa;
+
+impl RecordType<4> for A {
+    const TYPE_BYTES: [u8; 2] = [0, 1];
+    fn small() -> &'static HashMap<u64, HotEntry<SMALL, 4>> {
+        &HOT_A_64
+    }
+    fn large() -> &'static HashMap<u64, HotEntry<LARGE, 4>> {
+        &HOT_A_256
+    }
+    fn client_nets() -> &'static LpmTrie<ClientNetKey, HotSet<4>> {
+        &CLIENT_NETS_A
+    }
+}
+
+impl RecordType<16> for Aaaa {
+    const TYPE_BYTES: [u8; 2] = [0, 28];
+    fn small() -> &'static HashMap<u64, HotEntry<SMALL, 16>> {
+        &HOT_AAAA_64
+    }
+    fn large() -> &'static HashMap<u64, HotEntry<LARGE, 16>> {
+        &HOT_AAAA_256
+    }
+    fn client_nets() -> &'static LpmTrie<ClientNetKey, HotSet<16>> {
+        &CLIENT_NETS_AAAA
+    }
+}
+
+/// The RRset for the `len`-byte name in `scratch.name` with digest
+/// `digest`, if the entry under that digest is this very name.
 #[inline(always)]
-// Keys go by reference on purpose: by value would copy up to 256 bytes onto
-// the 512-byte BPF stack.
-#[allow(clippy::needless_borrows_for_generic_args)]
-pub fn lookup_a(key: &[u8; 256], len: usize) -> Option<&'static HotA> {
-    let key = key.as_ptr();
-    // SAFETY: every `NameKey<N>` is an `N`-byte array (N <= 256) with
-    // alignment 1, so each cast views a prefix of the 256-byte buffer; the
-    // maps only read the key.
-    unsafe {
-        match name_class(len) {
-            0 => HOT_A_32.get(&*(key as *const NameKey<32>)),
-            1 => HOT_A_64.get(&*(key as *const NameKey<64>)),
-            2 => HOT_A_128.get(&*(key as *const NameKey<128>)),
-            _ => HOT_A_256.get(&*(key as *const NameKey<256>)),
+pub fn lookup<const W: usize, T: RecordType<W>>(
+    scratch: &Scratch,
+    digest: u64,
+    len: usize,
+) -> Option<&'static HotSet<W>> {
+    if len <= SMALL {
+        // SAFETY: the map only reads the key.
+        let entry = unsafe { T::small().get(digest) }?;
+        same_name(&entry.name, scratch, len).then_some(&entry.set)
+    } else {
+        // SAFETY: as above.
+        let entry = unsafe { T::large().get(digest) }?;
+        same_name(&entry.name, scratch, len).then_some(&entry.set)
+    }
+}
+
+/// Compares the stored name with the query's, word by word, over the
+/// query's length. Both are well-formed names zero-padded past their end,
+/// so equal words up to the query's last one mean equal names.
+#[inline(always)]
+fn same_name<const N: usize>(stored: &[u8; N], scratch: &Scratch, len: usize) -> bool {
+    let words = stored.as_ptr() as *const u64;
+    for i in 0..N / 8 {
+        if i * 8 >= len {
+            break;
+        }
+        // SAFETY: `i < N / 8`, inside the `N`-byte name at the start of a
+        // map value, whose storage the kernel aligns to 8 bytes.
+        if unsafe { words.add(i).read() } != scratch.name_word(i) {
+            return false;
         }
     }
+    true
+}
+
+/// The answer material for a client whose address (or Client Subnet) is
+/// `addr` with `prefix` known bits (IPv4 mapped into IPv6): `set` itself,
+/// or for a client-dependent name the value of the client's network.
+/// `None` when no network matches: the daemon answers then.
+#[inline(always)]
+pub fn for_client<const W: usize, T: RecordType<W>>(
+    set: &'static HotSet<W>,
+    addr: [u8; 16],
+    prefix: u32,
+) -> Option<&'static HotSet<W>> {
+    if set.selection != Selection::ByClient as u8 {
+        return Some(set);
+    }
+    let key = Key::new(
+        CLIENT_NET_SERVICE_BITS + prefix,
+        ClientNetKey {
+            service: set.service.to_be_bytes(),
+            addr,
+        },
+    );
+    let found = T::client_nets().get(&key)?;
+    // Userspace never nests these; refusing to is what keeps this one step.
+    (found.selection != Selection::ByClient as u8).then_some(found)
 }

@@ -1,8 +1,9 @@
 //! dnslb's XDP data plane.
 //!
-//! For every frame: is it an IPv4 UDP DNS query for an A record we hold in
-//! the hot-name maps? If so, turn the frame around into the answer and
-//! `XDP_TX` it.
+//! For every frame: is it a UDP DNS query, over IPv4 or IPv6, for an A or
+//! AAAA RRset we hold in the hot-name maps, with EDNS we understand (DO,
+//! cookies, Client Subnet)? If so, turn the frame around into the answer
+//! and `XDP_TX` it.
 //! Everything else, and anything we are not sure of, leaves with `XDP_PASS`
 //! exactly as it came in, for the daemon to answer.
 //!
@@ -34,6 +35,11 @@ static DNS_PORT: u16 = 53;
 /// The EDNS UDP payload size this server advertises and accepts, host order.
 #[unsafe(no_mangle)]
 static EDNS_PAYLOAD: u16 = 1232;
+
+/// The bits of the name digest used as the map key: all of them, except in
+/// tests that force names to collide.
+#[unsafe(no_mangle)]
+static DIGEST_MASK: u64 = u64::MAX;
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
@@ -79,6 +85,13 @@ pub fn dnslb_pass(_ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn config(global: &'static u16) -> u16 {
     // SAFETY: a plain read of a valid, aligned, immutable static.
+    unsafe { core::ptr::read_volatile(global) }
+}
+
+/// As [`config`], for a 64-bit global.
+#[inline(always)]
+fn config_u64(global: &'static u64) -> u64 {
+    // SAFETY: as for `config`.
     unsafe { core::ptr::read_volatile(global) }
 }
 

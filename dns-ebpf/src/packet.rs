@@ -1,8 +1,10 @@
-//! Ethernet / IPv4 / UDP: finding the DNS payload, and turning the frame
-//! around once the answer is in place.
+//! Ethernet / IPv4 or IPv6 / UDP: finding the DNS payload, and turning the
+//! frame around once the answer is in place.
 
 use aya_ebpf::programs::XdpContext;
 use dns_common::Counter;
+
+use dns_common::V4_MAPPED_PREFIX;
 
 use crate::{DNS_PORT, config};
 
@@ -12,22 +14,31 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPV4_MIN_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
+pub const IPV6_LEN: usize = 40;
 const IPPROTO_UDP: u8 = 17;
+/// IPv6 next-header values of extension headers that may precede UDP:
+/// hop-by-hop, routing, fragment, destination options. The kernel does not
+/// walk them; such queries go to the daemon.
+const IPV6_EXTENSION_HEADERS: [u8; 4] = [0, 43, 44, 60];
 pub const UDP_LEN: usize = 8;
-/// The TTL we send answers with, as Linux does by default.
+/// The TTL (IPv4) or hop limit (IPv6) we send answers with, as Linux does
+/// by default.
 const REPLY_TTL: u8 = 64;
 
 /// Where a UDP datagram to the DNS port sits in the frame.
+#[derive(Clone, Copy)]
 pub struct Datagram {
-    /// Offset of the IPv4 header: after Ethernet and an optional VLAN tag.
+    /// Offset of the IP header: after Ethernet and an optional VLAN tag.
     pub l3: usize,
     /// Offset of the UDP header.
     pub l4: usize,
     /// UDP payload length, as both the IP and the UDP header agree.
     pub payload_len: usize,
-    /// The client's IPv4 address, network order.
-    pub source: [u8; 4],
+    /// Whether it came over IPv6.
+    pub v6: bool,
+    /// The client's address as IPv6, network order (IPv4 mapped into
+    /// `::ffff:0:0/96`).
+    pub source: [u8; 16],
 }
 
 impl Datagram {
@@ -72,12 +83,15 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         l3 += VLAN_LEN;
     }
     match ethertype {
-        ETH_P_IPV4 => {}
-        ETH_P_IPV6 => return Err(ipv6_reason(ctx, l3)),
-        ETH_P_8021Q => return Err(Counter::PassUnsupported),
-        _ => return Err(Counter::PassNotDns),
+        ETH_P_IPV4 => ipv4_datagram(ctx, l3),
+        ETH_P_IPV6 => ipv6_datagram(ctx, l3),
+        ETH_P_8021Q => Err(Counter::PassUnsupported),
+        _ => Err(Counter::PassNotDns),
     }
+}
 
+#[inline(always)]
+fn ipv4_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
     let ip = bytes_at(ctx, l3, IPV4_MIN_LEN).ok_or(Counter::PassMalformed)?;
     // SAFETY (all reads from `ip` below): `ip` covers IPV4_MIN_LEN bytes.
     let version_ihl = unsafe { *ip };
@@ -94,20 +108,52 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         return Err(Counter::PassUnsupported);
     }
     let total_len = read_u16(ip.wrapping_add(2)) as usize;
+    let mut source = [0u8; 16];
+    source[..12].copy_from_slice(&V4_MAPPED_PREFIX);
     // SAFETY: bytes 12..16 of the IPV4_MIN_LEN bytes `ip` covers.
-    let source = unsafe { (ip.wrapping_add(12) as *const [u8; 4]).read_unaligned() };
+    let v4 = unsafe { (ip.wrapping_add(12) as *const [u8; 4]).read_unaligned() };
+    source[12..].copy_from_slice(&v4);
 
     let l4 = l3 + header_len;
-    let udp = bytes_at(ctx, l4, UDP_LEN).ok_or(Counter::PassMalformed)?;
-    if read_u16(udp.wrapping_add(2)) != config(&DNS_PORT) {
-        return Err(Counter::PassNotDns);
+    let udp_len = udp_to_us(ctx, l4)?;
+    if total_len != header_len + udp_len || l3 + total_len > frame_len(ctx) {
+        return Err(Counter::PassMalformed);
     }
-    let udp_len = read_u16(udp.wrapping_add(4)) as usize;
-    let frame_len = ctx.data_end() - ctx.data();
-    if read_u16(udp) == 0
-        || udp_len < UDP_LEN
-        || total_len != header_len + udp_len
-        || l3 + total_len > frame_len
+    Ok(Datagram {
+        l3,
+        l4,
+        payload_len: udp_len - UDP_LEN,
+        v6: false,
+        source,
+    })
+}
+
+/// IPv6 with UDP right after the fixed header; a query behind extension
+/// headers passes to the daemon.
+#[inline(always)]
+fn ipv6_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
+    let ip = bytes_at(ctx, l3, IPV6_LEN).ok_or(Counter::PassMalformed)?;
+    // SAFETY (all reads from `ip` below): `ip` covers IPV6_LEN bytes.
+    if unsafe { *ip } >> 4 != 6 {
+        return Err(Counter::PassMalformed);
+    }
+    let next_header = unsafe { *ip.wrapping_add(6) };
+    if next_header != IPPROTO_UDP {
+        return Err(if IPV6_EXTENSION_HEADERS.contains(&next_header) {
+            Counter::PassUnsupported
+        } else {
+            Counter::PassNotDns
+        });
+    }
+    let payload_len = read_u16(ip.wrapping_add(4)) as usize;
+    // SAFETY: bytes 8..24 of the IPV6_LEN bytes `ip` covers.
+    let source = unsafe { (ip.wrapping_add(8) as *const [u8; 16]).read_unaligned() };
+    let l4 = l3 + IPV6_LEN;
+    let udp_len = udp_to_us(ctx, l4)?;
+    let udp = bytes_at(ctx, l4, UDP_LEN).ok_or(Counter::PassMalformed)?;
+    // A zero UDP checksum is not allowed over IPv6 (RFC 8200 §8.1), and the
+    // answer's checksum is derived from the query's.
+    if payload_len != udp_len || l4 + udp_len > frame_len(ctx) || read_u16(udp.wrapping_add(6)) == 0
     {
         return Err(Counter::PassMalformed);
     }
@@ -115,24 +161,29 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         l3,
         l4,
         payload_len: udp_len - UDP_LEN,
+        v6: true,
         source,
     })
 }
 
-/// IPv6 is answered by the daemon for now: count UDP to our port (without
-/// extension headers) as DNS we do not handle, the rest as not DNS.
 #[inline(always)]
-fn ipv6_reason(ctx: &XdpContext, l3: usize) -> Counter {
-    let Some(ip) = bytes_at(ctx, l3, IPV6_LEN + UDP_LEN) else {
-        return Counter::PassNotDns;
-    };
-    // SAFETY: `ip` covers the IPv6 header and a UDP header after it.
-    let next_header = unsafe { *ip.wrapping_add(6) };
-    if next_header == IPPROTO_UDP && read_u16(ip.wrapping_add(IPV6_LEN + 2)) == config(&DNS_PORT) {
-        Counter::PassUnsupported
-    } else {
-        Counter::PassNotDns
+fn frame_len(ctx: &XdpContext) -> usize {
+    ctx.data_end() - ctx.data()
+}
+
+/// Checks that the UDP header at `l4` is to our port from a real port,
+/// and returns the UDP length it gives.
+#[inline(always)]
+fn udp_to_us(ctx: &XdpContext, l4: usize) -> Result<usize, Counter> {
+    let udp = bytes_at(ctx, l4, UDP_LEN).ok_or(Counter::PassMalformed)?;
+    if read_u16(udp.wrapping_add(2)) != config(&DNS_PORT) {
+        return Err(Counter::PassNotDns);
     }
+    let udp_len = read_u16(udp.wrapping_add(4)) as usize;
+    if read_u16(udp) == 0 || udp_len < UDP_LEN {
+        return Err(Counter::PassMalformed);
+    }
+    Ok(udp_len)
 }
 
 /// One's-complement update of an Internet checksum when a 16-bit word of
@@ -146,8 +197,67 @@ fn checksum_update(check: u16, old: u16, new: u16) -> u16 {
     !(sum as u16)
 }
 
-/// Turns the frame around: swaps MAC, IP and port pairs, sets the IP total
-/// length, TTL and checksum, and the UDP length, for a payload of
+/// Folds a one's-complement sum to 16 bits.
+#[inline(always)]
+pub fn fold(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// The answer's UDP checksum, derived from the query's (RFC 1624): the
+/// addresses and ports only swap places, which leaves the sum alone; what
+/// changes is the UDP length (counted twice: pseudo-header and UDP header),
+/// the DNS flags word, the answer count (0 in a query), and the bytes after
+/// the question, whose change `tail` gives as a folded big-endian sum.
+#[inline(always)]
+pub fn answer_checksum(
+    query: u16,
+    lengths: (u16, u16),
+    flags: (u16, u16),
+    answers: u16,
+    tail: u16,
+) -> u16 {
+    let mut sum = u64::from(!query);
+    sum += 2 * (u64::from(!lengths.0) + u64::from(lengths.1));
+    sum += u64::from(!flags.0) + u64::from(flags.1);
+    sum += u64::from(answers) + u64::from(tail);
+    match !fold(sum) {
+        0 => 0xffff,
+        check => check,
+    }
+}
+
+/// Swaps the Ethernet addresses. `eth` must cover the Ethernet header.
+#[inline(always)]
+fn swap_macs(eth: *mut u8) {
+    for i in 0..6 {
+        // SAFETY: bytes 0..12 of the header the caller checked.
+        unsafe { core::ptr::swap(eth.add(i), eth.add(6 + i)) };
+    }
+}
+
+/// Swaps the ports and sets the UDP length and checksum for a payload of
+/// `payload_len` bytes. `udp` must cover the UDP header.
+#[inline(always)]
+fn answer_udp(udp: *mut u8, payload_len: usize, check: u16) {
+    // SAFETY: the four 16-bit words of the header the caller checked.
+    unsafe {
+        let udp_words = udp as *mut u16;
+        let source_port = udp_words.read_unaligned();
+        udp_words.write_unaligned(udp_words.add(1).read_unaligned());
+        udp_words.add(1).write_unaligned(source_port);
+        udp_words
+            .add(2)
+            .write_unaligned(((UDP_LEN + payload_len) as u16).to_be());
+        udp_words.add(3).write_unaligned(check.to_be());
+    }
+}
+
+/// Turns an IPv4 frame around: swaps MAC, IP and port pairs, sets the IP
+/// total length, TTL and checksum, and the UDP length, for a payload of
 /// `payload_len` bytes. The UDP checksum is set to zero, which IPv4 allows
 /// (RFC 768) and which every stack accepts.
 ///
@@ -160,13 +270,10 @@ pub fn turn_around(
     payload_len: usize,
     ip_header_len: usize,
 ) {
-    // SAFETY (whole body): the caller checked that each pointer covers its
-    // header (14, 20 and 8 bytes); all accesses stay within those.
+    swap_macs(eth);
+    // SAFETY (whole block): the caller checked that `ip` covers 20 bytes;
+    // all accesses stay within those.
     unsafe {
-        for i in 0..6 {
-            core::ptr::swap(eth.add(i), eth.add(6 + i));
-        }
-
         let ip_words = ip as *mut u16;
         let old_len = ip_words.add(1).read_unaligned();
         let new_len = ((ip_header_len + UDP_LEN + payload_len) as u16).to_be();
@@ -183,14 +290,31 @@ pub fn turn_around(
         let source = addrs.read_unaligned();
         addrs.write_unaligned(addrs.add(1).read_unaligned());
         addrs.add(1).write_unaligned(source);
-
-        let udp_words = udp as *mut u16;
-        let source_port = udp_words.read_unaligned();
-        udp_words.write_unaligned(udp_words.add(1).read_unaligned());
-        udp_words.add(1).write_unaligned(source_port);
-        udp_words
-            .add(2)
-            .write_unaligned(((UDP_LEN + payload_len) as u16).to_be());
-        udp_words.add(3).write_unaligned(0);
     }
+    answer_udp(udp, payload_len, 0);
+}
+
+/// Turns an IPv6 frame around: swaps MAC, address and port pairs, sets the
+/// payload length, hop limit, UDP length and the UDP `checksum` (from
+/// [`answer_checksum`]).
+///
+/// `eth`, `ip` and `udp` must each be checked to cover their header.
+#[inline(always)]
+pub fn turn_around_v6(eth: *mut u8, ip: *mut u8, udp: *mut u8, payload_len: usize, checksum: u16) {
+    swap_macs(eth);
+    // SAFETY (whole block): the caller checked that `ip` covers the 40-byte
+    // header; all accesses stay within it.
+    unsafe {
+        (ip.add(4) as *mut u16).write_unaligned(((UDP_LEN + payload_len) as u16).to_be());
+        *ip.add(7) = REPLY_TTL;
+        let addrs = ip.add(8) as *mut u64;
+        for i in 0..2 {
+            let source = addrs.add(i).read_unaligned();
+            addrs
+                .add(i)
+                .write_unaligned(addrs.add(2 + i).read_unaligned());
+            addrs.add(2 + i).write_unaligned(source);
+        }
+    }
+    answer_udp(udp, payload_len, checksum);
 }

@@ -1,13 +1,15 @@
 //! Per-CPU working memory. The BPF stack is 512 bytes, too small for a copy
-//! of the query, a 256-byte lookup key and the answer being built, so they
+//! of the query, the lowercased name and the answer being built, so they
 //! live in a one-slot per-CPU array instead.
 //!
-//! The layout is chosen for word access: the key, the query name in the
+//! The layout is chosen for word access: the name, the query name in the
 //! copied message, and the answer records all start on 8-byte boundaries,
-//! so names are lowercased and records written eight bytes at a time.
+//! so names are lowercased, hashed and compared eight bytes at a time.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use dns_common::{MAX_NAME_LEN, NAME_CLASSES, name_class};
+use dns_common::{DIGEST_SEED, MAX_NAME_LEN, digest_step};
+
+use crate::{packet::Datagram, query::Question};
 
 /// The DNS message is copied here; queries we answer are far shorter.
 pub const MSG_LEN: usize = 512;
@@ -18,16 +20,54 @@ const MSG_START: usize = 4;
 /// The answer section (and OPT record) is built here before it is stored.
 pub const OUT_LEN: usize = 512;
 const OUT_MASK: usize = OUT_LEN - 1;
-const KEY_WORDS: usize = 256 / 8;
+const NAME_WORDS: usize = 256 / 8;
+/// The most bytes of OPT record (options included) a query the kernel
+/// answers may carry; the answer's IPv6 checksum sums them in one go.
+pub const OPT_AREA_MAX: usize = 128;
 
 #[repr(C)]
 pub struct Scratch {
-    /// Lookup key for the query name.
-    pub key: [u64; KEY_WORDS],
-    msg: [u64; (MSG_LEN + 8) / 8],
-    out: [u64; OUT_LEN / 8],
+    /// The query name, lowercased, zero past its end, as 8-byte words.
+    pub name: [u64; NAME_WORDS],
+    /// The message, with slack so that masked reads near the end (and the
+    /// checksum's read of an OPT area, bounded by a mask to twice its
+    /// size) stay inside the buffer.
+    msg: [u64; (MSG_START + MSG_LEN + 2 * OPT_AREA_MAX + 16) / 8],
+    /// The answer, with the same kind of slack for masked sizes.
+    out: [u64; (2 * OUT_LEN + 16) / 8],
     /// Start of the next round-robin rotation on this CPU.
     pub rotation: u32,
+    /// See [`Scratch::opaque`].
+    spill: u64,
+}
+
+/// What parsing found, as the answer reads it: see [`launder`].
+pub struct Parsed {
+    pub question: Question,
+    pub datagram: Datagram,
+}
+
+#[map]
+static PARSED: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
+
+/// Stores what parsing found in a per-CPU map and returns it from there.
+/// Values read from a map are unknown to the verifier, so every way
+/// through the parsers (VLAN or not, IPv4 or IPv6, each mix of EDNS
+/// options) leaves it in the same state, and it verifies what follows once
+/// instead of once per way. What follows bounds every value it uses, as it
+/// must for a map read.
+#[inline(always)]
+pub fn launder(question: Question, datagram: Datagram) -> Option<&'static Parsed> {
+    let slot = PARSED.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, used by one program run at a time and only
+    // here; the writes complete before the shared reference is made.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*slot).question, question);
+        core::ptr::write_volatile(&raw mut (*slot).datagram, datagram);
+        // Opaque, so the compiler reloads the fields instead of reusing
+        // the values it stored (which the verifier would still know).
+        Some(&*core::hint::black_box(slot))
+    }
 }
 
 #[map]
@@ -57,12 +97,25 @@ fn lowercase8(x: u64) -> u64 {
 }
 
 impl Scratch {
+    /// `value`, passed through map memory so that the verifier sees an
+    /// unknown number with no tie to `value`. A loop that stops at the
+    /// opaque copy does not teach the verifier the exact count, which it
+    /// would otherwise carry into (and multiply) everything after the loop.
+    #[inline(always)]
+    pub fn opaque(&mut self, value: usize) -> usize {
+        // SAFETY: a field of this exclusive reference.
+        unsafe {
+            core::ptr::write_volatile(&mut self.spill, value as u64);
+            core::ptr::read_volatile(&self.spill) as usize
+        }
+    }
+
     /// Byte `i` of the copied message. The mask keeps the access inside the
     /// buffer for the verifier; callers check `i` against the copied length.
     #[inline(always)]
     pub fn msg(&self, i: usize) -> u8 {
         let bytes = self.msg.as_ptr() as *const u8;
-        // SAFETY: `(i & MSG_MASK) + MSG_START < MSG_LEN + 8`.
+        // SAFETY: `(i & MSG_MASK) + MSG_START < MSG_LEN + 4`, inside `msg`.
         unsafe { *bytes.add((i & MSG_MASK) + MSG_START) }
     }
 
@@ -71,61 +124,84 @@ impl Scratch {
         u16::from_be_bytes([self.msg(i), self.msg(i + 1)])
     }
 
+    /// Eight message bytes from `i`, as they lie in memory (little-endian).
+    #[inline(always)]
+    pub fn msg_u64(&self, i: usize) -> u64 {
+        let bytes = self.msg.as_ptr() as *const u8;
+        // SAFETY: the masked start is below MSG_START + MSG_LEN and `msg`
+        // has 16 bytes of slack past that, so all eight bytes are inside.
+        unsafe { (bytes.add((i & MSG_MASK) + MSG_START) as *const u64).read_unaligned() }
+    }
+
     /// Where the helper copies the message to.
     pub fn msg_ptr(&mut self) -> *mut u8 {
         // SAFETY: MSG_START is inside the buffer.
         unsafe { (self.msg.as_mut_ptr() as *mut u8).add(MSG_START) }
     }
 
-    /// Copies the `name_len`-byte query name (at message offset 12, checked
-    /// by the caller) into the key, lowercased, zero-padded to the end of
-    /// its size class as the map keys are.
+    /// Zeroes the four bytes after a message of `len` bytes, so a checksum
+    /// over its tail rounded up to whole 32-bit words sees zero padding.
     #[inline(always)]
-    pub fn set_key(&mut self, name_len: usize) {
+    pub fn pad_msg(&mut self, len: usize) {
+        let bytes = self.msg.as_mut_ptr() as *mut u8;
+        // SAFETY: as for `msg_u64`, with four bytes instead of eight.
+        unsafe { (bytes.add((len & MSG_MASK) + MSG_START) as *mut u32).write_unaligned(0) }
+    }
+
+    /// Copies the `name_len`-byte query name (at message offset 12, checked
+    /// by the caller) into `name`, lowercased and zero past its end, and
+    /// returns its digest (`dns_common::HotName::digest`).
+    #[inline(always)]
+    pub fn read_name(&mut self, name_len: usize) -> u64 {
         // The name starts at byte MSG_START + 12 = 16 of `msg`: word 2.
         const NAME_WORD: usize = (MSG_START + 12) / 8;
         let words = name_len.div_ceil(8);
+        // Little-endian: the low bytes of a word come first in memory; the
+        // last word keeps the bytes that are still name.
+        let tail = name_len % 8;
+        let last_mask = if tail == 0 {
+            u64::MAX
+        } else {
+            (1u64 << (tail * 8)) - 1
+        };
+        let mut digest = DIGEST_SEED;
         for i in 0..MAX_NAME_LEN.div_ceil(8) {
             if i >= words {
                 break;
             }
+            let mask = if i + 1 == words { last_mask } else { u64::MAX };
             // The name ends by message byte 12 + 255: word 2 + 32 at most,
-            // so masking to 64 words keeps every index in the 65.
-            self.key[i & (KEY_WORDS - 1)] = lowercase8(self.msg[(NAME_WORD + i) & 63]);
+            // inside `msg`.
+            let word = lowercase8(self.msg[(NAME_WORD + i) & 63]) & mask;
+            self.name[i & (NAME_WORDS - 1)] = word;
+            digest = digest_step(digest, word);
         }
-        self.pad_key(name_len);
+        digest_step(digest, name_len as u64)
     }
 
-    /// Zeroes the key from `name_len` to the end of its size class: a
-    /// masked store for the word the name ends in, then whole words.
+    /// Word `i` of the lowercased name.
     #[inline(always)]
-    fn pad_key(&mut self, name_len: usize) {
-        let class_words = NAME_CLASSES[name_class(name_len)] / 8;
-        let last = name_len / 8;
-        // Little-endian: the low bytes of a word come first in memory.
-        let keep = (1u64 << ((name_len % 8) * 8)) - 1;
-        self.key[last & (KEY_WORDS - 1)] &= keep;
-        for i in 1..KEY_WORDS {
-            let word = last + i;
-            if word >= class_words {
-                break;
-            }
-            self.key[word & (KEY_WORDS - 1)] = 0;
-        }
+    pub fn name_word(&self, i: usize) -> u64 {
+        self.name[i & (NAME_WORDS - 1)]
     }
 
-    /// The key as bytes, for the map lookup.
-    pub fn key_bytes(&self) -> &[u8; 256] {
-        // SAFETY: same size, and u8 has no alignment requirement.
-        unsafe { &*(self.key.as_ptr() as *const [u8; 256]) }
-    }
-
-    /// Stores one answer record as two words at record index `record`.
+    /// Stores one 32-bit word (bytes as they lie in memory) of the answer
+    /// section at word index `i`.
     #[inline(always)]
-    pub fn set_record(&mut self, record: usize, head: u64, tail: u64) {
-        let at = (record * 2) & (OUT_LEN / 8 - 1);
-        self.out[at] = head;
-        self.out[(at + 1) & (OUT_LEN / 8 - 1)] = tail;
+    pub fn set_out_u32(&mut self, i: usize, word: u32) {
+        let words = self.out.as_mut_ptr() as *mut u32;
+        // SAFETY: `i & (OUT_LEN / 4 - 1)` is below OUT_LEN / 4.
+        unsafe { *words.add(i & (OUT_LEN / 4 - 1)) = word }
+    }
+
+    /// Stores eight bytes of the answer section at byte offset `i`, any
+    /// alignment.
+    #[inline(always)]
+    pub fn set_out_u64(&mut self, i: usize, word: u64) {
+        let bytes = self.out.as_mut_ptr() as *mut u8;
+        // SAFETY: the masked offset is below OUT_LEN and `out` has 16 bytes
+        // of slack past OUT_LEN.
+        unsafe { (bytes.add(i & OUT_MASK) as *mut u64).write_unaligned(word) }
     }
 
     #[inline(always)]

@@ -142,11 +142,7 @@ const RIGHTS: &str = "XDP needs root or CAP_BPF and CAP_NET_ADMIN; \
 
 /// Loads the XDP program and fills its maps with the zones' hot names.
 fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow::Result<Dataplane> {
-    let options = DataplaneOptions {
-        port: args.listen.port(),
-        edns_payload: args.edns_payload,
-        hot_capacity: args.hot_capacity,
-    };
+    let options = DataplaneOptions::new(args.listen.port(), args.edns_payload, args.hot_capacity);
     let mut dataplane =
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();

@@ -1,8 +1,9 @@
 //! Hand-built query frames: Ethernet (optionally 802.1Q-tagged) / IPv4
-//! (optionally with options) / UDP / DNS, every field under the test's
-//! control, so tests can feed the XDP program exactly the bytes they mean.
+//! (optionally with options) or IPv6 / UDP / DNS, every field under the
+//! test's control, so tests can feed the XDP program exactly the bytes
+//! they mean.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::{op::Message, rr::RData};
 
@@ -10,6 +11,8 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 
 /// The OPT record of a query.
 #[derive(Clone, Debug)]
@@ -30,6 +33,44 @@ impl Opt {
             options: Vec::new(),
         }
     }
+
+    /// With DO set, as validating resolvers send.
+    pub fn dnssec(mut self) -> Opt {
+        self.dnssec_ok = true;
+        self
+    }
+
+    /// With one more option, `code` and raw `data`.
+    pub fn option(mut self, code: u16, data: &[u8]) -> Opt {
+        self.options.extend_from_slice(&code.to_be_bytes());
+        self.options
+            .extend_from_slice(&(data.len() as u16).to_be_bytes());
+        self.options.extend_from_slice(data);
+        self
+    }
+
+    /// With a DNS cookie: the client cookie and optionally a server cookie.
+    pub fn cookie(self, client: [u8; 8], server: &[u8]) -> Opt {
+        self.option(10, &[&client[..], server].concat())
+    }
+
+    /// With a Client Subnet option for `addr`/`source` (scope 0).
+    pub fn subnet(self, addr: IpAddr, source: u8) -> Opt {
+        let (family, octets) = match addr {
+            IpAddr::V4(v4) => (1u16, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (2u16, v6.octets().to_vec()),
+        };
+        let mut data = family.to_be_bytes().to_vec();
+        data.extend_from_slice(&[source, 0]);
+        let mut address = octets[..usize::from(source).div_ceil(8)].to_vec();
+        if !source.is_multiple_of(8)
+            && let Some(last) = address.last_mut()
+        {
+            *last &= 0xffu8 << (8 - source % 8);
+        }
+        data.extend_from_slice(&address);
+        self.option(8, &data)
+    }
 }
 
 /// A DNS query in a frame.
@@ -48,8 +89,9 @@ pub struct QueryFrame {
     pub ip_options: Vec<u8>,
     pub source_port: u16,
     pub port: u16,
-    /// The client's address, the packet's source.
-    pub client: Ipv4Addr,
+    /// The client's address, the packet's source: the frame is IPv6 when
+    /// it is an IPv6 address.
+    pub client: IpAddr,
 }
 
 /// The addresses of the A records in `message`'s answer section.
@@ -93,13 +135,23 @@ impl QueryFrame {
             ip_options: Vec::new(),
             source_port: 40_000,
             port: 53,
-            client: CLIENT_IP,
+            client: IpAddr::V4(CLIENT_IP),
         }
     }
 
-    pub fn from_client(mut self, client: Ipv4Addr) -> QueryFrame {
-        self.client = client;
+    /// An AAAA/IN query for `name`.
+    pub fn aaaa(name: &str) -> QueryFrame {
+        QueryFrame::a(name).with_type(28)
+    }
+
+    pub fn from_client(mut self, client: impl Into<IpAddr>) -> QueryFrame {
+        self.client = client.into();
         self
+    }
+
+    /// From [`CLIENT_IP6`], over IPv6.
+    pub fn over_ipv6(self) -> QueryFrame {
+        self.from_client(CLIENT_IP6)
     }
 
     pub fn with_type(mut self, qtype: u16) -> QueryFrame {
@@ -137,14 +189,83 @@ impl QueryFrame {
 
     /// The whole frame, checksums correct.
     pub fn build(&self) -> Vec<u8> {
-        udp_frame_from(
-            self.client,
-            self.vlan,
-            &self.ip_options,
-            self.source_port,
-            self.port,
-            &self.dns(),
-        )
+        match self.client {
+            IpAddr::V4(client) => udp_frame_from(
+                client,
+                self.vlan,
+                &self.ip_options,
+                self.source_port,
+                self.port,
+                &self.dns(),
+            ),
+            IpAddr::V6(client) => {
+                assert!(self.ip_options.is_empty(), "IPv4 options in an IPv6 frame");
+                udp6_frame(
+                    client,
+                    self.vlan,
+                    17,
+                    self.source_port,
+                    self.port,
+                    &self.dns(),
+                )
+            }
+        }
+    }
+}
+
+fn ethernet(vlan: Option<u16>, ethertype: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&SERVER_MAC);
+    frame.extend_from_slice(&CLIENT_MAC);
+    if let Some(tag) = vlan {
+        frame.extend_from_slice(&0x8100u16.to_be_bytes());
+        frame.extend_from_slice(&tag.to_be_bytes());
+    }
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame
+}
+
+/// Ethernet / IPv6 / UDP around `payload`, from `client` to
+/// [`SERVER_IP6`]; `next_header` other than 17 puts the bytes behind
+/// another protocol number (an extension header, say) unchanged.
+pub fn udp6_frame(
+    client: Ipv6Addr,
+    vlan: Option<u16>,
+    next_header: u8,
+    source_port: u16,
+    port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut frame = ethernet(vlan, 0x86dd);
+    let udp_len = 8 + payload.len();
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    frame.extend_from_slice(&[next_header, 17]); // next header, hop limit
+    frame.extend_from_slice(&client.octets());
+    frame.extend_from_slice(&SERVER_IP6.octets());
+    let udp_start = frame.len();
+    frame.extend_from_slice(&source_port.to_be_bytes());
+    frame.extend_from_slice(&port.to_be_bytes());
+    frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload);
+    let check = udp6_checksum(client, SERVER_IP6, &frame[udp_start..]);
+    frame[udp_start + 6..udp_start + 8].copy_from_slice(&check.to_be_bytes());
+    frame
+}
+
+/// The UDP checksum over IPv6 (RFC 8200 §8.1) of `datagram` (checksum
+/// field included: zero when it is right).
+pub fn udp6_checksum(source: Ipv6Addr, destination: Ipv6Addr, datagram: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(40 + datagram.len());
+    pseudo.extend_from_slice(&source.octets());
+    pseudo.extend_from_slice(&destination.octets());
+    pseudo.extend_from_slice(&(datagram.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(datagram);
+    match internet_checksum(&pseudo) {
+        0 => 0xffff,
+        check => check,
     }
 }
 
@@ -169,14 +290,7 @@ pub fn udp_frame_from(
     payload: &[u8],
 ) -> Vec<u8> {
     assert_eq!(ip_options.len() % 4, 0, "IPv4 options come in 32-bit words");
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&SERVER_MAC);
-    frame.extend_from_slice(&CLIENT_MAC);
-    if let Some(tag) = vlan {
-        frame.extend_from_slice(&0x8100u16.to_be_bytes());
-        frame.extend_from_slice(&tag.to_be_bytes());
-    }
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut frame = ethernet(vlan, 0x0800);
 
     let header_len = 20 + ip_options.len();
     let total_len = header_len + 8 + payload.len();
@@ -236,6 +350,8 @@ mod tests {
     fn frames_carry_valid_checksums() {
         let frame = QueryFrame::a("www.example.com").build();
         assert_eq!(internet_checksum(&frame[14..34]), 0);
+        let frame = QueryFrame::a("www.example.com").over_ipv6().build();
+        assert_eq!(udp6_checksum(CLIENT_IP6, SERVER_IP6, &frame[54..]), 0xffff);
         assert_eq!(wire_name("a.BC."), b"\x01a\x02BC\x00");
     }
 }

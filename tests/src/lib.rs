@@ -9,3 +9,4 @@ pub mod mmdb;
 pub mod netns;
 pub mod peers;
 pub mod process;
+pub mod testrun;

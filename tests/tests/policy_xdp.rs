@@ -7,14 +7,14 @@ use std::{collections::HashMap, net::Ipv4Addr};
 use dns_common::Counter;
 use dnslb::{
     config::{Config, parse_config},
-    dataplane::{Dataplane, DataplaneOptions, Generations, KernelService, write_service},
+    dataplane::{Dataplane, Generations, KernelService, write_service},
     policy::{AllUp, Health},
 };
-use dnslb_tests::frame::{QueryFrame, a_records};
+use dnslb_tests::{
+    frame::{QueryFrame, a_records},
+    testrun::{XDP_PASS, XDP_TX, program},
+};
 use hickory_proto::op::Message;
-
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 
 const POLICY: &str = r#"
 [geo]
@@ -73,15 +73,6 @@ fn config() -> Config {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("geo.csv"), GEO_CSV).unwrap();
     parse_config(&dir.join("dnslb.toml"), POLICY, None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn program() -> Dataplane {
-    Dataplane::load(DataplaneOptions {
-        port: 53,
-        edns_payload: 1232,
-        hot_capacity: 64,
-    })
-    .expect("the XDP program loads (run as root)")
 }
 
 /// Everything up but the listed `(pool, endpoint)` pairs.

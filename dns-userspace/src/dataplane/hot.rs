@@ -1,13 +1,100 @@
 //! Turning an answer policy into the kernel's precomputed map value.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use dns_common::{HotA, MAX_ENDPOINTS, Selection};
+use dns_common::{HotA, HotAaaa, HotSet, MAX_ENDPOINTS, Selection};
+use hickory_proto::rr::RecordType;
+
+/// The record types the kernel answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HotType {
+    A,
+    Aaaa,
+}
+
+impl HotType {
+    /// The kernel's type for a DNS record type, if it answers that type.
+    pub fn of(record_type: RecordType) -> Option<HotType> {
+        match record_type {
+            RecordType::A => Some(HotType::A),
+            RecordType::AAAA => Some(HotType::Aaaa),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `$body` on the `HotSet` inside a [`HotValue`], whichever its
+/// address width: the fields other than the addresses are the same.
+macro_rules! each_set {
+    ($value:expr, |$set:ident| $body:expr) => {
+        match $value {
+            HotValue::A($set) => $body,
+            HotValue::Aaaa($set) => $body,
+        }
+    };
+}
+
+/// A kernel map value of either type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotValue {
+    A(HotA),
+    Aaaa(HotAaaa),
+}
+
+impl HotValue {
+    pub fn hot_type(&self) -> HotType {
+        match self {
+            HotValue::A(_) => HotType::A,
+            HotValue::Aaaa(_) => HotType::Aaaa,
+        }
+    }
+
+    /// A value without endpoints: the kernel passes the query to the
+    /// daemon. Written where an answer has no kernel form, so that nothing
+    /// broader (a shorter client network) answers in its place.
+    pub fn to_userspace(hot_type: HotType) -> HotValue {
+        match hot_type {
+            HotType::A => HotValue::A(HotSet::EMPTY),
+            HotType::Aaaa => HotValue::Aaaa(HotSet::EMPTY),
+        }
+    }
+
+    /// The name's value for a client-dependent service: it sends the kernel
+    /// to the client-net trie under generation `service`.
+    pub fn by_client(hot_type: HotType, service: u32) -> HotValue {
+        let mut value = HotValue::to_userspace(hot_type);
+        each_set!(&mut value, |set| {
+            set.selection = Selection::ByClient as u8;
+            set.service = service;
+        });
+        value
+    }
+
+    /// Sets the Client Subnet scope answers from this value carry.
+    pub fn with_scope(mut self, scope: u8) -> HotValue {
+        each_set!(&mut self, |set| set.scope = scope);
+        self
+    }
+
+    /// Sets [`dns_common::HotSet::flags`].
+    pub fn with_flags(mut self, flags: u8) -> HotValue {
+        each_set!(&mut self, |set| set.flags = flags);
+        self
+    }
+
+    /// Records per answer, at least one and at most the endpoints there are.
+    pub fn with_answers(mut self, answers: usize) -> HotValue {
+        each_set!(&mut self, |set| {
+            set.answers = answers.clamp(1, usize::from(set.endpoints)) as u8
+        });
+        self
+    }
+}
 
 /// One address with its share of the traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// 0 gets no traffic unless every weight is 0. Policies give 0..=255;
     /// nested weighted choices multiply into larger ones.
     pub weight: u16,
@@ -17,7 +104,7 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HotAnswer {
     /// Every address, in an order that rotates with each query.
-    RoundRobin { ttl: u32, addrs: Vec<Ipv4Addr> },
+    RoundRobin { ttl: u32, addrs: Vec<IpAddr> },
     /// One address per query, drawn by weight.
     Weighted { ttl: u32, endpoints: Vec<Endpoint> },
 }
@@ -30,18 +117,42 @@ pub enum HotError {
     TooMany(usize),
     #[error("weights add up to {0}, the kernel counts to 65535")]
     Overweight(u32),
+    #[error("{0} is not an address of the record type")]
+    Family(IpAddr),
 }
 
 impl HotAnswer {
-    /// Precomputes the map value: wire-order TTL and addresses, cumulative
-    /// weights, and how many records each answer carries.
-    pub fn encode(&self) -> Result<HotA, HotError> {
-        self.encode_counted(&[])
+    /// Precomputes the map value for records of `hot_type`: wire-order TTL
+    /// and addresses, cumulative weights, and how many records each answer
+    /// carries.
+    pub fn encode(&self, hot_type: HotType) -> Result<HotValue, HotError> {
+        self.encode_counted(hot_type, &[])
     }
 
     /// As [`HotAnswer::encode`], counting answers that start with endpoint
     /// `i` in `BRANCH_ANSWERS` slot `branches[i]` (0 where it is missing).
-    pub fn encode_counted(&self, branches: &[u16]) -> Result<HotA, HotError> {
+    pub fn encode_counted(
+        &self,
+        hot_type: HotType,
+        branches: &[u16],
+    ) -> Result<HotValue, HotError> {
+        Ok(match hot_type {
+            HotType::A => HotValue::A(self.encode_set(branches, |addr| match addr {
+                IpAddr::V4(v4) => Some(v4.octets()),
+                IpAddr::V6(_) => None,
+            })?),
+            HotType::Aaaa => HotValue::Aaaa(self.encode_set(branches, |addr| match addr {
+                IpAddr::V6(v6) => Some(v6.octets()),
+                IpAddr::V4(_) => None,
+            })?),
+        })
+    }
+
+    fn encode_set<const W: usize>(
+        &self,
+        branches: &[u16],
+        octets: impl Fn(IpAddr) -> Option<[u8; W]>,
+    ) -> Result<HotSet<W>, HotError> {
         let (ttl, addrs, weights, selection, answers) = match self {
             HotAnswer::RoundRobin { ttl, addrs } => (
                 *ttl,
@@ -65,72 +176,73 @@ impl HotAnswer {
         if addrs.len() > MAX_ENDPOINTS {
             return Err(HotError::TooMany(addrs.len()));
         }
-
-        let mut value = HotA {
-            ttl: ttl.to_be_bytes(),
-            total_weight: 0,
-            endpoints: addrs.len() as u8,
-            answers: answers as u8,
-            selection: selection as u8,
-            _pad: 0,
-            cumulative: [u16::MAX; MAX_ENDPOINTS],
-            addrs: [[0; 4]; MAX_ENDPOINTS],
-            service: 0,
-            branches: [0; MAX_ENDPOINTS],
-        };
         let total: u32 = weights.iter().map(|&w| u32::from(w)).sum();
         if total >= u32::from(u16::MAX) {
             return Err(HotError::Overweight(total));
         }
+
+        let mut value = HotSet::<W> {
+            ttl: ttl.to_be_bytes(),
+            total_weight: total,
+            endpoints: addrs.len() as u8,
+            answers: answers as u8,
+            selection: selection as u8,
+            ..HotSet::EMPTY
+        };
         let mut running = 0;
         for (i, (addr, weight)) in addrs.iter().zip(weights).enumerate() {
             running += weight;
             value.cumulative[i] = running;
-            value.addrs[i] = addr.octets();
+            value.addrs[i] = octets(*addr).ok_or(HotError::Family(*addr))?;
             value.branches[i] = branches.get(i).copied().unwrap_or(0);
         }
-        value.total_weight = total;
         Ok(value)
-    }
-}
-
-/// The name's value for a client-dependent service: it sends the kernel to
-/// `CLIENT_NETS` under generation `service`.
-pub fn by_client(ttl: u32, service: u32) -> HotA {
-    HotA {
-        ttl: ttl.to_be_bytes(),
-        total_weight: 0,
-        endpoints: 0,
-        answers: 0,
-        selection: Selection::ByClient as u8,
-        _pad: 0,
-        cumulative: [u16::MAX; MAX_ENDPOINTS],
-        addrs: [[0; 4]; MAX_ENDPOINTS],
-        service,
-        branches: [0; MAX_ENDPOINTS],
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
-    fn ip(last: u8) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, 1, last)
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 1, last))
+    }
+
+    fn a(value: HotValue) -> HotA {
+        match value {
+            HotValue::A(set) => set,
+            HotValue::Aaaa(_) => panic!("an A value"),
+        }
     }
 
     #[test]
     fn round_robin_answers_with_every_address() {
-        let value = HotAnswer::RoundRobin {
+        let value = a(HotAnswer::RoundRobin {
             ttl: 300,
             addrs: vec![ip(1), ip(2), ip(3)],
         }
-        .encode()
-        .unwrap();
+        .encode(HotType::A)
+        .unwrap());
         assert_eq!(value.ttl, [0, 0, 1, 44]);
         assert_eq!((value.endpoints, value.answers), (3, 3));
         assert_eq!(value.selection, Selection::RoundRobin as u8);
         assert_eq!(value.addrs[2], [198, 18, 1, 3]);
+    }
+
+    #[test]
+    fn aaaa_sets_carry_sixteen_byte_addresses() {
+        let v6: IpAddr = "2001:db8::7".parse::<Ipv6Addr>().unwrap().into();
+        let answer = HotAnswer::RoundRobin {
+            ttl: 60,
+            addrs: vec![v6],
+        };
+        match answer.encode(HotType::Aaaa).unwrap() {
+            HotValue::Aaaa(set) => assert_eq!(IpAddr::from(set.addrs[0]), v6),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(answer.encode(HotType::A), Err(HotError::Family(v6)));
     }
 
     #[test]
@@ -141,7 +253,9 @@ mod tests {
                 weight,
             })
             .to_vec();
-        let value = HotAnswer::Weighted { ttl: 60, endpoints }.encode().unwrap();
+        let value = a(HotAnswer::Weighted { ttl: 60, endpoints }
+            .encode(HotType::A)
+            .unwrap());
         assert_eq!(value.answers, 1);
         assert_eq!(value.total_weight, 40);
         assert_eq!(&value.cumulative[..4], &[10, 10, 40, u16::MAX]);
@@ -155,7 +269,9 @@ mod tests {
                 weight: 0,
             })
             .to_vec();
-        let value = HotAnswer::Weighted { ttl: 60, endpoints }.encode().unwrap();
+        let value = a(HotAnswer::Weighted { ttl: 60, endpoints }
+            .encode(HotType::A)
+            .unwrap());
         assert_eq!(value.total_weight, 2);
         assert_eq!(&value.cumulative[..2], &[1, 2]);
     }
@@ -166,11 +282,11 @@ mod tests {
             ttl: 1,
             addrs: (0..17).map(ip).collect(),
         };
-        assert_eq!(too_many.encode(), Err(HotError::TooMany(17)));
+        assert_eq!(too_many.encode(HotType::A), Err(HotError::TooMany(17)));
         let empty = HotAnswer::RoundRobin {
             ttl: 1,
             addrs: vec![],
         };
-        assert_eq!(empty.encode(), Err(HotError::Empty));
+        assert_eq!(empty.encode(HotType::A), Err(HotError::Empty));
     }
 }

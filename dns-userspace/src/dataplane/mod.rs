@@ -9,10 +9,10 @@ mod program;
 mod steer;
 mod sync;
 
-pub use hot::{Endpoint, HotAnswer, HotError};
+pub use hot::{Endpoint, HotAnswer, HotError, HotType, HotValue};
 pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
     PassThrough, TestOutcome, attach_pass_through, time_runs,
 };
 pub use steer::{Generations, KernelService, encode_draw, remove_service, write_service};
-pub use sync::{Skipped, SyncReport, hot_entries, sync_hot};
+pub use sync::{SkipReason, Skipped, SyncReport, hot_entries, sync_hot};

@@ -1,18 +1,21 @@
 //! Loading, attaching and talking to the XDP program.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{collections::HashMap as StdHashMap, time::Duration};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        HashMap, MapData, MapError, PerCpuArray,
+        Array, HashMap, MapData, MapError, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use dns_common::{
-    CLIENT_NET_SERVICE_BITS, COUNTER_COUNT, ClientNet, Counter, HotA, HotName, NameKey, names,
+    CLIENT_NET_SERVICE_BITS, COUNTER_COUNT, ClientNetKey, Counter, HotA, HotAaaa, HotEntry,
+    HotName, HotSet, NAME_CLASSES, cookie::CookieSecrets, names,
 };
+
+use super::{HotType, HotValue};
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] =
@@ -30,6 +33,10 @@ pub enum DataplaneError {
     Map(#[from] MapError),
     #[error("{0} is not a name the kernel can hold")]
     Name(String),
+    #[error(
+        "{name} has the same digest as {holder}, which the kernel holds; the daemon answers it"
+    )]
+    Collision { name: String, holder: String },
 }
 
 /// How the program runs on the interface.
@@ -58,65 +65,101 @@ pub struct DataplaneOptions {
     pub port: u16,
     /// EDNS UDP payload size advertised and honoured.
     pub edns_payload: u16,
-    /// How many hot names the kernel map holds, and how many client
+    /// How many hot names each kernel map holds, and how many client
     /// networks the client-dependent names may have between them.
     pub hot_capacity: u32,
+    /// The bits of the name digest the kernel keys on: `u64::MAX`, except
+    /// in tests that make names collide on purpose.
+    pub digest_mask: u64,
+}
+
+impl DataplaneOptions {
+    /// The options a server on `port` uses, with the given payload size
+    /// and capacity.
+    pub fn new(port: u16, edns_payload: u16, hot_capacity: u32) -> DataplaneOptions {
+        DataplaneOptions {
+            port,
+            edns_payload,
+            hot_capacity,
+            digest_mask: u64::MAX,
+        }
+    }
 }
 
 /// The loaded XDP program and its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
-    hot_a: HotMaps,
-    client_nets: LpmTrie<MapData, ClientNet, HotA>,
+    hot: HotMaps,
+    client_nets_a: LpmTrie<MapData, ClientNetKey, HotA>,
+    client_nets_aaaa: LpmTrie<MapData, ClientNetKey, HotAaaa>,
+    cookie_secrets: Array<MapData, CookieSecrets>,
     counters: PerCpuArray<MapData, u64>,
     branch_answers: PerCpuArray<MapData, u64>,
     link: Option<XdpLinkId>,
+    digest_mask: u64,
+    /// The name each digest in the kernel belongs to, per record type: a
+    /// second name with the same digest is left to the daemon.
+    holders: StdHashMap<(HotType, u64), HotName>,
 }
 
-/// The hot-name maps, one per name size class (`dns_common::NAME_CLASSES`).
+const SMALL: usize = NAME_CLASSES[0];
+const LARGE: usize = NAME_CLASSES[1];
+
+/// The hot-name maps, one per record type and name size class
+/// (`dns_common::NAME_CLASSES`), keyed by name digest.
 struct HotMaps {
-    class_32: HashMap<MapData, NameKey<32>, HotA>,
-    class_64: HashMap<MapData, NameKey<64>, HotA>,
-    class_128: HashMap<MapData, NameKey<128>, HotA>,
-    class_256: HashMap<MapData, NameKey<256>, HotA>,
-}
-
-/// Runs `$body` with `$map` bound to `$name`'s class map and `$key` to its
-/// key in that map: the classes differ in key type, so this cannot be a
-/// plain function over them.
-macro_rules! with_class_map {
-    ($maps:expr, $name:expr, |$map:ident, $key:ident| $body:expr) => {
-        match $name.class() {
-            0 => {
-                let ($map, $key) = (&mut $maps.class_32, $name.key::<32>());
-                $body
-            }
-            1 => {
-                let ($map, $key) = (&mut $maps.class_64, $name.key::<64>());
-                $body
-            }
-            2 => {
-                let ($map, $key) = (&mut $maps.class_128, $name.key::<128>());
-                $body
-            }
-            _ => {
-                let ($map, $key) = (&mut $maps.class_256, $name.key::<256>());
-                $body
-            }
-        }
-    };
+    a_small: HashMap<MapData, u64, HotEntry<SMALL, 4>>,
+    a_large: HashMap<MapData, u64, HotEntry<LARGE, 4>>,
+    aaaa_small: HashMap<MapData, u64, HotEntry<SMALL, 16>>,
+    aaaa_large: HashMap<MapData, u64, HotEntry<LARGE, 16>>,
 }
 
 impl HotMaps {
     fn take(ebpf: &mut Ebpf) -> Result<HotMaps, DataplaneError> {
-        let [m32, m64, m128, m256] = names::HOT_A;
+        let [a_small, a_large] = names::HOT_A;
+        let [aaaa_small, aaaa_large] = names::HOT_AAAA;
         Ok(HotMaps {
-            class_32: HashMap::try_from(take_map(ebpf, m32)?)?,
-            class_64: HashMap::try_from(take_map(ebpf, m64)?)?,
-            class_128: HashMap::try_from(take_map(ebpf, m128)?)?,
-            class_256: HashMap::try_from(take_map(ebpf, m256)?)?,
+            a_small: HashMap::try_from(take_map(ebpf, a_small)?)?,
+            a_large: HashMap::try_from(take_map(ebpf, a_large)?)?,
+            aaaa_small: HashMap::try_from(take_map(ebpf, aaaa_small)?)?,
+            aaaa_large: HashMap::try_from(take_map(ebpf, aaaa_large)?)?,
         })
     }
+
+    /// Writes `value` for `name` under `digest`, whole.
+    fn insert(&mut self, digest: u64, name: &HotName, value: &HotValue) -> Result<(), MapError> {
+        let small = name.len() <= SMALL;
+        match value {
+            HotValue::A(set) if small => put(&mut self.a_small, digest, name, set),
+            HotValue::A(set) => put(&mut self.a_large, digest, name, set),
+            HotValue::Aaaa(set) if small => put(&mut self.aaaa_small, digest, name, set),
+            HotValue::Aaaa(set) => put(&mut self.aaaa_large, digest, name, set),
+        }
+    }
+
+    fn remove(&mut self, digest: u64, name: &HotName, hot_type: HotType) -> Result<(), MapError> {
+        let small = name.len() <= SMALL;
+        match (hot_type, small) {
+            (HotType::A, true) => self.a_small.remove(&digest),
+            (HotType::A, false) => self.a_large.remove(&digest),
+            (HotType::Aaaa, true) => self.aaaa_small.remove(&digest),
+            (HotType::Aaaa, false) => self.aaaa_large.remove(&digest),
+        }
+    }
+}
+
+/// Writes one hot-name entry: the name, padded to its class, and the set.
+fn put<const N: usize, const W: usize>(
+    map: &mut HashMap<MapData, u64, HotEntry<N, W>>,
+    digest: u64,
+    name: &HotName,
+    set: &HotSet<W>,
+) -> Result<(), MapError> {
+    let entry = HotEntry {
+        name: name.padded(),
+        set: *set,
+    };
+    map.insert(digest, entry, 0)
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
@@ -155,23 +198,34 @@ impl Dataplane {
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
-            .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true);
-        for map in names::HOT_A.into_iter().chain([names::CLIENT_NETS]) {
+            .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true)
+            .override_global(names::GLOBAL_DIGEST_MASK, &options.digest_mask, true);
+        let sized = names::HOT_A
+            .into_iter()
+            .chain(names::HOT_AAAA)
+            .chain([names::CLIENT_NETS_A, names::CLIENT_NETS_AAAA]);
+        for map in sized {
             loader.map_max_entries(map, options.hot_capacity.max(1));
         }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         xdp_program(&mut ebpf, names::PROGRAM)?.load()?;
-        let hot_a = HotMaps::take(&mut ebpf)?;
-        let client_nets = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS)?)?;
+        let hot = HotMaps::take(&mut ebpf)?;
+        let client_nets_a = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_A)?)?;
+        let client_nets_aaaa = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_AAAA)?)?;
+        let cookie_secrets = Array::try_from(take_map(&mut ebpf, names::COOKIE_SECRETS)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
         let branch_answers = PerCpuArray::try_from(take_map(&mut ebpf, names::BRANCH_ANSWERS)?)?;
         Ok(Dataplane {
             ebpf,
-            hot_a,
-            client_nets,
+            hot,
+            client_nets_a,
+            client_nets_aaaa,
+            cookie_secrets,
             counters,
             branch_answers,
             link: None,
+            digest_mask: options.digest_mask,
+            holders: StdHashMap::new(),
         })
     }
 
@@ -192,44 +246,81 @@ impl Dataplane {
 
     /// Makes the kernel answer `name` with `value`, replacing what it had.
     /// The kernel swaps the whole value at once: no query sees half of it.
-    pub fn set_hot_a(&mut self, name: &HotName, value: &HotA) -> Result<(), DataplaneError> {
-        with_class_map!(self.hot_a, name, |map, key| map.insert(key, value, 0))?;
+    /// A name whose digest another name already holds is refused
+    /// ([`DataplaneError::Collision`]) and stays with the daemon.
+    pub fn set_hot(&mut self, name: &HotName, value: &HotValue) -> Result<(), DataplaneError> {
+        let digest = name.digest() & self.digest_mask;
+        let holder = (value.hot_type(), digest);
+        match self.holders.get(&holder) {
+            Some(held) if held != name => {
+                return Err(DataplaneError::Collision {
+                    name: display(name),
+                    holder: display(held),
+                });
+            }
+            _ => {}
+        }
+        self.hot.insert(digest, name, value)?;
+        self.holders.insert(holder, *name);
         Ok(())
     }
 
-    /// Stops answering `name` in the kernel; a missing name is not an error.
-    pub fn remove_hot_a(&mut self, name: &HotName) -> Result<(), DataplaneError> {
-        match with_class_map!(self.hot_a, name, |map, key| map.remove(&key)) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(error) => Err(error.into()),
+    /// Stops answering `name`'s records of `hot_type` in the kernel; a
+    /// missing name is not an error.
+    pub fn remove_hot(&mut self, name: &HotName, hot_type: HotType) -> Result<(), DataplaneError> {
+        let digest = name.digest() & self.digest_mask;
+        if self.holders.get(&(hot_type, digest)) != Some(name) {
+            return Ok(());
         }
+        match self.hot.remove(digest, name, hot_type) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.holders.remove(&(hot_type, digest));
+        Ok(())
     }
 
-    /// Makes clients in `network`/`len` get `value` for the names whose
-    /// value points at generation `service`; replaces the whole value at once.
+    /// Makes clients in `network`/`prefix` (IPv6, IPv4 mapped, and its
+    /// prefix length in that space) get `value` for the names whose value
+    /// points at generation `service`; replaces the whole value at once.
     pub fn set_client_net(
         &mut self,
         service: u32,
-        network: Ipv4Addr,
-        len: u8,
-        value: &HotA,
+        network: [u8; 16],
+        prefix: u8,
+        value: &HotValue,
     ) -> Result<(), DataplaneError> {
-        let key = client_key(service, network, len);
-        self.client_nets.insert(&key, value, 0)?;
+        let key = client_key(service, network, prefix);
+        match value {
+            HotValue::A(set) => self.client_nets_a.insert(&key, set, 0)?,
+            HotValue::Aaaa(set) => self.client_nets_aaaa.insert(&key, set, 0)?,
+        }
         Ok(())
     }
 
     /// Forgets one client network of generation `service`.
     pub fn remove_client_net(
         &mut self,
+        hot_type: HotType,
         service: u32,
-        network: Ipv4Addr,
-        len: u8,
+        network: [u8; 16],
+        prefix: u8,
     ) -> Result<(), DataplaneError> {
-        match self.client_nets.remove(&client_key(service, network, len)) {
+        let key = client_key(service, network, prefix);
+        let removed = match hot_type {
+            HotType::A => self.client_nets_a.remove(&key),
+            HotType::Aaaa => self.client_nets_aaaa.remove(&key),
+        };
+        match removed {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Gives the kernel the cookie secrets and the clock offset.
+    pub fn set_cookie_secrets(&mut self, secrets: &CookieSecrets) -> Result<(), DataplaneError> {
+        self.cookie_secrets.set(0, secrets, 0)?;
+        Ok(())
     }
 
     /// Answers the kernel gave per policy branch slot, summed over CPUs.
@@ -307,14 +398,20 @@ impl Drop for Dataplane {
     }
 }
 
-fn client_key(service: u32, network: Ipv4Addr, len: u8) -> Key<ClientNet> {
-    let data = ClientNet {
+fn client_key(service: u32, network: [u8; 16], prefix: u8) -> Key<ClientNetKey> {
+    let data = ClientNetKey {
         service: service.to_be_bytes(),
-        addr: network.octets(),
+        addr: network,
     };
-    Key::new(CLIENT_NET_SERVICE_BITS + u32::from(len.min(32)), data)
+    Key::new(CLIENT_NET_SERVICE_BITS + u32::from(prefix.min(128)), data)
 }
 
+/// A kernel name as people write it, for messages.
+fn display(name: &HotName) -> String {
+    crate::zone::WireName::from(name.wire())
+        .to_name()
+        .to_string()
+}
 /// The pass-everything program attached to an interface; detached on drop.
 /// On a veth pair, frames sent with `XDP_TX` reach the peer only when the
 /// peer has an XDP program, so test rigs and the demo put this one there.

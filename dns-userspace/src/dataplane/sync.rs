@@ -1,43 +1,67 @@
 //! Which of a zone's records the kernel answers, as map entries.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use dns_common::{HotA, HotName};
+use dns_common::{HotName, SET_SIGNED};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::{Dataplane, DataplaneError, HotAnswer, HotError};
+use super::{Dataplane, DataplaneError, HotAnswer, HotError, HotType, HotValue};
 use crate::zone::{Catalog, Node, WireName, Zone};
 
 /// A name the kernel cannot answer, and why.
 #[derive(Debug)]
 pub struct Skipped {
     pub name: Name,
-    pub reason: HotError,
+    pub reason: SkipReason,
 }
 
-/// The kernel entries for `zone`: every A RRset that is authoritative data
-/// (not glue below a delegation), answered round robin. An iterator, so a
+#[derive(Debug, thiserror::Error)]
+pub enum SkipReason {
+    #[error(transparent)]
+    Rrset(#[from] HotError),
+    #[error(transparent)]
+    Kernel(DataplaneError),
+}
+
+/// The kernel's record types, as zone record types.
+const HOT_TYPES: [(RecordType, HotType); 2] = [
+    (RecordType::A, HotType::A),
+    (RecordType::AAAA, HotType::Aaaa),
+];
+
+/// The kernel entries for `zone`: every A and AAAA RRset that is
+/// authoritative data (not glue below a delegation), answered round robin,
+/// marked as signed in a zone with DNSSEC records. An iterator, so a
 /// million entries stream into the map rather than pile up in memory.
-pub fn hot_entries(zone: &Zone) -> impl Iterator<Item = Result<(HotName, HotA), Skipped>> + '_ {
-    zone.nodes()
-        .filter_map(|(name, node)| hot_entry(zone, name, node))
+pub fn hot_entries(zone: &Zone) -> impl Iterator<Item = Result<(HotName, HotValue), Skipped>> + '_ {
+    zone.nodes().flat_map(move |(name, node)| {
+        HOT_TYPES
+            .into_iter()
+            .filter_map(move |(record_type, hot_type)| {
+                hot_entry(zone, name, node, record_type, hot_type)
+            })
+    })
 }
 
-/// The kernel entry for one node, if it has an A RRset the kernel may answer.
+/// The kernel entry for one node's RRset of `record_type`, if the kernel
+/// may answer it.
 fn hot_entry(
     zone: &Zone,
     name: &WireName,
     node: &Node,
-) -> Option<Result<(HotName, HotA), Skipped>> {
-    let set = node.rrset(RecordType::A)?;
+    record_type: RecordType,
+    hot_type: HotType,
+) -> Option<Result<(HotName, HotValue), Skipped>> {
+    let set = node.rrset(record_type)?;
     if zone.delegation(name.as_bytes()).is_some() {
         return None;
     }
-    let addrs: Vec<Ipv4Addr> = set
+    let addrs: Vec<IpAddr> = set
         .rdatas()
         .iter()
         .filter_map(|rdata| match rdata {
-            RData::A(a) => Some(a.0),
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
             _ => None,
         })
         .collect();
@@ -47,22 +71,27 @@ fn hot_entry(
     };
     // A name the zone parser accepted always is a valid key.
     let key = HotName::from_wire(name.as_bytes())?;
-    Some(match answer.encode() {
-        Ok(value) => Ok((key, value)),
+    let flags = if zone.is_signed() { SET_SIGNED } else { 0 };
+    Some(match answer.encode(hot_type) {
+        Ok(value) => Ok((key, value.with_flags(flags))),
         Err(reason) => Err(Skipped {
             name: name.to_name(),
-            reason,
+            reason: reason.into(),
         }),
     })
 }
 
-/// Whether `catalog` has a kernel entry for the lowercase wire name `name`.
-fn is_hot(catalog: &Catalog, name: &[u8]) -> bool {
+/// Whether `catalog` has a kernel entry of `hot_type` for the lowercase
+/// wire name `name`.
+fn is_hot(catalog: &Catalog, name: &[u8], hot_type: HotType) -> bool {
     let Some(zone) = catalog.find(name) else {
         return false;
     };
+    let Some((record_type, _)) = HOT_TYPES.into_iter().find(|(_, t)| *t == hot_type) else {
+        return false;
+    };
     let node = zone.nodes_get(name);
-    node.and_then(|(owner, node)| hot_entry(zone, owner, node))
+    node.and_then(|(owner, node)| hot_entry(zone, owner, node, record_type, hot_type))
         .is_some_and(|entry| entry.is_ok())
 }
 
@@ -79,7 +108,8 @@ pub struct SyncReport {
 /// with nothing in between), then the names `old` had and `new` has not are
 /// removed. Nothing that stays hot is ever missing from the map. Names for
 /// which `steered` is true belong to a policy-file service and are left to
-/// it.
+/// it. A name whose digest another name holds is skipped: the daemon
+/// answers it.
 pub fn sync_hot(
     dataplane: &mut Dataplane,
     old: Option<&Catalog>,
@@ -91,18 +121,25 @@ pub fn sync_hot(
         for entry in hot_entries(zone) {
             match entry {
                 Ok((name, _)) if steered(name.wire()) => {}
-                Ok((name, value)) => {
-                    dataplane.set_hot_a(&name, &value)?;
-                    report.written += 1;
-                }
+                Ok((name, value)) => match dataplane.set_hot(&name, &value) {
+                    Ok(()) => report.written += 1,
+                    Err(collision @ DataplaneError::Collision { .. }) => {
+                        report.skipped.push(Skipped {
+                            name: WireName::from(name.wire()).to_name(),
+                            reason: SkipReason::Kernel(collision),
+                        })
+                    }
+                    Err(error) => return Err(error),
+                },
                 Err(skip) => report.skipped.push(skip),
             }
         }
     }
     for zone in old.into_iter().flat_map(|old| old.zones()) {
-        for (name, _) in hot_entries(zone).flatten() {
-            if !is_hot(new, name.wire()) && !steered(name.wire()) {
-                dataplane.remove_hot_a(&name)?;
+        for (name, value) in hot_entries(zone).flatten() {
+            let hot_type = value.hot_type();
+            if !is_hot(new, name.wire(), hot_type) && !steered(name.wire()) {
+                dataplane.remove_hot(&name, hot_type)?;
                 report.removed += 1;
             }
         }
@@ -118,7 +155,7 @@ mod tests {
     use crate::zone::parse_zone;
 
     #[test]
-    fn only_authoritative_a_rrsets_are_hot() {
+    fn only_authoritative_address_rrsets_are_hot() {
         let text = "$TTL 60\n@ SOA ns host 1 2 3 4 5\n@ NS ns\nns A 192.0.2.53\nWWW A 192.0.2.1\n A 192.0.2.2\n\
                     mail AAAA 2001:db8::1\nsub NS ns.sub\nns.sub A 192.0.2.9\n";
         let zone = parse_zone(
@@ -130,12 +167,22 @@ mod tests {
         let entries: Vec<_> = hot_entries(&zone).collect::<Result<_, _>>().unwrap();
         let mut names: Vec<_> = entries
             .iter()
-            .map(|(key, value)| (key.key::<32>().wire[..5].to_vec(), value.endpoints))
+            .map(|(key, value)| {
+                let endpoints = match value {
+                    HotValue::A(set) => set.endpoints,
+                    HotValue::Aaaa(set) => set.endpoints,
+                };
+                (key.wire()[..5].to_vec(), value.hot_type(), endpoints)
+            })
             .collect();
-        names.sort();
+        names.sort_by(|a, b| a.0.cmp(&b.0).then((a.1 as u8).cmp(&(b.1 as u8))));
         assert_eq!(
             names,
-            vec![(b"\x02ns\x07e".to_vec(), 1), (b"\x03www\x07".to_vec(), 2)]
+            vec![
+                (b"\x02ns\x07e".to_vec(), HotType::A, 1),
+                (b"\x03www\x07".to_vec(), HotType::A, 2),
+                (b"\x04mail".to_vec(), HotType::Aaaa, 1),
+            ]
         );
     }
 }

@@ -59,6 +59,12 @@ impl ClientNet {
         self.len
     }
 
+    /// The network's address in the mapped space, network order: how the
+    /// kernel's client-net tries key it.
+    pub fn octets(&self) -> [u8; 16] {
+        self.bits.to_be_bytes()
+    }
+
     pub fn contains(&self, other: ClientNet) -> bool {
         other.len >= self.len && other.truncate(self.len) == *self
     }

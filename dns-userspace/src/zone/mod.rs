@@ -77,6 +77,9 @@ pub struct Zone {
     /// Whether the zone has wildcard names: without them, a missing name
     /// is NXDOMAIN at once.
     has_wildcards: bool,
+    /// Whether the zone holds DNSSEC records (a pre-signed zone): queries
+    /// with DO for its names are the daemon's, which has the signatures.
+    signed: bool,
 }
 
 impl Zone {
@@ -86,6 +89,11 @@ impl Zone {
 
     pub fn origin_name(&self) -> &Name {
         &self.origin_name
+    }
+
+    /// Whether the zone has RRSIG, NSEC, NSEC3 or DNSKEY records.
+    pub fn is_signed(&self) -> bool {
+        self.signed
     }
 
     /// The zone's SOA RRset; loading guarantees there is exactly one.
@@ -231,6 +239,7 @@ impl Zone {
             negative_soa: OnceLock::new(),
             has_cuts: false,
             has_wildcards: false,
+            signed: false,
         })
     }
 
@@ -239,6 +248,10 @@ impl Zone {
     fn add(&mut self, owner: WireName, record_type: RecordType, ttl: u32, rdata: RData) {
         self.has_cuts |= record_type == RecordType::NS && owner != self.origin;
         self.has_wildcards |= owner.as_bytes().starts_with(WILDCARD_LABEL);
+        self.signed |= matches!(
+            record_type,
+            RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3 | RecordType::DNSKEY
+        );
         if !self.nodes.contains_key(owner.as_bytes()) {
             // Every node's ancestors are in the map, so stop at the first.
             let mut ancestor = wire::parent(owner.as_bytes());
