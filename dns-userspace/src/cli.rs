@@ -36,8 +36,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_xdp: bool,
     /// Address and port for DNS over UDP and TCP; the kernel answers on the
-    /// same port.
-    #[arg(long, default_value = "0.0.0.0:53")]
+    /// same port. The default takes IPv4 and IPv6 on one socket.
+    #[arg(long, default_value = "[::]:53")]
     pub listen: SocketAddr,
     /// A zone to serve, as ORIGIN=FILE (an RFC 1035 master file). Repeat for more zones.
     #[arg(long = "zone", value_name = "ORIGIN=FILE", value_parser = parse_zone_arg, required_unless_present = "config")]
@@ -58,6 +58,15 @@ pub struct RunArgs {
     /// UDP sockets to answer on (SO_REUSEPORT); default: one per core.
     #[arg(long)]
     pub udp_sockets: Option<usize>,
+    /// DNS cookie secrets shared by a fleet: the current one, and
+    /// optionally the previous (still accepted), as 32 hex digits a line.
+    /// Re-read on SIGHUP. Without it, a random secret is made at start.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_secret_file: Option<PathBuf>,
+    /// Seconds between rotations of a generated cookie secret (the previous
+    /// one is accepted until the next rotation); 0 never rotates.
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    pub cookie_rotation: u64,
 }
 
 #[derive(Clone, Debug)]

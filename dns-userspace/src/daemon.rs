@@ -5,7 +5,7 @@ use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
     thread,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
@@ -17,9 +17,9 @@ use tokio::{
 use crate::{
     cli::{RunArgs, ZoneArg},
     config::{BranchLabels, Config, load_config},
-    dataplane::{Dataplane, DataplaneOptions, SyncReport, sync_hot},
+    dataplane::{Dataplane, DataplaneOptions, HotType, SyncReport, sync_hot},
     metrics::{ExtraSource, KernelSource, Metrics, serve_metrics},
-    server::{Responder, serve_tcp, serve_udp},
+    server::{CookieKeys, Responder, serve_tcp, serve_udp},
     steering::{Steering, check_services_in_zones},
     zone::{Catalog, WireName, load_zone},
 };
@@ -48,13 +48,13 @@ pub fn load_all(
     Ok((catalog, config))
 }
 
-/// The names whose A answers a service owns: zone sync leaves them alone.
-fn steered_names(config: &Config) -> HashSet<WireName> {
+/// The names and types whose answers a service owns: zone sync leaves
+/// them alone.
+fn steered_names(config: &Config) -> HashSet<(WireName, HotType)> {
     config
         .services
         .iter()
-        .filter(|service| service.record_type == hickory_proto::rr::RecordType::A)
-        .map(|service| service.name.clone())
+        .filter_map(|service| Some((service.name.clone(), HotType::of(service.record_type)?)))
         .collect()
 }
 
@@ -98,6 +98,13 @@ async fn serve(args: RunArgs, catalog: Catalog, config: Config) -> anyhow::Resul
             None
         }
     };
+    let cookies = Arc::new(Mutex::new(Cookies::start(&args)?));
+    publish_cookies(&cookies, &responder, dataplane.as_deref())?;
+    tasks.spawn(keep_cookies(
+        cookies.clone(),
+        responder.clone(),
+        dataplane.clone(),
+    ));
     let services = config.services.len();
     let steering = Steering::start(config, responder.clone(), dataplane.clone())
         .context("starting health checks and routing policies")?;
@@ -123,14 +130,13 @@ async fn serve(args: RunArgs, catalog: Catalog, config: Config) -> anyhow::Resul
     log::info!("serving DNS on {}", args.listen);
 
     let outcome = wait_for_stop(&mut tasks, || {
-        reload(&args, &responder, &steering, dataplane.as_deref())
+        reload(&args, &responder, &steering, dataplane.as_deref());
+        reload_cookies(&cookies, &responder, dataplane.as_deref());
     })
     .await;
     drop(steering);
     if let Some(dataplane) = dataplane {
-        let mut dataplane = dataplane
-            .lock()
-            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+        let mut dataplane = lock(&dataplane)?;
         dataplane.detach().context("detaching the XDP program")?;
         log::info!("XDP program detached");
     }
@@ -147,8 +153,8 @@ fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow:
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();
     let steered = steered_names(config);
-    let report = sync_hot(&mut dataplane, None, catalog, &|name| {
-        steered.contains(name)
+    let report = sync_hot(&mut dataplane, None, catalog, &|name, hot_type| {
+        steered.contains(&(WireName::from(name), hot_type))
     })
     .context("filling the kernel map (is --hot-capacity large enough?)")?;
     log_sync(&report);
@@ -165,9 +171,7 @@ fn attach_dataplane(
     iface: &str,
     dataplane: &Mutex<Dataplane>,
 ) -> anyhow::Result<()> {
-    let mut dataplane = dataplane
-        .lock()
-        .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
+    let mut dataplane = lock(dataplane)?;
     dataplane.attach(iface, args.xdp_mode).with_context(|| {
         format!(
             "attaching the XDP program to {iface} in {:?} mode ({RIGHTS})",
@@ -211,12 +215,13 @@ fn reload(
     }
     let old = responder.catalog();
     let report = dataplane.map(|dataplane| {
-        let mut dataplane = dataplane
-            .lock()
-            .map_err(|_| anyhow::anyhow!("dataplane lock poisoned"))?;
-        anyhow::Ok(sync_hot(&mut dataplane, Some(&old), &catalog, &|name| {
-            steered.contains(name)
-        })?)
+        let mut dataplane = lock(dataplane)?;
+        anyhow::Ok(sync_hot(
+            &mut dataplane,
+            Some(&old),
+            &catalog,
+            &|name, hot_type| steered.contains(&(WireName::from(name), hot_type)),
+        )?)
     });
     responder.set_catalog(catalog);
     match report {
@@ -232,6 +237,116 @@ fn reload(
             log::error!("reloaded, but updating the kernel map failed: {error:#}")
         }
         None => log::info!("reloaded"),
+    }
+}
+
+/// The cookie secrets in use, and where they come from.
+struct Cookies {
+    keys: CookieKeys,
+    file: Option<std::path::PathBuf>,
+    /// How often a generated secret is replaced (never for a file's).
+    rotation: Option<Duration>,
+    rotated: Instant,
+}
+
+impl Cookies {
+    fn start(args: &RunArgs) -> anyhow::Result<Cookies> {
+        let keys = match &args.cookie_secret_file {
+            Some(file) => CookieKeys::read(file)?,
+            None => CookieKeys::generated().context("making a cookie secret")?,
+        };
+        let rotation = (args.cookie_secret_file.is_none() && args.cookie_rotation > 0)
+            .then(|| Duration::from_secs(args.cookie_rotation));
+        Ok(Cookies {
+            keys,
+            file: args.cookie_secret_file.clone(),
+            rotation,
+            rotated: Instant::now(),
+        })
+    }
+}
+
+/// Gives the responder and the kernel the current secrets and clock offset.
+fn publish_cookies(
+    cookies: &Mutex<Cookies>,
+    responder: &Responder,
+    dataplane: Option<&Mutex<Dataplane>>,
+) -> anyhow::Result<()> {
+    let secrets = lock(cookies)?.keys.secrets();
+    responder.set_cookie_secrets(secrets);
+    if let Some(dataplane) = dataplane {
+        lock(dataplane)?
+            .set_cookie_secrets(&secrets)
+            .context("writing the cookie secrets to the kernel")?;
+    }
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> anyhow::Result<std::sync::MutexGuard<'_, T>> {
+    mutex
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a lock was poisoned by a panic"))
+}
+
+/// Every minute: rotates a generated secret when it is due, and refreshes
+/// the kernel's clock offset (the wall clock may have been stepped).
+async fn keep_cookies(
+    cookies: Arc<Mutex<Cookies>>,
+    responder: Arc<Responder>,
+    dataplane: Option<Arc<Mutex<Dataplane>>>,
+) -> std::io::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let rotated = lock(&cookies).map(|mut cookies| {
+            let due = cookies
+                .rotation
+                .is_some_and(|every| cookies.rotated.elapsed() >= every);
+            if due {
+                match cookies.keys.rotated() {
+                    Ok(keys) => {
+                        cookies.keys = keys;
+                        cookies.rotated = Instant::now();
+                    }
+                    Err(error) => log::error!("rotating the cookie secret: {error}"),
+                }
+            }
+            due
+        });
+        match rotated {
+            Ok(true) => log::info!("cookie secret rotated; the previous one is still accepted"),
+            Ok(false) => {}
+            Err(error) => log::error!("{error:#}"),
+        }
+        if let Err(error) = publish_cookies(&cookies, &responder, dataplane.as_deref()) {
+            log::error!("{error:#}");
+        }
+    }
+}
+
+/// SIGHUP: reads the cookie secret file again, if there is one; a bad file
+/// is logged and the secrets in use stay.
+fn reload_cookies(
+    cookies: &Mutex<Cookies>,
+    responder: &Responder,
+    dataplane: Option<&Mutex<Dataplane>>,
+) {
+    let reread = lock(cookies).and_then(|mut cookies| {
+        let Some(file) = cookies.file.clone() else {
+            return Ok(false);
+        };
+        cookies.keys = CookieKeys::read(&file)?;
+        Ok(true)
+    });
+    match reread {
+        Ok(false) => {}
+        Ok(true) => match publish_cookies(cookies, responder, dataplane) {
+            Ok(()) => log::info!("cookie secrets reloaded"),
+            Err(error) => log::error!("{error:#}"),
+        },
+        Err(error) => {
+            log::error!("reloading the cookie secrets failed, keeping the ones in use: {error:#}")
+        }
     }
 }
 

@@ -106,21 +106,21 @@ pub struct SyncReport {
 /// Makes the kernel's hot names those of `new`: every entry is written
 /// (a whole value at a time, so a name changes from one answer to the next
 /// with nothing in between), then the names `old` had and `new` has not are
-/// removed. Nothing that stays hot is ever missing from the map. Names for
-/// which `steered` is true belong to a policy-file service and are left to
-/// it. A name whose digest another name holds is skipped: the daemon
+/// removed. Nothing that stays hot is ever missing from the map. Names and
+/// types for which `steered` is true belong to a policy-file service and
+/// are left to it. A name whose digest another name holds is skipped: the daemon
 /// answers it.
 pub fn sync_hot(
     dataplane: &mut Dataplane,
     old: Option<&Catalog>,
     new: &Catalog,
-    steered: &dyn Fn(&[u8]) -> bool,
+    steered: &dyn Fn(&[u8], HotType) -> bool,
 ) -> Result<SyncReport, DataplaneError> {
     let mut report = SyncReport::default();
     for zone in new.zones() {
         for entry in hot_entries(zone) {
             match entry {
-                Ok((name, _)) if steered(name.wire()) => {}
+                Ok((name, value)) if steered(name.wire(), value.hot_type()) => {}
                 Ok((name, value)) => match dataplane.set_hot(&name, &value) {
                     Ok(()) => report.written += 1,
                     Err(collision @ DataplaneError::Collision { .. }) => {
@@ -138,7 +138,7 @@ pub fn sync_hot(
     for zone in old.into_iter().flat_map(|old| old.zones()) {
         for (name, value) in hot_entries(zone).flatten() {
             let hot_type = value.hot_type();
-            if !is_hot(new, name.wire(), hot_type) && !steered(name.wire()) {
+            if !is_hot(new, name.wire(), hot_type) && !steered(name.wire(), hot_type) {
                 dataplane.remove_hot(&name, hot_type)?;
                 report.removed += 1;
             }

@@ -19,7 +19,13 @@ use hickory_proto::{
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
 
-use super::fast::PlainQuery;
+use dns_common::cookie::{CookieAddr, CookieSecrets, Verdict};
+
+use super::{
+    cookies::unix_now,
+    edns::{self, Cookie},
+    fast::PlainQuery,
+};
 use crate::{
     policy::ClientNet,
     steering::{Steered, SteeredSink},
@@ -48,6 +54,8 @@ pub struct Responder {
     edns_payload: u16,
     /// Advances with each answer that rotates an RRset, as the kernel does.
     rotation: AtomicUsize,
+    /// The server cookie secrets, the same the kernel has.
+    cookies: ArcSwap<CookieSecrets>,
 }
 
 impl Responder {
@@ -57,7 +65,30 @@ impl Responder {
             steered: ArcSwap::from_pointee(Steered::default()),
             edns_payload,
             rotation: AtomicUsize::new(0),
+            cookies: ArcSwap::from_pointee(CookieSecrets::default()),
         }
+    }
+
+    /// Makes and checks server cookies with `secrets` from now on.
+    pub fn set_cookie_secrets(&self, secrets: CookieSecrets) {
+        self.cookies.store(Arc::new(secrets));
+    }
+
+    /// The cookie option's data for an answer to `cookie` from `client`:
+    /// the client cookie, then the server cookie it sent if that is valid
+    /// and recent, else a fresh one (`dns_common::cookie`, as the kernel).
+    fn cookie_reply(&self, cookie: &Cookie, client: IpAddr) -> Vec<u8> {
+        let secrets = self.cookies.load();
+        let addr = match client.to_canonical() {
+            IpAddr::V4(v4) => CookieAddr::V4(v4.octets()),
+            IpAddr::V6(v6) => CookieAddr::V6(v6.octets()),
+        };
+        let now = unix_now();
+        let server = match secrets.verdict(now, cookie.client, &cookie.server, addr) {
+            Verdict::Echo => cookie.server.clone(),
+            Verdict::Fresh => secrets.mint(now, cookie.client, addr).to_vec(),
+        };
+        [&cookie.client[..], &server].concat()
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -120,6 +151,9 @@ impl Responder {
         if request.len() < HEADER_LEN || request[2] & 0x80 != 0 {
             return None;
         }
+        let Ok(options) = edns::read(request) else {
+            return edns::formerr(request, self.edns_payload);
+        };
         // A message that does not parse, or asks several questions, gets no
         // answer at all, as from Knot DNS: there is nothing sound to echo.
         let Ok(query) = Message::from_vec(request) else {
@@ -136,6 +170,7 @@ impl Responder {
                     Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
                     _ => None,
                 });
+        let client_addr = client;
         let client = match &subnet {
             Some(subnet) => ClientNet::new(subnet.addr(), subnet.source_prefix()),
             None => ClientNet::host(client),
@@ -160,6 +195,12 @@ impl Responder {
             opt.set_max_payload(self.edns_payload);
             // RFC 3225: the DO bit is copied into the answer.
             opt.set_dnssec_ok(edns.flags().dnssec_ok);
+            // The cookie first, then the Client Subnet: the kernel's order.
+            if let Some(cookie) = &options.cookie {
+                let data = self.cookie_reply(cookie, client_addr);
+                opt.options_mut()
+                    .insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), data));
+            }
             // RFC 7871 §7.2.1: the option comes back with the prefix the
             // answer was decided by; 0 when it does not depend on the client.
             if let Some(mut echo) = subnet {
