@@ -321,6 +321,9 @@ fn client_subnets_of_both_families_are_answered_with_their_scope() {
     }
 }
 
+/// A Client Subnet: address and source prefix length.
+type Subnet = (IpAddr, u8);
+
 /// A client-dependent name written as `write_service` writes one: networks
 /// of both families with their scopes, and a default for each family.
 #[test]
@@ -364,7 +367,8 @@ fn client_networks_decide_by_subnet_or_source_in_both_families() {
 
     let v6_in: IpAddr = "2001:db8:5::99".parse::<Ipv6Addr>().unwrap().into();
     let v6_out: IpAddr = "2001:db8:6::1".parse::<Ipv6Addr>().unwrap().into();
-    let cases: [(IpAddr, Option<(IpAddr, u8)>, u8, Option<u8>); 8] = [
+    // (source, Client Subnet, the endpoint answered, the scope echoed)
+    let cases: [(IpAddr, Option<Subnet>, u8, Option<u8>); 8] = [
         (CLIENT_IP.into(), None, 1, None),
         (Ipv4Addr::new(198, 18, 5, 9).into(), None, 3, None),
         (
