@@ -4,8 +4,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_boot_ns, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_boot_ns, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -24,7 +24,7 @@ use crate::{
     hot::{self, A, Aaaa, RecordType},
     packet::{self, Datagram, IPV6_LEN, UDP_LEN},
     query::{self, Question},
-    scratch::{self, MSG_LEN, OPT_AREA_MAX, OUT_LEN, Scratch},
+    scratch::{self, MSG_LEN, OUT_LEN, Scratch},
 };
 
 /// Bytes of an answer record before the address: pointer to the question,
@@ -407,13 +407,27 @@ fn send(
     datagram: &Datagram,
     reply: Reply,
 ) -> Result<(), Counter> {
-    let len = question.len;
     let section_len = reply.section_len;
     let reply_len = question.end + section_len;
-    // The IPv6 checksum needs the bytes the answer replaces, which are only
-    // in the scratch copy once the frame has been rewritten.
-    let tail = if datagram.v6 {
-        tail_change(scratch, question.end, len, section_len)?
+    let flags = [
+        ANSWER_FLAGS0 | (question.flags[0] & FLAGS0_RD),
+        question.flags[1] & FLAGS1_CD,
+    ];
+    // Over IPv6 the UDP checksum is computed whole: the query's cannot be
+    // trusted as a base, since a virtual interface (veth) hands the frame
+    // over with the checksum left for offload to fill in.
+    let dns = if datagram.v6 {
+        let flag_words = (
+            u16::from_be_bytes(question.flags),
+            u16::from_be_bytes(flags),
+        );
+        dns_sum(
+            scratch,
+            question.end,
+            section_len,
+            flag_words,
+            reply.answers as u16,
+        )?
     } else {
         0
     };
@@ -421,10 +435,14 @@ fn send(
     let frame_len = ctx.data_end() - ctx.data();
     let new_frame_len = datagram.payload() + reply_len;
     let grow = new_frame_len as i32 - frame_len as i32;
+    let keep = datagram.payload() + question.end;
     // SAFETY: plain helper call on our own context.
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, grow) } != 0 {
-        return Err(Counter::PassTooBig);
-    }
+    let growth = if unsafe { bpf_xdp_adjust_tail(ctx.ctx, grow) } == 0 {
+        Growth::Tail
+    } else {
+        grow_at_head(ctx, scratch, keep, grow)?;
+        Growth::Head
+    };
     // Resizing invalidates every packet pointer: find the headers again.
     // These checks cannot fail (the frame only grew past them), but if they
     // did, shrinking back restores the frame exactly as it came in. The
@@ -440,7 +458,7 @@ fn send(
         packet::bytes_at(ctx, datagram.l4 & 0x7f, UDP_LEN + HEADER_LEN),
     );
     let (Some(eth), Some(ip), Some(udp)) = headers else {
-        return Err(undo_grow(ctx, grow));
+        return Err(undo_grow(ctx, scratch, growth, keep, grow));
     };
     // SAFETY: `out_ptr` holds at least `section_len` bytes written above;
     // the helper checks the frame bounds itself and writes nothing on
@@ -454,33 +472,19 @@ fn send(
         )
     };
     if stored != 0 {
-        return Err(undo_grow(ctx, grow));
+        return Err(undo_grow(ctx, scratch, growth, keep, grow));
     }
 
-    let flags = [
-        ANSWER_FLAGS0 | (question.flags[0] & FLAGS0_RD),
-        question.flags[1] & FLAGS1_CD,
-    ];
-    let dns = udp.wrapping_add(UDP_LEN);
+    let header = udp.wrapping_add(UDP_LEN);
     // SAFETY: `udp` was checked to cover the UDP and DNS headers.
-    let query_check = unsafe {
-        *dns.add(2) = flags[0];
-        *dns.add(3) = flags[1];
-        *dns.add(6) = 0;
-        *dns.add(7) = reply.answers as u8;
-        u16::from_be((udp.add(6) as *const u16).read_unaligned())
-    };
+    unsafe {
+        *header.add(2) = flags[0];
+        *header.add(3) = flags[1];
+        *header.add(6) = 0;
+        *header.add(7) = reply.answers as u8;
+    }
     if datagram.v6 {
-        let checksum = packet::answer_checksum(
-            query_check,
-            ((UDP_LEN + len) as u16, (UDP_LEN + reply_len) as u16),
-            (
-                u16::from_be_bytes(question.flags),
-                u16::from_be_bytes(flags),
-            ),
-            reply.answers as u16,
-            tail,
-        );
+        let checksum = packet::checksum_v6(ip, udp, (UDP_LEN + reply_len) as u16, dns);
         packet::turn_around_v6(eth, ip, udp, reply_len, checksum);
     } else {
         let ip_header_len = datagram.l4 - datagram.l3;
@@ -489,64 +493,138 @@ fn send(
     Ok(())
 }
 
-/// How the bytes after the question change, as a folded big-endian
-/// one's-complement sum: the answer's sections (zero-padded in the scratch
-/// output) added, the query's OPT record removed.
+/// The one's-complement sum of the answer's DNS message, folded, in
+/// big-endian words: the header and question from the message copy (with
+/// the answer's flags word and answer count in place of the query's), the
+/// sections from the output. Whole 32-bit words go to the helper; the
+/// padding after each part is zero.
 #[inline(always)]
-fn tail_change(
+fn dns_sum(
     scratch: &mut Scratch,
     question_end: usize,
-    len: usize,
     section_len: usize,
+    flags: (u16, u16),
+    answers: u16,
 ) -> Result<u16, Counter> {
-    scratch.pad_msg(len);
-    // Both sizes rounded up to whole 32-bit words, as the helper takes them;
-    // the padding is zero. The masks restate the bounds for the verifier.
-    let removed = (len - question_end + 3) & !3;
-    let added = (section_len + 3) & !3;
-    if removed > OPT_AREA_MAX || added > OUT_LEN {
-        return Err(Counter::PassTooBig);
-    }
-    let removed_from = scratch.msg_ptr().wrapping_add(question_end & (MSG_LEN - 1));
-    // SAFETY: both buffers are inside the scratch area: `added` bytes from
-    // the start of the output, `removed` bytes from the question's end in
-    // the message copy, whose slack covers OPT_AREA_MAX past MSG_LEN.
-    let (plus, minus) = unsafe {
+    scratch.pad_msg(question_end);
+    let head_len = (question_end + 3) & !3;
+    let body_len = (section_len + 3) & !3;
+    // The masks restate the bounds for the verifier: a question ends by
+    // 12 + 255 + 4 bytes, the sections by OUT_LEN.
+    // SAFETY: both buffers are in the scratch area, with the sizes the
+    // masks allow inside them.
+    let (head, body) = unsafe {
         (
             bpf_csum_diff(
                 core::ptr::null_mut(),
                 0,
-                scratch.out_ptr() as *mut u32,
-                (added & (OUT_LEN * 2 - 4)) as u32,
+                scratch.msg_ptr() as *mut u32,
+                (head_len & 0x1fc) as u32,
                 0,
             ),
             bpf_csum_diff(
-                removed_from as *mut u32,
-                (removed & (OPT_AREA_MAX * 2 - 4)) as u32,
                 core::ptr::null_mut(),
                 0,
+                scratch.out_ptr() as *mut u32,
+                (body_len & (OUT_LEN * 2 - 4)) as u32,
                 0,
             ),
         )
     };
-    if plus < 0 || minus < 0 {
+    if head < 0 || body < 0 {
         return Err(Counter::PassMalformed);
     }
     // The helper sums 16-bit words as they lie in memory, little-endian:
     // byte-swapped against the checksum's big-endian words, unless the
     // bytes start at an odd offset, which swaps them back.
-    let sum = packet::fold(u64::from(plus as u32) + u64::from(minus as u32));
-    Ok(if question_end.is_multiple_of(2) {
-        sum.swap_bytes()
+    let head = packet::fold(u64::from(head as u32)).swap_bytes();
+    let body = packet::fold(u64::from(body as u32));
+    let body = if question_end.is_multiple_of(2) {
+        body.swap_bytes()
     } else {
-        sum
-    })
+        body
+    };
+    let sum = u64::from(head)
+        + u64::from(!flags.0)
+        + u64::from(flags.1)
+        + u64::from(answers)
+        + u64::from(body);
+    Ok(packet::fold(sum))
 }
 
+/// Grows the frame by `grow` bytes in front, for when there is no room
+/// after it (veth hands small frames over in buffers with little
+/// tailroom, though with the usual 256 bytes of headroom), and moves the
+/// first `keep` bytes (headers and question) to the new start. Either the
+/// frame is grown and moved, or it is left exactly as it came.
 #[inline(always)]
-fn undo_grow(ctx: &XdpContext, grow: i32) -> Counter {
-    // SAFETY: plain helper call on our own context; shrinking by what we
-    // grew cannot fail.
-    unsafe { bpf_xdp_adjust_tail(ctx.ctx, -grow) };
+fn grow_at_head(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    keep: usize,
+    grow: i32,
+) -> Result<(), Counter> {
+    // Headers (at most 18 + 60 + 8 bytes) and a question (at most 271).
+    let keep = keep & 0x1ff;
+    if grow <= 0 || keep == 0 {
+        return Err(Counter::PassTooBig);
+    }
+    // SAFETY: plain helper call on our own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
+        return Err(Counter::PassTooBig);
+    }
+    // The message copy is no longer needed (the checksum was taken), so it
+    // carries the bytes across.
+    // SAFETY: `msg_ptr` points to MSG_LEN bytes and 0 < keep < 512; the
+    // helpers check the frame bounds and write nothing on failure.
+    let moved = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            grow as u32,
+            scratch.msg_ptr() as *mut _,
+            keep as u32,
+        ) == 0
+            && bpf_xdp_store_bytes(ctx.ctx, 0, scratch.msg_ptr() as *mut _, keep as u32) == 0
+    };
+    if !moved {
+        // SAFETY: as above; gives back exactly the headroom taken.
+        unsafe { bpf_xdp_adjust_head(ctx.ctx, grow) };
+        return Err(Counter::PassTooBig);
+    }
+    Ok(())
+}
+
+/// Which end of the frame the answer grew at.
+#[derive(Clone, Copy)]
+enum Growth {
+    Tail,
+    Head,
+}
+
+/// Gives the frame back exactly as it came after it was grown.
+#[inline(always)]
+fn undo_grow(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    growth: Growth,
+    keep: usize,
+    grow: i32,
+) -> Counter {
+    // SAFETY: plain helper calls on our own context. Shrinking by what was
+    // grown cannot fail; after growing at the head, the message copy still
+    // holds the `keep` bytes that were moved, which go back where they were.
+    unsafe {
+        match growth {
+            Growth::Tail => {
+                bpf_xdp_adjust_tail(ctx.ctx, -grow);
+            }
+            Growth::Head => {
+                // `grow_at_head` moved 1 to 511 bytes; the mask says so.
+                let keep = (((keep - 1) & 0x1ff) + 1) as u32;
+                bpf_xdp_store_bytes(ctx.ctx, grow as u32, scratch.msg_ptr() as *mut _, keep);
+                bpf_xdp_adjust_head(ctx.ctx, grow);
+            }
+        }
+    }
     Counter::PassMalformed
 }

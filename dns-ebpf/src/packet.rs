@@ -207,23 +207,18 @@ pub fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
-/// The answer's UDP checksum, derived from the query's (RFC 1624): the
-/// addresses and ports only swap places, which leaves the sum alone; what
-/// changes is the UDP length (counted twice: pseudo-header and UDP header),
-/// the DNS flags word, the answer count (0 in a query), and the bytes after
-/// the question, whose change `tail` gives as a folded big-endian sum.
+/// The UDP checksum of an IPv6 answer (RFC 8200 §8.1): the pseudo-header
+/// (the two addresses, which only swap places, the UDP length and the next
+/// header), the UDP header (the ports, which only swap, and the length),
+/// and `dns`, the folded big-endian sum of the DNS message. `ip` and `udp`
+/// must each be checked to cover their header.
 #[inline(always)]
-pub fn answer_checksum(
-    query: u16,
-    lengths: (u16, u16),
-    flags: (u16, u16),
-    answers: u16,
-    tail: u16,
-) -> u16 {
-    let mut sum = u64::from(!query);
-    sum += 2 * (u64::from(!lengths.0) + u64::from(lengths.1));
-    sum += u64::from(!flags.0) + u64::from(flags.1);
-    sum += u64::from(answers) + u64::from(tail);
+pub fn checksum_v6(ip: *const u8, udp: *const u8, udp_len: u16, dns: u16) -> u16 {
+    let mut sum = 2 * u64::from(udp_len) + u64::from(IPPROTO_UDP) + u64::from(dns);
+    for word in 0..16 {
+        sum += u64::from(read_u16(ip.wrapping_add(8 + 2 * word)));
+    }
+    sum += u64::from(read_u16(udp)) + u64::from(read_u16(udp.wrapping_add(2)));
     match !fold(sum) {
         0 => 0xffff,
         check => check,

@@ -12,13 +12,11 @@ use dns_common::{
     },
 };
 
-use crate::scratch::{OPT_AREA_MAX, Scratch};
+use crate::scratch::Scratch;
 
 /// What the answer needs to know about the question.
 #[derive(Clone, Copy)]
 pub struct Question {
-    /// The message's length.
-    pub len: usize,
     /// Bytes from the start of the message to the end of the question.
     pub end: usize,
     /// The query name's length on the wire.
@@ -74,7 +72,6 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
     }
 
     let mut question = Question {
-        len,
         end,
         name_len,
         digest,
@@ -112,9 +109,6 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
     let options_end = end + OPT_LEN + options_len;
     if options_end != len {
         return Err(Counter::PassMalformed);
-    }
-    if OPT_LEN + options_len > OPT_AREA_MAX - 3 {
-        return Err(Counter::PassEdns);
     }
     read_options(scratch, &mut question, end + OPT_LEN, options_end)?;
     // Honour the smaller of the two sizes, and never less than 512

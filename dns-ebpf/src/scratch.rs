@@ -21,18 +21,14 @@ const MSG_START: usize = 4;
 pub const OUT_LEN: usize = 512;
 const OUT_MASK: usize = OUT_LEN - 1;
 const NAME_WORDS: usize = 256 / 8;
-/// The most bytes of OPT record (options included) a query the kernel
-/// answers may carry; the answer's IPv6 checksum sums them in one go.
-pub const OPT_AREA_MAX: usize = 128;
 
 #[repr(C)]
 pub struct Scratch {
     /// The query name, lowercased, zero past its end, as 8-byte words.
     pub name: [u64; NAME_WORDS],
-    /// The message, with slack so that masked reads near the end (and the
-    /// checksum's read of an OPT area, bounded by a mask to twice its
-    /// size) stay inside the buffer.
-    msg: [u64; (MSG_START + MSG_LEN + 2 * OPT_AREA_MAX + 16) / 8],
+    /// The message, with slack so that masked word reads near the end stay
+    /// inside the buffer.
+    msg: [u64; (MSG_START + MSG_LEN + 16) / 8 + 1],
     /// The answer, with the same kind of slack for masked sizes.
     out: [u64; (2 * OUT_LEN + 16) / 8],
     /// Start of the next round-robin rotation on this CPU.
@@ -139,8 +135,8 @@ impl Scratch {
         unsafe { (self.msg.as_mut_ptr() as *mut u8).add(MSG_START) }
     }
 
-    /// Zeroes the four bytes after a message of `len` bytes, so a checksum
-    /// over its tail rounded up to whole 32-bit words sees zero padding.
+    /// Zeroes the four bytes from `len`, so a checksum over the first `len`
+    /// bytes rounded up to whole 32-bit words sees zero padding.
     #[inline(always)]
     pub fn pad_msg(&mut self, len: usize) {
         let bytes = self.msg.as_mut_ptr() as *mut u8;

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
 use crate::{
-    netns::{Netns, Rig, SERVER_ADDR, checked},
+    netns::{Netns, Rig, checked},
     process::Process,
 };
 
@@ -187,11 +187,10 @@ impl Daemon {
         extra: &[&str],
     ) -> anyhow::Result<Daemon> {
         let zone = format!("{}={}", zone.origin, zone.file.display());
-        let listen = format!("{SERVER_ADDR}:53");
         let mut args = vec![
             "run",
             "--listen",
-            &listen,
+            "[::]:53",
             "--zone",
             &zone,
             "--metrics",

@@ -9,4 +9,5 @@ pub mod mmdb;
 pub mod netns;
 pub mod peers;
 pub mod process;
+pub mod resolvers;
 pub mod testrun;

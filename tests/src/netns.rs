@@ -16,6 +16,8 @@ use nix::sched::{CloneFlags, setns};
 
 pub const CLIENT_ADDR: &str = "198.18.0.1";
 pub const SERVER_ADDR: &str = "198.18.0.2";
+pub const CLIENT_ADDR6: &str = "2001:db8::1";
+pub const SERVER_ADDR6: &str = "2001:db8::2";
 const PREFIX: &str = "dnslbt";
 
 /// A named network namespace, deleted on drop.
@@ -134,6 +136,18 @@ impl Rig {
             client_if,
             server_if,
         })
+    }
+
+    /// Gives both ends IPv6 addresses too ([`CLIENT_ADDR6`] and
+    /// [`SERVER_ADDR6`]), usable at once (no duplicate address detection).
+    pub fn add_ipv6(&self) -> anyhow::Result<()> {
+        for (host, iface, addr) in [
+            (&self.client, &self.client_if, CLIENT_ADDR6),
+            (&self.server, &self.server_if, SERVER_ADDR6),
+        ] {
+            host.ip(&["addr", "add", &format!("{addr}/64"), "dev", iface, "nodad"])?;
+        }
+        Ok(())
     }
 
     /// Attaches a pass-everything XDP program to the client's interface, so

@@ -41,7 +41,7 @@ www      A    198.18.10.1
          A    198.18.10.3
          AAAA 2001:db8::10:1
          AAAA 2001:db8::10:2
-odd      A    198.18.10.4
+odd1     A    198.18.10.4
          AAAA 2001:db8::10:4
 ";
 
@@ -447,7 +447,7 @@ fn ipv6_queries_are_answered_with_a_valid_checksum() {
     let (mut dataplane, responder, _) = loaded();
     // Names of even and odd length put the answer's records at even and
     // odd offsets, which the checksum arithmetic must both get right.
-    for name in ["www.plain.test", "odd.plain.test"] {
+    for name in ["www.plain.test", "odd1.plain.test"] {
         for qtype_aaaa in [false, true] {
             for vlan in [None, Some(0x0123)] {
                 for opt in [
@@ -542,7 +542,7 @@ fn names_with_the_same_digest_are_both_answered() {
     let (mut in_kernel, mut in_daemon) = (0, 0);
     for name in [
         "www.plain.test",
-        "odd.plain.test",
+        "odd1.plain.test",
         "ns.plain.test",
         "www.signed.test",
     ] {

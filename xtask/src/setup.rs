@@ -44,6 +44,18 @@ const PACKAGES: &[(&str, &str)] = &[
         "a real resolver, resolving through dnslb in the tests",
     ),
     (
+        "bind9",
+        "BIND, a real resolver resolving through dnslb in the tests",
+    ),
+    (
+        "knot-resolver",
+        "Knot Resolver, a real resolver resolving through dnslb in the tests",
+    ),
+    (
+        "pdns-recursor",
+        "PowerDNS Recursor, a real resolver resolving through dnslb in the tests",
+    ),
+    (
         "ethtool",
         "GRO and threaded NAPI on the benchmark's veth (health-check cost)",
     ),

@@ -1,0 +1,253 @@
+//! Real recursive resolvers (unbound, BIND, Knot Resolver, PowerDNS
+//! Recursor) run in a test namespace, each with its own defaults for what
+//! it sends upstream (EDNS, DO, cookies, Client Subnet), forwarding zones to
+//! dnslb: some over IPv4, some over IPv6. Configured from here for the
+//! end-to-end test and the benchmark.
+
+use std::{
+    fs,
+    net::{IpAddr, UdpSocket},
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use hickory_proto::{
+    op::{Message, Query},
+    rr::{Name, RecordType},
+};
+
+use crate::{netns::Netns, process::Process};
+
+/// The resolvers the tests drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResolverKind {
+    Unbound,
+    Bind,
+    KnotResolver,
+    PowerDns,
+}
+
+/// A zone the resolver sends to dnslb at `server` (port 53).
+pub struct Forward<'a> {
+    pub zone: &'a str,
+    pub server: IpAddr,
+}
+
+impl ResolverKind {
+    pub const ALL: [ResolverKind; 4] = [
+        ResolverKind::Unbound,
+        ResolverKind::Bind,
+        ResolverKind::KnotResolver,
+        ResolverKind::PowerDns,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ResolverKind::Unbound => "unbound",
+            ResolverKind::Bind => "BIND named",
+            ResolverKind::KnotResolver => "Knot Resolver (kresd)",
+            ResolverKind::PowerDns => "PowerDNS Recursor",
+        }
+    }
+
+    /// Writes the configuration into `dir` and returns the command that
+    /// runs the resolver in the foreground on 127.0.0.1@`port`.
+    fn command(
+        self,
+        netns: &Netns,
+        dir: &Path,
+        port: u16,
+        forwards: &[Forward],
+    ) -> anyhow::Result<Command> {
+        fs::create_dir_all(dir)?;
+        let dir_text = dir.display();
+        let command = match self {
+            // The validator stays on, as unbound ships it: that is what
+            // makes it ask with DO. No trust anchor is configured and the
+            // zones are insecure, so nothing fails validation. `test.` is
+            // one of unbound's built-in empty zones (RFC 6761); lifted here.
+            ResolverKind::Unbound => {
+                let mut config = format!(
+                    "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-ip6: yes\n    \
+                     username: \"\"\n    chroot: \"\"\n    directory: \"{dir_text}\"\n    pidfile: \"\"\n    \
+                     use-syslog: no\n    logfile: \"\"\n    verbosity: 4\n    module-config: \"validator iterator\"\n    \
+                     access-control: 127.0.0.0/8 allow\n    local-zone: \"test.\" nodefault\n\
+                     remote-control:\n    control-enable: no\n"
+                );
+                for forward in forwards {
+                    config.push_str(&format!(
+                        "forward-zone:\n    name: \"{}\"\n    forward-addr: {}\n",
+                        forward.zone, forward.server
+                    ));
+                }
+                let path = dir.join("unbound.conf");
+                fs::write(&path, config)?;
+                let mut command = netns.command("unbound");
+                command.arg("-d").arg("-c").arg(path);
+                command
+            }
+            // BIND's defaults send DO and a DNS cookie to every server.
+            ResolverKind::Bind => {
+                let mut config = format!(
+                    "options {{\n  directory \"{dir_text}\";\n  pid-file none;\n  listen-on port {port} {{ 127.0.0.1; }};\n  \
+                     listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ any; }};\n  dnssec-validation no;\n}};\n\
+                     controls {{ }};\n"
+                );
+                for forward in forwards {
+                    config.push_str(&format!(
+                        "zone \"{}\" {{ type forward; forward only; forwarders {{ {}; }}; }};\n",
+                        forward.zone, forward.server
+                    ));
+                }
+                let path = dir.join("named.conf");
+                fs::write(&path, config)?;
+                let mut command = netns.command("named");
+                command.args(["-g", "-u", "root", "-c"]).arg(path);
+                command
+            }
+            // kresd validates (so asks with DO); the test zones sit under a
+            // negative trust anchor, as an operator marks a private TLD.
+            ResolverKind::KnotResolver => {
+                let mut config = format!(
+                    "net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})\n\
+                     trust_anchors.set_insecure({{ 'test' }})\n"
+                );
+                for forward in forwards {
+                    config.push_str(&format!(
+                        "policy.add(policy.suffix(policy.FORWARD({{ '{}' }}), {{ todname('{}.') }}))\n",
+                        forward.server, forward.zone
+                    ));
+                }
+                let path = dir.join("kresd.conf");
+                fs::write(&path, config)?;
+                let mut command = netns.command("kresd");
+                command.arg("-n").arg("-c").arg(path).arg(dir);
+                command
+            }
+            // pdns-recursor's default `dnssec=process` asks with DO; the
+            // allow list makes it send Client Subnet to our zones.
+            ResolverKind::PowerDns => {
+                let zones: Vec<String> = forwards
+                    .iter()
+                    .map(|forward| match forward.server {
+                        IpAddr::V4(v4) => format!("{}={v4}", forward.zone),
+                        IpAddr::V6(v6) => format!("{}=[{v6}]:53", forward.zone),
+                    })
+                    .collect();
+                let allow: Vec<&str> = forwards.iter().map(|forward| forward.zone).collect();
+                let config = format!(
+                    "local-address=127.0.0.1\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
+                     forward-zones={}\nquery-local-address=0.0.0.0, ::\ndnssec=process\n\
+                     edns-subnet-allow-list={}\nsocket-dir={dir_text}\n",
+                    zones.join(", "),
+                    allow.join(", ")
+                );
+                fs::write(dir.join("recursor.conf"), config)?;
+                let mut command = netns.command("pdns_recursor");
+                command
+                    .arg(format!("--config-dir={dir_text}"))
+                    .arg("--daemon=no")
+                    .arg("--disable-syslog");
+                command
+            }
+        };
+        Ok(command)
+    }
+}
+
+/// A running resolver; stopped on drop.
+pub struct Resolver {
+    pub kind: ResolverKind,
+    pub port: u16,
+    process: Process,
+}
+
+impl Resolver {
+    /// Starts `kind` in `netns`, listening on 127.0.0.1@`port`, and waits
+    /// until it answers (a query for the first zone's apex SOA).
+    pub fn start(
+        kind: ResolverKind,
+        netns: &Netns,
+        dir: &Path,
+        port: u16,
+        forwards: &[Forward],
+    ) -> anyhow::Result<Resolver> {
+        let command = kind.command(netns, dir, port, forwards)?;
+        let log = dir.join("resolver.log");
+        let process = Process::spawn(command, log)
+            .with_context(|| format!("starting {} (cargo xtask setup installs it)", kind.name()))?;
+        let mut resolver = Resolver {
+            kind,
+            port,
+            process,
+        };
+        let probe = forwards.first().map_or("test.", |forward| forward.zone);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while resolver.resolve(netns, probe, RecordType::SOA)?.is_none() {
+            if let Some(status) = resolver.process.exited()? {
+                bail!(
+                    "{} exited with {status}:\n{}",
+                    kind.name(),
+                    resolver.process.log_text()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} does not answer:\n{}",
+                    kind.name(),
+                    resolver.process.log_text()
+                );
+            }
+        }
+        Ok(resolver)
+    }
+
+    /// Resolves `name`/`record_type` through this resolver from inside
+    /// `netns`; `None` when it does not answer within two seconds.
+    pub fn resolve(
+        &self,
+        netns: &Netns,
+        name: &str,
+        record_type: RecordType,
+    ) -> anyhow::Result<Option<Message>> {
+        let mut query = Message::query();
+        query.metadata.id = query_id(name, record_type);
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(Name::from_ascii(name)?, record_type));
+        let request = query.to_vec()?;
+        let port = self.port;
+        netns.run(move || -> anyhow::Result<Option<Message>> {
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+            socket.send_to(&request, ("127.0.0.1", port))?;
+            let mut buffer = [0u8; 4096];
+            match socket.recv(&mut buffer) {
+                Ok(len) => Ok(Some(Message::from_vec(&buffer[..len])?)),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(error) => Err(error.into()),
+            }
+        })?
+    }
+
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+}
+
+/// A query ID that differs between queries of one test (no randomness
+/// needed: one query is in flight at a time).
+fn query_id(name: &str, record_type: RecordType) -> u16 {
+    let sum = name.bytes().fold(u16::from(record_type), |acc, byte| {
+        acc.rotate_left(5) ^ u16::from(byte)
+    });
+    sum | 1
+}
