@@ -276,8 +276,8 @@ branches = [
     );
     assert_eq!(after.userspace, before.userspace);
 
-    // With Client Subnet, the subnet decides (in userspace), and the answer
-    // says which prefix it was decided by.
+    // With Client Subnet, the subnet decides (in the kernel too), and the
+    // answer says which prefix it was decided by.
     let subnet = kdig(
         &rig.clients[0],
         &[&at, "+subnet=198.18.2.0/24", "geo.example.com.", "A"],
@@ -285,9 +285,14 @@ branches = [
     .unwrap();
     assert!(subnet.contains("198.18.20.1"), "{subnet}");
     assert!(subnet.contains("198.18.2.0/24/24"), "scope 24:\n{subnet}");
+    let with_subnet = Answered::scrape_from(&rig.server).unwrap();
     assert_eq!(
-        Answered::scrape_from(&rig.server).unwrap().userspace,
-        after.userspace + 1
+        (
+            with_subnet.xdp.unwrap() - after.xdp.unwrap(),
+            with_subnet.userspace
+        ),
+        (1, after.userspace),
+        "the subnet's answer from the kernel"
     );
     daemon.stop(Signal::SIGTERM).unwrap();
 }

@@ -37,6 +37,44 @@ pub enum DataplaneError {
         "{name} has the same digest as {holder}, which the kernel holds; the daemon answers it"
     )]
     Collision { name: String, holder: String },
+    #[error(
+        "kernel {release} is older than {MIN_KERNEL_TEXT}, which the XDP program needs \
+         (bpf_xdp_load_bytes and bpf_xdp_store_bytes); run with --no-xdp"
+    )]
+    OldKernel { release: String },
+    #[error(
+        "{iface} does not take a native XDP program ({source}); its driver may lack XDP \
+         support: try --xdp-mode skb (generic XDP, slower) or --no-xdp"
+    )]
+    NoNativeXdp { iface: String, source: ProgramError },
+}
+
+/// The oldest kernel with every helper the program calls.
+const MIN_KERNEL: (u32, u32) = (5, 18);
+const MIN_KERNEL_TEXT: &str = "5.18";
+
+/// Refuses kernels older than [`MIN_KERNEL`], naming the running one; the
+/// verifier's own message for a missing helper would not say what to do.
+fn check_kernel() -> Result<(), DataplaneError> {
+    let Ok(uname) = nix::sys::utsname::uname() else {
+        return Ok(());
+    };
+    let release = uname.release().to_string_lossy().into_owned();
+    if release_is_older(&release, MIN_KERNEL) {
+        return Err(DataplaneError::OldKernel { release });
+    }
+    Ok(())
+}
+
+/// Whether a kernel release ("6.18.0-1-amd64") is older than `min`.
+fn release_is_older(release: &str, min: (u32, u32)) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) < min,
+        _ => false,
+    }
 }
 
 /// How the program runs on the interface.
@@ -195,6 +233,7 @@ pub struct TestOutcome {
 impl Dataplane {
     /// Loads the program into the kernel (verifying it), without attaching.
     pub fn load(options: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
+        check_kernel()?;
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
@@ -232,7 +271,16 @@ impl Dataplane {
     /// Attaches to `interface`; the program answers from then on.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
         let program = xdp_program(&mut self.ebpf, names::PROGRAM)?;
-        self.link = Some(program.attach(interface, mode.into())?);
+        let link = program
+            .attach(interface, mode.into())
+            .map_err(|source| match mode {
+                AttachMode::Native => DataplaneError::NoNativeXdp {
+                    iface: interface.to_string(),
+                    source,
+                },
+                AttachMode::Skb => source.into(),
+            })?;
+        self.link = Some(link);
         Ok(())
     }
 
@@ -437,4 +485,21 @@ fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp
         .program_mut(name)
         .ok_or(DataplaneError::Missing(name))?;
     Ok(program.try_into()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_releases_are_compared_by_major_and_minor() {
+        assert!(release_is_older("5.15.0-91-generic", MIN_KERNEL));
+        assert!(release_is_older("4.19.0", MIN_KERNEL));
+        assert!(!release_is_older("5.18.0", MIN_KERNEL));
+        assert!(!release_is_older("6.1.0-18-amd64", MIN_KERNEL));
+        assert!(
+            !release_is_older("unknown", MIN_KERNEL),
+            "unparsable: let the load tell"
+        );
+    }
 }
