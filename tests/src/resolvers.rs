@@ -5,20 +5,25 @@
 //! end-to-end test and the benchmark.
 
 use std::{
+    collections::BTreeSet,
     fs,
-    net::{IpAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket},
     path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use hickory_proto::{
-    op::{Message, Query},
-    rr::{Name, RecordType},
+    op::{Message, Query, ResponseCode},
+    rr::{Name, RData, RecordType},
 };
 
-use crate::{netns::Netns, process::Process};
+use crate::{
+    daemon::{Daemon, RIG_METRICS, ZoneFile, sample, scrape},
+    netns::{Netns, Rig, SERVER_ADDR, SERVER_ADDR6},
+    process::Process,
+};
 
 /// The resolvers the tests drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,4 +255,140 @@ fn query_id(name: &str, record_type: RecordType) -> u16 {
         acc.rotate_left(5) ^ u16::from(byte)
     });
     sum | 1
+}
+
+/// The zones the resolvers reach dnslb for: the first over IPv4, the
+/// second over IPv6.
+pub const ZONES: [&str; 2] = ["v4.test", "v6.test"];
+
+/// How many of a resolver's queries for hot names the kernel answered.
+pub struct Share {
+    pub kind: ResolverKind,
+    pub by_xdp: u64,
+    pub hot_queries: u64,
+}
+
+impl Share {
+    pub fn fraction(&self) -> f64 {
+        self.by_xdp as f64 / self.hot_queries.max(1) as f64
+    }
+}
+
+fn zone_text(origin: &str, names: u8) -> String {
+    let mut text = format!(
+        "$ORIGIN {origin}.\n$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 60\n@ NS ns\nns A {SERVER_ADDR}\n"
+    );
+    for i in 0..names {
+        text.push_str(&format!(
+            "host{i} A 198.18.40.{i}\nhost{i} AAAA 2001:db8:40::{i:x}\n"
+        ));
+    }
+    text
+}
+
+/// Kernel counters: queries answered, and queries passed for a reason a
+/// hot name can have (an EDNS form, size or shape the kernel does not
+/// answer). Passes for names that are not hot, or for other types, are not
+/// hot-name queries.
+fn kernel_counts(rig: &Rig) -> anyhow::Result<(u64, u64)> {
+    let text = scrape(&rig.server, RIG_METRICS)?;
+    let get = |series: &str| sample(&text, series).unwrap_or(0);
+    let passed = ["edns", "too_big", "unsupported", "malformed"]
+        .iter()
+        .map(|reason| get(&format!("dnslb_xdp_passed_total{{reason=\"{reason}\"}}")))
+        .sum();
+    Ok((get("dnslb_queries_total{path=\"xdp\"}"), passed))
+}
+
+/// Serves [`ZONES`] (`names` hot names each, A and AAAA) from dnslb with
+/// XDP on `rig` (IPv6 added), then has every resolver resolve every name
+/// and type in both zones, checking each answer, and returns how many of
+/// each resolver's hot-name queries the kernel answered.
+pub fn measure_shares(rig: &Rig, dir: &Path, names: u8) -> anyhow::Result<Vec<Share>> {
+    rig.add_ipv6()?;
+    let _pass = rig.attach_client_pass_through()?;
+    fs::create_dir_all(dir)?;
+    let mut files = Vec::new();
+    for origin in ZONES {
+        let file = dir.join(format!("{origin}.zone"));
+        fs::write(&file, zone_text(origin, names))?;
+        files.push(file);
+    }
+    let first = ZoneFile {
+        origin: ZONES[0].to_string(),
+        file: files[0].clone(),
+    };
+    let second = format!("--zone={}={}", ZONES[1], files[1].display());
+    let daemon = Daemon::start_on_rig(rig, &first, true, &[&second])?;
+    let forwards = [
+        Forward {
+            zone: ZONES[0],
+            server: IpAddr::V4(SERVER_ADDR.parse()?),
+        },
+        Forward {
+            zone: ZONES[1],
+            server: IpAddr::V6(SERVER_ADDR6.parse()?),
+        },
+    ];
+    let mut shares = Vec::new();
+    for (n, kind) in ResolverKind::ALL.into_iter().enumerate() {
+        let resolver = Resolver::start(
+            kind,
+            &rig.client,
+            &dir.join(format!("resolver-{n}")),
+            5300 + n as u16,
+            &forwards,
+        )?;
+        let (xdp_before, passed_before) = kernel_counts(rig)?;
+        for zone in ZONES {
+            for i in 0..names {
+                for record_type in [RecordType::A, RecordType::AAAA] {
+                    check_answer(&resolver, &rig.client, zone, i, record_type)?;
+                }
+            }
+        }
+        let (xdp_after, passed_after) = kernel_counts(rig)?;
+        let by_xdp = xdp_after - xdp_before;
+        shares.push(Share {
+            kind,
+            by_xdp,
+            hot_queries: by_xdp + passed_after - passed_before,
+        });
+    }
+    drop(daemon);
+    Ok(shares)
+}
+
+/// Resolves host`i` in `zone` through `resolver` and checks the address.
+fn check_answer(
+    resolver: &Resolver,
+    netns: &Netns,
+    zone: &str,
+    i: u8,
+    record_type: RecordType,
+) -> anyhow::Result<()> {
+    let name = format!("host{i}.{zone}.");
+    let what = format!("{}: {name} {record_type}", resolver.kind.name());
+    let answer = resolver
+        .resolve(netns, &name, record_type)?
+        .with_context(|| format!("{what}: no answer\n{}", resolver.log_text()))?;
+    ensure!(
+        answer.metadata.response_code == ResponseCode::NoError,
+        "{what}: {answer:?}"
+    );
+    let got: BTreeSet<IpAddr> = answer
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+            _ => None,
+        })
+        .collect();
+    let expected = match record_type {
+        RecordType::A => IpAddr::V4(Ipv4Addr::new(198, 18, 40, i)),
+        _ => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x40, 0, 0, 0, 0, u16::from(i))),
+    };
+    ensure!(got == [expected].into(), "{what}: got {got:?}");
+    Ok(())
 }
