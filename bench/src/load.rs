@@ -3,13 +3,14 @@
 //! run in the client namespace and stop by themselves.
 
 use std::{
-    path::Path,
     process::{Command, Output},
     time::Duration,
 };
 
 use anyhow::{Context, bail};
-use dnslb_tests::netns::{Rig, SERVER_ADDR, checked};
+use dnslb_tests::netns::{Rig, SERVER_ADDR, SERVER_ADDR6, checked};
+
+use crate::workload::Mix;
 
 /// `program` in the client namespace, killed if it overruns `seconds` by
 /// far (both tools stop by themselves; this is the backstop).
@@ -30,9 +31,26 @@ pub struct Throughput {
 /// Queries offered per second by kxdpgun: beyond the rig's capacity.
 const KXDPGUN_QPS: &str = "3000000";
 
+/// The mix's throughput ceiling: kxdpgun where it can send the mix, dnsperf
+/// flat out for options it cannot (the client's stack is then the limit,
+/// for every responder alike). The caller clears what kxdpgun leaves on
+/// the client veth.
+pub fn throughput(rig: &Rig, mix: &Mix, seconds: u32) -> anyhow::Result<Throughput> {
+    match &mix.dnsperf_options {
+        Some(options) => dnsperf_throughput(rig, mix, seconds, options),
+        None => kxdpgun(rig, mix, seconds),
+    }
+}
+
+/// The server's address for `mix`.
+pub fn server_addr(ipv6: bool) -> &'static str {
+    if ipv6 { SERVER_ADDR6 } else { SERVER_ADDR }
+}
+
 /// Runs kxdpgun for `seconds` against the server. kxdpgun attaches its own
 /// XDP program to the client veth, so nothing else may be attached there.
-pub fn kxdpgun(rig: &Rig, queries: &Path, seconds: u32) -> anyhow::Result<Throughput> {
+pub fn kxdpgun(rig: &Rig, mix: &Mix, seconds: u32) -> anyhow::Result<Throughput> {
+    let queries = kxdpgun_queries(mix)?;
     let output = bounded(rig, seconds, "kxdpgun")
         .args([
             "-t",
@@ -44,28 +62,52 @@ pub fn kxdpgun(rig: &Rig, queries: &Path, seconds: u32) -> anyhow::Result<Throug
             "-i",
         ])
         .arg(queries)
-        .arg(SERVER_ADDR)
+        .arg(server_addr(mix.ipv6))
         .output()
         .context("running kxdpgun (install knot-dnsutils)")?;
     let text = output_text("kxdpgun", output)?;
-    let field = |label: &str| -> anyhow::Result<u64> {
-        let line = text
-            .lines()
-            .find(|line| line.starts_with(label))
-            .with_context(|| format!("no `{label}` in kxdpgun's output:\n{text}"))?;
-        Ok(line[label.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .parse()?)
-    };
-    let sent = field("total queries:")?;
-    let replies = field("total replies:")?;
-    Ok(Throughput {
-        sent,
-        replies,
-        replies_per_second: replies as f64 / f64::from(seconds),
-    })
+    Throughput::from_counts(
+        &text,
+        "kxdpgun",
+        ("total queries:", "total replies:"),
+        seconds,
+    )
+}
+
+impl Throughput {
+    /// From a tool's report: the numbers after the `labels` (queries sent,
+    /// replies) on the lines that start with them.
+    fn from_counts(
+        text: &str,
+        tool: &str,
+        labels: (&str, &str),
+        seconds: u32,
+    ) -> anyhow::Result<Throughput> {
+        let number = |label: &str| -> anyhow::Result<u64> {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(label))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                .with_context(|| format!("no `{label}` in {tool}'s output:\n{text}"))
+        };
+        let replies = number(labels.1)?;
+        Ok(Throughput {
+            sent: number(labels.0)?,
+            replies,
+            replies_per_second: replies as f64 / f64::from(seconds),
+        })
+    }
+}
+
+/// The mix's query file for kxdpgun, which takes DO as a flag on each line.
+fn kxdpgun_queries(mix: &Mix) -> anyhow::Result<std::path::PathBuf> {
+    if !mix.dnssec_ok {
+        return Ok(mix.queries.clone());
+    }
+    let text = std::fs::read_to_string(&mix.queries)?;
+    let flagged: String = text.lines().map(|line| format!("{line} D\n")).collect();
+    let path = mix.queries.with_extension("kxdpgun");
+    std::fs::write(&path, flagged)?;
+    Ok(path)
 }
 
 /// Latency percentiles at a fixed offered load.
@@ -76,24 +118,63 @@ pub struct Latency {
     pub sent: usize,
 }
 
-/// Runs dnsperf at `qps` for `seconds`. Answers sent with `XDP_TX` reach
-/// the client's stack only through the rig's pass-through program, so the
-/// caller attaches it first.
-pub fn dnsperf(rig: &Rig, queries: &Path, seconds: u32, qps: u32) -> anyhow::Result<Latency> {
-    let output = bounded(rig, seconds, "dnsperf")
+/// dnsperf offering as much as it can for `seconds`, with `options`.
+fn dnsperf_throughput(
+    rig: &Rig,
+    mix: &Mix,
+    seconds: u32,
+    options: &[String],
+) -> anyhow::Result<Throughput> {
+    let _pass = rig.attach_client_pass_through()?;
+    let text = run_dnsperf(rig, mix, seconds, 1_000_000, options, false)?;
+    Throughput::from_counts(
+        &text,
+        "dnsperf",
+        ("Queries sent:", "Queries completed:"),
+        seconds,
+    )
+}
+
+fn run_dnsperf(
+    rig: &Rig,
+    mix: &Mix,
+    seconds: u32,
+    qps: u32,
+    options: &[String],
+    verbose: bool,
+) -> anyhow::Result<String> {
+    let mut command = bounded(rig, seconds, "dnsperf");
+    command
         .args([
             "-s",
-            SERVER_ADDR,
+            server_addr(mix.ipv6),
             "-l",
             &seconds.to_string(),
             "-Q",
             &qps.to_string(),
         ])
-        .args(["-c", "4", "-t", "2", "-v", "-d"])
-        .arg(queries)
+        .args(["-c", "4", "-t", "2"])
+        .args(options);
+    if mix.dnssec_ok {
+        command.arg("-D");
+    }
+    if verbose {
+        command.arg("-v");
+    }
+    let output = command
+        .arg("-d")
+        .arg(&mix.queries)
         .output()
         .context("running dnsperf (install dnsperf)")?;
-    let text = output_text("dnsperf", output)?;
+    output_text("dnsperf", output)
+}
+
+/// Runs dnsperf at `qps` for `seconds`. Answers sent with `XDP_TX` reach
+/// the client's stack only through the rig's pass-through program, so the
+/// caller attaches it first.
+pub fn dnsperf(rig: &Rig, mix: &Mix, seconds: u32, qps: u32) -> anyhow::Result<Latency> {
+    let options = mix.dnsperf_options.clone().unwrap_or_default();
+    let text = run_dnsperf(rig, mix, seconds, qps, &options, true)?;
     // Verbose mode prints one line per answer: "> RCODE name type seconds".
     let mut latencies: Vec<f64> = text
         .lines()

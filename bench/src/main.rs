@@ -23,6 +23,22 @@ use crate::{
     responders::Responder,
 };
 
+/// A valid client and server cookie for the rig's client address under
+/// `secret`, as BIND sends once it has talked to a server.
+fn bench_cookie(secret: [u8; 16]) -> Vec<u8> {
+    use dns_common::cookie::{CookieAddr, CookieSecrets};
+    let client = [0x42; 8];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as u32);
+    let addr: std::net::Ipv4Addr = dnslb_tests::netns::CLIENT_ADDR
+        .parse()
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let server =
+        CookieSecrets::from_keys(secret, None).mint(now, client, CookieAddr::V4(addr.octets()));
+    [&client[..], &server].concat()
+}
+
 #[derive(Parser)]
 #[command(name = "dnslb-bench")]
 struct Args {
@@ -64,6 +80,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
             dnsperf_seconds: 1,
             dnsperf_qps: 2_000,
             micro_runs: 10_000,
+            rounds: 2,
         };
         (
             settings,
@@ -77,10 +94,11 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         )
     } else {
         let settings = Settings {
-            kxdpgun_seconds: 5,
-            dnsperf_seconds: 5,
+            kxdpgun_seconds: 3,
+            dnsperf_seconds: 3,
             dnsperf_qps: 20_000,
             micro_runs: 1_000_000,
+            rounds: 5,
         };
         (settings, 100_000, 1_000_000, &Responder::ALL)
     };
@@ -101,7 +119,19 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let workload = workload::generate(scratch, hot_names, !args.quick)?;
+    // The cookie secret dnslb runs with, so that the BIND-shaped mix can
+    // carry a valid server cookie.
+    fs::create_dir_all(scratch)?;
+    let secret = [0x5e; 16];
+    let secret_file = scratch.join("cookie.secret");
+    fs::write(
+        &secret_file,
+        secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )?;
+    let workload = workload::generate(scratch, hot_names, !args.quick, &bench_cookie(secret))?;
 
     println!(
         "bench: kernel micro-benchmarks ({} runs each)",
@@ -120,37 +150,69 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     }
 
     let rig = Rig::new()?;
-    let mut measured = Vec::new();
-    for &responder in responders {
-        println!("bench: {}", responder.label());
-        let running = responder.start(&rig, &workload.zone, scratch)?;
-        for mix in workload.mixes.iter().filter(|mix| responder.runs(mix)) {
-            let throughput = load::kxdpgun(&rig, &mix.queries, settings.kxdpgun_seconds)?;
-            rig.clear_client_xdp()?;
-            let latency = {
-                let _pass = rig.attach_client_pass_through()?;
-                load::dnsperf(
-                    &rig,
-                    &mix.queries,
-                    settings.dnsperf_seconds,
-                    settings.dnsperf_qps,
-                )
-            }
-            .map_err(|error| error.context(running.log()))?;
+    rig.add_ipv6()?;
+    let secret_arg = format!("--cookie-secret-file={}", secret_file.display());
+    // Every cell is run once per round, the responders taking turns within
+    // a round, so that a slow minute of the host hits all of them.
+    let mut measured: Vec<Measured> = Vec::new();
+    for round in 0..settings.rounds {
+        for &responder in responders {
             println!(
-                "bench:   {:<28} {:>10.0} replies/s, p50 {:?}, p99 {:?}",
-                mix.label, throughput.replies_per_second, latency.p50, latency.p99
+                "bench: round {} of {}: {}",
+                round + 1,
+                settings.rounds,
+                responder.label()
             );
-            measured.push(Measured {
-                responder,
-                mix: mix.label,
-                throughput,
-                latency,
-            });
+            let running = responder.start(&rig, &workload.zone, scratch, &secret_arg)?;
+            for mix in workload.mixes.iter().filter(|mix| responder.runs(mix)) {
+                let throughput = load::throughput(&rig, mix, settings.kxdpgun_seconds)
+                    .map_err(|error| error.context(running.log()))?;
+                rig.clear_client_xdp()?;
+                println!(
+                    "bench:   {:<36} {:>10.0} replies/s",
+                    mix.label, throughput.replies_per_second
+                );
+                let cell = measured
+                    .iter_mut()
+                    .find(|m| m.responder == responder && m.mix == mix.label);
+                match cell {
+                    Some(cell) => cell.throughput.push(throughput),
+                    None => {
+                        // Latency once per cell, in the first round. The
+                        // floor's IPv6 answers carry no valid checksum, so
+                        // a client's stack drops them: no latency there.
+                        let latency = if responder == Responder::Floor && mix.ipv6 {
+                            None
+                        } else {
+                            let _pass = rig.attach_client_pass_through()?;
+                            let latency = load::dnsperf(
+                                &rig,
+                                mix,
+                                settings.dnsperf_seconds,
+                                settings.dnsperf_qps,
+                            )
+                            .map_err(|error| error.context(running.log()))?;
+                            Some(latency)
+                        };
+                        measured.push(Measured {
+                            responder,
+                            mix: mix.label,
+                            throughput: vec![throughput],
+                            latency,
+                        });
+                    }
+                }
+            }
+            drop(running);
+            rig.clear_server_xdp()?;
         }
-        drop(running);
-        rig.clear_server_xdp()?;
     }
+
+    println!("bench: real resolvers through dnslb");
+    let resolvers = {
+        let resolver_rig = Rig::new()?;
+        dnslb_tests::resolvers::measure_shares(&resolver_rig, &scratch.join("resolvers"), 50)?
+    };
 
     println!("bench: loading {hotload_names} hot names");
     let hotload = hotload::run(&rig, scratch, hotload_names)?;
@@ -173,6 +235,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         settings: &settings,
         measured: &measured,
         micro: &micro,
+        resolvers: &resolvers,
         hotload: &hotload,
         health: &health,
     }

@@ -61,13 +61,26 @@ impl Responder {
         }
     }
 
-    /// Whether this responder takes part in `mix`.
+    /// Whether this responder takes part in `mix`: the weighted policy on
+    /// the weighted name only; the resolver-shaped mixes (EDNS options,
+    /// IPv6, AAAA) are for the XDP responders.
     pub fn runs(self, mix: &Mix) -> bool {
-        self != Responder::DnslbXdpWeighted || mix.weighted
+        match self {
+            Responder::DnslbXdpWeighted => mix.weighted,
+            Responder::Floor | Responder::DnslbXdp | Responder::KnotXdp => true,
+            Responder::DnslbUserspace | Responder::KnotUdp | Responder::Nsd => !mix.resolver_shaped,
+        }
     }
 
-    /// Starts the responder and waits until it answers.
-    pub fn start(self, rig: &Rig, zone: &Path, scratch: &Path) -> anyhow::Result<Running> {
+    /// Starts the responder and waits until it answers. dnslb runs with
+    /// `cookie_arg` (its cookie secret).
+    pub fn start(
+        self,
+        rig: &Rig,
+        zone: &Path,
+        scratch: &Path,
+        cookie_arg: &str,
+    ) -> anyhow::Result<Running> {
         let running = match self {
             Responder::Floor => Running::Floor {
                 _program: attach_floor(rig)?,
@@ -78,7 +91,7 @@ impl Responder {
                     rig,
                     &bench_zone(zone),
                     xdp,
-                    &["--hot-capacity", "1100000"],
+                    &["--hot-capacity", "1100000", cookie_arg],
                 )?)
             }
             Responder::DnslbXdpWeighted => {
@@ -87,7 +100,7 @@ impl Responder {
                     rig,
                     &bench_zone(zone),
                     true,
-                    &["--hot-capacity", "1100000", "--config", &policy],
+                    &["--hot-capacity", "1100000", "--config", &policy, cookie_arg],
                 )?)
             }
             Responder::KnotXdp | Responder::KnotUdp => {

@@ -11,12 +11,23 @@ pub const ORIGIN: &str = "bench.test";
 /// The name of the weighted mix: three addresses in the zone.
 pub const WEIGHTED_NAME: &str = "weighted";
 
-/// A query file for kxdpgun and dnsperf ("name type" per line).
+/// A query file for kxdpgun and dnsperf ("name type" per line), and how it
+/// is sent.
 pub struct Mix {
     pub label: &'static str,
     pub queries: PathBuf,
+    /// With the DO bit (kxdpgun's `D` flag, dnsperf's `-D`).
+    pub dnssec_ok: bool,
     /// Queries only the weighted name.
     pub weighted: bool,
+    /// Shaped as a resolver's queries (EDNS options, IPv6, AAAA): run by
+    /// the XDP responders only.
+    pub resolver_shaped: bool,
+    /// Sent to the server's IPv6 address.
+    pub ipv6: bool,
+    /// EDNS options kxdpgun cannot send: the mix's throughput comes from
+    /// dnsperf with these arguments instead.
+    pub dnsperf_options: Option<Vec<String>>,
 }
 
 pub struct Workload {
@@ -47,12 +58,13 @@ fn address(i: usize) -> Ipv4Addr {
 }
 
 /// Writes a zone with `hot_names` single-address names `h<i>` and `www`
-/// (three addresses, round robin) to `dir`.
+/// (three IPv4 and three IPv6 addresses, round robin) to `dir`.
 pub fn write_zone(dir: &Path, hot_names: usize) -> anyhow::Result<PathBuf> {
     let mut zone = String::with_capacity(hot_names * 40 + 512);
     zone.push_str(&format!(
         "$ORIGIN {ORIGIN}.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ NS ns1\nns1 A 198.18.0.2\n\
          www A 198.18.10.1\nwww A 198.18.10.2\nwww A 198.18.10.3\n\
+         www AAAA 2001:db8:10::1\nwww AAAA 2001:db8:10::2\nwww AAAA 2001:db8:10::3\n\
          {WEIGHTED_NAME} A 198.18.11.1\n{WEIGHTED_NAME} A 198.18.11.2\n{WEIGHTED_NAME} A 198.18.11.3\n"
     ));
     for i in 0..hot_names {
@@ -63,14 +75,61 @@ pub fn write_zone(dir: &Path, hot_names: usize) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The zone and the query mixes. `full` adds the many-names and miss mixes
-/// to the single hot name.
-pub fn generate(dir: &Path, hot_names: usize, full: bool) -> anyhow::Result<Workload> {
+/// The zone and the query mixes: one hot name, and the resolver-shaped
+/// mixes on it; `full` adds the many-names, weighted and miss mixes.
+/// `cookie` is a valid client and server cookie for the client's address
+/// (what BIND sends once it has talked to the server).
+pub fn generate(
+    dir: &Path,
+    hot_names: usize,
+    full: bool,
+    cookie: &[u8],
+) -> anyhow::Result<Workload> {
     fs::create_dir_all(dir)?;
     let zone = write_zone(dir, hot_names)?;
     let mut mixes = vec![mix(dir, "one hot name", "one", 1, |_| {
         format!("www.{ORIGIN} A")
     })?];
+    let resolver_mix = |label, file, line: &str| -> anyhow::Result<Mix> {
+        let mut mix = mix(dir, label, file, 1, |_| line.to_string())?;
+        mix.resolver_shaped = true;
+        Ok(mix)
+    };
+    let mut dnssec_ok = resolver_mix(
+        "one hot name, DO (as unbound)",
+        "do",
+        &format!("www.{ORIGIN} A"),
+    )?;
+    dnssec_ok.dnssec_ok = true;
+    mixes.push(dnssec_ok);
+    let mut ipv6 = resolver_mix("one hot name over IPv6", "ipv6", &format!("www.{ORIGIN} A"))?;
+    ipv6.ipv6 = true;
+    mixes.push(ipv6);
+    mixes.push(resolver_mix(
+        "one hot name, AAAA",
+        "aaaa",
+        &format!("www.{ORIGIN} AAAA"),
+    )?);
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut bind = resolver_mix(
+        "DO + cookie (as BIND), dnsperf",
+        "bind",
+        &format!("www.{ORIGIN} A"),
+    )?;
+    bind.dnssec_ok = true;
+    bind.dnsperf_options = Some(vec!["-E".into(), format!("10:{}", hex(cookie))]);
+    mixes.push(bind);
+    let mut subnet = resolver_mix(
+        "Client Subnet /24, dnsperf",
+        "subnet",
+        &format!("www.{ORIGIN} A"),
+    )?;
+    // Family 1, source /24, scope 0, 198.18.1.
+    subnet.dnsperf_options = Some(vec![
+        "-E".into(),
+        format!("8:{}", hex(&[0, 1, 24, 0, 198, 18, 1])),
+    ]);
+    mixes.push(subnet);
     if full {
         let mut draws = Draws::new(0x5eed);
         let lines = hot_names.min(100_000);
@@ -117,6 +176,10 @@ fn mix(
     Ok(Mix {
         label,
         queries,
+        dnssec_ok: false,
         weighted: false,
+        resolver_shaped: false,
+        ipv6: false,
+        dnsperf_options: None,
     })
 }

@@ -17,6 +17,7 @@ fn quick_bench_runs_and_writes_every_table() {
     let _ = std::fs::remove_file(&out);
     for heading in [
         "## Throughput",
+        "## Real resolvers",
         "## Latency",
         "## Kernel time per packet",
         "## Loading hot names",
@@ -28,6 +29,9 @@ fn quick_bench_runs_and_writes_every_table() {
         "| floor (XDP swap only) | one hot name |",
         "| dnslb (XDP) | one hot name |",
         "| dnslb --no-xdp | one hot name |",
+        "| dnslb (XDP) | one hot name over IPv6 |",
+        "| dnslb (XDP) | DO + cookie (as BIND), dnsperf |",
+        "| PowerDNS Recursor |",
     ] {
         assert!(report.contains(row), "no row {row} in:\n{report}");
     }

@@ -139,13 +139,36 @@ impl Rig {
     }
 
     /// Gives both ends IPv6 addresses too ([`CLIENT_ADDR6`] and
-    /// [`SERVER_ADDR6`]), usable at once (no duplicate address detection).
+    /// [`SERVER_ADDR6`]), usable at once (no duplicate address detection),
+    /// each knowing the other's MAC (tools that send raw frames, such as
+    /// kxdpgun, take it from the neighbour table).
     pub fn add_ipv6(&self) -> anyhow::Result<()> {
-        for (host, iface, addr) in [
+        let ends = [
             (&self.client, &self.client_if, CLIENT_ADDR6),
             (&self.server, &self.server_if, SERVER_ADDR6),
-        ] {
+        ];
+        for (host, iface, addr) in ends {
             host.ip(&["addr", "add", &format!("{addr}/64"), "dev", iface, "nodad"])?;
+        }
+        for (index, (host, iface, _)) in ends.iter().enumerate() {
+            let (peer, peer_if, peer_addr) = ends[1 - index];
+            let link = peer.ip(&["-br", "link", "show", "dev", peer_if])?;
+            let mac = link
+                .split_whitespace()
+                .nth(2)
+                .context("no MAC in `ip -br link`")?
+                .to_string();
+            host.ip(&[
+                "neigh",
+                "replace",
+                peer_addr,
+                "lladdr",
+                &mac,
+                "dev",
+                iface,
+                "nud",
+                "permanent",
+            ])?;
         }
         Ok(())
     }
