@@ -110,6 +110,15 @@ pub fn build(package: &str, watch: &[&str]) -> PathBuf {
     cargo
         .current_dir(workspace)
         .env("RUSTC_BOOTSTRAP", "1")
+        // Unaligned loads and stores as single instructions rather than
+        // byte by byte: packet headers sit at any alignment, and the
+        // verifier accepts misaligned packet and map access wherever the
+        // CPU handles it (x86-64, arm64). Misaligned stack access it
+        // refuses, and says so at load.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Ctarget-feature=+allows-misaligned-mem-access",
+        )
         .args([
             "build",
             "--package",

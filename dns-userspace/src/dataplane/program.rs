@@ -33,10 +33,8 @@ pub enum DataplaneError {
     Map(#[from] MapError),
     #[error("{0} is not a name the kernel can hold")]
     Name(String),
-    #[error(
-        "{name} has the same digest as {holder}, which the kernel holds; the daemon answers it"
-    )]
-    Collision { name: String, holder: String },
+    #[error("{name} has the same digest as a name the kernel holds; the daemon answers it")]
+    Collision { name: String },
     #[error(
         "kernel {release} is older than {MIN_KERNEL_TEXT}, which the XDP program needs \
          (bpf_xdp_load_bytes and bpf_xdp_store_bytes); run with --no-xdp"
@@ -135,9 +133,13 @@ pub struct Dataplane {
     branch_answers: PerCpuArray<MapData, u64>,
     link: Option<XdpLinkId>,
     digest_mask: u64,
-    /// The name each digest in the kernel belongs to, per record type: a
-    /// second name with the same digest is left to the daemon.
-    holders: StdHashMap<(HotType, u64), HotName>,
+    /// Which name each digest in the kernel belongs to, per record type,
+    /// as a second, independent fingerprint of the name (a whole name would
+    /// cost 264 bytes a digest): a second name with the same digest is left
+    /// to the daemon. Were two names to match in both, the later would
+    /// replace the earlier in the kernel, and the kernel's full-name compare
+    /// would pass the earlier's queries to the daemon: never a wrong answer.
+    holders: StdHashMap<(HotType, u64), u64>,
 }
 
 const SMALL: usize = NAME_CLASSES[0];
@@ -299,17 +301,17 @@ impl Dataplane {
     pub fn set_hot(&mut self, name: &HotName, value: &HotValue) -> Result<(), DataplaneError> {
         let digest = name.digest() & self.digest_mask;
         let holder = (value.hot_type(), digest);
+        let fingerprint = fingerprint(name);
         match self.holders.get(&holder) {
-            Some(held) if held != name => {
+            Some(held) if *held != fingerprint => {
                 return Err(DataplaneError::Collision {
                     name: display(name),
-                    holder: display(held),
                 });
             }
             _ => {}
         }
         self.hot.insert(digest, name, value)?;
-        self.holders.insert(holder, *name);
+        self.holders.insert(holder, fingerprint);
         Ok(())
     }
 
@@ -317,7 +319,7 @@ impl Dataplane {
     /// missing name is not an error.
     pub fn remove_hot(&mut self, name: &HotName, hot_type: HotType) -> Result<(), DataplaneError> {
         let digest = name.digest() & self.digest_mask;
-        if self.holders.get(&(hot_type, digest)) != Some(name) {
+        if self.holders.get(&(hot_type, digest)) != Some(&fingerprint(name)) {
             return Ok(());
         }
         match self.hot.remove(digest, name, hot_type) {
@@ -452,6 +454,18 @@ fn client_key(service: u32, network: [u8; 16], prefix: u8) -> Key<ClientNetKey> 
         addr: network,
     };
     Key::new(CLIENT_NET_SERVICE_BITS + u32::from(prefix.min(128)), data)
+}
+
+/// A second hash of the name, independent of the kernel's digest (another
+/// seed, then a different finishing mix), for telling names apart.
+fn fingerprint(name: &HotName) -> u64 {
+    let seeded = name
+        .wire()
+        .iter()
+        .fold(0x8422_2325_cbf2_9ce4_u64, |state, &byte| {
+            (state ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    seeded ^ (seeded >> 31)
 }
 
 /// A kernel name as people write it, for messages.
