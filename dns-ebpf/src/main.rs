@@ -47,9 +47,13 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 #[map]
 static BRANCH_ANSWERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(BRANCH_SLOTS, 0);
 
-/// Counts an answer for the policy branch in `slot` (see `HotA::branches`).
+/// Counts an answer for the policy branch in `slot` (see `HotSet::branches`);
+/// slot 0, answers that belong to no policy, is not counted.
 #[inline(always)]
 fn count_branch(slot: u16) {
+    if slot == 0 {
+        return;
+    }
     if let Some(counter) = BRANCH_ANSWERS.get_ptr_mut(u32::from(slot)) {
         // SAFETY: as for `COUNTERS` below: this CPU's own slot.
         unsafe { *counter += 1 };

@@ -225,12 +225,19 @@ pub fn checksum_v6(ip: *const u8, udp: *const u8, udp_len: u16, dns: u16) -> u16
     }
 }
 
-/// Swaps the Ethernet addresses. `eth` must cover the Ethernet header.
+/// Swaps the Ethernet addresses, as a 32-bit and a 16-bit word each.
+/// `eth` must cover the Ethernet header.
 #[inline(always)]
 fn swap_macs(eth: *mut u8) {
-    for i in 0..6 {
-        // SAFETY: bytes 0..12 of the header the caller checked.
-        unsafe { core::ptr::swap(eth.add(i), eth.add(6 + i)) };
+    // SAFETY: bytes 0..12 of the header the caller checked; unaligned
+    // accesses, as packet data has no alignment guarantee.
+    unsafe {
+        let destination = (eth as *const u32).read_unaligned();
+        let destination_tail = (eth.add(4) as *const u16).read_unaligned();
+        (eth as *mut u32).write_unaligned((eth.add(6) as *const u32).read_unaligned());
+        (eth.add(4) as *mut u16).write_unaligned((eth.add(10) as *const u16).read_unaligned());
+        (eth.add(6) as *mut u32).write_unaligned(destination);
+        (eth.add(10) as *mut u16).write_unaligned(destination_tail);
     }
 }
 
