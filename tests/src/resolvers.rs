@@ -68,96 +68,104 @@ impl ResolverKind {
     ) -> anyhow::Result<Command> {
         fs::create_dir_all(dir)?;
         let dir_text = dir.display();
-        let command = match self {
-            // The validator stays on, as unbound ships it: that is what
-            // makes it ask with DO. No trust anchor is configured and the
-            // zones are insecure, so nothing fails validation. `test.` is
-            // one of unbound's built-in empty zones (RFC 6761); lifted here.
-            ResolverKind::Unbound => {
-                let mut config = format!(
-                    "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-ip6: yes\n    \
+        let lines =
+            |line: &dyn Fn(&Forward) -> String| forwards.iter().map(line).collect::<String>();
+        let path = |file: &str| dir.join(file).into_os_string();
+        let (file, config, program, args): (&str, String, &str, Vec<std::ffi::OsString>) =
+            match self {
+                // The validator stays on, as unbound ships it: that is what
+                // makes it ask with DO. No trust anchor is configured and the
+                // zones are insecure, so nothing fails validation. `test.` is
+                // one of unbound's built-in empty zones (RFC 6761); lifted here.
+                ResolverKind::Unbound => (
+                    "unbound.conf",
+                    format!(
+                        "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-ip6: yes\n    \
                      username: \"\"\n    chroot: \"\"\n    directory: \"{dir_text}\"\n    pidfile: \"\"\n    \
-                     use-syslog: no\n    logfile: \"\"\n    verbosity: 4\n    module-config: \"validator iterator\"\n    \
+                     use-syslog: no\n    logfile: \"\"\n    verbosity: 1\n    module-config: \"validator iterator\"\n    \
                      access-control: 127.0.0.0/8 allow\n    local-zone: \"test.\" nodefault\n\
-                     remote-control:\n    control-enable: no\n"
-                );
-                for forward in forwards {
-                    config.push_str(&format!(
-                        "forward-zone:\n    name: \"{}\"\n    forward-addr: {}\n",
-                        forward.zone, forward.server
-                    ));
-                }
-                let path = dir.join("unbound.conf");
-                fs::write(&path, config)?;
-                let mut command = netns.command("unbound");
-                command.arg("-d").arg("-c").arg(path);
-                command
-            }
-            // BIND's defaults send DO and a DNS cookie to every server.
-            ResolverKind::Bind => {
-                let mut config = format!(
-                    "options {{\n  directory \"{dir_text}\";\n  pid-file none;\n  listen-on port {port} {{ 127.0.0.1; }};\n  \
+                     remote-control:\n    control-enable: no\n{}",
+                        lines(&|f| format!(
+                            "forward-zone:\n    name: \"{}\"\n    forward-addr: {}\n",
+                            f.zone, f.server
+                        ))
+                    ),
+                    "unbound",
+                    vec!["-d".into(), "-c".into(), path("unbound.conf")],
+                ),
+                // BIND's defaults send DO and a DNS cookie to every server.
+                ResolverKind::Bind => (
+                    "named.conf",
+                    format!(
+                        "options {{\n  directory \"{dir_text}\";\n  pid-file none;\n  listen-on port {port} {{ 127.0.0.1; }};\n  \
                      listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ any; }};\n  dnssec-validation no;\n}};\n\
-                     controls {{ }};\n"
-                );
-                for forward in forwards {
-                    config.push_str(&format!(
-                        "zone \"{}\" {{ type forward; forward only; forwarders {{ {}; }}; }};\n",
-                        forward.zone, forward.server
-                    ));
+                     controls {{ }};\n{}",
+                        lines(&|f| format!(
+                            "zone \"{}\" {{ type forward; forward only; forwarders {{ {}; }}; }};\n",
+                            f.zone, f.server
+                        ))
+                    ),
+                    "named",
+                    vec![
+                        "-g".into(),
+                        "-u".into(),
+                        "root".into(),
+                        "-c".into(),
+                        path("named.conf"),
+                    ],
+                ),
+                // kresd validates (so asks with DO); the test zones sit under a
+                // negative trust anchor, as an operator marks a private TLD.
+                ResolverKind::KnotResolver => (
+                    "kresd.conf",
+                    format!(
+                        "net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})\n\
+                     trust_anchors.set_insecure({{ 'test' }})\n{}",
+                        lines(&|f| format!(
+                            "policy.add(policy.suffix(policy.FORWARD({{ '{}' }}), {{ todname('{}.') }}))\n",
+                            f.server, f.zone
+                        ))
+                    ),
+                    "kresd",
+                    vec![
+                        "-n".into(),
+                        "-c".into(),
+                        path("kresd.conf"),
+                        dir.as_os_str().to_owned(),
+                    ],
+                ),
+                // pdns-recursor's default `dnssec=process` asks with DO; the
+                // allow list makes it send Client Subnet to our zones.
+                ResolverKind::PowerDns => {
+                    let zones: Vec<String> = forwards
+                        .iter()
+                        .map(|forward| match forward.server {
+                            IpAddr::V4(v4) => format!("{}={v4}", forward.zone),
+                            IpAddr::V6(v6) => format!("{}=[{v6}]:53", forward.zone),
+                        })
+                        .collect();
+                    let allow: Vec<&str> = forwards.iter().map(|forward| forward.zone).collect();
+                    (
+                        "recursor.conf",
+                        format!(
+                            "local-address=127.0.0.1\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
+                         forward-zones={}\nquery-local-address=0.0.0.0, ::\ndnssec=process\n\
+                         edns-subnet-allow-list={}\nsocket-dir={dir_text}\n",
+                            zones.join(", "),
+                            allow.join(", ")
+                        ),
+                        "pdns_recursor",
+                        vec![
+                            format!("--config-dir={dir_text}").into(),
+                            "--daemon=no".into(),
+                            "--disable-syslog".into(),
+                        ],
+                    )
                 }
-                let path = dir.join("named.conf");
-                fs::write(&path, config)?;
-                let mut command = netns.command("named");
-                command.args(["-g", "-u", "root", "-c"]).arg(path);
-                command
-            }
-            // kresd validates (so asks with DO); the test zones sit under a
-            // negative trust anchor, as an operator marks a private TLD.
-            ResolverKind::KnotResolver => {
-                let mut config = format!(
-                    "net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})\n\
-                     trust_anchors.set_insecure({{ 'test' }})\n"
-                );
-                for forward in forwards {
-                    config.push_str(&format!(
-                        "policy.add(policy.suffix(policy.FORWARD({{ '{}' }}), {{ todname('{}.') }}))\n",
-                        forward.server, forward.zone
-                    ));
-                }
-                let path = dir.join("kresd.conf");
-                fs::write(&path, config)?;
-                let mut command = netns.command("kresd");
-                command.arg("-n").arg("-c").arg(path).arg(dir);
-                command
-            }
-            // pdns-recursor's default `dnssec=process` asks with DO; the
-            // allow list makes it send Client Subnet to our zones.
-            ResolverKind::PowerDns => {
-                let zones: Vec<String> = forwards
-                    .iter()
-                    .map(|forward| match forward.server {
-                        IpAddr::V4(v4) => format!("{}={v4}", forward.zone),
-                        IpAddr::V6(v6) => format!("{}=[{v6}]:53", forward.zone),
-                    })
-                    .collect();
-                let allow: Vec<&str> = forwards.iter().map(|forward| forward.zone).collect();
-                let config = format!(
-                    "local-address=127.0.0.1\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
-                     forward-zones={}\nquery-local-address=0.0.0.0, ::\ndnssec=process\n\
-                     edns-subnet-allow-list={}\nsocket-dir={dir_text}\n",
-                    zones.join(", "),
-                    allow.join(", ")
-                );
-                fs::write(dir.join("recursor.conf"), config)?;
-                let mut command = netns.command("pdns_recursor");
-                command
-                    .arg(format!("--config-dir={dir_text}"))
-                    .arg("--daemon=no")
-                    .arg("--disable-syslog");
-                command
-            }
-        };
+            };
+        fs::write(dir.join(file), config)?;
+        let mut command = netns.command(program);
+        command.args(args);
         Ok(command)
     }
 }

@@ -38,7 +38,7 @@ fn demo() -> anyhow::Result<()> {
     let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &policy])?;
     print!("{}", daemon.log_text());
 
-    let queries: [(&str, &str, &str); 7] = [
+    let queries: [(&str, &str, &str); 8] = [
         (
             "mx.example.com.",
             "A",
@@ -62,7 +62,12 @@ fn demo() -> anyhow::Result<()> {
         (
             "www.example.com.",
             "AAAA",
-            "not an A query: passed to the daemon",
+            "AAAA RRset of the zone: answered by the XDP program, as A records are",
+        ),
+        (
+            "mail.example.com.",
+            "MX",
+            "neither A nor AAAA: passed to the daemon",
         ),
         (
             "nope.example.com.",
