@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, ensure};
-use aya::{EbpfLoader, programs::Xdp};
+use aya::{EbpfLoader, maps::HashMap, programs::Xdp};
 use dns_common::{Counter, HotName, names};
 use dnslb::dataplane::{
     Dataplane, DataplaneOptions, EBPF_OBJECT, Endpoint, HotAnswer, HotType, time_runs,
@@ -36,27 +36,47 @@ fn long_name() -> String {
     name
 }
 
+/// Program `name` of `ebpf`, loaded into the kernel.
+fn loaded<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing"))?
+        .try_into()?;
+    program.load()?;
+    Ok(program)
+}
+
 pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
     let hit = QueryFrame::a("www.bench.test").build();
 
     let mut results = Vec::new();
-    for (label, object, name) in [
+    let mut pass_only = EbpfLoader::new().load(EBPF_OBJECT)?;
+    results.push(MicroResult {
+        label: "XDP_PASS only (the cost of timing a run)",
+        per_run: time_runs(loaded(&mut pass_only, names::PASS_PROGRAM)?, &hit, runs)?,
+    });
+    let mut floor = EbpfLoader::new().load(FLOOR_OBJECT)?;
+    let mut records: HashMap<_, u64, [u8; 16]> = HashMap::try_from(
+        floor
+            .map_mut("FLOOR_RECORDS")
+            .context("floor map missing")?,
+    )?;
+    // The floor's key: the first eight bytes of the query name.
+    let name = wire_name("www.bench.test");
+    let key = u64::from_le_bytes(name[..8].try_into()?);
+    let record = [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4, 198, 18, 10, 1];
+    records.insert(key, record, 0)?;
+    for (label, name) in [
+        ("floor", "floor"),
+        ("floor + one hash lookup", "floor_lookup"),
         (
-            "XDP_PASS only (the cost of timing a run)",
-            EBPF_OBJECT,
-            names::PASS_PROGRAM,
+            "floor + one hash lookup + one A record appended",
+            "floor_answer",
         ),
-        ("floor", FLOOR_OBJECT, "floor"),
     ] {
-        let mut ebpf = EbpfLoader::new().load(object)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(name)
-            .context("program missing")?
-            .try_into()?;
-        program.load()?;
         results.push(MicroResult {
             label,
-            per_run: time_runs(program, &hit, runs)?,
+            per_run: time_runs(loaded(&mut floor, name)?, &hit, runs)?,
         });
     }
 

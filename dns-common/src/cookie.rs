@@ -40,8 +40,8 @@ impl CookieSecrets {
     /// way SipHash reads its key.
     pub fn from_keys(current: [u8; 16], previous: Option<[u8; 16]>) -> CookieSecrets {
         CookieSecrets {
-            current: key_words(current),
-            previous: previous.map_or([0; 2], key_words),
+            current: le_words(current),
+            previous: previous.map_or([0; 2], le_words),
             clock_offset_ns: 0,
             has_previous: u32::from(previous.is_some()),
             _pad: 0,
@@ -49,8 +49,11 @@ impl CookieSecrets {
     }
 }
 
-fn key_words(key: [u8; 16]) -> [u64; 2] {
-    let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = key;
+/// Sixteen bytes (a key, an IPv6 address, a server cookie) as the two
+/// little-endian words SipHash and [`CookieSecrets::reply`] take them as.
+#[inline(always)]
+pub fn le_words(bytes: [u8; 16]) -> [u64; 2] {
+    let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = bytes;
     [
         u64::from_le_bytes([a, b, c, d, e, f, g, h]),
         u64::from_le_bytes([i, j, k, l, m, n, o, p]),
@@ -119,6 +122,12 @@ pub fn stamp_block(timestamp: u32) -> u64 {
     u64::from(VERSION) | (u64::from(u32::from_le_bytes(timestamp.to_be_bytes())) << 32)
 }
 
+/// The timestamp of a [`stamp_block`].
+#[inline(always)]
+fn stamp_timestamp(stamp: u64) -> u32 {
+    u32::from_be_bytes(((stamp >> 32) as u32).to_le_bytes())
+}
+
 /// The cookie hash for an IPv4 client: `client_cookie` and `address` are
 /// the wire bytes read as little-endian integers.
 #[inline(always)]
@@ -153,17 +162,6 @@ pub fn age_is_valid(age: i32) -> bool {
     (-MAX_AHEAD..=MAX_AGE).contains(&age)
 }
 
-/// What a query's cookie deserves in the answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// A valid server cookie made with the current secret in the last
-    /// half hour: echoed unchanged.
-    Echo,
-    /// Anything else (none, invalid, expired, other secret, or due for
-    /// renewal): a fresh server cookie.
-    Fresh,
-}
-
 /// A client address as the cookie hash reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CookieAddr {
@@ -172,46 +170,48 @@ pub enum CookieAddr {
 }
 
 impl CookieAddr {
+    #[inline(always)]
     fn hash(&self, key: &[u64; 2], client_cookie: u64, stamp: u64) -> u64 {
         match self {
             CookieAddr::V4(v4) => hash_v4(key, client_cookie, stamp, u32::from_le_bytes(*v4)),
-            CookieAddr::V6(v6) => {
-                let [w0, w1] = key_words(*v6);
-                hash_v6(key, client_cookie, stamp, [w0, w1])
-            }
+            CookieAddr::V6(v6) => hash_v6(key, client_cookie, stamp, le_words(*v6)),
         }
     }
 }
 
 impl CookieSecrets {
-    /// Judges the server cookie `server` that came with `client` from
-    /// `addr`, at Unix time `now`.
-    pub fn verdict(&self, now: u32, client: [u8; 8], server: &[u8], addr: CookieAddr) -> Verdict {
-        let Ok(server) = <[u8; SERVER_COOKIE]>::try_from(server) else {
-            return Verdict::Fresh;
-        };
-        let [version, _, _, _, t0, t1, t2, t3, hash @ ..] = server;
-        let timestamp = u32::from_be_bytes([t0, t1, t2, t3]);
-        let age = age(now, timestamp);
-        if version != VERSION || !age_is_valid(age) || age >= REFRESH_AGE {
-            return Verdict::Fresh;
+    /// The server cookie an answer carries, as two little-endian words
+    /// (version, reserved and timestamp; hash), for the client cookie
+    /// `client` from `addr` at Unix time `now`. `received` is the 16-byte
+    /// server cookie the query came with, if it had one of that size: it
+    /// is echoed if it is valid under the current secret and younger than
+    /// [`REFRESH_AGE`]; anything else gets a fresh one. The one rule both
+    /// the kernel and the daemon answer by.
+    #[inline(always)]
+    pub fn reply(
+        &self,
+        now: u32,
+        client: u64,
+        received: Option<[u64; 2]>,
+        addr: CookieAddr,
+    ) -> [u64; 2] {
+        if let Some([stamp, hash]) = received {
+            let age = age(now, stamp_timestamp(stamp));
+            if stamp as u8 == VERSION
+                && age_is_valid(age)
+                && age < REFRESH_AGE
+                && addr.hash(&self.current, client, stamp) == hash
+            {
+                return [stamp, hash];
+            }
         }
-        let made = addr.hash(
-            &self.current,
-            u64::from_le_bytes(client),
-            stamp_block(timestamp),
-        );
-        if made.to_le_bytes() == hash {
-            Verdict::Echo
-        } else {
-            Verdict::Fresh
-        }
+        let stamp = stamp_block(now);
+        [stamp, addr.hash(&self.current, client, stamp)]
     }
 
-    /// A fresh server cookie for `client` from `addr` at `now`.
+    /// A fresh server cookie for `client` from `addr` at `now`, as bytes.
     pub fn mint(&self, now: u32, client: [u8; 8], addr: CookieAddr) -> [u8; SERVER_COOKIE] {
-        let stamp = stamp_block(now);
-        let hash = addr.hash(&self.current, u64::from_le_bytes(client), stamp);
+        let [stamp, hash] = self.reply(now, u64::from_le_bytes(client), None, addr);
         let mut cookie = [0; SERVER_COOKIE];
         cookie[..8].copy_from_slice(&stamp.to_le_bytes());
         cookie[8..].copy_from_slice(&hash.to_le_bytes());
@@ -224,14 +224,11 @@ impl CookieSecrets {
         let Ok(server) = <[u8; SERVER_COOKIE]>::try_from(server) else {
             return false;
         };
-        let [version, _, _, _, t0, t1, t2, t3, hash @ ..] = server;
-        let timestamp = u32::from_be_bytes([t0, t1, t2, t3]);
-        if version != VERSION || !age_is_valid(age(now, timestamp)) {
+        let [stamp, hash] = le_words(server);
+        if stamp as u8 != VERSION || !age_is_valid(age(now, stamp_timestamp(stamp))) {
             return false;
         }
         let client = u64::from_le_bytes(client);
-        let stamp = stamp_block(timestamp);
-        let hash = u64::from_le_bytes(hash);
         addr.hash(&self.current, client, stamp) == hash
             || (self.has_previous == 1 && addr.hash(&self.previous, client, stamp) == hash)
     }
@@ -274,34 +271,55 @@ mod tests {
                 CookieAddr::V4(a) => message.extend_from_slice(&a),
                 CookieAddr::V6(a) => message.extend_from_slice(&a),
             }
-            let made = addr.hash(&key_words(key), u64::from_le_bytes(client), stamp);
+            let made = addr.hash(&le_words(key), u64::from_le_bytes(client), stamp);
             assert_eq!(made, reference(key, &message), "{addr:?}");
         }
     }
 
+    /// Whether `cookie` comes back unchanged in the answer.
+    fn echoed(
+        secrets: &CookieSecrets,
+        now: u32,
+        client: [u8; 8],
+        cookie: [u8; 16],
+        addr: CookieAddr,
+    ) -> bool {
+        let received = le_words(cookie);
+        secrets.reply(now, u64::from_le_bytes(client), Some(received), addr) == received
+    }
+
     #[test]
-    fn verdicts() {
+    fn replies_and_validity() {
         let secrets = CookieSecrets::from_keys([9; 16], Some([8; 16]));
         let addr = CookieAddr::V4([198, 18, 0, 1]);
         let client = [1, 2, 3, 4, 5, 6, 7, 8];
         let now = 1_800_000_000;
         let cookie = secrets.mint(now, client, addr);
-        assert_eq!(
-            secrets.verdict(now + 10, client, &cookie, addr),
-            Verdict::Echo
-        );
+        assert!(echoed(&secrets, now + 10, client, cookie, addr));
         assert!(secrets.is_valid(now + 10, client, &cookie, addr));
         let other_addr = CookieAddr::V4([198, 18, 0, 2]);
+        assert!(!echoed(&secrets, now, client, cookie, other_addr));
         assert_eq!(
-            secrets.verdict(now, client, &cookie, other_addr),
-            Verdict::Fresh
+            secrets.reply(
+                now + 20,
+                u64::from_le_bytes(client),
+                Some(le_words(cookie)),
+                other_addr
+            ),
+            le_words(secrets.mint(now + 20, client, other_addr)),
+            "a cookie that is not echoed is replaced by a fresh one"
         );
-        assert_eq!(
-            secrets.verdict(now + REFRESH_AGE as u32, client, &cookie, addr),
-            Verdict::Fresh,
+        assert!(
+            !echoed(&secrets, now + REFRESH_AGE as u32, client, cookie, addr),
             "due for renewal"
         );
         assert!(secrets.is_valid(now + REFRESH_AGE as u32, client, &cookie, addr));
+        let mut reserved = cookie;
+        reserved[1] = 1;
+        assert!(
+            !echoed(&secrets, now, client, reserved, addr),
+            "reserved bytes are hashed"
+        );
         assert!(
             !secrets.is_valid(now + MAX_AGE as u32 + 1, client, &cookie, addr),
             "expired"
@@ -316,7 +334,7 @@ mod tests {
             rotated.is_valid(now, client, &cookie, addr),
             "previous secret accepted"
         );
-        assert_eq!(rotated.verdict(now, client, &cookie, addr), Verdict::Fresh);
+        assert!(!echoed(&rotated, now, client, cookie, addr));
         let forgotten = CookieSecrets::from_keys([7; 16], None);
         assert!(
             !forgotten.is_valid(now, client, &cookie, addr),

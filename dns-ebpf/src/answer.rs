@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use dns_common::{
     Counter, HotSet, MAX_ENDPOINTS, SET_SIGNED, Selection, V4_MAPPED_BITS, V4_MAPPED_PREFIX,
-    cookie::{self, CookieSecrets},
+    cookie::{CookieAddr, CookieSecrets},
     wire::{
         ANSWER_FLAGS0, CLIENT_COOKIE_LEN, COOKIE_OPTION_LEN, ECS_FAMILY_V4, ECS_FIXED_LEN,
         FLAGS0_RD, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_LEN, OPTION_COOKIE, OPTION_HEADER_LEN,
@@ -321,27 +321,8 @@ fn write_opt_head(
     scratch.set_out_u64(at + 8, u64::from_le_bytes([0, l0, l1, 0, 0, 0, 0, 0]));
 }
 
-/// The cookie hash of RFC 9018 for this client's address.
-#[inline(always)]
-fn cookie_hash(key: &[u64; 2], client: u64, stamp: u64, datagram: &Datagram) -> u64 {
-    let s = &datagram.source;
-    if datagram.v6 {
-        let high = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
-        let low = u64::from_le_bytes([s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]]);
-        cookie::hash_v6(key, client, stamp, [high, low])
-    } else {
-        cookie::hash_v4(
-            key,
-            client,
-            stamp,
-            u32::from_le_bytes([s[12], s[13], s[14], s[15]]),
-        )
-    }
-}
-
-/// Writes the cookie option at `at`: the client cookie, and the server
-/// cookie it came with if that is valid under the current secret and less
-/// than half an hour old, else a fresh one (`dns_common::cookie`).
+/// Writes the cookie option at `at`: the client cookie and the server
+/// cookie `dns_common::cookie` answers it with.
 #[inline(always)]
 fn write_cookie(
     scratch: &mut Scratch,
@@ -351,32 +332,22 @@ fn write_cookie(
     secrets: &CookieSecrets,
 ) {
     let client = scratch.msg_u64(question.cookie_at);
+    let received = if question.cookie_len == CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN {
+        let server_at = question.cookie_at + CLIENT_COOKIE_LEN;
+        Some([scratch.msg_u64(server_at), scratch.msg_u64(server_at + 8)])
+    } else {
+        None
+    };
+    let s = datagram.source;
+    let addr = if datagram.v6 {
+        CookieAddr::V6(s)
+    } else {
+        CookieAddr::V4([s[12], s[13], s[14], s[15]])
+    };
     // SAFETY: helper without arguments.
     let boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     let now = (boot_ns.wrapping_add(secrets.clock_offset_ns) / 1_000_000_000) as u32;
-    let mut echoed = None;
-    if question.cookie_len == CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN {
-        let stamp = scratch.msg_u64(question.cookie_at + CLIENT_COOKIE_LEN);
-        let timestamp = u32::from_be_bytes(((stamp >> 32) as u32).to_le_bytes());
-        let age = cookie::age(now, timestamp);
-        if stamp as u8 == cookie::VERSION && cookie::age_is_valid(age) && age < cookie::REFRESH_AGE
-        {
-            let hash = scratch.msg_u64(question.cookie_at + CLIENT_COOKIE_LEN + 8);
-            if cookie_hash(&secrets.current, client, stamp, datagram) == hash {
-                echoed = Some((stamp, hash));
-            }
-        }
-    }
-    let (stamp, hash) = match echoed {
-        Some(received) => received,
-        None => {
-            let stamp = cookie::stamp_block(now);
-            (
-                stamp,
-                cookie_hash(&secrets.current, client, stamp, datagram),
-            )
-        }
-    };
+    let [stamp, hash] = secrets.reply(now, client, received, addr);
     let [c0, c1] = OPTION_COOKIE.to_be_bytes();
     let header = u32::from_le_bytes([c0, c1, 0, (CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN) as u8]);
     scratch.set_out_u64(at, u64::from(header));

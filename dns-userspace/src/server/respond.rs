@@ -19,7 +19,10 @@ use hickory_proto::{
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
 
-use dns_common::cookie::{CookieAddr, CookieSecrets, Verdict};
+use dns_common::{
+    cookie::{CookieAddr, CookieSecrets, le_words},
+    wire::SERVER_COOKIE_LEN,
+};
 
 use super::{
     cookies::unix_now,
@@ -83,12 +86,16 @@ impl Responder {
             IpAddr::V4(v4) => CookieAddr::V4(v4.octets()),
             IpAddr::V6(v6) => CookieAddr::V6(v6.octets()),
         };
-        let now = unix_now();
-        let server = match secrets.verdict(now, cookie.client, &cookie.server, addr) {
-            Verdict::Echo => cookie.server.clone(),
-            Verdict::Fresh => secrets.mint(now, cookie.client, addr).to_vec(),
-        };
-        [&cookie.client[..], &server].concat()
+        let received = <[u8; SERVER_COOKIE_LEN]>::try_from(&cookie.server[..])
+            .ok()
+            .map(le_words);
+        let [stamp, hash] = secrets.reply(
+            unix_now(),
+            u64::from_le_bytes(cookie.client),
+            received,
+            addr,
+        );
+        [cookie.client, stamp.to_le_bytes(), hash.to_le_bytes()].concat()
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
