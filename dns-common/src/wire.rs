@@ -9,6 +9,13 @@ pub const HEADER_LEN: usize = 12;
 /// UDP payload limit for answers to queries without EDNS (RFC 1035 §4.2.1).
 pub const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
+/// A compression pointer to offset 12: the question name, which every
+/// answer record we write is owned by.
+pub const POINTER_TO_QUESTION: [u8; 2] = [0xc0, 0x0c];
+/// An answer record before its data: owner pointer, TYPE, CLASS, TTL and
+/// RDLENGTH.
+pub const RECORD_HEADER_LEN: usize = 12;
+
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
@@ -25,6 +32,14 @@ pub const ANSWER_FLAGS0: u8 = 0x84;
 pub const FLAGS0_RD: u8 = 0x01;
 /// The only bit of header byte 3 an answer copies from its query.
 pub const FLAGS1_CD: u8 = 0x10;
+/// The QR bit of header byte 2: set in answers.
+pub const FLAGS0_QR: u8 = 0x80;
+/// Bits of header byte 2 an error answer copies from its query: OPCODE
+/// and RD.
+pub const FLAGS0_OPCODE_RD: u8 = 0x79;
+
+pub const RCODE_FORMERR: u8 = 1;
+pub const RCODE_NXDOMAIN: u8 = 3;
 
 /// An OPT record without options: root owner, TYPE, CLASS (payload size),
 /// TTL (extended RCODE, version, flags), RDLENGTH.

@@ -15,7 +15,7 @@ use dns_common::{
     wire::{
         ANSWER_FLAGS0, CLIENT_COOKIE_LEN, COOKIE_OPTION_LEN, ECS_FAMILY_V4, ECS_FIXED_LEN,
         FLAGS0_RD, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_LEN, OPTION_COOKIE, OPTION_HEADER_LEN,
-        SERVER_COOKIE_LEN, TYPE_OPT,
+        POINTER_TO_QUESTION, RECORD_HEADER_LEN, SERVER_COOKIE_LEN, TYPE_OPT,
     },
 };
 
@@ -27,9 +27,6 @@ use crate::{
     scratch::{self, MSG_LEN, OUT_LEN, Scratch},
 };
 
-/// Bytes of an answer record before the address: pointer to the question,
-/// TYPE, CLASS, TTL, RDLENGTH.
-const RECORD_HEAD_LEN: usize = 12;
 const ENDPOINT_MASK: usize = MAX_ENDPOINTS - 1;
 /// An address, family and prefix length: the most an ECS option carries.
 const ECS_OPTION_MAX: usize = OPTION_HEADER_LEN + ECS_FIXED_LEN + 16;
@@ -120,7 +117,7 @@ fn build<const W: usize, T: RecordType<W>>(
     if answers == 0 || answers > endpoints || endpoints > MAX_ENDPOINTS {
         return Err(Counter::PassMalformed);
     }
-    let records_len = answers * (RECORD_HEAD_LEN + W);
+    let records_len = answers * (RECORD_HEADER_LEN + W);
     let cookie_len = if question.cookie_at != 0 {
         COOKIE_OPTION_LEN
     } else {
@@ -253,7 +250,7 @@ fn write_records<const W: usize, T: RecordType<W>>(
     let [t0, t1, t2, t3] = set.ttl;
     let [y0, y1] = T::TYPE_BYTES;
     let head = [
-        u32::from_le_bytes([0xc0, 0x0c, y0, y1]),
+        u32::from_le_bytes([POINTER_TO_QUESTION[0], POINTER_TO_QUESTION[1], y0, y1]),
         u32::from_le_bytes([0x00, 0x01, t0, t1]),
         u32::from_le_bytes([t2, t3, 0x00, W as u8]),
     ];
@@ -278,7 +275,7 @@ fn write_run<const W: usize>(
     endpoint: usize,
     count: usize,
 ) {
-    let record_words = (RECORD_HEAD_LEN + W) / 4;
+    let record_words = (RECORD_HEADER_LEN + W) / 4;
     let count = scratch.opaque(count);
     let record = scratch.opaque(record);
     for i in 0..MAX_ENDPOINTS {

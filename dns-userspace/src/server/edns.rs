@@ -5,8 +5,8 @@
 //! RFC 7871 §7.1.1); the kernel passes those on for this.
 
 use dns_common::wire::{
-    CLIENT_COOKIE_LEN, HEADER_LEN, OPT_DO, OPT_FLAGS_AT, OPT_LEN, OPTION_COOKIE, OPTION_ECS,
-    TYPE_OPT, cookie_len_is_valid, ecs_is_valid,
+    CLIENT_COOKIE_LEN, FLAGS0_OPCODE_RD, FLAGS0_QR, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_FLAGS_AT,
+    OPT_LEN, OPTION_COOKIE, OPTION_ECS, RCODE_FORMERR, TYPE_OPT, cookie_len_is_valid, ecs_is_valid,
 };
 
 use crate::zone::wire;
@@ -104,12 +104,11 @@ pub fn formerr(request: &[u8], edns_payload: u16) -> Option<Vec<u8>> {
     let dnssec_ok = request
         .get(question_end + OPT_FLAGS_AT)
         .is_some_and(|flags| flags & OPT_DO != 0);
-    const RCODE_FORMERR: u8 = 1;
     let mut answer = Vec::with_capacity(question_end + OPT_LEN);
     answer.extend_from_slice(&request[..2]);
     // QR, the opcode and RD as asked; CD as asked; FORMERR.
-    answer.push(0x80 | (request[2] & 0x79));
-    answer.push((request[3] & 0x10) | RCODE_FORMERR);
+    answer.push(FLAGS0_QR | (request[2] & FLAGS0_OPCODE_RD));
+    answer.push((request[3] & FLAGS1_CD) | RCODE_FORMERR);
     answer.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
     answer.extend_from_slice(question);
     let [p0, p1] = edns_payload.to_be_bytes();

@@ -6,13 +6,12 @@
 
 use hickory_proto::rr::RecordType;
 
-use super::respond::{CLASSIC_UDP_PAYLOAD, additional_target};
-use crate::zone::{Catalog, Lookup, wire};
+use dns_common::wire::{
+    CLASSIC_UDP_PAYLOAD, HEADER_LEN, OPT_LEN, QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR,
+    RCODE_NXDOMAIN, TYPE_OPT,
+};
 
-const HEADER_LEN: usize = 12;
-const OPT_LEN: usize = 11;
-const TYPE_OPT: u16 = 41;
-const RCODE_NXDOMAIN: u8 = 3;
+use crate::zone::{Catalog, Lookup, additional_target, wire};
 
 /// A query the fast path can answer, borrowed from the request.
 pub struct PlainQuery<'a> {
@@ -31,7 +30,7 @@ impl<'a> PlainQuery<'a> {
     pub fn parse(request: &'a [u8]) -> Option<PlainQuery<'a>> {
         let header = request.get(..HEADER_LEN)?;
         // QR=0, opcode QUERY, TC=0, Z=0, RCODE=0, as the kernel requires.
-        if header[2] & 0xfa != 0 || header[3] & 0x4f != 0 {
+        if header[2] & QUERY_FLAGS0_CLEAR != 0 || header[3] & QUERY_FLAGS1_CLEAR != 0 {
             return None;
         }
         let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
@@ -115,8 +114,8 @@ impl<'a> PlainQuery<'a> {
             Lookup::Alias(_) | Lookup::Delegation(..) => return None,
         };
         let limit = max_len.unwrap_or_else(|| match self.edns_payload {
-            Some(client) => usize::from(client.min(server_payload)).max(CLASSIC_UDP_PAYLOAD),
-            None => CLASSIC_UDP_PAYLOAD,
+            Some(client) => usize::from(client.min(server_payload).max(CLASSIC_UDP_PAYLOAD)),
+            None => usize::from(CLASSIC_UDP_PAYLOAD),
         });
 
         let request = self.request;

@@ -12,16 +12,13 @@ use std::{
 use arc_swap::ArcSwap;
 use hickory_proto::{
     op::{Edns, Message, OpCode, Query, ResponseCode},
-    rr::rdata::{
-        HTTPS,
-        opt::{EdnsCode, EdnsOption},
-    },
+    rr::rdata::opt::{EdnsCode, EdnsOption},
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
 
 use dns_common::{
     cookie::{CookieAddr, CookieSecrets, le_words},
-    wire::SERVER_COOKIE_LEN,
+    wire::{CLASSIC_UDP_PAYLOAD, FLAGS0_QR, HEADER_LEN, SERVER_COOKIE_LEN},
 };
 
 use super::{
@@ -32,14 +29,11 @@ use super::{
 use crate::{
     policy::ClientNet,
     steering::{Steered, SteeredSink},
-    zone::{Catalog, Lookup, Rrset, WireName, Zone, wire},
+    zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, wire},
 };
 
-/// RFC 1035's limit for UDP answers to queries without EDNS.
-pub(super) const CLASSIC_UDP_PAYLOAD: usize = 512;
 /// CNAME links followed within one answer before stopping.
 const MAX_ALIAS_CHAIN: usize = 8;
-const HEADER_LEN: usize = 12;
 
 /// The transport a query came over: it decides the size limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +149,7 @@ impl Responder {
         client: IpAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        if request.len() < HEADER_LEN || request[2] & 0x80 != 0 {
+        if request.len() < HEADER_LEN || request[2] & FLAGS0_QR != 0 {
             return None;
         }
         let Ok(options) = edns::read(request) else {
@@ -196,7 +190,7 @@ impl Responder {
             question
         }));
 
-        let mut limit = CLASSIC_UDP_PAYLOAD;
+        let mut limit = usize::from(CLASSIC_UDP_PAYLOAD);
         if let Some(edns) = &query.edns {
             let mut opt = Edns::new();
             opt.set_max_payload(self.edns_payload);
@@ -396,22 +390,6 @@ fn additional_addresses(zone: &Zone, set: &Rrset) -> Vec<Record> {
                 .flat_map(move |set| set.records(target).collect::<Vec<_>>())
         })
         .collect()
-}
-
-/// The name whose addresses go in the additional section, for the types
-/// that have one.
-pub(super) fn additional_target(rdata: &RData) -> Option<&Name> {
-    match rdata {
-        RData::NS(target) => Some(&target.0),
-        RData::MX(mx) => Some(&mx.exchange),
-        RData::SRV(srv) => Some(&srv.target),
-        // RFC 9460 §4.1; "." means the owner itself, whose addresses the
-        // client asks for anyway.
-        RData::SVCB(svcb) | RData::HTTPS(HTTPS(svcb)) if !svcb.target_name.is_root() => {
-            Some(&svcb.target_name)
-        }
-        _ => None,
-    }
 }
 
 /// Copies the question name of `request` over the answer's, which has the

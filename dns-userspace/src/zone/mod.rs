@@ -20,7 +20,7 @@ use hickory_proto::{
 
 pub use catalog::Catalog;
 pub use load::{ZoneError, load_zone, parse_zone};
-pub use rrset::{Rrset, encode_rdata};
+pub use rrset::{Rrset, additional_target, encode_rdata};
 pub use wire::WireName;
 
 /// One name in the zone and its RRsets. A node without RRsets is an empty
@@ -102,6 +102,14 @@ impl Zone {
             .get(self.origin.as_bytes())
             .and_then(|apex| apex.rrset(RecordType::SOA))
             .expect("a loaded zone has an SOA at its apex")
+    }
+
+    /// The SOA's serial number.
+    pub fn serial(&self) -> u32 {
+        match self.soa().rdatas().first() {
+            Some(RData::SOA(soa)) => soa.serial,
+            _ => 0,
+        }
     }
 
     /// The SOA record for the authority section of NXDOMAIN and NODATA

@@ -4,15 +4,27 @@
 
 use std::sync::OnceLock;
 
+use dns_common::wire::{POINTER_TO_QUESTION, RECORD_HEADER_LEN};
 use hickory_proto::{
-    rr::{Name, RData, Record, RecordType},
+    rr::{Name, RData, Record, RecordType, rdata::HTTPS},
     serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
 };
 
-/// A compression pointer to offset 12: the question name of the message.
-const POINTER_TO_QUESTION: [u8; 2] = [0xc0, 0x0c];
-/// Owner pointer, type, class, TTL and RDLENGTH.
-const RECORD_HEADER_LEN: usize = 12;
+/// The name whose addresses go in the additional section, for the types
+/// that have one.
+pub fn additional_target(rdata: &RData) -> Option<&Name> {
+    match rdata {
+        RData::NS(target) => Some(&target.0),
+        RData::MX(mx) => Some(&mx.exchange),
+        RData::SRV(srv) => Some(&srv.target),
+        // RFC 9460 §4.1; "." means the owner itself, whose addresses the
+        // client asks for anyway.
+        RData::SVCB(svcb) | RData::HTTPS(HTTPS(svcb)) if !svcb.target_name.is_root() => {
+            Some(&svcb.target_name)
+        }
+        _ => None,
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Rrset {
