@@ -4,13 +4,16 @@
 //! crate owns everything else: zones, the authoritative server for what the
 //! kernel passes on, the kernel maps, and metrics.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod file_error;
 pub mod health;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod shared;
 pub mod steering;
 pub mod zone;

@@ -49,27 +49,41 @@ pub fn workspace_root() -> PathBuf {
 /// A `dnslb run` process; stopped on drop if still running.
 pub struct Daemon {
     process: Process,
+    control_socket: PathBuf,
 }
 
 impl Daemon {
     /// Starts `dnslb ARGS` in `netns` and waits until it serves.
     pub fn start(netns: &Netns, args: &[&str]) -> anyhow::Result<Daemon> {
-        let mut command = netns.command(dnslb_binary()?);
-        command.args(args);
-        Daemon::spawn(command, &format!("{}.dnslb.log", netns.name()))
+        let command = netns.command(dnslb_binary()?);
+        Daemon::spawn(command, args, &format!("{}.dnslb", netns.name()))
     }
 
     /// Starts `dnslb ARGS` here, in the test's own namespace (for servers
     /// on loopback), and waits until it serves.
     pub fn start_here(args: &[&str]) -> anyhow::Result<Daemon> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let mut command = Command::new(dnslb_binary()?);
-        command.args(args);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Daemon::spawn(command, &format!("dnslb-{}-{n}.log", std::process::id()))
+        let command = Command::new(dnslb_binary()?);
+        Daemon::spawn(command, args, &format!("dnslb-{}-{n}", std::process::id()))
     }
 
-    fn spawn(command: Command, log_name: &str) -> anyhow::Result<Daemon> {
+    /// The control socket: each test daemon gets its own (`name.sock` in
+    /// the temporary directory) unless `args` name one.
+    fn spawn(mut command: Command, args: &[&str], name: &str) -> anyhow::Result<Daemon> {
+        command.args(args);
+        let control_socket = match args.iter().position(|a| *a == "--control-socket") {
+            Some(at) => PathBuf::from(
+                args.get(at + 1)
+                    .context("--control-socket without a path")?,
+            ),
+            None => {
+                let socket = std::env::temp_dir().join(format!("{name}.sock"));
+                command.arg("--control-socket").arg(&socket);
+                socket
+            }
+        };
+        let log_name = format!("{name}.log");
         let mut process = Process::spawn(command, std::env::temp_dir().join(log_name))?;
         // Large zones take a while; a million names load well within this.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -88,7 +102,32 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        Ok(Daemon { process })
+        Ok(Daemon {
+            process,
+            control_socket,
+        })
+    }
+
+    /// Where the daemon takes control requests.
+    pub fn control_socket(&self) -> &std::path::Path {
+        &self.control_socket
+    }
+
+    /// Runs `dnslb ARGS --socket <this daemon's>` (a control command) and
+    /// returns what it printed, or its error output if it failed.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let binary = dnslb_binary().map_err(|error| error.to_string())?;
+        let output = Command::new(binary)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.control_socket)
+            .output()
+            .map_err(|error| error.to_string())?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -127,7 +166,7 @@ pub fn scrape(netns: &Netns, addr: &str) -> anyhow::Result<String> {
     netns.run(|| -> anyhow::Result<String> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: dnslb\r\n\r\n")?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: dnslb\r\nConnection: close\r\n\r\n")?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply)?;
         Ok(reply)

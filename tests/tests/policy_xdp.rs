@@ -2,13 +2,19 @@
 //! written into the maps as the daemon writes them, and hand-built frames
 //! through `BPF_PROG_TEST_RUN`. Needs root (CAP_BPF).
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use dns_common::Counter;
 use dnslb::{
     config::{Config, parse_config},
-    dataplane::{Dataplane, Generations, KernelService, write_service},
+    dataplane::{Dataplane, KernelServices, SharedDataplane},
     policy::{AllUp, Health},
+    shared::Shared,
+    steering::EndpointRef,
 };
 use dnslb_tests::{
     frame::{QueryFrame, a_records},
@@ -89,8 +95,7 @@ impl Health for Down {
 struct Loaded {
     config: Config,
     dataplane: Dataplane,
-    kernel: HashMap<String, KernelService>,
-    generations: Generations,
+    kernel: KernelServices,
 }
 
 impl Loaded {
@@ -99,8 +104,7 @@ impl Loaded {
         let mut loaded = Loaded {
             config: config(),
             dataplane: program(),
-            kernel: HashMap::new(),
-            generations: Generations::default(),
+            kernel: KernelServices::default(),
         };
         loaded.write(&AllUp);
         loaded
@@ -109,17 +113,9 @@ impl Loaded {
     /// Writes every service for `health`, as the steering task does.
     fn write(&mut self, health: &dyn Health) {
         for service in &self.config.services {
-            let previous = self.kernel.remove(&service.label).unwrap_or_default();
-            let now = write_service(
-                &mut self.dataplane,
-                &mut self.generations,
-                service,
-                &self.config.pools,
-                health,
-                previous,
-            )
-            .expect("written");
-            self.kernel.insert(service.label.clone(), now);
+            self.kernel
+                .write(&mut self.dataplane, service, &self.config.pools, health)
+                .expect("written");
         }
     }
 
@@ -300,12 +296,18 @@ impl dnslb::steering::SteeredSink for Unread {
     fn set_steered(&self, _: dnslb::steering::Steered) {}
 }
 
+fn parse(text: &str) -> Config {
+    parse_config(std::path::Path::new("dnslb.toml"), text, None).unwrap()
+}
+
+fn shared_program() -> SharedDataplane {
+    Arc::new(Shared::new("the test's program", program()))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renamed_service_leaves_its_old_name_in_the_kernel() {
-    use std::sync::{Arc, Mutex};
     let before = "[pool.p]\nendpoints = [\"198.18.50.1\"]\n[service.s]\nname = \"old.example.com.\"\npolicy = { pool = \"p\" }\n";
-    let parse = |text: &str| parse_config(std::path::Path::new("dnslb.toml"), text, None).unwrap();
-    let dataplane = Arc::new(Mutex::new(program()));
+    let dataplane = shared_program();
     let steering =
         dnslb::steering::Steering::start(parse(before), Arc::new(Unread), Some(dataplane.clone()))
             .expect("steering starts");
@@ -320,4 +322,83 @@ async fn a_renamed_service_leaves_its_old_name_in_the_kernel() {
         "the old name passes to the daemon"
     );
     assert_eq!(answer("new.example.com."), Some(vec![v4("198.18.50.1")]));
+}
+
+/// The AAAA addresses the kernel answers `name` with for `client`; `None`
+/// when the frame passes to userspace.
+fn ask_aaaa(dataplane: &Shared<Dataplane>, name: &str, client: Ipv4Addr) -> Option<Vec<Ipv6Addr>> {
+    let frame = QueryFrame::aaaa(name).from_client(client).build();
+    let outcome = dataplane
+        .lock()
+        .unwrap()
+        .test_run(&frame, 1)
+        .expect("BPF_PROG_TEST_RUN");
+    if outcome.action == XDP_PASS {
+        return None;
+    }
+    let message = Message::from_vec(&outcome.frame[42..]).expect("a well-formed answer");
+    let mut addrs: Vec<Ipv6Addr> = message
+        .answers
+        .iter()
+        .filter_map(|record| match record.data.ip_addr() {
+            Some(std::net::IpAddr::V6(v6)) => Some(v6),
+            _ => None,
+        })
+        .collect();
+    addrs.sort();
+    Some(addrs)
+}
+
+/// AAAA services are written into the kernel as the daemon runs them,
+/// client-dependent ones included, and follow drains.
+#[tokio::test(flavor = "multi_thread")]
+async fn aaaa_services_are_answered_by_the_kernel() {
+    let policy = r#"
+[pool.v6a]
+endpoints = ["2001:db8::a1", "2001:db8::a2"]
+[pool.v6b]
+endpoints = ["2001:db8::b1"]
+[service.web6]
+name = "web.example.com."
+type = "AAAA"
+policy = { kind = "multivalue", pool = "v6a" }
+[service.near6]
+name = "near.example.com."
+type = "AAAA"
+[service.near6.policy]
+kind = "ip"
+branches = [
+  { name = "lan", cidrs = ["198.18.0.0/24"], pool = "v6b" },
+  { default = true, pool = "v6a" },
+]
+"#;
+    let dataplane = shared_program();
+    let steering =
+        dnslb::steering::Steering::start(parse(policy), Arc::new(Unread), Some(dataplane.clone()))
+            .expect("steering starts");
+    let v6 = |text: &str| -> Ipv6Addr { text.parse().unwrap() };
+    let both = Some(vec![v6("2001:db8::a1"), v6("2001:db8::a2")]);
+    assert_eq!(
+        ask_aaaa(&dataplane, "web.example.com.", v4("192.0.2.1")),
+        both
+    );
+    assert_eq!(
+        ask_aaaa(&dataplane, "near.example.com.", v4("198.18.0.9")),
+        Some(vec![v6("2001:db8::b1")])
+    );
+    assert_eq!(
+        ask_aaaa(&dataplane, "near.example.com.", v4("192.0.2.1")),
+        both
+    );
+
+    let drained = EndpointRef {
+        address: "2001:db8::a2".parse().unwrap(),
+        pool: None,
+    };
+    tokio::task::block_in_place(|| steering.change_overrides(|o, pools| o.drain(drained, pools)))
+        .expect("drained");
+    assert_eq!(
+        ask_aaaa(&dataplane, "web.example.com.", v4("192.0.2.1")),
+        Some(vec![v6("2001:db8::a1")])
+    );
 }

@@ -194,7 +194,7 @@ policy = {{ kind = "multivalue", pool = "web" }}
 
     let metrics = scrape(&rig.server, RIG_METRICS).unwrap();
     let series = |name: &str| {
-        format!("{name}{{check=\"web\",pool=\"web\",endpoint=\"127.0.0.12\",port=\"\"}}")
+        format!("{name}{{check=\"web\",endpoint=\"127.0.0.12\",pool=\"web\",port=\"\"}}")
     };
     assert_eq!(
         sample(&metrics, &series("dnslb_health_check_up")),
@@ -208,7 +208,7 @@ policy = {{ kind = "multivalue", pool = "web" }}
     );
     let served = sample(
         &metrics,
-        "dnslb_policy_answers_total{service=\"svc\",branch=\"web\"}",
+        "dnslb_policy_answers_total{branch=\"web\",service=\"svc\"}",
     );
     assert!(served.unwrap_or(0) >= by_xdp, "{metrics}");
     daemon.stop(Signal::SIGTERM).unwrap();
@@ -355,7 +355,7 @@ branches = [
         stop.store(true, Ordering::Relaxed);
         watcher.join().expect("watcher").expect("queries")
     });
-    let reloads = daemon.log_text().matches("reloaded;").count();
+    let reloads = daemon.log_text().matches("reload: applied").count();
     assert!(
         reloads >= FLIPS - 1,
         "{reloads} reloads:\n{}",

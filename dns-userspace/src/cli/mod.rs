@@ -1,11 +1,20 @@
-//! The command line.
+//! The command line: `dnslb run` serves; the other commands talk to a
+//! running daemon through its control API (`control`, rendered by
+//! `render`) or check files offline (`check`).
+
+mod check;
+mod control;
+mod render;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use hickory_proto::rr::Name;
 
-use crate::dataplane::AttachMode;
+pub use check::check;
+pub use control::control;
+
+use crate::{api::DEFAULT_SOCKET, dataplane::AttachMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,11 +29,188 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve zones: hot A records from the kernel, everything else from here.
-    Run(RunArgs),
+    /// Serve zones: hot A and AAAA records from the kernel, everything else
+    /// from here.
+    #[command(after_help = "Examples:
+  dnslb run --iface eth0 --zone example.com=/etc/dnslb/example.com.zone
+  dnslb run --iface eth0 --config /etc/dnslb/dnslb.toml --metrics 127.0.0.1:9153
+  dnslb run --no-xdp --listen 127.0.0.1:5353 --zone example.com=example.com.zone")]
+    Run(Box<RunArgs>),
+    /// What the running daemon serves: version, interface, XDP mode,
+    /// uptime, zones, services and how full the kernel maps are.
+    #[command(after_help = "Examples:\n  dnslb status\n  dnslb status --json")]
+    Status(Connection),
+    /// Zones: list, show, load, reload, remove.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
+    /// Services of the policy file: list, or show one's policy tree, the
+    /// answer each client network gets and its endpoints.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Endpoints: list; drain, undrain or reweigh one (kept across reloads).
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Every health check on every endpoint: verdict, last probe latency,
+    /// last transition, failures in a row.
+    #[command(
+        after_help = "Examples:\n  dnslb health\n  dnslb health --json | jq '.[] | select(.up | not)'"
+    )]
+    Health(Connection),
+    /// Queries per second by path, pass reasons, policy branches and the
+    /// names most asked of the daemon in the last minute.
+    #[command(after_help = "Examples:\n  dnslb stats\n  dnslb stats --watch")]
+    Stats(StatsArgs),
+    /// Read the policy file and every zone file again (as SIGHUP), and say
+    /// what happened.
+    #[command(after_help = "Examples:\n  dnslb reload")]
+    Reload(Connection),
+    /// Check a policy file and zone files without a daemon; every problem
+    /// as `file:line: problem`, exit status 1 if there is any.
+    #[command(after_help = "Examples:
+  dnslb check --config /etc/dnslb/dnslb.toml
+  dnslb check --zone example.com=example.com.zone --zone example.org=example.org.zone")]
+    Check(CheckArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  dnslb completions bash > /etc/bash_completion.d/dnslb
+  dnslb completions zsh > ~/.zfunc/_dnslb")]
+    Completions { shell: clap_complete::Shell },
+}
+
+/// How to reach a running daemon, and how to print what it says.
+#[derive(Clone, Debug, Args)]
+pub struct Connection {
+    /// The daemon's control socket.
+    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Reach the daemon over TCP instead (its --control-listen), as
+    /// HOST:PORT; needs --token-file.
+    #[arg(long, value_name = "HOST:PORT", requires = "token_file")]
+    pub connect: Option<String>,
+    /// The bearer token for --connect, on the file's first line.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the daemon's JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// Every zone served, with its file, serial and size.
+    #[command(after_help = "Examples:\n  dnslb zone list\n  dnslb zone list --json")]
+    List(Connection),
+    /// One zone.
+    #[command(after_help = "Examples:\n  dnslb zone show example.com")]
+    Show {
+        origin: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Serve a zone from FILE, added or in place of the file it was served
+    /// from; a file with errors changes nothing.
+    #[command(after_help = "Examples:\n  dnslb zone load example.net /etc/dnslb/example.net.zone")]
+    Load {
+        origin: String,
+        file: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Read a zone's file again (every zone's without ORIGIN).
+    #[command(after_help = "Examples:\n  dnslb zone reload example.com\n  dnslb zone reload")]
+    Reload {
+        origin: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Stop serving a zone (refused while a service answers in it).
+    #[command(after_help = "Examples:\n  dnslb zone remove example.net")]
+    Remove {
+        origin: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Every service of the policy file.
+    #[command(after_help = "Examples:\n  dnslb service list")]
+    List(Connection),
+    /// One service: its policy tree, what each client network gets now,
+    /// and its endpoints with their health.
+    #[command(after_help = "Examples:\n  dnslb service show www")]
+    Show {
+        label: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Every endpoint, with weight, health and whether it is drained.
+    #[command(after_help = "Examples:\n  dnslb endpoint list\n  dnslb endpoint list --pool web")]
+    List {
+        #[arg(long)]
+        pool: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Take an endpoint out of the answers as if it were unhealthy; its
+    /// checks go on. In every pool that has the address, or in --pool.
+    #[command(after_help = "Examples:
+  dnslb endpoint drain 198.51.100.7
+  dnslb endpoint drain 198.51.100.7 --pool web")]
+    Drain(EndpointArgs),
+    /// Undo a drain.
+    #[command(after_help = "Examples:\n  dnslb endpoint undrain 198.51.100.7")]
+    Undrain(EndpointArgs),
+    /// Give an endpoint another weight (0 to 255) than the policy file's.
+    #[command(after_help = "Examples:\n  dnslb endpoint weight 198.51.100.7 0 --pool web")]
+    Weight {
+        address: std::net::IpAddr,
+        weight: u8,
+        #[arg(long)]
+        pool: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 #[derive(Debug, Args)]
+pub struct EndpointArgs {
+    pub address: std::net::IpAddr,
+    #[arg(long)]
+    pub pool: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Refresh in place every second.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch, stop after this many refreshes.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u32>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("files").required(true).multiple(true).args(["config", "zones"]))]
+pub struct CheckArgs {
+    /// The policy file (with the zones it names).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A zone, as ORIGIN=FILE. Repeat for more zones.
+    #[arg(long = "zone", value_name = "ORIGIN=FILE", value_parser = parse_zone_arg)]
+    pub zones: Vec<ZoneArg>,
+}
+
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Network interface to attach the XDP program to.
     #[arg(long, required_unless_present = "no_xdp")]
@@ -59,14 +245,24 @@ pub struct RunArgs {
     #[arg(long)]
     pub udp_sockets: Option<usize>,
     /// DNS cookie secrets shared by a fleet: the current one, and
-    /// optionally the previous (still accepted), as 32 hex digits a line.
+    /// optionally the previous, as 32 hex digits a line.
     /// Re-read on SIGHUP. Without it, a random secret is made at start.
     #[arg(long, value_name = "FILE")]
     pub cookie_secret_file: Option<PathBuf>,
-    /// Seconds between rotations of a generated cookie secret (the previous
-    /// one is accepted until the next rotation); 0 never rotates.
+    /// Seconds between rotations of a generated cookie secret; 0 never
+    /// rotates.
     #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
     pub cookie_rotation: u64,
+    /// The control API's unix socket (mode 0600; its directory is made).
+    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub control_socket: PathBuf,
+    /// Also serve the control API over TCP on this address; every request
+    /// must then carry the token of --control-token-file.
+    #[arg(long, value_name = "ADDR", requires = "control_token_file")]
+    pub control_listen: Option<SocketAddr>,
+    /// The bearer token for --control-listen, on the file's first line.
+    #[arg(long, value_name = "FILE")]
+    pub control_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]

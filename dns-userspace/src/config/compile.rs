@@ -26,39 +26,79 @@ use crate::{
     zone::WireName,
 };
 
-/// A problem and the span of the entry it is in.
-pub type Problem = (Option<Range<usize>>, String);
+/// A problem, the span and name of the entry it is in, and the branch
+/// path inside that entry.
+#[derive(Debug)]
+pub struct Problem {
+    pub span: Option<Range<usize>>,
+    pub entry: Option<String>,
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(span: Option<Range<usize>>, message: impl ToString) -> Problem {
+        Problem {
+            span,
+            entry: None,
+            path: Vec::new(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The problem inside the entry `entry` spanning `span`.
+    fn within(span: Range<usize>, entry: String, message: impl ToString) -> Problem {
+        Problem {
+            entry: Some(entry),
+            ..Problem::new(Some(span), message)
+        }
+    }
+}
+
+/// A problem at a branch path of a policy tree.
+#[derive(Debug)]
+struct BranchProblem {
+    path: Vec<String>,
+    message: String,
+}
+
+fn at(path: &[String], message: impl ToString) -> BranchProblem {
+    BranchProblem {
+        path: path.to_vec(),
+        message: message.to_string(),
+    }
+}
 
 pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Config, Problem> {
     let mut zones = Vec::new();
     for zone in &spec.zone {
         let mut origin = Name::from_ascii(&zone.get_ref().origin)
-            .map_err(|e| (Some(zone.span()), format!("zone origin: {e}")))?;
+            .map_err(|e| Problem::within(zone.span(), "zone".into(), format!("origin: {e}")))?;
         origin.set_fqdn(true);
         let file = base.join(&zone.get_ref().file);
         zones.push(ZoneArg { origin, file });
     }
     let geo = match &spec.geo {
-        Some(geo) => Some(load_geo(geo.get_ref(), base).map_err(|e| (Some(geo.span()), e))?),
+        Some(geo) => Some(
+            load_geo(geo.get_ref(), base)
+                .map_err(|e| Problem::within(geo.span(), "[geo]".into(), e))?,
+        ),
         None => None,
     };
 
     let check_index = index(&spec.check);
     let mut checks = Vec::new();
     for (name, check) in &spec.check {
-        let def = compile_check(name.get_ref(), check.get_ref(), &check_index).map_err(|e| {
-            (
-                Some(check.span()),
-                format!("check `{}`: {e}", name.get_ref()),
-            )
-        })?;
+        let def = compile_check(name.get_ref(), check.get_ref(), &check_index)
+            .map_err(|e| Problem::within(check.span(), format!("check `{}`", name.get_ref()), e))?;
         checks.push(def);
     }
 
     let pool_index = index(&spec.pool);
     let mut pools = Vec::new();
     for (name, pool) in &spec.pool {
-        let within = |e: String| (Some(pool.span()), format!("pool `{}`: {e}", name.get_ref()));
+        let within =
+            |e: String| Problem::within(pool.span(), format!("pool `{}`", name.get_ref()), e);
         let pool = pool.get_ref();
         match pool.kind.as_deref() {
             None | Some("static") => {}
@@ -83,7 +123,7 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
     let mut latency = Vec::new();
     for entry in &spec.latency {
         let networks = latency_networks(entry.get_ref(), geo.as_ref())
-            .map_err(|e| (Some(entry.span()), format!("latency: {e}")))?;
+            .map_err(|e| Problem::within(entry.span(), "[[latency]]".into(), e))?;
         let e = entry.get_ref();
         latency.push((networks, e.region.clone(), e.ms));
     }
@@ -99,12 +139,8 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
     };
     let mut services = Vec::new();
     for (label, service) in &spec.service {
-        let within = |e: String| {
-            (
-                Some(service.span()),
-                format!("service `{}`: {e}", label.get_ref()),
-            )
-        };
+        let entry = format!("service `{}`", label.get_ref());
+        let within = |e: String| Problem::within(service.span(), entry.clone(), e);
         let def = service.get_ref();
         let record_type = match def.record_type.to_ascii_uppercase().as_str() {
             "A" => RecordType::A,
@@ -116,8 +152,11 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         compiler.service = label.get_ref().clone();
         compiler.family_v4 = record_type == RecordType::A;
         let policy = compiler
-            .policy(&def.policy, "")
-            .map_err(|e| within(format!("policy{e}")))?;
+            .policy(&def.policy, &["policy".to_owned()])
+            .map_err(|e| Problem {
+                path: e.path,
+                ..within(e.message)
+            })?;
         services.push(Service {
             label: label.get_ref().clone(),
             name: WireName::from_name(&name).ok_or_else(|| within("name is too long".into()))?,
@@ -128,7 +167,7 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         });
     }
     if let Some(clash) = duplicate_name(&services) {
-        return Err((None, clash));
+        return Err(Problem::new(None, clash));
     }
     let branches = compiler.branches;
     Ok(Config {
@@ -326,13 +365,13 @@ struct PolicyCompiler<'a> {
 
 impl PolicyCompiler<'_> {
     /// Compiles `spec`, the branch at `path` (for labels and errors).
-    fn policy(&mut self, spec: &PolicySpec, path: &str) -> Result<Policy, String> {
+    fn policy(&mut self, spec: &PolicySpec, path: &[String]) -> Result<Policy, BranchProblem> {
         let kind = match (spec.kind, &spec.pool) {
             (Some(kind), _) => kind,
             (None, Some(_)) => PolicyKind::RoundRobin,
-            (None, None) => return Err(format!("{path}: give `kind` or `pool`")),
+            (None, None) => return Err(at(path, "give `kind` or `pool`")),
         };
-        let at = |e: String| format!("{path}: {e}");
+        let at = |e: String| at(path, e);
         match kind {
             PolicyKind::Simple => self.leaf(spec, path, Pick::Every),
             PolicyKind::RoundRobin => {
@@ -383,7 +422,7 @@ impl PolicyCompiler<'_> {
                 let mut table = ClientTable::new(defaults.clone());
                 for (i, branch) in branches.iter().enumerate() {
                     for cidr in branch.cidrs.iter().flatten() {
-                        let network = parse_network(cidr).map_err(at)?;
+                        let network = parse_network(cidr).map_err(&at)?;
                         table.insert(network, [vec![i], defaults.clone()].concat());
                     }
                 }
@@ -417,7 +456,7 @@ impl PolicyCompiler<'_> {
                             .ok_or("every latency region needs `region`")
                     })
                     .collect::<Result<_, _>>()
-                    .map_err(|e| at(e.into()))?;
+                    .map_err(|e: &str| at(e.into()))?;
                 let mut measured: HashMap<ClientNet, Vec<(u32, usize)>> = HashMap::new();
                 for (networks, region, ms) in self.latency {
                     let Some(i) = names.iter().position(|name| name == region) else {
@@ -473,19 +512,19 @@ impl PolicyCompiler<'_> {
     fn branch_list<'s>(
         &self,
         list: Option<&'s [BranchSpec]>,
-        path: &str,
+        path: &[String],
         field: &str,
-    ) -> Result<&'s [BranchSpec], String> {
+    ) -> Result<&'s [BranchSpec], BranchProblem> {
         list.filter(|l| !l.is_empty())
-            .ok_or_else(|| format!("{path}: needs `{field}`"))
+            .ok_or_else(|| at(path, format!("needs `{field}`")))
     }
 
     fn by_client(
         &mut self,
         branches: &[BranchSpec],
-        path: &str,
+        path: &[String],
         table: ClientTable,
-    ) -> Result<Policy, String> {
+    ) -> Result<Policy, BranchProblem> {
         let branches = branches
             .iter()
             .enumerate()
@@ -495,7 +534,12 @@ impl PolicyCompiler<'_> {
     }
 
     /// The policy under a branch: its nested `policy`, or its `pool`.
-    fn branch(&mut self, branch: &BranchSpec, path: &str, i: usize) -> Result<Policy, String> {
+    fn branch(
+        &mut self,
+        branch: &BranchSpec,
+        path: &[String],
+        i: usize,
+    ) -> Result<Policy, BranchProblem> {
         let own = branch
             .name
             .clone()
@@ -516,46 +560,64 @@ impl PolicyCompiler<'_> {
                     answers: usize::MAX,
                 },
             ),
-            _ => Err(format!("{path}: give `pool` or `policy`, one of them")),
+            _ => Err(at(&path, "give `pool` or `policy`, one of them")),
         }
     }
 
-    fn leaf(&mut self, spec: &PolicySpec, path: &str, pick: Pick) -> Result<Policy, String> {
+    fn leaf(
+        &mut self,
+        spec: &PolicySpec,
+        path: &[String],
+        pick: Pick,
+    ) -> Result<Policy, BranchProblem> {
         let pool = spec
             .pool
             .as_deref()
-            .ok_or_else(|| format!("{path}: needs `pool`"))?;
+            .ok_or_else(|| at(path, "needs `pool`"))?;
         self.pool_leaf(pool, path, pick)
     }
 
-    fn pool_leaf(&mut self, name: &str, path: &str, pick: Pick) -> Result<Policy, String> {
+    fn pool_leaf(
+        &mut self,
+        name: &str,
+        path: &[String],
+        pick: Pick,
+    ) -> Result<Policy, BranchProblem> {
         let pool = *self
             .pool_index
             .get(name)
-            .ok_or_else(|| format!("{path}: no pool named `{name}`"))?;
+            .ok_or_else(|| at(path, format!("no pool named `{name}`")))?;
         if let Some(wrong) = self.pools[pool]
             .endpoints
             .iter()
             .find(|e| e.addr.is_ipv4() != self.family_v4)
         {
-            return Err(format!(
-                "{path}: pool `{name}` has {} but the service is {}",
-                wrong.addr,
-                if self.family_v4 { "A" } else { "AAAA" }
+            return Err(at(
+                path,
+                format!(
+                    "pool `{name}` has {} but the service is {}",
+                    wrong.addr,
+                    if self.family_v4 { "A" } else { "AAAA" }
+                ),
             ));
         }
-        let label = if path.is_empty() { name } else { path };
-        let branch = self.branches.slot(&self.service, label)?;
+        // The branch's label: its path below the policy root, or the pool.
+        let below_root = path.get(1..).unwrap_or_default().join("/");
+        let label = if below_root.is_empty() {
+            name
+        } else {
+            &below_root
+        };
+        let branch = self
+            .branches
+            .slot(&self.service, label)
+            .map_err(|e| at(path, e))?;
         Ok(Policy::Pool { pool, pick, branch })
     }
 }
 
-fn join(path: &str, part: &str) -> String {
-    if path.is_empty() {
-        part.to_owned()
-    } else {
-        format!("{path}/{part}")
-    }
+fn join(path: &[String], part: &str) -> Vec<String> {
+    [path, &[part.to_owned()]].concat()
 }
 
 fn defaults(branches: &[BranchSpec]) -> Vec<usize> {

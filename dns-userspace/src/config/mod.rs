@@ -8,13 +8,11 @@
 mod compile;
 mod spec;
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
 use crate::{
     cli::ZoneArg,
+    file_error::FileError,
     health::CheckDef,
     policy::{BranchSlot, Pool, Service},
 };
@@ -69,32 +67,13 @@ impl BranchLabels {
 }
 
 /// A problem in a policy file, with where it is.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub type ConfigError = FileError;
 
 /// Reads and checks `path`. `previous` keeps branch slots stable across a
 /// reload. Relative paths in the file are relative to the file.
 pub fn load_config(path: &Path, previous: Option<&BranchLabels>) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-        file: path.to_owned(),
-        line: None,
-        message: format!("cannot read: {error}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| FileError::new(path, format!("cannot read: {error}")))?;
     parse_config(path, &text, previous)
 }
 
@@ -104,16 +83,17 @@ pub fn parse_config(
     text: &str,
     previous: Option<&BranchLabels>,
 ) -> Result<Config, ConfigError> {
-    let at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
-        file: path.to_owned(),
-        line: span.map(|span| line_of(text, span.start)),
-        message,
-    };
-    let spec: spec::FileSpec =
-        toml::from_str(text).map_err(|error| at(error.span(), error.message().to_owned()))?;
+    let line = |span: Option<std::ops::Range<usize>>| span.map(|span| line_of(text, span.start));
+    let spec: spec::FileSpec = toml::from_str(text)
+        .map_err(|error| FileError::new(path, error.message()).at_line(line(error.span())))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    compile::compile(spec, base, previous.cloned().unwrap_or_default())
-        .map_err(|(span, message)| at(span, message))
+    compile::compile(spec, base, previous.cloned().unwrap_or_default()).map_err(|problem| {
+        FileError {
+            entry: problem.entry,
+            path: problem.path,
+            ..FileError::new(path, problem.message).at_line(line(problem.span))
+        }
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -154,10 +154,32 @@ fn errors_name_the_file_line_and_problem() {
             "{error}"
         );
         assert!(
-            error.message.contains(problem),
+            error.problem.contains(problem),
             "{error} should say {problem}"
         );
     }
+}
+
+/// A problem deep in a policy tree names the service and the whole branch
+/// path to it.
+#[test]
+fn nested_errors_name_the_service_and_the_branch_path() {
+    let error = parse(
+        "[pool.a]\nendpoints = [\"198.18.0.1\"]\n\
+         [service.www]\nname = \"www.example.com\"\n\
+         [service.www.policy]\nkind = \"failover\"\n\
+         primary = { kind = \"weighted\", branches = [\n\
+           { name = \"eu\", weight = 1, pool = \"a\" },\n\
+           { name = \"us\", weight = 1, pool = \"nope\" },\n\
+         ] }\n\
+         secondary = { pool = \"a\" }\n",
+    )
+    .expect_err("a branch names a missing pool");
+    assert_eq!(
+        error.to_string(),
+        "dnslb.toml:3: service `www`: policy/primary/us: no pool named `nope`"
+    );
+    assert_eq!(error.path, ["policy", "primary", "us"]);
 }
 
 #[test]

@@ -21,6 +21,13 @@ impl HotType {
             _ => None,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HotType::A => "A",
+            HotType::Aaaa => "AAAA",
+        }
+    }
 }
 
 /// Runs `$body` on the `HotSet` inside a [`HotValue`], whichever its

@@ -14,5 +14,8 @@ pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
     PassThrough, TestOutcome, attach_pass_through, time_runs,
 };
-pub use steer::{Generations, KernelService, encode_draw, remove_service, write_service};
+pub use steer::{KernelServices, encode_draw};
 pub use sync::{SkipReason, Skipped, SyncReport, hot_entries, sync_hot};
+
+/// The loaded program and its maps, shared by the tasks that write them.
+pub type SharedDataplane = std::sync::Arc<crate::shared::Shared<Dataplane>>;

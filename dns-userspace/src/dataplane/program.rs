@@ -16,6 +16,7 @@ use dns_common::{
 };
 
 use super::{HotType, HotValue};
+use crate::api::types::MapFill;
 
 /// The compiled XDP program, built by this crate's build script.
 pub static EBPF_OBJECT: &[u8] =
@@ -85,6 +86,16 @@ pub enum AttachMode {
     Skb,
 }
 
+impl AttachMode {
+    /// As the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        }
+    }
+}
+
 impl From<AttachMode> for XdpMode {
     fn from(mode: AttachMode) -> XdpMode {
         match mode {
@@ -133,6 +144,10 @@ pub struct Dataplane {
     branch_answers: PerCpuArray<MapData, u64>,
     link: Option<XdpLinkId>,
     digest_mask: u64,
+    /// Entries each hot-name map holds.
+    capacity: u32,
+    /// Entries in each hot-name map, in `MAP_CLASSES` order.
+    fill: [u64; 4],
     /// Which name each digest in the kernel belongs to, per record type,
     /// as a second, independent fingerprint of the name (a whole name would
     /// cost 264 bytes a digest): a second name with the same digest is left
@@ -144,6 +159,24 @@ pub struct Dataplane {
 
 const SMALL: usize = NAME_CLASSES[0];
 const LARGE: usize = NAME_CLASSES[1];
+
+/// The hot-name maps by record type and longest name, in the order of
+/// `Dataplane::fill`.
+const MAP_CLASSES: [(HotType, usize); 4] = [
+    (HotType::A, SMALL),
+    (HotType::A, LARGE),
+    (HotType::Aaaa, SMALL),
+    (HotType::Aaaa, LARGE),
+];
+
+/// Where a name's entry is counted in `Dataplane::fill`.
+fn map_class(hot_type: HotType, name: &HotName) -> usize {
+    let large = usize::from(name.len() > SMALL);
+    match hot_type {
+        HotType::A => large,
+        HotType::Aaaa => 2 + large,
+    }
+}
 
 /// The hot-name maps, one per record type and name size class
 /// (`dns_common::NAME_CLASSES`), keyed by name digest.
@@ -266,6 +299,8 @@ impl Dataplane {
             branch_answers,
             link: None,
             digest_mask: options.digest_mask,
+            capacity: options.hot_capacity.max(1),
+            fill: [0; 4],
             holders: StdHashMap::new(),
         })
     }
@@ -311,7 +346,9 @@ impl Dataplane {
             _ => {}
         }
         self.hot.insert(digest, name, value)?;
-        self.holders.insert(holder, fingerprint);
+        if self.holders.insert(holder, fingerprint).is_none() {
+            self.fill[map_class(value.hot_type(), name)] += 1;
+        }
         Ok(())
     }
 
@@ -326,7 +363,9 @@ impl Dataplane {
             Ok(()) | Err(MapError::KeyNotFound) => {}
             Err(error) => return Err(error.into()),
         }
-        self.holders.remove(&(hot_type, digest));
+        if self.holders.remove(&(hot_type, digest)).is_some() {
+            self.fill[map_class(hot_type, name)] -= 1;
+        }
         Ok(())
     }
 
@@ -376,6 +415,22 @@ impl Dataplane {
     /// Answers the kernel gave per policy branch slot, summed over CPUs.
     pub fn branch_answers(&self, slot: u16) -> Result<u64, DataplaneError> {
         Ok(self.branch_answers.get(&u32::from(slot), 0)?.iter().sum())
+    }
+
+    /// Entries in each hot-name map, and capacity. Counted as entries are
+    /// written and removed: reading the kernel's maps key by key would
+    /// take a second at a million names.
+    pub fn map_fill(&self) -> Vec<MapFill> {
+        MAP_CLASSES
+            .iter()
+            .zip(self.fill)
+            .map(|(&(hot_type, names_up_to), entries)| MapFill {
+                record_type: hot_type.name().to_owned(),
+                names_up_to,
+                entries,
+                capacity: self.capacity,
+            })
+            .collect()
     }
 
     /// The program's counters, summed over CPUs.

@@ -10,30 +10,93 @@
 //! generation's networks removed. A query sees the old generation or the new
 //! one, never a mix, and never a network missing.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::{collections::HashMap, net::IpAddr};
 
 use dns_common::{HotName, MAX_ENDPOINTS};
 
 use super::{Dataplane, DataplaneError, Endpoint, HotAnswer, HotType, HotValue};
 use crate::policy::{ClientNet, Draw, Flat, Health, Pool, Service};
 
+/// What the kernel holds for the services: per service label, the
+/// generation its client networks are written under, so that the next
+/// write can remove them. The one place that writes services into the maps.
+#[derive(Debug, Default)]
+pub struct KernelServices {
+    written: HashMap<String, KernelService>,
+    /// The last generation handed out; 0 is never used.
+    generation: u32,
+}
+
 /// What the kernel holds for one service.
 #[derive(Clone, Debug, Default)]
-pub struct KernelService {
+struct KernelService {
     generation: Option<(HotType, u32, Vec<ClientNet>)>,
 }
 
-/// Hands out generation numbers; 0 is never used.
-#[derive(Debug, Default)]
-pub struct Generations(u32);
+impl KernelServices {
+    /// Writes `service`'s answers for the current `health` (services of
+    /// types the kernel does not answer are left alone).
+    pub fn write(
+        &mut self,
+        dataplane: &mut Dataplane,
+        service: &Service,
+        pools: &[Pool],
+        health: &dyn Health,
+    ) -> Result<(), DataplaneError> {
+        let Some(hot_type) = HotType::of(service.record_type) else {
+            return Ok(());
+        };
+        let name = HotName::from_wire(service.name.as_bytes())
+            .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
+        let previous = self.written.remove(&service.label).unwrap_or_default();
+        let now = if service.policy.depends_on_client() {
+            let generation = self.next_generation();
+            let written = service.client_networks();
+            for network in &written {
+                let draw = service.draw(pools, health, Some(*network));
+                let value = encode_draw(&draw, service.ttl, hot_type)
+                    .with_scope(service.policy.scope(*network));
+                dataplane.set_client_net(
+                    generation,
+                    network.octets(),
+                    network.prefix_len(),
+                    &value,
+                )?;
+            }
+            dataplane.set_hot(&name, &HotValue::by_client(hot_type, generation))?;
+            KernelService {
+                generation: Some((hot_type, generation, written)),
+            }
+        } else {
+            let value = encode_draw(&service.draw(pools, health, None), service.ttl, hot_type);
+            dataplane.set_hot(&name, &value)?;
+            KernelService::default()
+        };
+        // Only now that the name points at the new answers.
+        remove_generation(dataplane, previous)?;
+        self.written.insert(service.label.clone(), now);
+        Ok(())
+    }
 
-impl Generations {
-    fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_add(1).max(1);
-        self.0
+    /// Takes a service out of the kernel: its name, then its networks.
+    pub fn remove(
+        &mut self,
+        dataplane: &mut Dataplane,
+        service: &Service,
+    ) -> Result<(), DataplaneError> {
+        if let (Some(name), Some(hot_type)) = (
+            HotName::from_wire(service.name.as_bytes()),
+            HotType::of(service.record_type),
+        ) {
+            dataplane.remove_hot(&name, hot_type)?;
+        }
+        let previous = self.written.remove(&service.label).unwrap_or_default();
+        remove_generation(dataplane, previous)
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation
     }
 }
 
@@ -72,77 +135,6 @@ pub fn encode_draw(draw: &Draw, ttl: u32, hot_type: HotType) -> HotValue {
         None => return HotValue::to_userspace(hot_type),
     };
     encoded.unwrap_or_else(|_| HotValue::to_userspace(hot_type))
-}
-
-/// The networks a client-dependent service is written under: every one its
-/// policy tells apart, and a default for each family (`::ffff:0:0/96` for
-/// IPv4 clients, `::/0` for the rest), so that every client finds one.
-fn written_networks(service: &Service) -> Vec<ClientNet> {
-    let mut networks = HashSet::new();
-    service.policy.client_networks(&mut networks);
-    let defaults = [
-        ClientNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        ClientNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-    ];
-    let mut written: Vec<ClientNet> = defaults.to_vec();
-    written.extend(
-        networks
-            .into_iter()
-            .filter(|network| !defaults.contains(network)),
-    );
-    written
-}
-
-/// Writes `service`'s answers for the current `health`, and returns what
-/// the kernel now holds for it (pass the previous one back next time).
-pub fn write_service(
-    dataplane: &mut Dataplane,
-    generations: &mut Generations,
-    service: &Service,
-    pools: &[Pool],
-    health: &dyn Health,
-    previous: KernelService,
-) -> Result<KernelService, DataplaneError> {
-    let name = HotName::from_wire(service.name.as_bytes())
-        .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
-    let Some(hot_type) = HotType::of(service.record_type) else {
-        return Ok(KernelService::default());
-    };
-    if !service.policy.depends_on_client() {
-        let value = encode_draw(&service.draw(pools, health, None), service.ttl, hot_type);
-        dataplane.set_hot(&name, &value)?;
-        remove_generation(dataplane, previous)?;
-        return Ok(KernelService::default());
-    }
-
-    let written = written_networks(service);
-    let generation = generations.next();
-    for network in &written {
-        let draw = service.draw(pools, health, Some(*network));
-        let value =
-            encode_draw(&draw, service.ttl, hot_type).with_scope(service.policy.scope(*network));
-        dataplane.set_client_net(generation, network.octets(), network.prefix_len(), &value)?;
-    }
-    dataplane.set_hot(&name, &HotValue::by_client(hot_type, generation))?;
-    remove_generation(dataplane, previous)?;
-    Ok(KernelService {
-        generation: Some((hot_type, generation, written)),
-    })
-}
-
-/// Takes a service out of the kernel: its name, then its networks.
-pub fn remove_service(
-    dataplane: &mut Dataplane,
-    service: &Service,
-    previous: KernelService,
-) -> Result<(), DataplaneError> {
-    if let (Some(name), Some(hot_type)) = (
-        HotName::from_wire(service.name.as_bytes()),
-        HotType::of(service.record_type),
-    ) {
-        dataplane.remove_hot(&name, hot_type)?;
-    }
-    remove_generation(dataplane, previous)
 }
 
 fn remove_generation(

@@ -46,7 +46,11 @@ pub struct InstanceState {
     pub last_latency_us: AtomicU64,
     pub probes: AtomicU64,
     pub failures: AtomicU64,
+    /// Probes failed since the last one that passed.
+    pub failures_in_row: AtomicU64,
     pub transitions: AtomicU64,
+    /// Unix time, in seconds, of the last change of verdict (0: none yet).
+    pub last_transition: AtomicU64,
 }
 
 /// The verdict of each pool endpoint, readable by policy evaluation.
@@ -242,12 +246,18 @@ impl RunContext {
                 .last_latency_us
                 .store(elapsed.as_micros() as u64, Ordering::Relaxed);
             let passed = result.is_ok() != def.invert;
-            if !passed {
+            if passed {
+                state.failures_in_row.store(0, Ordering::Relaxed);
+            } else {
                 state.failures.fetch_add(1, Ordering::Relaxed);
+                state.failures_in_row.fetch_add(1, Ordering::Relaxed);
             }
             if let Some(up) = verdict.record(passed) {
                 state.up.store(up, Ordering::Release);
                 state.transitions.fetch_add(1, Ordering::Relaxed);
+                state
+                    .last_transition
+                    .store(unix_seconds(), Ordering::Relaxed);
                 match &result {
                     Err(why) => log::info!("check {} on {}: down ({why})", def.name, target.addr),
                     Ok(()) => log::info!(
@@ -336,6 +346,12 @@ fn evaluate(checks: &[CheckDef], check: usize, leaves: &HashMap<usize, bool>, de
         Probe::Calculated { .. } => false,
         _ => leaves.get(&check).copied().unwrap_or(true),
     }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 #[cfg(test)]

@@ -1,33 +1,254 @@
-//! Prometheus metrics: counters kept here, kernel counters read on scrape,
-//! and a small HTTP endpoint serving `/metrics` in the text format.
+//! Prometheus metrics, through the `prometheus` crate: the counters,
+//! gauges and histogram the daemon keeps itself, registered here; families
+//! read from the kernel and the health checks at scrape time by collectors
+//! (`kernel`, and steering's); all served at `GET /metrics` by axum.
+
+pub mod family;
+pub mod kernel;
+pub mod top;
 
 use std::{
-    fmt::Write as _,
-    io,
     net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use dns_common::Counter;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinSet,
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
 };
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder, core::Collector,
+};
+use tokio::{net::TcpListener, task::JoinSet};
 
-use crate::dataplane::KernelCounters;
+use crate::zone::wire;
 
-/// Counters of the daemon itself.
-#[derive(Debug, Default)]
+/// Record types counted by name; the rest are counted as `other`.
+const NAMED_QTYPES: [(u16, &str); 16] = [
+    (1, "A"),
+    (2, "NS"),
+    (5, "CNAME"),
+    (6, "SOA"),
+    (12, "PTR"),
+    (15, "MX"),
+    (16, "TXT"),
+    (28, "AAAA"),
+    (33, "SRV"),
+    (43, "DS"),
+    (48, "DNSKEY"),
+    (64, "SVCB"),
+    (65, "HTTPS"),
+    (255, "ANY"),
+    (257, "CAA"),
+    (252, "AXFR"),
+];
+
+/// RCODE names (RFC 1035, 2136, 6895) for the 4-bit header field.
+const RCODES: [&str; 16] = [
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "YXDOMAIN",
+    "YXRRSET",
+    "NXRRSET",
+    "NOTAUTH",
+    "NOTZONE",
+    "DSOTYPENI",
+    "RCODE12",
+    "RCODE13",
+    "RCODE14",
+    "RCODE15",
+];
+
+/// How the daemon's changes went: SIGHUP and control API alike.
+pub struct ChangeMetrics {
+    pub applied: IntCounter,
+    pub refused: IntCounter,
+    /// Unix time of the last applied change.
+    pub last_applied: Gauge,
+}
+
+impl ChangeMetrics {
+    pub fn count_applied(&self) {
+        self.applied.inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        self.last_applied.set(now);
+    }
+}
+
+/// The daemon's own metrics, and the registry every family is in.
 pub struct Metrics {
-    userspace_queries: AtomicU64,
+    registry: Registry,
+    /// Queries the daemon received (UDP and TCP), shared with the kernel
+    /// collector, which reports them beside the kernel's.
+    userspace_queries: Arc<AtomicU64>,
+    /// The names most asked of the daemon lately.
+    pub top_names: top::TopNames,
+    rcodes: Vec<IntCounter>,
+    qtypes: Vec<(u16, IntCounter)>,
+    other_qtype: IntCounter,
+    answer_seconds: Histogram,
+    pub tcp_open: IntGauge,
+    pub tcp_refused: IntCounter,
+    pub udp_receive_errors: IntCounter,
+    pub tcp_receive_errors: IntCounter,
+    pub changes: ChangeMetrics,
+}
+
+/// Registers `metric` in `registry` and returns it. Names are constants, so
+/// failing here is a programming error, caught by the tests.
+fn registered<T: Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    if let Err(error) = registry.register(Box::new(metric.clone())) {
+        log::error!("registering a metric: {error}");
+    }
+    metric
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        let rcode_vec = registered(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "dnslb_userspace_answers_total",
+                    "Answers the daemon sent, by RCODE.",
+                ),
+                &["rcode"],
+            )
+            .expect("valid metric"),
+        );
+        let qtype_vec = registered(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "dnslb_userspace_queries_by_type_total",
+                    "Queries the daemon answered, by QTYPE.",
+                ),
+                &["qtype"],
+            )
+            .expect("valid metric"),
+        );
+        let errors = registered(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "dnslb_receive_errors_total",
+                    "Errors receiving queries, by transport.",
+                ),
+                &["transport"],
+            )
+            .expect("valid metric"),
+        );
+        let build = registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new("dnslb_build_info", "1, labelled with the running version."),
+                &["version"],
+            )
+            .expect("valid metric"),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let reloads = registered(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "dnslb_reloads_total",
+                    "Configuration changes (SIGHUP, control API), applied or refused.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+        );
+        Metrics {
+            userspace_queries: Arc::new(AtomicU64::new(0)),
+            top_names: top::TopNames::default(),
+            rcodes: RCODES
+                .iter()
+                .map(|name| rcode_vec.with_label_values(&[name]))
+                .collect(),
+            qtypes: NAMED_QTYPES
+                .iter()
+                .map(|(code, name)| (*code, qtype_vec.with_label_values(&[name])))
+                .collect(),
+            other_qtype: qtype_vec.with_label_values(&["other"]),
+            answer_seconds: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "dnslb_userspace_answer_seconds",
+                        "Time from receiving a query to sending its answer, in the daemon.",
+                    )
+                    .buckets(prometheus::exponential_buckets(5e-6, 2.0, 14).unwrap_or_default()),
+                )
+                .expect("valid metric"),
+            ),
+            tcp_open: registered(
+                r,
+                IntGauge::new(
+                    "dnslb_tcp_connections_open",
+                    "DNS over TCP connections open.",
+                )
+                .expect("valid metric"),
+            ),
+            tcp_refused: registered(
+                r,
+                IntCounter::new(
+                    "dnslb_tcp_connections_refused_total",
+                    "DNS over TCP connections closed at once: too many open.",
+                )
+                .expect("valid metric"),
+            ),
+            udp_receive_errors: errors.with_label_values(&["udp"]),
+            tcp_receive_errors: errors.with_label_values(&["tcp"]),
+            changes: ChangeMetrics {
+                applied: reloads.with_label_values(&["applied"]),
+                refused: reloads.with_label_values(&["refused"]),
+                last_applied: registered(
+                    r,
+                    Gauge::new(
+                        "dnslb_last_reload_success_timestamp_seconds",
+                        "Unix time of the last applied configuration change.",
+                    )
+                    .expect("valid metric"),
+                ),
+            },
+            registry,
+        }
+    }
+
+    /// Adds a collector read at scrape time (the kernel's, steering's).
+    pub fn register(&self, collector: Box<dyn Collector>) {
+        if let Err(error) = self.registry.register(collector) {
+            log::error!("registering metrics: {error}");
+        }
+    }
+
+    /// The count of queries the daemon received, for the kernel collector.
+    pub fn userspace_queries_source(&self) -> Arc<AtomicU64> {
+        self.userspace_queries.clone()
+    }
+
     pub fn count_userspace_query(&self) {
         self.count_userspace_queries(1);
     }
@@ -40,158 +261,119 @@ impl Metrics {
         self.userspace_queries.load(Ordering::Relaxed)
     }
 
-    /// The exposition text, with the kernel's counters when XDP is in use.
-    pub fn render(&self, kernel: Option<KernelCounters>) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP dnslb_queries_total DNS queries answered or handled, by where.\n");
-        out.push_str("# TYPE dnslb_queries_total counter\n");
-        if let Some(kernel) = &kernel {
-            let _ = writeln!(
-                out,
-                "dnslb_queries_total{{path=\"xdp\"}} {}",
-                kernel.get(Counter::Answered)
-            );
+    /// Counts one answer the daemon sent: its RCODE, the query's type, and
+    /// the time since the query was received.
+    pub fn count_answer(&self, query: &[u8], answer: &[u8], elapsed: Duration) {
+        if let Some(flags) = answer.get(3) {
+            self.rcodes[usize::from(flags & 0x0f)].inc();
         }
-        let _ = writeln!(
-            out,
-            "dnslb_queries_total{{path=\"userspace\"}} {}",
-            self.userspace_queries()
-        );
-        if let Some(kernel) = &kernel {
-            out.push_str("# HELP dnslb_xdp_packets_total Packets the XDP program saw.\n");
-            out.push_str("# TYPE dnslb_xdp_packets_total counter\n");
-            let _ = writeln!(out, "dnslb_xdp_packets_total {}", kernel.seen());
-            out.push_str("# HELP dnslb_xdp_passed_total Packets the XDP program passed to the kernel stack, by reason.\n");
-            out.push_str("# TYPE dnslb_xdp_passed_total counter\n");
-            for counter in Counter::ALL {
-                if let Some(reason) = counter.pass_reason() {
-                    let _ = writeln!(
-                        out,
-                        "dnslb_xdp_passed_total{{reason=\"{reason}\"}} {}",
-                        kernel.get(counter)
-                    );
-                }
-            }
+        let mut name = [0u8; 255];
+        let qtype = query
+            .get(12..)
+            .and_then(|question| wire::read_lowercase(question, &mut name))
+            .and_then(|len| query.get(12 + len..14 + len))
+            .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
+        match qtype.and_then(|qtype| self.qtypes.iter().find(|(code, _)| *code == qtype)) {
+            Some((_, counter)) => counter.inc(),
+            None => self.other_qtype.inc(),
         }
-        out
+        self.answer_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition text of every family.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| format!("# encoding the metrics failed: {error}\n"))
     }
 }
-
-/// Where a scrape gets the kernel's counters from, if anywhere.
-pub type KernelSource = Arc<dyn Fn() -> Option<KernelCounters> + Send + Sync>;
-
-/// Appends metrics kept elsewhere (routing policies, health checks).
-pub type ExtraSource = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// Serves `GET /metrics` on `listen`.
 pub async fn serve_metrics(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
-    kernel: KernelSource,
-    extra: ExtraSource,
-    tasks: &mut JoinSet<io::Result<()>>,
-) -> io::Result<()> {
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    tasks.spawn(async move {
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let (metrics, kernel, extra) = (metrics.clone(), kernel.clone(), extra.clone());
-            tokio::spawn(async move {
-                if let Err(error) = answer_scrape(stream, &metrics, &kernel, &extra).await {
-                    log::debug!("metrics request from {peer}: {error}");
-                }
-            });
-        }
-    });
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
+    tasks.spawn(async move { axum::serve(listener, router).await });
     Ok(())
 }
 
-/// Reads one request head and answers it; scrapers open a connection per
-/// scrape or tolerate `Connection: close`.
-async fn answer_scrape(
-    mut stream: TcpStream,
-    metrics: &Metrics,
-    kernel: &KernelSource,
-    extra: &ExtraSource,
-) -> io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request head timed out"))??;
-        if read == 0 || head.len() > 16 * 1024 {
-            return Ok(());
-        }
-        head.extend_from_slice(&chunk[..read]);
-    }
-    let request_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let (status, content_type, body) = match request_line
-        .split(|&b| b == b' ')
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [b"GET", path, ..] if path.split(|&b| b == b'?').next() == Some(b"/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4", {
-                let mut body = metrics.render(kernel());
-                extra(&mut body);
-                body
-            })
-        }
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "only /metrics is served here\n".to_string(),
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    // Collectors lock the kernel maps and the steering state: off the
+    // async threads.
+    match tokio::task::spawn_blocking(move || metrics.render()).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
         ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            error.to_string(),
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn query(qtype: u16) -> Vec<u8> {
+        let mut message = vec![0u8; 12];
+        message.extend_from_slice(b"\x03www\x07example\x00");
+        message.extend_from_slice(&qtype.to_be_bytes());
+        message.extend_from_slice(&[0, 1]);
+        message
+    }
+
     #[test]
-    fn renders_userspace_counts_without_a_kernel() {
-        let metrics = Metrics::default();
+    fn counts_answers_by_rcode_qtype_and_time() {
+        let metrics = Metrics::new();
         metrics.count_userspace_query();
-        let text = metrics.render(None);
-        assert!(
-            text.contains("dnslb_queries_total{path=\"userspace\"} 1\n"),
-            "{text}"
-        );
-        assert!(!text.contains("path=\"xdp\""), "{text}");
+        let mut nxdomain = query(28);
+        nxdomain[2] = 0x84;
+        nxdomain[3] = 0x03;
+        metrics.count_answer(&query(28), &nxdomain, Duration::from_micros(40));
+        metrics.count_answer(&query(99), &query(99), Duration::from_micros(40));
+        let text = metrics.render();
+        for line in [
+            "dnslb_userspace_answers_total{rcode=\"NXDOMAIN\"} 1",
+            "dnslb_userspace_answers_total{rcode=\"NOERROR\"} 1",
+            "dnslb_userspace_queries_by_type_total{qtype=\"AAAA\"} 1",
+            "dnslb_userspace_queries_by_type_total{qtype=\"other\"} 1",
+            "dnslb_userspace_answer_seconds_count 2",
+            "dnslb_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[tokio::test]
     async fn serves_metrics_over_http() {
-        let metrics = Arc::new(Metrics::default());
-        metrics.count_userspace_query();
+        let metrics = Arc::new(Metrics::new());
+        metrics.changes.count_applied();
         let mut tasks = JoinSet::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let extra: ExtraSource = Arc::new(|out| out.push_str("extra_metric 7\n"));
-        serve_metrics(addr, metrics, Arc::new(|| None), extra, &mut tasks)
-            .await
-            .unwrap();
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        serve_metrics(addr, metrics, &mut tasks).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         assert!(
-            reply.contains("dnslb_queries_total{path=\"userspace\"} 1"),
+            reply.contains("dnslb_reloads_total{result=\"applied\"} 1"),
             "{reply}"
         );
-        assert!(reply.ends_with("extra_metric 7\n"), "{reply}");
     }
 }

@@ -77,6 +77,15 @@ impl ClientNet {
     }
 }
 
+impl std::fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.v4() {
+            Some((v4, len)) => write!(f, "{v4}/{len}"),
+            None => write!(f, "{}/{}", std::net::Ipv6Addr::from(self.bits), self.len),
+        }
+    }
+}
+
 fn mask(len: u8) -> u128 {
     match len {
         0 => 0,

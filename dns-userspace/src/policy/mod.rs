@@ -10,7 +10,10 @@
 pub mod client;
 pub mod geo;
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use hickory_proto::rr::RecordType;
 
@@ -123,6 +126,14 @@ impl Draw {
         match self {
             Draw::Set { endpoints, .. } => endpoints.is_empty(),
             Draw::Weighted(choices) => choices.is_empty(),
+        }
+    }
+
+    /// Every address the draw can answer with.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        match self {
+            Draw::Set { endpoints, .. } => endpoints.iter().map(|drawn| drawn.addr).collect(),
+            Draw::Weighted(choices) => choices.iter().flat_map(|(_, d)| d.addresses()).collect(),
         }
     }
 
@@ -309,7 +320,7 @@ impl Policy {
         }
     }
 
-    fn children(&self) -> Box<dyn Iterator<Item = &Policy> + '_> {
+    pub fn children(&self) -> Box<dyn Iterator<Item = &Policy> + '_> {
         match self {
             Policy::Pool { .. } => Box::new(std::iter::empty()),
             Policy::Weighted(branches) => Box::new(branches.iter().map(|(_, p)| p)),
@@ -356,6 +367,26 @@ pub struct Service {
 impl Service {
     /// The draw for `client`; when nothing is healthy, the draw as if
     /// everything were, unless the service fails closed.
+    /// The networks a client-dependent service is answered by: every one
+    /// its policy tells apart, and a default for each family
+    /// (`::ffff:0:0/96` for IPv4 clients, `::/0` for the rest), so that
+    /// every client finds one.
+    pub fn client_networks(&self) -> Vec<ClientNet> {
+        let mut networks = HashSet::new();
+        self.policy.client_networks(&mut networks);
+        let defaults = [
+            ClientNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            ClientNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        ];
+        let mut all: Vec<ClientNet> = defaults.to_vec();
+        all.extend(
+            networks
+                .into_iter()
+                .filter(|network| !defaults.contains(network)),
+        );
+        all
+    }
+
     pub fn draw(&self, pools: &[Pool], health: &dyn Health, client: Option<ClientNet>) -> Draw {
         let draw = self.policy.draw(pools, health, client);
         if draw.is_empty() && !self.fail_closed {

@@ -9,9 +9,13 @@ use std::{
     os::fd::AsRawFd,
     sync::Arc,
     thread,
+    time::Instant,
 };
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::{
+    errno::Errno,
+    sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg},
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Responder, Transport};
@@ -56,33 +60,53 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
         .map(|_| Vec::with_capacity(MAX_DATAGRAM))
         .collect();
     let mut peers: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    // Which received datagram each answer is for, and its length.
+    let mut asked: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
     loop {
         peers.clear();
+        asked.clear();
         let received: Vec<(usize, Option<SockaddrStorage>)> = {
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
                 .iter_mut()
                 .map(|buffer| [IoSliceMut::new(buffer)])
                 .collect();
             // Blocks for the first datagram only, then takes what is queued.
-            recvmmsg(
+            match recvmmsg(
                 fd,
                 &mut receive_headers,
                 slices.iter_mut(),
                 MsgFlags::MSG_WAITFORONE,
                 None,
-            )
-            .map_err(io::Error::from)?
-            .map(|message| (message.bytes, message.address))
-            .collect()
+            ) {
+                Ok(messages) => messages
+                    .map(|message| (message.bytes, message.address))
+                    .collect(),
+                Err(errno) => {
+                    metrics.udp_receive_errors.inc();
+                    // A signal, or memory short for a moment: try again.
+                    if matches!(errno, Errno::EINTR | Errno::ENOMEM | Errno::ENOBUFS) {
+                        continue;
+                    }
+                    return Err(errno.into());
+                }
+            }
         };
+        let received_at = Instant::now();
         metrics.count_userspace_queries(received.len() as u64);
-        for ((len, peer), buffer) in received.into_iter().zip(&buffers) {
+        metrics.top_names.count(
+            received
+                .iter()
+                .zip(&buffers)
+                .map(|((len, _), b)| &b[..*len]),
+        );
+        for (index, ((len, peer), buffer)) in received.into_iter().zip(&buffers).enumerate() {
             let answer = &mut answers[peers.len()];
             if let Some(peer) = peer
                 && let Some(client) = peer_ip(&peer)
                 && responder.respond_into(&buffer[..len], client, Transport::Udp, answer)
             {
                 peers.push(Some(peer));
+                asked.push((index, len));
             }
         }
         if peers.is_empty() {
@@ -103,6 +127,10 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
             MsgFlags::empty(),
         ) {
             log::debug!("sending {} answers: {error}", peers.len());
+        }
+        let elapsed = received_at.elapsed();
+        for (answer, &(index, len)) in answers.iter().zip(&asked) {
+            metrics.count_answer(&buffers[index][..len], answer, elapsed);
         }
     }
 }

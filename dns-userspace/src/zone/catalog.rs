@@ -16,6 +16,16 @@ impl Catalog {
         self.zones.insert(zone.origin().clone(), Arc::new(zone));
     }
 
+    /// Stops serving the zone at `origin`, returning it.
+    pub fn remove(&mut self, origin: &WireName) -> Option<Arc<Zone>> {
+        self.zones.remove(origin)
+    }
+
+    /// The zone whose origin is `origin`.
+    pub fn get(&self, origin: &WireName) -> Option<&Arc<Zone>> {
+        self.zones.get(origin)
+    }
+
     /// The zone with the longest origin that contains `name` (lowercase
     /// wire form).
     pub fn find(&self, name: &[u8]) -> Option<&Arc<Zone>> {

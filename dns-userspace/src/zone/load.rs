@@ -1,15 +1,13 @@
 //! Reading a master file into a [`Zone`], with errors that say where.
 
-use std::{
-    collections::BTreeMap,
-    fmt, fs,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use hickory_proto::{
     rr::{DNSClass, LowerName, Name, RecordSet, RecordSetParts, RecordType, RrKey},
     serialize::txt::Parser,
 };
+
+use crate::file_error::FileError;
 
 use super::{
     WireName, Zone,
@@ -18,30 +16,12 @@ use super::{
 };
 
 /// A zone file that cannot be served, and where the problem is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ZoneError {
-    pub file: PathBuf,
-    /// The line the offending entry starts on, when there is one.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ZoneError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
+pub type ZoneError = FileError;
 
 /// Reads and checks the master file at `path` for the zone `origin`.
 pub fn load_zone(origin: &Name, path: &Path) -> Result<Zone, ZoneError> {
-    let text = fs::read_to_string(path).map_err(|error| ZoneError {
-        file: path.to_path_buf(),
-        line: None,
-        message: format!("cannot read the zone file: {error}"),
-    })?;
+    let text = fs::read_to_string(path)
+        .map_err(|error| FileError::new(path, format!("cannot read the zone file: {error}")))?;
     parse_zone(origin, &text, path)
 }
 
@@ -67,11 +47,8 @@ fn parse_in_chunks(
     let splittable = !all
         .iter()
         .any(|entry| directive(entry.text(text)) == Some(Directive::Include));
-    let mut zone = Zone::new(&origin).ok_or_else(|| ZoneError {
-        file: path.to_path_buf(),
-        line: None,
-        message: format!("the origin {origin} is not a valid name"),
-    })?;
+    let mut zone = Zone::new(&origin)
+        .ok_or_else(|| FileError::new(path, format!("the origin {origin} is not a valid name")))?;
     // Records in RFC 3597's generic form are read here, and blanked out of
     // the text hickory parses (byte offsets and line numbers unchanged).
     let generic_entries: Vec<&Entry> = all
@@ -105,11 +82,7 @@ fn parse_in_chunks(
                     &record_origin,
                     in_force.ttl_seconds(text),
                 )
-                .map_err(|message| ZoneError {
-                    file: path.to_path_buf(),
-                    line: Some(entry.line),
-                    message,
-                })?;
+                .map_err(|message| FileError::new(path, message).at_line(Some(entry.line)))?;
                 generics.push((entry.line, record));
             }
             last += 1;
@@ -123,11 +96,8 @@ fn parse_in_chunks(
         };
         chunk.add_to(&mut zone)?;
         for (line, record) in generics.drain(..) {
-            add_generic(&mut zone, record).map_err(|message| ZoneError {
-                file: path.to_path_buf(),
-                line: Some(line),
-                message,
-            })?;
+            add_generic(&mut zone, record)
+                .map_err(|message| FileError::new(path, message).at_line(Some(line)))?;
         }
         first = last;
     }
@@ -136,11 +106,10 @@ fn parse_in_chunks(
         .and_then(|apex| apex.rrset(RecordType::SOA))
         .is_none()
     {
-        return Err(ZoneError {
-            file: path.to_path_buf(),
-            line: None,
-            message: format!("no SOA record at the zone apex {origin}"),
-        });
+        return Err(FileError::new(
+            path,
+            format!("no SOA record at the zone apex {origin}"),
+        ));
     }
     Ok(zone)
 }
@@ -225,11 +194,7 @@ impl Chunk<'_> {
     }
 
     fn error(&self, line: Option<usize>, message: String) -> ZoneError {
-        ZoneError {
-            file: self.path.to_path_buf(),
-            line,
-            message,
-        }
+        FileError::new(self.path, message).at_line(line)
     }
 
     /// Parses the chunk and moves its records into `zone`.
@@ -499,14 +464,14 @@ ns.sub  IN A   192.0.2.99
     fn rejects_records_outside_the_zone() {
         let error = parse(&format!("{ZONE}www.example.net. IN A 192.0.2.7\n")).unwrap_err();
         assert_eq!(error.line, Some(11), "{error}");
-        assert!(error.message.contains("outside the zone"), "{error}");
+        assert!(error.problem.contains("outside the zone"), "{error}");
     }
 
     #[test]
     fn rejects_cname_beside_other_data() {
         let error = parse(&format!("{ZONE}alias IN TXT \"x\"\n")).unwrap_err();
         assert_eq!(error.line, Some(11), "{error}");
-        assert!(error.message.contains("CNAME and other data"), "{error}");
+        assert!(error.problem.contains("CNAME and other data"), "{error}");
     }
 
     /// Every name's RRsets, as text, for comparing two parses.
@@ -561,7 +526,7 @@ ns.sub  IN A   192.0.2.99
             format!("{ZONE}a1 A 192.0.2.1\na2 A 192.0.2.1\na3 A 192.0.2.1\nalias TXT \"x\"\n");
         let error = parse_in_chunks(&origin, &conflict, Path::new("z"), 2).unwrap_err();
         assert_eq!(error.line, Some(14), "{error}");
-        assert!(error.message.contains("CNAME and other data"), "{error}");
+        assert!(error.problem.contains("CNAME and other data"), "{error}");
     }
 
     #[test]
@@ -592,6 +557,6 @@ ns.sub  IN A   192.0.2.99
     fn requires_an_soa() {
         let error = parse("www 300 IN A 192.0.2.1\n").unwrap_err();
         assert_eq!(error.line, None);
-        assert!(error.message.contains("no SOA"), "{error}");
+        assert!(error.problem.contains("no SOA"), "{error}");
     }
 }

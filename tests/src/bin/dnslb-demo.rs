@@ -100,17 +100,19 @@ fn demo() -> anyhow::Result<()> {
 
     println!("\n== counters from http://{RIG_METRICS}/metrics");
     let text = scrape(&rig.server, RIG_METRICS)?;
-    let shown = [
-        "dnslb_queries_total",
-        "dnslb_xdp_",
-        "dnslb_policy_answers_total{service=\"www\"",
-        "dnslb_policy_answers_total{service=\"geo\"",
-        "dnslb_health_check_up{check=\"web\",pool=\"web-eu\"",
+    // Each shown line starts with the family and has all the parts given.
+    let shown: [&[&str]; 5] = [
+        &["dnslb_queries_total"],
+        &["dnslb_xdp_"],
+        &["dnslb_policy_answers_total{", "service=\"www\""],
+        &["dnslb_policy_answers_total{", "service=\"geo\""],
+        &["dnslb_health_check_up{", "check=\"web\"", "pool=\"web-eu\""],
     ];
-    for line in text
-        .lines()
-        .filter(|line| shown.iter().any(|prefix| line.starts_with(prefix)))
-    {
+    for line in text.lines().filter(|line| {
+        shown
+            .iter()
+            .any(|parts| line.starts_with(parts[0]) && parts.iter().all(|p| line.contains(p)))
+    }) {
         println!("   {line}");
     }
     let status = daemon.stop(Signal::SIGTERM)?;

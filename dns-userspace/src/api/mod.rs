@@ -1,0 +1,70 @@
+//! The control API: HTTP with JSON bodies, on a unix socket (and, with a
+//! bearer token, on TCP). `types` is the contract, `server` serves any
+//! [`ControlPlane`] (the daemon implements it), `client` is what the CLI
+//! talks to a running daemon with.
+
+pub mod client;
+pub mod server;
+pub mod types;
+
+use std::path::PathBuf;
+
+use types::{
+    Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
+    WeightChange, ZoneInfo,
+};
+
+/// Where the daemon listens for control requests unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/dnslb/control.sock";
+
+/// Why a request was not carried out, and what that means for the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The change is invalid (a bad file, an unknown endpoint): nothing
+    /// changed.
+    Invalid,
+    /// What the request names does not exist.
+    NotFound,
+    /// The daemon could not do it (a kernel map full, a poisoned lock).
+    Failed,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, message: impl ToString) -> Refusal {
+        Refusal {
+            kind,
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type Answer<T> = Result<T, Refusal>;
+
+/// What the control API can ask of a running daemon. Calls may block (they
+/// read files and write kernel maps); the server runs them off the async
+/// threads.
+pub trait ControlPlane: Send + Sync + 'static {
+    fn status(&self) -> Answer<Status>;
+    fn zones(&self) -> Answer<Vec<ZoneInfo>>;
+    /// Serves the zone `origin` from `file` (added, or replacing its file).
+    fn load_zone(&self, origin: &str, file: PathBuf) -> Answer<Applied>;
+    fn reload_zone(&self, origin: &str) -> Answer<Applied>;
+    fn remove_zone(&self, origin: &str) -> Answer<Applied>;
+    /// As SIGHUP: the policy file and every zone file read again.
+    fn reload(&self) -> Answer<Applied>;
+    fn services(&self) -> Answer<Vec<ServiceInfo>>;
+    fn service(&self, label: &str) -> Answer<ServiceDetail>;
+    fn endpoints(&self, pool: Option<&str>) -> Answer<Vec<EndpointInfo>>;
+    fn drain(&self, endpoint: EndpointRef) -> Answer<()>;
+    fn undrain(&self, endpoint: EndpointRef) -> Answer<()>;
+    fn set_weight(&self, change: WeightChange) -> Answer<()>;
+    fn health(&self) -> Answer<Vec<HealthRow>>;
+    fn stats(&self) -> Answer<Stats>;
+}

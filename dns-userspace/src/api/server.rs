@@ -1,0 +1,282 @@
+//! Serving the control API with axum: on a unix socket (mode 0600, its
+//! directory made if missing), where the file mode is the access rule, and
+//! optionally on TCP, where every request must carry the bearer token.
+
+use std::{
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path as UrlPath, Query, Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    net::{TcpListener, UnixListener},
+    task::JoinSet,
+};
+
+use super::{
+    Answer, ControlPlane, Refusal, RefusalKind,
+    types::{ApiError, EndpointRef, WeightChange, ZoneLoad},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("control socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "control socket {path} is in use: another dnslb runs with it (give this one --control-socket)"
+    )]
+    InUse { path: PathBuf },
+    #[error("control API on {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("token file {path}: {problem}")]
+    Token { path: PathBuf, problem: String },
+}
+
+/// The routes, answering from `plane`.
+pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/zones", get(zones))
+        .route(
+            "/v1/zones/{origin}",
+            get(zone).put(load_zone).delete(remove_zone),
+        )
+        .route("/v1/zones/{origin}/reload", post(reload_zone))
+        .route("/v1/reload", post(reload))
+        .route("/v1/services", get(services))
+        .route("/v1/services/{label}", get(service))
+        .route("/v1/endpoints", get(endpoints))
+        .route("/v1/endpoints/drain", post(drain))
+        .route("/v1/endpoints/undrain", post(undrain))
+        .route("/v1/endpoints/weight", post(weight))
+        .route("/v1/health", get(health))
+        .route("/v1/stats", get(stats))
+        .with_state(plane)
+}
+
+/// Serves `router` on a unix socket at `path`: the directory is made if
+/// missing, a stale socket replaced, and the socket left readable and
+/// writable by its owner only.
+pub fn serve_unix(
+    path: &Path,
+    router: Router,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) -> Result<(), ServeError> {
+    let failed = |source| ServeError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    if path.exists() {
+        // A socket someone answers on belongs to a running daemon; one
+        // nobody answers on is left from a daemon that died.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::InUse {
+                path: path.to_owned(),
+            });
+        }
+        std::fs::remove_file(path).map_err(failed)?;
+    }
+    let listener = UnixListener::bind(path).map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    tasks.spawn(async move { axum::serve(listener, router).await });
+    Ok(())
+}
+
+/// Serves `router` on TCP at `addr`, refusing (401) every request without
+/// `Authorization: Bearer` and the token in `token_file`.
+pub async fn serve_tcp(
+    addr: SocketAddr,
+    token_file: &Path,
+    router: Router,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) -> Result<(), ServeError> {
+    let token = read_token(token_file)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Tcp { addr, source })?;
+    let guarded = router.layer(middleware::from_fn_with_state(
+        Arc::new(token),
+        require_token,
+    ));
+    tasks.spawn(async move { axum::serve(listener, guarded).await });
+    Ok(())
+}
+
+/// The token: the file's first line, which must not be empty.
+pub fn read_token(path: &Path) -> Result<String, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ServeError::Token {
+        path: path.to_owned(),
+        problem: error.to_string(),
+    })?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        return Err(ServeError::Token {
+            path: path.to_owned(),
+            problem: "line 1: no token".to_owned(),
+        });
+    }
+    Ok(token)
+}
+
+async fn require_token(State(token): State<Arc<String>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(ApiError {
+                error: "a bearer token is required".to_owned(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+/// Compares in time that does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+type Plane = State<Arc<dyn ControlPlane>>;
+
+/// Runs a blocking control call off the async threads and turns its
+/// answer into a response.
+async fn call<T: Serialize + Send + 'static>(
+    plane: Arc<dyn ControlPlane>,
+    f: impl FnOnce(&dyn ControlPlane) -> Answer<T> + Send + 'static,
+) -> Response {
+    let answer = tokio::task::spawn_blocking(move || f(plane.as_ref()))
+        .await
+        .unwrap_or_else(|error| Err(Refusal::new(RefusalKind::Failed, error)));
+    match answer {
+        Ok(body) => Json(body).into_response(),
+        Err(refusal) => {
+            let status = match refusal.kind {
+                RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+                RefusalKind::NotFound => StatusCode::NOT_FOUND,
+                RefusalKind::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (
+                status,
+                Json(ApiError {
+                    error: refusal.message,
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn status(State(plane): Plane) -> Response {
+    call(plane, |p| p.status()).await
+}
+
+async fn zones(State(plane): Plane) -> Response {
+    call(plane, |p| p.zones()).await
+}
+
+async fn zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {
+    call(plane, move |p| {
+        let wanted = fqdn(&origin);
+        p.zones()?
+            .into_iter()
+            .find(|zone| zone.origin.eq_ignore_ascii_case(&wanted))
+            .ok_or_else(|| {
+                Refusal::new(
+                    RefusalKind::NotFound,
+                    format!("no zone {wanted} is being served"),
+                )
+            })
+    })
+    .await
+}
+
+/// `origin` with its final dot, as zones are listed.
+fn fqdn(origin: &str) -> String {
+    if origin.ends_with('.') {
+        origin.to_owned()
+    } else {
+        format!("{origin}.")
+    }
+}
+
+async fn load_zone(
+    State(plane): Plane,
+    UrlPath(origin): UrlPath<String>,
+    Json(body): Json<ZoneLoad>,
+) -> Response {
+    call(plane, move |p| p.load_zone(&origin, body.file)).await
+}
+
+async fn reload_zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {
+    call(plane, move |p| p.reload_zone(&origin)).await
+}
+
+async fn remove_zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {
+    call(plane, move |p| p.remove_zone(&origin)).await
+}
+
+async fn reload(State(plane): Plane) -> Response {
+    call(plane, |p| p.reload()).await
+}
+
+async fn services(State(plane): Plane) -> Response {
+    call(plane, |p| p.services()).await
+}
+
+async fn service(State(plane): Plane, UrlPath(label): UrlPath<String>) -> Response {
+    call(plane, move |p| p.service(&label)).await
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolFilter {
+    pool: Option<String>,
+}
+
+async fn endpoints(State(plane): Plane, Query(filter): Query<PoolFilter>) -> Response {
+    call(plane, move |p| p.endpoints(filter.pool.as_deref())).await
+}
+
+async fn drain(State(plane): Plane, Json(endpoint): Json<EndpointRef>) -> Response {
+    call(plane, move |p| p.drain(endpoint)).await
+}
+
+async fn undrain(State(plane): Plane, Json(endpoint): Json<EndpointRef>) -> Response {
+    call(plane, move |p| p.undrain(endpoint)).await
+}
+
+async fn weight(State(plane): Plane, Json(change): Json<WeightChange>) -> Response {
+    call(plane, move |p| p.set_weight(change)).await
+}
+
+async fn health(State(plane): Plane) -> Response {
+    call(plane, |p| p.health()).await
+}
+
+async fn stats(State(plane): Plane) -> Response {
+    call(plane, |p| p.stats()).await
+}

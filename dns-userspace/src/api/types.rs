@@ -1,0 +1,173 @@
+//! The control API's JSON bodies: what the daemon sends and the CLI reads.
+//! One definition for both sides, so they cannot drift apart.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    /// The interface the XDP program is attached to; `None` with `--no-xdp`.
+    pub interface: Option<String>,
+    /// "native", "skb", or "off".
+    pub xdp_mode: String,
+    pub uptime_seconds: u64,
+    pub zones: usize,
+    pub services: usize,
+    /// One row per kernel hot-name map (record type and name size class).
+    pub kernel_maps: Vec<MapFill>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapFill {
+    pub record_type: String,
+    /// The longest name the map holds, in wire bytes.
+    pub names_up_to: usize,
+    pub entries: u64,
+    pub capacity: u32,
+}
+
+/// Where a zone being served was named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZoneSource {
+    CommandLine,
+    PolicyFile,
+    ControlApi,
+}
+
+/// `GET /v1/zones` (a list), `GET /v1/zones/{origin}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneInfo {
+    pub origin: String,
+    pub file: PathBuf,
+    pub source: ZoneSource,
+    pub serial: u32,
+    pub names: usize,
+    /// Whether the zone holds DNSSEC records (DO queries go to the daemon).
+    pub signed: bool,
+}
+
+/// `PUT /v1/zones/{origin}`: serve the zone from this file (added, or
+/// replacing the file it was served from).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneLoad {
+    pub file: PathBuf,
+}
+
+/// `GET /v1/services`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub label: String,
+    pub name: String,
+    pub record_type: String,
+    pub ttl: u32,
+    /// The policy at the root of the tree ("weighted", "failover", ...).
+    pub policy: String,
+    pub fail_closed: bool,
+}
+
+/// `GET /v1/services/{label}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDetail {
+    pub service: ServiceInfo,
+    /// The policy tree, one line per node, indented by depth.
+    pub tree: Vec<String>,
+    /// For client-dependent services: which answers each client network
+    /// gets now (the networks the kernel holds, /0 last).
+    pub networks: Vec<NetworkAnswer>,
+    /// The endpoints of the pools the tree answers from.
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAnswer {
+    pub network: String,
+    /// The branch the network's answers come from.
+    pub branch: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// `GET /v1/endpoints[?pool=P]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub pool: String,
+    pub address: IpAddr,
+    /// The weight in use (an override, or the policy file's).
+    pub weight: u8,
+    /// The policy file's weight.
+    pub file_weight: u8,
+    /// The health checks' verdict (true for pools without a check).
+    pub healthy: bool,
+    pub drained: bool,
+}
+
+/// An endpoint as the operator names it: an address, in one pool or (with
+/// no pool) in every pool that has it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EndpointRef {
+    pub address: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+/// `POST /v1/endpoints/drain` and `/undrain`.
+pub type EndpointChange = EndpointRef;
+
+/// `POST /v1/endpoints/weight`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightChange {
+    #[serde(flatten)]
+    pub endpoint: EndpointRef,
+    pub weight: u8,
+}
+
+/// `GET /v1/health`: one row per check on an endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthRow {
+    pub check: String,
+    pub pool: String,
+    pub address: IpAddr,
+    pub port: Option<u16>,
+    pub up: bool,
+    pub last_latency_ms: f64,
+    /// Unix time of the last change of verdict; `None` before the first.
+    pub last_transition: Option<u64>,
+    pub failures_in_row: u64,
+    pub probes: u64,
+}
+
+/// `GET /v1/stats`: counters since start, for rates the client takes two
+/// readings of; and the names most asked of the daemon in the last minute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_seconds: f64,
+    /// Queries answered in the kernel.
+    pub kernel_answered: u64,
+    /// Queries the kernel passed on, by reason.
+    pub kernel_passed: Vec<(String, u64)>,
+    /// Queries the daemon answered, by transport.
+    pub userspace_answered: Vec<(String, u64)>,
+    /// Answers per policy branch: (service, branch, answers).
+    pub branches: Vec<(String, String, u64)>,
+    /// The names most queried from the daemon over the last minute.
+    pub top_names: Vec<(String, u64)>,
+}
+
+/// `POST /v1/reload` and the zone changes: what was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub zones: usize,
+    pub services: usize,
+    /// Hot names written to and removed from the kernel maps.
+    pub kernel_written: usize,
+    pub kernel_removed: usize,
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}

@@ -1,0 +1,229 @@
+//! The commands that talk to a running daemon: each makes its request
+//! through `api::client` and prints the answer as a table (`render`) or,
+//! with `--json`, as the daemon sent it.
+
+use std::{io::Write as _, time::Duration};
+
+use anyhow::Context;
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    Command, Connection, EndpointArgs, EndpointCommand, ServiceCommand, StatsArgs, ZoneCommand,
+    render,
+};
+use crate::api::{
+    client::{Client, Target},
+    types::{
+        Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
+        WeightChange, ZoneInfo, ZoneLoad,
+    },
+};
+
+/// Runs one of the control commands (not `run`, `check` or
+/// `completions`), printing to stdout.
+pub fn control(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(dispatch(command))
+}
+
+fn client(connection: &Connection) -> anyhow::Result<Client> {
+    let target = match &connection.connect {
+        Some(addr) => {
+            let file = connection
+                .token_file
+                .as_deref()
+                .context("--connect needs --token-file")?;
+            let token = crate::api::server::read_token(file)?;
+            Target::Tcp {
+                addr: addr.clone(),
+                token,
+            }
+        }
+        None => Target::Unix(connection.socket.clone()),
+    };
+    Ok(Client::new(target))
+}
+
+/// Prints `value` as JSON, or as `table` renders it.
+fn show<T: Serialize>(
+    connection: &Connection,
+    value: &T,
+    table: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    let text = if connection.json {
+        serde_json::to_string_pretty(value)? + "\n"
+    } else {
+        table(value)
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+async fn get_and_show<T: Serialize + DeserializeOwned>(
+    connection: &Connection,
+    path: &str,
+    table: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    let value: T = client(connection)?.get(path).await?;
+    show(connection, &value, table)
+}
+
+/// A zone origin as it goes into a URL path.
+fn origin_path(origin: &str) -> String {
+    origin.trim_end_matches('.').to_ascii_lowercase()
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Status(c) => get_and_show::<Status>(&c, "/v1/status", render::status).await,
+        Command::Zone(zone) => zone_command(zone).await,
+        Command::Service(ServiceCommand::List(c)) => {
+            get_and_show::<Vec<ServiceInfo>>(&c, "/v1/services", |s| render::services(s)).await
+        }
+        Command::Service(ServiceCommand::Show { label, connection }) => {
+            let path = format!("/v1/services/{label}");
+            get_and_show::<ServiceDetail>(&connection, &path, render::service).await
+        }
+        Command::Endpoint(endpoint) => endpoint_command(endpoint).await,
+        Command::Health(c) => {
+            get_and_show::<Vec<HealthRow>>(&c, "/v1/health", |h| render::health(h)).await
+        }
+        Command::Stats(args) => stats(args).await,
+        Command::Reload(c) => {
+            let applied: Applied = client(&c)?.post("/v1/reload", None::<&()>).await?;
+            show(&c, &applied, render::applied)
+        }
+        Command::Run(_) | Command::Check(_) | Command::Completions { .. } => {
+            unreachable!("not a control command")
+        }
+    }
+}
+
+async fn zone_command(command: ZoneCommand) -> anyhow::Result<()> {
+    match command {
+        ZoneCommand::List(c) => {
+            get_and_show::<Vec<ZoneInfo>>(&c, "/v1/zones", |z| render::zones(z)).await
+        }
+        ZoneCommand::Show { origin, connection } => {
+            let path = format!("/v1/zones/{}", origin_path(&origin));
+            get_and_show::<ZoneInfo>(&connection, &path, |zone| {
+                render::zones(std::slice::from_ref(zone))
+            })
+            .await
+        }
+        ZoneCommand::Load {
+            origin,
+            file,
+            connection,
+        } => {
+            // The daemon reads the file: give it a path that does not
+            // depend on where this command runs.
+            let file = std::path::absolute(&file)
+                .with_context(|| format!("{}: cannot make the path absolute", file.display()))?;
+            let path = format!("/v1/zones/{}", origin_path(&origin));
+            let applied: Applied = client(&connection)?.put(&path, &ZoneLoad { file }).await?;
+            show(&connection, &applied, render::applied)
+        }
+        ZoneCommand::Reload { origin, connection } => {
+            let client = client(&connection)?;
+            let origins = match origin {
+                Some(origin) => vec![origin],
+                None => client
+                    .get::<Vec<ZoneInfo>>("/v1/zones")
+                    .await?
+                    .into_iter()
+                    .map(|zone| zone.origin)
+                    .collect(),
+            };
+            for origin in origins {
+                let path = format!("/v1/zones/{}/reload", origin_path(&origin));
+                let applied: Applied = client
+                    .post(&path, None::<&()>)
+                    .await
+                    .with_context(|| format!("zone {origin}"))?;
+                show(&connection, &applied, |a| {
+                    format!("{origin}: {}", render::applied(a))
+                })?;
+            }
+            Ok(())
+        }
+        ZoneCommand::Remove { origin, connection } => {
+            let path = format!("/v1/zones/{}", origin_path(&origin));
+            let applied: Applied = client(&connection)?.delete(&path).await?;
+            show(&connection, &applied, render::applied)
+        }
+    }
+}
+
+async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
+    let (path, body, connection) = match command {
+        EndpointCommand::List { pool, connection } => {
+            let path = match pool {
+                Some(pool) => format!("/v1/endpoints?pool={pool}"),
+                None => "/v1/endpoints".to_owned(),
+            };
+            return get_and_show::<Vec<EndpointInfo>>(&connection, &path, |e| render::endpoints(e))
+                .await;
+        }
+        EndpointCommand::Drain(EndpointArgs {
+            address,
+            pool,
+            connection,
+        }) => (
+            "/v1/endpoints/drain",
+            serde_json::to_value(EndpointRef { address, pool })?,
+            connection,
+        ),
+        EndpointCommand::Undrain(EndpointArgs {
+            address,
+            pool,
+            connection,
+        }) => (
+            "/v1/endpoints/undrain",
+            serde_json::to_value(EndpointRef { address, pool })?,
+            connection,
+        ),
+        EndpointCommand::Weight {
+            address,
+            weight,
+            pool,
+            connection,
+        } => (
+            "/v1/endpoints/weight",
+            serde_json::to_value(WeightChange {
+                endpoint: EndpointRef { address, pool },
+                weight,
+            })?,
+            connection,
+        ),
+    };
+    let client = client(&connection)?;
+    let () = client.post(path, Some(&body)).await?;
+    // What the change left: the endpoints, as `endpoint list` shows them.
+    let endpoints: Vec<EndpointInfo> = client.get("/v1/endpoints").await?;
+    show(&connection, &endpoints, |e| render::endpoints(e))
+}
+
+async fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    let client = client(&args.connection)?;
+    let mut before: Stats = client.get("/v1/stats").await?;
+    let mut shown = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now: Stats = client.get("/v1/stats").await?;
+        if args.connection.json {
+            show(&args.connection, &now, |_| String::new())?;
+        } else {
+            let text = render::stats(&before, &now);
+            let clear = if args.watch { "\x1b[H\x1b[2J" } else { "" };
+            std::io::stdout().write_all(format!("{clear}{text}").as_bytes())?;
+        }
+        shown += 1;
+        if !args.watch || args.count.is_some_and(|count| shown >= count) {
+            return Ok(());
+        }
+        before = now;
+    }
+}

@@ -1,0 +1,351 @@
+//! The control commands' answers as text tables, for people; `--json`
+//! gives scripts the daemon's own JSON instead.
+
+use std::fmt::Write as _;
+
+use crate::api::types::{
+    Applied, EndpointInfo, HealthRow, ServiceDetail, ServiceInfo, Stats, Status, ZoneInfo,
+};
+
+/// Columns padded to their widest cell, two spaces apart.
+struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(headers: &[&str]) -> Table {
+        Table {
+            rows: vec![headers.iter().map(|h| (*h).to_owned()).collect()],
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|row| row.get(c).map_or(0, |cell| cell.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn yes(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
+}
+
+fn duration(seconds: u64) -> String {
+    let (days, hours, minutes) = (seconds / 86_400, seconds / 3_600 % 24, seconds / 60 % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m{}s", seconds % 60),
+        (0, h, m) => format!("{h}h{m}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
+pub fn status(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "dnslb {}", status.version);
+    let _ = writeln!(
+        out,
+        "interface   {}",
+        status
+            .interface
+            .as_deref()
+            .unwrap_or("none (userspace only)")
+    );
+    let _ = writeln!(out, "XDP mode    {}", status.xdp_mode);
+    let _ = writeln!(out, "uptime      {}", duration(status.uptime_seconds));
+    let _ = writeln!(out, "zones       {}", status.zones);
+    let _ = writeln!(out, "services    {}", status.services);
+    if !status.kernel_maps.is_empty() {
+        out.push_str("\nkernel maps\n");
+        let mut table = Table::new(&["TYPE", "NAMES UP TO", "ENTRIES", "CAPACITY", "FULL"]);
+        for map in &status.kernel_maps {
+            table.row(vec![
+                map.record_type.clone(),
+                format!("{} bytes", map.names_up_to),
+                map.entries.to_string(),
+                map.capacity.to_string(),
+                format!(
+                    "{:.1}%",
+                    100.0 * map.entries as f64 / f64::from(map.capacity.max(1))
+                ),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    out
+}
+
+pub fn zones(zones: &[ZoneInfo]) -> String {
+    let mut table = Table::new(&["ORIGIN", "SERIAL", "NAMES", "SIGNED", "FROM", "FILE"]);
+    for zone in zones {
+        let from = match zone.source {
+            crate::api::types::ZoneSource::CommandLine => "command line",
+            crate::api::types::ZoneSource::PolicyFile => "policy file",
+            crate::api::types::ZoneSource::ControlApi => "control API",
+        };
+        table.row(vec![
+            zone.origin.clone(),
+            zone.serial.to_string(),
+            zone.names.to_string(),
+            yes(zone.signed),
+            from.to_owned(),
+            zone.file.display().to_string(),
+        ]);
+    }
+    table.render()
+}
+
+pub fn services(services: &[ServiceInfo]) -> String {
+    let mut table = Table::new(&["SERVICE", "NAME", "TYPE", "TTL", "POLICY", "FAIL CLOSED"]);
+    for service in services {
+        table.row(vec![
+            service.label.clone(),
+            service.name.clone(),
+            service.record_type.clone(),
+            service.ttl.to_string(),
+            service.policy.clone(),
+            yes(service.fail_closed),
+        ]);
+    }
+    table.render()
+}
+
+pub fn service(detail: &ServiceDetail) -> String {
+    let s = &detail.service;
+    let mut out = format!(
+        "service {}: {} {} (TTL {}{})\n\npolicy\n",
+        s.label,
+        s.name,
+        s.record_type,
+        s.ttl,
+        if s.fail_closed { ", fails closed" } else { "" }
+    );
+    for line in &detail.tree {
+        let _ = writeln!(out, "  {line}");
+    }
+    out.push_str("\nanswers now\n");
+    let mut table = Table::new(&["CLIENT NETWORK", "BRANCH", "ADDRESSES"]);
+    for network in &detail.networks {
+        let addresses: Vec<String> = network.addresses.iter().map(ToString::to_string).collect();
+        table.row(vec![
+            network.network.clone(),
+            network.branch.clone(),
+            if addresses.is_empty() {
+                "none".to_owned()
+            } else {
+                addresses.join(" ")
+            },
+        ]);
+    }
+    out.push_str(&table.render());
+    out.push_str("\nendpoints\n");
+    out.push_str(&endpoints(&detail.endpoints));
+    out
+}
+
+pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
+    let mut table = Table::new(&["POOL", "ADDRESS", "WEIGHT", "HEALTHY", "DRAINED"]);
+    for endpoint in endpoints {
+        let weight = if endpoint.weight == endpoint.file_weight {
+            endpoint.weight.to_string()
+        } else {
+            format!("{} (file: {})", endpoint.weight, endpoint.file_weight)
+        };
+        table.row(vec![
+            endpoint.pool.clone(),
+            endpoint.address.to_string(),
+            weight,
+            yes(endpoint.healthy),
+            yes(endpoint.drained),
+        ]);
+    }
+    table.render()
+}
+
+pub fn health(rows: &[HealthRow]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let mut table = Table::new(&[
+        "CHECK",
+        "POOL",
+        "ENDPOINT",
+        "VERDICT",
+        "LAST PROBE",
+        "LAST CHANGE",
+        "FAILURES IN A ROW",
+    ]);
+    for row in rows {
+        let endpoint = match row.port {
+            Some(port) if row.address.is_ipv6() => format!("[{}]:{port}", row.address),
+            Some(port) => format!("{}:{port}", row.address),
+            None => row.address.to_string(),
+        };
+        table.row(vec![
+            row.check.clone(),
+            row.pool.clone(),
+            endpoint,
+            if row.up { "up" } else { "DOWN" }.to_owned(),
+            if row.probes == 0 {
+                "not yet".to_owned()
+            } else {
+                format!("{:.1} ms", row.last_latency_ms)
+            },
+            row.last_transition.map_or_else(
+                || "never".to_owned(),
+                |at| format!("{} ago", duration(now.saturating_sub(at))),
+            ),
+            row.failures_in_row.to_string(),
+        ]);
+    }
+    table.render()
+}
+
+/// Rates between two readings of the counters, and the top names.
+pub fn stats(before: &Stats, now: &Stats) -> String {
+    let seconds = (now.uptime_seconds - before.uptime_seconds).max(1e-3);
+    let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
+    let mut out = String::from("queries per second\n");
+    let mut table = Table::new(&["PATH", "PER SECOND", "SINCE START"]);
+    table.row(vec![
+        "kernel (XDP)".to_owned(),
+        format!("{:.0}", rate(before.kernel_answered, now.kernel_answered)),
+        now.kernel_answered.to_string(),
+    ]);
+    for (path, count) in &now.userspace_answered {
+        let earlier = lookup(&before.userspace_answered, path);
+        table.row(vec![
+            format!("daemon ({path})"),
+            format!("{:.0}", rate(earlier, *count)),
+            count.to_string(),
+        ]);
+    }
+    out.push_str(&table.render());
+    if !now.kernel_passed.is_empty() {
+        out.push_str("\npassed by the kernel to the daemon\n");
+        let mut table = Table::new(&["REASON", "PER SECOND", "SINCE START"]);
+        for (reason, count) in &now.kernel_passed {
+            let earlier = lookup(&before.kernel_passed, reason);
+            table.row(vec![
+                reason.clone(),
+                format!("{:.0}", rate(earlier, *count)),
+                count.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if !now.branches.is_empty() {
+        out.push_str("\npolicy branches\n");
+        let mut table = Table::new(&["SERVICE", "BRANCH", "PER SECOND", "SINCE START"]);
+        for (service, branch, count) in &now.branches {
+            let earlier = before
+                .branches
+                .iter()
+                .find(|(s, b, _)| s == service && b == branch)
+                .map_or(0, |(_, _, c)| *c);
+            table.row(vec![
+                service.clone(),
+                branch.clone(),
+                format!("{:.0}", rate(earlier, *count)),
+                count.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    out.push_str("\nnames most asked of the daemon, last minute\n");
+    let mut table = Table::new(&["NAME", "QUERIES"]);
+    for (name, count) in &now.top_names {
+        table.row(vec![name.clone(), count.to_string()]);
+    }
+    out.push_str(&table.render());
+    out
+}
+
+fn lookup(counts: &[(String, u64)], key: &str) -> u64 {
+    counts.iter().find(|(k, _)| k == key).map_or(0, |(_, c)| *c)
+}
+
+pub fn applied(applied: &Applied) -> String {
+    format!(
+        "applied: {} zones, {} services; kernel: {} names written, {} removed\n",
+        applied.zones, applied.services, applied.kernel_written, applied.kernel_removed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let mut table = Table::new(&["A", "LONGER"]);
+        table.row(vec!["wide cell".into(), "x".into()]);
+        assert_eq!(table.render(), "A          LONGER\nwide cell  x\n");
+    }
+
+    #[test]
+    fn endpoints_show_overridden_weights_and_drains() {
+        let rows = [EndpointInfo {
+            pool: "web".into(),
+            address: "198.18.0.1".parse().unwrap(),
+            weight: 0,
+            file_weight: 5,
+            healthy: true,
+            drained: true,
+        }];
+        let text = endpoints(&rows);
+        let line = text.lines().nth(1).unwrap();
+        assert_eq!(
+            line.split("  ")
+                .filter(|c| !c.is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>(),
+            ["web", "198.18.0.1", "0 (file: 5)", "yes", "yes"]
+        );
+    }
+
+    #[test]
+    fn stats_are_rates_between_readings() {
+        let reading = |uptime: f64, kernel: u64, names: Vec<(String, u64)>| Stats {
+            uptime_seconds: uptime,
+            kernel_answered: kernel,
+            kernel_passed: vec![("not hot".into(), kernel / 10)],
+            userspace_answered: vec![("all".into(), kernel / 2)],
+            branches: vec![],
+            top_names: names,
+        };
+        let text = stats(
+            &reading(10.0, 1000, vec![]),
+            &reading(12.0, 3000, vec![("www.example.".into(), 7)]),
+        );
+        assert!(text.contains("kernel (XDP)  1000        3000"), "{text}");
+        assert!(text.contains("daemon (all)  500         1500"), "{text}");
+        assert!(text.contains("not hot  100         300"), "{text}");
+        assert!(text.contains("www.example.  7"), "{text}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The daemon answering the control API: each call maps to the running
+//! state (`Live`), and each error to what it means for the client.
+
+use std::path::PathBuf;
+
+use dns_common::Counter;
+use hickory_proto::rr::Name;
+
+use super::live::{ChangeError, Live};
+use crate::api::{
+    Answer, ControlPlane, Refusal, RefusalKind,
+    types::{
+        Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
+        WeightChange, ZoneInfo,
+    },
+};
+
+/// Names in `dnslb stats`.
+const TOP_NAMES: usize = 10;
+
+impl From<ChangeError> for Refusal {
+    fn from(error: ChangeError) -> Refusal {
+        let kind = match &error {
+            ChangeError::File(_) | ChangeError::Services(_) | ChangeError::Override(_) => {
+                RefusalKind::Invalid
+            }
+            ChangeError::UnknownZone(_) => RefusalKind::NotFound,
+            ChangeError::Poisoned(_) | ChangeError::Apply(_) => RefusalKind::Failed,
+        };
+        Refusal::new(kind, error)
+    }
+}
+
+fn failed(error: anyhow::Error) -> Refusal {
+    Refusal::new(RefusalKind::Failed, format!("{error:#}"))
+}
+
+fn origin(text: &str) -> Answer<Name> {
+    let mut name = Name::from_ascii(text).map_err(|error| {
+        Refusal::new(
+            RefusalKind::Invalid,
+            format!("bad zone origin `{text}`: {error}"),
+        )
+    })?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+impl ControlPlane for Live {
+    fn status(&self) -> Answer<Status> {
+        Ok(Live::status(self)?)
+    }
+
+    fn zones(&self) -> Answer<Vec<ZoneInfo>> {
+        Ok(Live::zones(self)?)
+    }
+
+    fn load_zone(&self, text: &str, file: PathBuf) -> Answer<Applied> {
+        Ok(Live::load_zone(self, origin(text)?, file)?)
+    }
+
+    fn reload_zone(&self, text: &str) -> Answer<Applied> {
+        Ok(Live::reload_zone(self, origin(text)?)?)
+    }
+
+    fn remove_zone(&self, text: &str) -> Answer<Applied> {
+        Ok(Live::remove_zone(self, origin(text)?)?)
+    }
+
+    fn reload(&self) -> Answer<Applied> {
+        Ok(Live::reload(self)?)
+    }
+
+    fn services(&self) -> Answer<Vec<ServiceInfo>> {
+        self.steering.services().map_err(failed)
+    }
+
+    fn service(&self, label: &str) -> Answer<ServiceDetail> {
+        self.steering
+            .service(label)
+            .map_err(failed)?
+            .ok_or_else(|| Refusal::new(RefusalKind::NotFound, format!("no service `{label}`")))
+    }
+
+    fn endpoints(&self, pool: Option<&str>) -> Answer<Vec<EndpointInfo>> {
+        self.steering.endpoints(pool).map_err(failed)
+    }
+
+    fn drain(&self, endpoint: EndpointRef) -> Answer<()> {
+        let what = format!("draining {}", endpoint.address);
+        Ok(self.change_overrides(&what, |overrides, pools| overrides.drain(endpoint, pools))?)
+    }
+
+    fn undrain(&self, endpoint: EndpointRef) -> Answer<()> {
+        let what = format!("undraining {}", endpoint.address);
+        Ok(self.change_overrides(&what, |overrides, pools| {
+            overrides.undrain(&endpoint, pools)
+        })?)
+    }
+
+    fn set_weight(&self, change: WeightChange) -> Answer<()> {
+        let what = format!("weight {} for {}", change.weight, change.endpoint.address);
+        Ok(self.change_overrides(&what, |overrides, pools| {
+            overrides.set_weight(change.endpoint, change.weight, pools)
+        })?)
+    }
+
+    fn health(&self) -> Answer<Vec<HealthRow>> {
+        self.steering.health().map_err(failed)
+    }
+
+    fn stats(&self) -> Answer<Stats> {
+        let kernel = match &self.dataplane {
+            Some(dataplane) => Some(
+                dataplane
+                    .lock()
+                    .map_err(|error| failed(error.into()))?
+                    .counters()
+                    .map_err(|error| failed(error.into()))?,
+            ),
+            None => None,
+        };
+        let kernel_passed = kernel.map_or_else(Vec::new, |kernel| {
+            Counter::ALL
+                .iter()
+                .filter_map(|&counter| {
+                    Some((counter.pass_reason()?.to_owned(), kernel.get(counter)))
+                })
+                .collect()
+        });
+        Ok(Stats {
+            uptime_seconds: self.uptime(),
+            kernel_answered: kernel.map_or(0, |kernel| kernel.get(Counter::Answered)),
+            kernel_passed,
+            userspace_answered: vec![("all".to_owned(), self.metrics.userspace_queries())],
+            branches: self.steering.branch_answers().map_err(failed)?,
+            top_names: self.metrics.top_names.top(TOP_NAMES),
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! The running daemon as the control API and SIGHUP change it: which zones
+//! are served and from where, and the one path every change takes.
+//!
+//! A change is all or nothing: everything it needs is read and checked
+//! first, and only then applied, to the services, the kernel maps and the
+//! responder in that order (the no-gap rule of `dataplane::sync_hot`). A
+//! change that fails its checks leaves everything serving as it was and
+//! says why. One change runs at a time.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
+
+use hickory_proto::rr::Name;
+
+use super::cookies::Cookies;
+use crate::{
+    api::types::{Applied, MapFill, Status, ZoneInfo, ZoneSource},
+    cli::{RunArgs, ZoneArg},
+    config::{BranchLabels, Config, load_config},
+    dataplane::{SharedDataplane, SyncReport, sync_hot},
+    file_error::FileError,
+    metrics::Metrics,
+    server::Responder,
+    shared::{Poisoned, Shared},
+    steering::{OutsideZones, OverrideError, Overrides, Steering, check_services_in_zones},
+    zone::{Catalog, WireName, load_zone},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// A zone file or the policy file has a problem.
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Services(#[from] OutsideZones),
+    #[error(transparent)]
+    Override(#[from] OverrideError),
+    #[error("no zone {0} is being served")]
+    UnknownZone(Name),
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
+    /// Checked and valid, but applying it failed part way (a kernel map
+    /// full, say): the daemon serves the new state, the kernel passes on
+    /// what it could not take.
+    #[error("applying the change: {0:#}")]
+    Apply(anyhow::Error),
+}
+
+/// A zone being served, and where it was named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ServedZone {
+    origin: Name,
+    file: PathBuf,
+    source: ZoneSource,
+}
+
+/// The zones being served, and the control API's changes to the zones of
+/// the command line and the policy file (a file per origin, or removed),
+/// which outlive reloads.
+#[derive(Debug, Default)]
+struct Served {
+    zones: Vec<ServedZone>,
+    api_changes: BTreeMap<Name, Option<PathBuf>>,
+}
+
+pub struct Live {
+    args: RunArgs,
+    started: Instant,
+    pub responder: Arc<Responder>,
+    pub steering: Arc<Steering>,
+    pub dataplane: Option<SharedDataplane>,
+    pub cookies: Arc<Shared<Cookies>>,
+    pub metrics: Arc<Metrics>,
+    served: Shared<Served>,
+}
+
+/// What start-up loaded: the catalog and configuration to serve.
+pub struct Loaded {
+    pub catalog: Catalog,
+    pub config: Config,
+    zones: Vec<ServedZone>,
+}
+
+/// Reads the policy file (if any) and every zone: those of the command
+/// line, of the policy file, and `api_changes` on top. Nothing is changed.
+fn load(
+    args: &RunArgs,
+    labels: Option<&BranchLabels>,
+    api_changes: &BTreeMap<Name, Option<PathBuf>>,
+) -> Result<Loaded, ChangeError> {
+    let config = match &args.config {
+        Some(path) => load_config(path, labels)?,
+        None => Config::default(),
+    };
+    let named = |zones: &[ZoneArg], source| {
+        zones
+            .iter()
+            .map(|zone| ServedZone {
+                origin: zone.origin.clone(),
+                file: zone.file.clone(),
+                source,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut zones: Vec<ServedZone> = named(&args.zones, ZoneSource::CommandLine);
+    zones.extend(named(&config.zones, ZoneSource::PolicyFile));
+    for (origin, change) in api_changes {
+        zones.retain(|zone| zone.origin != *origin);
+        if let Some(file) = change {
+            zones.push(ServedZone {
+                origin: origin.clone(),
+                file: file.clone(),
+                source: ZoneSource::ControlApi,
+            });
+        }
+    }
+    let mut catalog = Catalog::default();
+    for zone in &zones {
+        let started = Instant::now();
+        let loaded = load_zone(&zone.origin, &zone.file)?;
+        log::info!(
+            "loaded zone {} from {}: {} names in {:.2} s",
+            zone.origin,
+            zone.file.display(),
+            loaded.nodes().count(),
+            started.elapsed().as_secs_f64()
+        );
+        catalog.insert(loaded);
+    }
+    check_services_in_zones(&config, &catalog)?;
+    Ok(Loaded {
+        catalog,
+        config,
+        zones,
+    })
+}
+
+/// The first load, at start.
+pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
+    load(args, None, &BTreeMap::new())
+}
+
+impl Live {
+    pub fn new(
+        args: RunArgs,
+        loaded_zones: &Loaded,
+        responder: Arc<Responder>,
+        steering: Arc<Steering>,
+        dataplane: Option<SharedDataplane>,
+        cookies: Arc<Shared<Cookies>>,
+        metrics: Arc<Metrics>,
+    ) -> Live {
+        Live {
+            args,
+            started: Instant::now(),
+            responder,
+            steering,
+            dataplane,
+            cookies,
+            metrics,
+            served: Shared::new(
+                "the list of zones served",
+                Served {
+                    zones: loaded_zones.zones.clone(),
+                    api_changes: BTreeMap::new(),
+                },
+            ),
+        }
+    }
+
+    pub fn args(&self) -> &RunArgs {
+        &self.args
+    }
+
+    /// Counts `result` as an applied or refused change, and logs it.
+    fn counted<T>(&self, what: &str, result: Result<T, ChangeError>) -> Result<T, ChangeError> {
+        match &result {
+            Ok(_) => {
+                self.metrics.changes.count_applied();
+                log::info!("{what}: applied");
+            }
+            Err(ChangeError::Apply(error)) => {
+                self.metrics.changes.count_applied();
+                log::error!("{what}: applied, but {error:#}");
+            }
+            Err(error) => {
+                self.metrics.changes.refused.inc();
+                log::error!("{what} failed, still serving as before: {error}");
+            }
+        }
+        result
+    }
+
+    /// SIGHUP and `POST /v1/reload`: reads the policy file and every zone
+    /// file again.
+    pub fn reload(&self) -> Result<Applied, ChangeError> {
+        let result = self.reload_inner();
+        self.counted("reload", result)
+    }
+
+    fn reload_inner(&self) -> Result<Applied, ChangeError> {
+        let mut served = self.served.lock()?;
+        let loaded = load(
+            &self.args,
+            Some(&self.steering.branch_labels()),
+            &served.api_changes,
+        )?;
+        let services = loaded.config.services.len();
+        self.steering
+            .reload(loaded.config)
+            .map_err(ChangeError::Apply)?;
+        served.zones = loaded.zones;
+        self.serve_catalog(loaded.catalog, services)
+    }
+
+    /// `PUT /v1/zones/{origin}`: serves `origin` from `file`, added or in
+    /// place of the file it was served from.
+    pub fn load_zone(&self, origin: Name, file: PathBuf) -> Result<Applied, ChangeError> {
+        let what = format!("loading zone {origin} from {}", file.display());
+        let result = self.change_zone(origin, Some(file));
+        self.counted(&what, result)
+    }
+
+    /// `POST /v1/zones/{origin}/reload`: reads the zone's file again.
+    pub fn reload_zone(&self, origin: Name) -> Result<Applied, ChangeError> {
+        let what = format!("reloading zone {origin}");
+        let result = self
+            .served
+            .lock()
+            .map_err(ChangeError::from)
+            .and_then(|served| {
+                served
+                    .zones
+                    .iter()
+                    .find(|zone| zone.origin == origin)
+                    .map(|zone| zone.file.clone())
+                    .ok_or(ChangeError::UnknownZone(origin.clone()))
+            })
+            .and_then(|file| self.change_zone(origin, Some(file)));
+        self.counted(&what, result)
+    }
+
+    /// `DELETE /v1/zones/{origin}`: stops serving `origin`, unless a
+    /// service answers in it.
+    pub fn remove_zone(&self, origin: Name) -> Result<Applied, ChangeError> {
+        let what = format!("removing zone {origin}");
+        let result = self.change_zone(origin, None);
+        self.counted(&what, result)
+    }
+
+    /// Serves `origin` from `file`, or (with `None`) no longer: the other
+    /// zones and the policy stay as loaded.
+    fn change_zone(&self, origin: Name, file: Option<PathBuf>) -> Result<Applied, ChangeError> {
+        let mut served = self.served.lock()?;
+        let mut catalog = self.responder.catalog().as_ref().clone();
+        let origin_wire =
+            WireName::from_name(&origin).ok_or(ChangeError::UnknownZone(origin.clone()))?;
+        match &file {
+            Some(file) => catalog.insert(load_zone(&origin, file)?),
+            None => {
+                if catalog.remove(&origin_wire).is_none() {
+                    return Err(ChangeError::UnknownZone(origin));
+                }
+                self.steering
+                    .check_zones(&catalog)
+                    .map_err(ChangeError::Apply)??;
+            }
+        }
+        served.zones.retain(|zone| zone.origin != origin);
+        if let Some(file) = &file {
+            served.zones.push(ServedZone {
+                origin: origin.clone(),
+                file: file.clone(),
+                source: ZoneSource::ControlApi,
+            });
+        }
+        served.api_changes.insert(origin, file);
+        let services = self.steering.services().map_or(0, |s| s.len());
+        self.serve_catalog(catalog, services)
+    }
+
+    /// Makes `catalog` the one served: the kernel's names first, then the
+    /// responder's (a query passed on in between gets the old answer).
+    fn serve_catalog(&self, catalog: Catalog, services: usize) -> Result<Applied, ChangeError> {
+        let old = self.responder.catalog();
+        let report = match &self.dataplane {
+            Some(dataplane) => {
+                let steered = self.steering.steered_names().map_err(ChangeError::Apply)?;
+                let mut dataplane = dataplane.lock()?;
+                Some(sync_hot(
+                    &mut dataplane,
+                    Some(&old),
+                    &catalog,
+                    &|name, hot_type| steered.contains(&(WireName::from(name), hot_type)),
+                ))
+            }
+            None => None,
+        };
+        let zones = catalog.zones().count();
+        self.responder.set_catalog(catalog);
+        let report = match report {
+            Some(Ok(report)) => report,
+            Some(Err(error)) => return Err(ChangeError::Apply(error.into())),
+            None => SyncReport::default(),
+        };
+        for skip in &report.skipped {
+            log::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
+        }
+        Ok(Applied {
+            zones,
+            services,
+            kernel_written: report.written,
+            kernel_removed: report.removed,
+        })
+    }
+
+    /// `GET /v1/zones`.
+    pub fn zones(&self) -> Result<Vec<ZoneInfo>, ChangeError> {
+        let served = self.served.lock()?;
+        let catalog = self.responder.catalog();
+        let mut zones: Vec<ZoneInfo> = served
+            .zones
+            .iter()
+            .filter_map(|zone| {
+                let origin = WireName::from_name(&zone.origin)?;
+                let loaded = catalog.get(&origin)?;
+                Some(ZoneInfo {
+                    origin: zone.origin.to_string(),
+                    file: zone.file.clone(),
+                    source: zone.source,
+                    serial: loaded.serial(),
+                    names: loaded.nodes().count(),
+                    signed: loaded.is_signed(),
+                })
+            })
+            .collect();
+        zones.sort_by(|a, b| a.origin.cmp(&b.origin));
+        Ok(zones)
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Result<Status, ChangeError> {
+        let kernel_maps = match &self.dataplane {
+            Some(dataplane) => dataplane.lock()?.map_fill(),
+            None => Vec::<MapFill>::new(),
+        };
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            interface: self.dataplane.as_ref().and(self.args.iface.clone()),
+            xdp_mode: match (&self.dataplane, self.args.xdp_mode) {
+                (None, _) => "off".to_owned(),
+                (Some(_), mode) => mode.name().to_owned(),
+            },
+            uptime_seconds: self.started.elapsed().as_secs(),
+            zones: self.responder.catalog().zones().count(),
+            services: self.steering.services().map_or(0, |s| s.len()),
+            kernel_maps,
+        })
+    }
+
+    /// Changes the endpoint overrides (drain, undrain, weight).
+    pub fn change_overrides(
+        &self,
+        what: &str,
+        change: impl FnOnce(&mut Overrides, &[crate::policy::Pool]) -> Result<(), OverrideError>,
+    ) -> Result<(), ChangeError> {
+        let result = self.steering.change_overrides(change).map_err(|error| {
+            match error.downcast::<OverrideError>() {
+                Ok(invalid) => ChangeError::Override(invalid),
+                Err(other) => ChangeError::Apply(other),
+            }
+        });
+        self.counted(what, result)
+    }
+
+    pub fn uptime(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}

@@ -1,0 +1,122 @@
+//! The services as the responder sees them at answer time: the policies,
+//! a snapshot of health, and the branch counters userspace answers add to.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+};
+
+use hickory_proto::rr::RecordType;
+
+use crate::{
+    policy::{ClientNet, Health, Pool, Service},
+    zone::WireName,
+};
+
+/// Answers counted per branch slot by userspace (the kernel counts its own).
+#[derive(Debug)]
+pub struct BranchCounters(Vec<AtomicU64>);
+
+impl Default for BranchCounters {
+    fn default() -> Self {
+        BranchCounters(
+            (0..dns_common::BRANCH_SLOTS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl BranchCounters {
+    fn count(&self, slot: u16) {
+        if let Some(counter) = self.0.get(usize::from(slot)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn get(&self, slot: u16) -> u64 {
+        self.0
+            .get(usize::from(slot))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The services as the responder sees them: policies and a snapshot of
+/// health, replaced whole on every change.
+#[derive(Debug, Default)]
+pub struct Steered {
+    pub(super) pools: Vec<Pool>,
+    pub(super) health: Vec<Vec<bool>>,
+    pub(super) services: HashMap<WireName, Vec<Service>>,
+    pub(super) counters: Arc<BranchCounters>,
+}
+
+impl Health for Steered {
+    fn is_up(&self, pool: usize, endpoint: usize) -> bool {
+        self.health
+            .get(pool)
+            .and_then(|endpoints| endpoints.get(endpoint))
+            .copied()
+            .unwrap_or(true)
+    }
+}
+
+/// One answer from a service.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SteeredAnswer {
+    pub addrs: Vec<IpAddr>,
+    pub ttl: u32,
+    /// The ECS scope to answer with, for a client-dependent service.
+    pub scope: Option<u8>,
+}
+
+impl Steered {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Whether some service answers at `name` (lowercase wire form).
+    pub fn has_name(&self, name: &[u8]) -> bool {
+        self.services.contains_key(name)
+    }
+
+    fn service(&self, name: &[u8], record_type: RecordType) -> Option<&Service> {
+        self.services
+            .get(name)?
+            .iter()
+            .find(|service| service.record_type == record_type)
+    }
+
+    /// The answer for `client`, if a service owns `name`/`record_type`;
+    /// `rotation` advances only when one does.
+    pub fn answer(
+        &self,
+        name: &[u8],
+        record_type: RecordType,
+        client: ClientNet,
+        rotation: &AtomicUsize,
+    ) -> Option<SteeredAnswer> {
+        let service = self.service(name, record_type)?;
+        let draw = service.draw(&self.pools, self, Some(client));
+        let turn = rotation.fetch_add(1, Ordering::Relaxed);
+        let chosen = draw.choose(turn, fastrand::u32(..));
+        if let Some(first) = chosen.first() {
+            self.counters.count(first.branch);
+        }
+        let depends = service.policy.depends_on_client();
+        Some(SteeredAnswer {
+            addrs: chosen.iter().map(|drawn| drawn.addr).collect(),
+            ttl: service.ttl,
+            scope: depends.then(|| service.policy.scope(client)),
+        })
+    }
+}
+
+/// Where steering publishes the userspace view.
+pub trait SteeredSink: Send + Sync {
+    fn set_steered(&self, steered: Steered);
+}

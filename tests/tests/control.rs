@@ -1,0 +1,463 @@
+//! The control API and CLI against a real daemon attached to the veth rig:
+//! every command, changes that must be all or nothing, drains reaching the
+//! kernel's answers, and the token rule on TCP. Needs root.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use dnslb_tests::{
+    daemon::{Answered, Daemon, ZoneFile, kdig},
+    netns::{Rig, SERVER_ADDR},
+};
+
+/// A zone and a policy file of the test's own, in a fresh directory.
+struct Files {
+    dir: PathBuf,
+}
+
+const POLICY: &str = r#"
+[pool.web]
+endpoints = ["198.18.40.1", "198.18.40.2", "198.18.40.3"]
+
+[service.web]
+name = "web.example.com."
+policy = { kind = "multivalue", pool = "web" }
+"#;
+
+const EXTRA_ZONE: &str =
+    "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.2\nhot A 198.18.50.1\n";
+
+impl Files {
+    fn new(test: &str) -> Files {
+        let dir = std::env::temp_dir().join(format!("dnslb-control-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let files = Files { dir };
+        files.write("dnslb.toml", POLICY);
+        files.write("extra.zone", EXTRA_ZONE);
+        files.write(
+            "broken.zone",
+            "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nbad A 999.0.0.1\n",
+        );
+        files
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.path(name), text).expect("write a test file");
+    }
+
+    fn text(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The addresses of the A answer to `name`, sorted, one a line (the
+/// order rotates).
+fn ask(rig: &Rig, name: &str) -> String {
+    let server = format!("@{SERVER_ADDR}");
+    let short = kdig(&rig.client, &[server.as_str(), "+short", name, "A"]).expect("kdig runs");
+    let mut lines: Vec<&str> = short.lines().collect();
+    lines.sort();
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+fn xdp_answers(rig: &Rig) -> u64 {
+    Answered::scrape(rig)
+        .expect("metrics")
+        .xdp
+        .expect("XDP in use")
+}
+
+fn start(rig: &Rig, files: &Files, extra: &[&str]) -> Daemon {
+    let config = files.text("dnslb.toml");
+    let mut args = vec!["--config", config.as_str()];
+    args.extend_from_slice(extra);
+    Daemon::start_on_rig(rig, &ZoneFile::example(), true, &args).expect("dnslb starts")
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))
+}
+
+#[test]
+fn status_zones_services_endpoints_health_stats() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let files = Files::new("read");
+    let daemon = start(&rig, &files, &[]);
+
+    let status = json(&daemon.cli(&["status", "--json"]).expect("status"));
+    assert_eq!(status["interface"], rig.server_if.as_str());
+    assert_eq!(status["xdp_mode"], "native");
+    assert_eq!(status["zones"], 1);
+    assert_eq!(status["services"], 1);
+    let maps = status["kernel_maps"].as_array().expect("maps");
+    assert_eq!(maps.len(), 4, "A and AAAA, two name classes each");
+    let short_a = &maps[0];
+    assert_eq!(
+        (
+            short_a["record_type"].as_str(),
+            short_a["names_up_to"].as_u64()
+        ),
+        (Some("A"), Some(64))
+    );
+    // www, api, ns1, mx of the zone and the service.
+    assert_eq!(short_a["entries"], 5, "{status}");
+    let table = daemon.cli(&["status"]).expect("status table");
+    assert!(
+        table.contains(&format!("interface   {}", rig.server_if)),
+        "{table}"
+    );
+
+    let zones = daemon.cli(&["zone", "list"]).expect("zone list");
+    assert!(
+        zones.contains("example.com.  2026112401") && zones.contains("command line"),
+        "{zones}"
+    );
+    let zone = json(
+        &daemon
+            .cli(&["zone", "show", "EXAMPLE.com", "--json"])
+            .expect("zone show"),
+    );
+    assert_eq!(zone["serial"], 2026112401);
+    let missing = daemon
+        .cli(&["zone", "show", "example.org"])
+        .expect_err("no such zone");
+    assert!(
+        missing.contains("no zone example.org. is being served"),
+        "{missing}"
+    );
+
+    let services = daemon.cli(&["service", "list"]).expect("service list");
+    assert!(
+        services.contains("web      web.example.com.  A"),
+        "{services}"
+    );
+    let detail = daemon
+        .cli(&["service", "show", "web"])
+        .expect("service show");
+    assert!(
+        detail.contains("pool web: up to 8 healthy, rotated"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("198.18.40.1 198.18.40.2 198.18.40.3"),
+        "{detail}"
+    );
+    let endpoints = json(
+        &daemon
+            .cli(&["endpoint", "list", "--pool", "web", "--json"])
+            .expect("endpoints"),
+    );
+    assert_eq!(endpoints.as_array().map(Vec::len), Some(3));
+    assert!(
+        daemon
+            .cli(&["health"])
+            .expect("health")
+            .starts_with("CHECK")
+    );
+
+    ask(&rig, "www.example.com.");
+    ask(&rig, "mail.example.com.");
+    let stats = daemon.cli(&["stats"]).expect("stats");
+    assert!(
+        stats.contains("kernel (XDP)") && stats.contains("mail.example.com.  1"),
+        "{stats}"
+    );
+    let watched = daemon
+        .cli(&["stats", "--watch", "--count", "2"])
+        .expect("stats --watch");
+    assert_eq!(
+        watched.matches("queries per second").count(),
+        2,
+        "{watched}"
+    );
+
+    let completions = std::process::Command::new(dnslb_tests::daemon::dnslb_binary().unwrap())
+        .args(["completions", "bash"])
+        .output()
+        .expect("completions");
+    assert!(
+        String::from_utf8_lossy(&completions.stdout).contains("dnslb__subcmd__zone__subcmd__load")
+    );
+}
+
+#[test]
+fn zone_and_policy_changes_are_all_or_nothing() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let files = Files::new("changes");
+    let daemon = start(&rig, &files, &[]);
+    let www = ask(&rig, "www.example.com.");
+
+    // A new zone: answered by the kernel at once.
+    let loaded = daemon
+        .cli(&["zone", "load", "extra.test", &files.text("extra.zone")])
+        .expect("zone load");
+    assert!(loaded.contains("applied: 2 zones"), "{loaded}");
+    let before = xdp_answers(&rig);
+    assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.1\n");
+    assert_eq!(
+        xdp_answers(&rig),
+        before + 1,
+        "the new zone's name comes from XDP"
+    );
+
+    // A broken file changes nothing: the old zone keeps its answers.
+    let refused = daemon
+        .cli(&["zone", "load", "extra.test", &files.text("broken.zone")])
+        .expect_err("a broken zone is refused");
+    assert!(
+        refused.contains(&format!("{}:4:", files.text("broken.zone"))),
+        "{refused}"
+    );
+    assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.1\n");
+    assert_eq!(ask(&rig, "www.example.com."), www);
+
+    // Reloading a zone rereads its file.
+    files.write(
+        "extra.zone",
+        &EXTRA_ZONE.replace("198.18.50.1", "198.18.50.2"),
+    );
+    daemon
+        .cli(&["zone", "reload", "extra.test"])
+        .expect("zone reload");
+    assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.2\n");
+
+    // A broken policy file: `reload` says where, and nothing changes.
+    files.write(
+        "dnslb.toml",
+        &POLICY.replace("pool = \"web\" }", "pool = \"nope\" }"),
+    );
+    let refused = daemon
+        .cli(&["reload"])
+        .expect_err("a broken policy is refused");
+    assert!(
+        refused.contains(&format!("{}:5:", files.text("dnslb.toml"))) && refused.contains("nope"),
+        "{refused}"
+    );
+    assert_eq!(ask(&rig, "web.example.com.").lines().count(), 3);
+    assert_eq!(
+        ask(&rig, "hot.extra.test."),
+        "198.18.50.2\n",
+        "the API's zone survives"
+    );
+
+    // With the file fixed, reload succeeds, reports what it did and keeps
+    // the zone loaded through the API.
+    files.write("dnslb.toml", POLICY);
+    let reloaded = daemon.cli(&["reload"]).expect("reload");
+    assert!(
+        reloaded.contains("applied: 2 zones, 1 services"),
+        "{reloaded}"
+    );
+    assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.2\n");
+
+    // A zone a service answers in cannot go; one without can.
+    let refused = daemon
+        .cli(&["zone", "remove", "example.com"])
+        .expect_err("service inside");
+    assert!(refused.contains("service `web`"), "{refused}");
+    assert_eq!(ask(&rig, "www.example.com."), www);
+    daemon
+        .cli(&["zone", "remove", "extra.test"])
+        .expect("zone remove");
+    let gone = kdig(
+        &rig.client,
+        &[&format!("@{SERVER_ADDR}"), "hot.extra.test.", "A"],
+    )
+    .expect("kdig");
+    assert!(gone.contains("status: REFUSED"), "{gone}");
+    let zones = daemon.cli(&["zone", "list"]).expect("zone list");
+    assert!(!zones.contains("extra.test"), "{zones}");
+}
+
+#[test]
+fn check_names_every_bad_file_and_line() {
+    let files = Files::new("check");
+    let binary = dnslb_tests::daemon::dnslb_binary().unwrap();
+    let broken = format!("broken.test={}", files.text("broken.zone"));
+    let good = format!("extra.test={}", files.text("extra.zone"));
+    let output = std::process::Command::new(&binary)
+        .args(["check", "--zone", &broken, "--zone", &good])
+        .output()
+        .expect("dnslb check");
+    assert_eq!(output.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        errors.starts_with(&format!("{}:4: ", files.text("broken.zone"))),
+        "{errors}"
+    );
+    let output = std::process::Command::new(&binary)
+        .args([
+            "check",
+            "--zone",
+            &good,
+            "--config",
+            &files.text("dnslb.toml"),
+        ])
+        .output()
+        .expect("dnslb check");
+    // The policy's service is outside the only zone given.
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("service `web`"));
+}
+
+/// Answers for the service's name until `done` says so, within `limit`;
+/// returns how long it took.
+fn until(rig: &Rig, limit: Duration, done: impl Fn(&str) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = ask(rig, "web.example.com.");
+        if done(&answer) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "not within {limit:?}: {answer}");
+    }
+}
+
+#[test]
+fn drained_endpoints_leave_the_kernel_answers_and_come_back() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let files = Files::new("drain");
+    let daemon = start(&rig, &files, &[]);
+    assert_eq!(ask(&rig, "web.example.com.").lines().count(), 3);
+
+    let before = xdp_answers(&rig);
+    let listed = daemon
+        .cli(&["endpoint", "drain", "198.18.40.2", "--pool", "web"])
+        .expect("drain");
+    assert!(
+        listed.contains("198.18.40.2  1       yes      yes"),
+        "{listed}"
+    );
+    // The CLI returns once the change is applied; the margin covers kdig.
+    let took = until(&rig, Duration::from_millis(100), |a| {
+        !a.contains("198.18.40.2")
+    });
+    eprintln!("drain visible after {took:?}");
+    assert!(xdp_answers(&rig) > before, "answered by the kernel");
+
+    // A reload keeps the drain.
+    daemon.cli(&["reload"]).expect("reload");
+    assert!(!ask(&rig, "web.example.com.").contains("198.18.40.2"));
+
+    daemon
+        .cli(&["endpoint", "undrain", "198.18.40.2"])
+        .expect("undrain");
+    until(&rig, Duration::from_millis(100), |a| a.lines().count() == 3);
+
+    let refused = daemon
+        .cli(&["endpoint", "drain", "198.18.99.9"])
+        .expect_err("unknown");
+    assert!(
+        refused.contains("no endpoint 198.18.99.9 in any pool"),
+        "{refused}"
+    );
+    let weighed = daemon
+        .cli(&["endpoint", "weight", "198.18.40.1", "7", "--pool", "web"])
+        .expect("weight");
+    assert!(weighed.contains("7 (file: 1)"), "{weighed}");
+}
+
+/// One raw HTTP request to the control API on TCP, from the server's
+/// namespace; returns the status line.
+fn http(rig: &Rig, addr: &str, authorization: Option<&str>) -> String {
+    let addr = addr.to_owned();
+    let authorization = authorization.map(str::to_owned);
+    rig.server
+        .run(move || {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let header = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
+            let body = r#"{"address":"198.18.40.1"}"#;
+            let request = format!(
+                "POST /v1/endpoints/drain HTTP/1.1\r\nHost: dnslb\r\n{header}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            reply.lines().next().unwrap_or("").to_owned()
+        })
+        .expect("in the server namespace")
+}
+
+#[test]
+fn tcp_needs_the_token_and_changes_nothing_without_it() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let files = Files::new("token");
+    files.write("token", "s3cret-token\n");
+    let token = files.text("token");
+    let daemon = start(
+        &rig,
+        &files,
+        &[
+            "--control-listen",
+            "127.0.0.1:8053",
+            "--control-token-file",
+            &token,
+        ],
+    );
+    assert!(http(&rig, "127.0.0.1:8053", None).contains("401"));
+    assert!(http(&rig, "127.0.0.1:8053", Some("Bearer wrong")).contains("401"));
+    assert_eq!(
+        ask(&rig, "web.example.com.").lines().count(),
+        3,
+        "nothing drained"
+    );
+    let endpoints = json(&daemon.cli(&["endpoint", "list", "--json"]).expect("list"));
+    assert!(
+        endpoints
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["drained"] == false)
+    );
+
+    assert!(http(&rig, "127.0.0.1:8053", Some("Bearer s3cret-token")).contains("200"));
+    until(&rig, Duration::from_millis(100), |a| {
+        !a.contains("198.18.40.1")
+    });
+
+    // The CLI over TCP, from the server's namespace.
+    let output = rig
+        .server
+        .command(dnslb_tests::daemon::dnslb_binary().unwrap())
+        .args([
+            "status",
+            "--json",
+            "--connect",
+            "127.0.0.1:8053",
+            "--token-file",
+            &token,
+        ])
+        .output()
+        .expect("dnslb status over TCP");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        json(&String::from_utf8_lossy(&output.stdout))["services"],
+        1
+    );
+    assert!(Path::new(daemon.control_socket()).exists());
+}

@@ -1,0 +1,124 @@
+//! `/metrics` of a real daemon on the veth rig, through the `prometheus`
+//! crate: every family the Grafana dashboard in `deploy/` uses is there,
+//! and the new families count what they say. Needs root.
+
+use dnslb_tests::{
+    daemon::{Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape, workspace_root},
+    netns::{Rig, SERVER_ADDR},
+};
+
+/// Every `dnslb_...` metric name in the dashboard's queries.
+fn dashboard_metrics() -> Vec<String> {
+    let path = workspace_root().join("deploy/grafana-dashboard.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a PromQL expression");
+            let mut rest = expr;
+            while let Some(at) = rest.find("dnslb_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn every_metric_of_the_dashboard_is_served() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let dir = std::env::temp_dir().join(format!("dnslb-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("dnslb.toml");
+    // A TCP check against the daemon's own DNS port: up once it serves.
+    std::fs::write(
+        &policy,
+        "[check.dns-port]\nkind = \"tcp\"\nport = 53\ninterval = \"200ms\"\n\
+         [pool.self]\ncheck = \"dns-port\"\nendpoints = [\"198.18.0.2\"]\n\
+         [service.self]\nname = \"self.example.com.\"\npolicy = { pool = \"self\" }\n",
+    )
+    .unwrap();
+    let config = policy.display().to_string();
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    let server = format!("@{SERVER_ADDR}");
+    for (name, qtype) in [
+        ("www.example.com.", "A"),
+        ("mail.example.com.", "MX"),
+        ("nope.example.com.", "A"),
+    ] {
+        kdig(&rig.client, &[server.as_str(), name, qtype]).expect("kdig");
+    }
+    kdig(
+        &rig.client,
+        &[server.as_str(), "+tcp", "mail.example.com.", "MX"],
+    )
+    .expect("kdig +tcp");
+    daemon.cli(&["reload"]).expect("reload");
+    // Wait for the first probe's verdict.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let text = scrape(&rig.server, RIG_METRICS).expect("scrape");
+        if text.contains("dnslb_health_check_probes_total{") || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+
+    let served = |name: &str| {
+        text.lines().any(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+    };
+    let missing: Vec<String> = dashboard_metrics()
+        .into_iter()
+        .filter(|name| !served(name))
+        .collect();
+    assert!(missing.is_empty(), "not on /metrics: {missing:?}\n{text}");
+
+    // The new families count what happened above.
+    let get = |series: &str| sample(&text, series);
+    assert_eq!(
+        get("dnslb_userspace_answers_total{rcode=\"NXDOMAIN\"}"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        get("dnslb_userspace_queries_by_type_total{qtype=\"MX\"}"),
+        Some(2),
+        "{text}"
+    );
+    assert_eq!(
+        get("dnslb_userspace_answer_seconds_count"),
+        Some(3),
+        "{text}"
+    );
+    assert_eq!(
+        get("dnslb_reloads_total{result=\"applied\"}"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        get("dnslb_kernel_map_entries{names_up_to=\"64\",record_type=\"A\"}"),
+        Some(5),
+        "{text}"
+    );
+    assert_eq!(
+        get("dnslb_kernel_map_capacity{names_up_to=\"256\",record_type=\"AAAA\"}"),
+        Some(65536),
+        "{text}"
+    );
+    assert_eq!(get("dnslb_tcp_connections_open"), Some(0), "{text}");
+    assert!(text.contains("dnslb_build_info{version=\""), "{text}");
+}
