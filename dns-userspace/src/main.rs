@@ -1,11 +1,31 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use dnslb::cli::{Cli, Command, check, control};
+use dnslb::cli::{Cli, Command, LogFormat, check, control};
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); the `log`
+/// records of the libraries (aya) come through too.
+fn start_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let started = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(error) = started {
+        eprintln!("dnslb: logging: {error}");
+    }
+}
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    start_logging(match &cli.command {
+        Command::Run(args) => args.log_format,
+        _ => LogFormat::Text,
+    });
     let result = match cli.command {
         Command::Run(args) => dnslb::daemon::run(*args),
         Command::Check(args) => {

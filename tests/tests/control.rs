@@ -461,3 +461,45 @@ fn tcp_needs_the_token_and_changes_nothing_without_it() {
     );
     assert!(Path::new(daemon.control_socket()).exists());
 }
+
+/// `--log-format json`: one JSON object a line, and a change names what it
+/// was and how it went in fields a log shipper can filter on.
+#[test]
+fn json_logs_carry_the_fields_of_changes() {
+    let rig = Rig::new().expect("rig");
+    let files = Files::new("json");
+    let config = files.text("dnslb.toml");
+    let daemon = Daemon::start_on_rig(
+        &rig,
+        &ZoneFile::example(),
+        false,
+        &["--config", &config, "--log-format", "json"],
+    )
+    .expect("dnslb starts");
+    daemon
+        .cli(&["endpoint", "drain", "198.18.40.1"])
+        .expect("drain");
+    daemon
+        .cli(&["zone", "load", "broken.test", &files.text("broken.zone")])
+        .expect_err("refused");
+    let log = daemon.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let change = |result: &str| {
+        lines
+            .iter()
+            .find(|l| l["event"] == "change" && l["result"] == result)
+            .unwrap_or_else(|| panic!("no {result} change in:\n{log}"))
+    };
+    assert_eq!(change("applied")["change"], "draining 198.18.40.1");
+    let refused = change("refused");
+    assert_eq!(refused["level"], "ERROR");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("{}:4:", files.text("broken.zone")))),
+        "{refused}"
+    );
+}

@@ -38,6 +38,8 @@ enum Task {
     Test,
     /// Benchmark dnslb against Knot DNS, NSD and the XDP floor; writes BENCHMARKS.md.
     Bench,
+    /// Build the Debian package (cargo-deb) into target/debian/.
+    Package,
     /// cargo fmt --check and clippy -D warnings.
     Lint,
 }
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Task::Demo => setup::ensure().and_then(|()| demo()),
         Task::Test => setup::ensure().and_then(|()| test()),
         Task::Bench => setup::ensure().and_then(|()| bench()),
+        Task::Package => setup::ensure().and_then(|()| package()),
         Task::Lint => lint(),
     };
     match result {
@@ -109,6 +112,24 @@ fn build_release() -> anyhow::Result<()> {
     cargo(&args)
 }
 
+/// The Debian package: dnslb in release, the systemd unit, its options
+/// file and the examples (see `[package.metadata.deb]` of dns-userspace),
+/// written to `target/debian/dnslb.deb`.
+fn package() -> anyhow::Result<()> {
+    let out = workspace_root().join("target/debian/dnslb.deb");
+    let path = out.to_str().context("the workspace path is not UTF-8")?;
+    cargo(&[
+        "deb",
+        "-p",
+        "dns-userspace",
+        "--no-dbgsym",
+        "--output",
+        path,
+    ])?;
+    println!("package: {}", out.display());
+    Ok(())
+}
+
 fn demo() -> anyhow::Result<()> {
     build_release()?;
     run(Command::new(release_dir().join("dnslb-demo")).current_dir(workspace_root()))
@@ -116,8 +137,9 @@ fn demo() -> anyhow::Result<()> {
 
 fn test() -> anyhow::Result<()> {
     // The integration tests (and the quick benchmark) run the dnslb binary
-    // found beside them.
+    // found beside them; the package test installs the Debian package.
     cargo(&["build", "-p", "dns-userspace", "--bins"])?;
+    package()?;
     // Echo cargo's report as it comes and total its per-binary summaries,
     // so the run closes on one line that counts every test.
     let mut child = Command::new(env!("CARGO"))

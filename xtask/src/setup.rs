@@ -66,12 +66,15 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
+/// cargo-deb, for `cargo xtask package`; 3.x builds with Rust 1.88 and up.
+const CARGO_DEB_VERSION: &str = "3";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// `cargo xtask setup`: checks everything and installs what is missing.
 pub fn run() -> anyhow::Result<()> {
     install_packages()?;
     install_bpf_linker()?;
+    install_cargo_deb()?;
     check_bpf_toolchain()?;
     println!("setup: everything dnslb needs is installed");
     Ok(())
@@ -79,7 +82,11 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Runs setup only when something is missing, quietly otherwise.
 pub fn ensure() -> anyhow::Result<()> {
-    if missing_packages().is_empty() && bpf_linker_ok() && Toolchain::find().is_some() {
+    if missing_packages().is_empty()
+        && bpf_linker_ok()
+        && cargo_deb_ok()
+        && Toolchain::find().is_some()
+    {
         return Ok(());
     }
     println!("setup: something is missing, installing first");
@@ -163,6 +170,31 @@ fn install_bpf_linker() -> anyhow::Result<()> {
         bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
     }
     Ok(())
+}
+
+fn cargo_deb_ok() -> bool {
+    Command::new(env!("CARGO"))
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout).starts_with(&format!("{CARGO_DEB_VERSION}."))
+        })
+}
+
+fn install_cargo_deb() -> anyhow::Result<()> {
+    if cargo_deb_ok() {
+        println!("setup: cargo-deb {CARGO_DEB_VERSION}.x     installed");
+        return Ok(());
+    }
+    println!(
+        "setup: cargo-deb {CARGO_DEB_VERSION}.x     missing: building it (about a minute; for cargo xtask package)"
+    );
+    crate::run(
+        Command::new(env!("CARGO"))
+            .args(["install", "cargo-deb", "--locked", "--version"])
+            .arg(format!("^{CARGO_DEB_VERSION}")),
+    )
+    .with_context(|| format!("building cargo-deb failed; run: cargo install cargo-deb --locked --version '^{CARGO_DEB_VERSION}'"))
 }
 
 fn check_bpf_toolchain() -> anyhow::Result<()> {

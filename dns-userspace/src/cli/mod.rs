@@ -263,6 +263,16 @@ pub struct RunArgs {
     /// The bearer token for --control-listen, on the file's first line.
     #[arg(long, value_name = "FILE")]
     pub control_token_file: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object a line (for log shippers);
+    /// `RUST_LOG` filters them (default `info`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Debug)]

@@ -79,18 +79,18 @@ pub async fn keep_cookies(
                         cookies.keys = keys;
                         cookies.rotated = Instant::now();
                     }
-                    Err(error) => log::error!("rotating the cookie secret: {error}"),
+                    Err(error) => tracing::error!("rotating the cookie secret: {error}"),
                 }
             }
             due
         });
         match rotated {
-            Ok(true) => log::info!("cookie secret rotated; the previous one is still accepted"),
+            Ok(true) => tracing::info!("cookie secret rotated; the previous one is still accepted"),
             Ok(false) => {}
-            Err(error) => log::error!("{error:#}"),
+            Err(error) => tracing::error!("{error:#}"),
         }
         if let Err(error) = publish_cookies(&cookies, &responder, dataplane.as_deref()) {
-            log::error!("{error:#}");
+            tracing::error!("{error:#}");
         }
     }
 }
@@ -115,11 +115,13 @@ pub fn reload_cookies(
     match reread {
         Ok(false) => {}
         Ok(true) => match publish_cookies(cookies, responder, dataplane) {
-            Ok(()) => log::info!("cookie secrets reloaded"),
-            Err(error) => log::error!("{error:#}"),
+            Ok(()) => tracing::info!("cookie secrets reloaded"),
+            Err(error) => tracing::error!("{error:#}"),
         },
         Err(error) => {
-            log::error!("reloading the cookie secrets failed, keeping the ones in use: {error:#}")
+            tracing::error!(
+                "reloading the cookie secrets failed, keeping the ones in use: {error:#}"
+            )
         }
     }
 }

@@ -117,7 +117,7 @@ fn load(
     for zone in &zones {
         let started = Instant::now();
         let loaded = load_zone(&zone.origin, &zone.file)?;
-        log::info!(
+        tracing::info!(
             "loaded zone {} from {}: {} names in {:.2} s",
             zone.origin,
             zone.file.display(),
@@ -176,15 +176,32 @@ impl Live {
         match &result {
             Ok(_) => {
                 self.metrics.changes.count_applied();
-                log::info!("{what}: applied");
+                tracing::info!(
+                    event = "change",
+                    change = what,
+                    result = "applied",
+                    "{what}: applied"
+                );
             }
             Err(ChangeError::Apply(error)) => {
                 self.metrics.changes.count_applied();
-                log::error!("{what}: applied, but {error:#}");
+                tracing::error!(
+                    event = "change",
+                    change = what,
+                    result = "applied",
+                    error = format!("{error:#}").as_str(),
+                    "{what}: applied, but {error:#}"
+                );
             }
             Err(error) => {
                 self.metrics.changes.refused.inc();
-                log::error!("{what} failed, still serving as before: {error}");
+                tracing::error!(
+                    event = "change",
+                    change = what,
+                    result = "refused",
+                    error = %error,
+                    "{what} failed, still serving as before: {error}"
+                );
             }
         }
         result
@@ -303,7 +320,7 @@ impl Live {
             None => SyncReport::default(),
         };
         for skip in &report.skipped {
-            log::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
+            tracing::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
         }
         Ok(Applied {
             zones,

@@ -62,7 +62,7 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
             load_dataplane(&args, &loaded.catalog, &loaded.config)?,
         ))),
         _ => {
-            log::info!("XDP disabled: answering every query from userspace");
+            tracing::info!("XDP disabled: answering every query from userspace");
             None
         }
     };
@@ -77,7 +77,7 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     let steering = Steering::start(loaded.config.clone(), responder.clone(), dataplane.clone())
         .context("starting health checks and routing policies")?;
     if services > 0 {
-        log::info!("{services} services steered by the policy file");
+        tracing::info!("{services} services steered by the policy file");
     }
     if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
         attach_dataplane(&args, iface, dataplane)?;
@@ -91,7 +91,7 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
         serve_metrics(listen, metrics.clone(), &mut tasks)
             .await
             .with_context(|| format!("binding the metrics endpoint {listen}"))?;
-        log::info!("metrics on http://{listen}/metrics");
+        tracing::info!("metrics on http://{listen}/metrics");
     }
     let live = Arc::new(Live::new(
         args.clone(),
@@ -103,7 +103,7 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
         metrics,
     ));
     serve_control(&args, live.clone(), &mut tasks).await?;
-    log::info!("serving DNS on {}", args.listen);
+    tracing::info!("serving DNS on {}", args.listen);
 
     let outcome = wait_for_stop(&mut tasks, || {
         // Logged and counted by `Live`.
@@ -113,14 +113,14 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     .await;
     drop(live);
     if let Err(error) = std::fs::remove_file(&args.control_socket) {
-        log::warn!("removing {}: {error}", args.control_socket.display());
+        tracing::warn!("removing {}: {error}", args.control_socket.display());
     }
     if let Some(dataplane) = dataplane {
         dataplane
             .lock()?
             .detach()
             .context("detaching the XDP program")?;
-        log::info!("XDP program detached");
+        tracing::info!("XDP program detached");
     }
     outcome
 }
@@ -134,19 +134,19 @@ async fn serve_control(
     let plane: Arc<dyn ControlPlane> = live;
     let router = api::server::router(plane);
     api::server::serve_unix(&args.control_socket, router.clone(), tasks)?;
-    log::info!("control API on {}", args.control_socket.display());
+    tracing::info!("control API on {}", args.control_socket.display());
     if let Some(addr) = args.control_listen {
         let token = args
             .control_token_file
             .as_deref()
             .context("--control-listen needs --control-token-file")?;
         api::server::serve_tcp(addr, token, router, tasks).await?;
-        log::info!("control API on http://{addr} (bearer token required)");
+        tracing::info!("control API on http://{addr} (bearer token required)");
     }
     Ok(())
 }
 
-const RIGHTS: &str = "XDP needs root or CAP_BPF and CAP_NET_ADMIN; \
+const RIGHTS: &str = "XDP needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; \
                       with --no-xdp dnslb serves from userspace alone";
 
 /// Loads the XDP program and fills its maps with the zones' hot names.
@@ -161,9 +161,9 @@ fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow:
     })
     .context("filling the kernel map (is --hot-capacity large enough?)")?;
     for skip in &report.skipped {
-        log::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
+        tracing::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
     }
-    log::info!(
+    tracing::info!(
         "{} hot names written to the kernel in {:.2} s",
         report.written,
         started.elapsed().as_secs_f64()
@@ -183,7 +183,7 @@ fn attach_dataplane(
             args.xdp_mode
         )
     })?;
-    log::info!("XDP program attached to {iface}");
+    tracing::info!("XDP program attached to {iface}");
     Ok(())
 }
 
@@ -198,10 +198,10 @@ async fn wait_for_stop(
     let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = terminate.recv() => log::info!("SIGTERM: stopping"),
-            _ = interrupt.recv() => log::info!("SIGINT: stopping"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
             _ = hangup.recv() => {
-                log::info!("SIGHUP: reloading the policy file and zones");
+                tracing::info!("SIGHUP: reloading the policy file and zones");
                 tokio::task::block_in_place(&reload);
                 continue;
             }

@@ -498,7 +498,7 @@ pub fn time_runs(program: &Xdp, frame: &[u8], runs: u32) -> Result<Duration, Pro
 impl Drop for Dataplane {
     fn drop(&mut self) {
         if let Err(error) = self.detach() {
-            log::error!("detaching the XDP program: {error}");
+            tracing::error!("detaching the XDP program: {error}");
         }
     }
 }

@@ -258,15 +258,23 @@ impl RunContext {
                 state
                     .last_transition
                     .store(unix_seconds(), Ordering::Relaxed);
-                match &result {
-                    Err(why) => log::info!("check {} on {}: down ({why})", def.name, target.addr),
-                    Ok(()) => log::info!(
-                        "check {} on {}: {}",
-                        def.name,
-                        target.addr,
-                        if up { "up" } else { "down (inverted)" }
-                    ),
-                }
+                let verdict = if up { "up" } else { "down" };
+                let reason = match &result {
+                    Err(why) => why.to_string(),
+                    Ok(()) if up => String::new(),
+                    Ok(()) => "passed, inverted".to_owned(),
+                };
+                tracing::info!(
+                    event = "transition",
+                    check = %def.name,
+                    pool = %self.instances[instance].pool,
+                    endpoint = %target.addr,
+                    verdict,
+                    reason,
+                    "check {} on {}: {verdict}",
+                    def.name,
+                    target.addr,
+                );
                 self.leaf_changed(&endpoint, check, up);
             }
             if tokio::time::Instant::now() > next {

@@ -112,7 +112,7 @@ pub struct Metrics {
 /// failing here is a programming error, caught by the tests.
 fn registered<T: Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
     if let Err(error) = registry.register(Box::new(metric.clone())) {
-        log::error!("registering a metric: {error}");
+        tracing::error!("registering a metric: {error}");
     }
     metric
 }
@@ -240,7 +240,7 @@ impl Metrics {
     /// Adds a collector read at scrape time (the kernel's, steering's).
     pub fn register(&self, collector: Box<dyn Collector>) {
         if let Err(error) = self.registry.register(collector) {
-            log::error!("registering metrics: {error}");
+            tracing::error!("registering metrics: {error}");
         }
     }
 

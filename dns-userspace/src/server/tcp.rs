@@ -41,7 +41,7 @@ pub async fn serve_tcp(
                     // Out of descriptors or memory, a connection reset
                     // before it was taken: the listener itself is fine.
                     metrics.tcp_receive_errors.inc();
-                    log::debug!("accepting a TCP connection: {error}");
+                    tracing::debug!("accepting a TCP connection: {error}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -57,7 +57,7 @@ pub async fn serve_tcp(
                     serve_connection(stream, peer.ip().to_canonical(), &responder, &metrics).await
                 {
                     metrics.tcp_receive_errors.inc();
-                    log::debug!("TCP connection from {peer}: {error}");
+                    tracing::debug!("TCP connection from {peer}: {error}");
                 }
                 metrics.tcp_open.dec();
                 drop(permit);

@@ -43,7 +43,7 @@ pub fn serve_udp(
             .name(format!("dns-udp-{index}"))
             .spawn(move || {
                 if let Err(error) = serve_socket(&socket, &responder, &metrics) {
-                    log::error!("UDP socket {index} on {listen} stopped: {error}");
+                    tracing::error!("UDP socket {index} on {listen} stopped: {error}");
                 }
             })?;
     }
@@ -126,7 +126,7 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
             [],
             MsgFlags::empty(),
         ) {
-            log::debug!("sending {} answers: {error}", peers.len());
+            tracing::debug!("sending {} answers: {error}", peers.len());
         }
         let elapsed = received_at.elapsed();
         for (answer, &(index, len)) in answers.iter().zip(&asked) {

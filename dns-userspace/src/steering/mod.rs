@@ -90,7 +90,7 @@ impl Steering {
                 };
                 let applied = tokio::task::block_in_place(|| steering.apply(Some(&pools)));
                 if let Err(error) = applied {
-                    log::error!("applying a health change: {error:#}");
+                    tracing::error!("applying a health change: {error:#}");
                 }
             }
         });
