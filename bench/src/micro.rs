@@ -19,7 +19,7 @@ use dnslb_tests::frame::{Opt, QueryFrame, wire_name};
 use crate::responders::FLOOR_OBJECT;
 
 pub struct MicroResult {
-    pub label: &'static str,
+    pub label: String,
     pub per_run: Duration,
 }
 
@@ -52,7 +52,7 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
     let mut results = Vec::new();
     let mut pass_only = EbpfLoader::new().load(EBPF_OBJECT)?;
     results.push(MicroResult {
-        label: "XDP_PASS only (the cost of timing a run)",
+        label: "XDP_PASS only (the cost of timing a run)".into(),
         per_run: time_runs(loaded(&mut pass_only, names::PASS_PROGRAM)?, &hit, runs)?,
     });
     let mut floor = EbpfLoader::new().load(FLOOR_OBJECT)?;
@@ -75,7 +75,7 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
         ),
     ] {
         results.push(MicroResult {
-            label,
+            label: label.into(),
             per_run: time_runs(loaded(&mut floor, name)?, &hit, runs)?,
         });
     }
@@ -119,7 +119,11 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
         .cookie([7; 8], &[])
         .subnet(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)), 24);
     let cases = [
-        ("dnslb hit (3 records, round robin)", hit, Counter::Answered),
+        (
+            "dnslb hit (3 records, round robin)",
+            hit.clone(),
+            Counter::Answered,
+        ),
         (
             "dnslb miss (name not hot)",
             QueryFrame::a("miss.bench.test").build(),
@@ -161,7 +165,28 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
             counted == u64::from(runs),
             "{label}: {counted} of {runs} runs took the {expected:?} path"
         );
-        results.push(MicroResult { label, per_run });
+        results.push(MicroResult {
+            label: label.into(),
+            per_run,
+        });
     }
+
+    // The same hit with `--xdp-log` on: every packet logs a record. Off
+    // (above), the verifier removed the logging code, as the translated
+    // sizes show.
+    let off_size = dataplane.translated_size()?;
+    let mut logging = Dataplane::load(DataplaneOptions {
+        log: true,
+        ..DataplaneOptions::new(53, 1232, 16)
+    })?;
+    let key = HotName::from_wire(&wire_name("www.bench.test")).context("bad benchmark name")?;
+    logging.set_hot(&key, &round_robin(&addrs).encode(HotType::A)?)?;
+    let on_size = logging.translated_size()?;
+    results.push(MicroResult {
+        label: format!(
+            "dnslb hit, --xdp-log on (program {on_size} B as translated; {off_size} B with it off)"
+        ),
+        per_run: logging.time_runs(&hit, runs)?,
+    });
     Ok(results)
 }

@@ -1,6 +1,7 @@
 //! End to end: the real daemon attached natively to a veth in a server
 //! namespace, real `kdig` in a client namespace. Needs root.
 
+use dns_common::Counter;
 use dnslb_tests::{
     daemon::{Answered, Daemon, ZoneFile, kdig},
     netns::{Rig, SERVER_ADDR},
@@ -94,4 +95,34 @@ fn without_xdp_the_daemon_answers_everything() {
     assert_eq!(counts.xdp, None, "no kernel counters without XDP");
     assert!(!rig.server_has_xdp().unwrap());
     assert!(daemon.stop(Signal::SIGINT).unwrap().success());
+}
+
+/// `--xdp-log`: the program's decisions reach the daemon's log, as the
+/// index of the counter each packet lands in (`dns_common::Counter`).
+#[test]
+fn xdp_log_shows_the_kernels_decisions() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig
+        .attach_client_pass_through()
+        .expect("pass-through on the client veth");
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--xdp-log"])
+        .expect("dnslb starts");
+    ask(&rig, &["www.example.com.", "A"]);
+    ask(&rig, &["mail.example.com.", "MX"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let wanted = [
+        format!("decision {}", Counter::Answered as u32),
+        format!("decision {}", Counter::PassQtype as u32),
+    ];
+    while !wanted
+        .iter()
+        .all(|line| daemon.log_text().contains(line.as_str()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{wanted:?} not logged:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -263,6 +263,12 @@ pub struct RunArgs {
     /// The bearer token for --control-listen, on the file's first line.
     #[arg(long, value_name = "FILE")]
     pub control_token_file: Option<PathBuf>,
+    /// Log the XDP program's decisions (pass reason; name length, selection
+    /// and records of each answer) into the daemon's log. Off, the program
+    /// carries no logging code (the verifier removes it); on, every packet
+    /// costs a log record: for debugging, not for production load.
+    #[arg(long)]
+    pub xdp_log: bool,
     /// Log lines as text, or as one JSON object a line (for log shippers);
     /// `RUST_LOG` filters them (default `info`).
     #[arg(long, value_enum, default_value = "text")]

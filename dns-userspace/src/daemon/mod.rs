@@ -27,7 +27,7 @@ use crate::{
     api::{self, ControlPlane},
     cli::RunArgs,
     config::Config,
-    dataplane::{Dataplane, DataplaneOptions, SharedDataplane, sync_hot},
+    dataplane::{self, Dataplane, DataplaneOptions, SharedDataplane, sync_hot},
     metrics::{Metrics, kernel::KernelCollector, serve_metrics},
     server::{Responder, serve_tcp, serve_udp},
     shared::Shared,
@@ -66,6 +66,12 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
             None
         }
     };
+    if let Some(dataplane) = &dataplane
+        && let Some(logger) = dataplane.lock()?.take_logger()
+    {
+        tasks.spawn(dataplane::log::forward(logger));
+        tracing::info!("logging the XDP program's decisions (--xdp-log)");
+    }
     let cookies = Arc::new(Shared::new("the cookie secrets", Cookies::start(&args)?));
     publish_cookies(&cookies, &responder, dataplane.as_deref())?;
     tasks.spawn(keep_cookies(
@@ -151,7 +157,10 @@ const RIGHTS: &str = "XDP needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; 
 
 /// Loads the XDP program and fills its maps with the zones' hot names.
 fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow::Result<Dataplane> {
-    let options = DataplaneOptions::new(args.listen.port(), args.edns_payload, args.hot_capacity);
+    let options = DataplaneOptions {
+        log: args.xdp_log,
+        ..DataplaneOptions::new(args.listen.port(), args.edns_payload, args.hot_capacity)
+    };
     let mut dataplane =
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();

@@ -2,9 +2,11 @@
 //! program, writing hot names into its maps, reading its counters.
 //!
 //! All `unsafe` that touches kernel memory layouts lives in `dns-common`'s
-//! `Pod` impls; this module only uses aya's typed maps.
+//! `Pod` impls; this module uses aya's typed maps, and `log` registers the
+//! program's log ring buffer with tokio (its one `unsafe` block).
 
 mod hot;
+pub mod log;
 mod program;
 mod steer;
 mod sync;

@@ -10,12 +10,13 @@ use aya::{
     },
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
+use aya_log::EbpfLogger;
 use dns_common::{
     CLIENT_NET_SERVICE_BITS, COUNTER_COUNT, ClientNetKey, Counter, HotA, HotAaaa, HotEntry,
     HotName, HotSet, NAME_CLASSES, cookie::CookieSecrets, names,
 };
 
-use super::{HotType, HotValue};
+use super::{HotType, HotValue, log::XdpLogger};
 use crate::api::types::MapFill;
 
 /// The compiled XDP program, built by this crate's build script.
@@ -28,6 +29,8 @@ pub enum DataplaneError {
     Load(#[from] EbpfError),
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("the XDP program's log: {0}")]
+    Log(#[from] aya_log::Error),
     #[error("XDP program: {0}")]
     Program(#[from] ProgramError),
     #[error("kernel map: {0}")]
@@ -46,6 +49,15 @@ pub enum DataplaneError {
          support: try --xdp-mode skb (generic XDP, slower) or --no-xdp"
     )]
     NoNativeXdp { iface: String, source: ProgramError },
+}
+
+/// aya-log's level global in the program: the most verbose level that is
+/// logged; 0 logs nothing, and the verifier then removes the logging code.
+const AYA_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
+
+/// The program's log level: its decisions (logged at info) or nothing.
+fn log_level(log: bool) -> u8 {
+    if log { aya_log::Level::Info as u8 } else { 0 }
 }
 
 /// The oldest kernel with every helper the program calls.
@@ -118,6 +130,8 @@ pub struct DataplaneOptions {
     /// The bits of the name digest the kernel keys on: `u64::MAX`, except
     /// in tests that make names collide on purpose.
     pub digest_mask: u64,
+    /// Whether the program logs its decisions (`--xdp-log`).
+    pub log: bool,
 }
 
 impl DataplaneOptions {
@@ -129,6 +143,7 @@ impl DataplaneOptions {
             edns_payload,
             hot_capacity,
             digest_mask: u64::MAX,
+            log: false,
         }
     }
 }
@@ -143,6 +158,8 @@ pub struct Dataplane {
     counters: PerCpuArray<MapData, u64>,
     branch_answers: PerCpuArray<MapData, u64>,
     link: Option<XdpLinkId>,
+    /// Reads the program's log records, with `--xdp-log`, until taken.
+    logger: Option<XdpLogger>,
     digest_mask: u64,
     /// Entries each hot-name map holds.
     capacity: u32,
@@ -269,11 +286,13 @@ impl Dataplane {
     /// Loads the program into the kernel (verifying it), without attaching.
     pub fn load(options: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
         check_kernel()?;
+        let log_level = log_level(options.log);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
             .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true)
-            .override_global(names::GLOBAL_DIGEST_MASK, &options.digest_mask, true);
+            .override_global(names::GLOBAL_DIGEST_MASK, &options.digest_mask, true)
+            .override_global(AYA_LOG_LEVEL, &log_level, true);
         let sized = names::HOT_A
             .into_iter()
             .chain(names::HOT_AAAA)
@@ -282,6 +301,10 @@ impl Dataplane {
             loader.map_max_entries(map, options.hot_capacity.max(1));
         }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
+        let logger = match options.log {
+            true => Some(EbpfLogger::init(&mut ebpf)?),
+            false => None,
+        };
         xdp_program(&mut ebpf, names::PROGRAM)?.load()?;
         let hot = HotMaps::take(&mut ebpf)?;
         let client_nets_a = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_A)?)?;
@@ -298,11 +321,25 @@ impl Dataplane {
             counters,
             branch_answers,
             link: None,
+            logger,
             digest_mask: options.digest_mask,
             capacity: options.hot_capacity.max(1),
             fill: [0; 4],
             holders: StdHashMap::new(),
         })
+    }
+
+    /// The size of the program as the verifier translated it, in bytes:
+    /// with `--xdp-log` off, the logging code is gone from it.
+    pub fn translated_size(&mut self) -> Result<u32, DataplaneError> {
+        let info = xdp_program(&mut self.ebpf, names::PROGRAM)?.info()?;
+        Ok(info.size_translated().unwrap_or(0))
+    }
+
+    /// The reader of the program's log records, if it logs (`--xdp-log`);
+    /// the caller polls it (`aya_log::EbpfLogger::flush`).
+    pub fn take_logger(&mut self) -> Option<XdpLogger> {
+        self.logger.take()
     }
 
     /// Attaches to `interface`; the program answers from then on.
