@@ -40,6 +40,11 @@ pub const fn digest_step(state: u64, word: u64) -> u64 {
     mixed ^ (mixed >> 29)
 }
 
+/// The version of the maps' key and value layouts. Bumped with any change
+/// to them: a daemon restarted with `--pin` adopts pinned maps only of its
+/// own layout, and otherwise fills new ones and swaps the program.
+pub const MAP_LAYOUT: u32 = 1;
+
 /// Map and program names, shared so a rename cannot split the two sides.
 pub mod names {
     /// `HashMap<u64, HotEntry<N, 4>>`: A RRsets by name digest, one map per
@@ -115,6 +120,18 @@ impl HotName {
     }
 
     /// Length on the wire, root label included.
+    /// Back from a map value's name, zero padded past its root label.
+    pub fn from_padded(padded: &[u8]) -> Option<HotName> {
+        let mut at = 0;
+        while let Some(&label) = padded.get(at) {
+            at += 1 + usize::from(label);
+            if label == 0 {
+                return HotName::from_wire(padded.get(..at)?);
+            }
+        }
+        None
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

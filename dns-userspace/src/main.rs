@@ -40,6 +40,23 @@ fn main() -> ExitCode {
             println!("{summary}: no problems");
             Ok(())
         }
+        Command::Detach { pin } => match dnslb::dataplane::remove_pinned(&pin) {
+            Ok(true) => {
+                println!(
+                    "detached the XDP program pinned in {} and removed its maps",
+                    pin.display()
+                );
+                Ok(())
+            }
+            Ok(false) => {
+                println!(
+                    "no XDP link was pinned in {}; removed what was there",
+                    pin.display()
+                );
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dnslb", &mut std::io::stdout());
             Ok(())

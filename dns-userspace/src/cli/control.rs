@@ -95,7 +95,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let applied: Applied = client(&c)?.post("/v1/reload", None::<&()>).await?;
             show(&c, &applied, render::applied)
         }
-        Command::Run(_) | Command::Check(_) | Command::Completions { .. } => {
+        Command::Run(_)
+        | Command::Check(_)
+        | Command::Completions { .. }
+        | Command::Detach { .. } => {
             unreachable!("not a control command")
         }
     }

@@ -70,6 +70,13 @@ pub enum Command {
   dnslb check --config /etc/dnslb/dnslb.toml
   dnslb check --zone example.com=example.com.zone --zone example.org=example.org.zone")]
     Check(CheckArgs),
+    /// Detach the XDP program pinned by `dnslb run --pin DIR` and remove the
+    /// pinned maps (after the daemon has stopped).
+    #[command(after_help = "Examples:\n  dnslb detach --pin /sys/fs/bpf/dnslb")]
+    Detach {
+        #[arg(long, value_name = "DIR")]
+        pin: PathBuf,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   dnslb completions bash > /etc/bash_completion.d/dnslb
@@ -263,6 +270,16 @@ pub struct RunArgs {
     /// The bearer token for --control-listen, on the file's first line.
     #[arg(long, value_name = "FILE")]
     pub control_token_file: Option<PathBuf>,
+    /// Pin the XDP program's link and maps under DIR (a bpffs directory,
+    /// e.g. /sys/fs/bpf/dnslb): stopped, dnslb leaves the kernel answering
+    /// what it last wrote, and the next `dnslb run --pin DIR` takes over
+    /// without a gap (a build with another map layout swaps in its own
+    /// maps). `dnslb detach --pin DIR` removes it all.
+    #[arg(long, value_name = "DIR")]
+    pub pin: Option<PathBuf>,
+    /// For tests: act as a build whose map layout version is N.
+    #[arg(long, hide = true, default_value_t = dns_common::MAP_LAYOUT)]
+    pub map_layout: u32,
     /// Log the XDP program's decisions (pass reason; name length, selection
     /// and records of each answer) into the daemon's log. Off, the program
     /// carries no logging code (the verifier removes it); on, every packet

@@ -85,6 +85,20 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     if services > 0 {
         tracing::info!("{services} services steered by the policy file");
     }
+    if let Some(dataplane) = &dataplane {
+        // A previous daemon's entries that this configuration no longer
+        // has: gone before the program switches.
+        let mut dataplane = dataplane.lock()?;
+        if let Some(adopted) = dataplane.adopted() {
+            let removed = dataplane
+                .remove_stale()
+                .context("removing what the previous daemon left in the pinned maps")?;
+            tracing::info!(
+                "took over the pinned maps: {} entries from the previous daemon, {removed} no longer served",
+                adopted
+            );
+        }
+    }
     if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
         attach_dataplane(&args, iface, dataplane)?;
     }
@@ -121,12 +135,19 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     if let Err(error) = std::fs::remove_file(&args.control_socket) {
         tracing::warn!("removing {}: {error}", args.control_socket.display());
     }
-    if let Some(dataplane) = dataplane {
-        dataplane
-            .lock()?
-            .detach()
-            .context("detaching the XDP program")?;
-        tracing::info!("XDP program detached");
+    match (dataplane, &args.pin) {
+        (Some(_), Some(pin)) => tracing::info!(
+            "the XDP program stays attached, its maps pinned in {}: the next `dnslb run --pin` takes over (`dnslb detach --pin` removes it)",
+            pin.display()
+        ),
+        (Some(dataplane), None) => {
+            dataplane
+                .lock()?
+                .detach()
+                .context("detaching the XDP program")?;
+            tracing::info!("XDP program detached");
+        }
+        (None, _) => {}
     }
     outcome
 }
@@ -159,6 +180,8 @@ const RIGHTS: &str = "XDP needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; 
 fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow::Result<Dataplane> {
     let options = DataplaneOptions {
         log: args.xdp_log,
+        pin: args.pin.clone(),
+        layout: args.map_layout,
         ..DataplaneOptions::new(args.listen.port(), args.edns_payload, args.hot_capacity)
     };
     let mut dataplane =

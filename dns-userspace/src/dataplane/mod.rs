@@ -7,11 +7,13 @@
 
 mod hot;
 pub mod log;
+mod pin;
 mod program;
 mod steer;
 mod sync;
 
 pub use hot::{Endpoint, HotAnswer, HotError, HotType, HotValue};
+pub use pin::remove_pinned;
 pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
     PassThrough, TestOutcome, attach_pass_through, time_runs,

@@ -29,6 +29,18 @@ pub enum DataplaneError {
     Load(#[from] EbpfError),
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("{}", .path.display())]
+    Pin {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is not on a BPF filesystem: --pin needs a directory under one \
+         (mount -t bpf bpf /sys/fs/bpf)", .path.display()
+    )]
+    NotBpffs { path: std::path::PathBuf },
+    #[error("the pinned XDP link: {0}")]
+    Link(#[from] aya::programs::links::LinkError),
     #[error("the XDP program's log: {0}")]
     Log(#[from] aya_log::Error),
     #[error("XDP program: {0}")]
@@ -118,7 +130,7 @@ impl From<AttachMode> for XdpMode {
 }
 
 /// What the program is told at load time.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DataplaneOptions {
     /// UDP port answered in the kernel.
     pub port: u16,
@@ -132,6 +144,11 @@ pub struct DataplaneOptions {
     pub digest_mask: u64,
     /// Whether the program logs its decisions (`--xdp-log`).
     pub log: bool,
+    /// `--pin DIR`: maps and link pinned there, adopted by the next daemon.
+    pub pin: Option<std::path::PathBuf>,
+    /// The map layout version pinned maps are kept under; only tests
+    /// change it (to act as a build with another layout).
+    pub layout: u32,
 }
 
 impl DataplaneOptions {
@@ -144,34 +161,39 @@ impl DataplaneOptions {
             hot_capacity,
             digest_mask: u64::MAX,
             log: false,
+            pin: None,
+            layout: dns_common::MAP_LAYOUT,
         }
     }
 }
 
 /// The loaded XDP program and its maps.
 pub struct Dataplane {
-    ebpf: Ebpf,
-    hot: HotMaps,
-    client_nets_a: LpmTrie<MapData, ClientNetKey, HotA>,
-    client_nets_aaaa: LpmTrie<MapData, ClientNetKey, HotAaaa>,
-    cookie_secrets: Array<MapData, CookieSecrets>,
-    counters: PerCpuArray<MapData, u64>,
-    branch_answers: PerCpuArray<MapData, u64>,
-    link: Option<XdpLinkId>,
+    pub(super) ebpf: Ebpf,
+    pub(super) hot: HotMaps,
+    pub(super) client_nets_a: LpmTrie<MapData, ClientNetKey, HotA>,
+    pub(super) client_nets_aaaa: LpmTrie<MapData, ClientNetKey, HotAaaa>,
+    pub(super) cookie_secrets: Array<MapData, CookieSecrets>,
+    pub(super) counters: PerCpuArray<MapData, u64>,
+    pub(super) branch_answers: PerCpuArray<MapData, u64>,
+    pub(super) link: Option<XdpLinkId>,
     /// Reads the program's log records, with `--xdp-log`, until taken.
-    logger: Option<XdpLogger>,
-    digest_mask: u64,
+    pub(super) logger: Option<XdpLogger>,
+    pub(super) digest_mask: u64,
     /// Entries each hot-name map holds.
-    capacity: u32,
+    pub(super) capacity: u32,
     /// Entries in each hot-name map, in `MAP_CLASSES` order.
-    fill: [u64; 4],
+    pub(super) fill: [u64; 4],
     /// Which name each digest in the kernel belongs to, per record type,
     /// as a second, independent fingerprint of the name (a whole name would
     /// cost 264 bytes a digest): a second name with the same digest is left
     /// to the daemon. Were two names to match in both, the later would
     /// replace the earlier in the kernel, and the kernel's full-name compare
     /// would pass the earlier's queries to the daemon: never a wrong answer.
-    holders: StdHashMap<(HotType, u64), u64>,
+    pub(super) holders: StdHashMap<(HotType, u64), u64>,
+    /// With `--pin`: where the maps and the link are pinned, and what a
+    /// previous daemon left that this one has not written again.
+    pub(super) pinned: Option<super::pin::Pinned>,
 }
 
 const SMALL: usize = NAME_CLASSES[0];
@@ -187,7 +209,7 @@ const MAP_CLASSES: [(HotType, usize); 4] = [
 ];
 
 /// Where a name's entry is counted in `Dataplane::fill`.
-fn map_class(hot_type: HotType, name: &HotName) -> usize {
+pub(super) fn map_class(hot_type: HotType, name: &HotName) -> usize {
     let large = usize::from(name.len() > SMALL);
     match hot_type {
         HotType::A => large,
@@ -197,7 +219,7 @@ fn map_class(hot_type: HotType, name: &HotName) -> usize {
 
 /// The hot-name maps, one per record type and name size class
 /// (`dns_common::NAME_CLASSES`), keyed by name digest.
-struct HotMaps {
+pub(super) struct HotMaps {
     a_small: HashMap<MapData, u64, HotEntry<SMALL, 4>>,
     a_large: HashMap<MapData, u64, HotEntry<LARGE, 4>>,
     aaaa_small: HashMap<MapData, u64, HotEntry<SMALL, 16>>,
@@ -228,13 +250,48 @@ impl HotMaps {
     }
 
     fn remove(&mut self, digest: u64, name: &HotName, hot_type: HotType) -> Result<(), MapError> {
-        let small = name.len() <= SMALL;
+        self.remove_digest(digest, hot_type, name.len() <= SMALL)
+    }
+
+    /// Removes the entry under `digest` of the map for `hot_type` and the
+    /// name class (`small`: names up to 64 bytes).
+    pub(super) fn remove_digest(
+        &mut self,
+        digest: u64,
+        hot_type: HotType,
+        small: bool,
+    ) -> Result<(), MapError> {
         match (hot_type, small) {
             (HotType::A, true) => self.a_small.remove(&digest),
             (HotType::A, false) => self.a_large.remove(&digest),
             (HotType::Aaaa, true) => self.aaaa_small.remove(&digest),
             (HotType::Aaaa, false) => self.aaaa_large.remove(&digest),
         }
+    }
+}
+
+impl HotMaps {
+    /// Every entry the maps hold: record type, digest and name.
+    pub(super) fn entries(&self) -> Result<Vec<(HotType, u64, HotName)>, MapError> {
+        fn each<const N: usize, const W: usize>(
+            map: &HashMap<MapData, u64, HotEntry<N, W>>,
+            hot_type: HotType,
+            out: &mut Vec<(HotType, u64, HotName)>,
+        ) -> Result<(), MapError> {
+            for item in map.iter() {
+                let (digest, entry) = item?;
+                if let Some(name) = HotName::from_padded(&entry.name) {
+                    out.push((hot_type, digest, name));
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        each(&self.a_small, HotType::A, &mut out)?;
+        each(&self.a_large, HotType::A, &mut out)?;
+        each(&self.aaaa_small, HotType::Aaaa, &mut out)?;
+        each(&self.aaaa_large, HotType::Aaaa, &mut out)?;
+        Ok(out)
     }
 }
 
@@ -300,6 +357,12 @@ impl Dataplane {
         for map in sized {
             loader.map_max_entries(map, options.hot_capacity.max(1));
         }
+        let pin = super::pin::PinPlan::new(options.pin.as_deref(), options.layout)?;
+        if let Some(pin) = &pin {
+            for (name, path) in pin.map_paths() {
+                loader.map_pin_path(name, path);
+            }
+        }
         let mut ebpf = loader.load(EBPF_OBJECT)?;
         let logger = match options.log {
             true => Some(EbpfLogger::init(&mut ebpf)?),
@@ -312,7 +375,7 @@ impl Dataplane {
         let cookie_secrets = Array::try_from(take_map(&mut ebpf, names::COOKIE_SECRETS)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
         let branch_answers = PerCpuArray::try_from(take_map(&mut ebpf, names::BRANCH_ANSWERS)?)?;
-        Ok(Dataplane {
+        let mut dataplane = Dataplane {
             ebpf,
             hot,
             client_nets_a,
@@ -326,7 +389,12 @@ impl Dataplane {
             capacity: options.hot_capacity.max(1),
             fill: [0; 4],
             holders: StdHashMap::new(),
-        })
+            pinned: None,
+        };
+        if let Some(pin) = pin {
+            dataplane.adopt(pin)?;
+        }
+        Ok(dataplane)
     }
 
     /// The size of the program as the verifier translated it, in bytes:
@@ -344,6 +412,9 @@ impl Dataplane {
 
     /// Attaches to `interface`; the program answers from then on.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), DataplaneError> {
+        if self.pinned.is_some() {
+            return self.attach_pinned(interface, mode);
+        }
         let program = xdp_program(&mut self.ebpf, names::PROGRAM)?;
         let link = program
             .attach(interface, mode.into())
@@ -385,6 +456,9 @@ impl Dataplane {
         self.hot.insert(digest, name, value)?;
         if self.holders.insert(holder, fingerprint).is_none() {
             self.fill[map_class(value.hot_type(), name)] += 1;
+        }
+        if let Some(pinned) = &mut self.pinned {
+            pinned.stale.remove(&holder);
         }
         Ok(())
     }
@@ -550,7 +624,7 @@ fn client_key(service: u32, network: [u8; 16], prefix: u8) -> Key<ClientNetKey> 
 
 /// A second hash of the name, independent of the kernel's digest (another
 /// seed, then a different finishing mix), for telling names apart.
-fn fingerprint(name: &HotName) -> u64 {
+pub(super) fn fingerprint(name: &HotName) -> u64 {
     let seeded = name
         .wire()
         .iter()
@@ -586,7 +660,10 @@ pub fn attach_pass_through(
     Ok(PassThrough { _ebpf: ebpf })
 }
 
-fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
+pub(super) fn xdp_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut Xdp, DataplaneError> {
     let program = ebpf
         .program_mut(name)
         .ok_or(DataplaneError::Missing(name))?;

@@ -50,6 +50,8 @@ impl KernelServices {
             .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
         let previous = self.written.remove(&service.label).unwrap_or_default();
         let now = if service.policy.depends_on_client() {
+            // Above what a previous daemon used in pinned maps.
+            self.generation = self.generation.max(dataplane.generation_floor());
             let generation = self.next_generation();
             let written = service.client_networks();
             for network in &written {
