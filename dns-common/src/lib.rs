@@ -76,6 +76,8 @@ pub mod names {
     /// `u64`: the bits of the name digest used as the key. All of them,
     /// except in tests that force names to collide.
     pub const GLOBAL_DIGEST_MASK: &str = "DIGEST_MASK";
+    /// `u16`: nonzero when the program logs its decisions (`--xdp-log`).
+    pub const GLOBAL_XDP_LOG: &str = "XDP_LOG";
 }
 
 /// A query name as the kernel looks it up: wire format, ASCII lowercased,

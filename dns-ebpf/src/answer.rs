@@ -20,7 +20,7 @@ use dns_common::{
 };
 
 use crate::{
-    DIGEST_MASK, EDNS_PAYLOAD, config, config_u64,
+    DIGEST_MASK, EDNS_PAYLOAD, XDP_LOG, config, config_u64,
     hot::{self, A, Aaaa, RecordType},
     packet::{self, Datagram, IPV6_LEN, UDP_LEN},
     query::{self, Question},
@@ -97,6 +97,11 @@ fn build<const W: usize, T: RecordType<W>>(
     name_set: &'static HotSet<W>,
     server_payload: u16,
 ) -> Result<Reply, Counter> {
+    // For `--xdp-log` only; removed by the verifier otherwise.
+    if config(&XDP_LOG) != 0 {
+        scratch.log_name_len = question.name_len as u16;
+        scratch.log_selection = name_set.selection;
+    }
     if question.dnssec_ok && name_set.flags & SET_SIGNED != 0 {
         // The daemon holds the signatures.
         return Err(Counter::PassEdns);
@@ -329,12 +334,15 @@ fn write_cookie(
     secrets: &CookieSecrets,
 ) {
     let client = scratch.msg_u64(question.cookie_at);
-    let received = if question.cookie_len == CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN {
-        let server_at = question.cookie_at + CLIENT_COOKIE_LEN;
-        Some([scratch.msg_u64(server_at), scratch.msg_u64(server_at + 8)])
-    } else {
-        None
-    };
+    // The server cookie's words are read whatever the cookie's length (the
+    // reads stay inside the message copy) and kept opaque, so that they are
+    // in hand on every path. Read under a test of the length, they were
+    // used under a second test of it that LLVM emitted, and the verifier,
+    // which cannot carry "not 24" from one test to the next, followed a
+    // path where they were never read and their stack slot held a pointer.
+    let server_at = question.cookie_at + CLIENT_COOKIE_LEN;
+    let words = core::hint::black_box([scratch.msg_u64(server_at), scratch.msg_u64(server_at + 8)]);
+    let received = (question.cookie_len == CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN).then_some(words);
     let s = datagram.source;
     let addr = if datagram.v6 {
         CookieAddr::V6(s)

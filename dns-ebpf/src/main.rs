@@ -37,6 +37,10 @@ static DNS_PORT: u16 = 53;
 #[unsafe(no_mangle)]
 static EDNS_PAYLOAD: u16 = 1232;
 
+/// Nonzero with `--xdp-log`. Userspace sets it at load time.
+#[unsafe(no_mangle)]
+static XDP_LOG: u16 = 0;
+
 /// The bits of the name digest used as the map key: all of them, except in
 /// tests that force names to collide.
 #[unsafe(no_mangle)]
@@ -63,18 +67,26 @@ fn count_branch(slot: u16) {
 
 #[xdp]
 pub fn dnslb(ctx: XdpContext) -> u32 {
+    // `--xdp-log`: userspace sets this global (and aya-log's level) at
+    // load time. Both are read-only data, so with logging off the verifier
+    // knows these branches are dead and removes them: the program then
+    // costs what it costs without logging.
+    let logging = config(&XDP_LOG) != 0;
+    if logging && let Some(scratch) = scratch::get() {
+        scratch.log_name_len = 0;
+        scratch.log_selection = u8::MAX;
+    }
     let outcome = match answer::respond(&ctx) {
         Ok(()) => Counter::Answered,
         Err(reason) => reason,
     };
-    // `--xdp-log`: userspace sets aya-log's level global at load time. It
-    // is read-only data, so with logging off (level 0) the verifier knows
-    // this branch is dead and removes it: the program then costs what it
-    // costs without logging. The decision is logged as its counter index
-    // (`dns_common::Counter`): branching on it here made the verifier track
-    // the answer path more precisely and refuse the cookie code, which it
-    // accepts as it is (see the closing note of issue 10).
-    info!(&ctx, "decision {}", outcome as u32);
+    if logging && let Some(scratch) = scratch::get() {
+        let reason = outcome.pass_reason().unwrap_or("answered");
+        info!(
+            &ctx,
+            "{}: name {} bytes, selection {}", reason, scratch.log_name_len, scratch.log_selection
+        );
+    }
     if let Some(counter) = COUNTERS.get_ptr_mut(outcome as u32) {
         // SAFETY: the pointer is to this CPU's slot of a per-CPU array, which
         // nothing else writes while this program runs on this CPU.

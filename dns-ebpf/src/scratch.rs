@@ -33,6 +33,11 @@ pub struct Scratch {
     out: [u64; (2 * OUT_LEN + 16) / 8],
     /// Start of the next round-robin rotation on this CPU.
     pub rotation: u32,
+    /// For `--xdp-log`: the query name's length and the selection of the
+    /// name's records, as this packet's answer path found them (0 and 255
+    /// when it did not get that far).
+    pub log_name_len: u16,
+    pub log_selection: u8,
     /// See [`Scratch::opaque`].
     spill: u64,
 }

@@ -344,12 +344,14 @@ impl Dataplane {
     pub fn load(options: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
         check_kernel()?;
         let log_level = log_level(options.log);
+        let logging = u16::from(options.log);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(names::GLOBAL_DNS_PORT, &options.port, true)
             .override_global(names::GLOBAL_EDNS_PAYLOAD, &options.edns_payload, true)
             .override_global(names::GLOBAL_DIGEST_MASK, &options.digest_mask, true)
-            .override_global(AYA_LOG_LEVEL, &log_level, true);
+            .override_global(AYA_LOG_LEVEL, &log_level, true)
+            .override_global(names::GLOBAL_XDP_LOG, &logging, true);
         let sized = names::HOT_A
             .into_iter()
             .chain(names::HOT_AAAA)
