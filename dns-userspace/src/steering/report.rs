@@ -9,7 +9,7 @@ use super::{State, Steering};
 use crate::{
     api::types::{EndpointInfo, HealthRow, NetworkAnswer, ServiceDetail, ServiceInfo},
     config::BranchLabels,
-    policy::{ClientNet, Health, Pick, Policy, Service},
+    policy::{ClientNet, Draw, Health, Pick, Policy, Service},
 };
 
 impl Steering {
@@ -158,6 +158,7 @@ fn describe(
                 .map_or("?", |p| p.name.as_str());
             let pick = match pick {
                 Pick::Every => "every endpoint".to_owned(),
+                Pick::Healthy { answers: usize::MAX } => "every healthy one, rotated".to_owned(),
                 Pick::Healthy { answers } => format!("up to {answers} healthy, rotated"),
                 Pick::ByWeight => "one by weight".to_owned(),
             };
@@ -199,13 +200,17 @@ fn answer_for(
     network: Option<ClientNet>,
 ) -> NetworkAnswer {
     let draw = service.draw(&steered.pools, steered, network);
-    let chosen = draw.choose(0, 0);
-    NetworkAnswer {
-        network: network.map_or_else(|| "any".to_owned(), |n| n.to_string()),
-        branch: chosen
+    // A weighted choice between branches is made per query: no one branch.
+    let branch = match &draw {
+        Draw::Weighted(_) => "by weight, per query".to_owned(),
+        Draw::Set { endpoints, .. } => endpoints
             .first()
             .map(|drawn| branch_label(branches, drawn.branch))
             .unwrap_or_default(),
+    };
+    NetworkAnswer {
+        network: network.map_or_else(|| "any".to_owned(), |n| n.to_string()),
+        branch,
         addresses: draw.addresses(),
     }
 }

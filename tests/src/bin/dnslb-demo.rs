@@ -115,6 +115,14 @@ fn demo() -> anyhow::Result<()> {
     }) {
         println!("   {line}");
     }
+    // The operator's view of the same daemon, through its control API.
+    for command in [&["status"][..], &["service", "show", "www"][..]] {
+        println!("\n== dnslb {}", command.join(" "));
+        match daemon.cli(command) {
+            Ok(text) => text.lines().for_each(|line| println!("   {line}")),
+            Err(error) => anyhow::bail!("dnslb {}: {error}", command.join(" ")),
+        }
+    }
     let status = daemon.stop(Signal::SIGTERM)?;
     println!(
         "\n== dnslb stopped ({status}); XDP still attached: {}",
