@@ -158,7 +158,9 @@ fn describe(
                 .map_or("?", |p| p.name.as_str());
             let pick = match pick {
                 Pick::Every => "every endpoint".to_owned(),
-                Pick::Healthy { answers: usize::MAX } => "every healthy one, rotated".to_owned(),
+                Pick::Healthy {
+                    answers: usize::MAX,
+                } => "every healthy one, rotated".to_owned(),
                 Pick::Healthy { answers } => format!("up to {answers} healthy, rotated"),
                 Pick::ByWeight => "one by weight".to_owned(),
             };
