@@ -21,11 +21,11 @@ use aya::programs::{
     links::{FdLink, PinnedLink},
     xdp::XdpLink,
 };
-use dns_common::{NAME_CLASSES, names};
+use dns_common::names;
 
 use super::{
     AttachMode, Dataplane, DataplaneError, HotType,
-    program::{fingerprint, map_class, xdp_program},
+    program::{fingerprint, is_small, map_class, xdp_program},
 };
 
 /// The maps a restarted daemon adopts: everything that holds answers or
@@ -118,16 +118,15 @@ impl Dataplane {
         };
         if plan.adopting {
             for (hot_type, digest, name) in self.hot.entries()? {
+                let small = is_small(&name);
                 if self
                     .holders
                     .insert((hot_type, digest), fingerprint(&name))
                     .is_none()
                 {
-                    self.fill[map_class(hot_type, &name)] += 1;
+                    self.fill[map_class(hot_type, small)] += 1;
                 }
-                pinned
-                    .stale
-                    .insert((hot_type, digest), name.len() <= NAME_CLASSES[0]);
+                pinned.stale.insert((hot_type, digest), small);
             }
             for (hot_type, keys) in [
                 (
@@ -177,11 +176,7 @@ impl Dataplane {
         for ((hot_type, digest), small) in stale {
             self.hot.remove_digest(digest, hot_type, small)?;
             if self.holders.remove(&(hot_type, digest)).is_some() {
-                let class = match hot_type {
-                    HotType::A => usize::from(!small),
-                    HotType::Aaaa => 2 + usize::from(!small),
-                };
-                self.fill[class] -= 1;
+                self.fill[map_class(hot_type, small)] -= 1;
             }
         }
         for (hot_type, key) in networks {

@@ -208,9 +208,15 @@ const MAP_CLASSES: [(HotType, usize); 4] = [
     (HotType::Aaaa, LARGE),
 ];
 
-/// Where a name's entry is counted in `Dataplane::fill`.
-pub(super) fn map_class(hot_type: HotType, name: &HotName) -> usize {
-    let large = usize::from(name.len() > SMALL);
+/// Whether `name` goes in the map of short names (`NAME_CLASSES[0]`).
+pub(super) fn is_small(name: &HotName) -> bool {
+    name.len() <= SMALL
+}
+
+/// Where an entry of `hot_type` and name class (`small`) is counted in
+/// `Dataplane::fill`.
+pub(super) fn map_class(hot_type: HotType, small: bool) -> usize {
+    let large = usize::from(!small);
     match hot_type {
         HotType::A => large,
         HotType::Aaaa => 2 + large,
@@ -240,7 +246,7 @@ impl HotMaps {
 
     /// Writes `value` for `name` under `digest`, whole.
     fn insert(&mut self, digest: u64, name: &HotName, value: &HotValue) -> Result<(), MapError> {
-        let small = name.len() <= SMALL;
+        let small = is_small(name);
         match value {
             HotValue::A(set) if small => put(&mut self.a_small, digest, name, set),
             HotValue::A(set) => put(&mut self.a_large, digest, name, set),
@@ -250,7 +256,7 @@ impl HotMaps {
     }
 
     fn remove(&mut self, digest: u64, name: &HotName, hot_type: HotType) -> Result<(), MapError> {
-        self.remove_digest(digest, hot_type, name.len() <= SMALL)
+        self.remove_digest(digest, hot_type, is_small(name))
     }
 
     /// Removes the entry under `digest` of the map for `hot_type` and the
@@ -457,7 +463,7 @@ impl Dataplane {
         }
         self.hot.insert(digest, name, value)?;
         if self.holders.insert(holder, fingerprint).is_none() {
-            self.fill[map_class(value.hot_type(), name)] += 1;
+            self.fill[map_class(value.hot_type(), is_small(name))] += 1;
         }
         if let Some(pinned) = &mut self.pinned {
             pinned.stale.remove(&holder);
@@ -477,7 +483,7 @@ impl Dataplane {
             Err(error) => return Err(error.into()),
         }
         if self.holders.remove(&(hot_type, digest)).is_some() {
-            self.fill[map_class(hot_type, name)] -= 1;
+            self.fill[map_class(hot_type, is_small(name))] -= 1;
         }
         Ok(())
     }
