@@ -5,12 +5,14 @@
 //! kernel passes on, the kernel maps, and metrics.
 
 pub mod api;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod file_error;
 pub mod health;
+pub mod hooks;
 pub mod metrics;
 pub mod policy;
 pub mod server;

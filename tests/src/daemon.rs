@@ -69,7 +69,8 @@ impl Daemon {
     }
 
     /// The control socket: each test daemon gets its own (`name.sock` in
-    /// the temporary directory) unless `args` name one.
+    /// the temporary directory) unless `args` name one; the same for the
+    /// state directory (`name.state`).
     fn spawn(mut command: Command, args: &[&str], name: &str) -> anyhow::Result<Daemon> {
         command.args(args);
         let control_socket = match args.iter().position(|a| *a == "--control-socket") {
@@ -83,6 +84,12 @@ impl Daemon {
                 socket
             }
         };
+        // State (registrations, dead letters) stays with the test too.
+        if !args.contains(&"--state-dir") {
+            command
+                .arg("--state-dir")
+                .arg(std::env::temp_dir().join(format!("{name}.state")));
+        }
         let log_name = format!("{name}.log");
         let mut process = Process::spawn(command, std::env::temp_dir().join(log_name))?;
         // Large zones take a while; a million names load well within this.

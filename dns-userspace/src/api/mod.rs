@@ -9,9 +9,11 @@ pub mod types;
 
 use std::path::PathBuf;
 
+use std::net::IpAddr;
+
 use types::{
-    Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
-    WeightChange, ZoneInfo,
+    Applied, EndpointInfo, EndpointRef, HealthRow, Registration, ServiceDetail, ServiceInfo, Stats,
+    Status, WeightChange, ZoneInfo,
 };
 
 /// Where the daemon listens for control requests unless told otherwise.
@@ -65,6 +67,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn drain(&self, endpoint: EndpointRef) -> Answer<()>;
     fn undrain(&self, endpoint: EndpointRef) -> Answer<()>;
     fn set_weight(&self, change: WeightChange) -> Answer<()>;
+    /// Registers (or re-registers) an instance of a registered pool.
+    fn register(&self, pool: &str, registration: Registration) -> Answer<Registration>;
+    fn deregister(&self, pool: &str, address: IpAddr) -> Answer<()>;
+    /// Renews an instance's TTL.
+    fn heartbeat(&self, pool: &str, address: IpAddr) -> Answer<Registration>;
     fn health(&self) -> Answer<Vec<HealthRow>>;
     fn stats(&self) -> Answer<Stats>;
 }

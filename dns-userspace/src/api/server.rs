@@ -3,7 +3,7 @@
 //! optionally on TCP, where every request must carry the bearer token.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -25,7 +25,7 @@ use tokio::{
 
 use super::{
     Answer, ControlPlane, Refusal, RefusalKind,
-    types::{ApiError, EndpointRef, WeightChange, ZoneLoad},
+    types::{ApiError, EndpointRef, Registration, WeightChange, ZoneLoad},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,15 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
         .route("/v1/endpoints/drain", post(drain))
         .route("/v1/endpoints/undrain", post(undrain))
         .route("/v1/endpoints/weight", post(weight))
+        .route("/v1/pools/{pool}/instances", post(register))
+        .route(
+            "/v1/pools/{pool}/instances/{address}",
+            axum::routing::delete(deregister),
+        )
+        .route(
+            "/v1/pools/{pool}/instances/{address}/heartbeat",
+            post(heartbeat),
+        )
         .route("/v1/health", get(health))
         .route("/v1/stats", get(stats))
         .with_state(plane)
@@ -271,6 +280,28 @@ async fn undrain(State(plane): Plane, Json(endpoint): Json<EndpointRef>) -> Resp
 
 async fn weight(State(plane): Plane, Json(change): Json<WeightChange>) -> Response {
     call(plane, move |p| p.set_weight(change)).await
+}
+
+async fn register(
+    State(plane): Plane,
+    UrlPath(pool): UrlPath<String>,
+    Json(registration): Json<Registration>,
+) -> Response {
+    call(plane, move |p| p.register(&pool, registration)).await
+}
+
+async fn deregister(
+    State(plane): Plane,
+    UrlPath((pool, address)): UrlPath<(String, IpAddr)>,
+) -> Response {
+    call(plane, move |p| p.deregister(&pool, address)).await
+}
+
+async fn heartbeat(
+    State(plane): Plane,
+    UrlPath((pool, address)): UrlPath<(String, IpAddr)>,
+) -> Response {
+    call(plane, move |p| p.heartbeat(&pool, address)).await
 }
 
 async fn health(State(plane): Plane) -> Response {

@@ -102,6 +102,32 @@ pub struct EndpointInfo {
     /// The health checks' verdict (true for pools without a check).
     pub healthy: bool,
     pub drained: bool,
+    /// What its source says: `ready`, `starting` (not answered until
+    /// ready) or `draining` (being stopped; no longer answered).
+    pub condition: String,
+}
+
+/// An instance of a registered pool: `POST /v1/pools/{pool}/instances`
+/// registers it (again), `DELETE .../instances/{address}` deregisters it,
+/// `POST .../instances/{address}/heartbeat` renews its TTL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub address: IpAddr,
+    #[serde(default = "one")]
+    pub weight: u8,
+    /// The port its checks probe, when not the check's own.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Seconds a heartbeat keeps it registered; none: until deregistered.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Unix time (seconds) it expires at unless renewed; set by the daemon.
+    #[serde(default)]
+    pub expires: Option<u64>,
+}
+
+fn one() -> u8 {
+    1
 }
 
 /// An endpoint as the operator names it: an address, in one pool or (with

@@ -8,14 +8,14 @@ use anyhow::Context;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    Command, Connection, EndpointArgs, EndpointCommand, ServiceCommand, StatsArgs, ZoneCommand,
-    render,
+    Command, Connection, EndpointArgs, EndpointCommand, InstanceArgs, ServiceCommand, StatsArgs,
+    ZoneCommand, render,
 };
 use crate::api::{
     client::{Client, Target},
     types::{
-        Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
-        WeightChange, ZoneInfo, ZoneLoad,
+        Applied, EndpointInfo, EndpointRef, HealthRow, Registration, ServiceDetail, ServiceInfo,
+        Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
     },
 };
 
@@ -170,12 +170,45 @@ async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
             return get_and_show::<Vec<EndpointInfo>>(&connection, &path, |e| render::endpoints(e))
                 .await;
         }
+        EndpointCommand::Register {
+            instance,
+            weight,
+            port,
+            ttl,
+        } => {
+            let registration = Registration {
+                address: instance.address,
+                weight,
+                port,
+                ttl_seconds: ttl.map(|ttl| ttl.as_secs()),
+                expires: None,
+            };
+            let path = format!("/v1/pools/{}/instances", instance.pool);
+            let client = client(&instance.connection)?;
+            let _: Registration = client.post(&path, Some(&registration)).await?;
+            return show_pool(&client, &instance).await;
+        }
+        EndpointCommand::Deregister(instance) => {
+            let path = format!("/v1/pools/{}/instances/{}", instance.pool, instance.address);
+            let client = client(&instance.connection)?;
+            let () = client.delete(&path).await?;
+            return show_pool(&client, &instance).await;
+        }
+        EndpointCommand::Heartbeat(instance) => {
+            let path = format!(
+                "/v1/pools/{}/instances/{}/heartbeat",
+                instance.pool, instance.address
+            );
+            let client = client(&instance.connection)?;
+            let _: Registration = client.post(&path, None::<&()>).await?;
+            return Ok(());
+        }
         EndpointCommand::Drain(EndpointArgs {
             address,
             pool,
             connection,
         }) => (
-            "/v1/endpoints/drain",
+            "/v1/endpoints/drain".to_owned(),
             serde_json::to_value(EndpointRef { address, pool })?,
             connection,
         ),
@@ -184,7 +217,7 @@ async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
             pool,
             connection,
         }) => (
-            "/v1/endpoints/undrain",
+            "/v1/endpoints/undrain".to_owned(),
             serde_json::to_value(EndpointRef { address, pool })?,
             connection,
         ),
@@ -194,7 +227,7 @@ async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
             pool,
             connection,
         } => (
-            "/v1/endpoints/weight",
+            "/v1/endpoints/weight".to_owned(),
             serde_json::to_value(WeightChange {
                 endpoint: EndpointRef { address, pool },
                 weight,
@@ -203,10 +236,18 @@ async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
         ),
     };
     let client = client(&connection)?;
-    let () = client.post(path, Some(&body)).await?;
+    let () = client.post(&path, Some(&body)).await?;
     // What the change left: the endpoints, as `endpoint list` shows them.
     let endpoints: Vec<EndpointInfo> = client.get("/v1/endpoints").await?;
     show(&connection, &endpoints, |e| render::endpoints(e))
+}
+
+/// The endpoints of the instance's pool after a change, as `endpoint
+/// list --pool` shows them.
+async fn show_pool(client: &Client, instance: &InstanceArgs) -> anyhow::Result<()> {
+    let path = format!("/v1/endpoints?pool={}", instance.pool);
+    let endpoints: Vec<EndpointInfo> = client.get(&path).await?;
+    show(&instance.connection, &endpoints, |e| render::endpoints(e))
 }
 
 async fn stats(args: StatsArgs) -> anyhow::Result<()> {

@@ -173,6 +173,30 @@ pub enum EndpointCommand {
     /// Undo a drain.
     #[command(after_help = "Examples:\n  dnslb endpoint undrain 198.51.100.7")]
     Undrain(EndpointArgs),
+    /// Register an instance in a registered pool (again, to change it). It
+    /// is answered once its pool's check passes; with --ttl it must be
+    /// renewed by `heartbeat` within that time or it is dropped.
+    #[command(after_help = "Examples:
+  dnslb endpoint register api 198.18.0.21
+  dnslb endpoint register api 198.18.0.22 --weight 3 --port 8080 --ttl 30s")]
+    Register {
+        #[command(flatten)]
+        instance: InstanceArgs,
+        #[arg(long, default_value_t = 1)]
+        weight: u8,
+        /// The port its checks probe, when not the check's own.
+        #[arg(long)]
+        port: Option<u16>,
+        /// How long it stays registered without a heartbeat (500ms, 30s, 5m).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// Remove an instance from a registered pool.
+    #[command(after_help = "Examples:\n  dnslb endpoint deregister api 198.18.0.21")]
+    Deregister(InstanceArgs),
+    /// Renew an instance's TTL.
+    #[command(after_help = "Examples:\n  dnslb endpoint heartbeat api 198.18.0.22")]
+    Heartbeat(InstanceArgs),
     /// Give an endpoint another weight (0 to 255) than the policy file's.
     #[command(after_help = "Examples:\n  dnslb endpoint weight 198.51.100.7 0 --pool web")]
     Weight {
@@ -183,6 +207,15 @@ pub enum EndpointCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// A pool of kind "registered".
+    pub pool: String,
+    pub address: std::net::IpAddr,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +296,10 @@ pub struct RunArgs {
     /// The control API's unix socket (mode 0600; its directory is made).
     #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
     pub control_socket: PathBuf,
+    /// Where state that outlives a restart is kept: the registered pools'
+    /// instances, and the hooks' dead-letter files.
+    #[arg(long, default_value = "/var/lib/dnslb", value_name = "DIR")]
+    pub state_dir: PathBuf,
     /// Also serve the control API over TCP on this address; every request
     /// must then carry the token of --control-token-file.
     #[arg(long, value_name = "ADDR", requires = "control_token_file")]
@@ -318,6 +355,13 @@ fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
         origin,
         file: PathBuf::from(file),
     })
+}
+
+/// A TTL of whole seconds, at least one.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
+        .filter(|ttl| ttl.as_secs() >= 1)
+        .ok_or_else(|| format!("`{text}` is not a duration of at least 1s, like 30s or 5m"))
 }
 
 #[cfg(test)]

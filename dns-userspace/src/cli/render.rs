@@ -169,7 +169,7 @@ pub fn service(detail: &ServiceDetail) -> String {
 }
 
 pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
-    let mut table = Table::new(&["POOL", "ADDRESS", "WEIGHT", "HEALTHY", "DRAINED"]);
+    let mut table = Table::new(&["POOL", "ADDRESS", "STATE", "WEIGHT", "HEALTHY", "DRAINED"]);
     for endpoint in endpoints {
         let weight = if endpoint.weight == endpoint.file_weight {
             endpoint.weight.to_string()
@@ -179,6 +179,7 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
         table.row(vec![
             endpoint.pool.clone(),
             endpoint.address.to_string(),
+            endpoint.condition.clone(),
             weight,
             yes(endpoint.healthy),
             yes(endpoint.drained),
@@ -317,6 +318,7 @@ mod tests {
             file_weight: 5,
             healthy: true,
             drained: true,
+            condition: "ready".into(),
         }];
         let text = endpoints(&rows);
         let line = text.lines().nth(1).unwrap();
@@ -325,7 +327,7 @@ mod tests {
                 .filter(|c| !c.is_empty())
                 .map(str::trim)
                 .collect::<Vec<_>>(),
-            ["web", "198.18.0.1", "0 (file: 5)", "yes", "yes"]
+            ["web", "198.18.0.1", "ready", "0 (file: 5)", "yes", "yes"]
         );
     }
 

@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RecordType};
 use toml::Spanned;
 
 use super::{
-    BranchLabels, Config,
+    BranchLabels, Config, sources,
     spec::{BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind, PolicySpec},
 };
 use crate::{
@@ -96,13 +96,16 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
 
     let pool_index = index(&spec.pool);
     let mut pools = Vec::new();
+    let mut pool_sources = BTreeMap::new();
     for (name, pool) in &spec.pool {
         let within =
             |e: String| Problem::within(pool.span(), format!("pool `{}`", name.get_ref()), e);
         let pool = pool.get_ref();
-        match pool.kind.as_deref() {
-            None | Some("static") => {}
-            Some(other) => return Err(within(format!("unknown kind `{other}` (known: static)"))),
+        if let Some(source) =
+            sources::pool_source(name.get_ref(), pool, &checks, &check_index, &pool_index)
+                .map_err(within)?
+        {
+            pool_sources.insert(name.get_ref().clone(), source);
         }
         let check = match &pool.check {
             Some(check) => Some(
@@ -169,13 +172,22 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
     if let Some(clash) = duplicate_name(&services) {
         return Err(Problem::new(None, clash));
     }
+    let mut hooks = Vec::new();
+    for (name, hook) in &spec.hook {
+        let mut def = sources::hook(name.get_ref(), hook.get_ref())
+            .map_err(|e| Problem::within(hook.span(), format!("hook `{}`", name.get_ref()), e))?;
+        def.dead_letter = def.dead_letter.map(|file| base.join(file));
+        hooks.push(def);
+    }
     let branches = compiler.branches;
     Ok(Config {
         zones,
         checks,
         pools,
+        sources: pool_sources,
         services,
         branches,
+        hooks,
     })
 }
 
@@ -239,17 +251,12 @@ fn load_geo(geo: &super::spec::GeoSpec, base: &Path) -> Result<GeoDb, String> {
 
 fn endpoint(spec: &EndpointSpec) -> PoolEndpoint {
     match spec {
-        EndpointSpec::Address(addr) => PoolEndpoint {
-            addr: *addr,
-            weight: 1,
-            port: None,
-            path: None,
-        },
+        EndpointSpec::Address(addr) => PoolEndpoint::new(*addr),
         EndpointSpec::Full(full) => PoolEndpoint {
-            addr: full.address,
             weight: full.weight.unwrap_or(1),
             port: full.port,
             path: full.path.clone(),
+            ..PoolEndpoint::new(full.address)
         },
     }
 }

@@ -6,14 +6,17 @@
 //! one error naming the file and line.
 
 mod compile;
+mod sources;
 mod spec;
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use crate::{
+    backends::PoolSource,
     cli::ZoneArg,
     file_error::FileError,
     health::CheckDef,
+    hooks::HookSpec,
     policy::{BranchSlot, Pool, Service},
 };
 
@@ -25,8 +28,12 @@ pub struct Config {
     pub zones: Vec<ZoneArg>,
     pub checks: Vec<CheckDef>,
     pub pools: Vec<Pool>,
+    /// The pools whose endpoints come from elsewhere, by name; their
+    /// `endpoints` are filled in at run time.
+    pub sources: BTreeMap<String, PoolSource>,
     pub services: Vec<Service>,
     pub branches: BranchLabels,
+    pub hooks: Vec<HookSpec>,
 }
 
 /// The `(service, branch)` label of each answer-counting slot. Slots stay

@@ -21,6 +21,8 @@ pub struct FileSpec {
     pub service: BTreeMap<Spanned<String>, Spanned<ServiceSpec>>,
     #[serde(default)]
     pub latency: Vec<Spanned<LatencySpec>>,
+    #[serde(default)]
+    pub hook: BTreeMap<Spanned<String>, Spanned<HookFileSpec>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,12 +87,53 @@ pub struct CheckSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
-    /// `static` (the default): the endpoints listed here. Kinds whose
-    /// endpoints come and go at run time will sit beside it.
+    /// `static` (the default): the endpoints listed here; `docker`,
+    /// `registered`, `function`: endpoints that come and go at run time.
     pub kind: Option<String>,
     pub check: Option<String>,
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+    /// `docker`: the engine, the further labels selected on, the re-list
+    /// period, the network whose addresses are answered.
+    pub docker_host: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "duration")]
+    pub relist: Option<Duration>,
+    pub network: Option<String>,
+    /// `function`: how an instance starts and where, how many, and what
+    /// a query gets while none is ready.
+    pub command: Option<String>,
+    pub addresses: Option<String>,
+    pub port: Option<u16>,
+    pub min: Option<usize>,
+    pub max: Option<usize>,
+    pub target_qps: Option<f64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub idle_after: Option<Duration>,
+    pub cold_start: Option<crate::backends::ColdStartMode>,
+    #[serde(default, deserialize_with = "duration")]
+    pub deadline: Option<Duration>,
+    pub fallback: Option<String>,
+    pub busy: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub start_timeout: Option<Duration>,
+}
+
+/// `[hook.NAME]`: a webhook (`url`) or a `command`, the event kinds it
+/// gets, and how hard delivery tries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookFileSpec {
+    pub url: Option<String>,
+    pub command: Option<String>,
+    #[serde(default)]
+    pub events: Vec<crate::hooks::EventKind>,
+    pub retries: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    pub backoff: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    pub dead_letter: Option<PathBuf>,
 }
 
 /// `"198.18.0.10"`, or `{ address = "198.18.0.10", weight = 3, port = 8080 }`.

@@ -1,18 +1,21 @@
 //! The daemon answering the control API: each call maps to the running
 //! state (`Live`), and each error to what it means for the client.
 
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
 use dns_common::Counter;
 use hickory_proto::rr::Name;
 
 use super::live::{ChangeError, Live};
-use crate::api::{
-    Answer, ControlPlane, Refusal, RefusalKind,
-    types::{
-        Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
-        WeightChange, ZoneInfo,
+use crate::{
+    api::{
+        Answer, ControlPlane, Refusal, RefusalKind,
+        types::{
+            Applied, EndpointInfo, EndpointRef, HealthRow, Registration, ServiceDetail,
+            ServiceInfo, Stats, Status, WeightChange, ZoneInfo,
+        },
     },
+    backends::RegistryError,
 };
 
 /// Names in `dnslb stats`.
@@ -21,10 +24,13 @@ const TOP_NAMES: usize = 10;
 impl From<ChangeError> for Refusal {
     fn from(error: ChangeError) -> Refusal {
         let kind = match &error {
-            ChangeError::File(_) | ChangeError::Services(_) | ChangeError::Override(_) => {
-                RefusalKind::Invalid
-            }
-            ChangeError::UnknownZone(_) => RefusalKind::NotFound,
+            ChangeError::File(_)
+            | ChangeError::Services(_)
+            | ChangeError::Override(_)
+            | ChangeError::Registry(RegistryError::NoPool(_)) => RefusalKind::Invalid,
+            ChangeError::UnknownZone(_)
+            | ChangeError::Registry(RegistryError::NotRegistered { .. }) => RefusalKind::NotFound,
+            ChangeError::Registry(_) => RefusalKind::Failed,
             ChangeError::Poisoned(_) | ChangeError::Apply(_) => RefusalKind::Failed,
         };
         Refusal::new(kind, error)
@@ -103,6 +109,27 @@ impl ControlPlane for Live {
         Ok(self.change_overrides(&what, |overrides, pools| {
             overrides.set_weight(change.endpoint, change.weight, pools)
         })?)
+    }
+
+    fn register(&self, pool: &str, registration: Registration) -> Answer<Registration> {
+        let what = format!("registering {} in pool {pool}", registration.address);
+        let result = self.backends.registry().register(pool, registration);
+        Ok(self.counted(&what, result.map_err(ChangeError::from))?)
+    }
+
+    fn deregister(&self, pool: &str, address: IpAddr) -> Answer<()> {
+        let what = format!("deregistering {address} from pool {pool}");
+        let result = self.backends.registry().deregister(pool, address);
+        Ok(self.counted(&what, result.map_err(ChangeError::from))?)
+    }
+
+    /// Not counted or logged as a change: instances renew all the time.
+    fn heartbeat(&self, pool: &str, address: IpAddr) -> Answer<Registration> {
+        Ok(self
+            .backends
+            .registry()
+            .heartbeat(pool, address)
+            .map_err(ChangeError::from)?)
     }
 
     fn health(&self) -> Answer<Vec<HealthRow>> {

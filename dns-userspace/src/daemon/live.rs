@@ -14,10 +14,12 @@ use hickory_proto::rr::Name;
 use super::cookies::Cookies;
 use crate::{
     api::types::{Applied, MapFill, Status, ZoneInfo, ZoneSource},
+    backends::Backends,
     cli::{RunArgs, ZoneArg},
     config::{BranchLabels, Config, load_config},
     dataplane::{SharedDataplane, SyncReport, sync_hot},
     file_error::FileError,
+    hooks::Hooks,
     metrics::Metrics,
     server::Responder,
     shared::{Poisoned, Shared},
@@ -34,6 +36,8 @@ pub enum ChangeError {
     Services(#[from] OutsideZones),
     #[error(transparent)]
     Override(#[from] OverrideError),
+    #[error(transparent)]
+    Registry(#[from] crate::backends::RegistryError),
     #[error("no zone {0} is being served")]
     UnknownZone(Name),
     #[error(transparent)]
@@ -67,10 +71,23 @@ pub struct Live {
     started: Instant,
     pub responder: Arc<Responder>,
     pub steering: Arc<Steering>,
+    pub backends: Arc<Backends>,
+    hooks: Arc<Hooks>,
     pub dataplane: Option<SharedDataplane>,
     pub cookies: Arc<Shared<Cookies>>,
     pub metrics: Arc<Metrics>,
     served: Shared<Served>,
+}
+
+/// The running parts a `Live` changes.
+pub struct LiveParts {
+    pub responder: Arc<Responder>,
+    pub steering: Arc<Steering>,
+    pub backends: Arc<Backends>,
+    pub hooks: Arc<Hooks>,
+    pub dataplane: Option<SharedDataplane>,
+    pub cookies: Arc<Shared<Cookies>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What start-up loaded: the catalog and configuration to serve.
@@ -140,20 +157,23 @@ pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
 }
 
 impl Live {
-    pub fn new(
-        args: RunArgs,
-        loaded_zones: &Loaded,
-        responder: Arc<Responder>,
-        steering: Arc<Steering>,
-        dataplane: Option<SharedDataplane>,
-        cookies: Arc<Shared<Cookies>>,
-        metrics: Arc<Metrics>,
-    ) -> Live {
+    pub fn new(args: RunArgs, loaded_zones: &Loaded, parts: LiveParts) -> Live {
+        let LiveParts {
+            responder,
+            steering,
+            backends,
+            hooks,
+            dataplane,
+            cookies,
+            metrics,
+        } = parts;
         Live {
             args,
             started: Instant::now(),
             responder,
             steering,
+            backends,
+            hooks,
             dataplane,
             cookies,
             metrics,
@@ -172,7 +192,11 @@ impl Live {
     }
 
     /// Counts `result` as an applied or refused change, and logs it.
-    fn counted<T>(&self, what: &str, result: Result<T, ChangeError>) -> Result<T, ChangeError> {
+    pub(super) fn counted<T>(
+        &self,
+        what: &str,
+        result: Result<T, ChangeError>,
+    ) -> Result<T, ChangeError> {
         match &result {
             Ok(_) => {
                 self.metrics.changes.count_applied();
@@ -222,9 +246,12 @@ impl Live {
             &served.api_changes,
         )?;
         let services = loaded.config.services.len();
+        let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
         self.steering
             .reload(loaded.config)
             .map_err(ChangeError::Apply)?;
+        self.backends.apply(&sources).map_err(ChangeError::Apply)?;
+        self.hooks.set(&hooks);
         served.zones = loaded.zones;
         self.serve_catalog(loaded.catalog, services)
     }

@@ -20,14 +20,16 @@ use tokio::{
     task::JoinSet,
 };
 
-pub use live::{ChangeError, Live, Loaded, load_at_start};
+pub use live::{ChangeError, Live, LiveParts, Loaded, load_at_start};
 
 use self::cookies::{Cookies, keep_cookies, publish_cookies, reload_cookies};
 use crate::{
     api::{self, ControlPlane},
+    backends::Backends,
     cli::RunArgs,
     config::Config,
     dataplane::{self, Dataplane, DataplaneOptions, SharedDataplane, sync_hot},
+    hooks::Hooks,
     metrics::{Metrics, kernel::KernelCollector, serve_metrics},
     server::{Responder, serve_tcp, serve_udp},
     shared::Shared,
@@ -80,8 +82,24 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
         dataplane.clone(),
     ));
     let services = loaded.config.services.len();
-    let steering = Steering::start(loaded.config.clone(), responder.clone(), dataplane.clone())
-        .context("starting health checks and routing policies")?;
+    let hooks = Arc::new(Hooks::new(metrics.registry(), args.state_dir.clone()));
+    hooks.set(&loaded.config.hooks);
+    let steering = Steering::start(
+        loaded.config.clone(),
+        responder.clone(),
+        dataplane.clone(),
+        hooks.clone(),
+    )
+    .context("starting health checks and routing policies")?;
+    let backends = Backends::new(
+        steering.clone(),
+        args.state_dir.clone(),
+        metrics.registry(),
+        hooks.clone(),
+    );
+    backends
+        .apply(&loaded.config.sources)
+        .context("starting the pools' sources")?;
     if services > 0 {
         tracing::info!("{services} services steered by the policy file");
     }
@@ -116,11 +134,15 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     let live = Arc::new(Live::new(
         args.clone(),
         &loaded,
-        responder,
-        steering,
-        dataplane.clone(),
-        cookies,
-        metrics,
+        LiveParts {
+            responder,
+            steering,
+            backends,
+            hooks,
+            dataplane: dataplane.clone(),
+            cookies,
+            metrics,
+        },
     ));
     serve_control(&args, live.clone(), &mut tasks).await?;
     tracing::info!("serving DNS on {}", args.listen);

@@ -9,14 +9,16 @@ use hickory_proto::{
     rr::{Name, RecordType},
 };
 
-use super::{Live, cookies::Cookies, load_at_start};
+use super::{Live, LiveParts, cookies::Cookies, load_at_start};
 use crate::{
     api::{
         self,
         client::{Client, ClientError, Target},
         types::{Applied, EndpointInfo, EndpointRef, Status, ZoneInfo, ZoneLoad},
     },
+    backends::Backends,
     cli::{Cli, Command},
+    hooks::Hooks,
     metrics::Metrics,
     server::{Responder, Transport},
     shared::Shared,
@@ -70,16 +72,35 @@ async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
     };
     let loaded = load_at_start(&args).unwrap();
     let responder = Arc::new(Responder::new(loaded.catalog.clone(), 1232));
-    let steering = Steering::start(loaded.config.clone(), responder.clone(), None).unwrap();
+    let hooks = Hooks::none();
+    let steering = Steering::start(
+        loaded.config.clone(),
+        responder.clone(),
+        None,
+        hooks.clone(),
+    )
+    .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let backends = Backends::new(
+        steering.clone(),
+        scratch.0.clone(),
+        metrics.registry(),
+        hooks.clone(),
+    );
+    backends.apply(&loaded.config.sources).unwrap();
     let cookies = Arc::new(Shared::new("cookies", Cookies::start(&args).unwrap()));
     let live = Arc::new(Live::new(
         (*args).clone(),
         &loaded,
-        responder,
-        steering,
-        None,
-        cookies,
-        Arc::new(Metrics::new()),
+        LiveParts {
+            responder,
+            steering,
+            backends,
+            hooks,
+            dataplane: None,
+            cookies,
+            metrics,
+        },
     ));
     let mut tasks = tokio::task::JoinSet::new();
     let plane: Arc<dyn api::ControlPlane> = live.clone();

@@ -32,7 +32,7 @@ pub struct CheckDef {
     pub invert: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
     /// GET `path` with `Host: host`: passes on a status in `status` and,
     /// with `search`, when it occurs in the first 5,120 bytes of the body

@@ -27,6 +27,7 @@ use crate::policy::{Health, Pool};
 pub struct HealthEvent {
     pub pool: usize,
     pub endpoint: usize,
+    pub addr: std::net::IpAddr,
     pub up: bool,
 }
 
@@ -82,6 +83,7 @@ impl Health for HealthRunner {
 struct EndpointChecks {
     pool: usize,
     endpoint: usize,
+    addr: std::net::IpAddr,
     root: usize,
     leaves: Mutex<HashMap<usize, bool>>,
 }
@@ -132,12 +134,18 @@ impl HealthRunner {
                 let shared = Arc::new(EndpointChecks {
                     pool: pool_index,
                     endpoint: endpoint_index,
+                    addr: endpoint.addr,
                     root,
                     leaves: Mutex::new(HashMap::new()),
                 });
                 for leaf in leaves(checks, root) {
                     let key = (checks[leaf].name.clone(), pool.name.clone(), target.clone());
-                    let up = carried.get(&key).copied();
+                    // A member that joined at run time starts down, so that
+                    // it is answered only once its checks pass.
+                    let up = carried
+                        .get(&key)
+                        .copied()
+                        .or((endpoint.starts_down).then_some(false));
                     if let Some(up) = up
                         && let Ok(mut leaves) = shared.leaves.lock()
                     {
@@ -294,6 +302,7 @@ impl RunContext {
             let _ = self.events.send(HealthEvent {
                 pool: endpoint.pool,
                 endpoint: endpoint.endpoint,
+                addr: endpoint.addr,
                 up,
             });
         }

@@ -345,12 +345,7 @@ async fn runner_turns_probes_into_verdicts_with_rise_fall_invert_and_calculated(
     ];
     let pools = vec![Pool {
         name: "p".into(),
-        endpoints: vec![PoolEndpoint {
-            addr: LOCAL,
-            weight: 1,
-            port: None,
-            path: None,
-        }],
+        endpoints: vec![PoolEndpoint::new(LOCAL)],
         check: Some(2),
     }];
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -386,6 +381,7 @@ async fn runner_turns_probes_into_verdicts_with_rise_fall_invert_and_calculated(
         HealthEvent {
             pool: 0,
             endpoint: 0,
+            addr: LOCAL,
             up: false
         }
     );
@@ -403,6 +399,7 @@ async fn runner_turns_probes_into_verdicts_with_rise_fall_invert_and_calculated(
         HealthEvent {
             pool: 0,
             endpoint: 0,
+            addr: LOCAL,
             up: true
         }
     );

@@ -110,7 +110,7 @@ pub struct Metrics {
 
 /// Registers `metric` in `registry` and returns it. Names are constants, so
 /// failing here is a programming error, caught by the tests.
-fn registered<T: Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+pub fn registered<T: Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
     if let Err(error) = registry.register(Box::new(metric.clone())) {
         tracing::error!("registering a metric: {error}");
     }
@@ -238,6 +238,11 @@ impl Metrics {
     }
 
     /// Adds a collector read at scrape time (the kernel's, steering's).
+    /// The registry, for a part of the daemon that keeps families of its own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn register(&self, collector: Box<dyn Collector>) {
         if let Err(error) = self.registry.register(collector) {
             tracing::error!("registering metrics: {error}");

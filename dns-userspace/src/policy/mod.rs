@@ -43,6 +43,53 @@ pub struct PoolEndpoint {
     /// Overrides of the check's port and HTTP path for this endpoint.
     pub port: Option<u16>,
     pub path: Option<String>,
+    /// What the endpoint's source says of it; only `Ready` ones are
+    /// answered, whatever the checks say.
+    pub condition: Condition,
+    /// A member that joined at run time: its checks must pass `rise`
+    /// times before it is answered, rather than counting as up until
+    /// their first probe.
+    pub starts_down: bool,
+}
+
+impl PoolEndpoint {
+    /// A ready endpoint of weight 1, with the check's own port and path.
+    pub fn new(addr: IpAddr) -> PoolEndpoint {
+        PoolEndpoint {
+            addr,
+            weight: 1,
+            port: None,
+            path: None,
+            condition: Condition::Ready,
+            starts_down: false,
+        }
+    }
+}
+
+/// Where an endpoint is in its life, as its source (a container engine, a
+/// registration, a function instance) reports it; as Kubernetes'
+/// EndpointSlice conditions. A member that is gone is not listed at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Serving: answered while its checks pass.
+    Ready,
+    /// Running but not ready yet (a container whose own HEALTHCHECK has
+    /// not passed, or says unhealthy): reported, never answered.
+    Starting,
+    /// Being stopped (a `kill` or `stop` event before `die`): out of the
+    /// answers at once, still reported until it is gone.
+    Draining,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Ready => "ready",
+            Condition::Starting => "starting",
+            Condition::Draining => "draining",
+        }
+    }
 }
 
 /// What the daemon knows about endpoint health: `(pool, endpoint)` indices.
@@ -131,9 +178,14 @@ impl Draw {
 
     /// Every address the draw can answer with.
     pub fn addresses(&self) -> Vec<IpAddr> {
+        self.drawn().map(|drawn| drawn.addr).collect()
+    }
+
+    /// Every endpoint the draw can answer with, with its branch.
+    pub fn drawn(&self) -> Box<dyn Iterator<Item = Drawn> + '_> {
         match self {
-            Draw::Set { endpoints, .. } => endpoints.iter().map(|drawn| drawn.addr).collect(),
-            Draw::Weighted(choices) => choices.iter().flat_map(|(_, d)| d.addresses()).collect(),
+            Draw::Set { endpoints, .. } => Box::new(endpoints.iter().copied()),
+            Draw::Weighted(choices) => Box::new(choices.iter().flat_map(|(_, d)| d.drawn())),
         }
     }
 
@@ -308,6 +360,16 @@ impl Policy {
 
     pub fn depends_on_client(&self) -> bool {
         matches!(self, Policy::ByClient { .. }) || self.children().any(Policy::depends_on_client)
+    }
+
+    /// Every leaf of the tree: its pool and branch slot.
+    pub fn leaves(&self, out: &mut Vec<(usize, BranchSlot)>) {
+        if let Policy::Pool { pool, branch, .. } = self {
+            out.push((*pool, *branch));
+        }
+        for child in self.children() {
+            child.leaves(out);
+        }
     }
 
     /// The pools the tree answers from.

@@ -12,10 +12,8 @@ fn pool(name: &str, weights: &[(u8, u8)]) -> Pool {
         endpoints: weights
             .iter()
             .map(|&(last, weight)| PoolEndpoint {
-                addr: addr(last),
                 weight,
-                port: None,
-                path: None,
+                ..PoolEndpoint::new(addr(last))
             })
             .collect(),
         check: None,

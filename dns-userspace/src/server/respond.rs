@@ -27,6 +27,7 @@ use super::{
     fast::PlainQuery,
 };
 use crate::{
+    backends::ColdStart,
     policy::ClientNet,
     steering::{Steered, SteeredSink},
     zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, wire},
@@ -100,6 +101,22 @@ impl Responder {
     /// with the one they started with.
     pub fn set_catalog(&self, catalog: Catalog) {
         self.catalog.store(Arc::new(catalog));
+    }
+
+    /// The cold start a query should wait for before it is answered: a
+    /// question for a service whose function pool is starting and holds
+    /// its queries. Costs nothing while no pool holds.
+    pub fn cold_hold(&self, request: &[u8]) -> Option<Arc<ColdStart>> {
+        let steered = self.steered.load();
+        if !steered.holds_any() {
+            return None;
+        }
+        let mut name = [0u8; 255];
+        let len = wire::read_lowercase(request.get(HEADER_LEN..)?, &mut name)?;
+        let at = HEADER_LEN + len;
+        let qtype = request.get(at..at + 2)?;
+        let record_type = RecordType::from(u16::from_be_bytes([qtype[0], qtype[1]]));
+        steered.hold(&name[..len], record_type)
     }
 
     /// Answers one DNS message from `client`. `None` means no answer at
@@ -278,6 +295,10 @@ impl Responder {
             // of an alias chain.
             let served = steered.answer(current.as_bytes(), record_type, client, &self.rotation);
             if let Some(answer) = served {
+                if answer.servfail {
+                    response.metadata.response_code = ResponseCode::ServFail;
+                    return (response, answer.scope);
+                }
                 response.add_answers(answer.addrs.iter().map(|addr| {
                     let rdata = match addr {
                         IpAddr::V4(v4) => RData::A((*v4).into()),

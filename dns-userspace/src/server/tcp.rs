@@ -88,6 +88,10 @@ async fn serve_connection(
         let received = std::time::Instant::now();
         metrics.count_userspace_query();
         metrics.top_names.count([query.as_slice()]);
+        if let Some(cold) = responder.cold_hold(&query) {
+            cold.wake();
+            cold.ready_within(cold.deadline).await;
+        }
         if let Some(answer) = responder.respond(&query, client, Transport::Tcp) {
             metrics.count_answer(&query, &answer, received.elapsed());
             let mut framed = Vec::with_capacity(answer.len() + 2);

@@ -19,7 +19,7 @@ use nix::{
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Responder, Transport};
-use crate::metrics::Metrics;
+use crate::{backends::ColdStart, metrics::Metrics};
 
 /// Datagrams per system call at most.
 const BATCH: usize = 32;
@@ -36,13 +36,16 @@ pub fn serve_udp(
     responder: Arc<Responder>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
+    // Held queries wait on the runtime, not on a receiving thread.
+    let runtime = tokio::runtime::Handle::current();
     for index in 0..sockets.max(1) {
-        let socket = bind(listen)?;
+        let socket = Arc::new(bind(listen)?);
         let (responder, metrics) = (responder.clone(), metrics.clone());
+        let runtime = runtime.clone();
         thread::Builder::new()
             .name(format!("dns-udp-{index}"))
             .spawn(move || {
-                if let Err(error) = serve_socket(&socket, &responder, &metrics) {
+                if let Err(error) = serve_socket(&socket, &responder, &metrics, &runtime) {
                     tracing::error!("UDP socket {index} on {listen} stopped: {error}");
                 }
             })?;
@@ -50,7 +53,12 @@ pub fn serve_udp(
     Ok(())
 }
 
-fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) -> io::Result<()> {
+fn serve_socket(
+    socket: &Arc<UdpSocket>,
+    responder: &Arc<Responder>,
+    metrics: &Arc<Metrics>,
+    runtime: &tokio::runtime::Handle,
+) -> io::Result<()> {
     let fd = socket.as_raw_fd();
     let mut buffers = vec![[0u8; MAX_DATAGRAM]; BATCH];
     let mut receive_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -101,10 +109,22 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
         );
         for (index, ((len, peer), buffer)) in received.into_iter().zip(&buffers).enumerate() {
             let answer = &mut answers[peers.len()];
-            if let Some(peer) = peer
-                && let Some(client) = peer_ip(&peer)
-                && responder.respond_into(&buffer[..len], client, Transport::Udp, answer)
+            let Some((peer, client)) = peer.and_then(|peer| Some((peer, peer_ip(&peer)?))) else {
+                continue;
+            };
+            if let Some(cold) = responder.cold_hold(&buffer[..len])
+                && let Some(to) = socket_addr(&peer)
             {
+                runtime.spawn(answer_when_ready(
+                    cold,
+                    buffer[..len].to_vec(),
+                    client,
+                    to,
+                    (socket.clone(), responder.clone(), metrics.clone()),
+                ));
+                continue;
+            }
+            if responder.respond_into(&buffer[..len], client, Transport::Udp, answer) {
                 peers.push(Some(peer));
                 asked.push((index, len));
             }
@@ -133,6 +153,35 @@ fn serve_socket(socket: &UdpSocket, responder: &Responder, metrics: &Metrics) ->
             metrics.count_answer(&buffers[index][..len], answer, elapsed);
         }
     }
+}
+
+/// A query for a function pool that is starting: answered once an
+/// instance is ready or the pool's deadline has passed, whichever is first,
+/// while the socket's thread goes on with other queries.
+async fn answer_when_ready(
+    cold: Arc<ColdStart>,
+    query: Vec<u8>,
+    client: IpAddr,
+    to: SocketAddr,
+    (socket, responder, metrics): (Arc<UdpSocket>, Arc<Responder>, Arc<Metrics>),
+) {
+    let received = Instant::now();
+    cold.wake();
+    cold.ready_within(cold.deadline).await;
+    if let Some(answer) = responder.respond(&query, client, Transport::Udp) {
+        if let Err(error) = socket.send_to(&answer, to) {
+            tracing::debug!("sending a held answer to {to}: {error}");
+        }
+        metrics.count_answer(&query, &answer, received.elapsed());
+    }
+}
+
+fn socket_addr(peer: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = peer.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    let v6 = peer.as_sockaddr_in6()?;
+    Some(SocketAddr::from((v6.ip(), v6.port())))
 }
 
 /// The address a datagram came from; IPv4 clients of a dual-stack socket

@@ -24,13 +24,15 @@ use tokio::sync::mpsc;
 pub use self::{
     metrics::SteeringCollector,
     overrides::{EndpointRef, OverrideError, Overrides},
-    view::{BranchCounters, Steered, SteeredAnswer, SteeredSink},
+    view::{BranchCounters, ColdService, Steered, SteeredAnswer, SteeredSink},
 };
 use crate::{
+    backends::{ColdStart, PoolSink},
     config::{BranchLabels, Config},
     dataplane::{HotType, KernelServices, SharedDataplane},
     health::{HealthEvent, HealthRunner},
-    policy::{Health, Pool, Service},
+    hooks::{Event, Hooks},
+    policy::{BranchSlot, Condition, Health, Pool, PoolEndpoint, Service},
     shared::Shared,
     zone::{Catalog, WireName},
 };
@@ -40,6 +42,9 @@ struct State {
     runner: Option<HealthRunner>,
     kernel: KernelServices,
     overrides: Overrides,
+    /// The branches each service answers from (for clients in no listed
+    /// network), to tell a failover when they change.
+    serving: HashMap<String, Vec<BranchSlot>>,
 }
 
 /// The running steering: configuration, checks, overrides, and the task
@@ -50,6 +55,9 @@ pub struct Steering {
     dataplane: Option<SharedDataplane>,
     counters: Arc<BranchCounters>,
     events: mpsc::UnboundedSender<HealthEvent>,
+    hooks: Arc<Hooks>,
+    /// The function pools' cold-start handles, by pool name.
+    cold_starts: Shared<HashMap<String, Arc<ColdStart>>>,
 }
 
 impl Steering {
@@ -59,6 +67,7 @@ impl Steering {
         config: Config,
         sink: Arc<dyn SteeredSink>,
         dataplane: Option<SharedDataplane>,
+        hooks: Arc<Hooks>,
     ) -> anyhow::Result<Arc<Steering>> {
         let (events, mut received) = mpsc::unbounded_channel();
         let runner = HealthRunner::start(&config.checks, &config.pools, None, events.clone())?;
@@ -70,24 +79,34 @@ impl Steering {
                     runner: Some(runner),
                     kernel: KernelServices::default(),
                     overrides: Overrides::default(),
+                    serving: HashMap::new(),
                 },
             ),
             sink,
             dataplane,
             counters: Arc::new(BranchCounters::default()),
             events,
+            hooks,
+            cold_starts: Shared::new("the cold-start handles", HashMap::new()),
         });
         steering.apply(None)?;
         let task = Arc::downgrade(&steering);
         tokio::spawn(async move {
             while let Some(first) = received.recv().await {
-                let mut pools = HashSet::from([first.pool]);
-                while let Ok(more) = received.try_recv() {
-                    pools.insert(more.pool);
-                }
                 let Some(steering) = task.upgrade() else {
                     return;
                 };
+                let mut pools = HashSet::new();
+                let mut event = Some(first);
+                while let Some(HealthEvent { pool, addr, up, .. }) = event {
+                    pools.insert(pool);
+                    steering.hooks.emit(Event::Health {
+                        pool: steering.pool_name(pool),
+                        endpoint: addr,
+                        up,
+                    });
+                    event = received.try_recv().ok();
+                }
                 let applied = tokio::task::block_in_place(|| steering.apply(Some(&pools)));
                 if let Err(error) = applied {
                     tracing::error!("applying a health change: {error:#}");
@@ -101,8 +120,17 @@ impl Steering {
     /// the checks that stay), vanished services leave the kernel, and every
     /// service is written anew. Overrides carry over; those whose endpoint
     /// is gone are dropped.
-    pub fn reload(&self, config: Config) -> anyhow::Result<()> {
+    pub fn reload(&self, mut config: Config) -> anyhow::Result<()> {
         let mut state = self.state.lock()?;
+        // Pools whose members come from elsewhere keep the members they
+        // have; their sources report any change themselves.
+        for pool in &mut config.pools {
+            if config.sources.contains_key(&pool.name)
+                && let Some(old) = state.config.pools.iter().find(|p| p.name == pool.name)
+            {
+                pool.endpoints = old.endpoints.clone();
+            }
+        }
         let runner = HealthRunner::start(
             &config.checks,
             &config.pools,
@@ -183,19 +211,28 @@ impl Steering {
             overrides,
             ..
         } = state;
-        let pools = overrides.weigh(&config.pools);
-        let health = pools
-            .iter()
-            .enumerate()
-            .map(|(p, pool)| {
-                (0..pool.endpoints.len())
-                    .map(|e| {
+        // Members that are starting or draining are not in the answers at
+        // all, not even when a policy answers "everything" because nothing
+        // is healthy: they are left out of the pools the policies see.
+        let mut pools = overrides.weigh(&config.pools);
+        let mut health = Vec::with_capacity(pools.len());
+        for (p, pool) in pools.iter_mut().enumerate() {
+            let mut up = Vec::with_capacity(pool.endpoints.len());
+            let mut index = 0;
+            pool.endpoints.retain(|endpoint| {
+                let e = index;
+                index += 1;
+                let ready = endpoint.condition == Condition::Ready;
+                if ready {
+                    up.push(
                         runner.as_ref().is_none_or(|r| r.is_up(p, e))
-                            && !overrides.is_drained(pool, e)
-                    })
-                    .collect()
-            })
-            .collect();
+                            && !overrides.is_drained(&config.pools[p], e),
+                    );
+                }
+                ready
+            });
+            health.push(up);
+        }
         let mut services: HashMap<WireName, Vec<Service>> = HashMap::new();
         for service in &config.services {
             services
@@ -203,18 +240,124 @@ impl Steering {
                 .or_default()
                 .push(service.clone());
         }
+        // Services with a function pool that has nothing ready: their
+        // queries wake it, and get what its cold start says meanwhile.
+        let cold_starts = self
+            .cold_starts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let mut cold = HashMap::new();
+        for service in &config.services {
+            let mut used = HashSet::new();
+            service.policy.pools(&mut used);
+            let waiting = used.into_iter().find_map(|p| {
+                let start = cold_starts.get(&pools[p].name)?;
+                pools[p].endpoints.is_empty().then_some(start)
+            });
+            if let Some(start) = waiting {
+                let fallback = start
+                    .fallback
+                    .as_ref()
+                    .and_then(|name| pools.iter().position(|p| p.name == *name));
+                cold.insert(
+                    service.label.clone(),
+                    ColdService {
+                        start: start.clone(),
+                        fallback,
+                    },
+                );
+            }
+        }
         Steered {
             pools,
             health,
             services,
             counters: self.counters.clone(),
+            cold,
         }
+    }
+
+    /// The name of pool `index`, for logs and events.
+    fn pool_name(&self, index: usize) -> String {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|state| state.config.pools.get(index).map(|p| p.name.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Replaces the members of `pool`. The checks restart only when the
+    /// set of targets changed (carrying every verdict over); a change of
+    /// condition alone (draining, say) is applied at once.
+    fn replace_members(&self, pool: &str, members: Vec<PoolEndpoint>) -> anyhow::Result<()> {
+        let mut state = self.state.lock()?;
+        let Some(index) = state.config.pools.iter().position(|p| p.name == pool) else {
+            return Ok(());
+        };
+        let current = &state.config.pools[index].endpoints;
+        if *current == members {
+            return Ok(());
+        }
+        let targets = |endpoints: &[PoolEndpoint]| -> Vec<_> {
+            endpoints
+                .iter()
+                .map(|e| (e.addr, e.port, e.path.clone()))
+                .collect()
+        };
+        let same_targets = targets(current) == targets(&members);
+        state.config.pools[index].endpoints = members;
+        if !same_targets {
+            let runner = HealthRunner::start(
+                &state.config.checks,
+                &state.config.pools,
+                state.runner.as_ref(),
+                self.events.clone(),
+            )?;
+            state.runner = Some(runner);
+        }
+        drop(state);
+        self.apply(Some(&HashSet::from([index])))
+    }
+
+    /// Answers given from `pool` so far, the kernel's and the daemon's.
+    pub fn pool_answers(&self, pool: &str) -> anyhow::Result<u64> {
+        let slots: Vec<BranchSlot> = {
+            let state = self.state.lock()?;
+            let Some(index) = state.config.pools.iter().position(|p| p.name == pool) else {
+                return Ok(0);
+            };
+            let mut leaves = Vec::new();
+            for service in &state.config.services {
+                service.policy.leaves(&mut leaves);
+            }
+            leaves
+                .into_iter()
+                .filter(|(p, _)| *p == index)
+                .map(|(_, slot)| slot)
+                .collect()
+        };
+        let dataplane = match &self.dataplane {
+            Some(dataplane) => Some(dataplane.lock()?),
+            None => None,
+        };
+        Ok(slots
+            .into_iter()
+            .map(|slot| {
+                let kernel = dataplane
+                    .as_ref()
+                    .and_then(|d| d.branch_answers(slot).ok())
+                    .unwrap_or(0);
+                kernel + self.counters.get(slot)
+            })
+            .sum())
     }
 
     /// Re-evaluates the services that use `pools` (all with `None`).
     fn apply(&self, pools: Option<&HashSet<usize>>) -> anyhow::Result<()> {
         let mut state = self.state.lock()?;
         let steered = self.view(&state);
+        self.note_failovers(&mut state, &steered);
         let State { config, kernel, .. } = &mut *state;
         if let Some(dataplane) = &self.dataplane {
             let mut dataplane = dataplane.lock()?;
@@ -231,6 +374,73 @@ impl Steering {
         }
         self.sink.set_steered(steered);
         Ok(())
+    }
+}
+
+impl Steering {
+    /// Tells the hooks of each service whose answers moved to other
+    /// branches (for clients in no listed network).
+    fn note_failovers(&self, state: &mut State, steered: &Steered) {
+        let State {
+            config, serving, ..
+        } = state;
+        for service in &config.services {
+            let draw = service.draw(&steered.pools, steered, None);
+            let mut branches: Vec<BranchSlot> = draw.drawn().map(|d| d.branch).collect();
+            branches.sort_unstable();
+            branches.dedup();
+            let before = serving.insert(service.label.clone(), branches.clone());
+            if let Some(before) = before
+                && before != branches
+            {
+                let names = |slots: &[BranchSlot]| {
+                    slots
+                        .iter()
+                        .map(|slot| report::branch_label(&config.branches, *slot))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let (from, to) = (names(&before), names(&branches));
+                tracing::info!(
+                    event = "failover",
+                    service = %service.label,
+                    "service {}: answers move from [{from}] to [{to}]",
+                    service.label
+                );
+                self.hooks.emit(Event::Failover {
+                    service: service.label.clone(),
+                    from,
+                    to,
+                });
+            }
+        }
+        serving.retain(|label, _| config.services.iter().any(|s| s.label == *label));
+    }
+}
+
+impl PoolSink for Steering {
+    fn set_members(&self, pool: &str, members: Vec<PoolEndpoint>) {
+        if let Err(error) = self.replace_members(pool, members) {
+            tracing::error!("pool {pool}: applying its new members: {error:#}");
+        }
+    }
+
+    fn set_cold_start(&self, pool: &str, cold: Option<Arc<ColdStart>>) {
+        let applied = self.cold_starts.lock().map(|mut starts| match cold {
+            Some(cold) => starts.insert(pool.to_owned(), cold),
+            None => starts.remove(pool),
+        });
+        // Only the daemon's view changes: nothing to write to the kernel.
+        if let Err(error) = applied
+            .map_err(anyhow::Error::from)
+            .and_then(|_| self.apply(Some(&HashSet::new())))
+        {
+            tracing::error!("pool {pool}: {error:#}");
+        }
+    }
+
+    fn answers(&self, pool: &str) -> u64 {
+        self.pool_answers(pool).unwrap_or(0)
     }
 }
 

@@ -141,10 +141,8 @@ mod tests {
 
     fn pools() -> Vec<Pool> {
         let endpoint = |addr: &str, weight| PoolEndpoint {
-            addr: addr.parse().unwrap(),
             weight,
-            port: None,
-            path: None,
+            ..PoolEndpoint::new(addr.parse().unwrap())
         };
         vec![
             Pool {

@@ -187,7 +187,7 @@ fn describe(
     }
 }
 
-fn branch_label(branches: &BranchLabels, slot: u16) -> String {
+pub(super) fn branch_label(branches: &BranchLabels, slot: u16) -> String {
     branches
         .iter()
         .find(|(s, _, _)| *s == slot)
@@ -236,6 +236,7 @@ fn endpoint_rows(state: &State, mut include: impl FnMut(usize) -> bool) -> Vec<E
                 file_weight: endpoint.weight,
                 healthy: state.runner.as_ref().is_none_or(|r| r.is_up(index, e)),
                 drained,
+                condition: endpoint.condition.name().to_owned(),
             });
         }
     }

@@ -13,7 +13,8 @@ use std::{
 use hickory_proto::rr::RecordType;
 
 use crate::{
-    policy::{ClientNet, Health, Pool, Service},
+    backends::{ColdStart, ColdStartMode},
+    policy::{ClientNet, Draw, Health, Pick, Policy, Pool, Service},
     zone::WireName,
 };
 
@@ -53,6 +54,16 @@ pub struct Steered {
     pub(super) health: Vec<Vec<bool>>,
     pub(super) services: HashMap<WireName, Vec<Service>>,
     pub(super) counters: Arc<BranchCounters>,
+    /// By service label: the services waiting for a function pool.
+    pub(super) cold: HashMap<String, ColdService>,
+}
+
+/// A service whose function pool has no instance ready.
+#[derive(Debug, Clone)]
+pub struct ColdService {
+    pub(super) start: Arc<ColdStart>,
+    /// Index of the fallback pool, if the function pool names one.
+    pub(super) fallback: Option<usize>,
 }
 
 impl Health for Steered {
@@ -72,6 +83,9 @@ pub struct SteeredAnswer {
     pub ttl: u32,
     /// The ECS scope to answer with, for a client-dependent service.
     pub scope: Option<u8>,
+    /// Nothing to answer with while a function pool starts: SERVFAIL, so
+    /// that the resolver asks again rather than caching a negative answer.
+    pub servfail: bool,
 }
 
 impl Steered {
@@ -101,18 +115,60 @@ impl Steered {
         rotation: &AtomicUsize,
     ) -> Option<SteeredAnswer> {
         let service = self.service(name, record_type)?;
-        let draw = service.draw(&self.pools, self, Some(client));
+        let mut draw = service.draw(&self.pools, self, Some(client));
+        let mut ttl = service.ttl;
+        let cold = self.cold.get(&service.label);
+        if let Some(cold) = cold {
+            cold.start.wake();
+            if draw.is_empty() {
+                // Not cached: the instance is on its way.
+                ttl = 0;
+                draw = match (cold.start.mode, cold.fallback) {
+                    (ColdStartMode::Servfail, _) | (_, None) => Draw::EMPTY,
+                    (_, Some(fallback)) => Policy::Pool {
+                        pool: fallback,
+                        pick: Pick::Healthy {
+                            answers: usize::MAX,
+                        },
+                        branch: 0,
+                    }
+                    .draw(&self.pools, self, Some(client)),
+                };
+            }
+        }
         let turn = rotation.fetch_add(1, Ordering::Relaxed);
         let chosen = draw.choose(turn, fastrand::u32(..));
         if let Some(first) = chosen.first() {
             self.counters.count(first.branch);
         }
         let depends = service.policy.depends_on_client();
+        let v4 = record_type == RecordType::A;
+        let addrs: Vec<IpAddr> = chosen
+            .iter()
+            .map(|drawn| drawn.addr)
+            .filter(|addr| addr.is_ipv4() == v4)
+            .collect();
         Some(SteeredAnswer {
-            addrs: chosen.iter().map(|drawn| drawn.addr).collect(),
-            ttl: service.ttl,
+            servfail: cold.is_some() && addrs.is_empty(),
+            addrs,
+            ttl,
             scope: depends.then(|| service.policy.scope(client)),
         })
+    }
+
+    /// Whether any service holds its queries for a cold start: when none
+    /// does, the servers skip looking.
+    pub fn holds_any(&self) -> bool {
+        self.cold
+            .values()
+            .any(|cold| cold.start.mode == ColdStartMode::Hold)
+    }
+
+    /// The cold start a query for `name`/`record_type` should wait for.
+    pub fn hold(&self, name: &[u8], record_type: RecordType) -> Option<Arc<ColdStart>> {
+        let service = self.service(name, record_type)?;
+        let cold = self.cold.get(&service.label)?;
+        (cold.start.mode == ColdStartMode::Hold).then(|| cold.start.clone())
     }
 }
 

@@ -1,0 +1,159 @@
+//! One hook's delivery: its queue in order, each event tried until it is
+//! delivered or out of retries, then written to the dead-letter file.
+
+use std::{io::Write, path::PathBuf, process::Stdio, time::Duration};
+
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Method, Request,
+    body::Bytes,
+    header::{CONTENT_TYPE, HOST},
+};
+use hyper_util::rt::TokioIo;
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::mpsc};
+
+use super::{HookMetrics, HookSpec, HookTarget, Queued};
+
+/// The longest wait between two attempts, however many retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub(super) async fn deliver(
+    spec: HookSpec,
+    dead_letter: PathBuf,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+    metrics: HookMetrics,
+) {
+    let count = |outcome: &str| {
+        metrics
+            .events
+            .with_label_values(&[spec.name.as_str(), outcome])
+            .inc()
+    };
+    while let Some(event) = queue.recv().await {
+        let mut wait = spec.backoff;
+        let mut attempt = 0;
+        let failure = loop {
+            let tried =
+                tokio::time::timeout(spec.timeout, attempt_once(&spec.target, &event)).await;
+            let error = match tried {
+                Ok(Ok(())) => break None,
+                Ok(Err(error)) => error,
+                Err(_) => format!("no answer within {:?}", spec.timeout),
+            };
+            if attempt == spec.retries {
+                break Some(error);
+            }
+            attempt += 1;
+            count("retried");
+            tracing::debug!(hook = %spec.name, "hook {}: {error}; retry {attempt} in {wait:?}", spec.name);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(MAX_BACKOFF);
+        };
+        match failure {
+            None => count("delivered"),
+            Some(error) => {
+                count("dead_lettered");
+                tracing::warn!(
+                    hook = %spec.name,
+                    "hook {}: not delivered after {} attempts ({error}); written to {}",
+                    spec.name,
+                    spec.retries + 1,
+                    dead_letter.display()
+                );
+                if let Err(error) = append(&dead_letter, &event.json) {
+                    tracing::error!(
+                        hook = %spec.name,
+                        "hook {}: writing {}: {error}; the event is lost: {}",
+                        spec.name,
+                        dead_letter.display(),
+                        event.json
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn attempt_once(target: &HookTarget, event: &Queued) -> Result<(), String> {
+    match target {
+        HookTarget::Webhook(uri) => post(uri, &event.json).await,
+        HookTarget::Command(command) => {
+            let mut child = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .env("DNSLB_EVENT", kind_name(event))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("running `sh -c`: {e}"))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                // A command that does not read its input is its business.
+                let _ = stdin.write_all(event.json.as_bytes()).await;
+            }
+            let status = child.wait().await.map_err(|e| e.to_string())?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("command exited with {status}"))
+            }
+        }
+    }
+}
+
+fn kind_name(event: &Queued) -> &'static str {
+    match event.kind {
+        super::EventKind::Health => "health",
+        super::EventKind::Failover => "failover",
+        super::EventKind::Container => "container",
+        super::EventKind::Function => "function",
+    }
+}
+
+/// POSTs `json` to `uri` over HTTP/1.1; a 2xx status is success.
+async fn post(uri: &hyper::Uri, json: &str) -> Result<(), String> {
+    let authority = uri
+        .authority()
+        .ok_or("the webhook URL has no host")?
+        .clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((authority.host(), port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(HOST, authority.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(json.to_owned())))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    // Read to the end so the connection closes cleanly.
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the webhook answered {status}"))
+    }
+}
+
+fn append(file: &PathBuf, json: &str) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    writeln!(out, "{json}")
+}
