@@ -38,6 +38,16 @@ pub fn dnslb_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// Writes a policy file for one test of `suite` and returns its path (in a
+/// directory of its own, which the test may use for other files).
+pub fn policy_file(suite: &str, test: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dnslb-{suite}-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let path = dir.join("dnslb.toml");
+    std::fs::write(&path, text).expect("writing the policy file");
+    path
+}
+
 /// The workspace root, for example files.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -308,9 +308,13 @@ fn shared_program() -> SharedDataplane {
 async fn a_renamed_service_leaves_its_old_name_in_the_kernel() {
     let before = "[pool.p]\nendpoints = [\"198.18.50.1\"]\n[service.s]\nname = \"old.example.com.\"\npolicy = { pool = \"p\" }\n";
     let dataplane = shared_program();
-    let steering =
-        dnslb::steering::Steering::start(parse(before), Arc::new(Unread), Some(dataplane.clone()))
-            .expect("steering starts");
+    let steering = dnslb::steering::Steering::start(
+        parse(before),
+        Arc::new(Unread),
+        Some(dataplane.clone()),
+        dnslb::hooks::Hooks::none(),
+    )
+    .expect("steering starts");
     let answer = |name: &str| ask(&mut dataplane.lock().unwrap(), name, v4("198.18.0.1"));
     assert_eq!(answer("old.example.com."), Some(vec![v4("198.18.50.1")]));
 
@@ -373,9 +377,13 @@ branches = [
 ]
 "#;
     let dataplane = shared_program();
-    let steering =
-        dnslb::steering::Steering::start(parse(policy), Arc::new(Unread), Some(dataplane.clone()))
-            .expect("steering starts");
+    let steering = dnslb::steering::Steering::start(
+        parse(policy),
+        Arc::new(Unread),
+        Some(dataplane.clone()),
+        dnslb::hooks::Hooks::none(),
+    )
+    .expect("steering starts");
     let v6 = |text: &str| -> Ipv6Addr { text.parse().unwrap() };
     let both = Some(vec![v6("2001:db8::a1"), v6("2001:db8::a2")]);
     assert_eq!(

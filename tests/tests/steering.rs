@@ -12,7 +12,7 @@ use std::{
 
 use dnslb_tests::{
     backend::{HttpBackend, Seen, watch_answers},
-    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape},
+    daemon::{self, Answered, Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape},
     netns::{Rig, SERVER_ADDR, SwitchedRig},
 };
 use nix::sys::signal::Signal;
@@ -37,13 +37,8 @@ fn server() -> SocketAddr {
     SocketAddr::new(SERVER_ADDR.parse().unwrap(), 53)
 }
 
-/// Writes a policy file for one test and returns its path.
 fn policy_file(test: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dnslb-steering-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("dnslb.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    daemon::policy_file("steering", test, text)
 }
 
 fn v4(text: &str) -> Ipv4Addr {

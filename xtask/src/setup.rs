@@ -63,6 +63,14 @@ const PACKAGES: &[(&str, &str)] = &[
         "openssl",
         "self-signed certificates for the HTTPS health-check tests",
     ),
+    (
+        "docker.io",
+        "a real Docker Engine for the container-pool tests (they start their own dockerd)",
+    ),
+    (
+        "busybox-static",
+        "httpd for function-pool instances and the test containers' image",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

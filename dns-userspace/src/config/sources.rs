@@ -94,7 +94,10 @@ pub fn pool_source(
                     .ok_or("a function pool needs `addresses`")?,
             )?;
             let min = pool.min.unwrap_or(0);
-            let max = pool.max.unwrap_or(DEFAULT_MAX_INSTANCES.max(min));
+            // Unless given: as many as the range allows, up to the default.
+            let max = pool
+                .max
+                .unwrap_or(DEFAULT_MAX_INSTANCES.min(addresses.len()).max(min));
             if max == 0 || min > max {
                 return Err(format!(
                     "min {min} and max {max}: need 0 <= min <= max, max >= 1"

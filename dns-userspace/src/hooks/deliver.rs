@@ -89,8 +89,10 @@ async fn attempt_once(target: &HookTarget, event: &Queued) -> Result<(), String>
                 .spawn()
                 .map_err(|e| format!("running `sh -c`: {e}"))?;
             if let Some(mut stdin) = child.stdin.take() {
+                // One line: commands can append it to a JSON-lines file.
                 // A command that does not read its input is its business.
-                let _ = stdin.write_all(event.json.as_bytes()).await;
+                let line = format!("{}\n", event.json);
+                let _ = stdin.write_all(line.as_bytes()).await;
             }
             let status = child.wait().await.map_err(|e| e.to_string())?;
             if status.success() {

@@ -82,8 +82,8 @@ pub enum EventKind {
 pub enum HookTarget {
     /// `http://host:port/path`: POSTed, any 2xx is delivered.
     Webhook(hyper::Uri),
-    /// Run by `sh -c` with the event on standard input and its kind in
-    /// `$DNSLB_EVENT`; exit status 0 is delivered.
+    /// Run by `sh -c` with the event on standard input (one line) and its
+    /// kind in `$DNSLB_EVENT`; exit status 0 is delivered.
     Command(String),
 }
 
