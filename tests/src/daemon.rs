@@ -178,6 +178,34 @@ pub fn kdig(netns: &Netns, args: &[&str]) -> anyhow::Result<String> {
     checked(&format!("kdig {}", args.join(" ")), output)
 }
 
+/// The A records the rig's daemon (198.18.0.2) answers `name` with, asked
+/// by `kdig +short` from `client`, sorted.
+pub fn rig_a_records(client: &Netns, name: &str) -> Vec<std::net::Ipv4Addr> {
+    let out = kdig(client, &["@198.18.0.2", name, "A", "+short"]).unwrap_or_default();
+    let mut addrs: Vec<std::net::Ipv4Addr> =
+        out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    addrs.sort();
+    addrs
+}
+
+/// Asks (as [`rig_a_records`]) until the answer is `want`, up to `limit`;
+/// how long that took.
+pub fn until_a_records(
+    client: &Netns,
+    name: &str,
+    want: &[std::net::Ipv4Addr],
+    limit: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if rig_a_records(client, name) == want {
+            return Some(started.elapsed());
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 /// `GET /metrics` from inside `netns`.
 pub fn scrape(netns: &Netns, addr: &str) -> anyhow::Result<String> {
     netns.run(|| -> anyhow::Result<String> {

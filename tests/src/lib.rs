@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod daemon;
+pub mod docker;
 pub mod frame;
 pub mod mmdb;
 pub mod netns;

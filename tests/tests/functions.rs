@@ -19,12 +19,13 @@ use nix::sys::signal::Signal;
 
 /// The rig's daemon address.
 const SERVER: &str = "@198.18.0.2";
-const PORT: u16 = 18080;
 
-/// A policy file with one function pool `fn` (busybox httpd serving a
-/// directory beside the file) under the service `fn.example.com`, and
-/// `extra` pool settings and tables.
-fn function_policy(test: &str, pool: &str, extra: &str) -> std::path::PathBuf {
+/// A policy file with one function pool `fn` (busybox httpd on `port`,
+/// serving a directory beside the file) under the service
+/// `fn.example.com`, and `extra` pool settings and tables. Each test has a
+/// port of its own, so that the processes of tests running side by side
+/// (in other namespaces) can be told apart.
+fn function_policy(test: &str, port: u16, pool: &str, extra: &str) -> std::path::PathBuf {
     let path = policy_file("functions", test, "");
     let dir = path.parent().unwrap();
     std::fs::create_dir_all(dir.join("www")).unwrap();
@@ -33,7 +34,7 @@ fn function_policy(test: &str, pool: &str, extra: &str) -> std::path::PathBuf {
         r#"
 [check.up]
 kind = "http"
-port = {PORT}
+port = {port}
 path = "/"
 interval = "200ms"
 timeout = "100ms"
@@ -43,7 +44,7 @@ kind = "function"
 check = "up"
 command = "exec busybox httpd -f -p {{address}}:{{port}} -h {www}"
 addresses = "127.0.0.100-127.0.0.103"
-port = {PORT}
+port = {port}
 {pool}
 
 [service.fn]
@@ -101,10 +102,15 @@ fn running(pattern: &str) -> bool {
 fn the_first_query_starts_the_function_the_kernel_answers_after_and_idle_stops_it() {
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
-    let config = function_policy("lifecycle", "idle_after = \"2s\"\ndeadline = \"1s\"", "");
+    let config = function_policy(
+        "lifecycle",
+        18080,
+        "idle_after = \"2s\"\ndeadline = \"1s\"",
+        "",
+    );
     let daemon = start(&rig, &config);
-    let instance = format!("httpd -f -p 127.0.0.100:{PORT}");
-    assert!(!running(&instance), "nothing runs before a query");
+    let instance = "httpd -f -p 127.0.0.100:18080";
+    assert!(!running(instance), "nothing runs before a query");
 
     let before = Answered::scrape(&rig).unwrap();
     let (addrs, took) = ask(&rig.client, "fn.example.com.");
@@ -150,7 +156,7 @@ fn the_first_query_starts_the_function_the_kernel_answers_after_and_idle_stops_i
         daemon.log_text()
     );
     thread::sleep(Duration::from_millis(200));
-    assert!(!running(&instance), "the instance's process is gone");
+    assert!(!running(instance), "the instance's process is gone");
 
     // The next query starts it again.
     let (addrs, took) = ask(&rig.client, "fn.example.com.");
@@ -163,14 +169,14 @@ fn the_first_query_starts_the_function_the_kernel_answers_after_and_idle_stops_i
     assert!(metric(&rig, "dnslb_function_invocations_total{pool=\"fn\"}") >= 22);
     daemon.stop(Signal::SIGTERM).expect("stops");
     thread::sleep(Duration::from_millis(200));
-    assert!(!running(&instance), "stopping dnslb stops its instances");
+    assert!(!running(instance), "stopping dnslb stops its instances");
 }
 
 #[test]
 fn twenty_concurrent_first_queries_cause_one_start() {
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
-    let config = function_policy("herd", "deadline = \"1s\"", "");
+    let config = function_policy("herd", 18082, "deadline = \"1s\"", "");
     let daemon = start(&rig, &config);
     let answers: Vec<Vec<Ipv4Addr>> = thread::scope(|scope| {
         let asking: Vec<_> = (0..20)
@@ -197,6 +203,7 @@ fn a_function_that_never_gets_ready_answers_the_fallback_after_the_deadline() {
     // Instances that never listen; a second pool answering SERVFAIL.
     let config = function_policy(
         "fallback",
+        18084,
         "deadline = \"300ms\"\nfallback = \"spare\"\nstart_timeout = \"20s\"",
         r#"
 [pool.spare]

@@ -18,7 +18,10 @@ use std::{
 
 use dnslb_tests::{
     backend::HttpBackend,
-    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, policy_file, sample, scrape},
+    daemon::{
+        Answered, Daemon, RIG_METRICS, ZoneFile, kdig, policy_file, rig_a_records, sample, scrape,
+        until_a_records,
+    },
     netns::{Netns, Rig, enter_netns},
 };
 use nix::sys::signal::Signal;
@@ -57,22 +60,11 @@ fn start(rig: &Rig, config: &Path, state: &Path) -> Daemon {
 }
 
 fn answers(client: &Netns) -> Vec<Ipv4Addr> {
-    let out = kdig(client, &[SERVER, "reg.example.com.", "A", "+short"]).expect("kdig");
-    let mut addrs: Vec<Ipv4Addr> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    addrs.sort();
-    addrs
+    rig_a_records(client, "reg.example.com.")
 }
 
-/// Polls the answers until they are `want` (up to `limit`); how long it took.
 fn until_answers(client: &Netns, want: &[Ipv4Addr], limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if answers(client) == want {
-            return Some(started.elapsed());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    None
+    until_a_records(client, "reg.example.com.", want, limit)
 }
 
 fn backend(rig: &Rig, last: u8) -> HttpBackend {
