@@ -266,3 +266,74 @@ policy = { pool = "strict" }
         "stopping dnslb stops instances that were starting"
     );
 }
+
+#[test]
+fn a_rate_above_the_target_starts_more_instances_and_busy_ones_are_kept() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let config = function_policy(
+        "scale",
+        18086,
+        "target_qps = 10\nmax = 3\nidle_after = \"2s\"\nbusy = \"busy\"",
+        "",
+    );
+    // Busy while a file beside the policy file exists.
+    let busy_file = config.parent().unwrap().join("busy");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[check.busy]\nkind = \"command\"\ncommand = \"test -e {}\"\n",
+            busy_file.display()
+        );
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(&busy_file, "").unwrap();
+    let daemon = start(&rig, &config);
+    let (addrs, _) = ask(&rig.client, "fn.example.com.");
+    assert_eq!(addrs, [Ipv4Addr::new(127, 0, 0, 100)]);
+
+    // 100 queries within one second: ten times what one instance takes.
+    let mut args = vec![SERVER];
+    args.extend(std::iter::repeat_n("fn.example.com.", 100));
+    kdig(&rig.client, &args).expect("kdig");
+    assert!(
+        wait_metric(
+            &rig,
+            "dnslb_function_instances{pool=\"fn\"}",
+            3,
+            Duration::from_secs(4)
+        ),
+        "scaled out to max:\n{}",
+        daemon.log_text()
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    while ask(&rig.client, "fn.example.com.").0.len() < 3 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let mut all = ask(&rig.client, "fn.example.com.").0;
+    all.sort();
+    assert_eq!(
+        all,
+        [100, 101, 102].map(|last| Ipv4Addr::new(127, 0, 0, last))
+    );
+
+    // Idle, but busy: kept past idle_after.
+    thread::sleep(Duration::from_secs(4));
+    assert_eq!(metric(&rig, "dnslb_function_instances{pool=\"fn\"}"), 3);
+    std::fs::remove_file(&busy_file).unwrap();
+    assert!(
+        wait_metric(
+            &rig,
+            "dnslb_function_instances{pool=\"fn\"}",
+            0,
+            Duration::from_secs(3)
+        ),
+        "stopped once no longer busy:\n{}",
+        daemon.log_text()
+    );
+    let text = scrape(&rig.server, RIG_METRICS).unwrap();
+    let billed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dnslb_function_instance_seconds_total{pool=\"fn\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("instance seconds");
+    assert!(billed >= 12.0, "three instances for over 4 s: {billed}");
+}
