@@ -5,6 +5,7 @@
 //! Every load is bounded in time; all traffic stays between the two
 //! namespaces the run creates, which are removed at the end.
 
+mod coldstart;
 mod health;
 mod hotload;
 mod load;
@@ -231,6 +232,10 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         );
     }
 
+    let rounds = if args.quick { 2 } else { 10 };
+    println!("bench: {rounds} cold starts of a function pool");
+    let cold = coldstart::run(&rig, scratch, rounds)?;
+
     let report = Report {
         settings: &settings,
         measured: &measured,
@@ -238,6 +243,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         resolvers: &resolvers,
         hotload: &hotload,
         health: &health,
+        cold: &cold,
     }
     .render();
     fs::write(&args.out, &report)?;

@@ -4,6 +4,7 @@
 use std::{fmt::Write as _, fs, process::Command, time::Duration};
 
 use crate::{
+    coldstart::ColdStarts,
     health::HealthCost,
     hotload::HotLoad,
     load::{Latency, Throughput},
@@ -57,6 +58,7 @@ pub struct Report<'a> {
     pub resolvers: &'a [dnslb_tests::resolvers::Share],
     pub hotload: &'a HotLoad,
     pub health: &'a [HealthCost],
+    pub cold: &'a ColdStarts,
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -86,6 +88,12 @@ fn machine() -> String {
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_output("uname", &["-r"]),
     )
+}
+
+fn sorted(times: &[Duration]) -> Vec<Duration> {
+    let mut times = times.to_vec();
+    times.sort();
+    times
 }
 
 fn micros(duration: Duration) -> String {
@@ -256,6 +264,31 @@ impl Report<'_> {
                 h.daemon_system_cores,
                 h.reference_cores,
                 ratio(h.daemon_cores, Some(h.reference_cores)),
+            );
+        }
+
+        let (cold, warm) = (sorted(&self.cold.cold), sorted(&self.cold.warm));
+        let _ = writeln!(
+            out,
+            "\n## Function pool cold starts\n\nA function pool with no instance running (`min = 0`): a query \
+             from the client namespace, timed until its answer arrives. dnslb starts the instance (busybox \
+             httpd), probes it ready every 10 ms, writes it to the kernel and answers the held query. The \
+             reference is the next query for the same name, answered by the kernel. {} cold starts.\n",
+            cold.len()
+        );
+        out.push_str("| | median | max | median × warm |\n|---|---:|---:|---:|\n");
+        let median = |d: &[Duration]| d.get(d.len() / 2).copied().unwrap_or_default();
+        let warm_median = median(&warm).as_secs_f64();
+        for (label, times) in [
+            ("cold start, query to answer", &cold),
+            ("warm, from XDP", &warm),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {} |",
+                micros(median(times)),
+                micros(times.last().copied().unwrap_or_default()),
+                ratio(median(times).as_secs_f64(), Some(warm_median)),
             );
         }
 

@@ -21,6 +21,7 @@ fn quick_bench_runs_and_writes_every_table() {
         "## Latency",
         "## Kernel time per packet",
         "## Loading hot names",
+        "## Function pool cold starts",
         "## Targets",
     ] {
         assert!(report.contains(heading), "no {heading} in:\n{report}");
@@ -32,6 +33,7 @@ fn quick_bench_runs_and_writes_every_table() {
         "| dnslb (XDP) | one hot name over IPv6 |",
         "| dnslb (XDP) | DO + cookie (as BIND), dnsperf |",
         "| PowerDNS Recursor |",
+        "| cold start, query to answer |",
     ] {
         assert!(report.contains(row), "no row {row} in:\n{report}");
     }

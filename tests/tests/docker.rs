@@ -230,3 +230,85 @@ policy = {{ kind = "multivalue", pool = "web" }}
     assert!(log.contains("the Docker engine is unreachable"), "{log}");
     assert!(log.contains("the Docker engine is back"), "{log}");
 }
+
+#[test]
+fn a_function_pool_of_containers_starts_one_per_cold_query_and_removes_it() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let config = policy_file("docker", "function", "");
+    let dir = config.parent().unwrap().to_owned();
+    let dockerd = Dockerd::start(&rig.server, &dir.join("docker")).expect("dockerd starts");
+    dockerd.import_test_image().expect("the test image");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[check.up]
+kind = "http"
+port = 8080
+path = "/health"
+interval = "1s"
+
+[pool.fn]
+kind = "function"
+check = "up"
+image = "{TEST_IMAGE}"
+command = "exec busybox httpd -f -p {{address}}:{{port}} -h /www"
+docker_host = "{host}"
+addresses = "127.0.0.100-127.0.0.101"
+port = 8080
+idle_after = "2s"
+deadline = "3s"
+
+[service.fn]
+name = "fn.example.com."
+ttl = 1
+policy = {{ pool = "fn" }}
+"#,
+            host = dockerd.host()
+        ),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config_arg])
+        .expect("dnslb starts");
+    let containers = || {
+        dockerd
+            .docker(&["ps", "-aq", "--filter", "label=dnslb.function=fn"])
+            .unwrap()
+            .split_whitespace()
+            .count()
+    };
+    assert_eq!(containers(), 0);
+
+    let started = Instant::now();
+    let addrs = rig_a_records(&rig.client, "fn.example.com.");
+    let took = started.elapsed();
+    assert_eq!(addrs, [ip(100)], "{}", daemon.log_text());
+    eprintln!("a container instance answered {took:?} after the first query");
+    assert_eq!(containers(), 1);
+    let address = dockerd
+        .docker(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"dnslb.address\"}}",
+            "dnslb-fn-fn-127-0-0-100",
+        ])
+        .unwrap();
+    assert_eq!(address.trim(), "127.0.0.100");
+
+    // Idle: stopped and removed.
+    let until = Instant::now() + Duration::from_secs(15);
+    while containers() > 0 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(containers(), 0, "removed when idle:\n{}", daemon.log_text());
+
+    // Started again, then left running when dnslb stops: removed with it.
+    assert_eq!(rig_a_records(&rig.client, "fn.example.com."), [ip(100)]);
+    assert_eq!(containers(), 1);
+    daemon
+        .stop(nix::sys::signal::Signal::SIGTERM)
+        .expect("dnslb stops");
+    assert_eq!(containers(), 0, "removed when dnslb stops");
+}

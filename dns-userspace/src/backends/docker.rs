@@ -439,7 +439,7 @@ fn network_address(inspected: &ContainerInspectResponse, network: Option<&str>) 
     }
 }
 
-fn connect(host: Option<&str>) -> Result<Docker, bollard::errors::Error> {
+pub(super) fn connect(host: Option<&str>) -> Result<Docker, bollard::errors::Error> {
     match host {
         Some(host) if host.starts_with("unix://") => {
             Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)

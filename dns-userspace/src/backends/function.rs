@@ -16,21 +16,20 @@
 
 use std::{
     net::IpAddr,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use nix::{
-    sys::signal::{Signal, killpg},
-    unistd::Pid,
-};
 use tokio::{
     sync::{Notify, mpsc, watch},
     time::Instant,
 };
 
-use super::{PoolSink, metrics::BackendMetrics};
+use super::{
+    PoolSink,
+    launch::{Launch, Launching, Stopper},
+    metrics::BackendMetrics,
+};
 use crate::{
     health::{Probe, ProbeTarget, probe},
     hooks::{Event, Hooks},
@@ -51,9 +50,8 @@ pub enum ColdStartMode {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionSpec {
-    /// Run by `sh -c`, `{address}` and `{port}` replaced (and also in
-    /// `$DNSLB_ADDRESS`, `$DNSLB_PORT`), in a process group of its own.
-    pub command: String,
+    /// How an instance starts: a command or a container.
+    pub launch: Launch,
     /// The addresses instances are given, one each.
     pub addresses: Vec<IpAddr>,
     pub port: u16,
@@ -122,8 +120,6 @@ const READINESS_POLL: Duration = Duration::from_millis(10);
 const READINESS_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How often the rate is measured and idle instances stopped.
 const TICK: Duration = Duration::from_secs(1);
-/// How long a stopped instance has between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What an instance's own task reports.
 enum InstanceEvent {
@@ -132,20 +128,18 @@ enum InstanceEvent {
     Exited(u64),
 }
 
+/// A started instance. Dropping it ends it: its task stops watching, and
+/// its stopper kills what runs.
 struct Instance {
     id: u64,
     address: IpAddr,
-    /// The process group: the shell and whatever it started.
-    group: Pid,
     ready: bool,
     task: tokio::task::JoinHandle<()>,
+    stopper: Stopper,
 }
 
 impl Drop for Instance {
-    /// Whatever ends the instance (a stop, a reload, the daemon stopping),
-    /// nothing of it is left running.
     fn drop(&mut self) {
-        let _ = killpg(self.group, Signal::SIGKILL);
         self.task.abort();
     }
 }
@@ -169,6 +163,7 @@ pub async fn run(
         notify: Notify::new(),
         ready,
     });
+    spec.launch.clean_up(&pool).await;
     let (events, mut received) = mpsc::unbounded_channel();
     let mut manager = Manager {
         answered: sink.answers(&pool),
@@ -388,36 +383,19 @@ impl Manager {
             tracing::warn!(pool = %self.pool, "pool {}: every address is in use", self.pool);
             return false;
         };
-        let port = self.spec.port.to_string();
-        let command = self
-            .spec
-            .command
-            .replace("{address}", &address.to_string())
-            .replace("{port}", &port);
-        let spawned = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .env("DNSLB_ADDRESS", address.to_string())
-            .env("DNSLB_PORT", &port)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
+        let (stopper, launching) = match self.spec.launch.start(&self.pool, address, self.spec.port)
+        {
+            Ok(started) => started,
             Err(error) => {
-                tracing::error!(pool = %self.pool, "pool {}: starting `{command}`: {error}", self.pool);
+                tracing::error!(pool = %self.pool, "pool {}: {error}", self.pool);
                 return false;
             }
-        };
-        let Some(group) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
-            return false;
         };
         let id = self.next_id;
         self.next_id += 1;
         let task = tokio::spawn(watch_instance(
             id,
-            child,
+            launching,
             self.spec.readiness.clone(),
             self.target(address),
             self.spec.start_timeout,
@@ -433,9 +411,9 @@ impl Manager {
         self.instances.push(Instance {
             id,
             address,
-            group: Pid::from_raw(group),
             ready: false,
             task,
+            stopper,
         });
         self.metrics
             .instances
@@ -500,49 +478,61 @@ impl Manager {
     }
 }
 
-/// Probes a starting instance until it is ready (or gives up), then waits
-/// for its process to end.
+/// Finishes starting an instance and probes it until it is ready (or
+/// gives up), then waits for it to end.
 async fn watch_instance(
     id: u64,
-    mut child: tokio::process::Child,
+    launching: Launching,
     readiness: Probe,
     target: ProbeTarget,
     start_timeout: Duration,
     events: mpsc::UnboundedSender<InstanceEvent>,
 ) {
     let give_up = Instant::now() + start_timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let _ = events.send(InstanceEvent::Failed(id, format!("exited with {status}")));
+    let mut ended = match launching.await {
+        Ok(ended) => ended,
+        Err(error) => {
+            let _ = events.send(InstanceEvent::Failed(id, error));
             return;
         }
-        if probe(&readiness, &target, READINESS_PROBE_TIMEOUT)
-            .await
-            .is_ok()
-        {
-            let _ = events.send(InstanceEvent::Ready(id));
-            break;
+    };
+    let ready = async {
+        loop {
+            if probe(&readiness, &target, READINESS_PROBE_TIMEOUT)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            if Instant::now() >= give_up {
+                return false;
+            }
+            tokio::time::sleep(READINESS_POLL).await;
         }
-        if Instant::now() >= give_up {
+    };
+    tokio::select! {
+        () = &mut ended => {
+            let _ = events.send(InstanceEvent::Failed(id, "it ended while starting".into()));
+            return;
+        }
+        ready = ready => if !ready {
             let _ = events.send(InstanceEvent::Failed(
                 id,
                 format!("not ready within {start_timeout:?}"),
             ));
             return;
         }
-        tokio::time::sleep(READINESS_POLL).await;
     }
-    let _ = child.wait().await;
+    let _ = events.send(InstanceEvent::Ready(id));
+    ended.await;
     let _ = events.send(InstanceEvent::Exited(id));
 }
 
-/// SIGTERM to the instance's process group, SIGKILL after a grace period.
+/// Asks the instance to stop, and kills what is left after the grace
+/// period (by dropping it).
 fn stop(instance: Instance) {
-    let group = instance.group;
-    let _ = killpg(group, Signal::SIGTERM);
     tokio::spawn(async move {
-        tokio::time::sleep(STOP_GRACE).await;
-        // Dropping sends SIGKILL to whatever is left of the group.
+        instance.stopper.stop().await;
         drop(instance);
     });
 }

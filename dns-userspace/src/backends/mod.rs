@@ -9,6 +9,7 @@
 
 mod docker;
 mod function;
+mod launch;
 mod metrics;
 mod registered;
 
@@ -23,6 +24,7 @@ use prometheus::Registry as MetricsRegistry;
 pub use self::{
     docker::{DockerSpec, POOL_LABEL},
     function::{ColdStart, ColdStartMode, FunctionSpec},
+    launch::{FUNCTION_LABEL, Launch},
     metrics::BackendMetrics,
     registered::{Registration, Registry, RegistryError, expire_registrations},
 };

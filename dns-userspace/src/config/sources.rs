@@ -8,7 +8,7 @@ use ipnetwork::IpNetwork;
 
 use super::spec::{HookFileSpec, PoolSpec};
 use crate::{
-    backends::{ColdStartMode, DockerSpec, FunctionSpec, PoolSource},
+    backends::{ColdStartMode, DockerSpec, FunctionSpec, Launch, PoolSource},
     health::{CheckDef, Probe},
     hooks::{HookSpec, HookTarget},
 };
@@ -34,33 +34,39 @@ pub fn pool_source(
     pools: &HashMap<&str, usize>,
 ) -> Result<Option<PoolSource>, String> {
     let kind = pool.kind.as_deref().unwrap_or("static");
-    let fields: [(&str, bool, &str); 17] = [
-        ("endpoints", !pool.endpoints.is_empty(), "static"),
-        ("docker_host", pool.docker_host.is_some(), "docker"),
-        ("labels", pool.labels.is_some(), "docker"),
-        ("relist", pool.relist.is_some(), "docker"),
-        ("network", pool.network.is_some(), "docker"),
-        ("command", pool.command.is_some(), "function"),
-        ("addresses", pool.addresses.is_some(), "function"),
-        ("port", pool.port.is_some(), "function"),
-        ("min", pool.min.is_some(), "function"),
-        ("max", pool.max.is_some(), "function"),
-        ("target_qps", pool.target_qps.is_some(), "function"),
-        ("idle_after", pool.idle_after.is_some(), "function"),
-        ("cold_start", pool.cold_start.is_some(), "function"),
-        ("deadline", pool.deadline.is_some(), "function"),
-        ("fallback", pool.fallback.is_some(), "function"),
-        ("busy", pool.busy.is_some(), "function"),
-        ("start_timeout", pool.start_timeout.is_some(), "function"),
+    let fields: [(&str, bool, &[&str]); 18] = [
+        ("endpoints", !pool.endpoints.is_empty(), &["static"]),
+        (
+            "docker_host",
+            pool.docker_host.is_some(),
+            &["docker", "function"],
+        ),
+        ("labels", pool.labels.is_some(), &["docker"]),
+        ("relist", pool.relist.is_some(), &["docker"]),
+        ("network", pool.network.is_some(), &["docker"]),
+        ("command", pool.command.is_some(), &["function"]),
+        ("image", pool.image.is_some(), &["function"]),
+        ("addresses", pool.addresses.is_some(), &["function"]),
+        ("port", pool.port.is_some(), &["function"]),
+        ("min", pool.min.is_some(), &["function"]),
+        ("max", pool.max.is_some(), &["function"]),
+        ("target_qps", pool.target_qps.is_some(), &["function"]),
+        ("idle_after", pool.idle_after.is_some(), &["function"]),
+        ("cold_start", pool.cold_start.is_some(), &["function"]),
+        ("deadline", pool.deadline.is_some(), &["function"]),
+        ("fallback", pool.fallback.is_some(), &["function"]),
+        ("busy", pool.busy.is_some(), &["function"]),
+        ("start_timeout", pool.start_timeout.is_some(), &["function"]),
     ];
     if !matches!(kind, "static" | "docker" | "registered" | "function") {
         return Err(format!(
             "unknown kind `{kind}` (known: static, docker, registered, function)"
         ));
     }
-    if let Some((field, _, belongs)) = fields.iter().find(|(_, set, k)| *set && *k != kind) {
+    if let Some((field, _, kinds)) = fields.iter().find(|(_, set, k)| *set && !k.contains(&kind)) {
         return Err(format!(
-            "`{field}` is for {belongs} pools, and this one is {kind}"
+            "`{field}` is for {} pools, and this one is {kind}",
+            kinds.join(" and ")
         ));
     }
     let probe_of = |check: &str| -> Result<Probe, String> {
@@ -83,10 +89,18 @@ pub fn pool_source(
         })),
         "registered" => Some(PoolSource::Registered),
         "function" => {
-            let command = pool
-                .command
-                .clone()
-                .ok_or("a function pool needs `command`")?;
+            let launch = match (&pool.image, &pool.command) {
+                (Some(image), command) => Launch::Image {
+                    image: image.clone(),
+                    command: command.clone(),
+                    host: pool.docker_host.clone(),
+                },
+                (None, Some(command)) if pool.docker_host.is_none() => {
+                    Launch::Command(command.clone())
+                }
+                (None, Some(_)) => return Err("`docker_host` is for pools with an `image`".into()),
+                (None, None) => return Err("a function pool needs `command` or `image`".into()),
+            };
             let port = pool.port.ok_or("a function pool needs `port`")?;
             let addresses = address_range(
                 pool.addresses
@@ -127,7 +141,7 @@ pub fn pool_source(
                 None => Probe::Tcp { port },
             };
             Some(PoolSource::Function(Box::new(FunctionSpec {
-                command,
+                launch,
                 addresses,
                 port,
                 min,

@@ -103,6 +103,7 @@ pub struct PoolSpec {
     /// `function`: how an instance starts and where, how many, and what
     /// a query gets while none is ready.
     pub command: Option<String>,
+    pub image: Option<String>,
     pub addresses: Option<String>,
     pub port: Option<u16>,
     pub min: Option<usize>,
