@@ -337,3 +337,56 @@ fn a_rate_above_the_target_starts_more_instances_and_busy_ones_are_kept() {
         .expect("instance seconds");
     assert!(billed >= 12.0, "three instances for over 4 s: {billed}");
 }
+
+#[test]
+fn a_function_behind_a_failover_is_woken_while_the_secondary_answers() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let config = function_policy(
+        "failover",
+        18088,
+        "",
+        r#"
+[pool.static]
+endpoints = ["198.18.0.60"]
+
+[service.mixed]
+name = "mixed.example.com."
+ttl = 1
+[service.mixed.policy]
+kind = "failover"
+primary = { pool = "fn" }
+secondary = { pool = "static" }
+"#,
+    );
+    let daemon = start(&rig, &config);
+    let before = Answered::scrape(&rig).unwrap();
+    // The kernel passes the name on while the function is cold, so the
+    // daemon sees the query: it answers from the secondary and wakes it.
+    let (addrs, _) = ask(&rig.client, "mixed.example.com.");
+    assert_eq!(
+        addrs,
+        [Ipv4Addr::new(198, 18, 0, 60)],
+        "{}",
+        daemon.log_text()
+    );
+    let after = Answered::scrape(&rig).unwrap();
+    assert_eq!(after.userspace - before.userspace, 1);
+    let until = Instant::now() + Duration::from_secs(2);
+    while ask(&rig.client, "mixed.example.com.").0 != [Ipv4Addr::new(127, 0, 0, 100)] {
+        assert!(Instant::now() < until, "woken:\n{}", daemon.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Then the kernel answers with the instance.
+    let warm = Answered::scrape(&rig).unwrap();
+    assert_eq!(
+        ask(&rig.client, "mixed.example.com.").0,
+        [Ipv4Addr::new(127, 0, 0, 100)]
+    );
+    let last = Answered::scrape(&rig).unwrap();
+    assert_eq!(last.xdp.unwrap() - warm.xdp.unwrap(), 1);
+    assert_eq!(
+        metric(&rig, "dnslb_function_cold_starts_total{pool=\"fn\"}"),
+        1
+    );
+}

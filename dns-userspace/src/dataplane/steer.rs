@@ -80,6 +80,26 @@ impl KernelServices {
         Ok(())
     }
 
+    /// Makes the kernel pass every query for `service` to the daemon (a
+    /// service waiting for a function pool: the daemon's answer wakes it).
+    pub fn pass_to_daemon(
+        &mut self,
+        dataplane: &mut Dataplane,
+        service: &Service,
+    ) -> Result<(), DataplaneError> {
+        let Some(hot_type) = HotType::of(service.record_type) else {
+            return Ok(());
+        };
+        let name = HotName::from_wire(service.name.as_bytes())
+            .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
+        dataplane.set_hot(&name, &HotValue::to_userspace(hot_type))?;
+        let previous = self.written.remove(&service.label).unwrap_or_default();
+        remove_generation(dataplane, previous)?;
+        self.written
+            .insert(service.label.clone(), KernelService::default());
+        Ok(())
+    }
+
     /// Takes a service out of the kernel: its name, then its networks.
     pub fn remove(
         &mut self,

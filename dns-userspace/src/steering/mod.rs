@@ -27,7 +27,7 @@ pub use self::{
     view::{BranchCounters, ColdService, Steered, SteeredAnswer, SteeredSink},
 };
 use crate::{
-    backends::{ColdStart, PoolSink},
+    backends::{ColdStart, ColdStartMode, PoolSink},
     config::{BranchLabels, Config},
     dataplane::{HotType, KernelServices, SharedDataplane},
     health::{HealthEvent, HealthRunner},
@@ -240,42 +240,47 @@ impl Steering {
                 .or_default()
                 .push(service.clone());
         }
+        let mut steered = Steered {
+            pools,
+            health,
+            services,
+            counters: self.counters.clone(),
+            cold: HashMap::new(),
+        };
         // Services with a function pool that has nothing ready: their
-        // queries wake it, and get what its cold start says meanwhile.
+        // queries wake it, and get what its cold start says meanwhile. A
+        // query waits (`hold`) only when the service has nothing else to
+        // answer with (a failover's secondary answers at once).
         let cold_starts = self
             .cold_starts
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default();
-        let mut cold = HashMap::new();
         for service in &config.services {
             let mut used = HashSet::new();
             service.policy.pools(&mut used);
             let waiting = used.into_iter().find_map(|p| {
-                let start = cold_starts.get(&pools[p].name)?;
-                pools[p].endpoints.is_empty().then_some(start)
+                let start = cold_starts.get(&steered.pools[p].name)?;
+                steered.pools[p].endpoints.is_empty().then_some(start)
             });
             if let Some(start) = waiting {
                 let fallback = start
                     .fallback
                     .as_ref()
-                    .and_then(|name| pools.iter().position(|p| p.name == *name));
-                cold.insert(
+                    .and_then(|name| steered.pools.iter().position(|p| p.name == *name));
+                let hold = start.mode == ColdStartMode::Hold
+                    && service.draw(&steered.pools, &steered, None).is_empty();
+                steered.cold.insert(
                     service.label.clone(),
                     ColdService {
                         start: start.clone(),
                         fallback,
+                        hold,
                     },
                 );
             }
         }
-        Steered {
-            pools,
-            health,
-            services,
-            counters: self.counters.clone(),
-            cold,
-        }
+        steered
     }
 
     /// The name of pool `index`, for logs and events.
@@ -369,7 +374,14 @@ impl Steering {
                         continue;
                     }
                 }
-                kernel.write(&mut dataplane, service, &steered.pools, &steered)?;
+                // A service waiting for a function pool is answered by the
+                // daemon, even where another branch could answer in the
+                // kernel: its queries are what wakes the pool.
+                if steered.cold.contains_key(&service.label) {
+                    kernel.pass_to_daemon(&mut dataplane, service)?;
+                } else {
+                    kernel.write(&mut dataplane, service, &steered.pools, &steered)?;
+                }
             }
         }
         self.sink.set_steered(steered);
@@ -430,10 +442,14 @@ impl PoolSink for Steering {
             Some(cold) => starts.insert(pool.to_owned(), cold),
             None => starts.remove(pool),
         });
-        // Only the daemon's view changes: nothing to write to the kernel.
+        let index = self
+            .state
+            .lock()
+            .map(|state| state.config.pools.iter().position(|p| p.name == pool));
         if let Err(error) = applied
             .map_err(anyhow::Error::from)
-            .and_then(|_| self.apply(Some(&HashSet::new())))
+            .and(index.map_err(anyhow::Error::from))
+            .and_then(|index| self.apply(Some(&index.into_iter().collect())))
         {
             tracing::error!("pool {pool}: {error:#}");
         }

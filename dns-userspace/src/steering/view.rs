@@ -64,6 +64,9 @@ pub struct ColdService {
     pub(super) start: Arc<ColdStart>,
     /// Index of the fallback pool, if the function pool names one.
     pub(super) fallback: Option<usize>,
+    /// Queries wait for the start: the pool holds, and the service has
+    /// nothing else to answer with.
+    pub(super) hold: bool,
 }
 
 impl Health for Steered {
@@ -159,16 +162,14 @@ impl Steered {
     /// Whether any service holds its queries for a cold start: when none
     /// does, the servers skip looking.
     pub fn holds_any(&self) -> bool {
-        self.cold
-            .values()
-            .any(|cold| cold.start.mode == ColdStartMode::Hold)
+        self.cold.values().any(|cold| cold.hold)
     }
 
     /// The cold start a query for `name`/`record_type` should wait for.
     pub fn hold(&self, name: &[u8], record_type: RecordType) -> Option<Arc<ColdStart>> {
         let service = self.service(name, record_type)?;
         let cold = self.cold.get(&service.label)?;
-        (cold.start.mode == ColdStartMode::Hold).then(|| cold.start.clone())
+        cold.hold.then(|| cold.start.clone())
     }
 }
 
