@@ -143,6 +143,47 @@ fn errors_name_the_file_line_and_problem() {
             "needs a [geo] database",
         ),
         ("unknown = 1\n", 1, "unknown field"),
+        (
+            "[pool.a]\nkind = \"docker\"\ncommand = \"x\"\n",
+            1,
+            "`command` is for function pools, and this one is docker",
+        ),
+        (
+            "[pool.a]\nkind = \"function\"\ncommand = \"x\"\naddresses = \"198.18.1.1-198.18.1.2\"\n",
+            1,
+            "needs `port`",
+        ),
+        (
+            "[pool.a]\nkind = \"function\"\ncommand = \"x\"\nport = 80\naddresses = \"198.18.1.1-198.18.1.2\"\nmax = 3\n",
+            1,
+            "max 3 instances but `addresses` gives 2",
+        ),
+        (
+            "[pool.a]\nkind = \"function\"\ncommand = \"x\"\nport = 80\naddresses = \"198.18.1.1/33\"\n",
+            1,
+            "give FIRST-LAST or a network",
+        ),
+        (
+            "[pool.a]\nkind = \"function\"\ncommand = \"x\"\nport = 80\naddresses = \"198.18.1.1\"\nfallback = \"b\"\n",
+            1,
+            "no pool named `b` (the fallback)",
+        ),
+        (
+            "[pool.a]\nkind = \"function\"\ncommand = \"x\"\nport = 80\naddresses = \"198.18.1.1\"\ncold_start = \"wait\"\n",
+            6,
+            "unknown variant `wait`",
+        ),
+        ("[pool.a]\nkind = \"lambda\"\n", 1, "unknown kind `lambda`"),
+        (
+            "[hook.h]\nurl = \"https://x/\"\n",
+            1,
+            "give http://HOST:PORT/PATH",
+        ),
+        (
+            "[hook.h]\nurl = \"http://127.0.0.1:9/\"\ncommand = \"cat\"\n",
+            1,
+            "give `url` or `command`, one of them",
+        ),
     ];
     for (text, line, problem) in cases {
         let error = parse(text).expect_err(text);
