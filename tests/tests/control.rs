@@ -342,7 +342,7 @@ fn drained_endpoints_leave_the_kernel_answers_and_come_back() {
         .cli(&["endpoint", "drain", "198.18.40.2", "--pool", "web"])
         .expect("drain");
     assert!(
-        listed.contains("198.18.40.2  1       yes      yes"),
+        listed.contains("198.18.40.2  ready  1       yes      yes"),
         "{listed}"
     );
     // The CLI returns once the change is applied; the margin covers kdig.
