@@ -76,6 +76,8 @@ fn docker_containers_are_answered_drained_joined_and_resynced() {
     // Dropped before the rig: containers and engine go first.
     let mut dockerd = Dockerd::start(&rig.server, &dir.join("docker")).expect("dockerd starts");
     dockerd.import_test_image().expect("the test image");
+    let events = dir.join("container-events.jsonl");
+    let _ = std::fs::remove_file(&events);
     std::fs::write(
         &config,
         format!(
@@ -98,8 +100,13 @@ docker_host = "{host}"
 name = "web.example.com."
 ttl = 1
 policy = {{ kind = "multivalue", pool = "web" }}
+
+[hook.containers]
+command = "cat >> {events}"
+events = ["container"]
 "#,
-            host = dockerd.host()
+            host = dockerd.host(),
+            events = events.display()
         ),
     )
     .unwrap();
@@ -229,6 +236,19 @@ policy = {{ kind = "multivalue", pool = "web" }}
     let log = daemon.log_text();
     assert!(log.contains("the Docker engine is unreachable"), "{log}");
     assert!(log.contains("the Docker engine is back"), "{log}");
+
+    // The hook heard each container's story, in order.
+    let text = std::fs::read_to_string(&events).unwrap_or_default();
+    let states = |name: &str| -> Vec<String> {
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON"))
+            .filter(|e| e["event"] == "container" && e["container"] == name)
+            .map(|e| e["state"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(states("c1"), ["ready", "draining", "gone"], "{text}");
+    assert_eq!(states("c4"), ["starting", "ready"], "{text}");
+    assert_eq!(states("c3"), ["ready", "gone"], "{text}");
 }
 
 #[test]

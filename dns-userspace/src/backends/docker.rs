@@ -120,7 +120,8 @@ struct Follower {
     draining: HashSet<String>,
     /// Containers already warned about (bad labels, no address).
     warned: HashSet<String>,
-    published: Option<Vec<PoolEndpoint>>,
+    /// The members the sink was last told of, by container ID.
+    published: Option<BTreeMap<String, Container>>,
 }
 
 impl Follower {
@@ -364,58 +365,52 @@ impl Follower {
     /// Tells the sink the members, when they changed, and the hooks what
     /// happened to each container.
     fn publish(&mut self) {
+        if self.published.as_ref() == Some(&self.members) {
+            return;
+        }
+        let before = self.published.take().unwrap_or_default();
+        for (id, member) in &self.members {
+            let condition = member.endpoint.condition;
+            if before.get(id).map(|b| b.endpoint.condition) != Some(condition) {
+                self.emit(member, condition.name());
+            }
+        }
+        for (_, gone) in before
+            .iter()
+            .filter(|(id, _)| !self.members.contains_key(*id))
+        {
+            self.emit(gone, "gone");
+        }
         let mut endpoints: Vec<PoolEndpoint> = self
             .members
             .values()
             .map(|member| member.endpoint.clone())
             .collect();
         endpoints.sort_by_key(|endpoint| endpoint.addr);
-        if self.published.as_ref() == Some(&endpoints) {
-            return;
-        }
-        let before: HashMap<IpAddr, Condition> = self
-            .published
+        let ready = endpoints
             .iter()
-            .flatten()
-            .map(|endpoint| (endpoint.addr, endpoint.condition))
-            .collect();
-        for member in self.members.values() {
-            let condition = member.endpoint.condition;
-            if before.get(&member.endpoint.addr) != Some(&condition) {
-                self.hooks.emit(Event::Container {
-                    pool: self.pool.clone(),
-                    container: member.name.clone(),
-                    address: member.endpoint.addr,
-                    state: condition.name().to_owned(),
-                });
-            }
-        }
-        for gone in before
-            .keys()
-            .filter(|addr| !endpoints.iter().any(|e| e.addr == **addr))
-        {
-            self.hooks.emit(Event::Container {
-                pool: self.pool.clone(),
-                container: String::new(),
-                address: *gone,
-                state: "gone".to_owned(),
-            });
-        }
+            .filter(|e| e.condition == Condition::Ready)
+            .count();
         tracing::info!(
             event = "members",
             pool = %self.pool,
-            "pool {}: {} containers ({} ready)",
+            "pool {}: {} containers ({ready} ready)",
             self.pool,
             endpoints.len(),
-            endpoints
-                .iter()
-                .filter(|e| e.condition == Condition::Ready)
-                .count()
         );
         self.metrics.members(&self.pool, &endpoints);
-        self.published = Some(endpoints.clone());
+        self.published = Some(self.members.clone());
         let (sink, pool) = (self.sink.clone(), self.pool.clone());
         tokio::task::block_in_place(|| sink.set_members(&pool, endpoints));
+    }
+
+    fn emit(&self, member: &Container, state: &str) {
+        self.hooks.emit(Event::Container {
+            pool: self.pool.clone(),
+            container: member.name.clone(),
+            address: member.endpoint.addr,
+            state: state.to_owned(),
+        });
     }
 }
 
