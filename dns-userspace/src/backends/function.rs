@@ -415,10 +415,7 @@ impl Manager {
             task,
             stopper,
         });
-        self.metrics
-            .instances
-            .with_label_values(&[self.pool.as_str()])
-            .set(self.instances.len() as i64);
+        self.count_instances();
         self.emit(address, "started", None);
         true
     }
@@ -431,11 +428,15 @@ impl Manager {
             self.publish();
         }
         drop(instance);
+        self.count_instances();
+        Some(address)
+    }
+
+    fn count_instances(&self) {
         self.metrics
             .instances
             .with_label_values(&[self.pool.as_str()])
             .set(self.instances.len() as i64);
-        Some(address)
     }
 
     fn target(&self, address: IpAddr) -> ProbeTarget {
@@ -459,10 +460,7 @@ impl Manager {
             })
             .collect();
         let ready = members.len();
-        self.metrics
-            .instances
-            .with_label_values(&[self.pool.as_str()])
-            .set(self.instances.len() as i64);
+        self.count_instances();
         let (sink, pool) = (self.sink.clone(), self.pool.clone());
         tokio::task::block_in_place(|| sink.set_members(&pool, members));
         self.ready_count.send_replace(ready);

@@ -362,18 +362,18 @@ impl Steering {
     fn apply(&self, pools: Option<&HashSet<usize>>) -> anyhow::Result<()> {
         let mut state = self.state.lock()?;
         let steered = self.view(&state);
-        self.note_failovers(&mut state, &steered);
+        let affected = |service: &Service| {
+            pools.is_none_or(|pools| {
+                let mut used = HashSet::new();
+                service.policy.pools(&mut used);
+                !used.is_disjoint(pools)
+            })
+        };
+        self.note_failovers(&mut state, &steered, &affected);
         let State { config, kernel, .. } = &mut *state;
         if let Some(dataplane) = &self.dataplane {
             let mut dataplane = dataplane.lock()?;
-            for service in &config.services {
-                if let Some(pools) = pools {
-                    let mut used = HashSet::new();
-                    service.policy.pools(&mut used);
-                    if used.is_disjoint(pools) {
-                        continue;
-                    }
-                }
+            for service in config.services.iter().filter(|s| affected(s)) {
                 // A service waiting for a function pool is answered by the
                 // daemon, even where another branch could answer in the
                 // kernel: its queries are what wakes the pool.
@@ -392,11 +392,18 @@ impl Steering {
 impl Steering {
     /// Tells the hooks of each service whose answers moved to other
     /// branches (for clients in no listed network).
-    fn note_failovers(&self, state: &mut State, steered: &Steered) {
+    /// Only `affected` services are drawn again: the others' answers did
+    /// not change.
+    fn note_failovers(
+        &self,
+        state: &mut State,
+        steered: &Steered,
+        affected: &dyn Fn(&Service) -> bool,
+    ) {
         let State {
             config, serving, ..
         } = state;
-        for service in &config.services {
+        for service in config.services.iter().filter(|s| affected(s)) {
             let draw = service.draw(&steered.pools, steered, None);
             let mut branches: Vec<BranchSlot> = draw.drawn().map(|d| d.branch).collect();
             branches.sort_unstable();
