@@ -14,7 +14,10 @@ use dns_common::{Counter, HotName, names};
 use dnslb::dataplane::{
     Dataplane, DataplaneOptions, EBPF_OBJECT, Endpoint, HotAnswer, HotType, time_runs,
 };
-use dnslb_tests::frame::{Opt, QueryFrame, wire_name};
+use dnslb_tests::{
+    frame::{Opt, QueryFrame, wire_name},
+    testrun::serve_test_frames,
+};
 
 use crate::responders::FLOOR_OBJECT;
 
@@ -81,6 +84,7 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
     }
 
     let mut dataplane = Dataplane::load(DataplaneOptions::new(53, 1232, 16))?;
+    serve_test_frames(&mut dataplane)?;
     let addrs: Vec<IpAddr> = (1..=3)
         .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 10, i)))
         .collect();
@@ -179,6 +183,7 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
         log: true,
         ..DataplaneOptions::new(53, 1232, 16)
     })?;
+    serve_test_frames(&mut logging)?;
     let key = HotName::from_wire(&wire_name("www.bench.test")).context("bad benchmark name")?;
     logging.set_hot(&key, &round_robin(&addrs).encode(HotType::A)?)?;
     let on_size = logging.translated_size()?;

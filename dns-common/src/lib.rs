@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cookie;
+pub mod guard;
 pub mod wire;
 
 /// Longest domain name on the wire, root label included (RFC 1035 §3.1).
@@ -43,7 +44,7 @@ pub const fn digest_step(state: u64, word: u64) -> u64 {
 /// The version of the maps' key and value layouts. Bumped with any change
 /// to them: a daemon restarted with `--pin` adopts pinned maps only of its
 /// own layout, and otherwise fills new ones and swaps the program.
-pub const MAP_LAYOUT: u32 = 1;
+pub const MAP_LAYOUT: u32 = 2;
 
 /// Map and program names, shared so a rename cannot split the two sides.
 pub mod names {
@@ -64,6 +65,17 @@ pub mod names {
     pub const BRANCH_ANSWERS: &str = "BRANCH_ANSWERS";
     /// `Array<CookieSecrets>` of one entry.
     pub const COOKIE_SECRETS: &str = "COOKIE_SECRETS";
+    /// `Array<guard::Guard>` of one entry: our MAC and the rate limit.
+    pub const GUARD: &str = "GUARD";
+    /// `HashMap<[u8; 16], u8>`: the addresses answered on, as IPv6 (IPv4
+    /// mapped); a frame to any other passes.
+    pub const LOCAL_ADDRS: &str = "LOCAL_ADDRS";
+    /// `LruHashMap<u64, guard::RrlBucket>`: the rate limit's buckets by
+    /// client network (`guard::Guard::key`).
+    pub const RRL_BUCKETS: &str = "RRL_BUCKETS";
+    /// `LpmTrie<ClientNetKey, u8>`: client networks (IPv4 mapped, under
+    /// service 0) the rate limit leaves alone.
+    pub const RRL_EXEMPT: &str = "RRL_EXEMPT";
     /// The answering XDP program.
     pub const PROGRAM: &str = "dnslb";
     /// An XDP program that passes everything: attached to a veth peer so that
@@ -303,10 +315,21 @@ pub enum Counter {
     PassMalformed,
     /// The answer would not fit the client's UDP payload size.
     PassTooBig,
+    /// Not addressed to this host: another MAC, or an IP address the
+    /// daemon does not listen on (or the daemon has not said yet).
+    PassNotOurs,
+    /// Dropped: a DNS response (QR=1) sent to our port, which can never
+    /// be a question for us (reflected traffic, or a spoofing probe).
+    DropResponse,
+    /// Over the client network's rate: sent truncated (TC=1), so that a
+    /// real resolver asks again over TCP.
+    RateSlipped,
+    /// Over the client network's rate: dropped.
+    RateDropped,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 12] = [
         Counter::Answered,
         Counter::PassNotDns,
         Counter::PassUnsupported,
@@ -315,10 +338,14 @@ impl Counter {
         Counter::PassEdns,
         Counter::PassMalformed,
         Counter::PassTooBig,
+        Counter::PassNotOurs,
+        Counter::DropResponse,
+        Counter::RateSlipped,
+        Counter::RateDropped,
     ];
 
-    /// The `reason` label of `dnslb_xdp_passed_total`, or `None` for
-    /// [`Counter::Answered`].
+    /// The `reason` label of `dnslb_xdp_passed_total`, or `None` for the
+    /// packets that did not pass (answered, slipped or dropped).
     pub const fn pass_reason(self) -> Option<&'static str> {
         match self {
             Counter::Answered => None,
@@ -329,6 +356,8 @@ impl Counter {
             Counter::PassEdns => Some("edns"),
             Counter::PassMalformed => Some("malformed"),
             Counter::PassTooBig => Some("too_big"),
+            Counter::PassNotOurs => Some("not_ours"),
+            Counter::DropResponse | Counter::RateSlipped | Counter::RateDropped => None,
         }
     }
 }
@@ -344,12 +373,16 @@ mod pod {
     unsafe impl<const W: usize> aya::Pod for super::HotSet<W> {}
     unsafe impl aya::Pod for super::ClientNetKey {}
     unsafe impl aya::Pod for super::cookie::CookieSecrets {}
+    unsafe impl aya::Pod for super::guard::Guard {}
+    unsafe impl aya::Pod for super::guard::RrlBucket {}
 
     const _: () = assert!(core::mem::size_of::<super::HotA>() == 20 + 32 + 32 + 64);
     const _: () = assert!(core::mem::size_of::<super::HotAaaa>() == 20 + 32 + 32 + 256);
     const _: () = assert!(core::mem::size_of::<super::HotEntry<64, 4>>() == 64 + 148);
     const _: () = assert!(core::mem::size_of::<super::ClientNetKey>() == 20);
     const _: () = assert!(core::mem::size_of::<super::cookie::CookieSecrets>() == 48);
+    const _: () = assert!(core::mem::size_of::<super::guard::Guard>() == 40);
+    const _: () = assert!(core::mem::size_of::<super::guard::RrlBucket>() == 16);
 }
 
 #[cfg(test)]

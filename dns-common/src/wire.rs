@@ -34,6 +34,8 @@ pub const FLAGS0_RD: u8 = 0x01;
 pub const FLAGS1_CD: u8 = 0x10;
 /// The QR bit of header byte 2: set in answers.
 pub const FLAGS0_QR: u8 = 0x80;
+/// The TC bit of header byte 2: the answer is truncated, ask over TCP.
+pub const FLAGS0_TC: u8 = 0x02;
 /// Bits of header byte 2 an error answer copies from its query: OPCODE
 /// and RD.
 pub const FLAGS0_OPCODE_RD: u8 = 0x79;

@@ -12,15 +12,16 @@ use aya_ebpf::{
 use dns_common::{
     Counter, HotSet, MAX_ENDPOINTS, SET_SIGNED, Selection, V4_MAPPED_BITS, V4_MAPPED_PREFIX,
     cookie::{CookieAddr, CookieSecrets},
+    guard::{Guard, Verdict},
     wire::{
         ANSWER_FLAGS0, CLIENT_COOKIE_LEN, COOKIE_OPTION_LEN, ECS_FAMILY_V4, ECS_FIXED_LEN,
-        FLAGS0_RD, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_LEN, OPTION_COOKIE, OPTION_HEADER_LEN,
-        POINTER_TO_QUESTION, RECORD_HEADER_LEN, SERVER_COOKIE_LEN, TYPE_OPT,
+        FLAGS0_RD, FLAGS0_TC, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_LEN, OPTION_COOKIE,
+        OPTION_HEADER_LEN, POINTER_TO_QUESTION, RECORD_HEADER_LEN, SERVER_COOKIE_LEN, TYPE_OPT,
     },
 };
 
 use crate::{
-    DIGEST_MASK, EDNS_PAYLOAD, XDP_LOG, config, config_u64,
+    DIGEST_MASK, EDNS_PAYLOAD, XDP_LOG, config, config_u64, guard,
     hot::{self, A, Aaaa, RecordType},
     packet::{self, Datagram, IPV6_LEN, UDP_LEN},
     query::{self, Question},
@@ -31,11 +32,13 @@ const ENDPOINT_MASK: usize = MAX_ENDPOINTS - 1;
 /// An address, family and prefix length: the most an ECS option carries.
 const ECS_OPTION_MAX: usize = OPTION_HEADER_LEN + ECS_FIXED_LEN + 16;
 
-/// Answers the frame in place, or says why it passes. Nothing in the frame
-/// changes unless this returns `Ok`.
+/// Answers the frame in place (`Answered`, or `RateSlipped` for a
+/// truncated answer), or says why it passes or is dropped. Nothing in the
+/// frame changes unless this returns `Ok`.
 #[inline(always)]
-pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
-    let datagram = packet::find_datagram(ctx)?;
+pub fn respond(ctx: &XdpContext) -> Result<Counter, Counter> {
+    let us = guard::get().ok_or(Counter::PassNotOurs)?;
+    let datagram = packet::find_datagram(ctx, us)?;
     let scratch = scratch::get().ok_or(Counter::PassMalformed)?;
 
     // Opaque to the optimiser, so that the bounds check below is made on
@@ -71,31 +74,40 @@ pub fn respond(ctx: &XdpContext) -> Result<(), Counter> {
     let reply = if question.aaaa {
         let set = hot::lookup::<16, Aaaa>(scratch, digest, question.name_len)
             .ok_or(Counter::PassNotHot)?;
-        build::<16, Aaaa>(scratch, question, datagram, set, server_payload)?
+        build::<16, Aaaa>(scratch, question, datagram, set, (server_payload, us))?
     } else {
         let set =
             hot::lookup::<4, A>(scratch, digest, question.name_len).ok_or(Counter::PassNotHot)?;
-        build::<4, A>(scratch, question, datagram, set, server_payload)?
+        build::<4, A>(scratch, question, datagram, set, (server_payload, us))?
     };
-    send(ctx, scratch, question, datagram, reply)
+    let outcome = if reply.truncated {
+        Counter::RateSlipped
+    } else {
+        Counter::Answered
+    };
+    send(ctx, scratch, question, datagram, reply)?;
+    Ok(outcome)
 }
 
 /// The answer built in the scratch area's output: how long its sections
-/// are and how many records it has.
+/// are, how many records it has, and whether it is a truncated one the
+/// rate limit slipped through.
 struct Reply {
     section_len: usize,
     answers: usize,
+    truncated: bool,
 }
 
 /// Picks the records for the client and writes them, and the OPT record,
-/// into the scratch output.
+/// into the scratch output; over the client's rate, only the OPT record
+/// (a truncated answer), or nothing (the query is dropped).
 #[inline(always)]
 fn build<const W: usize, T: RecordType<W>>(
     scratch: &mut Scratch,
     question: &Question,
     datagram: &Datagram,
     name_set: &'static HotSet<W>,
-    server_payload: u16,
+    (server_payload, us): (u16, &Guard),
 ) -> Result<Reply, Counter> {
     // For `--xdp-log` only; removed by the verifier otherwise.
     if config(&XDP_LOG) != 0 {
@@ -140,17 +152,35 @@ fn build<const W: usize, T: RecordType<W>>(
     } else {
         0
     };
-    let section_len = records_len + opt_len;
-    if question.end + section_len > question.payload_limit {
+    if question.end + records_len + opt_len > question.payload_limit {
         return Err(Counter::PassTooBig);
     }
 
-    let first = first_endpoint(set, scratch, endpoints);
-    // LLVM knows `first` < 16 and would drop the mask; the verifier does
-    // not know it (it cannot bound a remainder), so the mask must stay.
-    let slot = core::hint::black_box(first) & ENDPOINT_MASK;
-    crate::count_branch(set.branches[slot]);
-    write_records::<W, T>(scratch, set, first, answers, endpoints);
+    let cookie = if cookie_len != 0 {
+        let secrets = hot::cookie_secrets().ok_or(Counter::PassMalformed)?;
+        Some(server_cookie(scratch, question, datagram, secrets))
+    } else {
+        None
+    };
+    let cookie_valid = matches!(cookie, Some(cookie) if cookie.echoed);
+    let truncated = match guard::rate_limit(us, datagram, cookie_valid) {
+        Verdict::Answer => false,
+        Verdict::Slip => true,
+        Verdict::Drop => return Err(Counter::RateDropped),
+    };
+    let (records_len, answers) = if truncated {
+        (0, 0)
+    } else {
+        let first = first_endpoint(set, scratch, endpoints);
+        // LLVM knows `first` < 16 and would drop the mask; the verifier
+        // does not know it (it cannot bound a remainder), so the mask must
+        // stay.
+        let slot = core::hint::black_box(first) & ENDPOINT_MASK;
+        crate::count_branch(set.branches[slot]);
+        write_records::<W, T>(scratch, set, first, answers, endpoints);
+        (records_len, answers)
+    };
+    let section_len = records_len + opt_len;
     if question.edns {
         write_opt_head(
             scratch,
@@ -160,9 +190,8 @@ fn build<const W: usize, T: RecordType<W>>(
             cookie_len + ecs_len,
         );
         let options_at = records_len + OPT_LEN;
-        if cookie_len != 0 {
-            let secrets = hot::cookie_secrets().ok_or(Counter::PassMalformed)?;
-            write_cookie(scratch, options_at, question, datagram, secrets);
+        if let Some(cookie) = cookie {
+            write_cookie(scratch, options_at, question, cookie);
         }
         if ecs_len != 0 {
             write_ecs(scratch, options_at + cookie_len, question.ecs_at, set.scope);
@@ -173,6 +202,7 @@ fn build<const W: usize, T: RecordType<W>>(
     Ok(Reply {
         section_len,
         answers,
+        truncated,
     })
 }
 
@@ -323,16 +353,22 @@ fn write_opt_head(
     scratch.set_out_u64(at + 8, u64::from_le_bytes([0, l0, l1, 0, 0, 0, 0, 0]));
 }
 
-/// Writes the cookie option at `at`: the client cookie and the server
-/// cookie `dns_common::cookie` answers it with.
+/// The server cookie an answer carries, and whether it is the one the
+/// query brought (valid, and young enough to echo).
+#[derive(Clone, Copy)]
+struct ServerCookie {
+    words: [u64; 2],
+    echoed: bool,
+}
+
+/// The server cookie `dns_common::cookie` answers the query's cookie with.
 #[inline(always)]
-fn write_cookie(
-    scratch: &mut Scratch,
-    at: usize,
+fn server_cookie(
+    scratch: &Scratch,
     question: &Question,
     datagram: &Datagram,
     secrets: &CookieSecrets,
-) {
+) -> ServerCookie {
     let client = scratch.msg_u64(question.cookie_at);
     // The server cookie's words are read whatever the cookie's length (the
     // reads stay inside the message copy) and kept opaque, so that they are
@@ -352,7 +388,19 @@ fn write_cookie(
     // SAFETY: helper without arguments.
     let boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     let now = (boot_ns.wrapping_add(secrets.clock_offset_ns) / 1_000_000_000) as u32;
-    let [stamp, hash] = secrets.reply(now, client, received, addr);
+    let reply = secrets.reply(now, client, received, addr);
+    ServerCookie {
+        words: reply,
+        echoed: received == Some(reply),
+    }
+}
+
+/// Writes the cookie option at `at`: the client cookie and the server
+/// cookie.
+#[inline(always)]
+fn write_cookie(scratch: &mut Scratch, at: usize, question: &Question, cookie: ServerCookie) {
+    let client = scratch.msg_u64(question.cookie_at);
+    let [stamp, hash] = cookie.words;
     let [c0, c1] = OPTION_COOKIE.to_be_bytes();
     let header = u32::from_le_bytes([c0, c1, 0, (CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN) as u8]);
     scratch.set_out_u64(at, u64::from(header));
@@ -385,8 +433,9 @@ fn send(
 ) -> Result<(), Counter> {
     let section_len = reply.section_len;
     let reply_len = question.end + section_len;
+    let truncated = if reply.truncated { FLAGS0_TC } else { 0 };
     let flags = [
-        ANSWER_FLAGS0 | (question.flags[0] & FLAGS0_RD),
+        ANSWER_FLAGS0 | truncated | (question.flags[0] & FLAGS0_RD),
         question.flags[1] & FLAGS1_CD,
     ];
     // Over IPv6 the UDP checksum is computed whole: the query's cannot be
@@ -436,18 +485,20 @@ fn send(
     let (Some(eth), Some(ip), Some(udp)) = headers else {
         return Err(undo_grow(ctx, scratch, growth, keep, grow));
     };
+    // A slip without EDNS has no sections at all: nothing to store.
     // SAFETY: `out_ptr` holds at least `section_len` bytes written above;
     // the helper checks the frame bounds itself and writes nothing on
     // failure.
-    let stored = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            (datagram.payload() + question.end) as u32,
-            scratch.out_ptr() as *mut _,
-            (((section_len - 1) & (OUT_LEN * 2 - 1)) + 1) as u32,
-        )
-    };
-    if stored != 0 {
+    let stored = section_len == 0
+        || unsafe {
+            bpf_xdp_store_bytes(
+                ctx.ctx,
+                (datagram.payload() + question.end) as u32,
+                scratch.out_ptr() as *mut _,
+                (((section_len - 1) & (OUT_LEN * 2 - 1)) + 1) as u32,
+            )
+        } == 0;
+    if !stored {
         return Err(undo_grow(ctx, scratch, growth, keep, grow));
     }
 

@@ -15,6 +15,7 @@
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
 mod answer;
+mod guard;
 mod hot;
 mod packet;
 mod query;
@@ -77,11 +78,17 @@ pub fn dnslb(ctx: XdpContext) -> u32 {
         scratch.log_selection = u8::MAX;
     }
     let outcome = match answer::respond(&ctx) {
-        Ok(()) => Counter::Answered,
+        Ok(sent) => sent,
         Err(reason) => reason,
     };
     if logging && let Some(scratch) = scratch::get() {
-        let reason = outcome.pass_reason().unwrap_or("answered");
+        let reason = match outcome {
+            Counter::Answered => "answered",
+            Counter::RateSlipped => "rate limited, truncated",
+            Counter::RateDropped => "rate limited, dropped",
+            Counter::DropResponse => "a response, dropped",
+            other => other.pass_reason().unwrap_or("passed"),
+        };
         info!(
             &ctx,
             "{}: name {} bytes, selection {}", reason, scratch.log_name_len, scratch.log_selection
@@ -93,7 +100,8 @@ pub fn dnslb(ctx: XdpContext) -> u32 {
         unsafe { *counter += 1 };
     }
     match outcome {
-        Counter::Answered => xdp_action::XDP_TX,
+        Counter::Answered | Counter::RateSlipped => xdp_action::XDP_TX,
+        Counter::RateDropped | Counter::DropResponse => xdp_action::XDP_DROP,
         _ => xdp_action::XDP_PASS,
     }
 }

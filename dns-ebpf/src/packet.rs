@@ -2,11 +2,9 @@
 //! frame around once the answer is in place.
 
 use aya_ebpf::programs::XdpContext;
-use dns_common::Counter;
+use dns_common::{Counter, V4_MAPPED_PREFIX, guard::Guard};
 
-use dns_common::V4_MAPPED_PREFIX;
-
-use crate::{DNS_PORT, config};
+use crate::{DNS_PORT, config, guard};
 
 const ETH_LEN: usize = 14;
 const VLAN_LEN: usize = 4;
@@ -65,9 +63,10 @@ fn read_u16(p: *const u8) -> u16 {
     u16::from_be(unsafe { (p as *const u16).read_unaligned() })
 }
 
-/// Finds an IPv4 UDP datagram to our port, or says why this frame is not one.
+/// Finds a UDP datagram to our port and one of our addresses, or says why
+/// this frame is not one.
 #[inline(always)]
-pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
+pub fn find_datagram(ctx: &XdpContext, us: &Guard) -> Result<Datagram, Counter> {
     let eth = bytes_at(ctx, 0, ETH_LEN).ok_or(Counter::PassNotDns)?;
     // SAFETY: `eth` covers ETH_LEN bytes.
     if unsafe { *eth } & 1 != 0 {
@@ -82,12 +81,18 @@ pub fn find_datagram(ctx: &XdpContext) -> Result<Datagram, Counter> {
         ethertype = read_u16(tag.wrapping_add(2));
         l3 += VLAN_LEN;
     }
-    match ethertype {
+    let datagram = match ethertype {
         ETH_P_IPV4 => ipv4_datagram(ctx, l3),
         ETH_P_IPV6 => ipv6_datagram(ctx, l3),
         ETH_P_8021Q => Err(Counter::PassUnsupported),
         _ => Err(Counter::PassNotDns),
+    }?;
+    // Another host's frame (a NIC in promiscuous mode, a bridge port):
+    // the host's stack would not take it, so neither do we.
+    if !guard::is_our_mac(us, eth) {
+        return Err(Counter::PassNotOurs);
     }
+    Ok(datagram)
 }
 
 #[inline(always)]
@@ -118,6 +123,14 @@ fn ipv4_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
     let udp_len = udp_to_us(ctx, l4)?;
     if total_len != header_len + udp_len || l3 + total_len > frame_len(ctx) {
         return Err(Counter::PassMalformed);
+    }
+    let mut destination = [0u8; 16];
+    destination[..12].copy_from_slice(&V4_MAPPED_PREFIX);
+    // SAFETY: bytes 16..20 of the IPV4_MIN_LEN bytes `ip` covers.
+    let v4 = unsafe { (ip.wrapping_add(16) as *const [u8; 4]).read_unaligned() };
+    destination[12..].copy_from_slice(&v4);
+    if !guard::is_local(&destination) {
+        return Err(Counter::PassNotOurs);
     }
     Ok(Datagram {
         l3,
@@ -156,6 +169,11 @@ fn ipv6_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
     if payload_len != udp_len || l4 + udp_len > frame_len(ctx) || read_u16(udp.wrapping_add(6)) == 0
     {
         return Err(Counter::PassMalformed);
+    }
+    // SAFETY: bytes 24..40 of the IPV6_LEN bytes `ip` covers.
+    let destination = unsafe { (ip.wrapping_add(24) as *const [u8; 16]).read_unaligned() };
+    if !guard::is_local(&destination) {
+        return Err(Counter::PassNotOurs);
     }
     Ok(Datagram {
         l3,

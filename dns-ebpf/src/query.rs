@@ -6,9 +6,10 @@
 use dns_common::{
     Counter, MAX_NAME_LEN,
     wire::{
-        CLASS_IN, CLASSIC_UDP_PAYLOAD, ECS_FAMILY_V4, ECS_FAMILY_V6, ECS_FIXED_LEN, HEADER_LEN,
-        MAX_OPTIONS, OPT_DO, OPT_FLAGS_AT, OPT_LEN, OPTION_COOKIE, OPTION_ECS, OPTION_HEADER_LEN,
-        QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR, TYPE_A, TYPE_AAAA, TYPE_OPT, cookie_len_is_valid,
+        CLASS_IN, CLASSIC_UDP_PAYLOAD, ECS_FAMILY_V4, ECS_FAMILY_V6, ECS_FIXED_LEN, FLAGS0_QR,
+        HEADER_LEN, MAX_OPTIONS, OPT_DO, OPT_FLAGS_AT, OPT_LEN, OPTION_COOKIE, OPTION_ECS,
+        OPTION_HEADER_LEN, QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR, TYPE_A, TYPE_AAAA, TYPE_OPT,
+        cookie_len_is_valid,
     },
 };
 
@@ -47,6 +48,9 @@ pub fn parse(scratch: &mut Scratch, len: usize, server_payload: u16) -> Result<Q
         return Err(Counter::PassMalformed);
     }
     let flags = [scratch.msg(2), scratch.msg(3)];
+    if flags[0] & FLAGS0_QR != 0 {
+        return Err(Counter::DropResponse);
+    }
     if flags[0] & QUERY_FLAGS0_CLEAR != 0 || flags[1] & QUERY_FLAGS1_CLEAR != 0 {
         return Err(Counter::PassUnsupported);
     }

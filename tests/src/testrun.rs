@@ -2,14 +2,17 @@
 //! `BPF_PROG_TEST_RUN`, and checking what it sends back as a client's
 //! stack would: every header, both checksums, the DNS message.
 
-use std::net::IpAddr;
+use std::{collections::BTreeSet, net::IpAddr};
 
-use dns_common::Counter;
-use dnslb::dataplane::{Dataplane, DataplaneOptions, TestOutcome};
+use dns_common::{Counter, guard::Guard};
+use dnslb::dataplane::{Dataplane, DataplaneError, DataplaneOptions, TestOutcome};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 
-use crate::frame::{QueryFrame, internet_checksum, udp6_checksum};
+use crate::frame::{
+    QueryFrame, SERVER_IP, SERVER_IP6, SERVER_MAC, internet_checksum, udp6_checksum,
+};
 
+pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 /// The EDNS payload size the test programs advertise.
@@ -20,8 +23,23 @@ pub fn program() -> Dataplane {
     load(DataplaneOptions::new(53, EDNS_PAYLOAD, 64))
 }
 
+/// Loads the program, which answers the frames [`QueryFrame`] builds: to
+/// [`SERVER_MAC`] and [`SERVER_IP`] or [`SERVER_IP6`], without a rate limit.
 pub fn load(options: DataplaneOptions) -> Dataplane {
-    Dataplane::load(options).expect("the XDP program loads (run as root)")
+    let mut dataplane = Dataplane::load(options).expect("the XDP program loads (run as root)");
+    serve_test_frames(&mut dataplane).expect("writing the guard and the local addresses");
+    dataplane
+}
+
+/// Makes the program take the frames [`QueryFrame`] builds as addressed
+/// to it, and answer them without a rate limit.
+pub fn serve_test_frames(dataplane: &mut Dataplane) -> Result<(), DataplaneError> {
+    dataplane.set_guard(&Guard {
+        mac: SERVER_MAC,
+        ..Guard::default()
+    })?;
+    let local = BTreeSet::from([IpAddr::V4(SERVER_IP), IpAddr::V6(SERVER_IP6)]);
+    dataplane.set_local_addrs(&local)
 }
 
 pub fn run(dataplane: &mut Dataplane, frame: &[u8]) -> TestOutcome {

@@ -327,6 +327,55 @@ pub struct RunArgs {
     /// `RUST_LOG` filters them (default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub rate_limit: RateLimitArgs,
+}
+
+/// Response rate limiting (RRL), as Knot DNS and NSD do it: every client
+/// network has a token bucket, shared by the kernel's and the daemon's UDP
+/// answers. TCP answers are not limited (TCP sources cannot be spoofed).
+#[derive(Clone, Debug, Args)]
+pub struct RateLimitArgs {
+    /// UDP answers per second each client network gets; 0 turns rate
+    /// limiting off.
+    #[arg(long = "rate-limit", default_value_t = 200, value_name = "PER_SECOND")]
+    pub rate: u32,
+    /// Answers a network may get at once after a quiet spell, above the
+    /// rate [default: one second's worth].
+    #[arg(long = "rate-limit-burst", value_name = "ANSWERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: Option<u32>,
+    /// Every Nth limited answer is sent truncated (TC=1), so that a real
+    /// resolver whose address a flood spoofs asks again over TCP; 0 drops
+    /// every limited answer.
+    #[arg(long = "rate-limit-slip", default_value_t = 2, value_name = "N")]
+    pub slip: u32,
+    /// The prefix length of an IPv4 client network.
+    #[arg(long = "rate-limit-ipv4-prefix", default_value_t = 24, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub v4_prefix: u8,
+    /// The prefix length of an IPv6 client network.
+    #[arg(long = "rate-limit-ipv6-prefix", default_value_t = 56, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub v6_prefix: u8,
+    /// A client network never limited (CIDR: your own resolvers, a
+    /// monitoring host). Repeat for more. Clients that present a valid
+    /// server cookie are never limited either.
+    #[arg(long = "rate-limit-exempt", value_name = "CIDR")]
+    pub exempt: Vec<ipnetwork::IpNetwork>,
+    /// Client networks tracked at once; the least recently seen make room.
+    #[arg(long = "rate-limit-table", default_value_t = 65_536, value_name = "NETWORKS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub table: u32,
+}
+
+impl RateLimitArgs {
+    /// The limit as the kernel and the daemon apply it.
+    pub fn limit(&self) -> dns_common::guard::RateLimit {
+        dns_common::guard::RateLimit {
+            rate: self.rate,
+            burst: self.burst.unwrap_or(self.rate.max(1)),
+            slip: self.slip,
+            v4_prefix: self.v4_prefix,
+            v6_prefix: self.v6_prefix,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

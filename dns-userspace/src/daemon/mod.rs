@@ -28,10 +28,14 @@ use crate::{
     backends::Backends,
     cli::RunArgs,
     config::Config,
-    dataplane::{self, Dataplane, DataplaneOptions, SharedDataplane, sync_hot},
+    dataplane::{
+        self, Dataplane, DataplaneOptions, SharedDataplane,
+        local::{self, Local},
+        sync_hot,
+    },
     hooks::Hooks,
     metrics::{Metrics, kernel::KernelCollector, serve_metrics},
-    server::{Responder, serve_tcp, serve_udp},
+    server::{RateLimiter, Responder, serve_tcp, serve_udp},
     shared::Shared,
     steering::{Steering, SteeringCollector, steered_names},
     zone::{Catalog, WireName},
@@ -52,11 +56,6 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     let sockets = args
         .udp_sockets
         .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
-    serve_udp(args.listen, sockets, responder.clone(), metrics.clone())
-        .with_context(|| format!("binding UDP {}", args.listen))?;
-    serve_tcp(args.listen, responder.clone(), metrics.clone(), &mut tasks)
-        .await
-        .with_context(|| format!("binding TCP {}", args.listen))?;
 
     let dataplane: Option<SharedDataplane> = match (&args.iface, args.no_xdp) {
         (Some(_), false) => Some(Arc::new(Shared::new(
@@ -68,6 +67,18 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
             None
         }
     };
+    let limiter = rate_limiter(&args, dataplane.as_ref(), sockets)?;
+    serve_udp(
+        args.listen,
+        sockets,
+        responder.clone(),
+        metrics.clone(),
+        &limiter,
+    )
+    .with_context(|| format!("binding UDP {}", args.listen))?;
+    serve_tcp(args.listen, responder.clone(), metrics.clone(), &mut tasks)
+        .await
+        .with_context(|| format!("binding TCP {}", args.listen))?;
     if let Some(dataplane) = &dataplane
         && let Some(logger) = dataplane.lock()?.take_logger()
     {
@@ -118,11 +129,23 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
+        let local = Local::read(iface, args.listen)
+            .with_context(|| format!("reading {iface}'s addresses"))?;
+        local
+            .write(dataplane, &args.rate_limit.limit())
+            .context("writing the addresses the kernel answers on")?;
+        tasks.spawn(local::follow(
+            dataplane.clone(),
+            iface.clone(),
+            args.listen,
+            args.rate_limit.limit(),
+            local,
+        ));
         attach_dataplane(&args, iface, dataplane)?;
     }
     metrics.register(Box::new(KernelCollector::new(
         dataplane.clone(),
-        metrics.userspace_queries_source(),
+        metrics.userspace_counts(),
     )));
     metrics.register(Box::new(SteeringCollector::new(Arc::downgrade(&steering))));
     if let Some(listen) = args.metrics {
@@ -198,12 +221,33 @@ async fn serve_control(
 const RIGHTS: &str = "XDP needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; \
                       with --no-xdp dnslb serves from userspace alone";
 
+/// The rate limit of `--rate-limit`: on the kernel's buckets (their
+/// exemptions written there too), or on a table of the daemon's own.
+fn rate_limiter(
+    args: &RunArgs,
+    dataplane: Option<&SharedDataplane>,
+    threads: usize,
+) -> anyhow::Result<RateLimiter> {
+    let limit = args.rate_limit.limit().guard([0; 6]);
+    let exempt = args.rate_limit.exempt.clone();
+    let Some(dataplane) = dataplane else {
+        return Ok(RateLimiter::local(limit, exempt, args.rate_limit.table));
+    };
+    let mut dataplane = dataplane.lock()?;
+    let networks: Vec<_> = exempt.iter().map(|net| (net.ip(), net.prefix())).collect();
+    dataplane
+        .set_rate_exempt(&networks)
+        .context("writing --rate-limit-exempt into the kernel")?;
+    Ok(RateLimiter::kernel(limit, exempt, &dataplane, threads)?)
+}
+
 /// Loads the XDP program and fills its maps with the zones' hot names.
 fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow::Result<Dataplane> {
     let options = DataplaneOptions {
         log: args.xdp_log,
         pin: args.pin.clone(),
         layout: args.map_layout,
+        rate_table: args.rate_limit.table,
         ..DataplaneOptions::new(args.listen.port(), args.edns_payload, args.hot_capacity)
     };
     let mut dataplane =

@@ -6,6 +6,7 @@
 //! program's log ring buffer with tokio (its one `unsafe` block).
 
 mod hot;
+pub mod local;
 pub mod log;
 mod pin;
 mod program;

@@ -31,7 +31,7 @@ use super::{
 /// The maps a restarted daemon adopts: everything that holds answers or
 /// counts. Per-CPU scratch space and the log ring buffer belong to one
 /// program and are not shared.
-const ADOPTED_MAPS: [&str; 9] = [
+const ADOPTED_MAPS: [&str; 13] = [
     names::HOT_A[0],
     names::HOT_A[1],
     names::HOT_AAAA[0],
@@ -41,6 +41,10 @@ const ADOPTED_MAPS: [&str; 9] = [
     names::COOKIE_SECRETS,
     names::COUNTERS,
     names::BRANCH_ANSWERS,
+    names::GUARD,
+    names::LOCAL_ADDRS,
+    names::RRL_BUCKETS,
+    names::RRL_EXEMPT,
 ];
 
 const LINK: &str = "link";

@@ -1,6 +1,10 @@
 //! Loading, attaching and talking to the XDP program.
 
-use std::{collections::HashMap as StdHashMap, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap as StdHashMap},
+    net::IpAddr,
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -13,7 +17,10 @@ use aya::{
 use aya_log::EbpfLogger;
 use dns_common::{
     CLIENT_NET_SERVICE_BITS, COUNTER_COUNT, ClientNetKey, Counter, HotA, HotAaaa, HotEntry,
-    HotName, HotSet, NAME_CLASSES, cookie::CookieSecrets, names,
+    HotName, HotSet, NAME_CLASSES,
+    cookie::CookieSecrets,
+    guard::{Guard, RrlBucket},
+    names,
 };
 
 use super::{HotType, HotValue, log::XdpLogger};
@@ -39,6 +46,8 @@ pub enum DataplaneError {
          (mount -t bpf bpf /sys/fs/bpf)", .path.display()
     )]
     NotBpffs { path: std::path::PathBuf },
+    #[error("duplicating a map's descriptor: {0}")]
+    Descriptor(std::io::Error),
     #[error("the pinned XDP link: {0}")]
     Link(#[from] aya::programs::links::LinkError),
     #[error("the XDP program's log: {0}")]
@@ -149,6 +158,8 @@ pub struct DataplaneOptions {
     /// The map layout version pinned maps are kept under; only tests
     /// change it (to act as a build with another layout).
     pub layout: u32,
+    /// Client networks the rate limit keeps buckets for at once.
+    pub rate_table: u32,
 }
 
 impl DataplaneOptions {
@@ -163,6 +174,7 @@ impl DataplaneOptions {
             log: false,
             pin: None,
             layout: dns_common::MAP_LAYOUT,
+            rate_table: 65_536,
         }
     }
 }
@@ -174,6 +186,12 @@ pub struct Dataplane {
     pub(super) client_nets_a: LpmTrie<MapData, ClientNetKey, HotA>,
     pub(super) client_nets_aaaa: LpmTrie<MapData, ClientNetKey, HotAaaa>,
     pub(super) cookie_secrets: Array<MapData, CookieSecrets>,
+    guard: Array<MapData, Guard>,
+    /// The addresses the kernel answers on, as written to it.
+    local_addrs: HashMap<MapData, [u8; 16], u8>,
+    written_addrs: BTreeSet<IpAddr>,
+    rate_exempt: LpmTrie<MapData, ClientNetKey, u8>,
+    written_exempt: Vec<(IpAddr, u8)>,
     pub(super) counters: PerCpuArray<MapData, u64>,
     pub(super) branch_answers: PerCpuArray<MapData, u64>,
     pub(super) link: Option<XdpLinkId>,
@@ -365,6 +383,7 @@ impl Dataplane {
         for map in sized {
             loader.map_max_entries(map, options.hot_capacity.max(1));
         }
+        loader.map_max_entries(names::RRL_BUCKETS, options.rate_table.max(1));
         let pin = super::pin::PinPlan::new(options.pin.as_deref(), options.layout)?;
         if let Some(pin) = &pin {
             for (name, path) in pin.map_paths() {
@@ -381,6 +400,9 @@ impl Dataplane {
         let client_nets_a = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_A)?)?;
         let client_nets_aaaa = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_AAAA)?)?;
         let cookie_secrets = Array::try_from(take_map(&mut ebpf, names::COOKIE_SECRETS)?)?;
+        let guard = Array::try_from(take_map(&mut ebpf, names::GUARD)?)?;
+        let local_addrs = HashMap::try_from(take_map(&mut ebpf, names::LOCAL_ADDRS)?)?;
+        let rate_exempt = LpmTrie::try_from(take_map(&mut ebpf, names::RRL_EXEMPT)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
         let branch_answers = PerCpuArray::try_from(take_map(&mut ebpf, names::BRANCH_ANSWERS)?)?;
         let mut dataplane = Dataplane {
@@ -389,6 +411,11 @@ impl Dataplane {
             client_nets_a,
             client_nets_aaaa,
             cookie_secrets,
+            guard,
+            local_addrs,
+            written_addrs: BTreeSet::new(),
+            rate_exempt,
+            written_exempt: Vec::new(),
             counters,
             branch_answers,
             link: None,
@@ -525,6 +552,69 @@ impl Dataplane {
         }
     }
 
+    /// Tells the program which frames are addressed to it (`guard.mac`)
+    /// and how it limits answers; until the first call it answers nothing.
+    pub fn set_guard(&mut self, guard: &Guard) -> Result<(), DataplaneError> {
+        self.guard.set(0, Guard { ready: 1, ..*guard }, 0)?;
+        Ok(())
+    }
+
+    /// The guard as the program reads it.
+    pub fn guard(&self) -> Result<Guard, DataplaneError> {
+        Ok(self.guard.get(&0, 0)?)
+    }
+
+    /// Makes `addrs` the addresses the program answers on: those not in
+    /// it are removed, new ones added.
+    pub fn set_local_addrs(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<(), DataplaneError> {
+        for gone in self.written_addrs.difference(addrs) {
+            match self.local_addrs.remove(&mapped(*gone)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        for added in addrs.difference(&self.written_addrs) {
+            self.local_addrs.insert(mapped(*added), 1, 0)?;
+        }
+        self.written_addrs = addrs.clone();
+        Ok(())
+    }
+
+    /// Makes `networks` (address, prefix length) the client networks the
+    /// rate limit leaves alone.
+    pub fn set_rate_exempt(&mut self, networks: &[(IpAddr, u8)]) -> Result<(), DataplaneError> {
+        for &(addr, prefix) in &self.written_exempt {
+            match self.rate_exempt.remove(&exempt_key(addr, prefix)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.written_exempt.clear();
+        for &(addr, prefix) in networks {
+            self.rate_exempt.insert(&exempt_key(addr, prefix), 1, 0)?;
+            self.written_exempt.push((addr, prefix));
+        }
+        Ok(())
+    }
+
+    /// A second handle on the rate limit's buckets, for the daemon's UDP
+    /// threads, which take their answers from the same buckets.
+    pub fn rate_buckets(&self) -> Result<HashMap<MapData, u64, RrlBucket>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(names::RRL_BUCKETS)
+            .ok_or(DataplaneError::Missing(names::RRL_BUCKETS))?;
+        let aya::maps::Map::LruHashMap(data) = map else {
+            return Err(DataplaneError::Missing(names::RRL_BUCKETS));
+        };
+        let fd = std::os::fd::AsFd::as_fd(data.fd())
+            .try_clone_to_owned()
+            .map_err(DataplaneError::Descriptor)?;
+        Ok(HashMap::try_from(aya::maps::Map::LruHashMap(
+            MapData::from_fd(fd)?,
+        ))?)
+    }
+
     /// Gives the kernel the cookie secrets and the clock offset.
     pub fn set_cookie_secrets(&mut self, secrets: &CookieSecrets) -> Result<(), DataplaneError> {
         self.cookie_secrets.set(0, secrets, 0)?;
@@ -620,6 +710,24 @@ impl Drop for Dataplane {
             tracing::error!("detaching the XDP program: {error}");
         }
     }
+}
+
+/// An address as the program's maps key it: IPv6, IPv4 mapped.
+fn mapped(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The exemption trie's key for `addr`/`prefix` (an IPv4 prefix counts
+/// from the start of the IPv4 address): a client-net key of service 0.
+fn exempt_key(addr: IpAddr, prefix: u8) -> Key<ClientNetKey> {
+    let prefix = match addr {
+        IpAddr::V4(_) => dns_common::V4_MAPPED_BITS as u8 + prefix.min(32),
+        IpAddr::V6(_) => prefix.min(128),
+    };
+    client_key(0, mapped(addr), prefix)
 }
 
 fn client_key(service: u32, network: [u8; 16], prefix: u8) -> Key<ClientNetKey> {

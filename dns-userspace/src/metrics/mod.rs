@@ -89,12 +89,22 @@ impl ChangeMetrics {
     }
 }
 
+/// What the daemon counts of its own that the kernel collector reports in
+/// the same families as the kernel's counts.
+#[derive(Debug, Default)]
+pub struct UserspaceCounts {
+    /// Queries the daemon received (UDP and TCP).
+    pub queries: AtomicU64,
+    /// UDP answers the rate limit sent truncated, and dropped.
+    pub rate_slipped: AtomicU64,
+    pub rate_dropped: AtomicU64,
+}
+
 /// The daemon's own metrics, and the registry every family is in.
 pub struct Metrics {
     registry: Registry,
-    /// Queries the daemon received (UDP and TCP), shared with the kernel
-    /// collector, which reports them beside the kernel's.
-    userspace_queries: Arc<AtomicU64>,
+    /// Shared with the kernel collector.
+    userspace: Arc<UserspaceCounts>,
     /// The names most asked of the daemon lately.
     pub top_names: top::TopNames,
     rcodes: Vec<IntCounter>,
@@ -104,6 +114,8 @@ pub struct Metrics {
     pub tcp_open: IntGauge,
     pub tcp_refused: IntCounter,
     pub udp_receive_errors: IntCounter,
+    /// UDP threads started again after they failed.
+    pub udp_restarts: IntCounter,
     pub tcp_receive_errors: IntCounter,
     pub changes: ChangeMetrics,
 }
@@ -181,7 +193,7 @@ impl Metrics {
             .expect("valid metric"),
         );
         Metrics {
-            userspace_queries: Arc::new(AtomicU64::new(0)),
+            userspace: Arc::new(UserspaceCounts::default()),
             top_names: top::TopNames::default(),
             rcodes: RCODES
                 .iter()
@@ -220,6 +232,14 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             udp_receive_errors: errors.with_label_values(&["udp"]),
+            udp_restarts: registered(
+                r,
+                IntCounter::new(
+                    "dnslb_udp_thread_restarts_total",
+                    "UDP threads started again on their socket after they failed.",
+                )
+                .expect("valid metric"),
+            ),
             tcp_receive_errors: errors.with_label_values(&["tcp"]),
             changes: ChangeMetrics {
                 applied: reloads.with_label_values(&["applied"]),
@@ -249,9 +269,9 @@ impl Metrics {
         }
     }
 
-    /// The count of queries the daemon received, for the kernel collector.
-    pub fn userspace_queries_source(&self) -> Arc<AtomicU64> {
-        self.userspace_queries.clone()
+    /// The daemon's counts the kernel collector reports.
+    pub fn userspace_counts(&self) -> Arc<UserspaceCounts> {
+        self.userspace.clone()
     }
 
     pub fn count_userspace_query(&self) {
@@ -259,11 +279,21 @@ impl Metrics {
     }
 
     pub fn count_userspace_queries(&self, queries: u64) {
-        self.userspace_queries.fetch_add(queries, Ordering::Relaxed);
+        self.userspace.queries.fetch_add(queries, Ordering::Relaxed);
     }
 
     pub fn userspace_queries(&self) -> u64 {
-        self.userspace_queries.load(Ordering::Relaxed)
+        self.userspace.queries.load(Ordering::Relaxed)
+    }
+
+    /// Counts a UDP answer the rate limit slipped (sent truncated) or
+    /// dropped.
+    pub fn count_rate_limited(&self, slipped: bool) {
+        let counter = match slipped {
+            true => &self.userspace.rate_slipped,
+            false => &self.userspace.rate_dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one answer the daemon sent: its RCODE, the query's type, and

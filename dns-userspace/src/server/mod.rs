@@ -5,11 +5,13 @@
 mod cookies;
 mod edns;
 mod fast;
+mod rate_limit;
 mod respond;
 mod tcp;
 mod udp;
 
 pub use cookies::{CookieFileError, CookieKeys};
-pub use respond::{Responder, Transport};
+pub use rate_limit::{RateLimiter, ThreadLimiter};
+pub use respond::{Responder, Transport, slip};
 pub use tcp::serve_tcp;
 pub use udp::serve_udp;

@@ -23,7 +23,7 @@ use dns_common::{
 
 use super::{
     cookies::unix_now,
-    edns::{self, Cookie},
+    edns::{self, Cookie, QueryOptions},
     fast::PlainQuery,
 };
 use crate::{
@@ -76,6 +76,13 @@ impl Responder {
     /// the client cookie, then the server cookie it sent if that is valid
     /// and recent, else a fresh one (`dns_common::cookie`, as the kernel).
     fn cookie_reply(&self, cookie: &Cookie, client: IpAddr) -> Vec<u8> {
+        let ([stamp, hash], _) = self.server_cookie(cookie, client);
+        [cookie.client, stamp.to_le_bytes(), hash.to_le_bytes()].concat()
+    }
+
+    /// The server cookie for an answer to `cookie`, and whether it is the
+    /// one the client sent (valid and recent: echoed).
+    fn server_cookie(&self, cookie: &Cookie, client: IpAddr) -> ([u64; 2], bool) {
         let secrets = self.cookies.load();
         let addr = match client.to_canonical() {
             IpAddr::V4(v4) => CookieAddr::V4(v4.octets()),
@@ -84,13 +91,26 @@ impl Responder {
         let received = <[u8; SERVER_COOKIE_LEN]>::try_from(&cookie.server[..])
             .ok()
             .map(le_words);
-        let [stamp, hash] = secrets.reply(
+        let reply = secrets.reply(
             unix_now(),
             u64::from_le_bytes(cookie.client),
             received,
             addr,
         );
-        [cookie.client, stamp.to_le_bytes(), hash.to_le_bytes()].concat()
+        (reply, received == Some(reply))
+    }
+
+    /// Whether `request` carries a server cookie this server would echo:
+    /// the client has had our answers before, so its address is not
+    /// spoofed. The rate limit lets such clients through, as the kernel
+    /// does.
+    pub fn has_valid_cookie(&self, request: &[u8], client: IpAddr) -> bool {
+        match edns::read(request) {
+            Ok(QueryOptions {
+                cookie: Some(cookie),
+            }) => self.server_cookie(&cookie, client).1,
+            _ => false,
+        }
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -460,10 +480,23 @@ fn truncate(mut response: Message, limit: usize) -> Option<Vec<u8>> {
         }
         return Some(fitting);
     }
+    truncated(response).filter(|bytes| bytes.len() <= limit)
+}
+
+/// `response` with TC set and no records but the OPT record: ask again
+/// over TCP.
+fn truncated(mut response: Message) -> Option<Vec<u8>> {
     response.metadata.truncation = true;
     response.answers.clear();
     response.authorities.clear();
-    response.to_vec().ok().filter(|bytes| bytes.len() <= limit)
+    response.additionals.clear();
+    response.to_vec().ok()
+}
+
+/// The truncated form of `answer` the rate limit slips through instead of
+/// it, as the kernel does: header, question and OPT record, TC set.
+pub fn slip(answer: &[u8]) -> Option<Vec<u8>> {
+    truncated(Message::from_vec(answer).ok()?)
 }
 
 #[cfg(test)]

@@ -2,15 +2,21 @@
 //! kernel spreads queries across cores without a shared queue, and one
 //! thread per socket moving batches of datagrams per system call
 //! (`recvmmsg`/`sendmmsg`): under load, one call carries many queries.
+//! Every answer is first taken from the client network's rate limit; a
+//! thread that fails is started again on its socket.
 
 use std::{
+    convert::Infallible,
     io::{self, IoSlice, IoSliceMut},
     net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
+    panic::{AssertUnwindSafe, catch_unwind},
     sync::Arc,
     thread,
-    time::Instant,
+    time::{Duration, Instant},
 };
+
+use dns_common::guard::Verdict;
 
 use nix::{
     errno::Errno,
@@ -18,7 +24,7 @@ use nix::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Responder, Transport};
+use super::{RateLimiter, Responder, ThreadLimiter, Transport, slip};
 use crate::{backends::ColdStart, metrics::Metrics};
 
 /// Datagrams per system call at most.
@@ -27,14 +33,19 @@ const BATCH: usize = 32;
 /// cut, fails to parse and is dropped or answered FORMERR.
 const MAX_DATAGRAM: usize = 4096;
 
+/// How long a failed UDP thread waits before it serves its socket again.
+const RESTART_PAUSE: Duration = Duration::from_millis(100);
+
 /// Binds `sockets` UDP sockets on `listen` and answers on each from a
-/// thread of its own. A thread whose socket fails logs it and ends; the
-/// others go on serving.
+/// thread of its own. A thread whose socket fails, or that panics, logs
+/// it, is counted, and serves the socket again after a short pause; the
+/// others go on serving meanwhile.
 pub fn serve_udp(
     listen: SocketAddr,
     sockets: usize,
     responder: Arc<Responder>,
     metrics: Arc<Metrics>,
+    limiter: &RateLimiter,
 ) -> io::Result<()> {
     // Held queries wait on the runtime, not on a receiving thread.
     let runtime = tokio::runtime::Handle::current();
@@ -42,11 +53,25 @@ pub fn serve_udp(
         let socket = Arc::new(bind(listen)?);
         let (responder, metrics) = (responder.clone(), metrics.clone());
         let runtime = runtime.clone();
+        let mut limiter = limiter
+            .for_thread()
+            .ok_or_else(|| io::Error::other("no rate-limit handle left for a UDP thread"))?;
         thread::Builder::new()
             .name(format!("dns-udp-{index}"))
             .spawn(move || {
-                if let Err(error) = serve_socket(&socket, &responder, &metrics, &runtime) {
-                    tracing::error!("UDP socket {index} on {listen} stopped: {error}");
+                loop {
+                    let served = catch_unwind(AssertUnwindSafe(|| {
+                        serve_socket(&socket, &responder, &metrics, &runtime, &mut limiter)
+                    }));
+                    match served {
+                        Ok(Err(error)) => {
+                            tracing::error!("UDP socket {index} on {listen} failed: {error}")
+                        }
+                        Err(_) => tracing::error!("UDP thread {index} on {listen} panicked"),
+                    }
+                    metrics.udp_restarts.inc();
+                    thread::sleep(RESTART_PAUSE);
+                    tracing::info!("UDP thread {index} on {listen} serving again");
                 }
             })?;
     }
@@ -58,7 +83,8 @@ fn serve_socket(
     responder: &Arc<Responder>,
     metrics: &Arc<Metrics>,
     runtime: &tokio::runtime::Handle,
-) -> io::Result<()> {
+    limiter: &mut ThreadLimiter,
+) -> io::Result<Infallible> {
     let fd = socket.as_raw_fd();
     let mut buffers = vec![[0u8; MAX_DATAGRAM]; BATCH];
     let mut receive_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -112,6 +138,12 @@ fn serve_socket(
             let Some((peer, client)) = peer.and_then(|peer| Some((peer, peer_ip(&peer)?))) else {
                 continue;
             };
+            let query = &buffer[..len];
+            let verdict = limiter.take(client, || responder.has_valid_cookie(query, client));
+            if verdict == Verdict::Drop {
+                metrics.count_rate_limited(false);
+                continue;
+            }
             if let Some(cold) = responder.cold_hold(&buffer[..len])
                 && let Some(to) = socket_addr(&peer)
             {
@@ -124,10 +156,18 @@ fn serve_socket(
                 ));
                 continue;
             }
-            if responder.respond_into(&buffer[..len], client, Transport::Udp, answer) {
-                peers.push(Some(peer));
-                asked.push((index, len));
+            if !responder.respond_into(query, client, Transport::Udp, answer) {
+                continue;
             }
+            if verdict == Verdict::Slip {
+                let Some(truncated) = slip(answer) else {
+                    continue;
+                };
+                *answer = truncated;
+                metrics.count_rate_limited(true);
+            }
+            peers.push(Some(peer));
+            asked.push((index, len));
         }
         if peers.is_empty() {
             continue;
