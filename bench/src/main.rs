@@ -186,7 +186,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
                             None
                         } else {
                             let _pass = rig.attach_client_pass_through()?;
-                            let latency = load::dnsperf(
+                            let latency = load::dnsperf_latency(
                                 &rig,
                                 mix,
                                 settings.dnsperf_seconds,

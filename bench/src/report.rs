@@ -3,12 +3,10 @@
 
 use std::{fmt::Write as _, fs, process::Command, time::Duration};
 
+use dnslb_tests::load::{Latency, Throughput};
+
 use crate::{
-    coldstart::ColdStarts,
-    health::HealthCost,
-    hotload::HotLoad,
-    load::{Latency, Throughput},
-    micro::MicroResult,
+    coldstart::ColdStarts, health::HealthCost, hotload::HotLoad, micro::MicroResult,
     responders::Responder,
 };
 

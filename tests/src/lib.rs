@@ -6,6 +6,7 @@ pub mod backend;
 pub mod daemon;
 pub mod docker;
 pub mod frame;
+pub mod load;
 pub mod mmdb;
 pub mod netns;
 pub mod peers;

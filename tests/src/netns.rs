@@ -234,7 +234,16 @@ impl SwitchedRig {
         let server = Netns::create(name("server".into()))?;
         let server_if = format!("ds{n}x{pid}");
         let switch_server_if = format!("ds{n}x{pid}p");
-        plug(&switch, &switch_server_if, &server, &server_if, SERVER_ADDR)?;
+        // One queue a core on the server's link, as a NIC with RSS has
+        // them: a veth receives on the queue of the sending CPU, so one
+        // client's flood keeps to its core and leaves the others' alone.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        plug(
+            &switch,
+            &switch_server_if,
+            (&server, &server_if, SERVER_ADDR),
+            cores,
+        )?;
         let mut clients = Vec::new();
         for (i, addr) in client_addrs.iter().enumerate() {
             let client = Netns::create(name(format!("client{i}")))?;
@@ -242,9 +251,8 @@ impl SwitchedRig {
             plug(
                 &switch,
                 &format!("dc{n}x{pid}p{i}"),
-                &client,
-                &client_if,
-                addr,
+                (&client, &client_if, addr),
+                1,
             )?;
             clients.push(client);
         }
@@ -267,20 +275,22 @@ impl SwitchedRig {
     }
 }
 
-/// A veth from `host` (`host_if`, `addr`/16) to a port of the switch's bridge.
-fn plug(switch: &Netns, port: &str, host: &Netns, host_if: &str, addr: &str) -> anyhow::Result<()> {
-    switch.ip(&[
-        "link",
-        "add",
-        port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        host_if,
-        "netns",
-        host.name(),
-    ])?;
+/// A veth from `host` (`host_if`, `addr`/16) to a port of the switch's
+/// bridge, with `queues` receive and transmit queues at each end.
+fn plug(
+    switch: &Netns,
+    port: &str,
+    (host, host_if, addr): (&Netns, &str, &str),
+    queues: usize,
+) -> anyhow::Result<()> {
+    let queues = queues.to_string();
+    let count = ["numtxqueues", &queues, "numrxqueues", &queues];
+    let mut add = vec!["link", "add", port];
+    add.extend(count);
+    add.extend(["type", "veth", "peer", "name", host_if]);
+    add.extend(count);
+    add.extend(["netns", host.name()]);
+    switch.ip(&add)?;
     switch.ip(&["link", "set", port, "master", "br0"])?;
     switch.ip(&["link", "set", port, "up"])?;
     host.ip(&["addr", "add", &format!("{addr}/16"), "dev", host_if])?;

@@ -1,0 +1,239 @@
+//! Load generators run in a client's namespace: kxdpgun (AF_XDP, for
+//! floods and the throughput ceiling) and dnsperf (through the kernel
+//! stack, at a fixed rate, for latency). Both stop by themselves, and a
+//! `timeout` kills either that overruns by far.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+use crate::netns::{Netns, checked};
+
+/// A host that sends load: its namespace, its interface, and the CPU its
+/// tool keeps to (any, if `None`).
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub netns: &'a Netns,
+    pub iface: &'a str,
+    pub cpu: Option<usize>,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(netns: &'a Netns, iface: &'a str) -> Client<'a> {
+        Client {
+            netns,
+            iface,
+            cpu: None,
+        }
+    }
+
+    /// Keeping to `cpu`.
+    pub fn on_cpu(self, cpu: usize) -> Client<'a> {
+        Client {
+            cpu: Some(cpu),
+            ..self
+        }
+    }
+
+    /// `program` in the client's namespace (on its CPU), killed if it
+    /// overruns `seconds` by far (both tools stop by themselves; this is
+    /// the backstop).
+    fn bounded(&self, seconds: u32, program: &str) -> Command {
+        let mut command = self.netns.command("timeout");
+        command.arg((seconds + 20).to_string());
+        if let Some(cpu) = self.cpu {
+            command.args(["taskset", "-c", &cpu.to_string()]);
+        }
+        command.arg(program);
+        command
+    }
+}
+
+/// What a run of load got back.
+#[derive(Clone, Copy, Debug)]
+pub struct Throughput {
+    pub sent: u64,
+    pub replies: u64,
+    pub replies_per_second: f64,
+}
+
+/// Runs of kxdpgun tried while the veth queue is still busy.
+const KXDPGUN_ATTEMPTS: u32 = 4;
+
+/// Runs kxdpgun for `seconds` at up to `qps` queries a second from
+/// `client` to `server`, with the templates in `queries` (kxdpgun's
+/// format: `name type [D]`). kxdpgun attaches its own XDP program to the
+/// client's interface, so nothing else may be attached there.
+pub fn kxdpgun(
+    client: Client<'_>,
+    queries: &Path,
+    server: &str,
+    seconds: u32,
+    qps: u32,
+) -> anyhow::Result<Throughput> {
+    let mut attempts = 0;
+    let text = loop {
+        let mut command = client.bounded(seconds, "kxdpgun");
+        if let Some(cpu) = client.cpu {
+            // kxdpgun sets its threads' affinity itself (from CPU 0 on).
+            command.args(["-F", &cpu.to_string()]);
+        }
+        let output = command
+            .args([
+                "-t",
+                &seconds.to_string(),
+                "-Q",
+                &qps.to_string(),
+                "-I",
+                client.iface,
+                "-i",
+            ])
+            .arg(queries)
+            .arg(server)
+            .output()
+            .context("running kxdpgun (install knot-dnsutils)")?;
+        let busy = String::from_utf8_lossy(&output.stdout).contains("resource is busy")
+            || String::from_utf8_lossy(&output.stderr).contains("resource is busy");
+        // The kernel releases the previous run's AF_XDP socket on the veth
+        // queue a moment after that kxdpgun exits; until then the queue is
+        // busy. A few short waits cover it.
+        attempts += 1;
+        if !busy || attempts == KXDPGUN_ATTEMPTS {
+            break output_text("kxdpgun", output)?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    Throughput::from_counts(
+        &text,
+        "kxdpgun",
+        ("total queries:", "total replies:"),
+        seconds,
+    )
+}
+
+impl Throughput {
+    /// From a tool's report: the numbers after the `labels` (queries sent,
+    /// replies) on the lines that start with them.
+    fn from_counts(
+        text: &str,
+        tool: &str,
+        labels: (&str, &str),
+        seconds: u32,
+    ) -> anyhow::Result<Throughput> {
+        let number = |label: &str| -> anyhow::Result<u64> {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(label))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                .with_context(|| format!("no `{label}` in {tool}'s output:\n{text}"))
+        };
+        let replies = number(labels.1)?;
+        Ok(Throughput {
+            sent: number(labels.0)?,
+            replies,
+            replies_per_second: replies as f64 / f64::from(seconds),
+        })
+    }
+}
+
+/// A dnsperf run: queries from a file, at a fixed rate.
+#[derive(Clone, Debug)]
+pub struct Dnsperf {
+    /// dnsperf's query file (`name type` a line).
+    pub queries: PathBuf,
+    pub server: String,
+    pub seconds: u32,
+    pub qps: u32,
+    /// With the DO bit (`-D`).
+    pub dnssec_ok: bool,
+    /// More arguments (EDNS options, say).
+    pub options: Vec<String>,
+}
+
+/// Latency percentiles at a fixed offered load.
+#[derive(Clone, Copy, Debug)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub answered: usize,
+    pub sent: usize,
+}
+
+impl Dnsperf {
+    fn run(&self, client: Client<'_>, verbose: bool) -> anyhow::Result<String> {
+        let mut command = client.bounded(self.seconds, "dnsperf");
+        command
+            .args([
+                "-s",
+                &self.server,
+                "-l",
+                &self.seconds.to_string(),
+                "-Q",
+                &self.qps.to_string(),
+            ])
+            .args(["-c", "4", "-t", "2"])
+            .args(&self.options);
+        if self.dnssec_ok {
+            command.arg("-D");
+        }
+        if verbose {
+            command.arg("-v");
+        }
+        let output = command
+            .arg("-d")
+            .arg(&self.queries)
+            .output()
+            .context("running dnsperf (install dnsperf)")?;
+        output_text("dnsperf", output)
+    }
+
+    /// Queries sent and answers received, as dnsperf counts them.
+    pub fn throughput(&self, client: Client<'_>) -> anyhow::Result<Throughput> {
+        let text = self.run(client, false)?;
+        Throughput::from_counts(
+            &text,
+            "dnsperf",
+            ("Queries sent:", "Queries completed:"),
+            self.seconds,
+        )
+    }
+
+    /// The latency of every answer, and how many were answered.
+    pub fn latency(&self, client: Client<'_>) -> anyhow::Result<Latency> {
+        let text = self.run(client, true)?;
+        // Verbose mode prints one line per answer: "> RCODE name type seconds".
+        let mut latencies: Vec<f64> = text
+            .lines()
+            .filter(|line| line.starts_with("> "))
+            .filter_map(|line| line.split_whitespace().last()?.parse().ok())
+            .collect();
+        if latencies.is_empty() {
+            bail!("dnsperf got no answers:\n{text}");
+        }
+        latencies.sort_by(f64::total_cmp);
+        let sent = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Queries sent:"))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(latencies.len());
+        let at = |quantile: f64| {
+            let index = ((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1);
+            Duration::from_secs_f64(latencies[index])
+        };
+        Ok(Latency {
+            p50: at(0.50),
+            p99: at(0.99),
+            answered: latencies.len(),
+            sent,
+        })
+    }
+}
+
+fn output_text(what: &str, output: Output) -> anyhow::Result<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = checked(what, output).with_context(|| format!("{what} failed"))?;
+    Ok(stdout + &stderr)
+}

@@ -1,0 +1,205 @@
+//! Response rate limiting on the veth rig, as an attack meets it: a flood
+//! from one client network at the rate kxdpgun sends, while a resolver in
+//! another network keeps asking; and the daemon's UDP answers drawing on
+//! the same buckets as the kernel's.
+
+use std::{path::PathBuf, thread, time::Duration};
+
+use anyhow::Context;
+use dnslb_tests::{
+    daemon::{Daemon, RIG_METRICS, ZoneFile, sample, scrape},
+    load::{self, Client, Dnsperf},
+    netns::{Netns, Rig, SERVER_ADDR, SwitchedRig},
+};
+
+const RATE: u64 = 100;
+const BURST: u64 = 100;
+const FLOOD_SECONDS: u32 = 5;
+
+fn query_file(name: &str, lines: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("dnslb-rrl-{}-{name}", std::process::id()));
+    std::fs::write(&path, lines)?;
+    Ok(path)
+}
+
+fn metric(server: &Netns, series: &str) -> anyhow::Result<u64> {
+    let text = scrape(server, RIG_METRICS)?;
+    sample(&text, series).with_context(|| format!("no {series} in /metrics"))
+}
+
+/// A resolver's steady trickle: 50 queries a second for 4 s, well under
+/// the rate, so none of them is ever limited.
+fn trickle(client: Client<'_>, queries: &std::path::Path) -> anyhow::Result<load::Latency> {
+    Dnsperf {
+        queries: queries.to_owned(),
+        server: SERVER_ADDR.to_owned(),
+        seconds: 4,
+        qps: 50,
+        dnssec_ok: false,
+        options: Vec::new(),
+    }
+    .latency(client)
+}
+
+#[test]
+fn a_flood_gets_the_rate_and_a_resolver_elsewhere_is_not_slowed() -> anyhow::Result<()> {
+    let rig = SwitchedRig::new(&["198.18.1.1", "198.18.2.1"])?;
+    let (flooder, resolver) = (&rig.clients[0], &rig.clients[1]);
+    let rate = RATE.to_string();
+    let burst = BURST.to_string();
+    let _daemon = Daemon::start_on(
+        &rig.server,
+        &rig.server_if,
+        &ZoneFile::example(),
+        true,
+        &[
+            "--rate-limit",
+            &rate,
+            "--rate-limit-burst",
+            &burst,
+            "--rate-limit-slip",
+            "2",
+        ],
+    )?;
+    let _pass = rig.attach_switch_pass_through()?;
+    for client in [flooder, resolver] {
+        // kxdpgun takes the server's MAC from the neighbour table.
+        client
+            .command("ping")
+            .args(["-c1", "-W2", SERVER_ADDR])
+            .output()?;
+    }
+    let queries = query_file("www", "www.example.com A\n")?;
+    let flood_if = client_if(flooder)?;
+    let resolver_if = client_if(resolver)?;
+    // Each on a core of its own, as two clients' flows are spread over a
+    // NIC's queues and cores by RSS: the flooder and the server's work for
+    // it on the first, the resolver on the second.
+    let resolver_client = Client::new(resolver, &resolver_if).on_cpu(1);
+
+    let idle = trickle(resolver_client, &queries)?;
+    let (flood, busy) = thread::scope(|scope| -> anyhow::Result<_> {
+        let flood = scope.spawn(|| {
+            let client = Client::new(flooder, &flood_if).on_cpu(0);
+            load::kxdpgun(client, &queries, SERVER_ADDR, FLOOD_SECONDS, 2_000_000)
+        });
+        // The trickle runs inside the flood's 5 s.
+        thread::sleep(Duration::from_millis(500));
+        let busy = trickle(resolver_client, &queries)?;
+        let flood = flood.join().expect("the flood thread")?;
+        Ok((flood, busy))
+    })?;
+
+    let slipped = metric(
+        &rig.server,
+        "dnslb_rate_limited_total{action=\"slipped\",path=\"xdp\"}",
+    )?;
+    let dropped = metric(
+        &rig.server,
+        "dnslb_rate_limited_total{action=\"dropped\",path=\"xdp\"}",
+    )?;
+    eprintln!(
+        "flood: {} sent, {} replies ({slipped} slipped, {dropped} dropped); resolver idle: {}/{} answered, p99 {:?}; under the flood: {}/{} answered, p99 {:?}",
+        flood.sent,
+        flood.replies,
+        idle.answered,
+        idle.sent,
+        idle.p99,
+        busy.answered,
+        busy.sent,
+        busy.p99
+    );
+    // The flooder's network gets the burst and the rate (one second of
+    // margin for the flood's start and end), plus the slips.
+    let allowed = BURST + RATE * (u64::from(FLOOD_SECONDS) + 1);
+    assert!(flood.sent >= 10 * allowed, "a real flood: {flood:?}");
+    assert!(
+        flood.replies <= allowed + slipped,
+        "the flooder got {} replies, more than {allowed} answers and {slipped} slips",
+        flood.replies
+    );
+    assert!(
+        slipped.abs_diff(dropped) <= 1,
+        "every 2nd limited answer slips: {slipped} slipped, {dropped} dropped"
+    );
+    assert!(
+        busy.answered * 100 >= busy.sent * 99,
+        "the resolver kept 99% of its answers: {busy:?}"
+    );
+    assert!(
+        busy.p99 <= idle.p99 * 2,
+        "the resolver's p99 stayed within 2x its idle value: {:?} idle, {:?} under the flood",
+        idle.p99,
+        busy.p99
+    );
+    Ok(())
+}
+
+/// The one interface of a client host of the switched rig.
+fn client_if(client: &Netns) -> anyhow::Result<String> {
+    let links = client.ip(&["-o", "link", "show", "type", "veth"])?;
+    links
+        .split(':')
+        .nth(1)
+        .and_then(|name| name.trim().split('@').next())
+        .map(str::to_owned)
+        .context("the client has no veth")
+}
+
+#[test]
+fn the_daemons_answers_draw_on_the_kernels_buckets() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let _daemon = Daemon::start_on_rig(
+        &rig,
+        &ZoneFile::example(),
+        true,
+        &[
+            "--rate-limit",
+            "1",
+            "--rate-limit-burst",
+            "20",
+            "--rate-limit-slip",
+            "0",
+        ],
+    )?;
+    let _pass = rig.attach_client_pass_through()?;
+    // Half the queries answered in XDP (A), half by the daemon (MX).
+    let queries = query_file("mixed", "www.example.com A\nmail.example.com MX\n")?;
+    let client = Client::new(&rig.client, &rig.client_if);
+    let seconds = 2;
+    Dnsperf {
+        queries,
+        server: SERVER_ADDR.to_owned(),
+        seconds,
+        qps: 500,
+        dnssec_ok: false,
+        // Enough queries in flight that the dropped ones, waiting for
+        // their time-out, do not hold the rest back.
+        options: vec!["-q".into(), "2000".into()],
+    }
+    .throughput(client)?;
+    let series = |path: &str, action: &str| {
+        metric(
+            &rig.server,
+            &format!("dnslb_rate_limited_total{{action=\"{action}\",path=\"{path}\"}}"),
+        )
+    };
+    let text = scrape(&rig.server, RIG_METRICS)?;
+    let answered = |path: &str| sample(&text, &format!("dnslb_queries_total{{path=\"{path}\"}}"));
+    let xdp = answered("xdp").context("no xdp count")?;
+    let userspace_dropped = series("userspace", "dropped")?;
+    let userspace_received = answered("userspace").context("no userspace count")?;
+    let userspace = userspace_received - userspace_dropped;
+    eprintln!(
+        "answered: {xdp} by XDP, {userspace} by the daemon; dropped: {} by XDP, {userspace_dropped} by the daemon",
+        series("xdp", "dropped")?
+    );
+    assert!(series("xdp", "dropped")? > 0 && userspace_dropped > 0);
+    // One budget for both paths: the burst and the rate (1 a second),
+    // with a second of margin; separate budgets would give each the burst.
+    assert!(
+        xdp + userspace <= 20 + (seconds as u64 + 1),
+        "{xdp} + {userspace} answers"
+    );
+    Ok(())
+}
