@@ -35,13 +35,14 @@ fn run(program: &str, args: &[&str]) -> String {
     text
 }
 
-/// The capabilities the unit gives the daemon, in setpriv's spelling.
+/// The capabilities the unit starts the daemon with, in setpriv's
+/// spelling.
 fn unit_capabilities() -> String {
     let unit = std::fs::read_to_string("/lib/systemd/system/dnslb.service").expect("the unit");
     let line = unit
         .lines()
-        .find_map(|line| line.strip_prefix("AmbientCapabilities="))
-        .expect("AmbientCapabilities in the unit");
+        .find_map(|line| line.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet in the unit");
     line.split_whitespace()
         .map(|cap| format!("+{}", cap.trim_start_matches("CAP_").to_ascii_lowercase()))
         .collect::<Vec<_>>()
@@ -49,7 +50,7 @@ fn unit_capabilities() -> String {
 }
 
 #[test]
-fn the_package_installs_and_runs_as_its_user_with_the_units_capabilities() {
+fn the_package_installs_and_runs_as_the_unit_runs_it() {
     let deb: PathBuf = workspace_root().join("target/debian/dnslb.deb");
     assert!(
         deb.exists(),
@@ -83,7 +84,8 @@ fn the_package_installs_and_runs_as_its_user_with_the_units_capabilities() {
         "systemd-analyze verify:\n{verified}"
     );
 
-    // As the unit runs it: user dnslb, only the unit's capabilities.
+    // As the unit runs it: root with only the unit's capabilities, then
+    // user dnslb with none.
     let rig = Rig::new().expect("rig");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let caps = unit_capabilities();
@@ -92,19 +94,12 @@ fn the_package_installs_and_runs_as_its_user_with_the_units_capabilities() {
     let zone_arg = "example.com=/usr/share/doc/dnslb/examples/example.com.zone";
     let socket = std::env::temp_dir().join(format!("dnslb-package-{}.sock", std::process::id()));
     let mut command = rig.server.command("setpriv");
+    let state = std::env::temp_dir().join(format!("dnslb-package-{}.state", std::process::id()));
     command
-        .args(["--reuid=dnslb", "--regid=dnslb", "--init-groups"])
-        .arg(format!("--inh-caps=-all,{caps}"))
-        .arg(format!("--ambient-caps=-all,{caps}"))
         .arg(format!("--bounding-set=-all,{caps}"))
-        .args([
-            "/usr/bin/dnslb",
-            "run",
-            "--iface",
-            &rig.server_if,
-            "--listen",
-            "[::]:53",
-        ])
+        .args(["/usr/bin/dnslb", "run", "--user", "dnslb", "--state-dir"])
+        .arg(&state)
+        .args(["--iface", &rig.server_if, "--listen", "[::]:53"])
         .args(["--zone", zone_arg, "--control-socket"])
         .arg(&socket);
     let log = std::env::temp_dir().join(format!("dnslb-package-{}.log", std::process::id()));
@@ -113,12 +108,19 @@ fn the_package_installs_and_runs_as_its_user_with_the_units_capabilities() {
     while !daemon.log_text().contains("serving DNS on") {
         assert!(
             daemon.exited().expect("status").is_none() && std::time::Instant::now() < deadline,
-            "dnslb as user dnslb with {caps}:\n{}",
+            "dnslb started with {caps}:\n{}",
             daemon.log_text()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(rig.server_has_xdp().unwrap(), "XDP attached as user dnslb");
+    assert!(rig.server_has_xdp().unwrap(), "XDP attached");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    let dnslb_uid = run("id", &["-u", "dnslb"]);
+    assert!(
+        status.contains(&format!("Uid:\t{0}\t{0}\t{0}", dnslb_uid.trim())),
+        "{status}"
+    );
     let answer = dnslb_tests::daemon::kdig(
         &rig.client,
         &[

@@ -7,6 +7,7 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use axum::{
@@ -17,11 +18,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use tokio::{
     net::{TcpListener, UnixListener},
     task::JoinSet,
 };
+
+use crate::http;
 
 use super::{
     Answer, ControlPlane, Refusal, RefusalKind,
@@ -79,14 +83,81 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
         .with_state(plane)
 }
 
-/// Serves `router` on a unix socket at `path`: the directory is made if
-/// missing, a stale socket replaced, and the socket left readable and
-/// writable by its owner only.
-pub fn serve_unix(
-    path: &Path,
-    router: Router,
-    tasks: &mut JoinSet<std::io::Result<()>>,
-) -> Result<(), ServeError> {
+/// Connections the control API serves at once, and how long each may
+/// take (a zone of millions of names is uploaded within it).
+const LIMITS: http::Limits = http::Limits {
+    connections: 64,
+    deadline: Duration::from_secs(60),
+};
+
+/// The control API's listeners, bound at start, while the daemon still has
+/// the rights to (`--user` comes later), and served once it has its state.
+pub struct ControlListeners {
+    unix: UnixListener,
+    /// With `--control-listen`: the listener and the token.
+    tcp: Option<(TcpListener, String)>,
+}
+
+impl ControlListeners {
+    /// Binds the unix socket at `path` and, if given, TCP at `addr` with the
+    /// token in `token_file` (read now: it may be root's alone).
+    pub async fn bind(
+        path: &Path,
+        tcp: Option<(SocketAddr, &Path)>,
+    ) -> Result<ControlListeners, ServeError> {
+        let unix = bind_unix(path)?;
+        let tcp = match tcp {
+            Some((addr, token_file)) => {
+                let token = read_token(token_file)?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Tcp { addr, source })?;
+                Some((listener, token))
+            }
+            None => None,
+        };
+        Ok(ControlListeners { unix, tcp })
+    }
+
+    /// Serves `router` on every listener; on TCP, every request must carry
+    /// `Authorization: Bearer` and the token (401 otherwise).
+    pub fn serve(
+        self,
+        router: Router,
+        accept_errors: &IntCounter,
+        tasks: &mut JoinSet<std::io::Result<()>>,
+    ) {
+        if let Some((listener, token)) = self.tcp {
+            let guarded = router.clone().layer(middleware::from_fn_with_state(
+                Arc::new(token),
+                require_token,
+            ));
+            let listener = http::Listener::Tcp(listener);
+            http::serve(
+                "control API",
+                listener,
+                guarded,
+                LIMITS,
+                accept_errors.clone(),
+                tasks,
+            );
+        }
+        let listener = http::Listener::Unix(self.unix);
+        http::serve(
+            "control API",
+            listener,
+            router,
+            LIMITS,
+            accept_errors.clone(),
+            tasks,
+        );
+    }
+}
+
+/// Binds the unix socket at `path`: the directory is made if missing, a
+/// stale socket replaced, and the socket left readable and writable by its
+/// owner only.
+fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     let failed = |source| ServeError::Socket {
         path: path.to_owned(),
         source,
@@ -106,28 +177,7 @@ pub fn serve_unix(
     }
     let listener = UnixListener::bind(path).map_err(failed)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
-    tasks.spawn(async move { axum::serve(listener, router).await });
-    Ok(())
-}
-
-/// Serves `router` on TCP at `addr`, refusing (401) every request without
-/// `Authorization: Bearer` and the token in `token_file`.
-pub async fn serve_tcp(
-    addr: SocketAddr,
-    token_file: &Path,
-    router: Router,
-    tasks: &mut JoinSet<std::io::Result<()>>,
-) -> Result<(), ServeError> {
-    let token = read_token(token_file)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Tcp { addr, source })?;
-    let guarded = router.layer(middleware::from_fn_with_state(
-        Arc::new(token),
-        require_token,
-    ));
-    tasks.spawn(async move { axum::serve(listener, guarded).await });
-    Ok(())
+    Ok(listener)
 }
 
 /// The token: the file's first line, which must not be empty.

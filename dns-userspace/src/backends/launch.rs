@@ -6,7 +6,7 @@
 //! stopping — nothing of it is left running: dropping a [`Stopper`] kills
 //! the process group, or force-removes the container.
 
-use std::{collections::HashMap, future::Future, net::IpAddr, pin::Pin, process::Stdio};
+use std::{collections::HashMap, future::Future, net::IpAddr, pin::Pin};
 
 use bollard::{
     Docker,
@@ -17,12 +17,9 @@ use bollard::{
     },
 };
 use futures_util::StreamExt;
-use nix::{
-    sys::signal::{Signal, killpg},
-    unistd::Pid,
-};
 
 use super::docker::connect;
+use crate::shell;
 
 /// How a function pool starts an instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,8 +47,12 @@ pub type Ended = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What stops an instance.
 pub enum Stopper {
-    Group(Pid),
-    Container { host: Option<String>, name: String },
+    /// A command's process group, killed whole when dropped.
+    Group(shell::Group),
+    Container {
+        host: Option<String>,
+        name: String,
+    },
 }
 
 /// How long a stopped instance has between the polite signal and the kill.
@@ -82,26 +83,14 @@ impl Launch {
         match self {
             Launch::Command(command) => {
                 let command = fill(command);
-                let mut child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(&command)
-                    .envs(env)
-                    .stdin(Stdio::null())
-                    .process_group(0)
-                    .kill_on_drop(true)
+                let mut child = shell::command(&command, env)
                     .spawn()
                     .map_err(|error| format!("starting `{command}`: {error}"))?;
-                let group = child
-                    .id()
-                    .and_then(|pid| i32::try_from(pid).ok())
-                    .ok_or("the command ended at once")?;
+                let group = shell::Group::of(&child).ok_or("the command ended at once")?;
                 let ended: Ended = Box::pin(async move {
                     let _ = child.wait().await;
                 });
-                Ok((
-                    Stopper::Group(Pid::from_raw(group)),
-                    Box::pin(async move { Ok(ended) }),
-                ))
+                Ok((Stopper::Group(group), Box::pin(async move { Ok(ended) })))
             }
             Launch::Image {
                 image,
@@ -202,7 +191,7 @@ impl Stopper {
     pub async fn stop(&self) {
         match self {
             Stopper::Group(group) => {
-                let _ = killpg(*group, Signal::SIGTERM);
+                group.terminate();
                 tokio::time::sleep(std::time::Duration::from_secs(STOP_GRACE_SECS as u64)).await;
             }
             Stopper::Container { host, name } => {
@@ -221,9 +210,8 @@ impl Stopper {
 impl Drop for Stopper {
     fn drop(&mut self) {
         match self {
-            Stopper::Group(group) => {
-                let _ = killpg(*group, Signal::SIGKILL);
-            }
+            // The group kills itself as the field is dropped.
+            Stopper::Group(_) => {}
             Stopper::Container { host, name } => {
                 // Drop may run where no runtime is (the daemon stopping):
                 // a thread of its own, with its own, removes the container.

@@ -327,6 +327,13 @@ pub struct RunArgs {
     /// `RUST_LOG` filters them (default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Once the program is attached, its maps open and the sockets bound,
+    /// run as this user, with no capabilities and no_new_privs (command
+    /// checks, hooks and function instances then run as this user too).
+    /// Zone, policy and cookie files must be readable by it, and
+    /// --state-dir writable.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub rate_limit: RateLimitArgs,
 }

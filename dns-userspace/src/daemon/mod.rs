@@ -9,6 +9,7 @@
 mod control;
 mod cookies;
 mod live;
+mod privileges;
 #[cfg(test)]
 mod tests;
 
@@ -22,9 +23,12 @@ use tokio::{
 
 pub use live::{ChangeError, Live, LiveParts, Loaded, load_at_start};
 
-use self::cookies::{Cookies, keep_cookies, publish_cookies, reload_cookies};
+use self::{
+    cookies::{Cookies, keep_cookies, publish_cookies, reload_cookies},
+    privileges::{Target, forbid_new_privileges, raise_open_files_limit},
+};
 use crate::{
-    api::{self, ControlPlane},
+    api::{self, ControlPlane, server::ControlListeners},
     backends::Backends,
     cli::RunArgs,
     config::Config,
@@ -42,14 +46,22 @@ use crate::{
 };
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let user = args.user.as_deref().map(Target::lookup).transpose()?;
+    if user.is_some() {
+        // Before the runtime's threads exist, so that all of them have it.
+        forbid_new_privileges()?;
+    }
+    if let Some(limit) = raise_open_files_limit() {
+        tracing::info!("up to {limit} open files");
+    }
     let loaded = load_at_start(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args, loaded))
+    runtime.block_on(serve(args, loaded, user))
 }
 
-async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
+async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let responder = Arc::new(Responder::new(loaded.catalog.clone(), args.edns_payload));
     let mut tasks = JoinSet::new();
@@ -92,6 +104,52 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
         responder.clone(),
         dataplane.clone(),
     ));
+    metrics.register(Box::new(KernelCollector::new(
+        dataplane.clone(),
+        metrics.userspace_counts(),
+    )));
+    if let Some(listen) = args.metrics {
+        serve_metrics(listen, metrics.clone(), &mut tasks)
+            .await
+            .with_context(|| format!("binding the metrics endpoint {listen}"))?;
+        tracing::info!("metrics on http://{listen}/metrics");
+    }
+    let control = bind_control(&args).await?;
+    if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
+        let local = Local::read(iface, args.listen)
+            .with_context(|| format!("reading {iface}'s addresses"))?;
+        local
+            .write(dataplane, &args.rate_limit.limit())
+            .context("writing the addresses the kernel answers on")?;
+        tasks.spawn(local::follow(
+            dataplane.clone(),
+            iface.clone(),
+            args.listen,
+            args.rate_limit.limit(),
+            local,
+        ));
+        attach_dataplane(&args, iface, dataplane)?;
+    }
+    // Everything that needs root is done: what follows (health checks,
+    // hooks, function instances) runs as --user from its start.
+    if let Some(user) = &user {
+        // The control socket becomes the user's, so that `dnslb` run as
+        // the user can reach it, and so does the state directory, which
+        // the user writes.
+        std::fs::create_dir_all(&args.state_dir)
+            .with_context(|| format!("making {}", args.state_dir.display()))?;
+        for path in [&args.control_socket, &args.state_dir] {
+            nix::unistd::chown(path, Some(user.uid()), Some(user.gid()))
+                .with_context(|| format!("giving {} to --user", path.display()))?;
+        }
+        user.switch()?;
+        tracing::info!(
+            "running as uid {} gid {}, with no capabilities and no_new_privs",
+            user.uid(),
+            user.gid()
+        );
+    }
+
     let services = loaded.config.services.len();
     let hooks = Arc::new(Hooks::new(metrics.registry(), args.state_dir.clone()));
     hooks.set(&loaded.config.hooks);
@@ -116,7 +174,7 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     }
     if let Some(dataplane) = &dataplane {
         // A previous daemon's entries that this configuration no longer
-        // has: gone before the program switches.
+        // has: answered until now, as the previous daemon did.
         let mut dataplane = dataplane.lock()?;
         if let Some(adopted) = dataplane.adopted() {
             let removed = dataplane
@@ -128,32 +186,8 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
             );
         }
     }
-    if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
-        let local = Local::read(iface, args.listen)
-            .with_context(|| format!("reading {iface}'s addresses"))?;
-        local
-            .write(dataplane, &args.rate_limit.limit())
-            .context("writing the addresses the kernel answers on")?;
-        tasks.spawn(local::follow(
-            dataplane.clone(),
-            iface.clone(),
-            args.listen,
-            args.rate_limit.limit(),
-            local,
-        ));
-        attach_dataplane(&args, iface, dataplane)?;
-    }
-    metrics.register(Box::new(KernelCollector::new(
-        dataplane.clone(),
-        metrics.userspace_counts(),
-    )));
     metrics.register(Box::new(SteeringCollector::new(Arc::downgrade(&steering))));
-    if let Some(listen) = args.metrics {
-        serve_metrics(listen, metrics.clone(), &mut tasks)
-            .await
-            .with_context(|| format!("binding the metrics endpoint {listen}"))?;
-        tracing::info!("metrics on http://{listen}/metrics");
-    }
+    let control_errors = metrics.accept_errors("control");
     let live = Arc::new(Live::new(
         args.clone(),
         &loaded,
@@ -167,7 +201,8 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
             metrics,
         },
     ));
-    serve_control(&args, live.clone(), &mut tasks).await?;
+    let plane: Arc<dyn ControlPlane> = live.clone();
+    control.serve(api::server::router(plane), &control_errors, &mut tasks);
     tracing::info!("serving DNS on {}", args.listen);
 
     let outcome = wait_for_stop(&mut tasks, || {
@@ -177,8 +212,14 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     })
     .await;
     drop(live);
-    if let Err(error) = std::fs::remove_file(&args.control_socket) {
-        tracing::warn!("removing {}: {error}", args.control_socket.display());
+    match std::fs::remove_file(&args.control_socket) {
+        Ok(()) => {}
+        // As --user, in a directory the user may not write (systemd's
+        // RuntimeDirectory, which systemd removes itself).
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::debug!("leaving {}: {error}", args.control_socket.display())
+        }
+        Err(error) => tracing::warn!("removing {}: {error}", args.control_socket.display()),
     }
     match (dataplane, &args.pin) {
         (Some(_), Some(pin)) => tracing::info!(
@@ -197,25 +238,24 @@ async fn serve(args: RunArgs, loaded: Loaded) -> anyhow::Result<()> {
     outcome
 }
 
-/// The control API on its unix socket, and on TCP if asked.
-async fn serve_control(
-    args: &RunArgs,
-    live: Arc<Live>,
-    tasks: &mut JoinSet<std::io::Result<()>>,
-) -> anyhow::Result<()> {
-    let plane: Arc<dyn ControlPlane> = live;
-    let router = api::server::router(plane);
-    api::server::serve_unix(&args.control_socket, router.clone(), tasks)?;
+/// The control API's listeners: its unix socket, and TCP if asked.
+async fn bind_control(args: &RunArgs) -> anyhow::Result<ControlListeners> {
+    let tcp = match args.control_listen {
+        Some(addr) => {
+            let token = args
+                .control_token_file
+                .as_deref()
+                .context("--control-listen needs --control-token-file")?;
+            Some((addr, token))
+        }
+        None => None,
+    };
+    let listeners = ControlListeners::bind(&args.control_socket, tcp).await?;
     tracing::info!("control API on {}", args.control_socket.display());
     if let Some(addr) = args.control_listen {
-        let token = args
-            .control_token_file
-            .as_deref()
-            .context("--control-listen needs --control-token-file")?;
-        api::server::serve_tcp(addr, token, router, tasks).await?;
         tracing::info!("control API on http://{addr} (bearer token required)");
     }
-    Ok(())
+    Ok(listeners)
 }
 
 const RIGHTS: &str = "XDP needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; \

@@ -104,7 +104,11 @@ async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
     ));
     let mut tasks = tokio::task::JoinSet::new();
     let plane: Arc<dyn api::ControlPlane> = live.clone();
-    api::server::serve_unix(&socket, api::server::router(plane), &mut tasks).unwrap();
+    let errors = live.metrics.accept_errors("control");
+    api::server::ControlListeners::bind(&socket, None)
+        .await
+        .unwrap()
+        .serve(api::server::router(plane), &errors, &mut tasks);
     // The server runs as long as the runtime.
     tasks.detach_all();
     (live, Client::new(Target::Unix(socket)))

@@ -17,7 +17,7 @@ pub use hot::{Endpoint, HotAnswer, HotError, HotType, HotValue};
 pub use pin::remove_pinned;
 pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
-    PassThrough, TestOutcome, attach_pass_through, time_runs,
+    PassThrough, TestOutcome, attach_pass_through, kernel_older_than, time_runs,
 };
 pub use steer::{KernelServices, encode_draw};
 pub use sync::{SkipReason, Skipped, SyncReport, hot_entries, sync_hot};

@@ -88,14 +88,18 @@ const MIN_KERNEL_TEXT: &str = "5.18";
 /// Refuses kernels older than [`MIN_KERNEL`], naming the running one; the
 /// verifier's own message for a missing helper would not say what to do.
 fn check_kernel() -> Result<(), DataplaneError> {
-    let Ok(uname) = nix::sys::utsname::uname() else {
-        return Ok(());
-    };
-    let release = uname.release().to_string_lossy().into_owned();
-    if release_is_older(&release, MIN_KERNEL) {
-        return Err(DataplaneError::OldKernel { release });
+    match kernel_older_than(MIN_KERNEL) {
+        Some(release) => Err(DataplaneError::OldKernel { release }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The running kernel's release, if it is older than `min` (major, minor);
+/// `None` too when it cannot be told.
+pub fn kernel_older_than(min: (u32, u32)) -> Option<String> {
+    let uname = nix::sys::utsname::uname().ok()?;
+    let release = uname.release().to_string_lossy().into_owned();
+    release_is_older(&release, min).then_some(release)
 }
 
 /// Whether a kernel release ("6.18.0-1-amd64") is older than `min`.

@@ -20,6 +20,7 @@ use tokio::{
 };
 
 use super::{Probe, SEARCH_WINDOW};
+use crate::shell;
 
 /// The endpoint a probe goes to, with its per-endpoint overrides.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -121,18 +122,19 @@ async fn run(probe: &Probe, target: &ProbeTarget) -> Result<(), String> {
         }
         Probe::Command { command } => {
             let port = target.port.map(|p| p.to_string()).unwrap_or_default();
-            let status = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .env("DNSLB_ADDRESS", target.addr.to_string())
-                .env("DNSLB_PORT", port)
-                .stdin(Stdio::null())
+            let vars = [
+                ("DNSLB_ADDRESS", target.addr.to_string()),
+                ("DNSLB_PORT", port),
+            ];
+            let mut child = shell::command(command, vars)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .status()
-                .await
+                .spawn()
                 .map_err(|e| format!("running `sh -c`: {e}"))?;
+            // Killed whole when the probe ends or times out (this future
+            // is dropped): a pipeline's other processes too.
+            let _group = shell::Group::of(&child);
+            let status = child.wait().await.map_err(|e| e.to_string())?;
             if status.success() {
                 Ok(())
             } else {

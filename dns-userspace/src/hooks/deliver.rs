@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{io::AsyncWriteExt, net::TcpStream, sync::mpsc};
 
 use super::{HookMetrics, HookSpec, HookTarget, Queued};
+use crate::shell;
 
 /// The longest wait between two attempts, however many retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -78,16 +79,13 @@ async fn attempt_once(target: &HookTarget, event: &Queued) -> Result<(), String>
     match target {
         HookTarget::Webhook(uri) => post(uri, &event.json).await,
         HookTarget::Command(command) => {
-            let mut child = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .env("DNSLB_EVENT", kind_name(event))
+            let mut child = shell::command(command, [("DNSLB_EVENT", kind_name(event).into())])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| format!("running `sh -c`: {e}"))?;
+            let _group = shell::Group::of(&child);
             if let Some(mut stdin) = child.stdin.take() {
                 // One line: commands can append it to a JSON-lines file.
                 // A command that does not read its input is its business.

@@ -29,7 +29,7 @@ use prometheus::{
 };
 use tokio::{net::TcpListener, task::JoinSet};
 
-use crate::zone::wire;
+use crate::{http, zone::wire};
 
 /// Record types counted by name; the rest are counted as `other`.
 const NAMED_QTYPES: [(u16, &str); 16] = [
@@ -114,6 +114,8 @@ pub struct Metrics {
     pub tcp_open: IntGauge,
     pub tcp_refused: IntCounter,
     pub udp_receive_errors: IntCounter,
+    /// Failed `accept`s, by server.
+    accept_errors: IntCounterVec,
     /// UDP threads started again after they failed.
     pub udp_restarts: IntCounter,
     pub tcp_receive_errors: IntCounter,
@@ -232,6 +234,17 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             udp_receive_errors: errors.with_label_values(&["udp"]),
+            accept_errors: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "dnslb_accept_errors_total",
+                        "Failed accepts of a connection (out of descriptors, say), by server; each is retried after a pause.",
+                    ),
+                    &["server"],
+                )
+                .expect("valid metric"),
+            ),
             udp_restarts: registered(
                 r,
                 IntCounter::new(
@@ -267,6 +280,12 @@ impl Metrics {
         if let Err(error) = self.registry.register(collector) {
             tracing::error!("registering metrics: {error}");
         }
+    }
+
+    /// The counter of failed accepts of `server` (`dns`, `metrics`,
+    /// `control`).
+    pub fn accept_errors(&self, server: &str) -> IntCounter {
+        self.accept_errors.with_label_values(&[server])
     }
 
     /// The daemon's counts the kernel collector reports.
@@ -323,6 +342,13 @@ impl Metrics {
     }
 }
 
+/// Connections the metrics endpoint serves at once, and how long each may
+/// take: scrapers are few and quick.
+const LIMITS: http::Limits = http::Limits {
+    connections: 32,
+    deadline: Duration::from_secs(10),
+};
+
 /// Serves `GET /metrics` on `listen`.
 pub async fn serve_metrics(
     listen: SocketAddr,
@@ -330,10 +356,12 @@ pub async fn serve_metrics(
     tasks: &mut JoinSet<std::io::Result<()>>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
+    let accept_errors = metrics.accept_errors("metrics");
     let router = Router::new()
         .route("/metrics", get(scrape))
         .with_state(metrics);
-    tasks.spawn(async move { axum::serve(listener, router).await });
+    let listener = http::Listener::Tcp(listener);
+    http::serve("metrics", listener, router, LIMITS, accept_errors, tasks);
     Ok(())
 }
 

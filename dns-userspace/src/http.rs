@@ -1,0 +1,146 @@
+//! Serving the daemon's HTTP endpoints (metrics, the control API) on
+//! listeners bound at start, with limits against clients that hold
+//! connections: at most so many at once (the rest wait in the listen
+//! backlog), each closed when its deadline passes, whole, however slowly
+//! the client sends or reads; one request per connection. A failed
+//! `accept` (out of descriptors, say) is counted, logged at most every few
+//! seconds, and tried again after a pause: it never ends the server.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+use prometheus::IntCounter;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UnixListener},
+    sync::Semaphore,
+    task::JoinSet,
+};
+
+/// How long a failed `accept` waits before the next.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// What one server allows.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once.
+    pub connections: usize,
+    /// A connection's whole life: reading the request, answering it.
+    pub deadline: Duration,
+}
+
+/// A bound listener, served once the daemon has its routes.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Serves `router` on `listener` within `limits`, counting failed accepts
+/// in `accept_errors`; `name` says which server in log lines.
+pub fn serve(
+    name: &'static str,
+    listener: Listener,
+    router: Router,
+    limits: Limits,
+    accept_errors: IntCounter,
+    tasks: &mut JoinSet<std::io::Result<()>>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.connections));
+    let log = RateLimitedLog::new(name);
+    tasks.spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let accepted = match &listener {
+                Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, _)| Io::Tcp(stream)),
+                Listener::Unix(unix) => unix.accept().await.map(|(stream, _)| Io::Unix(stream)),
+            };
+            let io = match accepted {
+                Ok(io) => io,
+                Err(error) => {
+                    accept_errors.inc();
+                    log.warn(&error);
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
+                }
+            };
+            let service = TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let connection: Pin<Box<dyn Future<Output = ()> + Send>> = match io {
+                    Io::Tcp(stream) => Box::pin(serve_connection(stream, service)),
+                    Io::Unix(stream) => Box::pin(serve_connection(stream, service)),
+                };
+                let _ = tokio::time::timeout(limits.deadline, connection).await;
+                drop(permit);
+            });
+        }
+    });
+}
+
+enum Io {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// One request, answered, on `stream`.
+fn serve_connection<S>(
+    stream: S,
+    service: TowerToHyperService<Router>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    async move {
+        let _ = connection.await;
+    }
+}
+
+/// A warning at most every [`LOG_EVERY`], saying how many were held back.
+pub struct RateLimitedLog {
+    name: &'static str,
+    last: Mutex<Option<Instant>>,
+    held_back: AtomicU64,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl RateLimitedLog {
+    pub fn new(name: &'static str) -> RateLimitedLog {
+        RateLimitedLog {
+            name,
+            last: Mutex::new(None),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    pub fn warn(&self, error: &dyn std::fmt::Display) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < LOG_EVERY) {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(now);
+        let held_back = self.held_back.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            "{}: accepting a connection: {error} ({held_back} more since the last warning)",
+            self.name
+        );
+    }
+}
