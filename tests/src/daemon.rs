@@ -69,6 +69,20 @@ impl Daemon {
         Daemon::spawn(command, args, &format!("{}.dnslb", netns.name()))
     }
 
+    /// As [`Daemon::start`], with at most `files` open files (soft and
+    /// hard limit, set by prlimit).
+    pub fn start_with_open_files(
+        netns: &Netns,
+        files: u32,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon> {
+        let mut command = netns.command("prlimit");
+        command
+            .arg(format!("--nofile={files}:{files}"))
+            .arg(dnslb_binary()?);
+        Daemon::spawn(command, args, &format!("{}.dnslb", netns.name()))
+    }
+
     /// Starts `dnslb ARGS` here, in the test's own namespace (for servers
     /// on loopback), and waits until it serves.
     pub fn start_here(args: &[&str]) -> anyhow::Result<Daemon> {

@@ -229,7 +229,7 @@ impl Metrics {
                 r,
                 IntCounter::new(
                     "dnslb_tcp_connections_refused_total",
-                    "DNS over TCP connections closed at once: too many open.",
+                    "DNS over TCP connections closed at once: too many from one address, or every slot busy.",
                 )
                 .expect("valid metric"),
             ),

@@ -22,6 +22,7 @@ use nix::{
     errno::Errno,
     sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg},
 };
+use prometheus::IntCounter;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{RateLimiter, Responder, ThreadLimiter, Transport, slip};
@@ -56,26 +57,36 @@ pub fn serve_udp(
         let mut limiter = limiter
             .for_thread()
             .ok_or_else(|| io::Error::other("no rate-limit handle left for a UDP thread"))?;
+        let restarts = metrics.udp_restarts.clone();
         thread::Builder::new()
             .name(format!("dns-udp-{index}"))
             .spawn(move || {
-                loop {
-                    let served = catch_unwind(AssertUnwindSafe(|| {
-                        serve_socket(&socket, &responder, &metrics, &runtime, &mut limiter)
-                    }));
-                    match served {
-                        Ok(Err(error)) => {
-                            tracing::error!("UDP socket {index} on {listen} failed: {error}")
-                        }
-                        Err(_) => tracing::error!("UDP thread {index} on {listen} panicked"),
-                    }
-                    metrics.udp_restarts.inc();
-                    thread::sleep(RESTART_PAUSE);
-                    tracing::info!("UDP thread {index} on {listen} serving again");
-                }
+                keep_serving(
+                    &format!("UDP socket {index} on {listen}"),
+                    &restarts,
+                    || serve_socket(&socket, &responder, &metrics, &runtime, &mut limiter),
+                )
             })?;
     }
     Ok(())
+}
+
+/// Runs `serve` for ever: each time it fails or panics, logs it, counts a
+/// restart, and runs it again after [`RESTART_PAUSE`].
+fn keep_serving(
+    what: &str,
+    restarts: &IntCounter,
+    mut serve: impl FnMut() -> io::Result<Infallible>,
+) -> ! {
+    loop {
+        match catch_unwind(AssertUnwindSafe(&mut serve)) {
+            Ok(Err(error)) => tracing::error!("{what} failed: {error}"),
+            Err(_) => tracing::error!("{what}: its thread panicked"),
+        }
+        restarts.inc();
+        thread::sleep(RESTART_PAUSE);
+        tracing::info!("{what}: serving again");
+    }
 }
 
 fn serve_socket(
@@ -246,4 +257,36 @@ fn bind(listen: SocketAddr) -> io::Result<UdpSocket> {
     }
     socket.bind(&listen.into())?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn a_thread_that_fails_or_panics_serves_again() {
+        let restarts = IntCounter::new("restarts", "restarts").unwrap();
+        let counted = restarts.clone();
+        let (served, runs) = mpsc::channel();
+        thread::spawn(move || {
+            let mut run = 0;
+            keep_serving("test socket", &counted, move || {
+                run += 1;
+                let _ = served.send(run);
+                match run {
+                    1 => Err(io::Error::other("the socket failed")),
+                    2 => panic!("a bug"),
+                    // Serving, for good.
+                    _ => loop {
+                        thread::park();
+                    },
+                }
+            })
+        });
+        let third = runs.iter().nth(2);
+        assert_eq!(third, Some(3), "run again after a failure and a panic");
+        assert_eq!(restarts.get(), 2);
+    }
 }
