@@ -10,7 +10,7 @@ use std::{
 };
 
 use dnslb_tests::{
-    daemon::{Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape},
+    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, policy_file, sample, scrape},
     frame::QueryFrame,
     netns::Rig,
 };
@@ -88,6 +88,8 @@ fn many_files_here() {
 fn rig_args<'a>(rig: &'a Rig, zone: &'a str) -> Vec<&'a str> {
     vec![
         "run",
+        "--rate-limit",
+        "0",
         "--listen",
         "[::]:53",
         "--zone",
@@ -198,4 +200,90 @@ fn a_killed_daemon_leaves_no_program_attached() {
     daemon.stop(Signal::SIGKILL).unwrap();
     // The link lives in the process's descriptor table: gone with it.
     assert!(!rig.server_has_xdp().unwrap(), "no XDP program left");
+}
+
+/// A zone of `www` at 198.18.10.`www` and `extra` more names.
+fn big_zone(www: u8, extra: &str) -> String {
+    let mut zone = String::from(
+        "$ORIGIN big.test.\n$TTL 300\n@ SOA ns1 h 1 7200 3600 1209600 60\n@ NS ns1\nns1 A 198.18.0.2\n",
+    );
+    zone += &format!("www A 198.18.10.{www}\n");
+    for i in 0..10 {
+        zone += &format!("{extra}{i} A 198.18.11.{i}\n");
+    }
+    zone
+}
+
+/// The A records of www.big.test as the kernel (UDP) and the daemon (TCP)
+/// answer them, plain and with DO: always the same four.
+fn www_both_ways(rig: &Rig) -> Vec<String> {
+    ["+notcp", "+tcp"]
+        .into_iter()
+        .flat_map(|transport| ["+nodnssec", "+dnssec"].map(|dnssec| (transport, dnssec)))
+        .map(|(transport, dnssec)| {
+            kdig(
+                &rig.client,
+                &[
+                    "@198.18.0.2",
+                    "+short",
+                    transport,
+                    dnssec,
+                    "www.big.test",
+                    "A",
+                ],
+            )
+            .unwrap()
+            .trim()
+            .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_the_kernel_maps_cannot_hold_is_refused_whole() {
+    let rig = Rig::new().unwrap();
+    let zone = policy_file("faults", "no_room", "").with_file_name("big.test.zone");
+    std::fs::write(&zone, big_zone(1, "n")).unwrap();
+    let zone_arg = format!("big.test={}", zone.display());
+    // 12 names now: room for 4 more in each map.
+    let daemon = Daemon::start(
+        &rig.server,
+        &[&rig_args(&rig, &zone_arg)[..], &["--hot-capacity", "16"]].concat(),
+    )
+    .unwrap();
+    let _pass = rig.attach_client_pass_through().unwrap();
+    let before = Answered::scrape(&rig).unwrap();
+    assert_eq!(www_both_ways(&rig), ["198.18.10.1"; 4]);
+    let after = Answered::scrape(&rig).unwrap();
+    assert_eq!(
+        after.xdp.unwrap() - before.xdp.unwrap(),
+        2,
+        "UDP from the kernel"
+    );
+
+    // www moves, and ten names come: 22 entries while both are in place.
+    std::fs::write(&zone, big_zone(2, "m")).unwrap();
+    let refused = daemon.cli(&["reload"]).unwrap_err();
+    assert!(
+        refused.contains("would need 22 entries") && refused.contains("--hot-capacity"),
+        "{refused}"
+    );
+    assert_eq!(www_both_ways(&rig), ["198.18.10.1"; 4], "nothing applied");
+    let m0 = kdig(
+        &rig.client,
+        &["@198.18.0.2", "+short", "+tcp", "m0.big.test", "A"],
+    )
+    .unwrap();
+    assert_eq!(
+        m0.trim(),
+        "",
+        "the daemon does not serve the refused zone either"
+    );
+
+    // www moves alone: that fits.
+    std::fs::write(&zone, big_zone(2, "n")).unwrap();
+    daemon.cli(&["reload"]).unwrap();
+    assert_eq!(www_both_ways(&rig), ["198.18.10.2"; 4]);
+    let status = daemon.cli(&["status"]).unwrap();
+    assert!(status.contains("its next generation fits"), "{status}");
 }

@@ -304,17 +304,32 @@ fn shared_program() -> SharedDataplane {
     Arc::new(Shared::new("the test's program", program()))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_renamed_service_leaves_its_old_name_in_the_kernel() {
-    let before = "[pool.p]\nendpoints = [\"198.18.50.1\"]\n[service.s]\nname = \"old.example.com.\"\npolicy = { pool = \"p\" }\n";
-    let dataplane = shared_program();
-    let steering = dnslb::steering::Steering::start(
-        parse(before),
+/// The steering of `policy`, writing into `dataplane`.
+fn steer(policy: &str, dataplane: &SharedDataplane) -> Arc<dnslb::steering::Steering> {
+    dnslb::steering::Steering::start(
+        parse(policy),
         Arc::new(Unread),
         Some(dataplane.clone()),
         dnslb::hooks::Hooks::none(),
     )
-    .expect("steering starts");
+    .expect("steering starts")
+}
+
+/// Drains `address` (in every pool that has it), as `dnslb endpoint drain`.
+fn drain(steering: &dnslb::steering::Steering, address: &str) {
+    let drained = EndpointRef {
+        address: address.parse().unwrap(),
+        pool: None,
+    };
+    tokio::task::block_in_place(|| steering.change_overrides(|o, pools| o.drain(drained, pools)))
+        .expect("drained");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_service_leaves_its_old_name_in_the_kernel() {
+    let before = "[pool.p]\nendpoints = [\"198.18.50.1\"]\n[service.s]\nname = \"old.example.com.\"\npolicy = { pool = \"p\" }\n";
+    let dataplane = shared_program();
+    let steering = steer(before, &dataplane);
     let answer = |name: &str| ask(&mut dataplane.lock().unwrap(), name, v4("198.18.0.1"));
     assert_eq!(answer("old.example.com."), Some(vec![v4("198.18.50.1")]));
 
@@ -377,13 +392,7 @@ branches = [
 ]
 "#;
     let dataplane = shared_program();
-    let steering = dnslb::steering::Steering::start(
-        parse(policy),
-        Arc::new(Unread),
-        Some(dataplane.clone()),
-        dnslb::hooks::Hooks::none(),
-    )
-    .expect("steering starts");
+    let steering = steer(policy, &dataplane);
     let v6 = |text: &str| -> Ipv6Addr { text.parse().unwrap() };
     let both = Some(vec![v6("2001:db8::a1"), v6("2001:db8::a2")]);
     assert_eq!(
@@ -399,14 +408,70 @@ branches = [
         both
     );
 
-    let drained = EndpointRef {
-        address: "2001:db8::a2".parse().unwrap(),
-        pool: None,
-    };
-    tokio::task::block_in_place(|| steering.change_overrides(|o, pools| o.drain(drained, pools)))
-        .expect("drained");
+    drain(&steering, "2001:db8::a2");
     assert_eq!(
         ask_aaaa(&dataplane, "web.example.com.", v4("192.0.2.1")),
         Some(vec![v6("2001:db8::a1")])
     );
+}
+
+/// A client-dependent service whose next generation does not fit beside
+/// its current one in the client-network trie: the change is not lost and
+/// no stale answer stays in the kernel. The name passes to the daemon,
+/// which has the new answers, until the retry writes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_the_kernel_cannot_take_passes_to_the_daemon_until_written() {
+    let policy = r#"
+[pool.lan]
+endpoints = ["198.18.10.1", "198.18.10.2"]
+[pool.other]
+endpoints = ["198.18.30.1"]
+[service.ip]
+name = "ip.example.com."
+[service.ip.policy]
+kind = "ip"
+branches = [
+  { name = "lan", cidrs = ["198.18.0.0/24"], pool = "lan" },
+  { default = true, pool = "other" },
+]
+"#;
+    // Room for one generation of the service's networks, not two.
+    let dataplane: SharedDataplane = Arc::new(Shared::new(
+        "the test's program",
+        dnslb_tests::testrun::load(dnslb::dataplane::DataplaneOptions::new(
+            53,
+            dnslb_tests::testrun::EDNS_PAYLOAD,
+            4,
+        )),
+    ));
+    let steering = steer(policy, &dataplane);
+    let answer = || {
+        let mut answer = ask(
+            &mut dataplane.lock().unwrap(),
+            "ip.example.com.",
+            v4("198.18.0.1"),
+        );
+        if let Some(addrs) = &mut answer {
+            addrs.sort();
+        }
+        answer
+    };
+    let both = vec![v4("198.18.10.1"), v4("198.18.10.2")];
+    assert_eq!(answer(), Some(both));
+
+    drain(&steering, "198.18.10.2");
+    // Never the old answer: the kernel passes until it has the new one.
+    let one = vec![v4("198.18.10.1")];
+    let first = answer();
+    assert!(first.is_none() || first == Some(one.clone()), "{first:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match answer() {
+            Some(addrs) if addrs == one => break,
+            None => {}
+            stale => panic!("a stale kernel answer: {stale:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never written again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -18,6 +18,28 @@ pub struct Status {
     pub services: usize,
     /// One row per kernel hot-name map (record type and name size class).
     pub kernel_maps: Vec<MapFill>,
+    /// The client-network tries of client-dependent services.
+    #[serde(default)]
+    pub client_networks: Option<ClientNetworkFill>,
+}
+
+/// How full the client-network tries are, and whether the largest
+/// client-dependent service's next generation fits beside them (a
+/// service's networks are written anew, beside the old, on every change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientNetworkFill {
+    pub entries: u64,
+    pub capacity: u32,
+    /// The networks of the client-dependent service with the most.
+    pub largest_service: u64,
+}
+
+impl ClientNetworkFill {
+    /// Whether every service can be written anew with its old generation
+    /// still in place.
+    pub fn next_generation_fits(&self) -> bool {
+        self.entries + self.largest_service <= u64::from(self.capacity)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

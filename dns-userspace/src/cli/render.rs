@@ -97,6 +97,20 @@ pub fn status(status: &Status) -> String {
         }
         out.push_str(&table.render());
     }
+    if let Some(networks) = &status.client_networks {
+        let _ = writeln!(
+            out,
+            "\nclient networks  {} of {}; the largest service has {}: {}",
+            networks.entries,
+            networks.capacity,
+            networks.largest_service,
+            if networks.next_generation_fits() {
+                "its next generation fits beside every current one"
+            } else {
+                "NO ROOM for its next generation: raise --hot-capacity"
+            }
+        );
+    }
     out
 }
 

@@ -27,7 +27,8 @@ impl From<ChangeError> for Refusal {
             ChangeError::File(_)
             | ChangeError::Services(_)
             | ChangeError::Override(_)
-            | ChangeError::Registry(RegistryError::NoPool(_)) => RefusalKind::Invalid,
+            | ChangeError::Registry(RegistryError::NoPool(_))
+            | ChangeError::NoRoom(_) => RefusalKind::Invalid,
             ChangeError::UnknownZone(_)
             | ChangeError::Registry(RegistryError::NotRegistered { .. }) => RefusalKind::NotFound,
             ChangeError::Registry(_) => RefusalKind::Failed,

@@ -7,17 +7,22 @@
 //! change that fails its checks leaves everything serving as it was and
 //! says why. One change runs at a time.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Instant,
+};
 
 use hickory_proto::rr::Name;
 
 use super::cookies::Cookies;
 use crate::{
-    api::types::{Applied, MapFill, Status, ZoneInfo, ZoneSource},
+    api::types::{Applied, ClientNetworkFill, MapFill, Status, ZoneInfo, ZoneSource},
     backends::Backends,
     cli::{RunArgs, ZoneArg},
     config::{BranchLabels, Config, load_config},
-    dataplane::{SharedDataplane, SyncReport, sync_hot},
+    dataplane::{DataplaneError, HotType, SharedDataplane, SyncReport, hot_entries, sync_hot},
     file_error::FileError,
     hooks::Hooks,
     metrics::Metrics,
@@ -40,6 +45,10 @@ pub enum ChangeError {
     Registry(#[from] crate::backends::RegistryError),
     #[error("no zone {0} is being served")]
     UnknownZone(Name),
+    /// The kernel maps cannot hold what the change needs: refused before
+    /// anything was applied, in the kernel or the daemon.
+    #[error("refused: {0}")]
+    NoRoom(DataplaneError),
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
     /// Checked and valid, but applying it failed part way (a kernel map
@@ -245,6 +254,7 @@ impl Live {
             Some(&self.steering.branch_labels()),
             &served.api_changes,
         )?;
+        self.check_room(&loaded.catalog, Some(&loaded.config))?;
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
         self.steering
@@ -317,9 +327,40 @@ impl Live {
                 source: ZoneSource::ControlApi,
             });
         }
+        self.check_room(&catalog, None)?;
         served.api_changes.insert(origin, file);
         let services = self.steering.services().map_or(0, |s| s.len());
         self.serve_catalog(catalog, services)
+    }
+
+    /// Checks that the kernel maps can hold everything `catalog` and the
+    /// services of `config` (the current ones with `None`) need, in the
+    /// middle of the change as after it: a change that does not fit is
+    /// refused whole, so that the kernel and the daemon never answer from
+    /// different states.
+    fn check_room(&self, catalog: &Catalog, config: Option<&Config>) -> Result<(), ChangeError> {
+        let Some(dataplane) = &self.dataplane else {
+            return Ok(());
+        };
+        let (services, networks) = self
+            .steering
+            .kernel_demand(config)
+            .map_err(ChangeError::Apply)?;
+        let steered: HashSet<(&[u8], HotType)> = services
+            .iter()
+            .map(|(name, hot_type)| (name.wire(), *hot_type))
+            .collect();
+        let zone_names = catalog
+            .zones()
+            .flat_map(|zone| hot_entries(zone))
+            .flatten()
+            .map(|(name, value)| (name, value.hot_type()))
+            .filter(|(name, hot_type)| !steered.contains(&(name.wire(), *hot_type)));
+        let names: Vec<_> = zone_names.chain(services.iter().cloned()).collect();
+        dataplane
+            .lock()?
+            .check_room(names, networks)
+            .map_err(ChangeError::NoRoom)
     }
 
     /// Makes `catalog` the one served: the kernel's names first, then the
@@ -383,9 +424,21 @@ impl Live {
 
     /// `GET /v1/status`.
     pub fn status(&self) -> Result<Status, ChangeError> {
-        let kernel_maps = match &self.dataplane {
-            Some(dataplane) => dataplane.lock()?.map_fill(),
-            None => Vec::<MapFill>::new(),
+        let (kernel_maps, client_networks) = match &self.dataplane {
+            Some(dataplane) => {
+                let dataplane = dataplane.lock()?;
+                let (entries, largest_service) = self
+                    .steering
+                    .kernel_networks()
+                    .map_err(ChangeError::Apply)?;
+                let networks = ClientNetworkFill {
+                    entries,
+                    capacity: dataplane.capacity(),
+                    largest_service,
+                };
+                (dataplane.map_fill(), Some(networks))
+            }
+            None => (Vec::<MapFill>::new(), None),
         };
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -398,6 +451,7 @@ impl Live {
             zones: self.responder.catalog().zones().count(),
             services: self.steering.services().map_or(0, |s| s.len()),
             kernel_maps,
+            client_networks,
         })
     }
 

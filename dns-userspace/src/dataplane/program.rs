@@ -56,6 +56,22 @@ pub enum DataplaneError {
     Program(#[from] ProgramError),
     #[error("kernel map: {0}")]
     Map(#[from] MapError),
+    #[error(
+        "the kernel's map of {record_type} names up to {names_up_to} bytes would need \
+         {needed} entries during the change and holds {capacity}: raise --hot-capacity"
+    )]
+    NoRoom {
+        record_type: &'static str,
+        names_up_to: usize,
+        needed: u64,
+        capacity: u32,
+    },
+    #[error(
+        "the client networks of the services would need {needed} entries during the change \
+         (every generation written, and the largest service's next) and the kernel holds \
+         {capacity}: raise --hot-capacity"
+    )]
+    NoRoomForNetworks { needed: u64, capacity: u32 },
     #[error("{0} is not a name the kernel can hold")]
     Name(String),
     #[error("{name} has the same digest as a name the kernel holds; the daemon answers it")]
@@ -628,6 +644,51 @@ impl Dataplane {
     /// Answers the kernel gave per policy branch slot, summed over CPUs.
     pub fn branch_answers(&self, slot: u16) -> Result<u64, DataplaneError> {
         Ok(self.branch_answers.get(&u32::from(slot), 0)?.iter().sum())
+    }
+
+    /// Checks, before anything is written, that the maps have room for a
+    /// change: `names` written (those not held yet take a new entry each,
+    /// while every entry held now stays until the change is done), and at
+    /// most `networks` client networks at once. Names of the zones and the
+    /// services alike.
+    pub fn check_room(
+        &self,
+        names: impl IntoIterator<Item = (HotName, HotType)>,
+        networks: u64,
+    ) -> Result<(), DataplaneError> {
+        if networks > u64::from(self.capacity) {
+            return Err(DataplaneError::NoRoomForNetworks {
+                needed: networks,
+                capacity: self.capacity,
+            });
+        }
+        let mut added = std::collections::HashSet::new();
+        let mut needed = self.fill;
+        for (name, hot_type) in names {
+            let holder = (hot_type, name.digest() & self.digest_mask);
+            if !self.holders.contains_key(&holder) && added.insert(holder) {
+                needed[map_class(hot_type, is_small(&name))] += 1;
+            }
+        }
+        let full = MAP_CLASSES
+            .iter()
+            .zip(needed)
+            .find(|(_, needed)| *needed > u64::from(self.capacity));
+        match full {
+            Some((&(hot_type, names_up_to), needed)) => Err(DataplaneError::NoRoom {
+                record_type: hot_type.name(),
+                names_up_to,
+                needed,
+                capacity: self.capacity,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Entries each map holds at most: the hot-name maps and the
+    /// client-network tries alike.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
     }
 
     /// Entries in each hot-name map, and capacity. Counted as entries are

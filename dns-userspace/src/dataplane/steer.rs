@@ -48,36 +48,58 @@ impl KernelServices {
         };
         let name = HotName::from_wire(service.name.as_bytes())
             .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
-        let previous = self.written.remove(&service.label).unwrap_or_default();
         let now = if service.policy.depends_on_client() {
             // Above what a previous daemon used in pinned maps.
             self.generation = self.generation.max(dataplane.generation_floor());
             let generation = self.next_generation();
-            let written = service.client_networks();
-            for network in &written {
-                let draw = service.draw(pools, health, Some(*network));
-                let value = encode_draw(&draw, service.ttl, hot_type)
-                    .with_scope(service.policy.scope(*network));
-                dataplane.set_client_net(
-                    generation,
-                    network.octets(),
-                    network.prefix_len(),
-                    &value,
-                )?;
+            let networks = service.client_networks();
+            let written = KernelService {
+                generation: Some((hot_type, generation, networks.clone())),
+            };
+            let switched = networks
+                .iter()
+                .try_for_each(|network| {
+                    let draw = service.draw(pools, health, Some(*network));
+                    let value = encode_draw(&draw, service.ttl, hot_type)
+                        .with_scope(service.policy.scope(*network));
+                    dataplane.set_client_net(
+                        generation,
+                        network.octets(),
+                        network.prefix_len(),
+                        &value,
+                    )
+                })
+                .and_then(|()| {
+                    dataplane.set_hot(&name, &HotValue::by_client(hot_type, generation))
+                });
+            if let Err(error) = switched {
+                // The name still points at the previous generation, which
+                // stays recorded; what was written of this one goes.
+                let _ = remove_generation(dataplane, written);
+                return Err(error);
             }
-            dataplane.set_hot(&name, &HotValue::by_client(hot_type, generation))?;
-            KernelService {
-                generation: Some((hot_type, generation, written)),
-            }
+            written
         } else {
             let value = encode_draw(&service.draw(pools, health, None), service.ttl, hot_type);
             dataplane.set_hot(&name, &value)?;
             KernelService::default()
         };
         // Only now that the name points at the new answers.
-        remove_generation(dataplane, previous)?;
-        self.written.insert(service.label.clone(), now);
-        Ok(())
+        let previous = self.written.insert(service.label.clone(), now);
+        remove_generation(dataplane, previous.unwrap_or_default())
+    }
+
+    /// Client networks written for `label` now.
+    pub fn networks(&self, label: &str) -> usize {
+        self.written
+            .get(label)
+            .and_then(|service| service.generation.as_ref())
+            .map_or(0, |(_, _, networks)| networks.len())
+    }
+
+    /// Client networks written for every service now.
+    pub fn total_networks(&self) -> usize {
+        self.written.keys().map(|label| self.networks(label)).sum()
     }
 
     /// Makes the kernel pass every query for `service` to the daemon (a

@@ -18,6 +18,7 @@ use std::{
     sync::Arc,
 };
 
+use dns_common::HotName;
 use hickory_proto::rr::Name;
 use tokio::sync::mpsc;
 
@@ -45,7 +46,15 @@ struct State {
     /// The branches each service answers from (for clients in no listed
     /// network), to tell a failover when they change.
     serving: HashMap<String, Vec<BranchSlot>>,
+    /// Services whose answers could not be written into the kernel (a map
+    /// full, say): the kernel passes their queries to the daemon until a
+    /// retry succeeds.
+    unwritten: HashSet<String>,
 }
+
+/// How often services that could not be written into the kernel are
+/// tried again.
+const RETRY_UNWRITTEN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The running steering: configuration, checks, overrides, and the task
 /// applying verdicts.
@@ -80,6 +89,7 @@ impl Steering {
                     kernel: KernelServices::default(),
                     overrides: Overrides::default(),
                     serving: HashMap::new(),
+                    unwritten: HashSet::new(),
                 },
             ),
             sink,
@@ -92,7 +102,21 @@ impl Steering {
         steering.apply(None)?;
         let task = Arc::downgrade(&steering);
         tokio::spawn(async move {
-            while let Some(first) = received.recv().await {
+            let mut retry = tokio::time::interval(RETRY_UNWRITTEN);
+            loop {
+                let first = tokio::select! {
+                    event = received.recv() => match event {
+                        Some(event) => event,
+                        None => return,
+                    },
+                    _ = retry.tick() => {
+                        let Some(steering) = task.upgrade() else {
+                            return;
+                        };
+                        steering.retry_unwritten();
+                        continue;
+                    }
+                };
                 let Some(steering) = task.upgrade() else {
                     return;
                 };
@@ -370,22 +394,133 @@ impl Steering {
             })
         };
         self.note_failovers(&mut state, &steered, &affected);
-        let State { config, kernel, .. } = &mut *state;
-        if let Some(dataplane) = &self.dataplane {
-            let mut dataplane = dataplane.lock()?;
-            for service in config.services.iter().filter(|s| affected(s)) {
-                // A service waiting for a function pool is answered by the
-                // daemon, even where another branch could answer in the
-                // kernel: its queries are what wakes the pool.
-                if steered.cold.contains_key(&service.label) {
-                    kernel.pass_to_daemon(&mut dataplane, service)?;
-                } else {
-                    kernel.write(&mut dataplane, service, &steered.pools, &steered)?;
+        self.write_kernel(&mut state, &steered, &|service| affected(service))?;
+        self.sink.set_steered(steered);
+        Ok(())
+    }
+
+    /// Writes the `chosen` services' answers into the kernel. One that
+    /// cannot be written is passed to the daemon instead (so that no stale
+    /// kernel answer contradicts the daemon's) and tried again later.
+    fn write_kernel(
+        &self,
+        state: &mut State,
+        steered: &Steered,
+        chosen: &dyn Fn(&Service) -> bool,
+    ) -> anyhow::Result<()> {
+        let Some(dataplane) = &self.dataplane else {
+            return Ok(());
+        };
+        let mut dataplane = dataplane.lock()?;
+        let State {
+            config,
+            kernel,
+            unwritten,
+            ..
+        } = state;
+        for service in config.services.iter().filter(|s| chosen(s)) {
+            // A service waiting for a function pool is answered by the
+            // daemon, even where another branch could answer in the
+            // kernel: its queries are what wakes the pool.
+            let written = if steered.cold.contains_key(&service.label) {
+                kernel.pass_to_daemon(&mut dataplane, service)
+            } else {
+                kernel.write(&mut dataplane, service, &steered.pools, steered)
+            };
+            match written {
+                Ok(()) => {
+                    if unwritten.remove(&service.label) {
+                        tracing::info!("service {}: written into the kernel again", service.label);
+                    }
+                }
+                Err(error) => {
+                    if unwritten.insert(service.label.clone()) {
+                        tracing::error!(
+                            "service {}: cannot write its answers into the kernel ({error}); \
+                             the daemon answers it until they can be",
+                            service.label
+                        );
+                    }
+                    // Replacing the name's value needs no new entry; if
+                    // even that fails, the name is not in the kernel.
+                    if let Err(error) = kernel.pass_to_daemon(&mut dataplane, service) {
+                        tracing::debug!(
+                            "service {}: passing to the daemon: {error}",
+                            service.label
+                        );
+                    }
                 }
             }
         }
-        self.sink.set_steered(steered);
         Ok(())
+    }
+
+    /// Tries again to write the services that could not be written.
+    fn retry_unwritten(&self) {
+        let retried = self
+            .state
+            .lock()
+            .map_err(anyhow::Error::from)
+            .and_then(|mut state| {
+                if state.unwritten.is_empty() {
+                    return Ok(());
+                }
+                let steered = self.view(&state);
+                let pending = state.unwritten.clone();
+                self.write_kernel(&mut state, &steered, &|service| {
+                    pending.contains(&service.label)
+                })
+            });
+        if let Err(error) = retried {
+            tracing::error!("writing services into the kernel again: {error:#}");
+        }
+    }
+
+    /// What writing the services of `config` (the current one with
+    /// `None`) needs of the kernel: their names, and the most client
+    /// networks held at once while they are written, which is every
+    /// service's current or next generation, whichever is larger, plus the
+    /// largest next generation (written before its old one goes).
+    pub fn kernel_demand(
+        &self,
+        config: Option<&Config>,
+    ) -> anyhow::Result<(Vec<(HotName, HotType)>, u64)> {
+        let state = self.state.lock()?;
+        let config = config.unwrap_or(&state.config);
+        let mut names = Vec::new();
+        let (mut networks, mut largest) = (0, 0);
+        for service in &config.services {
+            let (Some(hot_type), Some(name)) = (
+                HotType::of(service.record_type),
+                HotName::from_wire(service.name.as_bytes()),
+            ) else {
+                continue;
+            };
+            names.push((name, hot_type));
+            let next = if service.policy.depends_on_client() {
+                service.client_networks().len()
+            } else {
+                0
+            };
+            networks += next.max(state.kernel.networks(&service.label));
+            largest = largest.max(next);
+        }
+        Ok((names, (networks + largest) as u64))
+    }
+
+    /// Client networks the kernel holds for the services now, and the most
+    /// one service's next generation adds while it is written.
+    pub fn kernel_networks(&self) -> anyhow::Result<(u64, u64)> {
+        let state = self.state.lock()?;
+        let largest = state
+            .config
+            .services
+            .iter()
+            .filter(|service| service.policy.depends_on_client())
+            .map(|service| service.client_networks().len())
+            .max()
+            .unwrap_or(0);
+        Ok((state.kernel.total_networks() as u64, largest as u64))
     }
 }
 
