@@ -402,3 +402,54 @@ branches = [
     );
     daemon.stop(Signal::SIGTERM).unwrap();
 }
+
+/// The A records of `name`, sorted, as UDP (the kernel) or TCP (the
+/// daemon) answers them.
+fn records(rig: &Rig, name: &str, transport: &str) -> Vec<Ipv4Addr> {
+    let out = kdig(
+        &rig.client,
+        &["@198.18.0.2", "+short", transport, name, "A"],
+    )
+    .unwrap();
+    let mut addrs: Vec<Ipv4Addr> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    addrs.sort();
+    addrs
+}
+
+#[test]
+fn a_dead_backend_is_not_answered_after_a_start() {
+    let _turn = take_turn();
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    // 127.0.0.12 has no backend.
+    let _alive = HttpBackend::start(&rig.server, backend_addr(11)).expect("backend");
+    let check = |name: &str, initial: &str| {
+        format!(
+            "[check.{name}]\nkind = \"tcp\"\nport = 8080\ninterval = \"5s\"\ntimeout = \"200ms\"\n\
+             initial = \"{initial}\"\n\
+             [pool.{name}]\ncheck = \"{name}\"\nendpoints = [\"127.0.0.11\", \"127.0.0.12\"]\n\
+             [service.{name}]\nname = \"{name}.example.com.\"\n\
+             policy = {{ kind = \"multivalue\", pool = \"{name}\" }}\n"
+        )
+    };
+    let config = policy_file(
+        "initial",
+        &(check("probed", "probe") + &check("trusted", "up")),
+    );
+    let config = config.display().to_string();
+    let before = Instant::now();
+    let _daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    let started = before.elapsed();
+    let alive = vec![v4("127.0.0.11")];
+    // The first answers, from both paths, already leave the dead one out.
+    assert_eq!(records(&rig, "probed.example.com", "+notcp"), alive);
+    assert_eq!(records(&rig, "probed.example.com", "+tcp"), alive);
+    // `initial = "up"` trusts both until `fall` probes have failed.
+    let both = vec![v4("127.0.0.11"), v4("127.0.0.12")];
+    assert_eq!(records(&rig, "trusted.example.com", "+notcp"), both);
+    assert!(
+        started < Duration::from_secs(3),
+        "the start-up wait is bounded by the time-out: {started:?}"
+    );
+}

@@ -354,6 +354,7 @@ fn compile_check(
         rise: spec.rise.unwrap_or(DEFAULT_THRESHOLD).max(1),
         fall: spec.fall.unwrap_or(DEFAULT_THRESHOLD).max(1),
         invert: spec.invert,
+        initial: spec.initial.unwrap_or_default(),
     })
 }
 

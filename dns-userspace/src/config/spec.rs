@@ -64,6 +64,8 @@ pub struct CheckSpec {
     pub fall: Option<u32>,
     #[serde(default)]
     pub invert: bool,
+    /// Before the first probe: `probe` (the default), `up` or `down`.
+    pub initial: Option<crate::health::Initial>,
     pub port: Option<u16>,
     /// HTTP(S): request path, status range, Host header, body search.
     pub path: Option<String>,

@@ -14,7 +14,7 @@ use std::{ops::RangeInclusive, time::Duration};
 use hickory_proto::rr::{Name, RecordType};
 
 pub use probe::{ProbeTarget, probe};
-pub use runner::{CheckInstance, HealthEvent, HealthRunner, InstanceState};
+pub use runner::{CheckInstance, HealthEvent, HealthRunner, InstanceState, STARTUP_WAIT_MARGIN};
 pub use verdict::Verdict;
 
 /// A named health check, as configured.
@@ -30,6 +30,24 @@ pub struct CheckDef {
     pub fall: u32,
     /// Healthy when the probe fails, and the other way round.
     pub invert: bool,
+    /// An endpoint's verdict before its first probe.
+    pub initial: Initial,
+}
+
+/// What an endpoint is before its first probe (`initial` in the policy
+/// file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Initial {
+    /// Probed at once, and its services written into the kernel only once
+    /// every endpoint's first probe is in (or the start-up wait is over):
+    /// a dead backend is never answered after a restart.
+    #[default]
+    Probe,
+    /// Up; `fall` failures take it down.
+    Up,
+    /// Down; `rise` passes bring it up.
+    Down,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

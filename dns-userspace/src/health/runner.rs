@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -19,7 +19,7 @@ use std::{
 
 use tokio::sync::{mpsc, watch};
 
-use super::{CheckDef, Probe, ProbeTarget, Verdict, probe};
+use super::{CheckDef, Initial, Probe, ProbeTarget, Verdict, probe};
 use crate::policy::{Health, Pool};
 
 /// Something changed: the steering task re-evaluates the policies.
@@ -78,6 +78,36 @@ impl Health for HealthRunner {
     }
 }
 
+/// How much longer than its time-out the start waits for an endpoint's
+/// first probe: the health thread starts thousands of probes at once.
+pub const STARTUP_WAIT_MARGIN: Duration = Duration::from_millis(500);
+
+/// The first probes still to come in, for the start-up wait.
+#[derive(Default)]
+struct FirstProbes {
+    pending: Mutex<usize>,
+    done: Condvar,
+}
+
+impl FirstProbes {
+    fn one_done(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = pending.saturating_sub(1);
+            self.done.notify_all();
+        }
+    }
+
+    /// Waits until every first probe is in, or `limit` has passed.
+    fn wait(&self, limit: Duration) -> usize {
+        let Ok(pending) = self.pending.lock() else {
+            return 0;
+        };
+        self.done
+            .wait_timeout_while(pending, limit, |pending| *pending > 0)
+            .map_or(0, |(pending, _)| *pending)
+    }
+}
+
 /// What one endpoint's tasks share: the leaf verdicts by check, the check
 /// that decides the endpoint, and where the endpoint's verdict goes.
 struct EndpointChecks {
@@ -92,6 +122,11 @@ impl HealthRunner {
     /// Starts checking every endpoint of every pool that names a check.
     /// `initial` carries verdicts over from a previous runner (by check
     /// name, pool name and target), so a reload does not forget who is down.
+    /// Endpoints whose check starts by probing (`initial = "probe"`, and
+    /// nothing carried over) are probed at once, and this returns when
+    /// every such first probe is in, or after the longest of their
+    /// time-outs (and [`STARTUP_WAIT_MARGIN`]): the services are then
+    /// written from real verdicts.
     pub fn start(
         checks: &[CheckDef],
         pools: &[Pool],
@@ -123,6 +158,8 @@ impl HealthRunner {
         });
         let mut instances = Vec::new();
         let mut jobs = Vec::new();
+        let first_probes = Arc::new(FirstProbes::default());
+        let mut startup_wait = Duration::ZERO;
         for (pool_index, pool) in pools.iter().enumerate() {
             let Some(root) = pool.check else { continue };
             for (endpoint_index, endpoint) in pool.endpoints.iter().enumerate() {
@@ -142,10 +179,22 @@ impl HealthRunner {
                     let key = (checks[leaf].name.clone(), pool.name.clone(), target.clone());
                     // A member that joined at run time starts down, so that
                     // it is answered only once its checks pass.
+                    let def = &checks[leaf];
                     let up = carried
                         .get(&key)
                         .copied()
-                        .or((endpoint.starts_down).then_some(false));
+                        .or((endpoint.starts_down).then_some(false))
+                        .or(match def.initial {
+                            Initial::Probe => None,
+                            Initial::Up => Some(true),
+                            Initial::Down => Some(false),
+                        });
+                    if up.is_none() {
+                        startup_wait = startup_wait.max(def.timeout + STARTUP_WAIT_MARGIN);
+                        if let Ok(mut pending) = first_probes.pending.lock() {
+                            *pending += 1;
+                        }
+                    }
                     if let Some(up) = up
                         && let Ok(mut leaves) = shared.leaves.lock()
                     {
@@ -178,6 +227,7 @@ impl HealthRunner {
             board: board.clone(),
             instances: instances.clone(),
             events,
+            first_probes: first_probes.clone(),
         });
         let thread = thread::Builder::new()
             .name("health".into())
@@ -196,6 +246,13 @@ impl HealthRunner {
                     tasks.shutdown().await;
                 })
             })?;
+        let missing = first_probes.wait(startup_wait);
+        if missing > 0 {
+            tracing::warn!(
+                "{missing} endpoints have no first probe result after {} ms: up until they do",
+                startup_wait.as_millis()
+            );
+        }
         Ok(HealthRunner {
             board,
             instances,
@@ -225,6 +282,7 @@ struct RunContext {
     board: Arc<Board>,
     instances: Arc<Vec<CheckInstance>>,
     events: mpsc::UnboundedSender<HealthEvent>,
+    first_probes: Arc<FirstProbes>,
 }
 
 impl RunContext {
@@ -233,16 +291,22 @@ impl RunContext {
         instance: usize,
         check: usize,
         endpoint: Arc<EndpointChecks>,
-        carried: Option<bool>,
+        initial: Option<bool>,
     ) {
         let def = &self.checks[check];
         let state = &self.instances[instance].state;
         let target = &self.instances[instance].target;
-        let mut verdict = Verdict::new(def.rise, def.fall);
-        if carried == Some(false) {
-            verdict.record(false);
-        }
-        let mut next = tokio::time::Instant::now() + first_delay(def.interval);
+        // Without a verdict to start from, the first probe runs at once
+        // and decides; with one, thresholds apply from the start.
+        let (mut verdict, first) = match initial {
+            Some(up) => (
+                Verdict::settled(up, def.rise, def.fall),
+                first_delay(def.interval),
+            ),
+            None => (Verdict::new(def.rise, def.fall), Duration::ZERO),
+        };
+        let mut awaited = initial.is_none();
+        let mut next = tokio::time::Instant::now() + first;
         loop {
             tokio::time::sleep_until(next).await;
             next += def.interval;
@@ -284,6 +348,9 @@ impl RunContext {
                     target.addr,
                 );
                 self.leaf_changed(&endpoint, check, up);
+            }
+            if std::mem::take(&mut awaited) {
+                self.first_probes.one_done();
             }
             if tokio::time::Instant::now() > next {
                 // A probe that ran past its next turn: start again from now.
@@ -384,6 +451,7 @@ mod tests {
             rise: 1,
             fall: 1,
             invert: false,
+            initial: Initial::Probe,
         }
     }
 

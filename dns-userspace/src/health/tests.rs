@@ -317,6 +317,7 @@ fn check(name: &str, probe: Probe, invert: bool) -> CheckDef {
         rise: 2,
         fall: 3,
         invert,
+        initial: Initial::Probe,
     }
 }
 

@@ -14,7 +14,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Up until the first result says otherwise.
+    /// Up until the first result, which decides at once.
     pub fn new(rise: u32, fall: u32) -> Verdict {
         Verdict {
             up: true,
@@ -22,6 +22,16 @@ impl Verdict {
             streak: 0,
             rise: rise.max(1),
             fall: fall.max(1),
+        }
+    }
+
+    /// Already `up` (or down): from the first result on, the thresholds
+    /// apply.
+    pub fn settled(up: bool, rise: u32, fall: u32) -> Verdict {
+        Verdict {
+            up,
+            settled: true,
+            ..Verdict::new(rise, fall)
         }
     }
 
