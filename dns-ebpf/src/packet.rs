@@ -12,6 +12,8 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPV4_MIN_LEN: usize = 20;
+/// 32-bit words of options an IPv4 header can carry (60 bytes in all).
+const MAX_IPV4_OPTION_WORDS: usize = 10;
 pub const IPV6_LEN: usize = 40;
 const IPPROTO_UDP: u8 = 17;
 /// IPv6 next-header values of extension headers that may precede UDP:
@@ -107,6 +109,12 @@ fn ipv4_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
     if unsafe { *ip.wrapping_add(9) } != IPPROTO_UDP {
         return Err(Counter::PassNotDns);
     }
+    // The host's stack drops a header whose checksum is wrong (a bit
+    // flipped on the way: the source address may be another's), and the
+    // answer's checksum is derived from it: so do we.
+    if !ipv4_checksum_holds(ctx, ip, l3, header_len) {
+        return Err(Counter::PassMalformed);
+    }
     if read_u16(ip.wrapping_add(6)) & 0x3fff != 0 {
         // More-fragments set or a non-zero offset: only the daemon's socket
         // sees the reassembled datagram.
@@ -139,6 +147,28 @@ fn ipv4_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
         v6: false,
         source,
     })
+}
+
+/// Whether the IPv4 header of `header_len` bytes at `l3` (`ip` checked to
+/// cover its first 20) sums to its checksum: the fixed words, then each
+/// 32-bit word of options, bounds-checked one by one for the verifier.
+#[inline(always)]
+fn ipv4_checksum_holds(ctx: &XdpContext, ip: *const u8, l3: usize, header_len: usize) -> bool {
+    let mut sum = 0u64;
+    for word in 0..IPV4_MIN_LEN / 2 {
+        sum += u64::from(read_u16(ip.wrapping_add(2 * word)));
+    }
+    for option in 0..MAX_IPV4_OPTION_WORDS {
+        let at = IPV4_MIN_LEN + 4 * option;
+        if at >= header_len {
+            break;
+        }
+        let Some(word) = bytes_at(ctx, l3 + at, 4) else {
+            return false;
+        };
+        sum += u64::from(read_u16(word)) + u64::from(read_u16(word.wrapping_add(2)));
+    }
+    fold(sum) == 0xffff
 }
 
 /// IPv6 with UDP right after the fixed header; a query behind extension

@@ -317,6 +317,15 @@ pub fn udp_frame_from(
     frame
 }
 
+/// Sets the checksum of the IPv4 header at `l3` of `frame` right again
+/// after a test changed the header.
+pub fn fix_ipv4_checksum(frame: &mut [u8], l3: usize) {
+    let header_len = usize::from(frame[l3] & 0x0f) * 4;
+    frame[l3 + 10..l3 + 12].fill(0);
+    let check = internet_checksum(&frame[l3..l3 + header_len]);
+    frame[l3 + 10..l3 + 12].copy_from_slice(&check.to_be_bytes());
+}
+
 /// RFC 1071 checksum; zero when `bytes` already carry a correct one.
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes

@@ -14,7 +14,9 @@ use dnslb::{
     server::CookieKeys,
 };
 use dnslb_tests::{
-    frame::{CLIENT_IP, Opt, QueryFrame, SERVER_IP, SERVER_IP6, SERVER_MAC, wire_name},
+    frame::{
+        CLIENT_IP, Opt, QueryFrame, SERVER_IP, SERVER_IP6, SERVER_MAC, fix_ipv4_checksum, wire_name,
+    },
     testrun::{
         EDNS_PAYLOAD, XDP_DROP, XDP_TX, answer_payload, assert_passes, decode_answer, program, run,
     },
@@ -49,9 +51,10 @@ fn only_frames_addressed_to_us_are_answered() {
     other_mac[5] ^= 0x40;
     assert_passes(&mut dataplane, &other_mac, Counter::PassNotOurs);
 
-    // Another host's IPv4 address (the checksum is not what is wrong).
+    // Another host's IPv4 address.
     let mut other_ip = input.clone();
     other_ip[14 + 19] = 99;
+    fix_ipv4_checksum(&mut other_ip, 14);
     assert_passes(&mut dataplane, &other_ip, Counter::PassNotOurs);
 
     let over_v6 = QueryFrame::a("www.example.com").over_ipv6();

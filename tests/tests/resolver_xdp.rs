@@ -6,7 +6,6 @@
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
 };
 
 use dns_common::{
@@ -15,86 +14,19 @@ use dns_common::{
 };
 use dnslb::{
     dataplane::{Dataplane, DataplaneOptions, HotAnswer, HotType, HotValue, SkipReason, sync_hot},
-    server::{CookieKeys, Responder, Transport},
-    zone::{Catalog, parse_zone},
+    server::{Responder, Transport},
 };
 use dnslb_tests::{
     frame::{CLIENT_IP, CLIENT_IP6, Opt, QueryFrame, wire_name},
+    oracle::{TEST_ZONES, catalog, loaded, option, same_answer},
     testrun::{
         EDNS_PAYLOAD, XDP_PASS, XDP_TX, answer, answer_payload, assert_passes, load, program, run,
     },
 };
 use hickory_proto::{
     op::Message,
-    rr::{
-        Name, RData, Record,
-        rdata::opt::{EdnsCode, EdnsOption},
-    },
+    rr::{RData, rdata::opt::EdnsCode},
 };
-
-const PLAIN_ZONE: &str = "$TTL 300
-@        SOA  ns hostmaster 1 7200 3600 1209600 60
-@        NS   ns
-ns       A    198.18.0.2
-www      A    198.18.10.1
-         A    198.18.10.2
-         A    198.18.10.3
-         AAAA 2001:db8::10:1
-         AAAA 2001:db8::10:2
-odd1     A    198.18.10.4
-         AAAA 2001:db8::10:4
-";
-
-const SIGNED_ZONE: &str = "$TTL 300
-@        SOA  ns hostmaster 1 7200 3600 1209600 60
-@        NS   ns
-@        TYPE48 \\# 4 01010300
-ns       A    198.18.0.2
-www      A    198.18.20.1
-";
-
-fn catalog() -> Catalog {
-    let mut catalog = Catalog::default();
-    for (origin, text) in [("plain.test.", PLAIN_ZONE), ("signed.test.", SIGNED_ZONE)] {
-        let origin = Name::from_ascii(origin).unwrap();
-        catalog.insert(parse_zone(&origin, text, Path::new("t.zone")).unwrap());
-    }
-    catalog
-}
-
-/// The program with both zones written as the daemon writes them, and the
-/// daemon's responder over the same zones, with the same cookie secrets.
-fn loaded() -> (Dataplane, Responder, CookieSecrets) {
-    let mut dataplane = program();
-    let catalog = catalog();
-    let report = sync_hot(&mut dataplane, None, &catalog, &|_, _| false).unwrap();
-    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
-    let secrets = CookieKeys::generated().unwrap().secrets();
-    dataplane.set_cookie_secrets(&secrets).unwrap();
-    let responder = Responder::new(catalog, EDNS_PAYLOAD);
-    responder.set_cookie_secrets(secrets);
-    (dataplane, responder, secrets)
-}
-
-/// The option `code` of the answer's OPT record.
-fn option(message: &Message, code: EdnsCode) -> Option<Vec<u8>> {
-    let edns = message.edns.as_ref()?;
-    match edns.options().get(code)? {
-        EdnsOption::Unknown(_, data) => Some(data.clone()),
-        EdnsOption::Subnet(subnet) => {
-            let mut data = Vec::new();
-            let (family, octets) = match subnet.addr() {
-                IpAddr::V4(v4) => (1u16, v4.octets().to_vec()),
-                IpAddr::V6(v6) => (2u16, v6.octets().to_vec()),
-            };
-            data.extend_from_slice(&family.to_be_bytes());
-            data.extend_from_slice(&[subnet.source_prefix(), subnet.scope_prefix()]);
-            data.extend_from_slice(&octets[..usize::from(subnet.source_prefix()).div_ceil(8)]);
-            Some(data)
-        }
-        other => panic!("unexpected option {other:?}"),
-    }
-}
 
 fn addresses(message: &Message) -> BTreeSet<IpAddr> {
     message
@@ -106,38 +38,6 @@ fn addresses(message: &Message) -> BTreeSet<IpAddr> {
             other => panic!("not an address: {other:?}"),
         })
         .collect()
-}
-
-/// Everything a client sees except the cookie (its timestamp may tick
-/// between the two answers) and the order of records in a rotated set.
-fn summary(message: &Message) -> String {
-    let records: BTreeSet<String> = message.answers.iter().map(Record::to_string).collect();
-    let edns = message.edns.as_ref().map(|edns| {
-        let options: Vec<String> = edns
-            .options()
-            .as_ref()
-            .iter()
-            .filter(|(code, _)| *code != EdnsCode::Cookie)
-            .map(|(code, option)| format!("{code:?}={option:?}"))
-            .collect();
-        (
-            edns.max_payload(),
-            edns.version(),
-            edns.flags().dnssec_ok,
-            options,
-        )
-    });
-    format!(
-        "{:?} {:?} aa={} rd={} cd={} q={:?} an={records:?} ns={:?} ar={:?} edns={edns:?}",
-        message.metadata.id,
-        message.metadata.response_code,
-        message.metadata.authoritative,
-        message.metadata.recursion_desired,
-        message.metadata.checking_disabled,
-        message.queries,
-        message.authorities,
-        message.additionals,
-    )
 }
 
 /// The kernel's answer to `query`, checked against the daemon's answer to
@@ -152,20 +52,9 @@ fn answer_as_daemon(
         .respond(&query.dns(), query.client, Transport::Udp)
         .expect("the daemon answers");
     let daemon = Message::from_vec(&daemon).expect("the daemon's answer decodes");
-    assert_eq!(
-        summary(&kernel),
-        summary(&daemon),
-        "kernel and daemon differ"
-    );
-    let cookies = (
-        option(&kernel, EdnsCode::Cookie),
-        option(&daemon, EdnsCode::Cookie),
-    );
-    assert_eq!(
-        cookies.0.is_some(),
-        cookies.1.is_some(),
-        "a cookie in one answer only"
-    );
+    if let Err(difference) = same_answer(&kernel, &daemon) {
+        panic!("{difference}");
+    }
     kernel
 }
 
@@ -177,7 +66,7 @@ fn www_a() -> BTreeSet<IpAddr> {
 
 #[test]
 fn dnssec_ok_is_answered_unless_the_zone_is_signed() {
-    let (mut dataplane, responder, _) = loaded();
+    let (mut dataplane, responder, _) = loaded(&TEST_ZONES);
     let query = QueryFrame::a("www.plain.test").with_opt(Opt::plain(1232).dnssec());
     let message = answer_as_daemon(&mut dataplane, &responder, &query);
     assert!(
@@ -213,7 +102,7 @@ fn now() -> u32 {
 
 #[test]
 fn cookies_are_made_checked_and_refreshed_as_rfc_9018_says() {
-    let (mut dataplane, responder, secrets) = loaded();
+    let (mut dataplane, responder, secrets) = loaded(&TEST_ZONES);
     let client = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
     for source in [IpAddr::V4(CLIENT_IP), IpAddr::V6(CLIENT_IP6)] {
         let addr = match source {
@@ -292,7 +181,7 @@ fn cookies_are_made_checked_and_refreshed_as_rfc_9018_says() {
 
 #[test]
 fn client_subnets_of_both_families_are_answered_with_their_scope() {
-    let (mut dataplane, responder, _) = loaded();
+    let (mut dataplane, responder, _) = loaded(&TEST_ZONES);
     let v4 = IpAddr::V4(Ipv4Addr::new(198, 18, 77, 0));
     let v6 = IpAddr::V6("2001:db8:77::".parse().unwrap());
     for (addr, source) in [(v4, 24), (v4, 0), (v4, 32), (v4, 13), (v6, 56), (v6, 128)] {
@@ -416,7 +305,7 @@ fn client_networks_decide_by_subnet_or_source_in_both_families() {
 
 #[test]
 fn options_in_any_order_with_others_beside_them() {
-    let (mut dataplane, responder, _) = loaded();
+    let (mut dataplane, responder, _) = loaded(&TEST_ZONES);
     let client = [9; 8];
     let subnet = |opt: Opt| opt.subnet(IpAddr::V4(Ipv4Addr::new(198, 18, 1, 0)), 24);
     let padding = |opt: Opt| opt.option(12, &[0; 20]);
@@ -444,7 +333,7 @@ fn options_in_any_order_with_others_beside_them() {
 
 #[test]
 fn ipv6_queries_are_answered_with_a_valid_checksum() {
-    let (mut dataplane, responder, _) = loaded();
+    let (mut dataplane, responder, _) = loaded(&TEST_ZONES);
     // Names of even and odd length put the answer's records at even and
     // odd offsets, which the checksum arithmetic must both get right.
     for name in ["www.plain.test", "odd1.plain.test"] {
@@ -530,7 +419,7 @@ fn names_with_the_same_digest_are_both_answered() {
         digest_mask: 0,
         ..DataplaneOptions::new(53, EDNS_PAYLOAD, 64)
     });
-    let catalog = catalog();
+    let catalog = catalog(&TEST_ZONES);
     let report = sync_hot(&mut dataplane, None, &catalog, &|_, _| false).unwrap();
     let collisions: Vec<_> = report
         .skipped

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use dns_common::{Counter, HotName};
 use dnslb::dataplane::{Dataplane, Endpoint, HotAnswer, HotType};
 use dnslb_tests::{
-    frame::{Opt, QueryFrame, udp_frame, udp6_frame, wire_name},
+    frame::{Opt, QueryFrame, fix_ipv4_checksum, udp_frame, udp6_frame, wire_name},
     testrun::{EDNS_PAYLOAD, XDP_DROP, XDP_PASS, assert_passes, decode_answer, program, run},
 };
 use hickory_proto::{
@@ -165,6 +165,7 @@ fn what_the_kernel_does_not_hold_passes() {
     assert_passes(&mut dataplane, &broadcast, Counter::PassNotDns);
     let mut fragment = QueryFrame::a("www.example.com").build();
     fragment[14 + 6] |= 0x20; // more fragments
+    fix_ipv4_checksum(&mut fragment, 14);
     assert_passes(&mut dataplane, &fragment, Counter::PassUnsupported);
     let mut trailing = QueryFrame::a("www.example.com").dns();
     trailing.push(0);
@@ -412,4 +413,22 @@ fn kernel_names_follow_a_zone_reload() {
         let message = decode_answer(&query, &input, &run(&mut dataplane, &input));
         assert_eq!(answer_addrs(&message), vec![addr(last)], "{name}");
     }
+}
+
+/// Found by the fuzzer: a query whose IPv4 header checksum is wrong (a
+/// bit flipped on the way) was answered, with a checksum as wrong,
+/// derived from it. The host's stack drops such a frame; so does the
+/// program now, passing it on untouched.
+#[test]
+fn a_wrong_ipv4_header_checksum_passes() {
+    let mut dataplane = program();
+    round_robin(&mut dataplane, "www.example.com", &[addr(1)]);
+    let mut frame = QueryFrame::a("www.example.com").build();
+    frame[14 + 5] ^= 0x0c; // the IP ID
+    assert_passes(&mut dataplane, &frame, Counter::PassMalformed);
+    let mut with_options = QueryFrame::a("www.example.com");
+    with_options.ip_options = vec![1, 1, 1, 0];
+    let mut frame = with_options.build();
+    frame[14 + 21] ^= 0x01; // an option
+    assert_passes(&mut dataplane, &frame, Counter::PassMalformed);
 }

@@ -10,7 +10,7 @@ mod respond;
 mod tcp;
 mod udp;
 
-pub use cookies::{CookieFileError, CookieKeys};
+pub use cookies::{CookieFileError, CookieKeys, unix_now};
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};
 pub use tcp::serve_tcp;
