@@ -14,4 +14,5 @@ pub mod oracle;
 pub mod peers;
 pub mod process;
 pub mod resolvers;
+pub mod targets;
 pub mod testrun;

@@ -38,6 +38,13 @@ enum Task {
     Test,
     /// Benchmark dnslb against Knot DNS, NSD and the XDP floor; writes BENCHMARKS.md.
     Bench,
+    /// Fuzz: a million frames through the XDP program, then each of the
+    /// daemon's cargo-fuzz targets for SECONDS; a crash is kept in
+    /// fuzz/regressions/ (commit it: the tests replay it).
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
     /// Build the Debian package (cargo-deb) into target/debian/.
     Package,
     /// cargo fmt --check and clippy -D warnings.
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         Task::Demo => setup::ensure().and_then(|()| demo()),
         Task::Test => setup::ensure().and_then(|()| test()),
         Task::Bench => setup::ensure().and_then(|()| bench()),
+        Task::Fuzz { seconds } => setup::ensure().and_then(|()| fuzz(seconds)),
         Task::Package => setup::ensure().and_then(|()| package()),
         Task::Lint => lint(),
     };
@@ -128,6 +136,59 @@ fn package() -> anyhow::Result<()> {
     ])?;
     println!("package: {}", out.display());
     Ok(())
+}
+
+/// The daemon's cargo-fuzz targets (`fuzz/fuzz_targets`).
+const FUZZ_TARGETS: [&str; 3] = ["respond", "zone", "policy"];
+
+fn fuzz(seconds: u32) -> anyhow::Result<()> {
+    cargo(&["build", "-p", "dns-userspace", "--bins"])?;
+    run(Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "-p",
+            "dnslb-tests",
+            "--test",
+            "fuzz_xdp",
+            "--",
+            "--nocapture",
+        ])
+        .env("DNSLB_FUZZ_FRAMES", "1000000")
+        .current_dir(workspace_root()))?;
+    let dir = workspace_root().join("fuzz");
+    for target in FUZZ_TARGETS {
+        std::fs::create_dir_all(dir.join("corpus").join(target))?;
+        let crashes = dir.join("artifacts").join(target);
+        let ran = Command::new(env!("CARGO"))
+            // cargo-fuzz passes flags only nightly takes; the eBPF build
+            // already relies on the same switch.
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", "--sanitizer", "none", target])
+            .arg(format!("corpus/{target}"))
+            .arg(format!("seeds/{target}"))
+            .args(["--", &format!("-max_total_time={seconds}")])
+            .current_dir(&dir)
+            .status()
+            .with_context(|| format!("running cargo fuzz {target}"))?;
+        if !ran.success() {
+            let kept = keep_crashes(&crashes, &dir.join("regressions").join(target))?;
+            bail!("fuzz target {target} failed; kept as regressions: {kept:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Copies what cargo-fuzz left in `artifacts` into `regressions`, where
+/// the tests replay it; returns the copies.
+fn keep_crashes(artifacts: &Path, regressions: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(regressions)?;
+    let mut kept = Vec::new();
+    for entry in std::fs::read_dir(artifacts).into_iter().flatten().flatten() {
+        let to = regressions.join(entry.file_name());
+        std::fs::copy(entry.path(), &to)?;
+        kept.push(to);
+    }
+    Ok(kept)
 }
 
 fn demo() -> anyhow::Result<()> {

@@ -74,15 +74,14 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
-/// cargo-deb, for `cargo xtask package`; 3.x builds with Rust 1.88 and up.
-const CARGO_DEB_VERSION: &str = "3";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// `cargo xtask setup`: checks everything and installs what is missing.
 pub fn run() -> anyhow::Result<()> {
     install_packages()?;
     install_bpf_linker()?;
-    install_cargo_deb()?;
+    CARGO_DEB.install()?;
+    CARGO_FUZZ.install()?;
     check_bpf_toolchain()?;
     println!("setup: everything dnslb needs is installed");
     Ok(())
@@ -92,7 +91,8 @@ pub fn run() -> anyhow::Result<()> {
 pub fn ensure() -> anyhow::Result<()> {
     if missing_packages().is_empty()
         && bpf_linker_ok()
-        && cargo_deb_ok()
+        && CARGO_DEB.ok()
+        && CARGO_FUZZ.ok()
         && Toolchain::find().is_some()
     {
         return Ok(());
@@ -180,29 +180,64 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cargo_deb_ok() -> bool {
-    Command::new(env!("CARGO"))
-        .args(["deb", "--version"])
-        .output()
-        .is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout).starts_with(&format!("{CARGO_DEB_VERSION}."))
-        })
+/// A cargo subcommand a task runs, built with `cargo install` if missing.
+struct CargoTool {
+    krate: &'static str,
+    subcommand: &'static str,
+    /// The version wanted, as a semver requirement's caret part.
+    version: &'static str,
+    what_for: &'static str,
 }
 
-fn install_cargo_deb() -> anyhow::Result<()> {
-    if cargo_deb_ok() {
-        println!("setup: cargo-deb {CARGO_DEB_VERSION}.x     installed");
-        return Ok(());
-    }
-    println!(
-        "setup: cargo-deb {CARGO_DEB_VERSION}.x     missing: building it (about a minute; for cargo xtask package)"
-    );
-    crate::run(
+/// cargo-deb, for `cargo xtask package`; 3.x builds with Rust 1.88 and up.
+const CARGO_DEB: CargoTool = CargoTool {
+    krate: "cargo-deb",
+    subcommand: "deb",
+    version: "3",
+    what_for: "cargo xtask package",
+};
+
+/// cargo-fuzz, for `cargo xtask fuzz`.
+const CARGO_FUZZ: CargoTool = CargoTool {
+    krate: "cargo-fuzz",
+    subcommand: "fuzz",
+    version: "0.13",
+    what_for: "cargo xtask fuzz",
+};
+
+impl CargoTool {
+    fn ok(&self) -> bool {
         Command::new(env!("CARGO"))
-            .args(["install", "cargo-deb", "--locked", "--version"])
-            .arg(format!("^{CARGO_DEB_VERSION}")),
-    )
-    .with_context(|| format!("building cargo-deb failed; run: cargo install cargo-deb --locked --version '^{CARGO_DEB_VERSION}'"))
+            .args([self.subcommand, "--version"])
+            .output()
+            .is_ok_and(|out| {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                let wanted = format!("{}.", self.version);
+                text.split_whitespace()
+                    .any(|word| word.starts_with(&wanted))
+            })
+    }
+
+    fn install(&self) -> anyhow::Result<()> {
+        let (krate, version) = (self.krate, self.version);
+        if self.ok() {
+            println!("setup: {krate} {version}.x     installed");
+            return Ok(());
+        }
+        println!(
+            "setup: {krate} {version}.x     missing: building it (about a minute; for {})",
+            self.what_for
+        );
+        crate::run(
+            Command::new(env!("CARGO"))
+                .args(["install", krate, "--locked", "--version"])
+                .arg(format!("^{version}")),
+        )
+        .with_context(|| {
+            format!("building {krate} failed; run: cargo install {krate} --locked --version '^{version}'")
+        })
+    }
 }
 
 fn check_bpf_toolchain() -> anyhow::Result<()> {

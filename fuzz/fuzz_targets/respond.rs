@@ -1,0 +1,6 @@
+//! `respond`: see `dnslb_tests::targets::respond`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| dnslb_tests::targets::respond(data));
