@@ -10,10 +10,12 @@ use std::{
 
 use dnslb::{
     config::parse_config,
-    server::{Responder, Transport},
+    metrics::Metrics,
+    server::{Responder, Transport, answer_stream},
     zone::parse_zone,
 };
 use hickory_proto::{op::Message, rr::Name};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     oracle::{TEST_ZONES, catalog},
@@ -51,6 +53,61 @@ pub fn respond(data: &[u8]) {
             );
         }
     }
+}
+
+/// Any bytes as a DNS over TCP stream, through the server's connection
+/// handler: what comes back is a run of length-prefixed messages that
+/// decode, at most one a complete message sent; never a panic.
+pub fn tcp(data: &[u8]) {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    });
+    let metrics = METRICS.get_or_init(Metrics::new);
+    let client = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+    let sent = framed_messages(data);
+    let answers = runtime.block_on(async {
+        let (mut ours, theirs) = tokio::io::duplex(1 << 20);
+        ours.write_all(data).await.expect("written to memory");
+        ours.shutdown().await.expect("shut down");
+        // A message cut short ends the connection with an error, as it
+        // should: what matters is what was sent back before.
+        let _ = answer_stream(theirs, client, responder(), metrics).await;
+        let mut answers = Vec::new();
+        ours.read_to_end(&mut answers)
+            .await
+            .expect("read from memory");
+        answers
+    });
+    let mut rest = &answers[..];
+    let mut count = 0;
+    while let [high, low, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        let message = tail.get(..len).expect("a whole answer after its length");
+        Message::from_vec(message).expect("an answer that decodes");
+        rest = &tail[len..];
+        count += 1;
+    }
+    assert!(rest.is_empty(), "a stray byte after the answers");
+    assert!(count <= sent, "{count} answers to {sent} messages");
+}
+
+/// Complete length-prefixed messages at the start of `data`.
+fn framed_messages(mut data: &[u8]) -> usize {
+    let mut count = 0;
+    while let [high, low, tail @ ..] = data {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        let Some(rest) = tail.get(len..) else {
+            break;
+        };
+        data = rest;
+        count += 1;
+    }
+    count
 }
 
 /// Any text as a zone file: loaded, or refused with an error; never a

@@ -28,6 +28,7 @@ fn display(path: &Path) -> String {
 #[test]
 fn kept_inputs_pass_every_target() {
     assert!(replay("respond", targets::respond) > 0);
+    assert!(replay("tcp", targets::tcp) > 0);
     assert!(replay("zone", targets::zone) > 0);
     assert!(replay("policy", targets::policy) > 0);
 }

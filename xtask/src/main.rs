@@ -139,7 +139,7 @@ fn package() -> anyhow::Result<()> {
 }
 
 /// The daemon's cargo-fuzz targets (`fuzz/fuzz_targets`).
-const FUZZ_TARGETS: [&str; 3] = ["respond", "zone", "policy"];
+const FUZZ_TARGETS: [&str; 4] = ["respond", "tcp", "zone", "policy"];
 
 fn fuzz(seconds: u32) -> anyhow::Result<()> {
     cargo(&["build", "-p", "dns-userspace", "--bins"])?;

@@ -13,5 +13,5 @@ mod udp;
 pub use cookies::{CookieFileError, CookieKeys, unix_now};
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};
-pub use tcp::serve_tcp;
+pub use tcp::{answer_stream, serve_tcp};
 pub use udp::serve_udp;

@@ -23,8 +23,8 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
     sync::{Notify, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
@@ -79,7 +79,7 @@ pub async fn serve_tcp(
                 };
                 metrics.tcp_open.inc();
                 if let Err(error) =
-                    serve_connection(stream, client, &slot, &responder, &metrics).await
+                    serve_connection(stream, client, Some(&slot), &responder, &metrics).await
                 {
                     // Timed out, reset: the connection ends, nothing else.
                     metrics.tcp_receive_errors.inc();
@@ -93,17 +93,40 @@ pub async fn serve_tcp(
     Ok(())
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+/// Answers the DNS messages of one TCP connection's byte stream from
+/// `client`, as the server does (without the server's connection limits):
+/// for the fuzzer, which feeds it any bytes.
+pub async fn answer_stream(
+    stream: impl AsyncRead + AsyncWrite + Unpin,
     client: IpAddr,
-    slot: &Slot,
+    responder: &Responder,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    serve_connection(stream, client, None, responder, metrics).await
+}
+
+async fn serve_connection(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    client: IpAddr,
+    slot: Option<&Slot>,
     responder: &Responder,
     metrics: &Metrics,
 ) -> io::Result<()> {
     let mut query = Vec::new();
+    let set_idle = |idle| {
+        if let Some(slot) = slot {
+            slot.set_idle(idle);
+        }
+    };
     for _ in 0..MAX_QUERIES {
         let mut prefix = [0u8; 2];
-        slot.set_idle(true);
+        set_idle(true);
+        let evicted = async {
+            match slot {
+                Some(slot) => slot.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             read = tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut prefix)) => match read {
                 Ok(Ok(_)) => {}
@@ -111,9 +134,9 @@ async fn serve_connection(
                 Err(_) | Ok(Err(_)) => return Ok(()),
             },
             // Closed for a new connection while every slot was taken.
-            () = slot.evicted() => return Ok(()),
+            () = evicted => return Ok(()),
         }
-        slot.set_idle(false);
+        set_idle(false);
         query.resize(u16::from_be_bytes(prefix) as usize, 0);
         within(
             IO_TIMEOUT,
