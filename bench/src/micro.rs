@@ -10,12 +10,12 @@ use std::{
 
 use anyhow::{Context, ensure};
 use aya::{EbpfLoader, maps::HashMap, programs::Xdp};
-use dns_common::{Counter, HotName, names};
+use dns_common::{Counter, HotName, guard::RateLimit, names};
 use dnslb::dataplane::{
     Dataplane, DataplaneOptions, EBPF_OBJECT, Endpoint, HotAnswer, HotType, time_runs,
 };
 use dnslb_tests::{
-    frame::{Opt, QueryFrame, wire_name},
+    frame::{Opt, QueryFrame, SERVER_MAC, wire_name},
     testrun::serve_test_frames,
 };
 
@@ -174,6 +174,15 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
             per_run,
         });
     }
+
+    // The same hit with rate limiting on (at a rate never reached): the
+    // client network's bucket is read and written for every answer.
+    dataplane.set_guard(&RateLimit::per_second(u32::MAX, u32::MAX, 0).guard(SERVER_MAC))?;
+    results.push(MicroResult {
+        label: "dnslb hit, rate limiting on (bucket read and written)".into(),
+        per_run: dataplane.time_runs(&hit, runs)?,
+    });
+    serve_test_frames(&mut dataplane)?;
 
     // The same hit with `--xdp-log` on: every packet logs a record. Off
     // (above), the verifier removed the logging code, as the translated

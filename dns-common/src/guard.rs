@@ -36,8 +36,23 @@ pub struct Guard {
     /// 1 once the daemon has written the guard. Until then the program
     /// answers nothing: it does not yet know what is addressed to it.
     pub ready: u8,
-    pub _pad: u8,
+    /// 1 when the addresses answered on are more than `v4` and `v6` hold:
+    /// the `LOCAL_ADDRS` map has them all.
+    pub addrs_in_map: u8,
+    /// Valid entries in `v4` and `v6`.
+    pub v4_count: u8,
+    pub v6_count: u8,
+    pub _pad: [u8; 6],
+    /// The IPv4 addresses answered on (as they lie in the header), so that
+    /// the usual host with a few addresses needs no map lookup for them.
+    pub v4: [[u8; 4]; GUARD_V4_ADDRS],
+    /// The same for IPv6.
+    pub v6: [[u8; 16]; GUARD_V6_ADDRS],
 }
+
+/// Addresses of each family the guard holds itself.
+pub const GUARD_V4_ADDRS: usize = 4;
+pub const GUARD_V6_ADDRS: usize = 4;
 
 /// A client network's bucket, the value of the `RRL_BUCKETS` LRU map.
 #[repr(C)]
@@ -71,6 +86,24 @@ pub const MAX_V6_PREFIX: u8 = 64;
 const V4_KEY_TAG: u64 = 0xffff_ffff << 32;
 
 impl Guard {
+    /// The guard with `addrs` as the addresses answered on: held inline
+    /// when they fit, else marked as in the `LOCAL_ADDRS` map.
+    pub fn with_addrs(mut self, v4: &[[u8; 4]], v6: &[[u8; 16]]) -> Guard {
+        self.v4 = [[0; 4]; GUARD_V4_ADDRS];
+        self.v6 = [[0; 16]; GUARD_V6_ADDRS];
+        let fits = v4.len() <= GUARD_V4_ADDRS && v6.len() <= GUARD_V6_ADDRS;
+        self.addrs_in_map = u8::from(!fits);
+        if fits {
+            self.v4[..v4.len()].copy_from_slice(v4);
+            self.v6[..v6.len()].copy_from_slice(v6);
+            self.v4_count = v4.len() as u8;
+            self.v6_count = v6.len() as u8;
+        } else {
+            (self.v4_count, self.v6_count) = (0, 0);
+        }
+        self
+    }
+
     /// The mask of a `prefix`-bit IPv4 network.
     pub const fn v4_mask_of(prefix: u8) -> u32 {
         match prefix {

@@ -65,7 +65,9 @@ pub mod names {
     pub const BRANCH_ANSWERS: &str = "BRANCH_ANSWERS";
     /// `Array<CookieSecrets>` of one entry.
     pub const COOKIE_SECRETS: &str = "COOKIE_SECRETS";
-    /// `Array<guard::Guard>` of one entry: our MAC and the rate limit.
+    /// `HashMap<u32, guard::Guard>` of one entry, under key 0: our MAC, our
+    /// addresses and the rate limit. A hash map rather than an array, so
+    /// that an update replaces the value whole: no frame sees half of it.
     pub const GUARD: &str = "GUARD";
     /// `HashMap<[u8; 16], u8>`: the addresses answered on, as IPv6 (IPv4
     /// mapped); a frame to any other passes.
@@ -381,7 +383,7 @@ mod pod {
     const _: () = assert!(core::mem::size_of::<super::HotEntry<64, 4>>() == 64 + 148);
     const _: () = assert!(core::mem::size_of::<super::ClientNetKey>() == 20);
     const _: () = assert!(core::mem::size_of::<super::cookie::CookieSecrets>() == 48);
-    const _: () = assert!(core::mem::size_of::<super::guard::Guard>() == 40);
+    const _: () = assert!(core::mem::size_of::<super::guard::Guard>() == 48 + 16 + 64);
     const _: () = assert!(core::mem::size_of::<super::guard::RrlBucket>() == 16);
 }
 

@@ -5,11 +5,11 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, LruHashMap, lpm_trie::Key},
 };
 use dns_common::{
-    CLIENT_NET_SERVICE_BITS, ClientNetKey,
-    guard::{Guard, RrlBucket, Verdict},
+    CLIENT_NET_SERVICE_BITS, ClientNetKey, V4_MAPPED_PREFIX,
+    guard::{GUARD_V4_ADDRS, GUARD_V6_ADDRS, Guard, RrlBucket, Verdict},
 };
 
 use crate::packet::Datagram;
@@ -17,10 +17,12 @@ use crate::packet::Datagram;
 /// Userspace sizes the bucket table at load time (`--rate-limit-table`).
 const DEFAULT_BUCKETS: u32 = 65536;
 
+/// One entry, under key 0, replaced whole by the daemon.
 #[map]
-static GUARD: Array<Guard> = Array::with_max_entries(1, 0);
+static GUARD: HashMap<u32, Guard> = HashMap::with_max_entries(1, 0);
 
-/// The addresses answered on, IPv4 mapped into IPv6; the value is unused.
+/// The addresses answered on, IPv4 mapped into IPv6, when the guard
+/// cannot hold them all; the value is unused.
 #[map]
 static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(256, 0);
 
@@ -39,14 +41,60 @@ static RRL_EXEMPT: LpmTrie<ClientNetKey, u8> = LpmTrie::with_max_entries(1024, B
 /// The guard, once the daemon has written it.
 #[inline(always)]
 pub fn get() -> Option<&'static Guard> {
-    GUARD.get(0).filter(|guard| guard.ready == 1)
+    // SAFETY: the map only reads the key; the value is replaced whole,
+    // never written in place.
+    unsafe { GUARD.get(0) }.filter(|guard| guard.ready == 1)
 }
 
-/// Whether `destination` (IPv4 mapped) is an address the daemon listens on.
+/// Whether `destination` is an IPv4 address the daemon listens on.
 #[inline(always)]
-pub fn is_local(destination: &[u8; 16]) -> bool {
+pub fn is_local_v4(us: &Guard, destination: [u8; 4]) -> bool {
+    let wanted = u32::from_ne_bytes(destination);
+    for i in 0..GUARD_V4_ADDRS {
+        if i >= usize::from(us.v4_count) {
+            break;
+        }
+        if u32::from_ne_bytes(us.v4[i]) == wanted {
+            return true;
+        }
+    }
+    us.addrs_in_map == 1 && in_map(&mapped(destination))
+}
+
+/// Whether `destination` is an IPv6 address the daemon listens on.
+#[inline(always)]
+pub fn is_local_v6(us: &Guard, destination: &[u8; 16]) -> bool {
+    let halves = |addr: &[u8; 16]| {
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = *addr;
+        (
+            u64::from_ne_bytes([a, b, c, d, e, f, g, h]),
+            u64::from_ne_bytes([i, j, k, l, m, n, o, p]),
+        )
+    };
+    let wanted = halves(destination);
+    for i in 0..GUARD_V6_ADDRS {
+        if i >= usize::from(us.v6_count) {
+            break;
+        }
+        if halves(&us.v6[i]) == wanted {
+            return true;
+        }
+    }
+    us.addrs_in_map == 1 && in_map(destination)
+}
+
+#[inline(always)]
+fn in_map(destination: &[u8; 16]) -> bool {
     // SAFETY: the map only reads the key.
     unsafe { LOCAL_ADDRS.get(destination) }.is_some()
+}
+
+#[inline(always)]
+fn mapped(v4: [u8; 4]) -> [u8; 16] {
+    let mut addr = [0u8; 16];
+    addr[..12].copy_from_slice(&V4_MAPPED_PREFIX);
+    addr[12..].copy_from_slice(&v4);
+    addr
 }
 
 /// Whether the MAC address at `mac` (6 readable bytes) is the interface's.

@@ -84,8 +84,8 @@ pub fn find_datagram(ctx: &XdpContext, us: &Guard) -> Result<Datagram, Counter> 
         l3 += VLAN_LEN;
     }
     let datagram = match ethertype {
-        ETH_P_IPV4 => ipv4_datagram(ctx, l3),
-        ETH_P_IPV6 => ipv6_datagram(ctx, l3),
+        ETH_P_IPV4 => ipv4_datagram(ctx, l3, us),
+        ETH_P_IPV6 => ipv6_datagram(ctx, l3, us),
         ETH_P_8021Q => Err(Counter::PassUnsupported),
         _ => Err(Counter::PassNotDns),
     }?;
@@ -98,7 +98,7 @@ pub fn find_datagram(ctx: &XdpContext, us: &Guard) -> Result<Datagram, Counter> 
 }
 
 #[inline(always)]
-fn ipv4_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
+fn ipv4_datagram(ctx: &XdpContext, l3: usize, us: &Guard) -> Result<Datagram, Counter> {
     let ip = bytes_at(ctx, l3, IPV4_MIN_LEN).ok_or(Counter::PassMalformed)?;
     // SAFETY (all reads from `ip` below): `ip` covers IPV4_MIN_LEN bytes.
     let version_ihl = unsafe { *ip };
@@ -132,12 +132,9 @@ fn ipv4_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
     if total_len != header_len + udp_len || l3 + total_len > frame_len(ctx) {
         return Err(Counter::PassMalformed);
     }
-    let mut destination = [0u8; 16];
-    destination[..12].copy_from_slice(&V4_MAPPED_PREFIX);
     // SAFETY: bytes 16..20 of the IPV4_MIN_LEN bytes `ip` covers.
-    let v4 = unsafe { (ip.wrapping_add(16) as *const [u8; 4]).read_unaligned() };
-    destination[12..].copy_from_slice(&v4);
-    if !guard::is_local(&destination) {
+    let destination = unsafe { (ip.wrapping_add(16) as *const [u8; 4]).read_unaligned() };
+    if !guard::is_local_v4(us, destination) {
         return Err(Counter::PassNotOurs);
     }
     Ok(Datagram {
@@ -174,7 +171,7 @@ fn ipv4_checksum_holds(ctx: &XdpContext, ip: *const u8, l3: usize, header_len: u
 /// IPv6 with UDP right after the fixed header; a query behind extension
 /// headers passes to the daemon.
 #[inline(always)]
-fn ipv6_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
+fn ipv6_datagram(ctx: &XdpContext, l3: usize, us: &Guard) -> Result<Datagram, Counter> {
     let ip = bytes_at(ctx, l3, IPV6_LEN).ok_or(Counter::PassMalformed)?;
     // SAFETY (all reads from `ip` below): `ip` covers IPV6_LEN bytes.
     if unsafe { *ip } >> 4 != 6 {
@@ -202,7 +199,7 @@ fn ipv6_datagram(ctx: &XdpContext, l3: usize) -> Result<Datagram, Counter> {
     }
     // SAFETY: bytes 24..40 of the IPV6_LEN bytes `ip` covers.
     let destination = unsafe { (ip.wrapping_add(24) as *const [u8; 16]).read_unaligned() };
-    if !guard::is_local(&destination) {
+    if !guard::is_local_v6(us, &destination) {
         return Err(Counter::PassNotOurs);
     }
     Ok(Datagram {

@@ -72,6 +72,16 @@ fn only_frames_addressed_to_us_are_answered() {
     dataplane.set_local_addrs(&local).unwrap();
     assert_eq!(run(&mut dataplane, &other_ip).action, XDP_TX);
     assert_passes(&mut dataplane, &input, Counter::PassNotOurs);
+
+    // More addresses than the guard holds itself: looked up in the map.
+    let many: BTreeSet<IpAddr> = (90..=99)
+        .map(|last| IpAddr::V4([198, 18, 0, last].into()))
+        .chain([IpAddr::V6(SERVER_IP6)])
+        .collect();
+    dataplane.set_local_addrs(&many).unwrap();
+    assert_eq!(run(&mut dataplane, &other_ip).action, XDP_TX);
+    assert_eq!(run(&mut dataplane, &input6).action, XDP_TX);
+    assert_passes(&mut dataplane, &input, Counter::PassNotOurs);
 }
 
 #[test]

@@ -206,7 +206,9 @@ pub struct Dataplane {
     pub(super) client_nets_a: LpmTrie<MapData, ClientNetKey, HotA>,
     pub(super) client_nets_aaaa: LpmTrie<MapData, ClientNetKey, HotAaaa>,
     pub(super) cookie_secrets: Array<MapData, CookieSecrets>,
-    guard: Array<MapData, Guard>,
+    guard: HashMap<MapData, u32, Guard>,
+    /// The guard as last set, without its addresses.
+    guard_value: Guard,
     /// The addresses the kernel answers on, as written to it.
     local_addrs: HashMap<MapData, [u8; 16], u8>,
     written_addrs: BTreeSet<IpAddr>,
@@ -420,7 +422,7 @@ impl Dataplane {
         let client_nets_a = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_A)?)?;
         let client_nets_aaaa = LpmTrie::try_from(take_map(&mut ebpf, names::CLIENT_NETS_AAAA)?)?;
         let cookie_secrets = Array::try_from(take_map(&mut ebpf, names::COOKIE_SECRETS)?)?;
-        let guard = Array::try_from(take_map(&mut ebpf, names::GUARD)?)?;
+        let guard = HashMap::try_from(take_map(&mut ebpf, names::GUARD)?)?;
         let local_addrs = HashMap::try_from(take_map(&mut ebpf, names::LOCAL_ADDRS)?)?;
         let rate_exempt = LpmTrie::try_from(take_map(&mut ebpf, names::RRL_EXEMPT)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
@@ -432,6 +434,7 @@ impl Dataplane {
             client_nets_aaaa,
             cookie_secrets,
             guard,
+            guard_value: Guard::default(),
             local_addrs,
             written_addrs: BTreeSet::new(),
             rate_exempt,
@@ -575,28 +578,45 @@ impl Dataplane {
     /// Tells the program which frames are addressed to it (`guard.mac`)
     /// and how it limits answers; until the first call it answers nothing.
     pub fn set_guard(&mut self, guard: &Guard) -> Result<(), DataplaneError> {
-        self.guard.set(0, Guard { ready: 1, ..*guard }, 0)?;
+        self.guard_value = *guard;
+        self.write_guard()
+    }
+
+    /// Writes the guard with the addresses answered on, whole.
+    fn write_guard(&mut self) -> Result<(), DataplaneError> {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for addr in &self.written_addrs {
+            match addr {
+                IpAddr::V4(addr) => v4.push(addr.octets()),
+                IpAddr::V6(addr) => v6.push(addr.octets()),
+            }
+        }
+        let guard = Guard {
+            ready: 1,
+            ..self.guard_value
+        }
+        .with_addrs(&v4, &v6);
+        self.guard.insert(0, guard, 0)?;
         Ok(())
     }
 
-    /// The guard as the program reads it.
-    pub fn guard(&self) -> Result<Guard, DataplaneError> {
-        Ok(self.guard.get(&0, 0)?)
-    }
-
-    /// Makes `addrs` the addresses the program answers on: those not in
-    /// it are removed, new ones added.
+    /// Makes `addrs` the addresses the program answers on. The map of
+    /// them all is added to before the guard changes and removed from
+    /// after, so that an address staying is never missing from either.
     pub fn set_local_addrs(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<(), DataplaneError> {
-        for gone in self.written_addrs.difference(addrs) {
-            match self.local_addrs.remove(&mapped(*gone)) {
+        for added in addrs.difference(&self.written_addrs) {
+            self.local_addrs.insert(mapped(*added), 1, 0)?;
+        }
+        let gone: Vec<IpAddr> = self.written_addrs.difference(addrs).copied().collect();
+        self.written_addrs = addrs.clone();
+        self.write_guard()?;
+        for gone in gone {
+            match self.local_addrs.remove(&mapped(gone)) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(error) => return Err(error.into()),
             }
         }
-        for added in addrs.difference(&self.written_addrs) {
-            self.local_addrs.insert(mapped(*added), 1, 0)?;
-        }
-        self.written_addrs = addrs.clone();
         Ok(())
     }
 
