@@ -125,3 +125,34 @@ fn xdp_log_shows_the_kernels_decisions() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// An address added to the interface while dnslb runs (listening on
+/// `[::]`) is answered on by the kernel too: dnslb follows address changes
+/// through netlink. Until it has, the kernel passes such queries on.
+#[test]
+fn the_kernel_follows_the_interfaces_addresses() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let _daemon =
+        Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &[]).expect("dnslb starts");
+    rig.server
+        .ip(&["addr", "add", "198.18.0.3/24", "dev", &rig.server_if])
+        .expect("a second address");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let before = answered(&rig);
+        let answer = kdig(
+            &rig.client,
+            &["@198.18.0.3", "+short", "api.example.com", "A"],
+        );
+        let after = answered(&rig);
+        if answer.is_ok_and(|a| a.trim() == "198.18.20.1") && after.xdp > before.xdp {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new address is answered in the kernel within 2 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
