@@ -28,7 +28,7 @@ use tokio::{
 };
 
 /// How long a failed `accept` waits before the next.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// What one server allows.
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +56,7 @@ pub fn serve(
     tasks: &mut JoinSet<std::io::Result<()>>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections));
-    let log = RateLimitedLog::new(name);
+    let failures = AcceptFailures::new(name, accept_errors);
     tasks.spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -69,9 +69,7 @@ pub fn serve(
             let io = match accepted {
                 Ok(io) => io,
                 Err(error) => {
-                    accept_errors.inc();
-                    log.warn(&error);
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    failures.pause_after(&error).await;
                     continue;
                 }
             };
@@ -109,25 +107,36 @@ where
     }
 }
 
-/// A warning at most every [`LOG_EVERY`], saying how many were held back.
-pub struct RateLimitedLog {
+/// What a server does when `accept` fails: counts it, warns at most every
+/// [`LOG_EVERY`] (saying how many were held back), and pauses for
+/// [`ACCEPT_PAUSE`] before the next `accept`.
+pub struct AcceptFailures {
     name: &'static str,
+    counter: IntCounter,
     last: Mutex<Option<Instant>>,
     held_back: AtomicU64,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-impl RateLimitedLog {
-    pub fn new(name: &'static str) -> RateLimitedLog {
-        RateLimitedLog {
+impl AcceptFailures {
+    pub fn new(name: &'static str, counter: IntCounter) -> AcceptFailures {
+        AcceptFailures {
             name,
+            counter,
             last: Mutex::new(None),
             held_back: AtomicU64::new(0),
         }
     }
 
-    pub fn warn(&self, error: &dyn std::fmt::Display) {
+    /// Counts and logs `error`, then waits before the next `accept`.
+    pub async fn pause_after(&self, error: &std::io::Error) {
+        self.counter.inc();
+        self.warn(error);
+        tokio::time::sleep(ACCEPT_PAUSE).await;
+    }
+
+    fn warn(&self, error: &std::io::Error) {
         let Ok(mut last) = self.last.lock() else {
             return;
         };

@@ -96,10 +96,11 @@ impl ThreadLimiter {
         if !self.limit.limits() {
             return Verdict::Answer;
         }
-        let key = match client.to_canonical() {
-            IpAddr::V4(v4) => self.limit.v4_key(u32::from(v4)),
-            IpAddr::V6(v6) => self.limit.v6_key((u128::from(v6) >> 64) as u64),
-        };
+        // The kernel's rule: IPv4 mapped into IPv6, as the program sees it.
+        let key = self.limit.key(match client {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        });
         let bucket = self.get(key).unwrap_or_default();
         let (verdict, next) = self.limit.take(bucket, monotonic_ns());
         if verdict != Verdict::Answer

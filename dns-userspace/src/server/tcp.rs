@@ -30,10 +30,7 @@ use tokio::{
 };
 
 use super::{Responder, Transport};
-use crate::{
-    http::{ACCEPT_PAUSE, RateLimitedLog},
-    metrics::Metrics,
-};
+use crate::{http::AcceptFailures, metrics::Metrics};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -56,16 +53,13 @@ pub async fn serve_tcp(
 ) -> io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let connections = Arc::new(Connections::new(MAX_CONNECTIONS, PER_CLIENT));
-    let accept_errors = metrics.accept_errors("dns");
+    let failures = AcceptFailures::new("DNS over TCP", metrics.accept_errors("dns"));
     tasks.spawn(async move {
-        let log = RateLimitedLog::new("DNS over TCP");
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    accept_errors.inc();
-                    log.warn(&error);
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    failures.pause_after(&error).await;
                     continue;
                 }
             };
