@@ -3,6 +3,7 @@
 //! Shared by the integration tests and by `cargo xtask demo` and `bench`.
 
 pub mod backend;
+pub mod browser;
 pub mod daemon;
 pub mod docker;
 pub mod frame;

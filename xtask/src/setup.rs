@@ -71,6 +71,14 @@ const PACKAGES: &[(&str, &str)] = &[
         "busybox-static",
         "httpd for function-pool instances and the test containers' image",
     ),
+    (
+        "chromium",
+        "a real browser for the web console tests (headless)",
+    ),
+    (
+        "chromium-driver",
+        "chromedriver: the console tests drive chromium through WebDriver",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -4,6 +4,7 @@
 //! talks to a running daemon with.
 
 pub mod client;
+pub mod events;
 pub mod server;
 pub mod types;
 
@@ -12,8 +13,8 @@ use std::path::PathBuf;
 use std::net::IpAddr;
 
 use types::{
-    Applied, EndpointInfo, EndpointRef, HealthRow, Registration, ServiceDetail, ServiceInfo, Stats,
-    Status, WeightChange, ZoneInfo,
+    Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile, Registration,
+    ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange, ZoneInfo, ZoneRecords,
 };
 
 /// Where the daemon listens for control requests unless told otherwise.
@@ -74,4 +75,17 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn heartbeat(&self, pool: &str, address: IpAddr) -> Answer<Registration>;
     fn health(&self) -> Answer<Vec<HealthRow>>;
     fn stats(&self) -> Answer<Stats>;
+    /// What a client (an address or a subnet) gets for `name` and
+    /// `qtype` (A when not given), and who answers it.
+    fn simulate(&self, name: &str, client: &str, qtype: Option<&str>) -> Answer<Simulation>;
+    /// The records of the zone `origin` matching `search`, at most `limit`.
+    fn zone_records(&self, origin: &str, search: &str, limit: usize) -> Answer<ZoneRecords>;
+    fn policy(&self) -> Answer<PolicyFile>;
+    /// Checks a new policy text, and diffs it against the file served.
+    fn check_policy(&self, text: &str) -> Answer<PolicyCheck>;
+    /// Replaces the policy file with `text` and applies it, all or nothing.
+    fn apply_policy(&self, text: &str) -> Answer<Applied>;
+    /// Follows changes of what is answered (health, overrides, members,
+    /// configuration, zones): the count of them so far.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }

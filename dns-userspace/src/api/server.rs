@@ -29,7 +29,7 @@ use crate::http;
 
 use super::{
     Answer, ControlPlane, Refusal, RefusalKind,
-    types::{ApiError, EndpointRef, Registration, WeightChange, ZoneLoad},
+    types::{ApiError, EndpointRef, PolicyEdit, Registration, WeightChange, ZoneLoad},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,11 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
         )
         .route("/v1/health", get(health))
         .route("/v1/stats", get(stats))
+        .route("/v1/simulate", get(simulate))
+        .route("/v1/zones/{origin}/records", get(zone_records))
+        .route("/v1/policy", get(policy).put(apply_policy))
+        .route("/v1/policy/check", post(check_policy))
+        .route("/v1/events", get(events))
         .with_state(plane)
 }
 
@@ -94,53 +99,69 @@ const LIMITS: http::Limits = http::Limits {
 /// the rights to (`--user` comes later), and served once it has its state.
 pub struct ControlListeners {
     unix: UnixListener,
-    /// With `--control-listen`: the listener and the token.
-    tcp: Option<(TcpListener, String)>,
+    /// With `--control-listen` and `--console`: the TCP listeners, on each
+    /// of which the API needs the token and the console is served.
+    tcp: Vec<TcpListener>,
+    token: Option<String>,
+}
+
+/// Where the control API is served over TCP, and the bearer token file.
+pub struct TcpControl<'a> {
+    pub addrs: Vec<SocketAddr>,
+    pub token_file: &'a Path,
 }
 
 impl ControlListeners {
-    /// Binds the unix socket at `path` and, if given, TCP at `addr` with the
-    /// token in `token_file` (read now: it may be root's alone).
+    /// Binds the unix socket at `path` and, if given, TCP on each address
+    /// with the token in the token file (read now: it may be root's alone).
     pub async fn bind(
         path: &Path,
-        tcp: Option<(SocketAddr, &Path)>,
+        tcp: Option<TcpControl<'_>>,
     ) -> Result<ControlListeners, ServeError> {
         let unix = bind_unix(path)?;
-        let tcp = match tcp {
-            Some((addr, token_file)) => {
-                let token = read_token(token_file)?;
+        let mut listeners = Vec::new();
+        let mut token = None;
+        if let Some(tcp) = tcp {
+            token = Some(read_token(tcp.token_file)?);
+            for addr in tcp.addrs {
                 let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|source| ServeError::Tcp { addr, source })?;
-                Some((listener, token))
+                listeners.push(listener);
             }
-            None => None,
-        };
-        Ok(ControlListeners { unix, tcp })
+        }
+        Ok(ControlListeners {
+            unix,
+            tcp: listeners,
+            token,
+        })
     }
 
-    /// Serves `router` on every listener; on TCP, every request must carry
-    /// `Authorization: Bearer` and the token (401 otherwise).
+    /// Serves `router` on every listener. On TCP every API request must
+    /// carry `Authorization: Bearer` and the token (401 otherwise), and
+    /// the web console is served beside it.
     pub fn serve(
         self,
         router: Router,
         accept_errors: &IntCounter,
         tasks: &mut JoinSet<std::io::Result<()>>,
     ) {
-        if let Some((listener, token)) = self.tcp {
+        if let Some(token) = self.token {
             let guarded = router.clone().layer(middleware::from_fn_with_state(
                 Arc::new(token),
                 require_token,
             ));
-            let listener = http::Listener::Tcp(listener);
-            http::serve(
-                "control API",
-                listener,
-                guarded,
-                LIMITS,
-                accept_errors.clone(),
-                tasks,
-            );
+            let with_console = crate::console::router().merge(guarded);
+            for listener in self.tcp {
+                http::serve(
+                    "control API",
+                    http::Listener::Tcp(listener),
+                    with_console.clone(),
+                    LIMITS,
+                    accept_errors.clone(),
+                    tasks,
+                );
+            }
         }
         let listener = http::Listener::Unix(self.unix);
         http::serve(
@@ -360,4 +381,56 @@ async fn health(State(plane): Plane) -> Response {
 
 async fn stats(State(plane): Plane) -> Response {
     call(plane, |p| p.stats()).await
+}
+
+#[derive(Debug, Deserialize)]
+struct SimulateQuery {
+    name: String,
+    client: String,
+    qtype: Option<String>,
+}
+
+async fn simulate(State(plane): Plane, Query(query): Query<SimulateQuery>) -> Response {
+    call(plane, move |p| {
+        p.simulate(&query.name, &query.client, query.qtype.as_deref())
+    })
+    .await
+}
+
+/// Records shown at most, unless the request asks for fewer or more.
+const RECORDS_SHOWN: usize = 500;
+
+#[derive(Debug, Deserialize)]
+struct RecordSearch {
+    #[serde(default)]
+    search: String,
+    limit: Option<usize>,
+}
+
+async fn zone_records(
+    State(plane): Plane,
+    UrlPath(origin): UrlPath<String>,
+    Query(search): Query<RecordSearch>,
+) -> Response {
+    let limit = search.limit.unwrap_or(RECORDS_SHOWN);
+    call(plane, move |p| {
+        p.zone_records(&origin, &search.search, limit)
+    })
+    .await
+}
+
+async fn policy(State(plane): Plane) -> Response {
+    call(plane, |p| p.policy()).await
+}
+
+async fn check_policy(State(plane): Plane, Json(edit): Json<PolicyEdit>) -> Response {
+    call(plane, move |p| p.check_policy(&edit.text)).await
+}
+
+async fn apply_policy(State(plane): Plane, Json(edit): Json<PolicyEdit>) -> Response {
+    call(plane, move |p| p.apply_policy(&edit.text)).await
+}
+
+async fn events(State(plane): Plane) -> Response {
+    super::events::stream(plane.changes()).into_response()
 }

@@ -102,6 +102,127 @@ pub struct ServiceDetail {
     pub networks: Vec<NetworkAnswer>,
     /// The endpoints of the pools the tree answers from.
     pub endpoints: Vec<EndpointInfo>,
+    /// The tree as a graph, as Route 53's Traffic Flow draws it: the name,
+    /// the policy nodes, the pools and their endpoints.
+    #[serde(default)]
+    pub graph: Vec<GraphNode>,
+}
+
+/// One node of a service's graph; its parent comes before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphNode {
+    pub id: usize,
+    pub parent: Option<usize>,
+    pub kind: NodeKind,
+    /// What the node is: the name, "failover", "pool web-eu", an address.
+    pub label: String,
+    /// How it decides: "primary, then secondary", "up to 2 healthy".
+    #[serde(default)]
+    pub detail: String,
+    /// What leads to it from its parent: "weight 3", "primary", a branch.
+    pub edge: String,
+    /// Pool nodes: the branch whose answers they count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Pool nodes: answers from the branch so far (kernel and daemon).
+    #[serde(default)]
+    pub answers: u64,
+    /// Endpoint nodes: the endpoint, with health and overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointInfo>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Name,
+    Policy,
+    Pool,
+    Endpoint,
+}
+
+/// `GET /v1/simulate?name=N&client=C[&qtype=T]`: what a client (an
+/// address, or a subnet as EDNS Client Subnet carries it) gets for a name,
+/// and from where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Simulation {
+    pub name: String,
+    pub qtype: String,
+    /// The client network the answer was decided for.
+    pub client: String,
+    pub rcode: String,
+    /// The answer section, one record a line in presentation format.
+    pub answers: Vec<String>,
+    /// The service whose policy decided, if one did.
+    pub service: Option<String>,
+    /// The branches (pool nodes of the graph) the answer comes from; a
+    /// weighted choice between branches lists each.
+    pub branches: Vec<String>,
+    /// Who answers this query: `kernel` (XDP) or `daemon`.
+    pub answered_by: String,
+    /// Why the daemon and not the kernel, or what the kernel holds.
+    pub reason: String,
+}
+
+/// `GET /v1/zones/{origin}/records[?search=S&limit=N]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneRecords {
+    pub origin: String,
+    /// Records that match the search, of which the first `limit` are shown.
+    pub matching: usize,
+    pub records: Vec<RecordRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordRow {
+    pub name: String,
+    pub ttl: u32,
+    pub record_type: String,
+    pub data: String,
+}
+
+/// `GET /v1/policy`: the policy file being served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    pub file: PathBuf,
+    pub text: String,
+}
+
+/// The body of `POST /v1/policy/check` and `PUT /v1/policy`: a new text
+/// for the policy file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEdit {
+    pub text: String,
+}
+
+/// `POST /v1/policy/check`: what `dnslb check` says of the text, and how it
+/// differs from the file being served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheck {
+    pub problems: Vec<Problem>,
+    pub diff: Vec<DiffLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The line of the policy text, when the problem has one.
+    pub line: Option<usize>,
+    /// The whole message, as `dnslb check` prints it.
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffLine {
+    pub change: LineChange,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineChange {
+    Same,
+    Added,
+    Removed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +306,9 @@ pub struct HealthRow {
     pub last_transition: Option<u64>,
     pub failures_in_row: u64,
     pub probes: u64,
+    /// The last probes' durations, oldest first.
+    #[serde(default)]
+    pub latency_history_ms: Vec<f64>,
 }
 
 /// `GET /v1/stats`: counters since start, for rates the client takes two

@@ -8,7 +8,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write,
     net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -232,23 +231,15 @@ fn drop_expired(registrations: &mut Registrations, now: u64) -> Vec<(String, IpA
     expired
 }
 
-/// Writes `registrations` to a temporary file beside `file`, flushed to
-/// disk, then renamed over it: a reader sees the old file or the new one.
+/// Writes `registrations` so that a reader sees the old file or the new.
 fn save(file: &Path, registrations: &Registrations) -> Result<(), RegistryError> {
     let failed = |error| RegistryError::Save {
         path: file.to_owned(),
         error,
     };
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let temporary = file.with_extension("json.new");
     let bytes = serde_json::to_vec_pretty(registrations)
         .map_err(|error| failed(std::io::Error::other(error)))?;
-    let mut out = std::fs::File::create(&temporary).map_err(failed)?;
-    out.write_all(&bytes).map_err(failed)?;
-    out.sync_all().map_err(failed)?;
-    std::fs::rename(&temporary, file).map_err(failed)
+    crate::durable::replace_file(file, &bytes).map_err(failed)
 }
 
 fn unix_now() -> u64 {

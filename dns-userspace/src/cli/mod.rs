@@ -304,9 +304,15 @@ pub struct RunArgs {
     /// must then carry the token of --control-token-file.
     #[arg(long, value_name = "ADDR", requires = "control_token_file")]
     pub control_listen: Option<SocketAddr>,
-    /// The bearer token for --control-listen, on the file's first line.
+    /// The bearer token for --control-listen and --console, on the file's
+    /// first line.
     #[arg(long, value_name = "FILE")]
     pub control_token_file: Option<PathBuf>,
+    /// Serve the web console (and the control API it uses) on this
+    /// address; it asks for the token of --control-token-file. The console
+    /// is also served on --control-listen.
+    #[arg(long, value_name = "ADDR", requires = "control_token_file")]
+    pub console: Option<SocketAddr>,
     /// Pin the XDP program's link and maps under DIR (a bpffs directory,
     /// e.g. /sys/fs/bpf/dnslb): stopped, dnslb leaves the kernel answering
     /// what it last wrote, and the next `dnslb run --pin DIR` takes over

@@ -11,8 +11,9 @@ use crate::{
     api::{
         Answer, ControlPlane, Refusal, RefusalKind,
         types::{
-            Applied, EndpointInfo, EndpointRef, HealthRow, Registration, ServiceDetail,
-            ServiceInfo, Stats, Status, WeightChange, ZoneInfo,
+            Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile, Registration,
+            ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange, ZoneInfo,
+            ZoneRecords,
         },
     },
     backends::RegistryError,
@@ -32,7 +33,9 @@ impl From<ChangeError> for Refusal {
             ChangeError::UnknownZone(_)
             | ChangeError::Registry(RegistryError::NotRegistered { .. }) => RefusalKind::NotFound,
             ChangeError::Registry(_) => RefusalKind::Failed,
-            ChangeError::Poisoned(_) | ChangeError::Apply(_) => RefusalKind::Failed,
+            ChangeError::Poisoned(_) | ChangeError::Apply(_) | ChangeError::Write { .. } => {
+                RefusalKind::Failed
+            }
         };
         Refusal::new(kind, error)
     }
@@ -164,5 +167,29 @@ impl ControlPlane for Live {
             branches: self.steering.branch_answers().map_err(failed)?,
             top_names: self.metrics.top_names.top(TOP_NAMES),
         })
+    }
+
+    fn simulate(&self, name: &str, client: &str, qtype: Option<&str>) -> Answer<Simulation> {
+        Live::simulate(self, name, client, qtype)
+    }
+
+    fn zone_records(&self, text: &str, search: &str, limit: usize) -> Answer<ZoneRecords> {
+        Ok(Live::zone_records(self, &origin(text)?, search, limit)?)
+    }
+
+    fn policy(&self) -> Answer<PolicyFile> {
+        self.policy_file()
+    }
+
+    fn check_policy(&self, text: &str) -> Answer<PolicyCheck> {
+        Live::check_policy(self, text)
+    }
+
+    fn apply_policy(&self, text: &str) -> Answer<Applied> {
+        Live::apply_policy(self, text)
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.steering.changes()
     }
 }

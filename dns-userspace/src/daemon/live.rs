@@ -18,10 +18,12 @@ use hickory_proto::rr::Name;
 
 use super::cookies::Cookies;
 use crate::{
-    api::types::{Applied, ClientNetworkFill, MapFill, Status, ZoneInfo, ZoneSource},
+    api::types::{
+        Applied, ClientNetworkFill, MapFill, RecordRow, Status, ZoneInfo, ZoneRecords, ZoneSource,
+    },
     backends::Backends,
     cli::{RunArgs, ZoneArg},
-    config::{BranchLabels, Config, load_config},
+    config::{BranchLabels, Config, load_config, parse_config},
     dataplane::{DataplaneError, HotType, SharedDataplane, SyncReport, hot_entries, sync_hot},
     file_error::FileError,
     hooks::Hooks,
@@ -45,6 +47,12 @@ pub enum ChangeError {
     Registry(#[from] crate::backends::RegistryError),
     #[error("no zone {0} is being served")]
     UnknownZone(Name),
+    /// The policy file could not be replaced: nothing was applied.
+    #[error("writing {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The kernel maps cannot hold what the change needs: refused before
     /// anything was applied, in the kernel or the daemon.
     #[error("refused: {0}")]
@@ -106,16 +114,19 @@ pub struct Loaded {
     zones: Vec<ServedZone>,
 }
 
-/// Reads the policy file (if any) and every zone: those of the command
-/// line, of the policy file, and `api_changes` on top. Nothing is changed.
-fn load(
+/// Reads the policy file (if any; `policy_text` in its place when given)
+/// and every zone: those of the command line, of the policy file, and
+/// `api_changes` on top. Nothing is changed.
+pub(super) fn load(
     args: &RunArgs,
     labels: Option<&BranchLabels>,
     api_changes: &BTreeMap<Name, Option<PathBuf>>,
+    policy_text: Option<&str>,
 ) -> Result<Loaded, ChangeError> {
-    let config = match &args.config {
-        Some(path) => load_config(path, labels)?,
-        None => Config::default(),
+    let config = match (&args.config, policy_text) {
+        (Some(path), Some(text)) => parse_config(path, text, labels)?,
+        (Some(path), None) => load_config(path, labels)?,
+        (None, _) => Config::default(),
     };
     let named = |zones: &[ZoneArg], source| {
         zones
@@ -162,7 +173,7 @@ fn load(
 
 /// The first load, at start.
 pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
-    load(args, None, &BTreeMap::new())
+    load(args, None, &BTreeMap::new(), None)
 }
 
 impl Live {
@@ -248,13 +259,26 @@ impl Live {
     }
 
     fn reload_inner(&self) -> Result<Applied, ChangeError> {
+        self.reload_with(None, |_| Ok(()))
+    }
+
+    /// Reloads with `policy_text` in place of the policy file (`None`:
+    /// the file as it is); `commit` runs once everything is read and
+    /// checked, before anything is applied, and can still refuse.
+    pub(super) fn reload_with(
+        &self,
+        policy_text: Option<&str>,
+        commit: impl FnOnce(&Loaded) -> Result<(), ChangeError>,
+    ) -> Result<Applied, ChangeError> {
         let mut served = self.served.lock()?;
         let loaded = load(
             &self.args,
             Some(&self.steering.branch_labels()),
             &served.api_changes,
+            policy_text,
         )?;
         self.check_room(&loaded.catalog, Some(&loaded.config))?;
+        commit(&loaded)?;
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
         self.steering
@@ -363,6 +387,18 @@ impl Live {
             .map_err(ChangeError::NoRoom)
     }
 
+    /// What a change to the policy file must be checked against: the
+    /// labels of the branches now, and the zones the control API changed.
+    pub(super) fn check_policy_text(&self, text: &str) -> Result<Loaded, ChangeError> {
+        let served = self.served.lock()?;
+        load(
+            &self.args,
+            Some(&self.steering.branch_labels()),
+            &served.api_changes,
+            Some(text),
+        )
+    }
+
     /// Makes `catalog` the one served: the kernel's names first, then the
     /// responder's (a query passed on in between gets the old answer).
     fn serve_catalog(&self, catalog: Catalog, services: usize) -> Result<Applied, ChangeError> {
@@ -382,6 +418,7 @@ impl Live {
         };
         let zones = catalog.zones().count();
         self.responder.set_catalog(catalog);
+        self.steering.notify_change();
         let report = match report {
             Some(Ok(report)) => report,
             Some(Err(error)) => return Err(ChangeError::Apply(error.into())),
@@ -420,6 +457,57 @@ impl Live {
             .collect();
         zones.sort_by(|a, b| a.origin.cmp(&b.origin));
         Ok(zones)
+    }
+
+    /// `GET /v1/zones/{origin}/records`: the records of a zone whose name,
+    /// type or data contains `search` (any case), sorted by name; the first
+    /// `limit` of them.
+    pub fn zone_records(
+        &self,
+        origin: &Name,
+        search: &str,
+        limit: usize,
+    ) -> Result<ZoneRecords, ChangeError> {
+        let catalog = self.responder.catalog();
+        let zone = WireName::from_name(origin)
+            .and_then(|wire| catalog.get(&wire).cloned())
+            .ok_or_else(|| ChangeError::UnknownZone(origin.clone()))?;
+        let search = search.trim().to_ascii_lowercase();
+        let mut records: Vec<RecordRow> = zone
+            .nodes()
+            .flat_map(|(owner, node)| {
+                let owner = owner.to_name();
+                node.rrsets()
+                    .iter()
+                    .flat_map(|rrset| {
+                        rrset
+                            .rdatas()
+                            .iter()
+                            .map(|rdata| RecordRow {
+                                name: owner.to_string(),
+                                ttl: rrset.ttl(),
+                                record_type: rrset.record_type().to_string(),
+                                data: rdata.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|row| {
+                search.is_empty()
+                    || [&row.name, &row.record_type, &row.data]
+                        .iter()
+                        .any(|field| field.to_ascii_lowercase().contains(&search))
+            })
+            .collect();
+        records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
+        let matching = records.len();
+        records.truncate(limit);
+        Ok(ZoneRecords {
+            origin: origin.to_string(),
+            matching,
+            records,
+        })
     }
 
     /// `GET /v1/status`.

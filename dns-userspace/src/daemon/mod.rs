@@ -9,11 +9,13 @@
 mod control;
 mod cookies;
 mod live;
+mod policy_edit;
 mod privileges;
+mod simulate;
 #[cfg(test)]
 mod tests;
 
-use std::{sync::Arc, thread, time::Instant};
+use std::{net::SocketAddr, sync::Arc, thread, time::Instant};
 
 use anyhow::{Context, bail};
 use tokio::{
@@ -28,7 +30,10 @@ use self::{
     privileges::{Target, forbid_new_privileges, raise_open_files_limit},
 };
 use crate::{
-    api::{self, ControlPlane, server::ControlListeners},
+    api::{
+        self, ControlPlane,
+        server::{ControlListeners, TcpControl},
+    },
     backends::Backends,
     cli::RunArgs,
     config::Config,
@@ -238,22 +243,31 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     outcome
 }
 
-/// The control API's listeners: its unix socket, and TCP if asked.
+/// The control API's listeners: its unix socket, and TCP (the API with
+/// `--control-listen`, the console and the API with `--console`) if asked.
 async fn bind_control(args: &RunArgs) -> anyhow::Result<ControlListeners> {
-    let tcp = match args.control_listen {
-        Some(addr) => {
-            let token = args
+    let addrs: Vec<SocketAddr> = args
+        .control_listen
+        .into_iter()
+        .chain(args.console)
+        .collect();
+    let tcp = match addrs.is_empty() {
+        true => None,
+        false => Some(TcpControl {
+            addrs,
+            token_file: args
                 .control_token_file
                 .as_deref()
-                .context("--control-listen needs --control-token-file")?;
-            Some((addr, token))
-        }
-        None => None,
+                .context("--control-listen and --console need --control-token-file")?,
+        }),
     };
     let listeners = ControlListeners::bind(&args.control_socket, tcp).await?;
     tracing::info!("control API on {}", args.control_socket.display());
     if let Some(addr) = args.control_listen {
-        tracing::info!("control API on http://{addr} (bearer token required)");
+        tracing::info!("control API and web console on http://{addr} (bearer token required)");
+    }
+    if let Some(addr) = args.console {
+        tracing::info!("web console on http://{addr} (bearer token required)");
     }
     Ok(listeners)
 }

@@ -77,6 +77,17 @@ impl HotValue {
         value
     }
 
+    /// The value's [`dns_common::Selection`] and client-net generation.
+    pub fn selection(&self) -> (u8, u32) {
+        each_set!(self, |set| (set.selection, set.service))
+    }
+
+    /// Whether the kernel answers from this value (it has endpoints), or
+    /// passes the query to the daemon.
+    pub fn answers_in_kernel(&self) -> bool {
+        each_set!(self, |set| set.endpoints > 0)
+    }
+
     /// Sets the Client Subnet scope answers from this value carry.
     pub fn with_scope(mut self, scope: u8) -> HotValue {
         each_set!(&mut self, |set| set.scope = scope);

@@ -17,7 +17,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use dns_common::{
     CLIENT_NET_SERVICE_BITS, COUNTER_COUNT, ClientNetKey, Counter, HotA, HotAaaa, HotEntry,
-    HotName, HotSet, NAME_CLASSES,
+    HotName, HotSet, NAME_CLASSES, Selection,
     cookie::CookieSecrets,
     guard::{Guard, RrlBucket},
     names,
@@ -295,6 +295,33 @@ impl HotMaps {
         }
     }
 
+    /// The value `name` has under `digest`, if the entry there is its own.
+    fn get(
+        &self,
+        digest: u64,
+        name: &HotName,
+        hot_type: HotType,
+    ) -> Result<Option<HotValue>, MapError> {
+        fn read<const N: usize, const W: usize>(
+            map: &HashMap<MapData, u64, HotEntry<N, W>>,
+            digest: u64,
+            name: &HotName,
+        ) -> Result<Option<HotSet<W>>, MapError> {
+            match map.get(&digest, 0) {
+                Ok(entry) => Ok((entry.name == name.padded()).then_some(entry.set)),
+                Err(MapError::KeyNotFound) => Ok(None),
+                Err(error) => Err(error),
+            }
+        }
+        let small = is_small(name);
+        Ok(match (hot_type, small) {
+            (HotType::A, true) => read(&self.a_small, digest, name)?.map(HotValue::A),
+            (HotType::A, false) => read(&self.a_large, digest, name)?.map(HotValue::A),
+            (HotType::Aaaa, true) => read(&self.aaaa_small, digest, name)?.map(HotValue::Aaaa),
+            (HotType::Aaaa, false) => read(&self.aaaa_large, digest, name)?.map(HotValue::Aaaa),
+        })
+    }
+
     fn remove(&mut self, digest: u64, name: &HotName, hot_type: HotType) -> Result<(), MapError> {
         self.remove_digest(digest, hot_type, is_small(name))
     }
@@ -536,6 +563,37 @@ impl Dataplane {
             self.fill[map_class(hot_type, is_small(name))] -= 1;
         }
         Ok(())
+    }
+
+    /// What the kernel's maps say of `name`'s records of `hot_type` for a
+    /// client in `client` (an address or network, IPv6 with IPv4 mapped):
+    /// the value it answers from, following a client-dependent name into
+    /// its client-net trie as the program does. `None`: not held.
+    pub fn kernel_value(
+        &self,
+        name: &HotName,
+        hot_type: HotType,
+        client: [u8; 16],
+        prefix: u8,
+    ) -> Result<Option<HotValue>, DataplaneError> {
+        let digest = name.digest() & self.digest_mask;
+        let Some(value) = self.hot.get(digest, name, hot_type)? else {
+            return Ok(None);
+        };
+        let (selection, service) = value.selection();
+        if selection != Selection::ByClient as u8 {
+            return Ok(Some(value));
+        }
+        let key = client_key(service, client, prefix);
+        let found = match hot_type {
+            HotType::A => self.client_nets_a.get(&key, 0).map(HotValue::A),
+            HotType::Aaaa => self.client_nets_aaaa.get(&key, 0).map(HotValue::Aaaa),
+        };
+        match found {
+            Ok(value) => Ok(Some(value)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Makes clients in `network`/`prefix` (IPv6, IPv4 mapped, and its

@@ -52,6 +52,36 @@ pub struct InstanceState {
     pub transitions: AtomicU64,
     /// Unix time, in seconds, of the last change of verdict (0: none yet).
     pub last_transition: AtomicU64,
+    /// The durations of the last probes, for the console's sparkline.
+    pub history: LatencyHistory,
+}
+
+/// Probe durations kept per check instance.
+pub const LATENCY_HISTORY: usize = 30;
+
+/// The last [`LATENCY_HISTORY`] probe durations, in microseconds: a ring
+/// of atomics, written by the instance's own task and read by the API.
+#[derive(Debug, Default)]
+pub struct LatencyHistory {
+    slots: [AtomicU64; LATENCY_HISTORY],
+    recorded: AtomicU64,
+}
+
+impl LatencyHistory {
+    pub fn record(&self, micros: u64) {
+        let at = self.recorded.load(Ordering::Relaxed);
+        self.slots[(at % LATENCY_HISTORY as u64) as usize].store(micros, Ordering::Relaxed);
+        self.recorded.store(at + 1, Ordering::Release);
+    }
+
+    /// The recorded durations, oldest first.
+    pub fn recent(&self) -> Vec<u64> {
+        let recorded = self.recorded.load(Ordering::Acquire);
+        let kept = recorded.min(LATENCY_HISTORY as u64);
+        (recorded - kept..recorded)
+            .map(|at| self.slots[(at % LATENCY_HISTORY as u64) as usize].load(Ordering::Relaxed))
+            .collect()
+    }
 }
 
 /// The verdict of each pool endpoint, readable by policy evaluation.
@@ -314,9 +344,9 @@ impl RunContext {
             let result = probe(&def.probe, target, def.timeout).await;
             let elapsed = started.elapsed();
             state.probes.fetch_add(1, Ordering::Relaxed);
-            state
-                .last_latency_us
-                .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+            let micros = elapsed.as_micros() as u64;
+            state.last_latency_us.store(micros, Ordering::Relaxed);
+            state.history.record(micros);
             let passed = result.is_ok() != def.invert;
             if passed {
                 state.failures_in_row.store(0, Ordering::Relaxed);
@@ -476,5 +506,27 @@ mod tests {
         let mut inverted = checks.clone();
         inverted[3].invert = true;
         assert!(evaluate(&inverted, 3, &states(false, false, true), 0));
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn latency_history_keeps_the_last_probes_oldest_first() {
+        let history = LatencyHistory::default();
+        assert!(history.recent().is_empty());
+        for micros in 1..=3 {
+            history.record(micros);
+        }
+        assert_eq!(history.recent(), vec![1, 2, 3]);
+        for micros in 4..=(LATENCY_HISTORY as u64 + 5) {
+            history.record(micros);
+        }
+        let recent = history.recent();
+        assert_eq!(recent.len(), LATENCY_HISTORY);
+        assert_eq!(recent.first(), Some(&6));
+        assert_eq!(recent.last(), Some(&(LATENCY_HISTORY as u64 + 5)));
     }
 }

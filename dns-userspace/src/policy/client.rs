@@ -46,6 +46,15 @@ impl ClientNet {
         (self.len >= V4_MAPPED_BITS).then_some((v4, self.len - V4_MAPPED_BITS))
     }
 
+    /// The network's address in its own family, and its prefix length
+    /// there: what a query's source or Client Subnet would carry.
+    pub fn family_address(&self) -> (IpAddr, u8) {
+        match self.v4() {
+            Some((v4, len)) => (IpAddr::V4(v4), len),
+            None => (IpAddr::V6(std::net::Ipv6Addr::from(self.bits)), self.len),
+        }
+    }
+
     /// The prefix length in the address's own family (what ECS carries).
     pub fn family_len(&self) -> u8 {
         match self.v4() {

@@ -20,7 +20,7 @@ use std::{
 
 use dns_common::HotName;
 use hickory_proto::rr::Name;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use self::{
     metrics::SteeringCollector,
@@ -67,6 +67,9 @@ pub struct Steering {
     hooks: Arc<Hooks>,
     /// The function pools' cold-start handles, by pool name.
     cold_starts: Shared<HashMap<String, Arc<ColdStart>>>,
+    /// Counts every change of what is answered (health, overrides,
+    /// members, configuration, zones), for the console's live views.
+    changes: watch::Sender<u64>,
 }
 
 impl Steering {
@@ -98,6 +101,7 @@ impl Steering {
             events,
             hooks,
             cold_starts: Shared::new("the cold-start handles", HashMap::new()),
+            changes: watch::Sender::new(0),
         });
         steering.apply(None)?;
         let task = Arc::downgrade(&steering);
@@ -396,7 +400,19 @@ impl Steering {
         self.note_failovers(&mut state, &steered, &affected);
         self.write_kernel(&mut state, &steered, &|service| affected(service))?;
         self.sink.set_steered(steered);
+        drop(state);
+        self.notify_change();
         Ok(())
+    }
+
+    /// Tells whoever follows [`Steering::changes`] that answers changed.
+    pub fn notify_change(&self) {
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    /// Follows changes of what is answered: the count of them so far.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Writes the `chosen` services' answers into the kernel. One that

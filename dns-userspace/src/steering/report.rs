@@ -5,11 +5,16 @@
 
 use std::sync::atomic::Ordering;
 
+use hickory_proto::rr::RecordType;
+
 use super::{State, Steering};
 use crate::{
-    api::types::{EndpointInfo, HealthRow, NetworkAnswer, ServiceDetail, ServiceInfo},
+    api::types::{
+        EndpointInfo, GraphNode, HealthRow, NetworkAnswer, NodeKind, ServiceDetail, ServiceInfo,
+    },
     config::BranchLabels,
-    policy::{ClientNet, Draw, Health, Pick, Policy, Service},
+    policy::{BranchSlot, ClientNet, Draw, Health, Pick, Policy, Service},
+    zone::WireName,
 };
 
 impl Steering {
@@ -40,12 +45,69 @@ impl Steering {
         let mut used = std::collections::HashSet::new();
         service.policy.pools(&mut used);
         let endpoints = endpoint_rows(&state, |pool| used.contains(&pool));
+        let dataplane = match &self.dataplane {
+            Some(dataplane) => Some(dataplane.lock()?),
+            None => None,
+        };
+        let answers = |slot: BranchSlot| {
+            let kernel = dataplane
+                .as_ref()
+                .and_then(|d| d.branch_answers(slot).ok())
+                .unwrap_or(0);
+            kernel + self.counters.get(slot)
+        };
+        let mut graph = GraphBuilder {
+            state: &state,
+            branches,
+            endpoints: &endpoints,
+            answers: &answers,
+            nodes: Vec::new(),
+        };
+        let root = graph.add(
+            None,
+            NodeKind::Name,
+            format!("{} {}", service.name.to_name(), service.record_type),
+            String::new(),
+        );
+        graph.policy(&service.policy, root, String::new(), 0);
+        let graph = graph.nodes;
         Ok(Some(ServiceDetail {
             service: service_info(service),
             tree,
             networks,
             endpoints,
+            graph,
         }))
+    }
+
+    /// The service that answers `name`'s records of `record_type`, and the
+    /// branches its answer to `client` comes from now (several, when a
+    /// weighted choice between branches is made per query).
+    pub fn decided_by(
+        &self,
+        name: &WireName,
+        record_type: RecordType,
+        client: ClientNet,
+    ) -> anyhow::Result<Option<(String, Vec<String>)>> {
+        let state = self.state.lock()?;
+        let Some(service) = state
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == *name && s.record_type == record_type)
+        else {
+            return Ok(None);
+        };
+        let steered = self.view(&state);
+        let draw = service.draw(&steered.pools, &steered, Some(client));
+        let mut branches: Vec<String> = Vec::new();
+        for drawn in draw.drawn() {
+            let label = branch_label(&state.config.branches, drawn.branch);
+            if !branches.contains(&label) {
+                branches.push(label);
+            }
+        }
+        Ok(Some((service.label.clone(), branches)))
     }
 
     /// Every endpoint of every pool (or of the pool named `pool`).
@@ -78,6 +140,12 @@ impl Steering {
                     last_transition: (transition != 0).then_some(transition),
                     failures_in_row: s.failures_in_row.load(Ordering::Relaxed),
                     probes: s.probes.load(Ordering::Relaxed),
+                    latency_history_ms: s
+                        .history
+                        .recent()
+                        .into_iter()
+                        .map(|micros| micros as f64 / 1e3)
+                        .collect(),
                 }
             })
             .collect())
@@ -148,14 +216,23 @@ fn describe(
     depth: usize,
     out: &mut Vec<String>,
 ) {
-    let indent = "  ".repeat(depth);
+    let (what, how) = node_text(policy, state);
     let line = match policy {
-        Policy::Pool { pool, pick, branch } => {
-            let pool = state
-                .config
-                .pools
-                .get(*pool)
-                .map_or("?", |p| p.name.as_str());
+        Policy::Pool { branch, .. } => {
+            format!("{what}: {how} [{}]", branch_label(branches, *branch))
+        }
+        _ => format!("{what} {how}"),
+    };
+    out.push(format!("{}{line}", "  ".repeat(depth)));
+    for child in policy.children() {
+        describe(child, state, branches, depth + 1, out);
+    }
+}
+
+/// What one node of the tree is, and how it decides, in words.
+fn node_text(policy: &Policy, state: &State) -> (String, String) {
+    match policy {
+        Policy::Pool { pool, pick, .. } => {
             let pick = match pick {
                 Pick::Every => "every endpoint".to_owned(),
                 Pick::Healthy {
@@ -164,26 +241,111 @@ fn describe(
                 Pick::Healthy { answers } => format!("up to {answers} healthy, rotated"),
                 Pick::ByWeight => "one by weight".to_owned(),
             };
-            format!(
-                "{indent}pool {pool}: {pick} [{}]",
-                branch_label(branches, *branch)
-            )
+            (format!("pool {}", pool_name(state, *pool)), pick)
         }
         Policy::Weighted(choices) => {
             let weights: Vec<String> = choices.iter().map(|(w, _)| w.to_string()).collect();
-            format!("{indent}weighted {}", weights.join(":"))
+            ("weighted".to_owned(), weights.join(":"))
         }
-        Policy::Failover { .. } => format!("{indent}failover (primary, then secondary)"),
-        Policy::ByClient { table, .. } => {
-            format!(
-                "{indent}by client network ({} networks)",
-                table.networks().count()
-            )
+        Policy::Failover { .. } => (
+            "failover".to_owned(),
+            "(primary, then secondary)".to_owned(),
+        ),
+        Policy::ByClient { table, .. } => (
+            "by client network".to_owned(),
+            format!("({} networks)", table.networks().count()),
+        ),
+    }
+}
+
+fn pool_name(state: &State, pool: usize) -> &str {
+    state
+        .config
+        .pools
+        .get(pool)
+        .map_or("?", |p| p.name.as_str())
+}
+
+/// Builds a service's graph: the policy nodes below `parent`, each pool
+/// with its endpoints, and how each node is reached from its parent.
+struct GraphBuilder<'a> {
+    state: &'a State,
+    branches: &'a BranchLabels,
+    endpoints: &'a [EndpointInfo],
+    answers: &'a dyn Fn(BranchSlot) -> u64,
+    nodes: Vec<GraphNode>,
+}
+
+impl GraphBuilder<'_> {
+    fn add(&mut self, parent: Option<usize>, kind: NodeKind, label: String, edge: String) -> usize {
+        let id = self.nodes.len();
+        self.nodes.push(GraphNode {
+            id,
+            parent,
+            kind,
+            label,
+            detail: String::new(),
+            edge,
+            branch: None,
+            answers: 0,
+            endpoint: None,
+        });
+        id
+    }
+
+    /// Adds `policy` (at `depth` below the root) under `parent`.
+    fn policy(&mut self, policy: &Policy, parent: usize, edge: String, depth: usize) {
+        let (what, how) = node_text(policy, self.state);
+        let how = how.trim_matches(['(', ')']).to_owned();
+        match policy {
+            Policy::Pool { pool, branch, .. } => {
+                let id = self.add(Some(parent), NodeKind::Pool, what, edge);
+                self.nodes[id].detail = how;
+                self.nodes[id].branch = Some(branch_label(self.branches, *branch));
+                self.nodes[id].answers = (self.answers)(*branch);
+                let name = pool_name(self.state, *pool);
+                for endpoint in self.endpoints.iter().filter(|e| e.pool == name) {
+                    let edge = format!("weight {}", endpoint.weight);
+                    let at = self.add(
+                        Some(id),
+                        NodeKind::Endpoint,
+                        endpoint.address.to_string(),
+                        edge,
+                    );
+                    self.nodes[at].endpoint = Some(endpoint.clone());
+                }
+            }
+            _ => {
+                let id = self.add(Some(parent), NodeKind::Policy, what, edge);
+                self.nodes[id].detail = how;
+                let weights: Vec<Option<u8>> = match policy {
+                    Policy::Weighted(choices) => choices.iter().map(|(w, _)| Some(*w)).collect(),
+                    _ => policy.children().map(|_| None).collect(),
+                };
+                for (child, weight) in policy.children().zip(weights) {
+                    let name = self.path_component(child, depth);
+                    let edge = match weight {
+                        Some(weight) => format!("{name} · weight {weight}"),
+                        None => name,
+                    };
+                    self.policy(child, id, edge, depth + 1);
+                }
+            }
         }
-    };
-    out.push(line);
-    for child in policy.children() {
-        describe(child, state, branches, depth + 1, out);
+    }
+
+    /// The name a child at `depth` has in the policy file: its part of the
+    /// branch labels below it (`eu`, `primary`, `frankfurt`).
+    fn path_component(&self, child: &Policy, depth: usize) -> String {
+        let mut leaves = Vec::new();
+        child.leaves(&mut leaves);
+        leaves
+            .first()
+            .and_then(|(_, slot)| {
+                let label = branch_label(self.branches, *slot);
+                label.split('/').nth(depth).map(str::to_owned)
+            })
+            .unwrap_or_default()
     }
 }
 

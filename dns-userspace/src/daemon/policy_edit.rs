@@ -1,0 +1,87 @@
+//! Editing the policy file through the control API: the text checked as
+//! `dnslb check` would (and against the zones being served), its diff
+//! against the file being served, and applying it all or nothing: the file
+//! is replaced only once the new text has passed every check, and the
+//! change is applied only once the file is written.
+
+use similar::{ChangeTag, TextDiff};
+
+use super::live::{ChangeError, Live};
+use crate::api::{
+    Answer, Refusal, RefusalKind,
+    types::{Applied, DiffLine, LineChange, PolicyCheck, PolicyFile, Problem},
+};
+
+fn no_policy_file() -> Refusal {
+    Refusal::new(
+        RefusalKind::NotFound,
+        "dnslb runs without a policy file (--config): there is none to edit",
+    )
+}
+
+impl Live {
+    /// `GET /v1/policy`.
+    pub fn policy_file(&self) -> Answer<PolicyFile> {
+        let file = self.args().config.clone().ok_or_else(no_policy_file)?;
+        let text = std::fs::read_to_string(&file).map_err(|error| {
+            Refusal::new(
+                RefusalKind::Failed,
+                format!("reading {}: {error}", file.display()),
+            )
+        })?;
+        Ok(PolicyFile { file, text })
+    }
+
+    /// `POST /v1/policy/check`.
+    pub fn check_policy(&self, text: &str) -> Answer<PolicyCheck> {
+        let current = self.policy_file()?;
+        let problems = match self.check_policy_text(text) {
+            Ok(_) => Vec::new(),
+            Err(error) => vec![self.problem(&error)],
+        };
+        let diff = TextDiff::from_lines(&current.text, text)
+            .iter_all_changes()
+            .map(|change| DiffLine {
+                change: match change.tag() {
+                    ChangeTag::Equal => LineChange::Same,
+                    ChangeTag::Insert => LineChange::Added,
+                    ChangeTag::Delete => LineChange::Removed,
+                },
+                text: change.value().trim_end_matches('\n').to_owned(),
+            })
+            .collect();
+        Ok(PolicyCheck { problems, diff })
+    }
+
+    /// `PUT /v1/policy`: checks `text` as a reload would, writes it over the
+    /// policy file, and applies it; refused whole if any of that fails.
+    pub fn apply_policy(&self, text: &str) -> Answer<Applied> {
+        let file = self.args().config.clone().ok_or_else(no_policy_file)?;
+        let result = self.reload_with(Some(text), |_| {
+            crate::durable::replace_file(&file, text.as_bytes()).map_err(|error| {
+                ChangeError::Write {
+                    path: file.clone(),
+                    source: error,
+                }
+            })
+        });
+        Ok(self.counted("editing the policy file", result)?)
+    }
+
+    /// A problem as the editor shows it: on its line when it is in the
+    /// policy text (a problem in a zone file names that file and line).
+    fn problem(&self, error: &ChangeError) -> Problem {
+        let line = match error {
+            ChangeError::File(file_error)
+                if Some(&file_error.file) == self.args().config.as_ref() =>
+            {
+                file_error.line
+            }
+            _ => None,
+        };
+        Problem {
+            line,
+            message: error.to_string(),
+        }
+    }
+}
