@@ -169,6 +169,7 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
             .await?;
         let limit = Duration::from_millis(FALL * INTERVAL_MS + TIMEOUT_MS) + Duration::from_secs(1);
         assert!(red <= limit, "red after {red:?}, limit {limit:?}");
+        println!("stopped backend drawn red after {red:?}");
         let fill = browser
             .eval("getComputedStyle(document.querySelector('#graph g.endpoint[data-address=\"127.0.0.12\"] rect')).fill")
             .await?;
@@ -228,6 +229,26 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
                 Duration::from_secs(2),
             )
             .await?;
+
+        // A weight, changed and confirmed, is drawn on the endpoint's edge.
+        browser
+            .client()
+            .execute(
+                "const input = document.querySelector('#endpoints tr[data-address=\"127.0.0.11\"] input.weight');
+                 input.value = '7';",
+                Vec::new(),
+            )
+            .await?;
+        browser
+            .click(Locator::Css("#endpoints tr[data-address=\"127.0.0.11\"] button.set-weight"))
+            .await?;
+        browser.click(Locator::Id("confirm-ok")).await?;
+        browser
+            .until(
+                "[...document.querySelectorAll('#graph .edge-label')].some(t => t.textContent === 'weight 7')",
+                Duration::from_secs(2),
+            )
+            .await?;
         browser.close().await;
         anyhow::Ok(())
     })
@@ -235,6 +256,15 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
     assert_eq!(
         rig_a_records(&rig.client, "svc.example.com."),
         vec![v4("127.0.0.11"), v4("127.0.0.13")]
+    );
+    let endpoints = daemon
+        .cli(&["endpoint", "list"])
+        .expect("dnslb endpoint list");
+    assert!(
+        endpoints
+            .lines()
+            .any(|line| line.contains("127.0.0.11") && line.contains('7')),
+        "{endpoints}"
     );
     drop(daemon);
 }
@@ -548,9 +578,15 @@ fn the_overview_health_zones_and_200_services_read_well_on_a_narrow_screen() {
     in_netns(&rig.server, async || {
         let browser = Browser::start(&rig.server, 1280, 1000).await?;
         browser.sign_in(&url("overview"), TOKEN).await?;
-        let failing = browser.wait_for(Locator::Css("#failing.alert")).await?;
-        let text = failing.text().await?;
-        assert!(text.contains("1 failing check") && text.contains("127.0.0.99"), "{text}");
+        // The overview is drawn anew every second: read it by query, not
+        // through an element that the next refresh replaces.
+        browser
+            .until(
+                "document.querySelector('#failing.alert') && \
+                 document.querySelector('#failing.alert').textContent === '1 failing check: web on 127.0.0.99 (pool dead)'",
+                Duration::from_secs(10),
+            )
+            .await?;
         // The chart draws once two ticks have given a rate.
         browser
             .until(
