@@ -503,3 +503,48 @@ fn json_logs_carry_the_fields_of_changes() {
         "{refused}"
     );
 }
+
+/// `status` and `stats` side by side, as the web console asks them every
+/// second: they once took the steering state and the dataplane in opposite
+/// orders and could deadlock (and with them every health change). Many
+/// services widen the window in which `stats` holds both.
+#[test]
+fn status_and_stats_at_once_never_deadlock() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let files = Files::new("deadlock");
+    let mut policy = String::from(POLICY);
+    for n in 0..300 {
+        policy.push_str(&format!(
+            "\n[service.s{n}]\nname = \"s{n}.example.com.\"\npolicy = {{ kind = \"multivalue\", pool = \"web\" }}\n"
+        ));
+    }
+    files.write("dnslb.toml", &policy);
+    let daemon = start(&rig, &files, &[]);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for route in ["status", "stats"] {
+            let (socket, done) = (daemon.control_socket(), done.clone());
+            scope.spawn(move || {
+                for _ in 0..100 {
+                    let answered = std::process::Command::new("curl")
+                        .args(["--silent", "--fail", "--max-time", "10", "--unix-socket"])
+                        .arg(socket)
+                        .arg(format!("http://dnslb/v1/{route}"))
+                        .output()
+                        .is_ok_and(|output| output.status.success());
+                    if !answered {
+                        return;
+                    }
+                }
+                let _ = done.send(route);
+            });
+        }
+        // A deadlock hangs the calls; each gives up after 10 s.
+        for _ in 0..2 {
+            let route = finished
+                .recv_timeout(Duration::from_secs(30))
+                .expect("100 calls of each answered within 30 s: a deadlock otherwise");
+            assert!(["status", "stats"].contains(&route));
+        }
+    });
+}

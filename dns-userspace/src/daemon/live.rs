@@ -514,11 +514,13 @@ impl Live {
     pub fn status(&self) -> Result<Status, ChangeError> {
         let (kernel_maps, client_networks) = match &self.dataplane {
             Some(dataplane) => {
-                let dataplane = dataplane.lock()?;
+                // The steering state first, and released: whoever holds
+                // both takes the steering state before the dataplane.
                 let (entries, largest_service) = self
                     .steering
                     .kernel_networks()
                     .map_err(ChangeError::Apply)?;
+                let dataplane = dataplane.lock()?;
                 let networks = ClientNetworkFill {
                     entries,
                     capacity: dataplane.capacity(),

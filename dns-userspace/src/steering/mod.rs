@@ -38,6 +38,8 @@ use crate::{
     zone::{Catalog, WireName},
 };
 
+/// Held for every change and every report. Lock order: whoever needs
+/// both takes this before the dataplane (`SharedDataplane`), never after.
 struct State {
     config: Config,
     runner: Option<HealthRunner>,
