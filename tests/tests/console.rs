@@ -401,11 +401,11 @@ fn a_broken_policy_edit_shows_its_line_and_changes_nothing_a_good_one_applies() 
     let original = geo_policy(&dir);
     std::fs::write(&policy, &original).unwrap();
     let daemon = start(&rig, "edit", &policy);
-    // Problems are reported on the line their entry starts on.
-    let service_line = original
+    // A problem in a branch is reported on the branch's own line.
+    let branch_line = original
         .lines()
-        .position(|line| line == "[service.geo]")
-        .expect("the service")
+        .position(|line| line.contains(r#"continent = "EU""#))
+        .expect("the EU branch")
         + 1;
 
     in_netns(&rig.server, async || {
@@ -438,12 +438,12 @@ fn a_broken_policy_edit_shows_its_line_and_changes_nothing_a_good_one_applies() 
         let text = problem.text().await?;
         assert!(text.contains("no pool named `nope`"), "{text}");
         assert!(
-            text.contains(&format!("dnslb.toml:{service_line}")),
+            text.contains(&format!("dnslb.toml:{branch_line}")),
             "{text}"
         );
         assert_eq!(
             problem.attr("data-line").await?,
-            Some(service_line.to_string())
+            Some(branch_line.to_string())
         );
         let diff = browser
             .wait_for(Locator::Id("policy-diff"))

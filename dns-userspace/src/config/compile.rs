@@ -55,18 +55,30 @@ impl Problem {
     }
 }
 
-/// A problem at a branch path of a policy tree.
+/// A problem at a branch path of a policy tree, and the span of the
+/// innermost branch it is in (its line is the problem's).
 #[derive(Debug)]
 struct BranchProblem {
     path: Vec<String>,
     message: String,
+    span: Option<Range<usize>>,
 }
 
 fn at(path: &[String], message: impl ToString) -> BranchProblem {
     BranchProblem {
         path: path.to_vec(),
         message: message.to_string(),
+        span: None,
     }
+}
+
+/// `result`, with a problem placed in the branch spanning `span` unless a
+/// branch inside it already placed it.
+fn placed<T>(span: Range<usize>, result: Result<T, BranchProblem>) -> Result<T, BranchProblem> {
+    result.map_err(|mut problem| {
+        problem.span.get_or_insert(span);
+        problem
+    })
 }
 
 pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Config, Problem> {
@@ -158,6 +170,7 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
             .policy(&def.policy, &["policy".to_owned()])
             .map_err(|e| Problem {
                 path: e.path,
+                span: e.span.or(Some(service.span())),
                 ..within(e.message)
             })?;
         services.push(Service {
@@ -404,6 +417,7 @@ impl PolicyCompiler<'_> {
                 let mut out = Vec::new();
                 for (i, branch) in branches.iter().enumerate() {
                     let weight = branch
+                        .get_ref()
                         .weight
                         .ok_or_else(|| at(format!("branch {} needs a `weight` (0-255)", i + 1)))?;
                     out.push((weight, self.branch(branch, path, i)?));
@@ -413,15 +427,19 @@ impl PolicyCompiler<'_> {
             PolicyKind::Failover => {
                 let primary = spec
                     .primary
-                    .as_deref()
+                    .as_ref()
                     .ok_or_else(|| at("needs `primary`".into()))?;
                 let secondary = spec
                     .secondary
-                    .as_deref()
+                    .as_ref()
                     .ok_or_else(|| at("needs `secondary`".into()))?;
+                let mut side = |side: &Spanned<Box<PolicySpec>>, name: &str| {
+                    let policy = self.policy(side.get_ref(), &join(path, name));
+                    placed(side.span(), policy).map(Box::new)
+                };
                 Ok(Policy::Failover {
-                    primary: Box::new(self.policy(primary, &join(path, "primary"))?),
-                    secondary: Box::new(self.policy(secondary, &join(path, "secondary"))?),
+                    primary: side(primary, "primary")?,
+                    secondary: side(secondary, "secondary")?,
                 })
             }
             PolicyKind::Ip => {
@@ -429,7 +447,7 @@ impl PolicyCompiler<'_> {
                 let defaults = defaults(branches);
                 let mut table = ClientTable::new(defaults.clone());
                 for (i, branch) in branches.iter().enumerate() {
-                    for cidr in branch.cidrs.iter().flatten() {
+                    for cidr in branch.get_ref().cidrs.iter().flatten() {
                         let network = parse_network(cidr).map_err(&at)?;
                         table.insert(network, [vec![i], defaults.clone()].concat());
                     }
@@ -446,7 +464,7 @@ impl PolicyCompiler<'_> {
                     let mut matches: Vec<(u8, usize)> = branches
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, b)| geo_specificity(b, location).map(|s| (s, i)))
+                        .filter_map(|(i, b)| geo_specificity(b.get_ref(), location).map(|s| (s, i)))
                         .collect();
                     matches.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
                     let matched = matches.into_iter().map(|(_, i)| i);
@@ -459,7 +477,8 @@ impl PolicyCompiler<'_> {
                 let names: Vec<&str> = regions
                     .iter()
                     .map(|r| {
-                        r.region
+                        r.get_ref()
+                            .region
                             .as_deref()
                             .ok_or("every latency region needs `region`")
                     })
@@ -488,6 +507,7 @@ impl PolicyCompiler<'_> {
                 let regions = self.branch_list(spec.regions.as_deref(), path, "regions")?;
                 let places = regions
                     .iter()
+                    .map(Spanned::get_ref)
                     .map(|r| match (r.latitude, r.longitude, r.bias.unwrap_or(0)) {
                         (Some(lat), Some(lon), bias @ -99..=99) => Ok(((lat, lon), bias)),
                         (Some(_), Some(_), _) => Err("bias must be -99 to 99"),
@@ -519,17 +539,17 @@ impl PolicyCompiler<'_> {
 
     fn branch_list<'s>(
         &self,
-        list: Option<&'s [BranchSpec]>,
+        list: Option<&'s [Spanned<BranchSpec>]>,
         path: &[String],
         field: &str,
-    ) -> Result<&'s [BranchSpec], BranchProblem> {
+    ) -> Result<&'s [Spanned<BranchSpec>], BranchProblem> {
         list.filter(|l| !l.is_empty())
             .ok_or_else(|| at(path, format!("needs `{field}`")))
     }
 
     fn by_client(
         &mut self,
-        branches: &[BranchSpec],
+        branches: &[Spanned<BranchSpec>],
         path: &[String],
         table: ClientTable,
     ) -> Result<Policy, BranchProblem> {
@@ -544,10 +564,11 @@ impl PolicyCompiler<'_> {
     /// The policy under a branch: its nested `policy`, or its `pool`.
     fn branch(
         &mut self,
-        branch: &BranchSpec,
+        spanned: &Spanned<BranchSpec>,
         path: &[String],
         i: usize,
     ) -> Result<Policy, BranchProblem> {
+        let branch = spanned.get_ref();
         let own = branch
             .name
             .clone()
@@ -559,7 +580,7 @@ impl PolicyCompiler<'_> {
             .or_else(|| branch.pool.clone())
             .unwrap_or_else(|| format!("branch{}", i + 1));
         let path = join(path, &own);
-        match (&branch.policy, &branch.pool) {
+        let policy = match (&branch.policy, &branch.pool) {
             (Some(policy), None) => self.policy(policy, &path),
             (None, Some(pool)) => self.pool_leaf(
                 pool,
@@ -569,7 +590,8 @@ impl PolicyCompiler<'_> {
                 },
             ),
             _ => Err(at(&path, "give `pool` or `policy`, one of them")),
-        }
+        };
+        placed(spanned.span(), policy)
     }
 
     fn leaf(
@@ -628,9 +650,9 @@ fn join(path: &[String], part: &str) -> Vec<String> {
     [path, &[part.to_owned()]].concat()
 }
 
-fn defaults(branches: &[BranchSpec]) -> Vec<usize> {
+fn defaults(branches: &[Spanned<BranchSpec>]) -> Vec<usize> {
     (0..branches.len())
-        .filter(|&i| branches[i].default)
+        .filter(|&i| branches[i].get_ref().default)
         .collect()
 }
 

@@ -216,12 +216,12 @@ pub struct PolicySpec {
     /// `round_robin`: records per answer (default: all).
     pub answers: Option<usize>,
     /// `weighted`, `geolocation`, `ip`: the branches.
-    pub branches: Option<Vec<BranchSpec>>,
+    pub branches: Option<Vec<Spanned<BranchSpec>>>,
     /// `failover`.
-    pub primary: Option<Box<PolicySpec>>,
-    pub secondary: Option<Box<PolicySpec>>,
+    pub primary: Option<Spanned<Box<PolicySpec>>>,
+    pub secondary: Option<Spanned<Box<PolicySpec>>>,
     /// `latency`, `geoproximity`: one branch per region.
-    pub regions: Option<Vec<BranchSpec>>,
+    pub regions: Option<Vec<Spanned<BranchSpec>>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -201,8 +201,8 @@ fn errors_name_the_file_line_and_problem() {
     }
 }
 
-/// A problem deep in a policy tree names the service and the whole branch
-/// path to it.
+/// A problem deep in a policy tree names the service, the whole branch
+/// path to it, and the line of the innermost branch it is in.
 #[test]
 fn nested_errors_name_the_service_and_the_branch_path() {
     let error = parse(
@@ -218,9 +218,19 @@ fn nested_errors_name_the_service_and_the_branch_path() {
     .expect_err("a branch names a missing pool");
     assert_eq!(
         error.to_string(),
-        "dnslb.toml:3: service `www`: policy/primary/us: no pool named `nope`"
+        "dnslb.toml:9: service `www`: policy/primary/us: no pool named `nope`"
     );
     assert_eq!(error.path, ["policy", "primary", "us"]);
+    // A problem in a failover side (not in a listed branch) is on its line.
+    let error = parse(
+        "[pool.a]\nendpoints = [\"198.18.0.1\"]\n\
+         [service.www]\nname = \"www.example.com\"\n\
+         [service.www.policy]\nkind = \"failover\"\n\
+         primary = { pool = \"a\" }\n\
+         secondary = { pool = \"gone\" }\n",
+    )
+    .expect_err("the secondary names a missing pool");
+    assert_eq!(error.line, Some(8), "{error}");
 }
 
 #[test]
