@@ -333,3 +333,20 @@ impl Answered {
         })
     }
 }
+
+/// A loopback port free for both UDP and TCP, different on each call (and
+/// for each test process), below the kernel's ephemeral range (32768 and
+/// up by default), so that no client socket of a test running alongside
+/// takes it between now and the server's bind.
+pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+}

@@ -15,7 +15,7 @@ use std::{
 };
 
 use dnslb_tests::{
-    daemon::{Daemon, workspace_root},
+    daemon::{Daemon, free_port, workspace_root},
     peers::{PeerZone, knot_config, unbound_config},
     process::Process,
 };
@@ -26,22 +26,6 @@ use hickory_proto::{
 use nix::sys::signal::Signal;
 
 const ORIGIN: &str = "diff.example";
-
-/// A loopback port free for both UDP and TCP, below the kernel's
-/// ephemeral range (32768 and up by default), so that no client socket of
-/// a test running alongside takes it between now and the server's bind.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let start = 20_000 + (std::process::id() % 500) as u16 * 20;
-    loop {
-        let port = start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000;
-        let udp = UdpSocket::bind(("127.0.0.1", port));
-        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
-        if udp.is_ok() && tcp.is_ok() {
-            return port;
-        }
-    }
-}
 
 /// The zone of tests/zones plus filler: several hundred records in all.
 fn zone_text() -> String {

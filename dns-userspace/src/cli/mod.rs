@@ -401,6 +401,8 @@ pub enum LogFormat {
 pub struct ZoneArg {
     pub origin: Name,
     pub file: PathBuf,
+    /// Who may transfer it (the policy file's `allow_transfer`).
+    pub allow_transfer: Vec<crate::policy::ClientNet>,
 }
 
 fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
@@ -416,6 +418,7 @@ fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
     Ok(ZoneArg {
         origin,
         file: PathBuf::from(file),
+        allow_transfer: Vec::new(),
     })
 }
 

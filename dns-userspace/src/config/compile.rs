@@ -88,7 +88,20 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
             .map_err(|e| Problem::within(zone.span(), "zone".into(), format!("origin: {e}")))?;
         origin.set_fqdn(true);
         let file = base.join(&zone.get_ref().file);
-        zones.push(ZoneArg { origin, file });
+        let allow_transfer = zone
+            .get_ref()
+            .allow_transfer
+            .iter()
+            .map(|network| parse_network(network))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                Problem::within(zone.span(), "zone".into(), format!("allow_transfer: {e}"))
+            })?;
+        zones.push(ZoneArg {
+            origin,
+            file,
+            allow_transfer,
+        });
     }
     let geo = match &spec.geo {
         Some(geo) => Some(

@@ -30,6 +30,9 @@ pub struct FileSpec {
 pub struct ZoneSpec {
     pub origin: String,
     pub file: PathBuf,
+    /// Networks that may transfer the zone (AXFR, IXFR).
+    #[serde(default)]
+    pub allow_transfer: Vec<String>,
 }
 
 /// Where client locations come from: a MaxMind database or a CSV of

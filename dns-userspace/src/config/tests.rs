@@ -279,3 +279,28 @@ fn branch_slots_survive_a_reload() {
     };
     assert_eq!(slots(&first), slots(&second));
 }
+
+/// `allow_transfer` names the networks that may transfer a zone; a bad one
+/// is refused on its zone's line.
+#[test]
+fn zones_say_who_may_transfer_them() {
+    let config = parse(
+        "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+         allow_transfer = [\"198.18.0.0/24\", \"2001:db8::53\"]\n",
+    )
+    .expect("valid");
+    let allowed: Vec<String> = config.zones[0]
+        .allow_transfer
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(allowed, ["198.18.0.0/24", "2001:db8::53/128"]);
+    let error = parse(
+        "[pool.a]\nendpoints = [\"198.18.0.1\"]\n\
+         [[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+         allow_transfer = [\"198.18.0.0/33\"]\n",
+    )
+    .expect_err("a prefix too long");
+    assert_eq!(error.line, Some(3), "{error}");
+    assert!(error.to_string().contains("allow_transfer"), "{error}");
+}

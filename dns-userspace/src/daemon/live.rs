@@ -28,7 +28,7 @@ use crate::{
     file_error::FileError,
     hooks::Hooks,
     metrics::Metrics,
-    server::Responder,
+    server::{Responder, TransferAcl},
     shared::{Poisoned, Shared},
     steering::{OutsideZones, OverrideError, Overrides, Steering, check_services_in_zones},
     zone::{Catalog, WireName, load_zone},
@@ -171,6 +171,21 @@ pub(super) fn load(
     })
 }
 
+/// Who may transfer which zone: the policy file's `allow_transfer`, for
+/// whichever file serves the zone.
+pub fn transfer_acl(config: &Config) -> TransferAcl {
+    config
+        .zones
+        .iter()
+        .filter_map(|zone| {
+            Some((
+                WireName::from_name(&zone.origin)?,
+                zone.allow_transfer.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// The first load, at start.
 pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
     load(args, None, &BTreeMap::new(), None)
@@ -281,11 +296,13 @@ impl Live {
         commit(&loaded)?;
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
+        let transfers = transfer_acl(&loaded.config);
         self.steering
             .reload(loaded.config)
             .map_err(ChangeError::Apply)?;
         self.backends.apply(&sources).map_err(ChangeError::Apply)?;
         self.hooks.set(&hooks);
+        self.responder.set_transfer_acl(transfers);
         served.zones = loaded.zones;
         self.serve_catalog(loaded.catalog, services)
     }

@@ -8,10 +8,12 @@ mod fast;
 mod rate_limit;
 mod respond;
 mod tcp;
+mod transfer;
 mod udp;
 
 pub use cookies::{CookieFileError, CookieKeys, unix_now};
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};
 pub use tcp::{answer_stream, serve_tcp};
+pub use transfer::TransferAcl;
 pub use udp::serve_udp;

@@ -21,6 +21,7 @@ use dns_common::{
     wire::{CLASSIC_UDP_PAYLOAD, FLAGS0_QR, HEADER_LEN, SERVER_COOKIE_LEN},
 };
 
+use super::transfer::TransferAcl;
 use super::{
     cookies::unix_now,
     edns::{self, Cookie, QueryOptions},
@@ -54,6 +55,8 @@ pub struct Responder {
     rotation: AtomicUsize,
     /// The server cookie secrets, the same the kernel has.
     cookies: ArcSwap<CookieSecrets>,
+    /// Who may transfer which zone.
+    transfers: ArcSwap<TransferAcl>,
 }
 
 impl Responder {
@@ -64,7 +67,17 @@ impl Responder {
             edns_payload,
             rotation: AtomicUsize::new(0),
             cookies: ArcSwap::from_pointee(CookieSecrets::default()),
+            transfers: ArcSwap::from_pointee(TransferAcl::default()),
         }
+    }
+
+    /// Lets each zone be transferred by the networks `acl` gives it.
+    pub fn set_transfer_acl(&self, acl: TransferAcl) {
+        self.transfers.store(Arc::new(acl));
+    }
+
+    pub(super) fn transfer_acl(&self) -> Arc<TransferAcl> {
+        self.transfers.load_full()
     }
 
     /// Makes and checks server cookies with `secrets` from now on.

@@ -141,19 +141,34 @@ async fn serve_connection(
         let received = Instant::now();
         metrics.count_userspace_query();
         metrics.top_names.count([query.as_slice()]);
+        if let Some(messages) = responder.transfer(&query, client) {
+            for message in messages {
+                send(&mut stream, &message, "taking a transfer").await?;
+            }
+            continue;
+        }
         if let Some(cold) = responder.cold_hold(&query) {
             cold.wake();
             cold.ready_within(cold.deadline).await;
         }
         if let Some(answer) = responder.respond(&query, client, Transport::Tcp) {
             metrics.count_answer(&query, &answer, received.elapsed());
-            let mut framed = Vec::with_capacity(answer.len() + 2);
-            framed.extend_from_slice(&(answer.len() as u16).to_be_bytes());
-            framed.extend_from_slice(&answer);
-            within(IO_TIMEOUT, stream.write_all(&framed), "taking an answer").await?;
+            send(&mut stream, &answer, "taking an answer").await?;
         }
     }
     Ok(())
+}
+
+/// Writes `message` after its two-byte length, within the I/O time-out.
+async fn send(
+    stream: &mut (impl AsyncWrite + Unpin),
+    message: &[u8],
+    what: &str,
+) -> io::Result<()> {
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    framed.extend_from_slice(message);
+    within(IO_TIMEOUT, stream.write_all(&framed), what).await
 }
 
 /// `io`, or a time-out error naming `what` after `limit`.

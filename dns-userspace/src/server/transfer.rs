@@ -1,0 +1,266 @@
+//! Zone transfers out: AXFR (RFC 5936), and IXFR (RFC 1995) answered with
+//! the whole zone, which RFC 1995 §4 allows when no journal covers the
+//! client's version (or with the SOA alone when the client is current).
+//! Only to the networks a zone allows (`allow_transfer`); everyone else
+//! gets REFUSED, and a name that is not a zone's apex NOTAUTH.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use hickory_proto::{
+    op::{Message, OpCode, ResponseCode},
+    rr::{RData, Record, RecordType},
+    serialize::binary::BinEncodable,
+};
+
+use super::respond::Responder;
+use crate::{
+    policy::ClientNet,
+    zone::{WireName, Zone},
+};
+
+/// Who may transfer each zone, by apex.
+pub type TransferAcl = HashMap<WireName, Vec<ClientNet>>;
+
+/// Most bytes of records a transfer message carries: a message stays well
+/// under the 64 KB a TCP frame holds, as Knot's and BIND's do.
+const MESSAGE_BUDGET: usize = 16 * 1024;
+
+impl Responder {
+    /// For a zone-transfer request (AXFR or IXFR, over TCP), the messages
+    /// of the answer in order; `None` for any other query.
+    pub fn transfer(&self, request: &[u8], client: IpAddr) -> Option<Vec<Vec<u8>>> {
+        let query = Message::from_vec(request).ok()?;
+        let [question] = query.queries.as_slice() else {
+            return None;
+        };
+        let kind = question.query_type();
+        if query.metadata.op_code != OpCode::Query
+            || !matches!(kind, RecordType::AXFR | RecordType::IXFR)
+        {
+            return None;
+        }
+        let id = query.metadata.id;
+        let refuse = |code| {
+            let mut response = Message::error_msg(id, OpCode::Query, code);
+            response.add_query(question.clone());
+            Some(vec![response.to_vec().ok()?])
+        };
+        let catalog = self.catalog();
+        let apex = WireName::from_name(question.name())?;
+        let Some(zone) = catalog.get(&apex) else {
+            return refuse(ResponseCode::NotAuth);
+        };
+        let allowed = self
+            .transfer_acl()
+            .get(&apex)
+            .is_some_and(|networks| networks.iter().any(|n| n.contains(ClientNet::host(client))));
+        if !allowed {
+            tracing::warn!(
+                event = "transfer",
+                zone = %zone.origin_name(),
+                client = %client,
+                result = "refused",
+                "refused {kind} of {} to {client}: not in allow_transfer",
+                zone.origin_name()
+            );
+            return refuse(ResponseCode::Refused);
+        }
+        let client_serial = (kind == RecordType::IXFR)
+            .then(|| {
+                query
+                    .authorities
+                    .iter()
+                    .find_map(|record| match &record.data {
+                        RData::SOA(soa) => Some(soa.serial),
+                        _ => None,
+                    })
+            })
+            .flatten();
+        let records = if client_serial == Some(zone.serial()) {
+            soa_records(zone).take(1).collect()
+        } else {
+            whole_zone(zone)
+        };
+        tracing::info!(
+            event = "transfer",
+            zone = %zone.origin_name(),
+            client = %client,
+            result = "sent",
+            serial = zone.serial(),
+            "sent {kind} of {} serial {} to {client}: {} records",
+            zone.origin_name(),
+            zone.serial(),
+            records.len()
+        );
+        messages(&query, records)
+    }
+}
+
+fn soa_records(zone: &Zone) -> impl Iterator<Item = Record> + '_ {
+    zone.soa().records(zone.origin_name())
+}
+
+/// The zone as AXFR sends it: the SOA, every other record, the SOA again.
+fn whole_zone(zone: &Zone) -> Vec<Record> {
+    let mut records: Vec<Record> = soa_records(zone).collect();
+    for (owner, node) in zone.nodes() {
+        let owner = owner.to_name();
+        for rrset in node.rrsets() {
+            if rrset.record_type() == RecordType::SOA && owner == *zone.origin_name() {
+                continue;
+            }
+            records.extend(rrset.records(&owner));
+        }
+    }
+    records.extend(soa_records(zone));
+    records
+}
+
+/// `records` in as many answers to `query` as the budget takes; the
+/// question goes in the first.
+fn messages(query: &Message, records: Vec<Record>) -> Option<Vec<Vec<u8>>> {
+    let start = |first: bool| {
+        let mut message = Message::response(query.metadata.id, OpCode::Query);
+        message.metadata.authoritative = true;
+        if first {
+            message.add_queries(query.queries.clone());
+        }
+        message
+    };
+    let mut out = Vec::new();
+    let mut message = start(true);
+    let mut bytes = 0;
+    for record in records {
+        let size = record.to_bytes().ok()?.len();
+        if bytes + size > MESSAGE_BUDGET && !message.answers.is_empty() {
+            out.push(message.to_vec().ok()?);
+            message = start(false);
+            bytes = 0;
+        }
+        bytes += size;
+        message.add_answer(record);
+    }
+    out.push(message.to_vec().ok()?);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use hickory_proto::{
+        op::Query,
+        rr::{Name, rdata::SOA},
+    };
+
+    use super::*;
+    use crate::zone::{Catalog, parse_zone};
+
+    const HOSTS: usize = 2000;
+
+    /// A zone of `HOSTS` names, allowed to 198.18.0.0/24.
+    fn responder() -> Responder {
+        let mut text = String::from("$TTL 300\n@ SOA ns h 7 2 3 4 5\n@ NS ns\nns A 198.18.0.53\n");
+        for n in 0..HOSTS {
+            text.push_str(&format!("host{n} A 198.18.{}.{}\n", n / 250, n % 250));
+        }
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let zone = parse_zone(&origin, &text, Path::new("example.com.zone")).unwrap();
+        let mut catalog = Catalog::default();
+        catalog.insert(zone);
+        let responder = Responder::new(catalog, 1232);
+        let apex = WireName::from_name(&origin).unwrap();
+        let allowed = crate::policy::parse_network("198.18.0.0/24").unwrap();
+        responder.set_transfer_acl(TransferAcl::from([(apex, vec![allowed])]));
+        responder
+    }
+
+    fn request(name: &str, kind: RecordType, serial: Option<u32>) -> Vec<u8> {
+        let mut query = Message::query();
+        query.metadata.id = 9;
+        query.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
+        if let Some(serial) = serial {
+            let soa = SOA::new(Name::root(), Name::root(), serial, 0, 0, 0, 0);
+            let owner = Name::from_ascii(name).unwrap();
+            query.add_authority(Record::from_rdata(owner, 0, RData::SOA(soa)));
+        }
+        query.to_vec().unwrap()
+    }
+
+    fn answers(messages: &[Vec<u8>]) -> Vec<Record> {
+        messages
+            .iter()
+            .flat_map(|m| Message::from_vec(m).unwrap().answers)
+            .collect()
+    }
+
+    #[test]
+    fn an_allowed_axfr_is_the_whole_zone_between_two_soas_in_bounded_messages() {
+        let client = "198.18.0.9".parse().unwrap();
+        let messages = responder()
+            .transfer(&request("example.com.", RecordType::AXFR, None), client)
+            .expect("a transfer");
+        assert!(messages.len() > 1, "{} messages", messages.len());
+        assert!(messages.iter().all(|m| m.len() < MESSAGE_BUDGET + 512));
+        let records = answers(&messages);
+        // SOA, NS, ns, the hosts, SOA.
+        assert_eq!(records.len(), HOSTS + 4);
+        assert_eq!(records[0].record_type(), RecordType::SOA);
+        assert_eq!(records[records.len() - 1].record_type(), RecordType::SOA);
+        let soas = records
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA);
+        assert_eq!(soas.count(), 2);
+        let first = Message::from_vec(&messages[0]).unwrap();
+        assert_eq!(first.metadata.id, 9);
+        assert_eq!(first.queries.len(), 1);
+        assert!(first.metadata.authoritative);
+    }
+
+    #[test]
+    fn ixfr_from_the_current_serial_is_the_soa_alone_and_older_the_whole_zone() {
+        let client = "198.18.0.9".parse().unwrap();
+        let responder = responder();
+        let current = responder
+            .transfer(&request("example.com.", RecordType::IXFR, Some(7)), client)
+            .expect("a transfer");
+        let records = answers(&current);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].record_type(), RecordType::SOA);
+        let older = responder
+            .transfer(&request("example.com.", RecordType::IXFR, Some(6)), client)
+            .expect("a transfer");
+        assert_eq!(answers(&older).len(), HOSTS + 4);
+    }
+
+    #[test]
+    fn others_are_refused_names_below_the_apex_not_authoritative_queries_untouched() {
+        let responder = responder();
+        let code = |name: &str, client: &str| {
+            let messages = responder
+                .transfer(
+                    &request(name, RecordType::AXFR, None),
+                    client.parse().unwrap(),
+                )
+                .expect("an answer");
+            assert_eq!(messages.len(), 1);
+            Message::from_vec(&messages[0])
+                .unwrap()
+                .metadata
+                .response_code
+        };
+        assert_eq!(code("example.com.", "198.18.1.9"), ResponseCode::Refused);
+        assert_eq!(code("example.com.", "2001:db8::9"), ResponseCode::Refused);
+        assert_eq!(
+            code("host1.example.com.", "198.18.0.9"),
+            ResponseCode::NotAuth
+        );
+        assert_eq!(code("example.net.", "198.18.0.9"), ResponseCode::NotAuth);
+        let plain = request("example.com.", RecordType::SOA, None);
+        assert!(
+            responder
+                .transfer(&plain, "198.18.0.9".parse().unwrap())
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Zone transfers between dnslb and Knot DNS, both on loopback: dnslb as
+//! the primary of a zone that a real Knot secondary copies by AXFR and
+//! refreshes (IXFR, answered with the whole zone), and transfers refused
+//! to addresses the zone does not allow.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use dnslb_tests::{
+    daemon::{Daemon, free_port, workspace_root},
+    process::Process,
+};
+
+/// The secondary's address: the only one the zone allows.
+const SECONDARY: &str = "127.0.0.2";
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dnslb-transfer-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// The example zone with `serial` and, when given, one more record.
+fn zone_text(serial: u32, extra: &str) -> String {
+    let text = std::fs::read_to_string(workspace_root().join("examples/example.com.zone"))
+        .expect("the example zone");
+    let old = text
+        .lines()
+        .find_map(|line| {
+            line.split_whitespace()
+                .find(|word| word.len() == 10 && word.starts_with("20"))
+        })
+        .expect("a serial like 2026112401")
+        .to_owned();
+    format!("{}\n{extra}\n", text.replacen(&old, &serial.to_string(), 1))
+}
+
+/// What kdig printed, errors (on stderr) after the rest.
+fn kdig(args: &[&str]) -> String {
+    let output = Command::new("kdig").args(args).output().expect("kdig runs");
+    let (out, err) = (&output.stdout, &output.stderr);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(out),
+        String::from_utf8_lossy(err)
+    )
+}
+
+/// Asks until `done` holds for what kdig printed, up to `limit`.
+fn until(limit: Duration, args: &[&str], done: impl Fn(&str) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let out = kdig(args);
+        if done(&out) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not within {limit:?}: kdig {args:?}:\n{out}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn knot_secondary(dir: &Path, listen: &str, primary: &str) -> PathBuf {
+    let config = format!(
+        "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {listen}\n\
+         database:\n    storage: \"{dir}\"\n\
+         remote:\n  - id: dnslb\n    address: {primary}\n    via: {SECONDARY}\n\
+         zone:\n  - domain: example.com\n    master: dnslb\n    file: \"{dir}/example.com.zone\"\n    \
+         zonefile-sync: -1\n    journal-content: none\n\
+         log:\n  - target: stderr\n    any: info\n",
+        dir = dir.display(),
+    );
+    let path = dir.join("knot.conf");
+    std::fs::write(&path, config).expect("knot.conf");
+    path
+}
+
+#[test]
+fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
+    let dir = scratch("knot-secondary");
+    let zone = dir.join("example.com.zone");
+    std::fs::write(&zone, zone_text(2026112801, "")).unwrap();
+    let policy = dir.join("dnslb.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\nallow_transfer = [\"{SECONDARY}/32\"]\n",
+            zone.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start_here(&[
+        "run",
+        "--no-xdp",
+        "--listen",
+        &listen,
+        "--config",
+        &policy.display().to_string(),
+    ])
+    .expect("dnslb starts");
+
+    let knot_dir = dir.join("knot");
+    std::fs::create_dir_all(&knot_dir).unwrap();
+    let knot_port = free_port();
+    let knot_listen = format!("{SECONDARY}@{knot_port}");
+    let config = knot_secondary(&knot_dir, &knot_listen, &format!("127.0.0.1@{port}"));
+    let mut knotd = Command::new("knotd");
+    knotd.arg("-c").arg(&config);
+    let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
+    let at_knot = format!("@{SECONDARY}");
+    let knot_port = knot_port.to_string();
+
+    // The first copy: Knot answers the zone's names once it has it.
+    let copied = until(
+        Duration::from_secs(10),
+        &[
+            &at_knot,
+            "-p",
+            &knot_port,
+            "www.example.com.",
+            "A",
+            "+short",
+        ],
+        |out| !out.trim().is_empty(),
+    );
+    let serial = kdig(&[&at_knot, "-p", &knot_port, "example.com.", "SOA", "+short"]);
+    assert!(
+        serial.contains(" 2026112801 "),
+        "Knot has serial 2026112801: {serial}"
+    );
+    println!("Knot had the zone {copied:?} after start");
+
+    // A change on dnslb reaches Knot on its next refresh.
+    std::fs::write(&zone, zone_text(2026112802, "added 300 IN A 198.18.77.7")).unwrap();
+    daemon
+        .cli(&["zone", "reload", "example.com"])
+        .expect("dnslb zone reload");
+    let refresh = Command::new("knotc")
+        .arg("-c")
+        .arg(&config)
+        .args(["zone-refresh", "example.com"])
+        .output()
+        .expect("knotc runs");
+    assert!(refresh.status.success(), "{refresh:?}");
+    until(
+        Duration::from_secs(10),
+        &[
+            &at_knot,
+            "-p",
+            &knot_port,
+            "added.example.com.",
+            "A",
+            "+short",
+        ],
+        |out| out.trim() == "198.18.77.7",
+    );
+    let log = knot.log_text();
+    assert!(log.contains("serial 2026112801 -> 2026112802"), "{log}");
+
+    // Anyone else is refused, and dnslb says so.
+    let port = port.to_string();
+    let from = |source: &str, kind: &str| {
+        kdig(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "-b",
+            source,
+            "example.com.",
+            kind,
+            "+nocomments",
+        ])
+    };
+    for kind in ["AXFR", "IXFR=2026112801"] {
+        let refused = from("127.0.0.3", kind);
+        assert!(refused.contains("REFUSED"), "{kind}: {refused}");
+    }
+    assert!(
+        daemon
+            .log_text()
+            .contains("refused AXFR of example.com. to 127.0.0.3")
+    );
+    // From the secondary's address, the whole zone, SOA first and last.
+    let axfr = from(SECONDARY, "AXFR");
+    let records: Vec<&str> = axfr
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    assert!(
+        records.first().is_some_and(|r| r.contains("SOA")),
+        "{axfr}\n{}",
+        daemon.log_text()
+    );
+    assert!(records.last().is_some_and(|r| r.contains("SOA")), "{axfr}");
+    assert!(records.iter().any(|r| r.contains("198.18.77.7")), "{axfr}");
+    drop(knot);
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
