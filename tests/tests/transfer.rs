@@ -72,8 +72,9 @@ fn knot_secondary(dir: &Path, listen: &str, primary: &str) -> PathBuf {
         "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {listen}\n\
          database:\n    storage: \"{dir}\"\n\
          remote:\n  - id: dnslb\n    address: {primary}\n    via: {SECONDARY}\n\
-         zone:\n  - domain: example.com\n    master: dnslb\n    file: \"{dir}/example.com.zone\"\n    \
-         zonefile-sync: -1\n    journal-content: none\n\
+         acl:\n  - id: notify_from_dnslb\n    address: 127.0.0.1\n    action: notify\n\
+         zone:\n  - domain: example.com\n    master: dnslb\n    acl: notify_from_dnslb\n    \
+         file: \"{dir}/example.com.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
          log:\n  - target: stderr\n    any: info\n",
         dir = dir.display(),
     );
@@ -87,11 +88,13 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     let dir = scratch("knot-secondary");
     let zone = dir.join("example.com.zone");
     std::fs::write(&zone, zone_text(2026112801, "")).unwrap();
+    let knot_port = free_port();
     let policy = dir.join("dnslb.toml");
     std::fs::write(
         &policy,
         format!(
-            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\nallow_transfer = [\"{SECONDARY}/32\"]\n",
+            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\n\
+             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n",
             zone.display()
         ),
     )
@@ -110,61 +113,72 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
 
     let knot_dir = dir.join("knot");
     std::fs::create_dir_all(&knot_dir).unwrap();
-    let knot_port = free_port();
     let knot_listen = format!("{SECONDARY}@{knot_port}");
     let config = knot_secondary(&knot_dir, &knot_listen, &format!("127.0.0.1@{port}"));
     let mut knotd = Command::new("knotd");
     knotd.arg("-c").arg(&config);
     let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
     let at_knot = format!("@{SECONDARY}");
-    let knot_port = knot_port.to_string();
+    let knot_port_text = knot_port.to_string();
 
-    // The first copy: Knot answers the zone's names once it has it.
+    // The first copy: Knot answers the zone's names once it has it. (Over
+    // TCP, so that a query before Knot listens fails at once rather than
+    // waiting out kdig's UDP time-out.)
     let copied = until(
         Duration::from_secs(10),
         &[
             &at_knot,
             "-p",
-            &knot_port,
+            &knot_port_text,
             "www.example.com.",
             "A",
             "+short",
+            "+tcp",
         ],
         |out| !out.trim().is_empty(),
     );
-    let serial = kdig(&[&at_knot, "-p", &knot_port, "example.com.", "SOA", "+short"]);
+    let serial = kdig(&[
+        &at_knot,
+        "-p",
+        &knot_port_text,
+        "example.com.",
+        "SOA",
+        "+short",
+    ]);
     assert!(
         serial.contains(" 2026112801 "),
         "Knot has serial 2026112801: {serial}"
     );
     println!("Knot had the zone {copied:?} after start");
 
-    // A change on dnslb reaches Knot on its next refresh.
+    // A change on dnslb: its NOTIFY has Knot fetch the new version at
+    // once, not at the SOA refresh two hours later.
     std::fs::write(&zone, zone_text(2026112802, "added 300 IN A 198.18.77.7")).unwrap();
     daemon
         .cli(&["zone", "reload", "example.com"])
         .expect("dnslb zone reload");
-    let refresh = Command::new("knotc")
-        .arg("-c")
-        .arg(&config)
-        .args(["zone-refresh", "example.com"])
-        .output()
-        .expect("knotc runs");
-    assert!(refresh.status.success(), "{refresh:?}");
-    until(
-        Duration::from_secs(10),
+    let followed = until(
+        Duration::from_secs(1),
         &[
             &at_knot,
             "-p",
-            &knot_port,
+            &knot_port_text,
             "added.example.com.",
             "A",
             "+short",
         ],
         |out| out.trim() == "198.18.77.7",
     );
+    println!("Knot served the new version {followed:?} after dnslb's reload");
     let log = knot.log_text();
     assert!(log.contains("serial 2026112801 -> 2026112802"), "{log}");
+    assert!(
+        daemon.log_text().contains(&format!(
+            "NOTIFY of example.com. serial 2026112802 to {SECONDARY}:{knot_port}: acknowledged"
+        )),
+        "{}",
+        daemon.log_text()
+    );
 
     // Anyone else is refused, and dnslb says so.
     let port = port.to_string();

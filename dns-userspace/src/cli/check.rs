@@ -74,7 +74,7 @@ mod tests {
         ZoneArg {
             origin: Name::from_ascii(origin).unwrap(),
             file,
-            allow_transfer: Vec::new(),
+            transfer: Default::default(),
         }
     }
 

@@ -401,8 +401,9 @@ pub enum LogFormat {
 pub struct ZoneArg {
     pub origin: Name,
     pub file: PathBuf,
-    /// Who may transfer it (the policy file's `allow_transfer`).
-    pub allow_transfer: Vec<crate::policy::ClientNet>,
+    /// Who may transfer it and who is told of changes (the policy file's
+    /// `allow_transfer` and `notify`).
+    pub transfer: crate::server::ZoneTransfer,
 }
 
 fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
@@ -418,7 +419,7 @@ fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
     Ok(ZoneArg {
         origin,
         file: PathBuf::from(file),
-        allow_transfer: Vec::new(),
+        transfer: Default::default(),
     })
 }
 

@@ -23,6 +23,7 @@ use crate::{
         ClientNet, ClientTable, GeoDb, MULTIVALUE_ANSWERS, Pick, Policy, Pool, PoolEndpoint,
         Service, distance_km, parse_network,
     },
+    server::ZoneTransfer,
     zone::WireName,
 };
 
@@ -97,10 +98,27 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
             .map_err(|e| {
                 Problem::within(zone.span(), "zone".into(), format!("allow_transfer: {e}"))
             })?;
+        let notify = zone
+            .get_ref()
+            .notify
+            .iter()
+            .map(|target| {
+                target.parse().map_err(|_| {
+                    Problem::within(
+                        zone.span(),
+                        "zone".into(),
+                        format!("notify: `{target}` is not an address and port like 198.18.0.3:53"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         zones.push(ZoneArg {
             origin,
             file,
-            allow_transfer,
+            transfer: ZoneTransfer {
+                allow: allow_transfer,
+                notify,
+            },
         });
     }
     let geo = match &spec.geo {

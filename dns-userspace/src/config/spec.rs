@@ -33,6 +33,9 @@ pub struct ZoneSpec {
     /// Networks that may transfer the zone (AXFR, IXFR).
     #[serde(default)]
     pub allow_transfer: Vec<String>,
+    /// Secondaries (`ADDR:PORT`) sent a NOTIFY on each new version.
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 /// Where client locations come from: a MaxMind database or a CSV of

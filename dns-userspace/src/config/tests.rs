@@ -280,20 +280,25 @@ fn branch_slots_survive_a_reload() {
     assert_eq!(slots(&first), slots(&second));
 }
 
-/// `allow_transfer` names the networks that may transfer a zone; a bad one
-/// is refused on its zone's line.
+/// `allow_transfer` names the networks that may transfer a zone, `notify`
+/// the secondaries told of changes; a bad one is refused on its zone's line.
 #[test]
 fn zones_say_who_may_transfer_them() {
     let config = parse(
         "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
-         allow_transfer = [\"198.18.0.0/24\", \"2001:db8::53\"]\n",
+         allow_transfer = [\"198.18.0.0/24\", \"2001:db8::53\"]\n\
+         notify = [\"198.18.0.3:53\", \"[2001:db8::3]:5353\"]\n",
     )
     .expect("valid");
-    let allowed: Vec<String> = config.zones[0]
-        .allow_transfer
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    fn texts(items: &[impl ToString]) -> Vec<String> {
+        items.iter().map(ToString::to_string).collect()
+    }
+    let transfer = &config.zones[0].transfer;
+    assert_eq!(
+        texts(&transfer.notify),
+        ["198.18.0.3:53", "[2001:db8::3]:5353"]
+    );
+    let allowed = texts(&transfer.allow);
     assert_eq!(allowed, ["198.18.0.0/24", "2001:db8::53/128"]);
     let error = parse(
         "[pool.a]\nendpoints = [\"198.18.0.1\"]\n\
@@ -303,4 +308,13 @@ fn zones_say_who_may_transfer_them() {
     .expect_err("a prefix too long");
     assert_eq!(error.line, Some(3), "{error}");
     assert!(error.to_string().contains("allow_transfer"), "{error}");
+    let error = parse(
+        "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+         notify = [\"198.18.0.3\"]\n",
+    )
+    .expect_err("no port");
+    assert!(
+        error.to_string().contains("notify: `198.18.0.3`"),
+        "{error}"
+    );
 }

@@ -28,7 +28,7 @@ use crate::{
     file_error::FileError,
     hooks::Hooks,
     metrics::Metrics,
-    server::{Responder, TransferAcl},
+    server::{Responder, TransferRules, notify_changes},
     shared::{Poisoned, Shared},
     steering::{OutsideZones, OverrideError, Overrides, Steering, check_services_in_zones},
     zone::{Catalog, WireName, load_zone},
@@ -171,18 +171,13 @@ pub(super) fn load(
     })
 }
 
-/// Who may transfer which zone: the policy file's `allow_transfer`, for
-/// whichever file serves the zone.
-pub fn transfer_acl(config: &Config) -> TransferAcl {
+/// Who may transfer which zone and who is told of changes: the policy
+/// file's `allow_transfer` and `notify`, for whichever file serves it.
+pub fn transfer_rules(config: &Config) -> TransferRules {
     config
         .zones
         .iter()
-        .filter_map(|zone| {
-            Some((
-                WireName::from_name(&zone.origin)?,
-                zone.allow_transfer.clone(),
-            ))
-        })
+        .filter_map(|zone| Some((WireName::from_name(&zone.origin)?, zone.transfer.clone())))
         .collect()
 }
 
@@ -296,13 +291,13 @@ impl Live {
         commit(&loaded)?;
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
-        let transfers = transfer_acl(&loaded.config);
+        let transfers = transfer_rules(&loaded.config);
         self.steering
             .reload(loaded.config)
             .map_err(ChangeError::Apply)?;
         self.backends.apply(&sources).map_err(ChangeError::Apply)?;
         self.hooks.set(&hooks);
-        self.responder.set_transfer_acl(transfers);
+        self.responder.set_transfer_rules(transfers);
         served.zones = loaded.zones;
         self.serve_catalog(loaded.catalog, services)
     }
@@ -436,6 +431,11 @@ impl Live {
         let zones = catalog.zones().count();
         self.responder.set_catalog(catalog);
         self.steering.notify_change();
+        notify_changes(
+            &old,
+            &self.responder.catalog(),
+            &self.responder.transfer_rules(),
+        );
         let report = match report {
             Some(Ok(report)) => report,
             Some(Err(error)) => return Err(ChangeError::Apply(error.into())),

@@ -5,6 +5,7 @@
 mod cookies;
 mod edns;
 mod fast;
+mod notify;
 mod rate_limit;
 mod respond;
 mod tcp;
@@ -12,8 +13,9 @@ mod transfer;
 mod udp;
 
 pub use cookies::{CookieFileError, CookieKeys, unix_now};
+pub use notify::notify_changes;
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};
 pub use tcp::{answer_stream, serve_tcp};
-pub use transfer::TransferAcl;
+pub use transfer::{TransferRules, ZoneTransfer};
 pub use udp::serve_udp;

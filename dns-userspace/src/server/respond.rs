@@ -21,7 +21,7 @@ use dns_common::{
     wire::{CLASSIC_UDP_PAYLOAD, FLAGS0_QR, HEADER_LEN, SERVER_COOKIE_LEN},
 };
 
-use super::transfer::TransferAcl;
+use super::transfer::TransferRules;
 use super::{
     cookies::unix_now,
     edns::{self, Cookie, QueryOptions},
@@ -56,7 +56,7 @@ pub struct Responder {
     /// The server cookie secrets, the same the kernel has.
     cookies: ArcSwap<CookieSecrets>,
     /// Who may transfer which zone.
-    transfers: ArcSwap<TransferAcl>,
+    transfers: ArcSwap<TransferRules>,
 }
 
 impl Responder {
@@ -67,16 +67,16 @@ impl Responder {
             edns_payload,
             rotation: AtomicUsize::new(0),
             cookies: ArcSwap::from_pointee(CookieSecrets::default()),
-            transfers: ArcSwap::from_pointee(TransferAcl::default()),
+            transfers: ArcSwap::from_pointee(TransferRules::default()),
         }
     }
 
-    /// Lets each zone be transferred by the networks `acl` gives it.
-    pub fn set_transfer_acl(&self, acl: TransferAcl) {
-        self.transfers.store(Arc::new(acl));
+    /// Transfers each zone as `rules` say, from the next request on.
+    pub fn set_transfer_rules(&self, rules: TransferRules) {
+        self.transfers.store(Arc::new(rules));
     }
 
-    pub(super) fn transfer_acl(&self) -> Arc<TransferAcl> {
+    pub fn transfer_rules(&self) -> Arc<TransferRules> {
         self.transfers.load_full()
     }
 

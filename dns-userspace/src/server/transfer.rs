@@ -18,8 +18,17 @@ use crate::{
     zone::{WireName, Zone},
 };
 
-/// Who may transfer each zone, by apex.
-pub type TransferAcl = HashMap<WireName, Vec<ClientNet>>;
+/// What the policy file says of a zone's copies elsewhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZoneTransfer {
+    /// Networks that may transfer it.
+    pub allow: Vec<ClientNet>,
+    /// Secondaries told of each new version (RFC 1996 NOTIFY).
+    pub notify: Vec<std::net::SocketAddr>,
+}
+
+/// Each zone's transfer rules, by apex.
+pub type TransferRules = HashMap<WireName, ZoneTransfer>;
 
 /// Most bytes of records a transfer message carries: a message stays well
 /// under the 64 KB a TCP frame holds, as Knot's and BIND's do.
@@ -50,10 +59,12 @@ impl Responder {
         let Some(zone) = catalog.get(&apex) else {
             return refuse(ResponseCode::NotAuth);
         };
-        let allowed = self
-            .transfer_acl()
-            .get(&apex)
-            .is_some_and(|networks| networks.iter().any(|n| n.contains(ClientNet::host(client))));
+        let allowed = self.transfer_rules().get(&apex).is_some_and(|rules| {
+            rules
+                .allow
+                .iter()
+                .any(|n| n.contains(ClientNet::host(client)))
+        });
         if !allowed {
             tracing::warn!(
                 event = "transfer",
@@ -171,7 +182,11 @@ mod tests {
         let responder = Responder::new(catalog, 1232);
         let apex = WireName::from_name(&origin).unwrap();
         let allowed = crate::policy::parse_network("198.18.0.0/24").unwrap();
-        responder.set_transfer_acl(TransferAcl::from([(apex, vec![allowed])]));
+        let rules = ZoneTransfer {
+            allow: vec![allowed],
+            notify: Vec::new(),
+        };
+        responder.set_transfer_rules(TransferRules::from([(apex, rules)]));
         responder
     }
 

@@ -1,0 +1,171 @@
+//! NOTIFY out (RFC 1996): a zone's secondaries are told of each new
+//! version over UDP, each tried up to [`TRIES`] times a second apart until
+//! it answers, so that they fetch it at once rather than at their next
+//! SOA refresh.
+
+use std::{net::SocketAddr, time::Duration};
+
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{Name, RecordType},
+};
+use tokio::net::UdpSocket;
+
+use super::transfer::TransferRules;
+use crate::zone::Catalog;
+
+/// Sends per secondary before giving up.
+const TRIES: u32 = 5;
+/// How long each send waits for the secondary's answer.
+const WAIT: Duration = Duration::from_secs(1);
+
+/// Tells the secondaries of each zone of `new` whose serial is not the one
+/// it had in `old` (or that is new). Returns at once; the sends run on the
+/// runtime.
+pub fn notify_changes(old: &Catalog, new: &Catalog, rules: &TransferRules) {
+    for zone in new.zones() {
+        let Some(rule) = rules.get(zone.origin()).filter(|r| !r.notify.is_empty()) else {
+            continue;
+        };
+        if old
+            .get(zone.origin())
+            .is_some_and(|before| before.serial() == zone.serial())
+        {
+            continue;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime to send NOTIFY of {} from", zone.origin_name());
+            return;
+        };
+        for &target in &rule.notify {
+            runtime.spawn(notify(zone.origin_name().clone(), zone.serial(), target));
+        }
+    }
+}
+
+/// The NOTIFY message for `origin`.
+fn message(origin: &Name) -> Message {
+    let mut message = Message::query();
+    message.metadata.op_code = OpCode::Notify;
+    message.metadata.authoritative = true;
+    message.add_query(Query::query(origin.clone(), RecordType::SOA));
+    message
+}
+
+async fn notify(origin: Name, serial: u32, target: SocketAddr) {
+    let answer = match send(&origin, target).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::warn!(
+                event = "notify",
+                zone = %origin,
+                target = %target,
+                result = "failed",
+                "NOTIFY of {origin} serial {serial} to {target}: {error}"
+            );
+            return;
+        }
+    };
+    match answer {
+        Some(ResponseCode::NoError) => tracing::info!(
+            event = "notify",
+            zone = %origin,
+            target = %target,
+            result = "acknowledged",
+            "NOTIFY of {origin} serial {serial} to {target}: acknowledged"
+        ),
+        Some(code) => tracing::warn!(
+            event = "notify",
+            zone = %origin,
+            target = %target,
+            result = "refused",
+            "NOTIFY of {origin} serial {serial} to {target}: answered {code}"
+        ),
+        None => tracing::warn!(
+            event = "notify",
+            zone = %origin,
+            target = %target,
+            result = "unanswered",
+            "NOTIFY of {origin} serial {serial} to {target}: no answer to {TRIES} tries"
+        ),
+    }
+}
+
+/// Sends the NOTIFY until `target` answers it; its response code, or
+/// `None` after [`TRIES`] sends without one.
+async fn send(origin: &Name, target: SocketAddr) -> std::io::Result<Option<ResponseCode>> {
+    let local: SocketAddr = match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(target).await?;
+    let request = message(origin);
+    let bytes = request.to_vec().map_err(std::io::Error::other)?;
+    let mut buffer = vec![0u8; 4096];
+    for _ in 0..TRIES {
+        socket.send(&bytes).await?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // Anything but the answer to this NOTIFY is ignored.
+        while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await {
+            let Ok(answer) = Message::from_vec(&buffer[..received?]) else {
+                continue;
+            };
+            if answer.metadata.id == request.metadata.id
+                && answer.metadata.message_type == MessageType::Response
+            {
+                return Ok(Some(answer.metadata.response_code));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secondary that drops the first `drop` NOTIFYs and answers the next.
+    async fn secondary(drop: usize) -> (SocketAddr, tokio::task::JoinHandle<usize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 4096];
+            let mut seen = 0;
+            loop {
+                let (len, from) = socket.recv_from(&mut buffer).await.unwrap();
+                let notify = Message::from_vec(&buffer[..len]).unwrap();
+                assert_eq!(notify.metadata.op_code, OpCode::Notify);
+                assert!(notify.metadata.authoritative);
+                assert_eq!(notify.queries[0].query_type(), RecordType::SOA);
+                seen += 1;
+                if seen > drop {
+                    let answer = Message::response(notify.metadata.id, OpCode::Notify);
+                    socket
+                        .send_to(&answer.to_vec().unwrap(), from)
+                        .await
+                        .unwrap();
+                    return seen;
+                }
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notify_is_sent_again_until_the_secondary_answers() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let (addr, secondary) = secondary(2).await;
+        let answer = send(&origin, addr).await.unwrap();
+        assert_eq!(answer, Some(ResponseCode::NoError));
+        assert_eq!(secondary.await.unwrap(), 3, "two lost, the third answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_secondary_is_given_up_after_five_tries() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let (addr, secondary) = secondary(usize::MAX).await;
+        assert_eq!(send(&origin, addr).await.unwrap(), None);
+        secondary.abort();
+    }
+}
