@@ -144,6 +144,7 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
         "example.com.",
         "SOA",
         "+short",
+        "+tcp",
     ]);
     assert!(
         serial.contains(" 2026112801 "),
@@ -172,6 +173,14 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     println!("Knot served the new version {followed:?} after dnslb's reload");
     let log = knot.log_text();
     assert!(log.contains("serial 2026112801 -> 2026112802"), "{log}");
+    // Only the difference travelled: dnslb kept the version Knot had.
+    assert!(
+        daemon.log_text().contains(&format!(
+            "sent IXFR of example.com. serial 2026112802 to {SECONDARY}: difference, 5 records"
+        )),
+        "{}",
+        daemon.log_text()
+    );
     assert!(
         daemon.log_text().contains(&format!(
             "NOTIFY of example.com. serial 2026112802 to {SECONDARY}:{knot_port}: acknowledged"

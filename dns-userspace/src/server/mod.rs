@@ -5,6 +5,7 @@
 mod cookies;
 mod edns;
 mod fast;
+mod journal;
 mod notify;
 mod rate_limit;
 mod respond;

@@ -21,12 +21,12 @@ use dns_common::{
     wire::{CLASSIC_UDP_PAYLOAD, FLAGS0_QR, HEADER_LEN, SERVER_COOKIE_LEN},
 };
 
-use super::transfer::TransferRules;
 use super::{
     cookies::unix_now,
     edns::{self, Cookie, QueryOptions},
     fast::PlainQuery,
 };
+use super::{journal::Journal, transfer::TransferRules};
 use crate::{
     backends::ColdStart,
     policy::ClientNet,
@@ -57,6 +57,8 @@ pub struct Responder {
     cookies: ArcSwap<CookieSecrets>,
     /// Who may transfer which zone.
     transfers: ArcSwap<TransferRules>,
+    /// Earlier versions of the transferable zones, for IXFR.
+    journal: std::sync::Mutex<Journal>,
 }
 
 impl Responder {
@@ -68,12 +70,18 @@ impl Responder {
             rotation: AtomicUsize::new(0),
             cookies: ArcSwap::from_pointee(CookieSecrets::default()),
             transfers: ArcSwap::from_pointee(TransferRules::default()),
+            journal: std::sync::Mutex::new(Journal::default()),
         }
     }
 
     /// Transfers each zone as `rules` say, from the next request on.
     pub fn set_transfer_rules(&self, rules: TransferRules) {
         self.transfers.store(Arc::new(rules));
+    }
+
+    /// The version of `origin` that had `serial`, if the journal keeps it.
+    pub(super) fn journal_version(&self, origin: &WireName, serial: u32) -> Option<Arc<Zone>> {
+        self.journal.lock().ok()?.version(origin, serial)
     }
 
     pub fn transfer_rules(&self) -> Arc<TransferRules> {
@@ -133,6 +141,14 @@ impl Responder {
     /// Serves `catalog` from the next query on; queries in flight finish
     /// with the one they started with.
     pub fn set_catalog(&self, catalog: Catalog) {
+        let old = self.catalog.load_full();
+        let rules = self.transfer_rules();
+        let transferable =
+            |origin: &WireName| rules.get(origin).is_some_and(|r| !r.allow.is_empty());
+        // A poisoned journal only costs secondaries whole transfers.
+        if let Ok(mut journal) = self.journal.lock() {
+            journal.record(&old, &catalog, transferable);
+        }
         self.catalog.store(Arc::new(catalog));
     }
 

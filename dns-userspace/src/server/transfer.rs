@@ -12,7 +12,10 @@ use hickory_proto::{
     serialize::binary::BinEncodable,
 };
 
-use super::respond::Responder;
+use super::{
+    journal::{difference, records_but_soa},
+    respond::Responder,
+};
 use crate::{
     policy::ClientNet,
     zone::{WireName, Zone},
@@ -87,10 +90,13 @@ impl Responder {
                     })
             })
             .flatten();
-        let records = if client_serial == Some(zone.serial()) {
-            soa_records(zone).take(1).collect()
-        } else {
-            whole_zone(zone)
+        let kept = client_serial.and_then(|serial| self.journal_version(&apex, serial));
+        let (how, records) = match (client_serial, kept) {
+            (Some(serial), _) if serial == zone.serial() => {
+                ("current", soa_records(zone).take(1).collect())
+            }
+            (_, Some(old)) => ("difference", incremental(&old, zone)),
+            _ => ("whole zone", whole_zone(zone)),
         };
         tracing::info!(
             event = "transfer",
@@ -98,7 +104,7 @@ impl Responder {
             client = %client,
             result = "sent",
             serial = zone.serial(),
-            "sent {kind} of {} serial {} to {client}: {} records",
+            "sent {kind} of {} serial {} to {client}: {how}, {} records",
             zone.origin_name(),
             zone.serial(),
             records.len()
@@ -114,15 +120,20 @@ fn soa_records(zone: &Zone) -> impl Iterator<Item = Record> + '_ {
 /// The zone as AXFR sends it: the SOA, every other record, the SOA again.
 fn whole_zone(zone: &Zone) -> Vec<Record> {
     let mut records: Vec<Record> = soa_records(zone).collect();
-    for (owner, node) in zone.nodes() {
-        let owner = owner.to_name();
-        for rrset in node.rrsets() {
-            if rrset.record_type() == RecordType::SOA && owner == *zone.origin_name() {
-                continue;
-            }
-            records.extend(rrset.records(&owner));
-        }
-    }
+    records.extend(records_but_soa(zone));
+    records.extend(soa_records(zone));
+    records
+}
+
+/// IXFR's answer from `old` to `zone` (RFC 1995 §4): the new SOA, the old
+/// SOA and what was removed, the new SOA and what was added, the new SOA.
+fn incremental(old: &Zone, zone: &Zone) -> Vec<Record> {
+    let (removed, added) = difference(old, zone);
+    let mut records: Vec<Record> = soa_records(zone).collect();
+    records.extend(soa_records(old));
+    records.extend(removed);
+    records.extend(soa_records(zone));
+    records.extend(added);
     records.extend(soa_records(zone));
     records
 }
@@ -246,6 +257,62 @@ mod tests {
             .transfer(&request("example.com.", RecordType::IXFR, Some(6)), client)
             .expect("a transfer");
         assert_eq!(answers(&older).len(), HOSTS + 4);
+    }
+
+    #[test]
+    fn ixfr_from_a_kept_version_is_only_the_difference() {
+        let client = "198.18.0.9".parse().unwrap();
+        let responder = responder();
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let mut text = String::from("$TTL 300\n@ SOA ns h 8 2 3 4 5\n@ NS ns\nns A 198.18.0.53\n");
+        // host0 goes, host1 changes address, the rest stay, one is new.
+        text.push_str("host1 A 198.18.99.1\nnew TXT \"added\"\n");
+        for n in 2..HOSTS {
+            text.push_str(&format!("host{n} A 198.18.{}.{}\n", n / 250, n % 250));
+        }
+        let zone = parse_zone(&origin, &text, Path::new("example.com.zone")).unwrap();
+        let mut catalog = Catalog::default();
+        catalog.insert(zone);
+        responder.set_catalog(catalog);
+
+        let messages = responder
+            .transfer(&request("example.com.", RecordType::IXFR, Some(7)), client)
+            .expect("a transfer");
+        let shown: Vec<String> = answers(&messages)
+            .iter()
+            .map(|r| match &r.data {
+                RData::SOA(soa) => format!("SOA {}", soa.serial),
+                other => format!("{} {other}", r.name),
+            })
+            .collect();
+        // New SOA; old SOA and what went; new SOA and what came; new SOA.
+        // (Within a part, records come in zone order, which is the map's.)
+        let sorted = |part: &[String]| {
+            let mut part = part.to_vec();
+            part.sort();
+            part
+        };
+        assert_eq!(shown.len(), 8, "{shown:?}");
+        assert_eq!(
+            [&shown[0], &shown[1], &shown[4], &shown[7]],
+            ["SOA 8", "SOA 7", "SOA 8", "SOA 8"]
+        );
+        assert_eq!(
+            sorted(&shown[2..4]),
+            [
+                "host0.example.com. 198.18.0.0",
+                "host1.example.com. 198.18.0.1"
+            ]
+        );
+        assert_eq!(
+            sorted(&shown[5..7]),
+            ["host1.example.com. 198.18.99.1", "new.example.com. added"]
+        );
+        // A version the journal never had: the whole zone.
+        let unknown = responder
+            .transfer(&request("example.com.", RecordType::IXFR, Some(3)), client)
+            .expect("a transfer");
+        assert_eq!(answers(&unknown).len(), HOSTS + 4);
     }
 
     #[test]
