@@ -67,20 +67,37 @@ fn until(limit: Duration, args: &[&str], done: impl Fn(&str) -> bool) -> Duratio
     }
 }
 
-fn knot_secondary(dir: &Path, listen: &str, primary: &str) -> PathBuf {
+/// A Knot DNS configuration in `dir`: listening on `listen`, with dnslb
+/// (at `dnslb`, reached from the secondary's address) as its one remote,
+/// one ACL rule for loopback, and the zone's own settings.
+fn knot_config(dir: &Path, listen: &str, dnslb: &str, action: &str, zone: &str) -> PathBuf {
     let config = format!(
         "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {listen}\n\
          database:\n    storage: \"{dir}\"\n\
-         remote:\n  - id: dnslb\n    address: {primary}\n    via: {SECONDARY}\n\
-         acl:\n  - id: notify_from_dnslb\n    address: 127.0.0.1\n    action: notify\n\
-         zone:\n  - domain: example.com\n    master: dnslb\n    acl: notify_from_dnslb\n    \
-         file: \"{dir}/example.com.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
+         remote:\n  - id: dnslb\n    address: {dnslb}\n    via: {SECONDARY}\n\
+         acl:\n  - id: loopback\n    address: 127.0.0.0/8\n    action: {action}\n\
+         zone:\n  - domain: example.com\n    acl: loopback\n    zonefile-sync: -1\n    \
+         journal-content: none\n{zone}\
          log:\n  - target: stderr\n    any: info\n",
         dir = dir.display(),
     );
     let path = dir.join("knot.conf");
     std::fs::write(&path, config).expect("knot.conf");
     path
+}
+
+fn knot_secondary(dir: &Path, listen: &str, primary: &str) -> PathBuf {
+    let zone = format!(
+        "    master: dnslb\n    file: \"{}/example.com.zone\"\n",
+        dir.display()
+    );
+    knot_config(dir, listen, primary, "notify", &zone)
+}
+
+/// Starts `dnslb run` on 127.0.0.1:`port` with the policy file `policy`.
+fn start(port: u16, policy: &Path) -> anyhow::Result<Daemon> {
+    let (listen, policy) = (format!("127.0.0.1:{port}"), policy.display().to_string());
+    Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--config", &policy])
 }
 
 #[test]
@@ -100,16 +117,7 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     )
     .unwrap();
     let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let daemon = Daemon::start_here(&[
-        "run",
-        "--no-xdp",
-        "--listen",
-        &listen,
-        "--config",
-        &policy.display().to_string(),
-    ])
-    .expect("dnslb starts");
+    let daemon = start(port, &policy).expect("dnslb starts");
 
     let knot_dir = dir.join("knot");
     std::fs::create_dir_all(&knot_dir).unwrap();
@@ -229,6 +237,84 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     assert!(records.last().is_some_and(|r| r.contains("SOA")), "{axfr}");
     assert!(records.iter().any(|r| r.contains("198.18.77.7")), "{axfr}");
     drop(knot);
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn knot_primary(dir: &Path, listen: &str, secondary: &str, zone: &Path) -> PathBuf {
+    let zone = format!("    notify: dnslb\n    file: \"{}\"\n", zone.display());
+    knot_config(dir, listen, secondary, "transfer", &zone)
+}
+
+#[test]
+fn dnslb_copies_a_zone_from_knot_follows_its_notify_and_restarts_from_its_copy() {
+    let dir = scratch("knot-primary");
+    let knot_dir = dir.join("knot");
+    std::fs::create_dir_all(&knot_dir).unwrap();
+    let source = knot_dir.join("example.com.zone");
+    std::fs::write(&source, zone_text(2026112801, "")).unwrap();
+    let (port, knot_port) = (free_port(), free_port());
+    let config = knot_primary(
+        &knot_dir,
+        &format!("{SECONDARY}@{knot_port}"),
+        &format!("127.0.0.1@{port}"),
+        &source,
+    );
+    let mut knotd = Command::new("knotd");
+    knotd.arg("-c").arg(&config);
+    let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
+
+    let copy = dir.join("copy").join("example.com.zone");
+    let policy = dir.join("dnslb.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\nprimary = \"{SECONDARY}:{knot_port}\"\n",
+            copy.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start(port, &policy).expect("dnslb starts without a copy");
+    let port_text = port.to_string();
+    let ask = |name: &str| {
+        ["@127.0.0.1", "-p", &port_text, name, "A", "+short", "+tcp"].map(String::from)
+    };
+    let is = |want: &'static str| move |out: &str| out.trim() == want;
+    let www = ask("www.example.com.");
+    let www: Vec<&str> = www.iter().map(String::as_str).collect();
+    let first = until(Duration::from_secs(10), &www, |out| {
+        out.lines()
+            .any(|l| l.trim().parse::<std::net::Ipv4Addr>().is_ok())
+    });
+    println!("dnslb served the zone {first:?} after start");
+    assert!(copy.exists(), "the copy is kept on disk");
+
+    // An edit on Knot, reloaded: Knot's NOTIFY has dnslb fetch it.
+    std::fs::write(&source, zone_text(2026112802, "added 300 IN A 198.18.77.8")).unwrap();
+    let reloaded = Command::new("knotc")
+        .arg("-c")
+        .arg(&config)
+        .args(["zone-reload", "example.com"])
+        .output()
+        .expect("knotc runs");
+    assert!(reloaded.status.success(), "{reloaded:?}");
+    let added = ask("added.example.com.");
+    let added: Vec<&str> = added.iter().map(String::as_str).collect();
+    let followed = until(Duration::from_secs(1), &added, is("198.18.77.8"));
+    println!("dnslb served Knot's edit {followed:?} after knotc zone-reload returned");
+    assert!(
+        daemon
+            .log_text()
+            .contains("copied zone example.com. serial 2026112802"),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Without the primary, a restarted dnslb serves its copy at once.
+    drop(knot);
+    drop(daemon);
+    let daemon = start(port, &policy).expect("dnslb starts from its copy");
+    assert_eq!(kdig(&added).trim(), "198.18.77.8", "{}", daemon.log_text());
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -112,10 +112,21 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
                 })
             })
             .collect::<Result<_, _>>()?;
+        let primary = match &zone.get_ref().primary {
+            Some(text) => Some(text.parse().map_err(|_| {
+                Problem::within(
+                    zone.span(),
+                    "zone".into(),
+                    format!("primary: `{text}` is not an address and port like 198.18.0.1:53"),
+                )
+            })?),
+            None => None,
+        };
         zones.push(ZoneArg {
             origin,
             file,
             transfer: ZoneTransfer {
+                primary: primary.map(|addr| (addr, Default::default())),
                 allow: allow_transfer,
                 notify,
             },

@@ -36,6 +36,9 @@ pub struct ZoneSpec {
     /// Secondaries (`ADDR:PORT`) sent a NOTIFY on each new version.
     #[serde(default)]
     pub notify: Vec<String>,
+    /// A secondary zone: copied from this primary (`ADDR:PORT`) into
+    /// `file`, which keeps the last good copy.
+    pub primary: Option<String>,
 }
 
 /// Where client locations come from: a MaxMind database or a CSV of

@@ -150,8 +150,24 @@ pub(super) fn load(
             });
         }
     }
+    let copied: HashSet<&Name> = config
+        .zones
+        .iter()
+        .filter(|zone| zone.transfer.primary.is_some())
+        .map(|zone| &zone.origin)
+        .collect();
     let mut catalog = Catalog::default();
     for zone in &zones {
+        // A secondary zone without a copy yet is served once its first
+        // transfer is in.
+        if copied.contains(&zone.origin) && !zone.file.exists() {
+            tracing::info!(
+                "zone {}: no copy in {} yet, waiting for the first transfer",
+                zone.origin,
+                zone.file.display()
+            );
+            continue;
+        }
         let started = Instant::now();
         let loaded = load_zone(&zone.origin, &zone.file)?;
         tracing::info!(
@@ -314,19 +330,20 @@ impl Live {
     pub fn reload_zone(&self, origin: Name) -> Result<Applied, ChangeError> {
         let what = format!("reloading zone {origin}");
         let result = self
-            .served
-            .lock()
-            .map_err(ChangeError::from)
-            .and_then(|served| {
-                served
-                    .zones
-                    .iter()
-                    .find(|zone| zone.origin == origin)
-                    .map(|zone| zone.file.clone())
-                    .ok_or(ChangeError::UnknownZone(origin.clone()))
-            })
-            .and_then(|file| self.change_zone(origin, Some(file)));
+            .served_file(&origin)
+            .and_then(|(file, _)| self.change_zone(origin, Some(file)));
         self.counted(&what, result)
+    }
+
+    /// The file `origin` is served from, and where that was named.
+    fn served_file(&self, origin: &Name) -> Result<(PathBuf, ZoneSource), ChangeError> {
+        let served = self.served.lock()?;
+        served
+            .zones
+            .iter()
+            .find(|zone| zone.origin == *origin)
+            .map(|zone| (zone.file.clone(), zone.source))
+            .ok_or_else(|| ChangeError::UnknownZone(origin.clone()))
     }
 
     /// `DELETE /v1/zones/{origin}`: stops serving `origin`, unless a
@@ -337,9 +354,31 @@ impl Live {
         self.counted(&what, result)
     }
 
+    /// A secondary zone's new copy, written to its file: served as a
+    /// reload of that file is, under the same no-gap rule.
+    pub fn serve_transferred(&self, origin: &Name) -> Result<Applied, ChangeError> {
+        let what = format!("transferring zone {origin}");
+        let result = self
+            .served_file(origin)
+            .and_then(|(file, source)| self.serve_zone_file(origin.clone(), Some(file), source));
+        self.counted(&what, result)
+    }
+
     /// Serves `origin` from `file`, or (with `None`) no longer: the other
-    /// zones and the policy stay as loaded.
+    /// zones and the policy stay as loaded. Recorded as the control API's
+    /// change, which outlives reloads of the files.
     fn change_zone(&self, origin: Name, file: Option<PathBuf>) -> Result<Applied, ChangeError> {
+        self.serve_zone_file(origin, file, ZoneSource::ControlApi)
+    }
+
+    /// Serves `origin` from `file` (or no longer), named by `source`; only
+    /// the control API's changes are recorded to outlive reloads.
+    fn serve_zone_file(
+        &self,
+        origin: Name,
+        file: Option<PathBuf>,
+        source: ZoneSource,
+    ) -> Result<Applied, ChangeError> {
         let mut served = self.served.lock()?;
         let mut catalog = self.responder.catalog().as_ref().clone();
         let origin_wire =
@@ -360,11 +399,13 @@ impl Live {
             served.zones.push(ServedZone {
                 origin: origin.clone(),
                 file: file.clone(),
-                source: ZoneSource::ControlApi,
+                source,
             });
         }
         self.check_room(&catalog, None)?;
-        served.api_changes.insert(origin, file);
+        if source == ZoneSource::ControlApi {
+            served.api_changes.insert(origin, file);
+        }
         let services = self.steering.services().map_or(0, |s| s.len());
         self.serve_catalog(catalog, services)
     }

@@ -11,6 +11,7 @@ mod cookies;
 mod live;
 mod policy_edit;
 mod privileges;
+mod secondary;
 mod simulate;
 #[cfg(test)]
 mod tests;
@@ -207,6 +208,7 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
             metrics,
         },
     ));
+    secondary::follow_primaries(&live, &loaded.config.zones);
     let plane: Arc<dyn ControlPlane> = live.clone();
     control.serve(api::server::router(plane), &control_errors, &mut tasks);
     tracing::info!("serving DNS on {}", args.listen);

@@ -14,6 +14,7 @@ mod transfer;
 mod udp;
 
 pub use cookies::{CookieFileError, CookieKeys, unix_now};
+pub use journal::records_but_soa;
 pub use notify::notify_changes;
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};

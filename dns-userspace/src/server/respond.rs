@@ -229,6 +229,9 @@ impl Responder {
         if query.queries.len() > 1 {
             return None;
         }
+        if query.metadata.op_code == OpCode::Notify {
+            return self.notified(&query, client).to_vec().ok();
+        }
         let subnet =
             query
                 .edns

@@ -4,7 +4,7 @@
 //! Only to the networks a zone allows (`allow_transfer`); everyone else
 //! gets REFUSED, and a name that is not a zone's apex NOTAUTH.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use hickory_proto::{
     op::{Message, OpCode, ResponseCode},
@@ -22,8 +22,11 @@ use crate::{
 };
 
 /// What the policy file says of a zone's copies elsewhere.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct ZoneTransfer {
+    /// For a secondary zone: the primary it is copied from, and what wakes
+    /// its refresh (a NOTIFY from that primary).
+    pub primary: Option<(std::net::SocketAddr, Arc<tokio::sync::Notify>)>,
     /// Networks that may transfer it.
     pub allow: Vec<ClientNet>,
     /// Secondaries told of each new version (RFC 1996 NOTIFY).
@@ -38,6 +41,34 @@ pub type TransferRules = HashMap<WireName, ZoneTransfer>;
 const MESSAGE_BUDGET: usize = 16 * 1024;
 
 impl Responder {
+    /// The answer to a NOTIFY (RFC 1996): accepted from a secondary zone's
+    /// primary, whose refresh it wakes; refused from anyone else.
+    pub(super) fn notified(&self, query: &Message, client: IpAddr) -> Message {
+        let mut response = Message::response(query.metadata.id, OpCode::Notify);
+        response.add_queries(query.queries.clone());
+        let primary = query.queries.first().and_then(|question| {
+            let apex = WireName::from_name(question.name())?;
+            let rules = self.transfer_rules();
+            rules.get(&apex)?.primary.clone()
+        });
+        match primary {
+            Some((addr, wake)) if addr.ip() == client => {
+                response.metadata.authoritative = true;
+                wake.notify_one();
+            }
+            _ => {
+                tracing::warn!(
+                    event = "notify",
+                    client = %client,
+                    result = "refused",
+                    "refused a NOTIFY from {client}: not the primary of a zone copied here"
+                );
+                response.metadata.response_code = ResponseCode::Refused;
+            }
+        }
+        response
+    }
+
     /// For a zone-transfer request (AXFR or IXFR, over TCP), the messages
     /// of the answer in order; `None` for any other query.
     pub fn transfer(&self, request: &[u8], client: IpAddr) -> Option<Vec<Vec<u8>>> {
@@ -195,7 +226,7 @@ mod tests {
         let allowed = crate::policy::parse_network("198.18.0.0/24").unwrap();
         let rules = ZoneTransfer {
             allow: vec![allowed],
-            notify: Vec::new(),
+            ..ZoneTransfer::default()
         };
         responder.set_transfer_rules(TransferRules::from([(apex, rules)]));
         responder
