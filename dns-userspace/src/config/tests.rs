@@ -281,7 +281,8 @@ fn branch_slots_survive_a_reload() {
 }
 
 /// `allow_transfer` names the networks that may transfer a zone, `notify`
-/// the secondaries told of changes; a bad one is refused on its zone's line.
+/// the secondaries told of changes, `primary` where a secondary zone is
+/// copied from; a bad one is refused on its zone's line.
 #[test]
 fn zones_say_who_may_transfer_them() {
     let config = parse(
@@ -315,6 +316,14 @@ fn zones_say_who_may_transfer_them() {
     .expect_err("no port");
     assert!(
         error.to_string().contains("notify: `198.18.0.3`"),
+        "{error}"
+    );
+    let error = parse(
+        "[[zone]]\norigin = \"example.com\"\nfile = \"copy.zone\"\nprimary = \"primary.example\"\n",
+    )
+    .expect_err("not an address");
+    assert!(
+        error.to_string().contains("primary: `primary.example`"),
         "{error}"
     );
 }
