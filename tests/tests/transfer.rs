@@ -246,35 +246,75 @@ fn knot_primary(dir: &Path, listen: &str, secondary: &str, zone: &Path) -> PathB
     knot_config(dir, listen, secondary, "transfer", &zone)
 }
 
+/// Knot DNS as the primary of example.com (the zone in `source`) and
+/// dnslb as its secondary, copying into `copy`: their ports, files and
+/// configurations.
+struct FromKnot {
+    dir: PathBuf,
+    source: PathBuf,
+    copy: PathBuf,
+    config: PathBuf,
+    policy: PathBuf,
+    port: u16,
+}
+
+impl FromKnot {
+    fn new(test: &str, zone: &str) -> FromKnot {
+        let dir = scratch(test);
+        let knot_dir = dir.join("knot");
+        std::fs::create_dir_all(&knot_dir).unwrap();
+        let source = knot_dir.join("example.com.zone");
+        std::fs::write(&source, zone).unwrap();
+        let (port, knot_port) = (free_port(), free_port());
+        let config = knot_primary(
+            &knot_dir,
+            &format!("{SECONDARY}@{knot_port}"),
+            &format!("127.0.0.1@{port}"),
+            &source,
+        );
+        let copy = dir.join("copy").join("example.com.zone");
+        let policy = dir.join("dnslb.toml");
+        std::fs::write(
+            &policy,
+            format!(
+                "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\nprimary = \"{SECONDARY}:{knot_port}\"\n",
+                copy.display()
+            ),
+        )
+        .unwrap();
+        FromKnot {
+            dir,
+            source,
+            copy,
+            config,
+            policy,
+            port,
+        }
+    }
+
+    fn knot(&self) -> Process {
+        let mut knotd = Command::new("knotd");
+        knotd.arg("-c").arg(&self.config);
+        Process::spawn(knotd, self.dir.join("knotd.log")).expect("knotd starts (install knot)")
+    }
+
+    fn dnslb(&self) -> Daemon {
+        start(self.port, &self.policy).expect("dnslb starts")
+    }
+}
+
+impl Drop for FromKnot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn dnslb_copies_a_zone_from_knot_follows_its_notify_and_restarts_from_its_copy() {
-    let dir = scratch("knot-primary");
-    let knot_dir = dir.join("knot");
-    std::fs::create_dir_all(&knot_dir).unwrap();
-    let source = knot_dir.join("example.com.zone");
-    std::fs::write(&source, zone_text(2026112801, "")).unwrap();
-    let (port, knot_port) = (free_port(), free_port());
-    let config = knot_primary(
-        &knot_dir,
-        &format!("{SECONDARY}@{knot_port}"),
-        &format!("127.0.0.1@{port}"),
-        &source,
-    );
-    let mut knotd = Command::new("knotd");
-    knotd.arg("-c").arg(&config);
-    let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
-
-    let copy = dir.join("copy").join("example.com.zone");
-    let policy = dir.join("dnslb.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\nprimary = \"{SECONDARY}:{knot_port}\"\n",
-            copy.display()
-        ),
-    )
-    .unwrap();
-    let daemon = start(port, &policy).expect("dnslb starts without a copy");
+    let rig = FromKnot::new("knot-primary", &zone_text(2026112801, ""));
+    let (source, copy, config, port) = (&rig.source, &rig.copy, &rig.config, rig.port);
+    let knot = rig.knot();
+    let daemon = rig.dnslb();
     let port_text = port.to_string();
     let ask = |name: &str| {
         ["@127.0.0.1", "-p", &port_text, name, "A", "+short", "+tcp"].map(String::from)
@@ -290,10 +330,10 @@ fn dnslb_copies_a_zone_from_knot_follows_its_notify_and_restarts_from_its_copy()
     assert!(copy.exists(), "the copy is kept on disk");
 
     // An edit on Knot, reloaded: Knot's NOTIFY has dnslb fetch it.
-    std::fs::write(&source, zone_text(2026112802, "added 300 IN A 198.18.77.8")).unwrap();
+    std::fs::write(source, zone_text(2026112802, "added 300 IN A 198.18.77.8")).unwrap();
     let reloaded = Command::new("knotc")
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .args(["zone-reload", "example.com"])
         .output()
         .expect("knotc runs");
@@ -313,8 +353,66 @@ fn dnslb_copies_a_zone_from_knot_follows_its_notify_and_restarts_from_its_copy()
     // Without the primary, a restarted dnslb serves its copy at once.
     drop(knot);
     drop(daemon);
-    let daemon = start(port, &policy).expect("dnslb starts from its copy");
+    let daemon = rig.dnslb();
     assert_eq!(kdig(&added).trim(), "198.18.77.8", "{}", daemon.log_text());
     drop(daemon);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The status kdig reports for `args` (NOERROR, REFUSED, ...).
+fn status(args: &[&str]) -> String {
+    let out = kdig(args);
+    out.split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or("no answer")
+        .to_owned()
+}
+
+#[test]
+fn a_secondary_zone_expires_without_its_primary_and_comes_back_with_it() {
+    // Refresh and retry every second, expire after 3.
+    let text = zone_text(2026112801, "")
+        .replacen("7200       ; refresh", "1 ; refresh", 1)
+        .replacen("3600       ; retry", "1 ; retry", 1)
+        .replacen("1209600    ; expire", "3 ; expire", 1);
+    assert!(
+        text.contains("1 ; refresh") && text.contains("1 ; retry") && text.contains("3 ; expire"),
+        "the example zone's SOA is laid out as this test expects"
+    );
+    let rig = FromKnot::new("expire", &text);
+    let primary = rig.knot();
+    let daemon = rig.dnslb();
+    let port = rig.port.to_string();
+    let www = ["@127.0.0.1", "-p", &port, "www.example.com.", "A", "+tcp"];
+    let served = |wanted: &str, within: Duration| {
+        let started = Instant::now();
+        while status(&www) != wanted {
+            assert!(started.elapsed() < within, "not {wanted} within {within:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+        started.elapsed()
+    };
+    served("NOERROR", Duration::from_secs(5));
+
+    // The primary goes: answered until the expire (3 s from the last
+    // refresh, which is at most 1 s old), then REFUSED.
+    drop(primary);
+    let gone = served("REFUSED", Duration::from_secs(7));
+    assert!(
+        gone >= Duration::from_millis(1500),
+        "expired after {gone:?}"
+    );
+    println!("expired {gone:?} after the primary stopped");
+    assert!(daemon.log_text().contains("expiring zone example.com."));
+
+    // A restart does not serve the expired copy either.
+    drop(daemon);
+    let daemon = rig.dnslb();
+    assert_eq!(status(&www), "REFUSED", "{}", daemon.log_text());
+
+    // The primary is back: served again from the next transfer.
+    let _primary = rig.knot();
+    let back = served("NOERROR", Duration::from_secs(8));
+    println!("served again {back:?} after the primary came back");
+    drop(daemon);
 }

@@ -170,6 +170,14 @@ pub(super) fn load(
         }
         let started = Instant::now();
         let loaded = load_zone(&zone.origin, &zone.file)?;
+        if copied.contains(&zone.origin) && super::secondary::expired(&loaded, &zone.file) {
+            tracing::warn!(
+                "zone {}: the copy in {} is past its SOA's expire, waiting for the primary",
+                zone.origin,
+                zone.file.display()
+            );
+            continue;
+        }
         tracing::info!(
             "loaded zone {} from {}: {} names in {:.2} s",
             zone.origin,
@@ -354,13 +362,26 @@ impl Live {
         self.counted(&what, result)
     }
 
-    /// A secondary zone's new copy, written to its file: served as a
-    /// reload of that file is, under the same no-gap rule.
-    pub fn serve_transferred(&self, origin: &Name) -> Result<Applied, ChangeError> {
+    /// A secondary zone's new copy, written to `file`: served as a reload
+    /// of that file is, under the same no-gap rule.
+    pub fn serve_transferred(&self, origin: &Name, file: PathBuf) -> Result<Applied, ChangeError> {
         let what = format!("transferring zone {origin}");
-        let result = self
-            .served_file(origin)
-            .and_then(|(file, source)| self.serve_zone_file(origin.clone(), Some(file), source));
+        let result = self.serve_zone_file(origin.clone(), Some(file), ZoneSource::PolicyFile);
+        self.counted(&what, result)
+    }
+
+    /// A secondary zone past its expire: no longer served until its
+    /// primary gives a copy again.
+    pub fn withdraw_transferred(
+        &self,
+        origin: &Name,
+        file: PathBuf,
+    ) -> Result<Applied, ChangeError> {
+        let what = format!(
+            "expiring zone {origin}: no word from its primary within the SOA's expire (copy in {})",
+            file.display()
+        );
+        let result = self.serve_zone_file(origin.clone(), None, ZoneSource::PolicyFile);
         self.counted(&what, result)
     }
 

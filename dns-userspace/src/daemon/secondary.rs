@@ -61,19 +61,50 @@ pub fn follow_primaries(live: &Arc<Live>, zones: &[ZoneArg]) {
     }
 }
 
-/// The zone's current serial, refresh and retry, if it is served.
-fn current(live: &Live, origin: &Name) -> Option<(u32, Duration, Duration)> {
+/// The timers of a zone's SOA.
+#[derive(Clone, Copy, Debug)]
+struct Timers {
+    serial: u32,
+    refresh: Duration,
+    retry: Duration,
+}
+
+/// The timers of the zone being served, if it is.
+fn current(live: &Live, origin: &Name) -> Option<Timers> {
     let apex = crate::zone::WireName::from_name(origin)?;
     let catalog = live.responder.catalog();
     let zone = catalog.get(&apex)?;
+    let seconds = |value: i32| Duration::from_secs(u64::from(value.max(1) as u32));
     match zone.soa().rdatas().first() {
-        Some(RData::SOA(soa)) => Some((
-            soa.serial,
-            Duration::from_secs(u64::from(soa.refresh.max(1) as u32)),
-            Duration::from_secs(u64::from(soa.retry.max(1) as u32)),
-        )),
+        Some(RData::SOA(soa)) => Some(Timers {
+            serial: soa.serial,
+            refresh: seconds(soa.refresh),
+            retry: seconds(soa.retry),
+        }),
         _ => None,
     }
+}
+
+/// Whether the copy of `zone` in `file` is past the SOA's expire: the
+/// primary last confirmed it (the file's modification time) longer ago.
+pub fn expired(zone: &crate::zone::Zone, file: &std::path::Path) -> bool {
+    let Some(RData::SOA(soa)) = zone.soa().rdatas().first() else {
+        return false;
+    };
+    let expire = Duration::from_secs(u64::from(soa.expire.max(0) as u32));
+    std::fs::metadata(file)
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|confirmed| confirmed.elapsed().ok())
+        .is_some_and(|age| age > expire)
+}
+
+/// Notes that the primary confirmed the copy in `file` now.
+fn confirmed(file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::options()
+        .write(true)
+        .open(file)?
+        .set_modified(std::time::SystemTime::now())
 }
 
 async fn follow(
@@ -88,16 +119,8 @@ async fn follow(
             return;
         };
         let now = current(&alive, &origin);
-        let wait = match refresh(
-            &alive,
-            &origin,
-            &file,
-            primary,
-            now.map(|(serial, ..)| serial),
-        )
-        .await
-        {
-            Ok(()) => current(&alive, &origin).map_or(FIRST_RETRY, |(_, refresh, _)| refresh),
+        let wait = match refresh(&alive, &origin, &file, primary, now.map(|t| t.serial)).await {
+            Ok(()) => current(&alive, &origin).map_or(FIRST_RETRY, |t| t.refresh),
             Err(error) => {
                 tracing::warn!(
                     event = "transfer",
@@ -106,7 +129,8 @@ async fn follow(
                     result = "failed",
                     "copying zone {origin} from {primary}: {error}"
                 );
-                now.map_or(FIRST_RETRY, |(_, _, retry)| retry)
+                expire_if_due(&alive, &origin, &file).await;
+                now.map_or(FIRST_RETRY, |t| t.retry)
             }
         };
         drop(alive);
@@ -114,6 +138,25 @@ async fn follow(
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => {}
         }
+    }
+}
+
+/// Stops serving the zone once its copy is past the SOA's expire (RFC
+/// 1035 §4.3.5): a stale copy is worse than none.
+async fn expire_if_due(live: &Arc<Live>, origin: &Name, file: &std::path::Path) {
+    let apex = crate::zone::WireName::from_name(origin);
+    let catalog = live.responder.catalog();
+    let due = apex
+        .and_then(|apex| catalog.get(&apex).cloned())
+        .is_some_and(|zone| expired(&zone, file));
+    if !due {
+        return;
+    }
+    let (live, origin, file) = (live.clone(), origin.clone(), file.to_owned());
+    let withdrawn =
+        tokio::task::spawn_blocking(move || live.withdraw_transferred(&origin, file)).await;
+    if let Ok(Err(error)) = withdrawn {
+        tracing::error!("expiring a zone: {error}");
     }
 }
 
@@ -128,7 +171,7 @@ async fn refresh(
 ) -> Result<(), FetchError> {
     let theirs = soa_serial(primary, origin).await?;
     if serial.is_some_and(|ours| !newer(theirs, ours)) {
-        return Ok(());
+        return Ok(confirmed(file)?);
     }
     let records = axfr(primary, origin).await?;
     let text = master_file(&records);
@@ -137,7 +180,7 @@ async fn refresh(
     let served = tokio::task::spawn_blocking(move || {
         crate::durable::replace_file(&file, text.as_bytes())
             .map_err(|error| format!("writing {}: {error}", file.display()))?;
-        live.serve_transferred(&origin)
+        live.serve_transferred(&origin, file)
             .map_err(|error| error.to_string())?;
         Ok::<_, String>(origin)
     })
