@@ -329,7 +329,9 @@ fn dnslb_copies_a_zone_from_knot_follows_its_notify_and_restarts_from_its_copy()
     println!("dnslb served the zone {first:?} after start");
     assert!(copy.exists(), "the copy is kept on disk");
 
-    // An edit on Knot, reloaded: Knot's NOTIFY has dnslb fetch it.
+    // An edit on Knot, reloaded: Knot's NOTIFY has dnslb fetch it (also
+    // after dnslb reloaded its policy file).
+    daemon.cli(&["reload"]).expect("dnslb reload");
     std::fs::write(source, zone_text(2026112802, "added 300 IN A 198.18.77.8")).unwrap();
     let reloaded = Command::new("knotc")
         .arg("-c")

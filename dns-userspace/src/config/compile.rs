@@ -126,7 +126,7 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
             origin,
             file,
             transfer: ZoneTransfer {
-                primary: primary.map(|addr| (addr, Default::default())),
+                primary,
                 allow: allow_transfer,
                 notify,
             },

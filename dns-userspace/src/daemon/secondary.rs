@@ -49,15 +49,20 @@ enum FetchError {
 /// Starts following the primary of each secondary zone in `zones`.
 pub fn follow_primaries(live: &Arc<Live>, zones: &[ZoneArg]) {
     for zone in zones {
-        if let Some((primary, wake)) = &zone.transfer.primary {
-            tokio::spawn(follow(
-                Arc::downgrade(live),
-                zone.origin.clone(),
-                zone.file.clone(),
-                *primary,
-                wake.clone(),
-            ));
-        }
+        let (Some(primary), Some(apex)) = (
+            zone.transfer.primary,
+            crate::zone::WireName::from_name(&zone.origin),
+        ) else {
+            continue;
+        };
+        let wake = live.responder.secondary_wake(&apex);
+        tokio::spawn(follow(
+            Arc::downgrade(live),
+            zone.origin.clone(),
+            zone.file.clone(),
+            primary,
+            wake,
+        ));
     }
 }
 

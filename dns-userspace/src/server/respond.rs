@@ -2,6 +2,7 @@
 //! independent of transport.
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::{
         Arc,
@@ -59,6 +60,9 @@ pub struct Responder {
     transfers: ArcSwap<TransferRules>,
     /// Earlier versions of the transferable zones, for IXFR.
     journal: std::sync::Mutex<Journal>,
+    /// What wakes each secondary zone's refresh: kept here, by apex, so
+    /// that a NOTIFY finds it across reloads of the policy file.
+    wakes: std::sync::Mutex<HashMap<WireName, Arc<tokio::sync::Notify>>>,
 }
 
 impl Responder {
@@ -71,12 +75,22 @@ impl Responder {
             cookies: ArcSwap::from_pointee(CookieSecrets::default()),
             transfers: ArcSwap::from_pointee(TransferRules::default()),
             journal: std::sync::Mutex::new(Journal::default()),
+            wakes: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// Transfers each zone as `rules` say, from the next request on.
     pub fn set_transfer_rules(&self, rules: TransferRules) {
         self.transfers.store(Arc::new(rules));
+    }
+
+    /// What wakes the refresh of the secondary zone `origin`.
+    pub fn secondary_wake(&self, origin: &WireName) -> Arc<tokio::sync::Notify> {
+        // A poisoned map only loses wake-ups; refreshes still run.
+        match self.wakes.lock() {
+            Ok(mut wakes) => wakes.entry(origin.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
     }
 
     /// The version of `origin` that had `serial`, if the journal keeps it.

@@ -4,7 +4,7 @@
 //! Only to the networks a zone allows (`allow_transfer`); everyone else
 //! gets REFUSED, and a name that is not a zone's apex NOTAUTH.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr};
 
 use hickory_proto::{
     op::{Message, OpCode, ResponseCode},
@@ -24,9 +24,8 @@ use crate::{
 /// What the policy file says of a zone's copies elsewhere.
 #[derive(Clone, Debug, Default)]
 pub struct ZoneTransfer {
-    /// For a secondary zone: the primary it is copied from, and what wakes
-    /// its refresh (a NOTIFY from that primary).
-    pub primary: Option<(std::net::SocketAddr, Arc<tokio::sync::Notify>)>,
+    /// For a secondary zone: the primary it is copied from.
+    pub primary: Option<std::net::SocketAddr>,
     /// Networks that may transfer it.
     pub allow: Vec<ClientNet>,
     /// Secondaries told of each new version (RFC 1996 NOTIFY).
@@ -48,13 +47,13 @@ impl Responder {
         response.add_queries(query.queries.clone());
         let primary = query.queries.first().and_then(|question| {
             let apex = WireName::from_name(question.name())?;
-            let rules = self.transfer_rules();
-            rules.get(&apex)?.primary.clone()
+            let primary = self.transfer_rules().get(&apex)?.primary?;
+            Some((apex, primary))
         });
         match primary {
-            Some((addr, wake)) if addr.ip() == client => {
+            Some((apex, addr)) if addr.ip() == client => {
                 response.metadata.authoritative = true;
-                wake.notify_one();
+                self.secondary_wake(&apex).notify_one();
             }
             _ => {
                 tracing::warn!(
