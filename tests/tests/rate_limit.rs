@@ -130,9 +130,13 @@ fn a_flood_gets_the_rate_and_a_resolver_elsewhere_is_not_slowed() -> anyhow::Res
         "the flooder got {} replies, more than {allowed} answers and {slipped} slips",
         flood.replies
     );
+    // Two CPUs taking from one bucket at once can both see the same slip
+    // turn (the race the README's rate limiting section states): a few in a million, so the margin
+    // is one in ten thousand of the limited answers.
+    let margin = ((slipped + dropped) / 10_000).max(1);
     assert!(
-        slipped.abs_diff(dropped) <= 1,
-        "every 2nd limited answer slips: {slipped} slipped, {dropped} dropped"
+        slipped.abs_diff(dropped) <= margin,
+        "every 2nd limited answer slips: {slipped} slipped, {dropped} dropped (margin {margin})"
     );
     assert!(
         busy.answered * 100 >= busy.sent * 99,
