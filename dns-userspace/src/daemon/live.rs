@@ -117,7 +117,7 @@ pub struct Loaded {
 /// Reads the policy file (if any; `policy_text` in its place when given)
 /// and every zone: those of the command line, of the policy file, and
 /// `api_changes` on top. Nothing is changed.
-pub(super) fn load(
+fn load(
     args: &RunArgs,
     labels: Option<&BranchLabels>,
     api_changes: &BTreeMap<Name, Option<PathBuf>>,
@@ -305,12 +305,7 @@ impl Live {
         commit: impl FnOnce(&Loaded) -> Result<(), ChangeError>,
     ) -> Result<Applied, ChangeError> {
         let mut served = self.served.lock()?;
-        let loaded = load(
-            &self.args,
-            Some(&self.steering.branch_labels()),
-            &served.api_changes,
-            policy_text,
-        )?;
+        let loaded = self.load_now(&served, policy_text)?;
         self.check_room(&loaded.catalog, Some(&loaded.config))?;
         commit(&loaded)?;
         let services = loaded.config.services.len();
@@ -461,15 +456,20 @@ impl Live {
             .map_err(ChangeError::NoRoom)
     }
 
-    /// What a change to the policy file must be checked against: the
-    /// labels of the branches now, and the zones the control API changed.
+    /// `text` as the policy file, checked as a reload would be; nothing
+    /// is applied.
     pub(super) fn check_policy_text(&self, text: &str) -> Result<Loaded, ChangeError> {
-        let served = self.served.lock()?;
+        self.load_now(&*self.served.lock()?, Some(text))
+    }
+
+    /// Everything a reload reads, against what serves now: the labels of
+    /// the branches, and the zones the control API changed.
+    fn load_now(&self, served: &Served, policy_text: Option<&str>) -> Result<Loaded, ChangeError> {
         load(
             &self.args,
             Some(&self.steering.branch_labels()),
             &served.api_changes,
-            Some(text),
+            policy_text,
         )
     }
 
@@ -553,24 +553,12 @@ impl Live {
             .ok_or_else(|| ChangeError::UnknownZone(origin.clone()))?;
         let search = search.trim().to_ascii_lowercase();
         let mut records: Vec<RecordRow> = zone
-            .nodes()
-            .flat_map(|(owner, node)| {
-                let owner = owner.to_name();
-                node.rrsets()
-                    .iter()
-                    .flat_map(|rrset| {
-                        rrset
-                            .rdatas()
-                            .iter()
-                            .map(|rdata| RecordRow {
-                                name: owner.to_string(),
-                                ttl: rrset.ttl(),
-                                record_type: rrset.record_type().to_string(),
-                                data: rdata.to_string(),
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .collect::<Vec<_>>()
+            .records()
+            .map(|record| RecordRow {
+                name: record.name.to_string(),
+                ttl: record.ttl,
+                record_type: record.record_type().to_string(),
+                data: record.data.to_string(),
             })
             .filter(|row| {
                 search.is_empty()

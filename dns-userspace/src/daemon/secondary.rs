@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use super::live::Live;
-use crate::{cli::ZoneArg, zone::encode_rdata};
+use crate::{cli::ZoneArg, server::framed, zone::encode_rdata};
 
 /// How long one exchange with the primary may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,20 +80,18 @@ fn current(live: &Live, origin: &Name) -> Option<Timers> {
     let catalog = live.responder.catalog();
     let zone = catalog.get(&apex)?;
     let seconds = |value: i32| Duration::from_secs(u64::from(value.max(1) as u32));
-    match zone.soa().rdatas().first() {
-        Some(RData::SOA(soa)) => Some(Timers {
-            serial: soa.serial,
-            refresh: seconds(soa.refresh),
-            retry: seconds(soa.retry),
-        }),
-        _ => None,
-    }
+    let soa = zone.soa_data()?;
+    Some(Timers {
+        serial: soa.serial,
+        refresh: seconds(soa.refresh),
+        retry: seconds(soa.retry),
+    })
 }
 
 /// Whether the copy of `zone` in `file` is past the SOA's expire: the
 /// primary last confirmed it (the file's modification time) longer ago.
 pub fn expired(zone: &crate::zone::Zone, file: &std::path::Path) -> bool {
-    let Some(RData::SOA(soa)) = zone.soa().rdatas().first() else {
+    let Some(soa) = zone.soa_data() else {
         return false;
     };
     let expire = Duration::from_secs(u64::from(soa.expire.max(0) as u32));
@@ -258,11 +256,7 @@ async fn connect(primary: SocketAddr) -> Result<TcpStream, FetchError> {
 }
 
 async fn send(stream: &mut TcpStream, message: &Message) -> Result<(), FetchError> {
-    let bytes = message.to_vec()?;
-    let mut framed = Vec::with_capacity(bytes.len() + 2);
-    framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-    framed.extend_from_slice(&bytes);
-    stream.write_all(&framed).await?;
+    stream.write_all(&framed(&message.to_vec()?)).await?;
     Ok(())
 }
 

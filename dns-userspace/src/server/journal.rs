@@ -56,17 +56,9 @@ impl Journal {
 
 /// Every record of `zone` but its SOA, in zone order.
 pub fn records_but_soa(zone: &Zone) -> Vec<Record> {
-    let mut records = Vec::new();
-    for (owner, node) in zone.nodes() {
-        let owner = owner.to_name();
-        for rrset in node.rrsets() {
-            if rrset.record_type() == RecordType::SOA && owner == *zone.origin_name() {
-                continue;
-            }
-            records.extend(rrset.records(&owner));
-        }
-    }
-    records
+    zone.records()
+        .filter(|r| r.record_type() != RecordType::SOA || r.name != *zone.origin_name())
+        .collect()
 }
 
 /// What going from `from` to `to` removes and adds (SOAs aside); a record

@@ -18,6 +18,6 @@ pub use journal::records_but_soa;
 pub use notify::notify_changes;
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};
-pub use tcp::{answer_stream, serve_tcp};
+pub use tcp::{answer_stream, framed, serve_tcp};
 pub use transfer::{TransferRules, ZoneTransfer};
 pub use udp::serve_udp;

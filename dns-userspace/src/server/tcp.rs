@@ -165,10 +165,16 @@ async fn send(
     message: &[u8],
     what: &str,
 ) -> io::Result<()> {
+    within(IO_TIMEOUT, stream.write_all(&framed(message)), what).await
+}
+
+/// `message` as DNS over TCP carries it: after its two-byte length
+/// (RFC 1035 §4.2.2; messages are at most 65,535 bytes).
+pub fn framed(message: &[u8]) -> Vec<u8> {
     let mut framed = Vec::with_capacity(message.len() + 2);
     framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
     framed.extend_from_slice(message);
-    within(IO_TIMEOUT, stream.write_all(&framed), what).await
+    framed
 }
 
 /// `io`, or a time-out error naming `what` after `limit`.

@@ -15,7 +15,7 @@ mod view;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, MutexGuard},
 };
 
 use dns_common::HotName;
@@ -30,7 +30,7 @@ pub use self::{
 use crate::{
     backends::{ColdStart, ColdStartMode, PoolSink},
     config::{BranchLabels, Config},
-    dataplane::{HotType, KernelServices, SharedDataplane},
+    dataplane::{Dataplane, HotType, KernelServices, SharedDataplane},
     health::{HealthEvent, HealthRunner},
     hooks::{Event, Hooks},
     policy::{BranchSlot, Condition, Health, Pool, PoolEndpoint, Service},
@@ -372,20 +372,29 @@ impl Steering {
                 .map(|(_, slot)| slot)
                 .collect()
         };
-        let dataplane = match &self.dataplane {
-            Some(dataplane) => Some(dataplane.lock()?),
-            None => None,
-        };
+        let dataplane = self.lock_dataplane()?;
         Ok(slots
             .into_iter()
-            .map(|slot| {
-                let kernel = dataplane
-                    .as_ref()
-                    .and_then(|d| d.branch_answers(slot).ok())
-                    .unwrap_or(0);
-                kernel + self.counters.get(slot)
-            })
+            .map(|slot| self.slot_answers(dataplane.as_deref(), slot))
             .sum())
+    }
+
+    /// The dataplane, locked, if there is one. Lock order: the steering
+    /// state (if needed) first.
+    fn lock_dataplane(&self) -> anyhow::Result<Option<MutexGuard<'_, Dataplane>>> {
+        Ok(match &self.dataplane {
+            Some(dataplane) => Some(dataplane.lock()?),
+            None => None,
+        })
+    }
+
+    /// Answers from branch `slot` so far: the kernel's (from `dataplane`,
+    /// locked by the caller) and the daemon's.
+    fn slot_answers(&self, dataplane: Option<&Dataplane>, slot: BranchSlot) -> u64 {
+        let kernel = dataplane
+            .and_then(|d| d.branch_answers(slot).ok())
+            .unwrap_or(0);
+        kernel + self.counters.get(slot)
     }
 
     /// Re-evaluates the services that use `pools` (all with `None`).

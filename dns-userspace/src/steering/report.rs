@@ -45,17 +45,8 @@ impl Steering {
         let mut used = std::collections::HashSet::new();
         service.policy.pools(&mut used);
         let endpoints = endpoint_rows(&state, |pool| used.contains(&pool));
-        let dataplane = match &self.dataplane {
-            Some(dataplane) => Some(dataplane.lock()?),
-            None => None,
-        };
-        let answers = |slot: BranchSlot| {
-            let kernel = dataplane
-                .as_ref()
-                .and_then(|d| d.branch_answers(slot).ok())
-                .unwrap_or(0);
-            kernel + self.counters.get(slot)
-        };
+        let dataplane = self.lock_dataplane()?;
+        let answers = |slot: BranchSlot| self.slot_answers(dataplane.as_deref(), slot);
         let mut graph = GraphBuilder {
             state: &state,
             branches,
@@ -155,24 +146,14 @@ impl Steering {
     /// (service, branch, answers).
     pub fn branch_answers(&self) -> anyhow::Result<Vec<(String, String, u64)>> {
         let state = self.state.lock()?;
-        let dataplane = match &self.dataplane {
-            Some(dataplane) => Some(dataplane.lock()?),
-            None => None,
-        };
+        let dataplane = self.lock_dataplane()?;
         Ok(state
             .config
             .branches
             .iter()
             .map(|(slot, service, branch)| {
-                let kernel = dataplane
-                    .as_ref()
-                    .and_then(|d| d.branch_answers(slot).ok())
-                    .unwrap_or(0);
-                (
-                    service.to_owned(),
-                    branch.to_owned(),
-                    kernel + self.counters.get(slot),
-                )
+                let answers = self.slot_answers(dataplane.as_deref(), slot);
+                (service.to_owned(), branch.to_owned(), answers)
             })
             .collect())
     }
@@ -221,7 +202,8 @@ fn describe(
         Policy::Pool { branch, .. } => {
             format!("{what}: {how} [{}]", branch_label(branches, *branch))
         }
-        _ => format!("{what} {how}"),
+        Policy::Weighted(_) => format!("{what} {how}"),
+        _ => format!("{what} ({how})"),
     };
     out.push(format!("{}{line}", "  ".repeat(depth)));
     for child in policy.children() {
@@ -247,13 +229,10 @@ fn node_text(policy: &Policy, state: &State) -> (String, String) {
             let weights: Vec<String> = choices.iter().map(|(w, _)| w.to_string()).collect();
             ("weighted".to_owned(), weights.join(":"))
         }
-        Policy::Failover { .. } => (
-            "failover".to_owned(),
-            "(primary, then secondary)".to_owned(),
-        ),
+        Policy::Failover { .. } => ("failover".to_owned(), "primary, then secondary".to_owned()),
         Policy::ByClient { table, .. } => (
             "by client network".to_owned(),
-            format!("({} networks)", table.networks().count()),
+            format!("{} networks", table.networks().count()),
         ),
     }
 }
@@ -296,7 +275,6 @@ impl GraphBuilder<'_> {
     /// Adds `policy` (at `depth` below the root) under `parent`.
     fn policy(&mut self, policy: &Policy, parent: usize, edge: String, depth: usize) {
         let (what, how) = node_text(policy, self.state);
-        let how = how.trim_matches(['(', ')']).to_owned();
         match policy {
             Policy::Pool { pool, branch, .. } => {
                 let id = self.add(Some(parent), NodeKind::Pool, what, edge);

@@ -14,7 +14,7 @@ pub mod wire;
 use std::{collections::HashMap, sync::OnceLock};
 
 use hickory_proto::{
-    rr::{Name, RData, RecordType},
+    rr::{Name, RData, Record, RecordType, rdata::SOA},
     serialize::binary::BinEncodable,
 };
 
@@ -104,12 +104,28 @@ impl Zone {
             .expect("a loaded zone has an SOA at its apex")
     }
 
+    /// The SOA's data (serial and timers).
+    pub fn soa_data(&self) -> Option<&SOA> {
+        match self.soa().rdatas().first() {
+            Some(RData::SOA(soa)) => Some(soa),
+            _ => None,
+        }
+    }
+
     /// The SOA's serial number.
     pub fn serial(&self) -> u32 {
-        match self.soa().rdatas().first() {
-            Some(RData::SOA(soa)) => soa.serial,
-            _ => 0,
-        }
+        self.soa_data().map_or(0, |soa| soa.serial)
+    }
+
+    /// Every record of the zone, in zone order (the SOA included).
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        self.nodes().flat_map(|(owner, node)| {
+            let owner = owner.to_name();
+            node.rrsets()
+                .iter()
+                .flat_map(|rrset| rrset.records(&owner))
+                .collect::<Vec<_>>()
+        })
     }
 
     /// The SOA record for the authority section of NXDOMAIN and NODATA
