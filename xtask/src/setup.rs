@@ -32,6 +32,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "kdig and kxdpgun, the DNS clients of the tests and the benchmark",
     ),
     ("dnsutils", "dig"),
+    (
+        "curl",
+        "HTTP over the control socket, side by side, in the deadlock test",
+    ),
     ("dnsperf", "latency benchmark client"),
     ("iproute2", "network namespaces and veth for the test rig"),
     (
