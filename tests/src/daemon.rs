@@ -291,22 +291,26 @@ impl Daemon {
         extra: &[&str],
     ) -> anyhow::Result<Daemon> {
         let zone = format!("{}={}", zone.origin, zone.file.display());
-        let mut args = vec![
-            "run",
-            "--listen",
-            "[::]:53",
-            "--zone",
-            &zone,
-            "--metrics",
-            RIG_METRICS,
-        ];
-        if xdp {
-            args.extend(["--iface", server_if, "--xdp-mode", "native"]);
-        } else {
-            args.push("--no-xdp");
-        }
+        let mut args = vec!["--zone", &zone];
         args.extend_from_slice(extra);
-        Daemon::start(server, &args)
+        Daemon::start_serving(server, xdp.then_some(server_if), &args)
+    }
+
+    /// `dnslb run` in `server` on port 53 with metrics on [`RIG_METRICS`],
+    /// attached natively to `attach` if given (else `--no-xdp`), with
+    /// `args` saying what to serve.
+    pub fn start_serving(
+        server: &Netns,
+        attach: Option<&str>,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon> {
+        let mut all = vec!["run", "--listen", "[::]:53", "--metrics", RIG_METRICS];
+        match attach {
+            Some(server_if) => all.extend(["--iface", server_if, "--xdp-mode", "native"]),
+            None => all.push("--no-xdp"),
+        }
+        all.extend_from_slice(args);
+        Daemon::start(server, &all)
     }
 }
 

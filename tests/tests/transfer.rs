@@ -1,7 +1,9 @@
-//! Zone transfers between dnslb and Knot DNS, both on loopback: dnslb as
-//! the primary of a zone that a real Knot secondary copies by AXFR and
-//! refreshes (IXFR, answered with the whole zone), and transfers refused
-//! to addresses the zone does not allow.
+//! Zone transfers between dnslb and Knot DNS, both on loopback and signed
+//! with a TSIG key: dnslb as the primary of a zone that a real Knot
+//! secondary copies by AXFR and follows by IXFR, Knot as the primary of a
+//! zone dnslb copies and follows the same way, transfers refused to
+//! addresses and keys the zone does not allow, and a copy expiring
+//! without its primary.
 
 use std::{
     path::{Path, PathBuf},
@@ -11,12 +13,23 @@ use std::{
 };
 
 use dnslb_tests::{
-    daemon::{Daemon, free_port, workspace_root},
+    daemon::{Answered, Daemon, free_port, rig_a_records, until_a_records, workspace_root},
+    netns::{Netns, Rig},
     process::Process,
 };
 
 /// The secondary's address: the only one the zone allows.
 const SECONDARY: &str = "127.0.0.2";
+
+/// The TSIG key both ends share (hmac-sha256), and one neither knows.
+const KEY: &str = "transfer";
+const SECRET: &str = "Zm9yIHRoZSB0cmFuc2ZlciB0ZXN0cyBvbmx5LCAzMiBieXRlcyE=";
+const WRONG_SECRET: &str = "bm90IHRoZSBzZWNyZXQgdGhlIHByaW1hcnkga25vd3MgYXQgYWxs";
+
+/// The policy file's lines for the shared key, with `secret`.
+fn policy_key(secret: &str) -> String {
+    format!("[tsig_key.{KEY}]\nalgorithm = \"hmac-sha256\"\nsecret = \"{secret}\"\n")
+}
 
 fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dnslb-transfer-{test}-{}", std::process::id()));
@@ -74,10 +87,10 @@ fn knot_config(dir: &Path, listen: &str, dnslb: &str, action: &str, zone: &str) 
     let config = format!(
         "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {listen}\n\
          database:\n    storage: \"{dir}\"\n\
-         remote:\n  - id: dnslb\n    address: {dnslb}\n    via: {SECONDARY}\n\
-         acl:\n  - id: loopback\n    address: 127.0.0.0/8\n    action: {action}\n\
-         zone:\n  - domain: example.com\n    acl: loopback\n    zonefile-sync: -1\n    \
-         journal-content: none\n{zone}\
+         key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+         remote:\n  - id: dnslb\n    address: {dnslb}\n    via: {SECONDARY}\n    key: {KEY}\n\
+         acl:\n  - id: loopback\n    address: 127.0.0.0/8\n    key: {KEY}\n    action: {action}\n\
+         zone:\n  - domain: example.com\n    acl: loopback\n    zonefile-sync: -1\n{zone}\
          log:\n  - target: stderr\n    any: info\n",
         dir = dir.display(),
     );
@@ -88,7 +101,7 @@ fn knot_config(dir: &Path, listen: &str, dnslb: &str, action: &str, zone: &str) 
 
 fn knot_secondary(dir: &Path, listen: &str, primary: &str) -> PathBuf {
     let zone = format!(
-        "    master: dnslb\n    file: \"{}/example.com.zone\"\n",
+        "    master: dnslb\n    journal-content: none\n    file: \"{}/example.com.zone\"\n",
         dir.display()
     );
     knot_config(dir, listen, primary, "notify", &zone)
@@ -110,9 +123,10 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     std::fs::write(
         &policy,
         format!(
-            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\n\
-             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n",
-            zone.display()
+            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\ntsig_key = \"{KEY}\"\n\
+             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{}",
+            zone.display(),
+            policy_key(SECRET)
         ),
     )
     .unwrap();
@@ -200,34 +214,49 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
         daemon.log_text()
     );
 
-    // Anyone else is refused, and dnslb says so.
+    // Anyone else is refused, and dnslb says so: another address, the
+    // secondary's address without the key, or with the wrong secret.
     let port = port.to_string();
-    let from = |source: &str, kind: &str| {
-        kdig(&[
-            "@127.0.0.1",
-            "-p",
-            &port,
-            "-b",
-            source,
-            "example.com.",
-            kind,
-            "+nocomments",
-        ])
+    let signed = format!("hmac-sha256:{KEY}:{SECRET}");
+    let wrong = format!("hmac-sha256:{KEY}:{WRONG_SECRET}");
+    let from = |source: &str, kind: &str, key: Option<&str>| {
+        let mut args = vec!["@127.0.0.1", "-p", &port, "-b", source];
+        if let Some(key) = key {
+            args.extend(["-y", key]);
+        }
+        args.extend(["example.com.", kind, "+nocomments"]);
+        kdig(&args)
     };
     for kind in ["AXFR", "IXFR=2026112801"] {
-        let refused = from("127.0.0.3", kind);
+        let refused = from("127.0.0.3", kind, Some(&signed));
         assert!(refused.contains("REFUSED"), "{kind}: {refused}");
     }
+    let unsigned = from(SECONDARY, "AXFR", None);
+    assert!(unsigned.contains("REFUSED"), "{unsigned}");
+    let forged = from(SECONDARY, "AXFR", Some(&wrong));
     assert!(
-        daemon
-            .log_text()
-            .contains("refused AXFR of example.com. to 127.0.0.3")
+        forged.contains("BADSIG"),
+        "NOTAUTH with TSIG error BADSIG: {forged}"
     );
-    // From the secondary's address, the whole zone, SOA first and last.
-    let axfr = from(SECONDARY, "AXFR");
+    let log = daemon.log_text();
+    for refusal in [
+        "refused AXFR of example.com. to 127.0.0.3: not in allow_transfer".to_owned(),
+        format!("refused AXFR of example.com. to {SECONDARY}: not signed with the zone's TSIG key"),
+        format!("refused AXFR of example.com. to {SECONDARY}: bad signature"),
+    ] {
+        assert!(log.contains(&refusal), "{refusal}:\n{log}");
+    }
+    // From the secondary's address with the key, the whole zone, SOA
+    // first and last, each message signed (kdig checks the signatures and
+    // prints each message's TSIG record).
+    let axfr = from(SECONDARY, "AXFR", Some(&signed));
+    assert!(
+        axfr.contains(&format!("{KEY}.")) && axfr.contains("TSIG"),
+        "{axfr}"
+    );
     let records: Vec<&str> = axfr
         .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty() && !l.contains("TSIG"))
         .collect();
     assert!(
         records.first().is_some_and(|r| r.contains("SOA")),
@@ -242,7 +271,12 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
 }
 
 fn knot_primary(dir: &Path, listen: &str, secondary: &str, zone: &Path) -> PathBuf {
-    let zone = format!("    notify: dnslb\n    file: \"{}\"\n", zone.display());
+    // Knot keeps each reload's difference, so it answers IXFR with it.
+    let zone = format!(
+        "    notify: dnslb\n    journal-content: changes\n    zonefile-load: difference\n    \
+         file: \"{}\"\n",
+        zone.display()
+    );
     knot_config(dir, listen, secondary, "transfer", &zone)
 }
 
@@ -259,13 +293,14 @@ struct FromKnot {
 }
 
 impl FromKnot {
-    fn new(test: &str, zone: &str) -> FromKnot {
+    /// dnslb on `port` signs with `secret`, Knot with [`SECRET`].
+    fn new(test: &str, zone: &str, secret: &str, port: u16) -> FromKnot {
         let dir = scratch(test);
         let knot_dir = dir.join("knot");
         std::fs::create_dir_all(&knot_dir).unwrap();
         let source = knot_dir.join("example.com.zone");
         std::fs::write(&source, zone).unwrap();
-        let (port, knot_port) = (free_port(), free_port());
+        let knot_port = free_port();
         let config = knot_primary(
             &knot_dir,
             &format!("{SECONDARY}@{knot_port}"),
@@ -277,8 +312,10 @@ impl FromKnot {
         std::fs::write(
             &policy,
             format!(
-                "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\nprimary = \"{SECONDARY}:{knot_port}\"\n",
-                copy.display()
+                "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\n\
+                 primary = \"{SECONDARY}:{knot_port}\"\ntsig_key = \"{KEY}\"\n{}",
+                copy.display(),
+                policy_key(secret)
             ),
         )
         .unwrap();
@@ -292,14 +329,33 @@ impl FromKnot {
         }
     }
 
-    fn knot(&self) -> Process {
-        let mut knotd = Command::new("knotd");
+    /// Knot, in `netns` or here.
+    fn knot(&self, netns: Option<&Netns>) -> Process {
+        let mut knotd = netns.map_or_else(|| Command::new("knotd"), |n| n.command("knotd"));
         knotd.arg("-c").arg(&self.config);
         Process::spawn(knotd, self.dir.join("knotd.log")).expect("knotd starts (install knot)")
     }
 
+    fn knotc(&self, args: &[&str]) {
+        let done = Command::new("knotc")
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("knotc runs");
+        assert!(done.status.success(), "knotc {args:?}: {done:?}");
+    }
+
+    /// dnslb on loopback, without XDP.
     fn dnslb(&self) -> Daemon {
         start(self.port, &self.policy).expect("dnslb starts")
+    }
+
+    /// dnslb on the rig's server (port 53), its program attached.
+    fn dnslb_on(&self, rig: &Rig) -> Daemon {
+        let policy = self.policy.display().to_string();
+        Daemon::start_serving(&rig.server, Some(&rig.server_if), &["--config", &policy])
+            .expect("dnslb starts on the rig")
     }
 }
 
@@ -309,55 +365,113 @@ impl Drop for FromKnot {
     }
 }
 
-#[test]
-fn dnslb_copies_a_zone_from_knot_follows_its_notify_and_restarts_from_its_copy() {
-    let rig = FromKnot::new("knot-primary", &zone_text(2026112801, ""));
-    let (source, copy, config, port) = (&rig.source, &rig.copy, &rig.config, rig.port);
-    let knot = rig.knot();
-    let daemon = rig.dnslb();
-    let port_text = port.to_string();
-    let ask = |name: &str| {
-        ["@127.0.0.1", "-p", &port_text, name, "A", "+short", "+tcp"].map(String::from)
-    };
-    let is = |want: &'static str| move |out: &str| out.trim() == want;
-    let www = ask("www.example.com.");
-    let www: Vec<&str> = www.iter().map(String::as_str).collect();
-    let first = until(Duration::from_secs(10), &www, |out| {
-        out.lines()
-            .any(|l| l.trim().parse::<std::net::Ipv4Addr>().is_ok())
-    });
-    println!("dnslb served the zone {first:?} after start");
-    assert!(copy.exists(), "the copy is kept on disk");
+/// The kernel answers: queries from the rig's client the XDP program
+/// answered, after asking `name` once.
+fn kernel_answers(rig: &Rig, name: &str) -> (Vec<std::net::Ipv4Addr>, u64) {
+    let before = Answered::scrape(rig).expect("metrics").xdp.unwrap_or(0);
+    let addrs = rig_a_records(&rig.client, name);
+    let after = Answered::scrape(rig).expect("metrics").xdp.unwrap_or(0);
+    (addrs, after - before)
+}
 
-    // An edit on Knot, reloaded: Knot's NOTIFY has dnslb fetch it (also
-    // after dnslb reloaded its policy file).
+#[test]
+fn knot_edits_reach_dnslb_kernel_answers_by_ixfr_and_a_restart_serves_the_copy() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let setup = FromKnot::new("knot-primary", &zone_text(2026112801, ""), SECRET, 53);
+    let knot = setup.knot(Some(&rig.server));
+    let daemon = setup.dnslb_on(&rig);
+    let first = until_a_records(
+        &rig.client,
+        "api.example.com.",
+        &["198.18.20.1".parse().unwrap()],
+        Duration::from_secs(10),
+    );
+    let first = first.unwrap_or_else(|| panic!("never served:\n{}", daemon.log_text()));
+    println!("dnslb served the zone {first:?} after start");
+    assert!(setup.copy.exists(), "the copy is kept on disk");
+
+    // An edit on Knot, reloaded and notified: dnslb fetches the change by
+    // IXFR (also after dnslb reloaded its policy file) and the kernel
+    // answers it.
     daemon.cli(&["reload"]).expect("dnslb reload");
-    std::fs::write(source, zone_text(2026112802, "added 300 IN A 198.18.77.8")).unwrap();
-    let reloaded = Command::new("knotc")
-        .arg("-c")
-        .arg(config)
-        .args(["zone-reload", "example.com"])
-        .output()
-        .expect("knotc runs");
-    assert!(reloaded.status.success(), "{reloaded:?}");
-    let added = ask("added.example.com.");
-    let added: Vec<&str> = added.iter().map(String::as_str).collect();
-    let followed = until(Duration::from_secs(1), &added, is("198.18.77.8"));
-    println!("dnslb served Knot's edit {followed:?} after knotc zone-reload returned");
+    let added = "added.example.com.";
+    let want = ["198.18.77.8".parse().unwrap()];
+    std::fs::write(
+        &setup.source,
+        zone_text(2026112802, "added 300 IN A 198.18.77.8"),
+    )
+    .unwrap();
+    setup.knotc(&["zone-reload", "example.com"]);
+    let reloaded = Instant::now();
+    setup.knotc(&["zone-notify", "example.com"]);
+    let followed = until_a_records(&rig.client, added, &want, Duration::from_secs(1));
+    let followed = followed.unwrap_or_else(|| {
+        panic!(
+            "not within 1 s:\n{}\n{}",
+            daemon.log_text(),
+            knot.log_text()
+        )
+    });
+    let since_reload = reloaded.elapsed();
+    println!(
+        "dnslb answered Knot's edit {since_reload:?} after knotc zone-reload returned \
+         ({followed:?} after zone-notify)"
+    );
+    assert_eq!(kernel_answers(&rig, added), (want.to_vec(), 1), "from XDP");
+    let log = daemon.log_text();
     assert!(
-        daemon
-            .log_text()
-            .contains("copied zone example.com. serial 2026112802"),
-        "{}",
-        daemon.log_text()
+        log.contains("copied zone example.com. serial 2026112802")
+            && log.contains("changes by IXFR, 0 removed, 1 added"),
+        "{log}"
     );
 
     // Without the primary, a restarted dnslb serves its copy at once.
     drop(knot);
     drop(daemon);
-    let daemon = rig.dnslb();
-    assert_eq!(kdig(&added).trim(), "198.18.77.8", "{}", daemon.log_text());
+    let daemon = setup.dnslb_on(&rig);
+    let served = until_a_records(&rig.client, added, &want, Duration::from_secs(5));
+    assert!(served.is_some(), "{}", daemon.log_text());
     drop(daemon);
+}
+
+#[test]
+fn a_primary_with_another_secret_is_refused_and_logged() {
+    let setup = FromKnot::new(
+        "wrong-key",
+        &zone_text(2026112801, ""),
+        WRONG_SECRET,
+        free_port(),
+    );
+    // dnslb first, so that Knot's NOTIFY at start finds it listening.
+    let daemon = setup.dnslb();
+    let knot = setup.knot(None);
+    // Knot's NOTIFY, signed with the secret dnslb does not have, wakes
+    // nothing; dnslb's own requests (the first before Knot listened) are
+    // refused by Knot.
+    let logged = [
+        "refused a NOTIFY from 127.0.0.2: bad signature",
+        "the primary answered Not authorized",
+    ];
+    let started = Instant::now();
+    while !logged.iter().all(|line| daemon.log_text().contains(line)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            daemon.log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let port = setup.port.to_string();
+    let www = ["@127.0.0.1", "-p", &port, "www.example.com.", "A", "+tcp"];
+    assert_eq!(status(&www), "REFUSED", "nothing copied is served");
+    assert!(!setup.copy.exists(), "nothing is written");
+    // And Knot was told why.
+    let knot_log = knot.log_text();
+    assert!(
+        knot_log.contains("server responded with error 'BADSIG'"),
+        "{knot_log}"
+    );
 }
 
 /// The status kdig reports for `args` (NOERROR, REFUSED, ...).
@@ -381,10 +495,10 @@ fn a_secondary_zone_expires_without_its_primary_and_comes_back_with_it() {
         text.contains("1 ; refresh") && text.contains("1 ; retry") && text.contains("3 ; expire"),
         "the example zone's SOA is laid out as this test expects"
     );
-    let rig = FromKnot::new("expire", &text);
-    let primary = rig.knot();
-    let daemon = rig.dnslb();
-    let port = rig.port.to_string();
+    let setup = FromKnot::new("expire", &text, SECRET, free_port());
+    let primary = setup.knot(None);
+    let daemon = setup.dnslb();
+    let port = setup.port.to_string();
     let www = ["@127.0.0.1", "-p", &port, "www.example.com.", "A", "+tcp"];
     let served = |wanted: &str, within: Duration| {
         let started = Instant::now();
@@ -409,11 +523,11 @@ fn a_secondary_zone_expires_without_its_primary_and_comes_back_with_it() {
 
     // A restart does not serve the expired copy either.
     drop(daemon);
-    let daemon = rig.dnslb();
+    let daemon = setup.dnslb();
     assert_eq!(status(&www), "REFUSED", "{}", daemon.log_text());
 
     // The primary is back: served again from the next transfer.
-    let _primary = rig.knot();
+    let _primary = setup.knot(None);
     let back = served("NOERROR", Duration::from_secs(8));
     println!("served again {back:?} after the primary came back");
     drop(daemon);

@@ -44,6 +44,18 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("nsd", "NSD, compared against in the benchmark"),
     (
+        "etcd-server",
+        "etcd, the fleet's shared configuration and health in the cluster tests",
+    ),
+    (
+        "etcd-client",
+        "etcdctl, to find and stop the etcd leader in the cluster tests",
+    ),
+    (
+        "bird2",
+        "BIRD, the router announcing the anycast address in the anycast test",
+    ),
+    (
         "unbound",
         "a real resolver, resolving through dnslb in the tests",
     ),

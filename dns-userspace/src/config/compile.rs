@@ -23,7 +23,7 @@ use crate::{
         ClientNet, ClientTable, GeoDb, MULTIVALUE_ANSWERS, Pick, Policy, Pool, PoolEndpoint,
         Service, distance_km, parse_network,
     },
-    server::ZoneTransfer,
+    server::{TsigKey, ZoneTransfer},
     zone::WireName,
 };
 
@@ -83,6 +83,15 @@ fn placed<T>(span: Range<usize>, result: Result<T, BranchProblem>) -> Result<T, 
 }
 
 pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Config, Problem> {
+    let mut keys = HashMap::new();
+    for (name, key) in &spec.tsig_key {
+        let spec = key.get_ref();
+        let compiled =
+            TsigKey::new(name.get_ref(), &spec.algorithm, &spec.secret).map_err(|e| {
+                Problem::within(key.span(), format!("tsig_key `{}`", name.get_ref()), e)
+            })?;
+        keys.insert(name.get_ref().as_str(), compiled);
+    }
     let mut zones = Vec::new();
     for zone in &spec.zone {
         let mut origin = Name::from_ascii(&zone.get_ref().origin)
@@ -122,6 +131,16 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
             })?),
             None => None,
         };
+        let key = match &zone.get_ref().tsig_key {
+            Some(name) => Some(keys.get(name.as_str()).cloned().ok_or_else(|| {
+                Problem::within(
+                    zone.span(),
+                    "zone".into(),
+                    format!("tsig_key: no [tsig_key.{name}] in this file"),
+                )
+            })?),
+            None => None,
+        };
         zones.push(ZoneArg {
             origin,
             file,
@@ -129,6 +148,7 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
                 primary,
                 allow: allow_transfer,
                 notify,
+                key,
             },
         });
     }

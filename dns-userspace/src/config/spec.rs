@@ -23,6 +23,23 @@ pub struct FileSpec {
     pub latency: Vec<Spanned<LatencySpec>>,
     #[serde(default)]
     pub hook: BTreeMap<Spanned<String>, Spanned<HookFileSpec>>,
+    /// TSIG keys (RFC 8945) by name, for zone transfers and NOTIFY.
+    #[serde(default)]
+    pub tsig_key: BTreeMap<Spanned<String>, Spanned<TsigKeySpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigKeySpec {
+    /// hmac-sha256 (the default), hmac-sha384 or hmac-sha512.
+    #[serde(default = "default_tsig_algorithm")]
+    pub algorithm: String,
+    /// The shared secret, base64 as `keymgr -t` and `tsig-keygen` print it.
+    pub secret: String,
+}
+
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +56,10 @@ pub struct ZoneSpec {
     /// A secondary zone: copied from this primary (`ADDR:PORT`) into
     /// `file`, which keeps the last good copy.
     pub primary: Option<String>,
+    /// The `[tsig_key.NAME]` that signs the zone's transfers and NOTIFY:
+    /// required of those who transfer it, used towards its primary and
+    /// its secondaries.
+    pub tsig_key: Option<String>,
 }
 
 /// Where client locations come from: a MaxMind database or a CSV of

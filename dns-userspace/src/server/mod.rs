@@ -11,6 +11,7 @@ mod rate_limit;
 mod respond;
 mod tcp;
 mod transfer;
+mod tsig;
 mod udp;
 
 pub use cookies::{CookieFileError, CookieKeys, unix_now};
@@ -20,4 +21,5 @@ pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Transport, slip};
 pub use tcp::{answer_stream, framed, serve_tcp};
 pub use transfer::{TransferRules, ZoneTransfer};
+pub use tsig::{TsigKey, TsigKeyError};
 pub use udp::serve_udp;

@@ -1,7 +1,7 @@
 //! NOTIFY out (RFC 1996): a zone's secondaries are told of each new
 //! version over UDP, each tried up to [`TRIES`] times a second apart until
 //! it answers, so that they fetch it at once rather than at their next
-//! SOA refresh.
+//! SOA refresh. A zone with a TSIG key signs its NOTIFY with it.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -11,7 +11,7 @@ use hickory_proto::{
 };
 use tokio::net::UdpSocket;
 
-use super::transfer::TransferRules;
+use super::{transfer::TransferRules, tsig::TsigKey};
 use crate::zone::Catalog;
 
 /// Sends per secondary before giving up.
@@ -38,7 +38,13 @@ pub fn notify_changes(old: &Catalog, new: &Catalog, rules: &TransferRules) {
             return;
         };
         for &target in &rule.notify {
-            runtime.spawn(notify(zone.origin_name().clone(), zone.serial(), target));
+            let key = rule.key.clone();
+            runtime.spawn(notify(
+                zone.origin_name().clone(),
+                zone.serial(),
+                target,
+                key,
+            ));
         }
     }
 }
@@ -52,8 +58,8 @@ fn message(origin: &Name) -> Message {
     message
 }
 
-async fn notify(origin: Name, serial: u32, target: SocketAddr) {
-    let answer = match send(&origin, target).await {
+async fn notify(origin: Name, serial: u32, target: SocketAddr, key: Option<TsigKey>) {
+    let answer = match send(&origin, target, key.as_ref()).await {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(
@@ -93,14 +99,23 @@ async fn notify(origin: Name, serial: u32, target: SocketAddr) {
 
 /// Sends the NOTIFY until `target` answers it; its response code, or
 /// `None` after [`TRIES`] sends without one.
-async fn send(origin: &Name, target: SocketAddr) -> std::io::Result<Option<ResponseCode>> {
+async fn send(
+    origin: &Name,
+    target: SocketAddr,
+    key: Option<&TsigKey>,
+) -> std::io::Result<Option<ResponseCode>> {
     let local: SocketAddr = match target {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).await?;
     socket.connect(target).await?;
-    let request = message(origin);
+    let mut request = message(origin);
+    if let Some(key) = key {
+        // The answer's signature is not checked: it only stops the resends.
+        key.sign_request(&mut request)
+            .map_err(std::io::Error::other)?;
+    }
     let bytes = request.to_vec().map_err(std::io::Error::other)?;
     let mut buffer = vec![0u8; 4096];
     for _ in 0..TRIES {
@@ -156,7 +171,7 @@ mod tests {
     async fn a_notify_is_sent_again_until_the_secondary_answers() {
         let origin = Name::from_ascii("example.com.").unwrap();
         let (addr, secondary) = secondary(2).await;
-        let answer = send(&origin, addr).await.unwrap();
+        let answer = send(&origin, addr, None).await.unwrap();
         assert_eq!(answer, Some(ResponseCode::NoError));
         assert_eq!(secondary.await.unwrap(), 3, "two lost, the third answered");
     }
@@ -165,7 +180,7 @@ mod tests {
     async fn a_silent_secondary_is_given_up_after_five_tries() {
         let origin = Name::from_ascii("example.com.").unwrap();
         let (addr, secondary) = secondary(usize::MAX).await;
-        assert_eq!(send(&origin, addr).await.unwrap(), None);
+        assert_eq!(send(&origin, addr, None).await.unwrap(), None);
         secondary.abort();
     }
 }

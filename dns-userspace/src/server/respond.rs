@@ -244,7 +244,7 @@ impl Responder {
             return None;
         }
         if query.metadata.op_code == OpCode::Notify {
-            return self.notified(&query, client).to_vec().ok();
+            return self.notified(request, &query, client);
         }
         let subnet =
             query

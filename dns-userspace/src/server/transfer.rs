@@ -1,8 +1,10 @@
 //! Zone transfers out: AXFR (RFC 5936), and IXFR (RFC 1995) answered with
 //! the whole zone, which RFC 1995 §4 allows when no journal covers the
 //! client's version (or with the SOA alone when the client is current).
-//! Only to the networks a zone allows (`allow_transfer`); everyone else
-//! gets REFUSED, and a name that is not a zone's apex NOTAUTH.
+//! Only to the networks a zone allows (`allow_transfer`), and signed with
+//! its TSIG key when it has one (`tsig_key`); everyone else gets REFUSED
+//! (NOTAUTH with the TSIG error for a bad signature), and a name that is
+//! not a zone's apex NOTAUTH.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -15,6 +17,7 @@ use hickory_proto::{
 use super::{
     journal::{difference, records_but_soa},
     respond::Responder,
+    tsig::{self, TsigKey},
 };
 use crate::{
     policy::ClientNet,
@@ -30,6 +33,8 @@ pub struct ZoneTransfer {
     pub allow: Vec<ClientNet>,
     /// Secondaries told of each new version (RFC 1996 NOTIFY).
     pub notify: Vec<std::net::SocketAddr>,
+    /// The key that signs its transfers and NOTIFY, both ways.
+    pub key: Option<TsigKey>,
 }
 
 /// Each zone's transfer rules, by apex.
@@ -41,31 +46,48 @@ const MESSAGE_BUDGET: usize = 16 * 1024;
 
 impl Responder {
     /// The answer to a NOTIFY (RFC 1996): accepted from a secondary zone's
-    /// primary, whose refresh it wakes; refused from anyone else.
-    pub(super) fn notified(&self, query: &Message, client: IpAddr) -> Message {
+    /// primary (signed with the zone's key, when it has one), whose refresh
+    /// it wakes; refused from anyone else.
+    pub(super) fn notified(
+        &self,
+        request: &[u8],
+        query: &Message,
+        client: IpAddr,
+    ) -> Option<Vec<u8>> {
         let mut response = Message::response(query.metadata.id, OpCode::Notify);
         response.add_queries(query.queries.clone());
-        let primary = query.queries.first().and_then(|question| {
+        let rules = self.transfer_rules();
+        let zone = query.queries.first().and_then(|question| {
             let apex = WireName::from_name(question.name())?;
-            let primary = self.transfer_rules().get(&apex)?.primary?;
-            Some((apex, primary))
+            let rule = rules.get(&apex).filter(|rule| rule.primary.is_some())?;
+            Some((apex, rule))
         });
-        match primary {
-            Some((apex, addr)) if addr.ip() == client => {
-                response.metadata.authoritative = true;
-                self.secondary_wake(&apex).notify_one();
+        let refused = |why: &str| {
+            tracing::warn!(
+                event = "notify",
+                client = %client,
+                result = "refused",
+                "refused a NOTIFY from {client}: {why}"
+            );
+        };
+        let Some((apex, rule)) =
+            zone.filter(|(_, rule)| rule.primary.map(|a| a.ip()) == Some(client))
+        else {
+            refused("not the primary of a zone copied here");
+            response.metadata.response_code = ResponseCode::Refused;
+            return response.to_vec().ok();
+        };
+        let refusal = response.clone();
+        let mut signer = match tsig::authorize(request, query, rule.key.as_ref(), refusal) {
+            Ok(signer) => signer,
+            Err(refusal) => {
+                refused(refusal.why);
+                return refusal.answer;
             }
-            _ => {
-                tracing::warn!(
-                    event = "notify",
-                    client = %client,
-                    result = "refused",
-                    "refused a NOTIFY from {client}: not the primary of a zone copied here"
-                );
-                response.metadata.response_code = ResponseCode::Refused;
-            }
-        }
-        response
+        };
+        response.metadata.authoritative = true;
+        self.secondary_wake(&apex).notify_one();
+        tsig::seal(signer.as_mut(), response)
     }
 
     /// For a zone-transfer request (AXFR or IXFR, over TCP), the messages
@@ -92,23 +114,35 @@ impl Responder {
         let Some(zone) = catalog.get(&apex) else {
             return refuse(ResponseCode::NotAuth);
         };
-        let allowed = self.transfer_rules().get(&apex).is_some_and(|rules| {
-            rules
-                .allow
-                .iter()
-                .any(|n| n.contains(ClientNet::host(client)))
-        });
-        if !allowed {
+        let refused = |why: &str| {
             tracing::warn!(
                 event = "transfer",
                 zone = %zone.origin_name(),
                 client = %client,
                 result = "refused",
-                "refused {kind} of {} to {client}: not in allow_transfer",
+                "refused {kind} of {} to {client}: {why}",
                 zone.origin_name()
             );
+        };
+        let rules = self.transfer_rules();
+        let rule = rules.get(&apex).filter(|rule| {
+            rule.allow
+                .iter()
+                .any(|n| n.contains(ClientNet::host(client)))
+        });
+        let Some(rule) = rule else {
+            refused("not in allow_transfer");
             return refuse(ResponseCode::Refused);
-        }
+        };
+        let mut refusal = Message::error_msg(id, OpCode::Query, ResponseCode::NoError);
+        refusal.add_query(question.clone());
+        let mut signer = match tsig::authorize(request, &query, rule.key.as_ref(), refusal) {
+            Ok(signer) => signer,
+            Err(refusal) => {
+                refused(refusal.why);
+                return Some(vec![refusal.answer?]);
+            }
+        };
         let client_serial = (kind == RecordType::IXFR)
             .then(|| {
                 query
@@ -140,6 +174,9 @@ impl Responder {
             records.len()
         );
         messages(&query, records)
+            .into_iter()
+            .map(|message| tsig::seal(signer.as_mut(), message))
+            .collect()
     }
 }
 
@@ -170,7 +207,7 @@ fn incremental(old: &Zone, zone: &Zone) -> Vec<Record> {
 
 /// `records` in as many answers to `query` as the budget takes; the
 /// question goes in the first.
-fn messages(query: &Message, records: Vec<Record>) -> Option<Vec<Vec<u8>>> {
+fn messages(query: &Message, records: Vec<Record>) -> Vec<Message> {
     let start = |first: bool| {
         let mut message = Message::response(query.metadata.id, OpCode::Query);
         message.metadata.authoritative = true;
@@ -183,17 +220,20 @@ fn messages(query: &Message, records: Vec<Record>) -> Option<Vec<Vec<u8>>> {
     let mut message = start(true);
     let mut bytes = 0;
     for record in records {
-        let size = record.to_bytes().ok()?.len();
+        // A record that does not encode is as long as the budget: it goes
+        // alone, and the encoder reports it.
+        let size = record
+            .to_bytes()
+            .map_or(MESSAGE_BUDGET, |bytes| bytes.len());
         if bytes + size > MESSAGE_BUDGET && !message.answers.is_empty() {
-            out.push(message.to_vec().ok()?);
-            message = start(false);
+            out.push(std::mem::replace(&mut message, start(false)));
             bytes = 0;
         }
         bytes += size;
         message.add_answer(record);
     }
-    out.push(message.to_vec().ok()?);
-    Some(out)
+    out.push(message);
+    out
 }
 
 #[cfg(test)]
@@ -343,6 +383,45 @@ mod tests {
             .transfer(&request("example.com.", RecordType::IXFR, Some(3)), client)
             .expect("a transfer");
         assert_eq!(answers(&unknown).len(), HOSTS + 4);
+    }
+
+    #[test]
+    fn a_zone_with_a_key_transfers_only_signed_and_signs_every_message() {
+        let secret = "c2VjcmV0IHNoYXJlZCBieSBwcmltYXJ5IGFuZCBzZWNvbmRhcnk=";
+        let key = TsigKey::new("transfer.", "hmac-sha256", secret).unwrap();
+        let responder = responder();
+        let mut rules = (*responder.transfer_rules()).clone();
+        for rule in rules.values_mut() {
+            rule.key = Some(key.clone());
+        }
+        responder.set_transfer_rules(rules);
+        let client = "198.18.0.9".parse().unwrap();
+        let signed = |with: &TsigKey| {
+            let mut query =
+                Message::from_vec(&request("example.com.", RecordType::AXFR, None)).unwrap();
+            let verifier = with.sign_request(&mut query).unwrap();
+            (query.to_vec().unwrap(), verifier)
+        };
+
+        let (query, mut verifier) = signed(&key);
+        let messages = responder.transfer(&query, client).expect("a transfer");
+        assert!(messages.len() > 1);
+        for message in &messages {
+            verifier.verify(message).expect("every message is signed");
+        }
+        assert_eq!(answers(&messages).len(), HOSTS + 4);
+
+        let code = |query: &[u8]| {
+            let messages = responder.transfer(query, client).expect("an answer");
+            Message::from_vec(&messages[0])
+                .unwrap()
+                .metadata
+                .response_code
+        };
+        let wrong = TsigKey::new("transfer.", "hmac-sha256", "d3Jvbmc=").unwrap();
+        assert_eq!(code(&signed(&wrong).0), ResponseCode::NotAuth);
+        let unsigned = request("example.com.", RecordType::AXFR, None);
+        assert_eq!(code(&unsigned), ResponseCode::Refused);
     }
 
     #[test]
