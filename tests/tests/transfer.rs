@@ -177,12 +177,14 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     );
     println!("Knot had the zone {copied:?} after start");
 
-    // A change on dnslb: its NOTIFY has Knot fetch the new version at
-    // once, not at the SOA refresh two hours later.
-    std::fs::write(&zone, zone_text(2026112802, "added 300 IN A 198.18.77.7")).unwrap();
+    // A new version loaded into dnslb from another file: its NOTIFY has
+    // Knot fetch it at once, not at the SOA refresh two hours later.
+    let next = dir.join("example.com.next.zone");
+    std::fs::write(&next, zone_text(2026112802, "added 300 IN A 198.18.77.7")).unwrap();
+    let next_path = next.display().to_string();
     daemon
-        .cli(&["zone", "reload", "example.com"])
-        .expect("dnslb zone reload");
+        .cli(&["zone", "load", "example.com", &next_path])
+        .expect("dnslb zone load");
     let followed = until(
         Duration::from_secs(1),
         &[
@@ -195,7 +197,7 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
         ],
         |out| out.trim() == "198.18.77.7",
     );
-    println!("Knot served the new version {followed:?} after dnslb's reload");
+    println!("Knot served the new version {followed:?} after dnslb zone load returned");
     let log = knot.log_text();
     assert!(log.contains("serial 2026112801 -> 2026112802"), "{log}");
     // Only the difference travelled: dnslb kept the version Knot had.
