@@ -6,6 +6,7 @@ pub mod backend;
 pub mod browser;
 pub mod daemon;
 pub mod docker;
+pub mod etcd;
 pub mod frame;
 pub mod fuzz;
 pub mod load;

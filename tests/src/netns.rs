@@ -275,6 +275,76 @@ impl SwitchedRig {
     }
 }
 
+/// Hosts of a fleet on one Ethernet segment: a hub (the switch's own
+/// namespace, with an address on its bridge, where a test runs what every
+/// node reaches: etcd, backends, clients) and nodes, each in its own
+/// namespace on a veth to the bridge. Addresses are /16s in 198.18.0.0/15:
+/// the hub is [`HUB_ADDR`], node `k` is `198.18.1.{k + 1}`.
+pub struct FleetRig {
+    pub hub: Netns,
+    pub nodes: Vec<FleetNode>,
+    /// The hub's end of each node's veth: its `XDP_TX` answers arrive
+    /// there.
+    ports: Vec<String>,
+}
+
+pub const HUB_ADDR: &str = "198.18.0.1";
+
+pub struct FleetNode {
+    pub netns: Netns,
+    pub iface: String,
+    pub addr: String,
+}
+
+impl FleetRig {
+    pub fn new(nodes: usize) -> anyhow::Result<FleetRig> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        remove_stale();
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = |role: String| format!("{PREFIX}-{pid}-f{n}-{role}");
+        let hub = Netns::create(name("hub".into()))?;
+        hub.ip(&["link", "add", "br0", "type", "bridge"])?;
+        hub.ip(&["addr", "add", &format!("{HUB_ADDR}/16"), "dev", "br0"])?;
+        hub.ip(&["link", "set", "br0", "up"])?;
+        let mut fleet = FleetRig {
+            hub,
+            nodes: Vec::new(),
+            ports: Vec::new(),
+        };
+        for k in 0..nodes {
+            let netns = Netns::create(name(format!("node{k}")))?;
+            let (iface, port) = (format!("df{n}x{pid}n{k}"), format!("df{n}x{pid}p{k}"));
+            let addr = format!("198.18.1.{}", k + 1);
+            plug(&fleet.hub, &port, (&netns, &iface, &addr), 1)?;
+            fleet.ports.push(port);
+            fleet.nodes.push(FleetNode { netns, iface, addr });
+        }
+        Ok(fleet)
+    }
+
+    /// Another address of the hub (for a backend), as `addr`/16.
+    pub fn add_hub_address(&self, addr: &str) -> anyhow::Result<()> {
+        self.hub
+            .ip(&["addr", "add", &format!("{addr}/16"), "dev", "br0"])
+            .map(drop)
+    }
+
+    /// Pass-through XDP on the hub's end of every node's veth, so that
+    /// the nodes' `XDP_TX` answers are delivered.
+    pub fn attach_pass_through(&self) -> anyhow::Result<Vec<PassThrough>> {
+        self.ports
+            .iter()
+            .map(|port| {
+                let port = port.clone();
+                Ok(self
+                    .hub
+                    .run(move || attach_pass_through(&port, AttachMode::Native))??)
+            })
+            .collect()
+    }
+}
+
 /// A veth from `host` (`host_if`, `addr`/16) to a port of the switch's
 /// bridge, with `queues` receive and transmit queues at each end.
 fn plug(

@@ -52,6 +52,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "etcdctl, to find and stop the etcd leader in the cluster tests",
     ),
     (
+        "protobuf-compiler",
+        "protoc, which the etcd-client crate's build runs on etcd's API",
+    ),
+    (
         "bird2",
         "BIRD, the router announcing the anycast address in the anycast test",
     ),

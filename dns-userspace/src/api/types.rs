@@ -21,6 +21,22 @@ pub struct Status {
     /// The client-network tries of client-dependent services.
     #[serde(default)]
     pub client_networks: Option<ClientNetworkFill>,
+    /// In a fleet (`--cluster`): its store and whether it is reached.
+    #[serde(default)]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// This node's view of its fleet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The store, as `--cluster` and `--cluster-prefix` name it.
+    pub store: String,
+    pub node: String,
+    /// Whether etcd answers: if not, this node serves its last state and
+    /// refuses changes.
+    pub connected: bool,
+    /// The store's revision this node has applied.
+    pub revision: i64,
 }
 
 /// How full the client-network tries are, and whether the largest

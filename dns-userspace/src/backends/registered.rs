@@ -103,18 +103,47 @@ impl Registry {
         Ok(())
     }
 
+    /// `registration` with its expiry set from its TTL, from now.
+    pub fn stamped(&self, mut registration: Registration) -> Registration {
+        registration.expires = registration.ttl_seconds.map(|ttl| unix_now() + ttl);
+        registration
+    }
+
     /// Registers (or re-registers, with new details) `registration` in
     /// `pool`.
     pub fn register(
         &self,
         pool: &str,
-        mut registration: Registration,
+        registration: Registration,
     ) -> Result<Registration, RegistryError> {
-        registration.expires = registration.ttl_seconds.map(|ttl| unix_now() + ttl);
+        let registration = self.stamped(registration);
         self.change(pool, |instances| {
             instances.insert(registration.address, registration.clone());
             Ok(registration)
         })
+    }
+
+    /// Registers `registration` in `pool` as another node of the fleet
+    /// registered it: its expiry as that node set it.
+    pub fn restore(&self, pool: &str, registration: Registration) -> Result<(), RegistryError> {
+        self.change(pool, |instances| {
+            instances.insert(registration.address, registration);
+            Ok(())
+        })
+    }
+
+    /// The registration `address` in `pool` would have after a heartbeat
+    /// now, without changing it.
+    pub fn renewed(&self, pool: &str, address: IpAddr) -> Result<Registration, RegistryError> {
+        let instance = self
+            .instances(pool)?
+            .into_iter()
+            .find(|instance| instance.address == address)
+            .ok_or_else(|| RegistryError::NotRegistered {
+                pool: pool.to_owned(),
+                address,
+            })?;
+        Ok(self.stamped(instance))
     }
 
     pub fn deregister(&self, pool: &str, address: IpAddr) -> Result<(), RegistryError> {

@@ -342,6 +342,28 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[command(flatten)]
     pub rate_limit: RateLimitArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// Running as one node of a fleet that shares its configuration and
+/// health through etcd.
+#[derive(Args, Clone, Debug)]
+pub struct FleetArgs {
+    /// Join the fleet whose store is this etcd cluster
+    /// (etcd://HOST:PORT,HOST:PORT,...): the policy file, drains, weights,
+    /// registrations and zone assignments are the fleet's, and every
+    /// change through this node's control API goes there. The policy file
+    /// (--config) keeps the last state, served when etcd cannot be reached.
+    #[arg(long, value_name = "URL", requires = "config")]
+    pub cluster: Option<String>,
+    /// The key prefix the fleet's keys live under.
+    #[arg(long, value_name = "PREFIX", default_value = "/dnslb/")]
+    pub cluster_prefix: String,
+    /// This node's name in the fleet (its health verdicts are kept under
+    /// it); the host name when not given.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
 }
 
 /// Response rate limiting (RRL), as Knot DNS and NSD do it: every client

@@ -80,6 +80,21 @@ pub fn status(status: &Status) -> String {
     let _ = writeln!(out, "uptime      {}", duration(status.uptime_seconds));
     let _ = writeln!(out, "zones       {}", status.zones);
     let _ = writeln!(out, "services    {}", status.services);
+    if let Some(fleet) = &status.fleet {
+        let state = if fleet.connected {
+            format!("connected, revision {}", fleet.revision)
+        } else {
+            format!(
+                "NOT CONNECTED: serving the last state (revision {}), changes refused",
+                fleet.revision
+            )
+        };
+        let _ = writeln!(
+            out,
+            "fleet       {} as node {}: {state}",
+            fleet.store, fleet.node
+        );
+    }
     if !status.kernel_maps.is_empty() {
         out.push_str("\nkernel maps\n");
         let mut table = Table::new(&["TYPE", "NAMES UP TO", "ENTRIES", "CAPACITY", "FULL"]);

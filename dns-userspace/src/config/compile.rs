@@ -14,11 +14,14 @@ use toml::Spanned;
 
 use super::{
     BranchLabels, Config, sources,
-    spec::{BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind, PolicySpec},
+    spec::{
+        BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind, PolicySpec,
+        VerdictKind,
+    },
 };
 use crate::{
     cli::ZoneArg,
-    health::{CheckDef, Probe},
+    health::{CheckDef, DEFAULT_MIN_FRACTION, Probe, VerdictScope},
     policy::{
         ClientNet, ClientTable, GeoDb, MULTIVALUE_ANSWERS, Pick, Policy, Pool, PoolEndpoint,
         Service, distance_km, parse_network,
@@ -421,6 +424,20 @@ fn compile_check(
             }
         }
     };
+    let verdict = match (spec.verdict, spec.min_fraction) {
+        (Some(VerdictKind::Local), Some(_)) => {
+            return Err("`min_fraction` is for a fleet verdict, not `verdict = \"local\"`".into());
+        }
+        (Some(VerdictKind::Local), None) => VerdictScope::Local,
+        (_, Some(fraction)) if !(fraction > 0.0 && fraction <= 1.0) => {
+            return Err(format!(
+                "min_fraction {fraction} is not above 0 and at most 1"
+            ));
+        }
+        (_, fraction) => VerdictScope::Fleet {
+            min_fraction: fraction.unwrap_or(DEFAULT_MIN_FRACTION),
+        },
+    };
     Ok(CheckDef {
         name: name.to_owned(),
         probe,
@@ -430,6 +447,7 @@ fn compile_check(
         fall: spec.fall.unwrap_or(DEFAULT_THRESHOLD).max(1),
         invert: spec.invert,
         initial: spec.initial.unwrap_or_default(),
+        verdict,
     })
 }
 

@@ -114,6 +114,19 @@ pub struct CheckSpec {
     /// all of them; 1 for "any of").
     pub children: Option<Vec<String>>,
     pub min_healthy: Option<usize>,
+    /// In a fleet: `fleet` (the default: the nodes' shared verdict) or
+    /// `local` (this node's probes alone).
+    pub verdict: Option<VerdictKind>,
+    /// For a fleet verdict: the fraction of the live nodes checking an
+    /// endpoint that must see it healthy (default 0.18, Route 53's).
+    pub min_fraction: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    Fleet,
+    Local,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,8 @@ use crate::{
         },
     },
     backends::RegistryError,
+    policy::Pool,
+    steering::{OverrideError, Overrides},
 };
 
 /// Names in `dnslb stats`.
@@ -33,9 +35,10 @@ impl From<ChangeError> for Refusal {
             ChangeError::UnknownZone(_)
             | ChangeError::Registry(RegistryError::NotRegistered { .. }) => RefusalKind::NotFound,
             ChangeError::Registry(_) => RefusalKind::Failed,
-            ChangeError::Poisoned(_) | ChangeError::Apply(_) | ChangeError::Write { .. } => {
-                RefusalKind::Failed
-            }
+            ChangeError::Poisoned(_)
+            | ChangeError::Apply(_)
+            | ChangeError::Write { .. }
+            | ChangeError::Fleet(_) => RefusalKind::Failed,
         };
         Refusal::new(kind, error)
     }
@@ -56,6 +59,34 @@ fn origin(text: &str) -> Answer<Name> {
     Ok(name)
 }
 
+impl Live {
+    /// Changes the drains and weights: the fleet's, when this node is in
+    /// one, else its own.
+    fn override_everywhere(
+        &self,
+        what: &str,
+        change: impl Fn(&mut Overrides, &[Pool]) -> Result<(), OverrideError>,
+    ) -> Result<(), ChangeError> {
+        let Some(fleet) = &self.fleet else {
+            return self.change_overrides(what, change);
+        };
+        let pools = self.steering.pools().map_err(ChangeError::Apply)?;
+        let current = self.steering.overrides().map_err(ChangeError::Apply)?;
+        let result = fleet.change_overrides(&pools, &current, change);
+        self.counted(&format!("{what} for the fleet"), result)
+    }
+
+    /// What is served now: the answer to a change the fleet applies.
+    pub(super) fn serving_now(&self) -> Result<Applied, ChangeError> {
+        Ok(Applied {
+            zones: self.responder.catalog().zones().count(),
+            services: self.steering.services().map_or(0, |s| s.len()),
+            kernel_written: 0,
+            kernel_removed: 0,
+        })
+    }
+}
+
 impl ControlPlane for Live {
     fn status(&self) -> Answer<Status> {
         Ok(Live::status(self)?)
@@ -66,7 +97,19 @@ impl ControlPlane for Live {
     }
 
     fn load_zone(&self, text: &str, file: PathBuf) -> Answer<Applied> {
-        Ok(Live::load_zone(self, origin(text)?, file)?)
+        let origin = origin(text)?;
+        if let Some(fleet) = &self.fleet {
+            // Checked here first: a file that does not load is refused
+            // before any node tries it.
+            crate::zone::load_zone(&origin, &file).map_err(ChangeError::from)?;
+            let what = format!(
+                "loading zone {origin} from {} for the fleet",
+                file.display()
+            );
+            let result = fleet.assign_zone(&origin.to_ascii(), Some(file));
+            return Ok(self.counted(&what, result.and_then(|()| self.serving_now()))?);
+        }
+        Ok(Live::load_zone(self, origin, file)?)
     }
 
     fn reload_zone(&self, text: &str) -> Answer<Applied> {
@@ -74,7 +117,13 @@ impl ControlPlane for Live {
     }
 
     fn remove_zone(&self, text: &str) -> Answer<Applied> {
-        Ok(Live::remove_zone(self, origin(text)?)?)
+        let origin = origin(text)?;
+        if let Some(fleet) = &self.fleet {
+            let what = format!("removing zone {origin} for the fleet");
+            let result = fleet.assign_zone(&origin.to_ascii(), None);
+            return Ok(self.counted(&what, result.and_then(|()| self.serving_now()))?);
+        }
+        Ok(Live::remove_zone(self, origin)?)
     }
 
     fn reload(&self) -> Answer<Applied> {
@@ -98,42 +147,67 @@ impl ControlPlane for Live {
 
     fn drain(&self, endpoint: EndpointRef) -> Answer<()> {
         let what = format!("draining {}", endpoint.address);
-        Ok(self.change_overrides(&what, |overrides, pools| overrides.drain(endpoint, pools))?)
+        Ok(self.override_everywhere(&what, |overrides, pools| {
+            overrides.drain(endpoint.clone(), pools)
+        })?)
     }
 
     fn undrain(&self, endpoint: EndpointRef) -> Answer<()> {
         let what = format!("undraining {}", endpoint.address);
-        Ok(self.change_overrides(&what, |overrides, pools| {
+        Ok(self.override_everywhere(&what, |overrides, pools| {
             overrides.undrain(&endpoint, pools)
         })?)
     }
 
     fn set_weight(&self, change: WeightChange) -> Answer<()> {
         let what = format!("weight {} for {}", change.weight, change.endpoint.address);
-        Ok(self.change_overrides(&what, |overrides, pools| {
-            overrides.set_weight(change.endpoint, change.weight, pools)
+        Ok(self.override_everywhere(&what, |overrides, pools| {
+            overrides.set_weight(change.endpoint.clone(), change.weight, pools)
         })?)
     }
 
     fn register(&self, pool: &str, registration: Registration) -> Answer<Registration> {
         let what = format!("registering {} in pool {pool}", registration.address);
-        let result = self.backends.registry().register(pool, registration);
-        Ok(self.counted(&what, result.map_err(ChangeError::from))?)
+        let registry = self.backends.registry();
+        let result = match &self.fleet {
+            Some(fleet) => registry
+                .instances(pool)
+                .map_err(ChangeError::from)
+                .map(|_| registry.stamped(registration))
+                .and_then(|stamped| fleet.put_instance(pool, &stamped).map(|()| stamped)),
+            None => registry
+                .register(pool, registration)
+                .map_err(ChangeError::from),
+        };
+        Ok(self.counted(&what, result)?)
     }
 
     fn deregister(&self, pool: &str, address: IpAddr) -> Answer<()> {
         let what = format!("deregistering {address} from pool {pool}");
-        let result = self.backends.registry().deregister(pool, address);
-        Ok(self.counted(&what, result.map_err(ChangeError::from))?)
+        let registry = self.backends.registry();
+        let result = match &self.fleet {
+            Some(fleet) => registry
+                .renewed(pool, address)
+                .map_err(ChangeError::from)
+                .and_then(|_| fleet.delete_instance(pool, address)),
+            None => registry
+                .deregister(pool, address)
+                .map_err(ChangeError::from),
+        };
+        Ok(self.counted(&what, result)?)
     }
 
     /// Not counted or logged as a change: instances renew all the time.
     fn heartbeat(&self, pool: &str, address: IpAddr) -> Answer<Registration> {
-        Ok(self
-            .backends
-            .registry()
-            .heartbeat(pool, address)
-            .map_err(ChangeError::from)?)
+        let registry = self.backends.registry();
+        let result = match &self.fleet {
+            Some(fleet) => registry
+                .renewed(pool, address)
+                .map_err(ChangeError::from)
+                .and_then(|renewed| fleet.put_instance(pool, &renewed).map(|()| renewed)),
+            None => registry.heartbeat(pool, address).map_err(ChangeError::from),
+        };
+        Ok(result?)
     }
 
     fn health(&self) -> Answer<Vec<HealthRow>> {

@@ -16,10 +16,11 @@ use std::{
 
 use hickory_proto::rr::Name;
 
-use super::cookies::Cookies;
+use super::{cookies::Cookies, fleet::Fleet};
 use crate::{
     api::types::{
-        Applied, ClientNetworkFill, MapFill, RecordRow, Status, ZoneInfo, ZoneRecords, ZoneSource,
+        Applied, ClientNetworkFill, MapFill, RecordRow, Registration, Status, ZoneInfo,
+        ZoneRecords, ZoneSource,
     },
     backends::Backends,
     cli::{RunArgs, ZoneArg},
@@ -59,6 +60,10 @@ pub enum ChangeError {
     NoRoom(DataplaneError),
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
+    /// A change for the fleet that its store did not take: nothing changed
+    /// anywhere.
+    #[error(transparent)]
+    Fleet(#[from] super::fleet::FleetError),
     /// Checked and valid, but applying it failed part way (a kernel map
     /// full, say): the daemon serves the new state, the kernel passes on
     /// what it could not take.
@@ -94,6 +99,8 @@ pub struct Live {
     pub cookies: Arc<Shared<Cookies>>,
     pub metrics: Arc<Metrics>,
     served: Shared<Served>,
+    /// The fleet this node belongs to (`--cluster`), if any.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// The running parts a `Live` changes.
@@ -105,6 +112,7 @@ pub struct LiveParts {
     pub dataplane: Option<SharedDataplane>,
     pub cookies: Arc<Shared<Cookies>>,
     pub metrics: Arc<Metrics>,
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// What start-up loaded: the catalog and configuration to serve.
@@ -220,6 +228,7 @@ impl Live {
             dataplane,
             cookies,
             metrics,
+            fleet,
         } = parts;
         Live {
             args,
@@ -238,6 +247,7 @@ impl Live {
                     api_changes: BTreeMap::new(),
                 },
             ),
+            fleet,
         }
     }
 
@@ -336,6 +346,58 @@ impl Live {
             .served_file(&origin)
             .and_then(|(file, _)| self.change_zone(origin, Some(file)));
         self.counted(&what, result)
+    }
+
+    /// The fleet's policy file, new to this node: written over the policy
+    /// file (the last state, for when etcd cannot be reached) and applied,
+    /// all or nothing, as an edit through the control API is.
+    pub fn apply_fleet_policy(&self, text: &str) {
+        // `--cluster` requires `--config`.
+        let Some(file) = self.args.config.clone() else {
+            return;
+        };
+        if std::fs::read_to_string(&file).is_ok_and(|current| current == text) {
+            return;
+        }
+        let result = self.reload_with(Some(text), |_| {
+            crate::durable::replace_file(&file, text.as_bytes()).map_err(|error| {
+                ChangeError::Write {
+                    path: file.clone(),
+                    source: error,
+                }
+            })
+        });
+        let _ = self.counted("the policy file from the fleet", result);
+    }
+
+    /// The fleet's zone `origin`, served from `file` (or no longer).
+    pub fn assign_zone(&self, origin: &str, file: Option<PathBuf>) {
+        let Ok(mut name) = Name::from_ascii(origin) else {
+            tracing::error!("the fleet's zone `{origin}` is not a domain name");
+            return;
+        };
+        name.set_fqdn(true);
+        let what = match &file {
+            Some(file) => format!("zone {name} from {} for the fleet", file.display()),
+            None => format!("removing zone {name} for the fleet"),
+        };
+        let result = self.change_zone(name, file);
+        let _ = self.counted(&what, result);
+    }
+
+    /// An instance another node of the fleet registered (or renewed).
+    pub fn restore_instance(&self, pool: &str, registration: Registration) {
+        if let Err(error) = self.backends.registry().restore(pool, registration) {
+            tracing::warn!("the fleet's instance of pool {pool}: {error}");
+        }
+    }
+
+    /// An instance the fleet no longer has.
+    pub fn forget_instance(&self, pool: &str, address: std::net::IpAddr) {
+        match self.backends.registry().deregister(pool, address) {
+            Ok(()) | Err(crate::backends::RegistryError::NotRegistered { .. }) => {}
+            Err(error) => tracing::warn!("the fleet's instance of pool {pool}: {error}"),
+        }
     }
 
     /// The file `origin` is served from, and where that was named.
@@ -609,6 +671,7 @@ impl Live {
             services: self.steering.services().map_or(0, |s| s.len()),
             kernel_maps,
             client_networks,
+            fleet: self.fleet.as_ref().map(|fleet| fleet.status()),
         })
     }
 

@@ -8,6 +8,7 @@
 
 mod control;
 mod cookies;
+mod fleet;
 mod live;
 mod policy_edit;
 mod privileges;
@@ -28,6 +29,7 @@ pub use live::{ChangeError, Live, LiveParts, Loaded, load_at_start};
 
 use self::{
     cookies::{Cookies, keep_cookies, publish_cookies, reload_cookies},
+    fleet::Fleet,
     privileges::{Target, forbid_new_privileges, raise_open_files_limit},
 };
 use crate::{
@@ -37,6 +39,7 @@ use crate::{
     },
     backends::Backends,
     cli::RunArgs,
+    cluster::ClusterArgs,
     config::Config,
     dataplane::{
         self, Dataplane, DataplaneOptions, SharedDataplane,
@@ -195,6 +198,17 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     }
     metrics.register(Box::new(SteeringCollector::new(Arc::downgrade(&steering))));
     let control_errors = metrics.accept_errors("control");
+    let fleet = match &args.fleet.cluster {
+        Some(url) => {
+            let node = match &args.fleet.node_name {
+                Some(node) => node.clone(),
+                None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+            };
+            let cluster = ClusterArgs::parse(url, &args.fleet.cluster_prefix, &node)?;
+            Some(Fleet::new(cluster, &metrics))
+        }
+        None => None,
+    };
     let live = Arc::new(Live::new(
         args.clone(),
         &loaded,
@@ -206,9 +220,13 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
             dataplane: dataplane.clone(),
             cookies,
             metrics,
+            fleet: fleet.clone(),
         },
     ));
     secondary::follow_primaries(&live, &loaded.config.zones);
+    if let Some(fleet) = fleet {
+        tokio::spawn(fleet::follow(Arc::downgrade(&live), fleet));
+    }
     let plane: Arc<dyn ControlPlane> = live.clone();
     control.serve(api::server::router(plane), &control_errors, &mut tasks);
     tracing::info!("serving DNS on {}", args.listen);

@@ -57,6 +57,16 @@ impl Live {
     /// policy file, and applies it; refused whole if any of that fails.
     pub fn apply_policy(&self, text: &str) -> Answer<Applied> {
         let file = self.args().config.clone().ok_or_else(no_policy_file)?;
+        if let Some(fleet) = &self.fleet {
+            // Checked here as a reload would; each node applies it as it
+            // comes from the fleet.
+            let check = Live::check_policy(self, text)?;
+            if let Some(problem) = check.problems.first() {
+                return Err(Refusal::new(RefusalKind::Invalid, &problem.message));
+            }
+            let result = fleet.put_policy(text).and_then(|()| self.serving_now());
+            return Ok(self.counted("editing the fleet's policy file", result)?);
+        }
         let result = self.reload_with(Some(text), |_| {
             crate::durable::replace_file(&file, text.as_bytes()).map_err(|error| {
                 ChangeError::Write {

@@ -100,6 +100,7 @@ async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
             dataplane: None,
             cookies,
             metrics,
+            fleet: None,
         },
     ));
     let mut tasks = tokio::task::JoinSet::new();

@@ -32,6 +32,29 @@ pub struct CheckDef {
     pub invert: bool,
     /// An endpoint's verdict before its first probe.
     pub initial: Initial,
+    /// Whose verdict counts in a fleet (`--cluster`).
+    pub verdict: VerdictScope,
+}
+
+/// Whose verdict an endpoint's answers follow in a fleet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VerdictScope {
+    /// Healthy while at least this fraction of the live nodes that check
+    /// it see it healthy (Route 53's rule; its figure is 0.18).
+    Fleet { min_fraction: f64 },
+    /// This node's own probes alone.
+    Local,
+}
+
+/// Route 53's share of checkers that must see an endpoint healthy.
+pub const DEFAULT_MIN_FRACTION: f64 = 0.18;
+
+impl Default for VerdictScope {
+    fn default() -> Self {
+        VerdictScope::Fleet {
+            min_fraction: DEFAULT_MIN_FRACTION,
+        }
+    }
 }
 
 /// What an endpoint is before its first probe (`initial` in the policy

@@ -471,6 +471,7 @@ fn unix_seconds() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::VerdictScope;
 
     fn def(name: &str, probe: Probe) -> CheckDef {
         CheckDef {
@@ -482,6 +483,7 @@ mod tests {
             fall: 1,
             invert: false,
             initial: Initial::Probe,
+            verdict: VerdictScope::Local,
         }
     }
 

@@ -318,6 +318,7 @@ fn check(name: &str, probe: Probe, invert: bool) -> CheckDef {
         fall: 3,
         invert,
         initial: Initial::Probe,
+        verdict: VerdictScope::Local,
     }
 }
 

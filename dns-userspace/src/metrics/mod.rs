@@ -276,6 +276,15 @@ impl Metrics {
         &self.registry
     }
 
+    /// A gauge registered under `name` (a constant: an invalid one is a
+    /// programming error, caught by the tests).
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        registered(
+            &self.registry,
+            IntGauge::new(name, help).expect("valid metric"),
+        )
+    }
+
     pub fn register(&self, collector: Box<dyn Collector>) {
         if let Err(error) = self.registry.register(collector) {
             tracing::error!("registering metrics: {error}");

@@ -15,6 +15,7 @@ mod view;
 
 use std::{
     collections::{HashMap, HashSet},
+    net::IpAddr,
     sync::{Arc, MutexGuard},
 };
 
@@ -29,14 +30,25 @@ pub use self::{
 };
 use crate::{
     backends::{ColdStart, ColdStartMode, PoolSink},
+    cluster::FleetVotes,
     config::{BranchLabels, Config},
     dataplane::{Dataplane, HotType, KernelServices, SharedDataplane},
-    health::{HealthEvent, HealthRunner},
+    health::{HealthEvent, HealthRunner, VerdictScope},
     hooks::{Event, Hooks},
     policy::{BranchSlot, Condition, Health, Pool, PoolEndpoint, Service},
     shared::Shared,
     zone::{Catalog, WireName},
 };
+
+/// The share of the fleet's nodes that must see an endpoint of `pool`
+/// healthy, when its check takes the fleet's verdict.
+fn fleet_fraction(config: &Config, pool: &Pool) -> Option<f64> {
+    let check = config.checks.get(pool.check?)?;
+    match check.verdict {
+        VerdictScope::Fleet { min_fraction } => Some(min_fraction),
+        VerdictScope::Local => None,
+    }
+}
 
 /// Held for every change and every report. Lock order: whoever needs
 /// both takes this before the dataplane (`SharedDataplane`), never after.
@@ -45,6 +57,8 @@ struct State {
     runner: Option<HealthRunner>,
     kernel: KernelServices,
     overrides: Overrides,
+    /// The other nodes' health verdicts, in a fleet.
+    fleet: FleetVotes,
     /// The branches each service answers from (for clients in no listed
     /// network), to tell a failover when they change.
     serving: HashMap<String, Vec<BranchSlot>>,
@@ -93,6 +107,7 @@ impl Steering {
                     runner: Some(runner),
                     kernel: KernelServices::default(),
                     overrides: Overrides::default(),
+                    fleet: FleetVotes::default(),
                     serving: HashMap::new(),
                     unwritten: HashSet::new(),
                 },
@@ -214,6 +229,49 @@ impl Steering {
         self.apply(None)
     }
 
+    /// The operator's drains and weights now.
+    pub fn overrides(&self) -> anyhow::Result<Overrides> {
+        Ok(self.state.lock()?.overrides.clone())
+    }
+
+    /// The pools of the configuration, as the policy file has them.
+    pub fn pools(&self) -> anyhow::Result<Vec<Pool>> {
+        Ok(self.state.lock()?.config.pools.clone())
+    }
+
+    /// Changes what the other nodes of the fleet see of the endpoints, and
+    /// applies it to both places that answer.
+    pub fn change_fleet_votes(&self, change: impl FnOnce(&mut FleetVotes)) -> anyhow::Result<()> {
+        {
+            let mut state = self.state.lock()?;
+            let before = state.fleet.clone();
+            change(&mut state.fleet);
+            if state.fleet == before {
+                return Ok(());
+            }
+        }
+        self.apply(None)
+    }
+
+    /// This node's own verdicts on the endpoints whose checks take the
+    /// fleet's verdict: what it publishes to the other nodes.
+    pub fn local_verdicts(&self) -> anyhow::Result<Vec<(String, IpAddr, bool)>> {
+        let state = self.state.lock()?;
+        let Some(runner) = &state.runner else {
+            return Ok(Vec::new());
+        };
+        let mut verdicts = Vec::new();
+        for (p, pool) in state.config.pools.iter().enumerate() {
+            if fleet_fraction(&state.config, pool).is_none() {
+                continue;
+            }
+            for (e, endpoint) in pool.endpoints.iter().enumerate() {
+                verdicts.push((pool.name.clone(), endpoint.addr, runner.is_up(p, e)));
+            }
+        }
+        Ok(verdicts)
+    }
+
     /// Checks that every service answers inside a zone of `catalog`.
     pub fn check_zones(&self, catalog: &Catalog) -> anyhow::Result<Result<(), OutsideZones>> {
         Ok(check_services_in_zones(&self.state.lock()?.config, catalog))
@@ -239,6 +297,7 @@ impl Steering {
             config,
             runner,
             overrides,
+            fleet,
             ..
         } = state;
         // Members that are starting or draining are not in the answers at
@@ -254,10 +313,14 @@ impl Steering {
                 index += 1;
                 let ready = endpoint.condition == Condition::Ready;
                 if ready {
-                    up.push(
-                        runner.as_ref().is_none_or(|r| r.is_up(p, e))
-                            && !overrides.is_drained(&config.pools[p], e),
-                    );
+                    let here = runner.as_ref().is_none_or(|r| r.is_up(p, e));
+                    let seen = match fleet_fraction(config, &config.pools[p]) {
+                        Some(fraction) => {
+                            fleet.verdict(&config.pools[p].name, endpoint.addr, here, fraction)
+                        }
+                        None => here,
+                    };
+                    up.push(seen && !overrides.is_drained(&config.pools[p], e));
                 }
                 ready
             });

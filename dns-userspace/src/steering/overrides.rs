@@ -27,10 +27,37 @@ pub enum OverrideError {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// As a fleet's store keeps them: JSON, the weights as pairs (a JSON
+/// object's keys are strings, and these are endpoints).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overrides {
+    #[serde(default)]
     drained: BTreeSet<EndpointRef>,
+    #[serde(default, with = "pairs")]
     weights: BTreeMap<EndpointRef, u8>,
+}
+
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::EndpointRef;
+
+    pub fn serialize<S: Serializer>(
+        weights: &BTreeMap<EndpointRef, u8>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        weights.iter().collect::<Vec<_>>().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<EndpointRef, u8>, D::Error> {
+        Ok(Vec::<(EndpointRef, u8)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }
 
 impl Overrides {

@@ -1,0 +1,368 @@
+//! A fleet of three dnslb nodes, each in its own namespace with its XDP
+//! program attached, sharing configuration and health through a real etcd
+//! cluster of three members (on the hub namespace that every node
+//! reaches). Changes through one node reach every node's kernel; an
+//! endpoint's health is the fleet's verdict; losing the etcd leader, or
+//! etcd altogether, changes nothing served.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use dnslb_tests::{
+    backend::HttpBackend,
+    daemon::{Answered, Daemon, kdig, workspace_root},
+    etcd::EtcdCluster,
+    netns::{FleetRig, HUB_ADDR},
+};
+
+const NODES: usize = 3;
+/// The first etcd member's client port (the hub's namespace is the
+/// test's own, so the usual ports are free).
+const ETCD_PORT: u16 = 2379;
+const WEB: [&str; 3] = ["198.18.0.101", "198.18.0.102", "198.18.0.103"];
+
+fn policy_text() -> String {
+    let zone = workspace_root().join("examples/example.com.zone");
+    format!(
+        r#"
+[[zone]]
+origin = "example.com."
+file = "{}"
+
+[check.web]
+kind = "http"
+path = "/health"
+port = 8080
+search = "OK"
+interval = "100ms"
+timeout = "50ms"
+rise = 1
+fall = 2
+min_fraction = 0.5
+
+[pool.web]
+check = "web"
+endpoints = ["{}", "{}", "{}"]
+
+[pool.pick]
+endpoints = [
+  {{ address = "198.18.0.201", weight = 1 }},
+  {{ address = "198.18.0.202", weight = 0 }},
+]
+
+[service.svc]
+name = "svc.example.com."
+ttl = 5
+policy = {{ kind = "multivalue", pool = "web" }}
+
+[service.pick]
+name = "pick.example.com."
+policy = {{ kind = "weighted", pool = "pick" }}
+"#,
+        zone.display(),
+        WEB[0],
+        WEB[1],
+        WEB[2]
+    )
+}
+
+struct Fleet {
+    rig: FleetRig,
+    etcd: EtcdCluster,
+    nodes: Vec<Daemon>,
+    dir: PathBuf,
+}
+
+impl Fleet {
+    fn start() -> (Fleet, Vec<HttpBackend>, Vec<dnslb::dataplane::PassThrough>) {
+        let rig = FleetRig::new(NODES).expect("namespaces, bridge and veths");
+        let pass = rig.attach_pass_through().expect("pass-through on the hub");
+        let backends = WEB
+            .iter()
+            .map(|addr| {
+                rig.add_hub_address(addr).expect("a backend address");
+                let at = SocketAddr::new(addr.parse().unwrap(), 8080);
+                HttpBackend::start(&rig.hub, at).expect("backend")
+            })
+            .collect();
+        let etcd = EtcdCluster::start(&rig.hub, HUB_ADDR, 3, ETCD_PORT).expect("etcd");
+        let dir = std::env::temp_dir().join(format!("dnslb-fleet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut fleet = Fleet {
+            rig,
+            etcd,
+            nodes: Vec::new(),
+            dir,
+        };
+        for k in 0..NODES {
+            let daemon = fleet.start_node(k);
+            fleet.nodes.push(daemon);
+        }
+        (fleet, backends, pass)
+    }
+
+    /// Node `k`, its own copy of the policy file beside it.
+    fn start_node(&self, k: usize) -> Daemon {
+        let policy = self.dir.join(format!("node{k}.toml"));
+        std::fs::write(&policy, policy_text()).unwrap();
+        let node = &self.rig.nodes[k];
+        let (policy, url, name) = (
+            policy.display().to_string(),
+            self.etcd.url(),
+            format!("node{k}"),
+        );
+        Daemon::start_serving(
+            &node.netns,
+            Some(&node.iface),
+            &["--config", &policy, "--cluster", &url, "--node-name", &name],
+        )
+        .expect("dnslb node starts")
+    }
+
+    /// Node `k`'s A records for `name`, asked from the hub.
+    fn ask(&self, k: usize, name: &str) -> Vec<Ipv4Addr> {
+        let at = format!("@{}", self.rig.nodes[k].addr);
+        let out = kdig(&self.rig.hub, &[&at, name, "A", "+short"]).unwrap_or_default();
+        let mut addrs: Vec<Ipv4Addr> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        addrs.sort();
+        addrs
+    }
+
+    /// Whether node `k`'s kernel answered the next query for `name`, and
+    /// with what.
+    fn kernel_answer(&self, k: usize, name: &str) -> (Vec<Ipv4Addr>, bool) {
+        let netns = &self.rig.nodes[k].netns;
+        let count = || {
+            Answered::scrape_from(netns)
+                .expect("metrics")
+                .xdp
+                .unwrap_or(0)
+        };
+        let before = count();
+        let addrs = self.ask(k, name);
+        (addrs, count() == before + 1)
+    }
+
+    /// Waits until every node answers `name` with `want`, up to `limit`.
+    fn all_answer(&self, name: &str, want: &[&str], limit: Duration) -> Duration {
+        let want: Vec<Ipv4Addr> = want.iter().map(|a| a.parse().unwrap()).collect();
+        let started = Instant::now();
+        loop {
+            let answers: Vec<Vec<Ipv4Addr>> = (0..NODES).map(|k| self.ask(k, name)).collect();
+            if answers.iter().all(|a| *a == want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "not every node answers {name} with {want:?} within {limit:?}: {answers:?}\n{}",
+                self.nodes[0].log_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The store's revision node `k` has applied (from `dnslb status`).
+    fn revision(&self, k: usize) -> Option<i64> {
+        let status = self.nodes[k].cli(&["status"]).ok()?;
+        let line = status.lines().find(|l| l.starts_with("fleet"))?;
+        line.split("revision ")
+            .nth(1)?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Node `k` can no longer reach `addr` (its route is prohibited).
+    fn cut(&self, k: usize, addr: &str) {
+        self.rig.nodes[k]
+            .netns
+            .ip(&["route", "add", "prohibit", &format!("{addr}/32")])
+            .expect("ip route");
+    }
+
+    fn mend(&self, k: usize, addr: &str) {
+        self.rig.nodes[k]
+            .netns
+            .ip(&["route", "del", "prohibit", &format!("{addr}/32")])
+            .expect("ip route");
+    }
+
+    /// The store's revision of node `k`'s verdict on `addr` once it is
+    /// `down`.
+    fn published_down(&self, k: usize, addr: &str, limit: Duration) -> i64 {
+        let key = format!("/dnslb/health/node{k}/web/{addr}");
+        let started = Instant::now();
+        loop {
+            let output = Command::new("ip")
+                .args(["netns", "exec", self.rig.hub.name(), "etcdctl"])
+                .args(["--endpoints", &format!("http://{HUB_ADDR}:{ETCD_PORT}")])
+                .args(["get", &key, "-w", "json"])
+                .env("ETCDCTL_API", "3")
+                .output()
+                .expect("etcdctl runs");
+            let json: serde_json::Value =
+                serde_json::from_slice(&output.stdout).unwrap_or_default();
+            let kv = &json["kvs"][0];
+            // etcdctl prints values in base64.
+            if kv["value"].as_str() == Some("ZG93bg==") {
+                return kv["mod_revision"].as_i64().unwrap_or_default();
+            }
+            assert!(started.elapsed() < limit, "{key} not down: {json}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Asks node `k`'s kernel for pick.example.com until it has drawn only
+/// `want` `times` answers in a row, up to `limit`; how long it took until
+/// the first answer of that run.
+fn kernel_draws_only(
+    fleet: &Fleet,
+    k: usize,
+    want: &str,
+    times: usize,
+    limit: Duration,
+) -> Duration {
+    let want: Ipv4Addr = want.parse().unwrap();
+    let started = Instant::now();
+    let mut run: Option<Duration> = None;
+    let mut in_a_row = 0;
+    while in_a_row < times {
+        let asked = started.elapsed();
+        let (addrs, by_kernel) = fleet.kernel_answer(k, "pick.example.com.");
+        if by_kernel && addrs == [want] {
+            run.get_or_insert(asked);
+            in_a_row += 1;
+        } else {
+            (run, in_a_row) = (None, 0);
+        }
+        assert!(
+            started.elapsed() < limit * 2,
+            "node {k}'s kernel did not draw only {want}: {addrs:?} (kernel: {by_kernel})"
+        );
+    }
+    let first = run.unwrap_or_default();
+    assert!(
+        first < limit,
+        "node {k}'s kernel drew only {want} from {first:?}, not within {limit:?}"
+    );
+    first
+}
+
+#[test]
+fn a_fleet_shares_changes_and_health_through_etcd_and_survives_losing_it() {
+    let (mut fleet, _backends, _pass) = Fleet::start();
+    let every_web = WEB;
+    let started = fleet.all_answer("svc.example.com.", &every_web, Duration::from_secs(10));
+    println!("three nodes answered from the fleet's policy {started:?} after start");
+    for k in 0..NODES {
+        let status = fleet.nodes[k].cli(&["status"]).expect("status");
+        assert!(
+            status.contains(&format!("as node node{k}: connected")),
+            "{status}"
+        );
+    }
+
+    // A weight change through node A is drawn by node C's kernel. Both
+    // weights change (B first, A's to 0 last), so that from the last
+    // change on C's kernel draws B only; 20 in a row by chance before
+    // that would be one in a million.
+    let a = &fleet.nodes[0];
+    a.cli(&["endpoint", "weight", "198.18.0.202", "1", "--pool", "pick"])
+        .expect("weight through node A");
+    a.cli(&["endpoint", "weight", "198.18.0.201", "0", "--pool", "pick"])
+        .expect("weight through node A");
+    let drawn = kernel_draws_only(&fleet, 2, "198.18.0.202", 20, Duration::from_secs(1));
+    println!("node C's kernel drew the new weights {drawn:?} after node A's change returned");
+
+    // Shared health, min_fraction 0.5. One node in three cannot reach
+    // .101: two of three still see it, so every node keeps answering it,
+    // also once the others have read that node's verdict.
+    fleet.cut(0, WEB[0]);
+    let down = fleet.published_down(0, WEB[0], Duration::from_secs(5));
+    for k in 1..NODES {
+        let waited = Instant::now();
+        while fleet.revision(k).unwrap_or(0) < down {
+            assert!(waited.elapsed() < Duration::from_secs(2), "node {k} behind");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    fleet.all_answer("svc.example.com.", &every_web, Duration::from_millis(1));
+    // Two of three cannot reach it: it leaves every node's answers, also
+    // those of the node that still reaches it.
+    fleet.cut(1, WEB[0]);
+    let gone = fleet.all_answer("svc.example.com.", &WEB[1..], Duration::from_secs(5));
+    println!(
+        "an endpoint two nodes of three cannot reach left every node's answers {gone:?} after the second cut"
+    );
+    fleet.mend(0, WEB[0]);
+    fleet.mend(1, WEB[0]);
+    fleet.all_answer("svc.example.com.", &every_web, Duration::from_secs(5));
+
+    // The etcd leader dies: nothing served changes, and a change goes
+    // through once a new leader is elected.
+    let leader = fleet.etcd.leader().expect("a leader");
+    fleet.etcd.kill(leader).expect("leader killed");
+    let killed = Instant::now();
+    fleet.all_answer("svc.example.com.", &every_web, Duration::from_millis(1));
+    kernel_draws_only(&fleet, 1, "198.18.0.202", 5, Duration::from_secs(1));
+    let b = &fleet.nodes[1];
+    loop {
+        match b.cli(&["endpoint", "weight", "198.18.0.201", "1", "--pool", "pick"]) {
+            Ok(_) => break,
+            Err(error) => assert!(
+                killed.elapsed() < Duration::from_secs(10),
+                "no change went through in 10 s: {error}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    b.cli(&["endpoint", "weight", "198.18.0.202", "0", "--pool", "pick"])
+        .expect("a second change");
+    println!(
+        "a change went through {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    let drawn = kernel_draws_only(&fleet, 2, "198.18.0.201", 20, Duration::from_secs(1));
+    println!("and node C's kernel drew it {drawn:?} after it returned");
+
+    // Without etcd at all: every node serves its last state, says so,
+    // and refuses changes with a clear error.
+    for m in 0..3 {
+        fleet.etcd.kill(m).expect("member killed");
+    }
+    let waited = Instant::now();
+    let status = loop {
+        let status = fleet.nodes[2].cli(&["status"]).expect("status");
+        if status.contains("NOT CONNECTED") {
+            break status;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(10), "{status}");
+        thread::sleep(Duration::from_millis(100));
+    };
+    println!("{status}");
+    let refused = fleet.nodes[2]
+        .cli(&["endpoint", "weight", "198.18.0.201", "0", "--pool", "pick"])
+        .expect_err("a change without etcd");
+    assert!(refused.contains("cannot be reached"), "{refused}");
+    fleet.all_answer("svc.example.com.", &every_web, Duration::from_millis(1));
+    kernel_draws_only(&fleet, 2, "198.18.0.201", 5, Duration::from_secs(1));
+    let metrics =
+        dnslb_tests::daemon::scrape(&fleet.rig.nodes[2].netns, dnslb_tests::daemon::RIG_METRICS)
+            .expect("metrics");
+    assert!(metrics.contains("dnslb_fleet_connected 0"), "{metrics}");
+}
