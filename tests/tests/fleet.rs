@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::signal::Signal;
+
 use dnslb_tests::{
     backend::HttpBackend,
     daemon::{Answered, Daemon, kdig, workspace_root},
@@ -63,6 +65,13 @@ policy = {{ kind = "multivalue", pool = "web" }}
 [service.pick]
 name = "pick.example.com."
 policy = {{ kind = "weighted", pool = "pick" }}
+
+[pool.api]
+kind = "registered"
+
+[service.api]
+name = "registered.example.com."
+policy = {{ kind = "multivalue", pool = "api" }}
 "#,
         zone.display(),
         WEB[0],
@@ -151,10 +160,22 @@ impl Fleet {
 
     /// Waits until every node answers `name` with `want`, up to `limit`.
     fn all_answer(&self, name: &str, want: &[&str], limit: Duration) -> Duration {
+        self.nodes_answer(&[0, 1, 2], name, want, limit)
+    }
+
+    /// Waits until each of `nodes` answers `name` with `want`, up to
+    /// `limit`.
+    fn nodes_answer(
+        &self,
+        nodes: &[usize],
+        name: &str,
+        want: &[&str],
+        limit: Duration,
+    ) -> Duration {
         let want: Vec<Ipv4Addr> = want.iter().map(|a| a.parse().unwrap()).collect();
         let started = Instant::now();
         loop {
-            let answers: Vec<Vec<Ipv4Addr>> = (0..NODES).map(|k| self.ask(k, name)).collect();
+            let answers: Vec<Vec<Ipv4Addr>> = nodes.iter().map(|&k| self.ask(k, name)).collect();
             if answers.iter().all(|a| *a == want) {
                 return started.elapsed();
             }
@@ -284,10 +305,15 @@ fn a_fleet_shares_changes_and_health_through_etcd_and_survives_losing_it() {
     let a = &fleet.nodes[0];
     a.cli(&["endpoint", "weight", "198.18.0.202", "1", "--pool", "pick"])
         .expect("weight through node A");
+    let called = Instant::now();
     a.cli(&["endpoint", "weight", "198.18.0.201", "0", "--pool", "pick"])
         .expect("weight through node A");
+    let call = called.elapsed();
     let drawn = kernel_draws_only(&fleet, 2, "198.18.0.202", 20, Duration::from_secs(1));
-    println!("node C's kernel drew the new weights {drawn:?} after node A's change returned");
+    println!(
+        "node C's kernel drew the new weights {drawn:?} after node A's change returned \
+         (the call took {call:?}: to etcd and back, applied on node A)"
+    );
 
     // Shared health, min_fraction 0.5. One node in three cannot reach
     // .101: two of three still see it, so every node keeps answering it,
@@ -309,9 +335,49 @@ fn a_fleet_shares_changes_and_health_through_etcd_and_survives_losing_it() {
     println!(
         "an endpoint two nodes of three cannot reach left every node's answers {gone:?} after the second cut"
     );
+    // A node that dies stops counting once its lease expires (3 s): one
+    // down and one up of the two left is half, and .101 is back.
+    let dead = fleet.nodes.remove(1);
+    dead.stop(Signal::SIGKILL).expect("node B killed");
+    let back = fleet.nodes_answer(
+        &[0, 2],
+        "svc.example.com.",
+        &every_web,
+        Duration::from_secs(6),
+    );
+    println!("a dead node's verdict stopped counting {back:?} after it was killed");
+    assert!(
+        back > Duration::from_secs(2),
+        "counted until its lease ran out: {back:?}"
+    );
+    let restarted = fleet.start_node(1);
+    fleet.nodes.insert(1, restarted);
     fleet.mend(0, WEB[0]);
     fleet.mend(1, WEB[0]);
     fleet.all_answer("svc.example.com.", &every_web, Duration::from_secs(5));
+
+    // Registrations and zone assignments through one node are every
+    // node's.
+    fleet.nodes[2]
+        .cli(&["endpoint", "register", "api", "198.18.0.150"])
+        .expect("register through node C");
+    fleet.all_answer(
+        "registered.example.com.",
+        &["198.18.0.150"],
+        Duration::from_secs(1),
+    );
+    let zone = fleet.dir.join("example.net.zone");
+    std::fs::write(
+        &zone,
+        "$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 60\n@ NS ns\nns A 198.18.0.53\n\
+         www A 198.18.0.80\n",
+    )
+    .unwrap();
+    let zone = zone.display().to_string();
+    fleet.nodes[1]
+        .cli(&["zone", "load", "example.net", &zone])
+        .expect("zone load through node B");
+    fleet.all_answer("www.example.net.", &["198.18.0.80"], Duration::from_secs(1));
 
     // The etcd leader dies: nothing served changes, and a change goes
     // through once a new leader is elected.
