@@ -4,6 +4,7 @@
 //! crate owns everything else: zones, the authoritative server for what the
 //! kernel passes on, the kernel maps, and metrics.
 
+pub mod anycast;
 pub mod api;
 pub mod backends;
 pub mod cli;

@@ -259,6 +259,16 @@ pub struct ZoneFile {
     pub file: PathBuf,
 }
 
+/// The policy file's `[[zone]]` for the example zone.
+pub fn example_zone_entry() -> String {
+    let zone = ZoneFile::example();
+    format!(
+        "[[zone]]\norigin = \"{}.\"\nfile = \"{}\"\n",
+        zone.origin,
+        zone.file.display()
+    )
+}
+
 impl ZoneFile {
     /// The example zone the demo and the tests serve.
     pub fn example() -> ZoneFile {

@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 
 use dnslb_tests::{
     backend::HttpBackend,
-    daemon::{Answered, Daemon, kdig, workspace_root},
+    daemon::{Answered, Daemon, example_zone_entry, kdig},
     etcd::EtcdCluster,
     netns::{FleetRig, HUB_ADDR},
 };
@@ -29,13 +29,9 @@ const ETCD_PORT: u16 = 2379;
 const WEB: [&str; 3] = ["198.18.0.101", "198.18.0.102", "198.18.0.103"];
 
 fn policy_text() -> String {
-    let zone = workspace_root().join("examples/example.com.zone");
     format!(
         r#"
-[[zone]]
-origin = "example.com."
-file = "{}"
-
+{}
 [check.web]
 kind = "http"
 path = "/health"
@@ -73,7 +69,7 @@ kind = "registered"
 name = "registered.example.com."
 policy = {{ kind = "multivalue", pool = "api" }}
 "#,
-        zone.display(),
+        example_zone_entry(),
         WEB[0],
         WEB[1],
         WEB[2]

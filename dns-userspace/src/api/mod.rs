@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::net::IpAddr;
 
 use types::{
-    Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile, Registration,
-    ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange, ZoneInfo, ZoneRecords,
+    AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile,
+    Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange, ZoneInfo,
+    ZoneRecords,
 };
 
 /// Where the daemon listens for control requests unless told otherwise.
@@ -85,6 +86,9 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn check_policy(&self, text: &str) -> Answer<PolicyCheck>;
     /// Replaces the policy file with `text` and applies it, all or nothing.
     fn apply_policy(&self, text: &str) -> Answer<Applied>;
+    /// Withdraws this node's anycast addresses (`false`) or announces
+    /// them again.
+    fn set_anycast(&self, announce: bool) -> Answer<AnycastStatus>;
     /// Follows changes of what is answered (health, overrides, members,
     /// configuration, zones): the count of them so far.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;

@@ -29,7 +29,9 @@ use crate::http;
 
 use super::{
     Answer, ControlPlane, Refusal, RefusalKind,
-    types::{ApiError, EndpointRef, PolicyEdit, Registration, WeightChange, ZoneLoad},
+    types::{
+        AnycastChange, ApiError, EndpointRef, PolicyEdit, Registration, WeightChange, ZoneLoad,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,7 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
         .route("/v1/policy", get(policy).put(apply_policy))
         .route("/v1/policy/check", post(check_policy))
         .route("/v1/events", get(events))
+        .route("/v1/anycast", post(anycast))
         .with_state(plane)
 }
 
@@ -429,6 +432,10 @@ async fn check_policy(State(plane): Plane, Json(edit): Json<PolicyEdit>) -> Resp
 
 async fn apply_policy(State(plane): Plane, Json(edit): Json<PolicyEdit>) -> Response {
     call(plane, move |p| p.apply_policy(&edit.text)).await
+}
+
+async fn anycast(State(plane): Plane, Json(change): Json<AnycastChange>) -> Response {
+    call(plane, move |p| p.set_anycast(change.announce)).await
 }
 
 async fn events(State(plane): Plane) -> Response {

@@ -24,6 +24,24 @@ pub struct Status {
     /// In a fleet (`--cluster`): its store and whether it is reached.
     #[serde(default)]
     pub fleet: Option<FleetStatus>,
+    /// With `[anycast]`: what this node announces.
+    #[serde(default)]
+    pub anycast: Option<AnycastStatus>,
+}
+
+/// The anycast addresses this node announces, and why (or why not).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnycastStatus {
+    /// The dummy interface holding them.
+    pub interface: Option<String>,
+    pub announced: Vec<String>,
+    pub reason: String,
+}
+
+/// `POST /v1/anycast`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnycastChange {
+    pub announce: bool,
 }
 
 /// This node's view of its fleet.

@@ -8,14 +8,14 @@ use anyhow::Context;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    Command, Connection, EndpointArgs, EndpointCommand, InstanceArgs, ServiceCommand, StatsArgs,
-    ZoneCommand, render,
+    AnycastCommand, Command, Connection, EndpointArgs, EndpointCommand, InstanceArgs,
+    ServiceCommand, StatsArgs, ZoneCommand, render,
 };
 use crate::api::{
     client::{Client, Target},
     types::{
-        Applied, EndpointInfo, EndpointRef, HealthRow, Registration, ServiceDetail, ServiceInfo,
-        Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
+        AnycastChange, AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, Registration,
+        ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
     },
 };
 
@@ -87,6 +87,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             get_and_show::<ServiceDetail>(&connection, &path, render::service).await
         }
         Command::Endpoint(endpoint) => endpoint_command(endpoint).await,
+        Command::Anycast(command) => {
+            let (c, announce) = match command {
+                AnycastCommand::Withdraw(c) => (c, false),
+                AnycastCommand::Announce(c) => (c, true),
+            };
+            let change = AnycastChange { announce };
+            let status: AnycastStatus = client(&c)?.post("/v1/anycast", Some(&change)).await?;
+            show(&c, &status, render::anycast)
+        }
         Command::Health(c) => {
             get_and_show::<Vec<HealthRow>>(&c, "/v1/health", |h| render::health(h)).await
         }

@@ -50,6 +50,10 @@ pub enum Command {
     /// Endpoints: list; drain, undrain or reweigh one (kept across reloads).
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Anycast: withdraw this node's addresses (before maintenance), or
+    /// announce them again.
+    #[command(subcommand)]
+    Anycast(AnycastCommand),
     /// Every health check on every endpoint: verdict, last probe latency,
     /// last transition, failures in a row.
     #[command(
@@ -207,6 +211,17 @@ pub enum EndpointCommand {
         #[command(flatten)]
         connection: Connection,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnycastCommand {
+    /// Stop announcing this node's anycast addresses (it goes on serving
+    /// what still reaches it), until `announce`.
+    #[command(after_help = "Examples:\n  dnslb anycast withdraw")]
+    Withdraw(Connection),
+    /// Announce them again (while serving and healthy).
+    #[command(after_help = "Examples:\n  dnslb anycast announce")]
+    Announce(Connection),
 }
 
 #[derive(Debug, Args)]

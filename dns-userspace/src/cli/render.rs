@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::api::types::{
-    Applied, EndpointInfo, HealthRow, ServiceDetail, ServiceInfo, Stats, Status, ZoneInfo,
+    AnycastStatus, Applied, EndpointInfo, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
+    ZoneInfo,
 };
 
 /// Columns padded to their widest cell, two spaces apart.
@@ -65,6 +66,24 @@ fn duration(seconds: u64) -> String {
     }
 }
 
+fn anycast_line(anycast: &AnycastStatus) -> String {
+    let announced = if anycast.announced.is_empty() {
+        "nothing announced".to_owned()
+    } else {
+        format!(
+            "announcing {} on {}",
+            anycast.announced.join(", "),
+            anycast.interface.as_deref().unwrap_or("?")
+        )
+    };
+    format!("anycast     {announced} ({})\n", anycast.reason)
+}
+
+/// `dnslb anycast withdraw|announce`.
+pub fn anycast(anycast: &AnycastStatus) -> String {
+    anycast_line(anycast)
+}
+
 pub fn status(status: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "dnslb {}", status.version);
@@ -94,6 +113,9 @@ pub fn status(status: &Status) -> String {
             "fleet       {} as node {}: {state}",
             fleet.store, fleet.node
         );
+    }
+    if let Some(anycast) = &status.anycast {
+        let _ = write!(out, "{}", anycast_line(anycast));
     }
     if !status.kernel_maps.is_empty() {
         out.push_str("\nkernel maps\n");

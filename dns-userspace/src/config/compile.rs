@@ -15,11 +15,12 @@ use toml::Spanned;
 use super::{
     BranchLabels, Config, sources,
     spec::{
-        BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind, PolicySpec,
-        VerdictKind,
+        AnycastFileSpec, BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind,
+        PolicySpec, VerdictKind,
     },
 };
 use crate::{
+    anycast::AnycastSpec,
     cli::ZoneArg,
     health::{CheckDef, DEFAULT_MIN_FRACTION, Probe, VerdictScope},
     policy::{
@@ -258,6 +259,13 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         hooks.push(def);
     }
     let branches = compiler.branches;
+    let anycast = match &spec.anycast {
+        Some(anycast) => Some(
+            compile_anycast(anycast.get_ref(), &pools)
+                .map_err(|e| Problem::within(anycast.span(), "[anycast]".into(), e))?,
+        ),
+        None => None,
+    };
     Ok(Config {
         zones,
         checks,
@@ -266,6 +274,33 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         services,
         branches,
         hooks,
+        anycast,
+    })
+}
+
+fn compile_anycast(spec: &AnycastFileSpec, pools: &[Pool]) -> Result<AnycastSpec, String> {
+    if spec.addresses.is_empty() {
+        return Err("`addresses` is empty".into());
+    }
+    if let Some(missing) = spec
+        .pools
+        .iter()
+        .find(|name| !pools.iter().any(|p| p.name == **name))
+    {
+        return Err(format!("pools: no pool named `{missing}`"));
+    }
+    let interface = spec
+        .interface
+        .clone()
+        .unwrap_or_else(|| crate::anycast::DEFAULT_INTERFACE.to_owned());
+    if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
+        return Err(format!("interface `{interface}` is not an interface name"));
+    }
+    Ok(AnycastSpec {
+        addresses: spec.addresses.clone(),
+        interface,
+        pools: spec.pools.clone(),
+        grace: spec.grace.unwrap_or(crate::anycast::DEFAULT_GRACE),
     })
 }
 

@@ -34,6 +34,7 @@ pub struct Config {
     pub services: Vec<Service>,
     pub branches: BranchLabels,
     pub hooks: Vec<HookSpec>,
+    pub anycast: Option<crate::anycast::AnycastSpec>,
 }
 
 /// The `(service, branch)` label of each answer-counting slot. Slots stay

@@ -23,9 +23,26 @@ pub struct FileSpec {
     pub latency: Vec<Spanned<LatencySpec>>,
     #[serde(default)]
     pub hook: BTreeMap<Spanned<String>, Spanned<HookFileSpec>>,
+    /// Service addresses this node announces (anycast) while it serves.
+    pub anycast: Option<Spanned<AnycastFileSpec>>,
     /// TSIG keys (RFC 8945) by name, for zone transfers and NOTIFY.
     #[serde(default)]
     pub tsig_key: BTreeMap<Spanned<String>, Spanned<TsigKeySpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnycastFileSpec {
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The dummy interface (default `dnslb0`).
+    pub interface: Option<String>,
+    /// Upstream pools: announced only while each has an endpoint this
+    /// node's own checks see healthy.
+    #[serde(default)]
+    pub pools: Vec<String>,
+    /// How long a stopping daemon answers after withdrawing (default 2s).
+    #[serde(default, deserialize_with = "duration")]
+    pub grace: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

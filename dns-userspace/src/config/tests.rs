@@ -327,3 +327,61 @@ fn zones_say_who_may_transfer_them() {
         "{error}"
     );
 }
+
+/// `[anycast]`: defaults, and each mistake on its line.
+#[test]
+fn anycast_addresses_their_interface_and_upstream_pools() {
+    let config = parse(
+        "[pool.web]\nendpoints = [\"198.18.0.1\"]\n\
+         [anycast]\naddresses = [\"198.18.99.1\", \"2001:db8::99\"]\npools = [\"web\"]\n",
+    )
+    .unwrap();
+    let anycast = config.anycast.expect("[anycast]");
+    assert_eq!(anycast.addresses, [ip("198.18.99.1"), ip("2001:db8::99")]);
+    assert_eq!(anycast.interface, "dnslb0");
+    assert_eq!(anycast.pools, ["web"]);
+    assert_eq!(anycast.grace, std::time::Duration::from_secs(2));
+    for (text, problem) in [
+        ("[anycast]\naddresses = []\n", "`addresses` is empty"),
+        (
+            "[anycast]\naddresses = [\"198.18.99.1\"]\npools = [\"nope\"]\n",
+            "no pool named `nope`",
+        ),
+        (
+            "[anycast]\naddresses = [\"198.18.99.1\"]\ninterface = \"a-name-far-too-long\"\n",
+            "is not an interface name",
+        ),
+    ] {
+        let error = parse(text).expect_err(problem);
+        assert_eq!(error.line, Some(1), "{error}");
+        assert!(error.to_string().contains(problem), "{error}");
+    }
+}
+
+/// A check's verdict in a fleet: the fleet's by default (Route 53's 0.18),
+/// its own `min_fraction`, or this node's alone.
+#[test]
+fn checks_take_the_fleet_verdict_unless_told_otherwise() {
+    use crate::health::VerdictScope;
+    let check = |extra: &str| {
+        parse(&format!("[check.c]\nkind = \"tcp\"\nport = 80\n{extra}"))
+            .map(|config| config.checks[0].verdict)
+    };
+    assert_eq!(
+        check("").unwrap(),
+        VerdictScope::Fleet { min_fraction: 0.18 }
+    );
+    assert_eq!(
+        check("min_fraction = 0.5\n").unwrap(),
+        VerdictScope::Fleet { min_fraction: 0.5 }
+    );
+    assert_eq!(check("verdict = \"local\"\n").unwrap(), VerdictScope::Local);
+    for bad in [
+        "min_fraction = 0.0\n",
+        "min_fraction = 1.5\n",
+        "verdict = \"local\"\nmin_fraction = 0.5\n",
+    ] {
+        let error = check(bad).expect_err(bad);
+        assert!(error.to_string().contains("min_fraction"), "{bad}: {error}");
+    }
+}

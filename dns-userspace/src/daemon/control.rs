@@ -11,9 +11,9 @@ use crate::{
     api::{
         Answer, ControlPlane, Refusal, RefusalKind,
         types::{
-            Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile, Registration,
-            ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange, ZoneInfo,
-            ZoneRecords,
+            AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile,
+            Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange,
+            ZoneInfo, ZoneRecords,
         },
     },
     backends::RegistryError,
@@ -261,6 +261,23 @@ impl ControlPlane for Live {
 
     fn apply_policy(&self, text: &str) -> Answer<Applied> {
         Live::apply_policy(self, text)
+    }
+
+    fn set_anycast(&self, announce: bool) -> Answer<AnycastStatus> {
+        let anycast = self.anycast.as_ref().ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::NotFound,
+                "this node has no [anycast] in its policy file (it is read at start)",
+            )
+        })?;
+        let what = if announce {
+            "announcing the anycast addresses"
+        } else {
+            "withdrawing the anycast addresses"
+        };
+        let status = tokio::runtime::Handle::current()
+            .block_on(anycast.set_announce(&self.steering, announce));
+        Ok(self.counted(what, Ok(status))?)
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

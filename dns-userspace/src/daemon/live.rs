@@ -16,7 +16,7 @@ use std::{
 
 use hickory_proto::rr::Name;
 
-use super::{cookies::Cookies, fleet::Fleet};
+use super::{anycast::Anycast, cookies::Cookies, fleet::Fleet};
 use crate::{
     api::types::{
         Applied, ClientNetworkFill, MapFill, RecordRow, Registration, Status, ZoneInfo,
@@ -101,6 +101,7 @@ pub struct Live {
     served: Shared<Served>,
     /// The fleet this node belongs to (`--cluster`), if any.
     pub fleet: Option<Arc<Fleet>>,
+    pub anycast: Option<Arc<Anycast>>,
 }
 
 /// The running parts a `Live` changes.
@@ -113,6 +114,7 @@ pub struct LiveParts {
     pub cookies: Arc<Shared<Cookies>>,
     pub metrics: Arc<Metrics>,
     pub fleet: Option<Arc<Fleet>>,
+    pub anycast: Option<Arc<Anycast>>,
 }
 
 /// What start-up loaded: the catalog and configuration to serve.
@@ -229,6 +231,7 @@ impl Live {
             cookies,
             metrics,
             fleet,
+            anycast,
         } = parts;
         Live {
             args,
@@ -248,6 +251,7 @@ impl Live {
                 },
             ),
             fleet,
+            anycast,
         }
     }
 
@@ -672,6 +676,7 @@ impl Live {
             kernel_maps,
             client_networks,
             fleet: self.fleet.as_ref().map(|fleet| fleet.status()),
+            anycast: self.anycast.as_ref().map(|anycast| anycast.status()),
         })
     }
 

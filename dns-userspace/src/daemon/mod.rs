@@ -6,6 +6,7 @@
 //! `control` answers the control API from it; `cookies` keeps the DNS
 //! cookie secrets.
 
+mod anycast;
 mod control;
 mod cookies;
 mod fleet;
@@ -28,6 +29,7 @@ use tokio::{
 pub use live::{ChangeError, Live, LiveParts, Loaded, load_at_start};
 
 use self::{
+    anycast::Anycast,
     cookies::{Cookies, keep_cookies, publish_cookies, reload_cookies},
     fleet::Fleet,
     privileges::{Target, forbid_new_privileges, raise_open_files_limit},
@@ -126,7 +128,14 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     }
     let control = bind_control(&args).await?;
     if let (Some(iface), Some(dataplane)) = (&args.iface, &dataplane) {
-        let local = Local::read(iface, args.listen)
+        // The anycast interface is the one at start (as `[anycast]` is
+        // read at start).
+        let anycast = loaded
+            .config
+            .anycast
+            .as_ref()
+            .map(|spec| spec.interface.clone());
+        let local = Local::read(iface, anycast.as_deref(), args.listen)
             .with_context(|| format!("reading {iface}'s addresses"))?;
         local
             .write(dataplane, &args.rate_limit.limit())
@@ -134,6 +143,7 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
         tasks.spawn(local::follow(
             dataplane.clone(),
             iface.clone(),
+            anycast,
             args.listen,
             args.rate_limit.limit(),
             local,
@@ -209,6 +219,14 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
         }
         None => None,
     };
+    let anycast = match (&loaded.config.anycast, &user) {
+        (Some(spec), Some(_)) => bail!(
+            "[anycast] changes the addresses of {}, which needs CAP_NET_ADMIN, and --user gives it up: run without --user, or without [anycast]",
+            spec.interface
+        ),
+        (Some(_), None) => Some(Anycast::open().context("anycast: opening netlink")?),
+        (None, _) => None,
+    };
     let live = Arc::new(Live::new(
         args.clone(),
         &loaded,
@@ -221,11 +239,18 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
             cookies,
             metrics,
             fleet: fleet.clone(),
+            anycast: anycast.clone(),
         },
     ));
     secondary::follow_primaries(&live, &loaded.config.zones);
     if let Some(fleet) = fleet {
         tokio::spawn(fleet::follow(Arc::downgrade(&live), fleet));
+    }
+    if let Some(anycast) = &anycast {
+        tokio::spawn(anycast::follow(
+            anycast.clone(),
+            Arc::downgrade(&live.steering),
+        ));
     }
     let plane: Arc<dyn ControlPlane> = live.clone();
     control.serve(api::server::router(plane), &control_errors, &mut tasks);
@@ -237,6 +262,11 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
         reload_cookies(&live.cookies, &live.responder, live.dataplane.as_deref());
     })
     .await;
+    // Withdrawn first, answering through the grace period, so that no
+    // query routed here in the meantime goes unanswered.
+    if let Some(anycast) = &anycast {
+        anycast.stop(&live.steering).await;
+    }
     drop(live);
     match std::fs::remove_file(&args.control_socket) {
         Ok(()) => {}

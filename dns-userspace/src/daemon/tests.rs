@@ -101,6 +101,7 @@ async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
             cookies,
             metrics,
             fleet: None,
+            anycast: None,
         },
     ));
     let mut tasks = tokio::task::JoinSet::new();

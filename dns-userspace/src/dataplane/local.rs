@@ -1,6 +1,7 @@
 //! What the kernel answers on: the interface's MAC, and the addresses
 //! `--listen` names (for an unspecified address, all of the interface's,
-//! of that family; both for `[::]`). Written before the program attaches
+//! of that family, both for `[::]`, and the anycast interface's while it
+//! holds them). Written before the program attaches
 //! and kept current: a netlink socket subscribed to address and link
 //! changes wakes a re-read of the interface (from a thread of its own,
 //! which blocks on the socket).
@@ -40,15 +41,18 @@ pub struct Local {
 }
 
 impl Local {
-    /// Reads `iface`'s MAC and the addresses `listen` covers on it.
-    pub fn read(iface: &str, listen: SocketAddr) -> io::Result<Local> {
+    /// Reads `iface`'s MAC and the addresses `listen` covers on it and
+    /// on `anycast` (the interface of the anycast addresses, if any).
+    pub fn read(iface: &str, anycast: Option<&str>, listen: SocketAddr) -> io::Result<Local> {
         let mut local = Local::default();
-        for entry in getifaddrs()?.filter(|entry| entry.interface_name == iface) {
+        let ours = |name: &str| name == iface || anycast == Some(name);
+        for entry in getifaddrs()?.filter(|entry| ours(&entry.interface_name)) {
             let Some(address) = entry.address else {
                 continue;
             };
             if let Some(link) = address.as_link_addr()
                 && let Some(mac) = link.addr()
+                && entry.interface_name == iface
             {
                 local.mac = mac;
             }
@@ -103,6 +107,7 @@ fn covers(listen: IpAddr, addr: IpAddr) -> bool {
 pub async fn follow(
     dataplane: SharedDataplane,
     iface: String,
+    anycast: Option<String>,
     listen: SocketAddr,
     limit: RateLimit,
     mut current: Local,
@@ -116,7 +121,7 @@ pub async fn follow(
     }
     loop {
         let _ = tokio::time::timeout(RESYNC, changed.notified()).await;
-        let read = match Local::read(&iface, listen) {
+        let read = match Local::read(&iface, anycast.as_deref(), listen) {
             Ok(read) => read,
             Err(error) => {
                 tracing::warn!("reading {iface}'s addresses: {error}");
@@ -191,13 +196,13 @@ mod tests {
 
     #[test]
     fn loopback_is_read_with_its_addresses() {
-        let local = Local::read("lo", "[::]:53".parse().unwrap()).unwrap();
+        let local = Local::read("lo", None, "[::]:53".parse().unwrap()).unwrap();
         assert!(
             local
                 .addrs
                 .contains(&"127.0.0.1".parse::<IpAddr>().unwrap())
         );
-        let named = Local::read("lo", "127.0.0.2:53".parse().unwrap()).unwrap();
+        let named = Local::read("lo", None, "127.0.0.2:53".parse().unwrap()).unwrap();
         assert_eq!(
             named.addrs,
             BTreeSet::from(["127.0.0.2".parse::<IpAddr>().unwrap()])

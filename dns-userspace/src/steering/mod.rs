@@ -29,6 +29,7 @@ pub use self::{
     view::{BranchCounters, ColdService, Steered, SteeredAnswer, SteeredSink},
 };
 use crate::{
+    anycast::AnycastSpec,
     backends::{ColdStart, ColdStartMode, PoolSink},
     cluster::FleetVotes,
     config::{BranchLabels, Config},
@@ -270,6 +271,29 @@ impl Steering {
             }
         }
         Ok(verdicts)
+    }
+
+    /// The configuration's anycast addresses, if any.
+    pub fn anycast(&self) -> anyhow::Result<Option<AnycastSpec>> {
+        Ok(self.state.lock()?.config.anycast.clone())
+    }
+
+    /// The first of `pools` without an endpoint this node's own checks see
+    /// healthy (ready and not drained), if any.
+    pub fn unhealthy_pool<'a>(&self, pools: &'a [String]) -> anyhow::Result<Option<&'a str>> {
+        let state = self.state.lock()?;
+        let healthy = |name: &str| {
+            let Some(p) = state.config.pools.iter().position(|pool| pool.name == name) else {
+                return false;
+            };
+            let pool = &state.config.pools[p];
+            pool.endpoints.iter().enumerate().any(|(e, endpoint)| {
+                endpoint.condition == Condition::Ready
+                    && state.runner.as_ref().is_none_or(|r| r.is_up(p, e))
+                    && !state.overrides.is_drained(pool, e)
+            })
+        };
+        Ok(pools.iter().map(String::as_str).find(|name| !healthy(name)))
     }
 
     /// Checks that every service answers inside a zone of `catalog`.
