@@ -534,3 +534,27 @@ fn a_secondary_zone_expires_without_its_primary_and_comes_back_with_it() {
     println!("served again {back:?} after the primary came back");
     drop(daemon);
 }
+
+#[test]
+fn a_secondary_zone_added_by_a_reload_is_copied_from_then_on() {
+    let setup = FromKnot::new("added", &zone_text(2026112801, ""), SECRET, free_port());
+    let with_zone = std::fs::read_to_string(&setup.policy).unwrap();
+    std::fs::write(&setup.policy, "").unwrap();
+    let daemon = setup.dnslb();
+    let _knot = setup.knot(None);
+    let port = setup.port.to_string();
+    let www = ["@127.0.0.1", "-p", &port, "www.example.com.", "A", "+tcp"];
+    assert_eq!(status(&www), "REFUSED", "not a zone here yet");
+    std::fs::write(&setup.policy, with_zone).unwrap();
+    daemon.cli(&["reload"]).expect("dnslb reload");
+    let started = Instant::now();
+    while status(&www) != "NOERROR" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            daemon.log_text()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    println!("copied {:?} after the reload", started.elapsed());
+}

@@ -16,7 +16,7 @@ use std::{
 
 use hickory_proto::rr::Name;
 
-use super::{anycast::Anycast, cookies::Cookies, fleet::Fleet};
+use super::{anycast::Anycast, cookies::Cookies, fleet::Fleet, secondary::Followers};
 use crate::{
     api::types::{
         Applied, ClientNetworkFill, MapFill, RecordRow, Registration, Status, ZoneInfo,
@@ -102,6 +102,10 @@ pub struct Live {
     /// The fleet this node belongs to (`--cluster`), if any.
     pub fleet: Option<Arc<Fleet>>,
     pub anycast: Option<Arc<Anycast>>,
+    /// The secondary zones' followers.
+    followers: Followers,
+    /// This `Live`, for the followers it starts (set once it is shared).
+    this: std::sync::OnceLock<std::sync::Weak<Live>>,
 }
 
 /// The running parts a `Live` changes.
@@ -252,7 +256,16 @@ impl Live {
             ),
             fleet,
             anycast,
+            followers: Followers::default(),
+            this: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Starts following the primaries of `zones`' secondary zones; from
+    /// then on, each reload follows its own.
+    pub fn follow_primaries(self: &Arc<Live>, zones: &[ZoneArg]) {
+        let this = self.this.get_or_init(|| Arc::downgrade(self));
+        self.followers.sync(this, zones);
     }
 
     pub fn args(&self) -> &RunArgs {
@@ -325,6 +338,7 @@ impl Live {
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
         let transfers = transfer_rules(&loaded.config);
+        let zones = loaded.config.zones.clone();
         self.steering
             .reload(loaded.config)
             .map_err(ChangeError::Apply)?;
@@ -332,7 +346,11 @@ impl Live {
         self.hooks.set(&hooks);
         self.responder.set_transfer_rules(transfers);
         served.zones = loaded.zones;
-        self.serve_catalog(loaded.catalog, services)
+        let applied = self.serve_catalog(loaded.catalog, services);
+        if let Some(this) = self.this.get() {
+            self.followers.sync(this, &zones);
+        }
+        applied
     }
 
     /// `PUT /v1/zones/{origin}`: serves `origin` from `file`, added or in

@@ -242,7 +242,7 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
             anycast: anycast.clone(),
         },
     ));
-    secondary::follow_primaries(&live, &loaded.config.zones);
+    live.follow_primaries(&loaded.config.zones);
     if let Some(fleet) = fleet {
         tokio::spawn(fleet::follow(Arc::downgrade(&live), fleet));
     }

@@ -10,6 +10,7 @@
 //! no-gap rule.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Weak},
@@ -24,6 +25,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     sync::Notify,
+    task::AbortHandle,
 };
 
 use super::live::Live;
@@ -58,27 +60,84 @@ enum FetchError {
     TimedOut,
 }
 
-/// Starts following the primary of each secondary zone in `zones`.
-pub fn follow_primaries(live: &Arc<Live>, zones: &[ZoneArg]) {
-    for zone in zones {
-        let (Some(primary), Some(apex)) = (
-            zone.transfer.primary,
-            crate::zone::WireName::from_name(&zone.origin),
-        ) else {
-            continue;
+/// The secondary zones being followed, by origin: where each comes from,
+/// and the task following it.
+#[derive(Default)]
+pub struct Followers {
+    running: std::sync::Mutex<HashMap<Name, (Source, AbortHandle)>>,
+}
+
+/// What a follower follows: a change of any of it starts a new one.
+#[derive(Clone, Debug, PartialEq)]
+struct Source {
+    primary: SocketAddr,
+    key: Option<Name>,
+    file: PathBuf,
+}
+
+impl Followers {
+    /// Follows the primary of each secondary zone in `zones` (at start,
+    /// and after each reload): zones new or changed get a follower, those
+    /// gone lose theirs, the others keep theirs.
+    pub fn sync(&self, live: &Weak<Live>, zones: &[ZoneArg]) {
+        let Some(alive) = live.upgrade() else {
+            return;
         };
-        let source = Primary {
-            addr: primary,
-            key: zone.transfer.key.clone(),
+        let Ok(mut running) = self.running.lock() else {
+            return;
         };
-        let wake = live.responder.secondary_wake(&apex);
-        tokio::spawn(follow(
-            Arc::downgrade(live),
-            zone.origin.clone(),
-            zone.file.clone(),
-            source,
-            wake,
-        ));
+        let wanted: HashMap<&Name, Source> = zones
+            .iter()
+            .filter_map(|zone| {
+                let source = Source {
+                    primary: zone.transfer.primary?,
+                    key: zone.transfer.key.as_ref().map(|key| key.name().clone()),
+                    file: zone.file.clone(),
+                };
+                Some((&zone.origin, source))
+            })
+            .collect();
+        running.retain(|origin, (source, task)| {
+            let keep = wanted.get(origin) == Some(&*source);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for zone in zones {
+            let (Some(source), Some(apex)) = (
+                wanted.get(&zone.origin),
+                crate::zone::WireName::from_name(&zone.origin),
+            ) else {
+                continue;
+            };
+            if running.contains_key(&zone.origin) {
+                continue;
+            }
+            let primary = Primary {
+                addr: source.primary,
+                key: zone.transfer.key.clone(),
+            };
+            let wake = alive.responder.secondary_wake(&apex);
+            let task = tokio::spawn(follow(
+                live.clone(),
+                zone.origin.clone(),
+                zone.file.clone(),
+                primary,
+                wake,
+            ));
+            running.insert(zone.origin.clone(), (source.clone(), task.abort_handle()));
+        }
+    }
+}
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        if let Ok(running) = self.running.lock() {
+            for (_, task) in running.values() {
+                task.abort();
+            }
+        }
     }
 }
 
