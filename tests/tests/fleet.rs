@@ -331,8 +331,23 @@ fn a_fleet_shares_changes_and_health_through_etcd_and_survives_losing_it() {
     println!(
         "an endpoint two nodes of three cannot reach left every node's answers {gone:?} after the second cut"
     );
-    // A node that dies stops counting once its lease expires (3 s): one
-    // down and one up of the two left is half, and .101 is back.
+    // A node that stops leaves: its verdicts go at once (its lease
+    // revoked), and one down and one up of the two left is half: .101 is
+    // back. Restarted (still cut off), it takes .101 out again.
+    let stopped = fleet.nodes.remove(1);
+    stopped.stop(Signal::SIGTERM).expect("node B stops");
+    let back = fleet.nodes_answer(
+        &[0, 2],
+        "svc.example.com.",
+        &every_web,
+        Duration::from_secs(1),
+    );
+    println!("a stopped node's verdict stopped counting {back:?} after it exited");
+    let restarted = fleet.start_node(1);
+    fleet.nodes.insert(1, restarted);
+    fleet.all_answer("svc.example.com.", &WEB[1..], Duration::from_secs(5));
+    // A node that dies counts until its lease runs out (3 s after its
+    // last renewal, which is at most a second old).
     let dead = fleet.nodes.remove(1);
     dead.stop(Signal::SIGKILL).expect("node B killed");
     let back = fleet.nodes_answer(

@@ -213,6 +213,14 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Ends lease `id` now, and with it every key under it.
+    pub async fn revoke(&self, id: i64) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        timed(client.lease_revoke(id)).await.map(drop)
+    }
+}
+
 /// A lease this node holds; revoked by etcd once its TTL passes unrenewed.
 pub struct Lease {
     pub id: i64,

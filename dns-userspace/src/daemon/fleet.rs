@@ -66,6 +66,8 @@ pub struct Fleet {
     runtime: tokio::runtime::Handle,
     connected_gauge: IntGauge,
     revision_gauge: IntGauge,
+    /// The lease this node's verdicts are under, while it has one.
+    lease: std::sync::atomic::AtomicI64,
 }
 
 impl Fleet {
@@ -84,6 +86,7 @@ impl Fleet {
             store: ArcSwapOption::empty(),
             applied: watch::Sender::new(0),
             runtime: tokio::runtime::Handle::current(),
+            lease: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -180,6 +183,21 @@ impl Fleet {
         self.write(|store| async move { store.put(&FleetKey::Policy, value, None).await })
     }
 
+    /// Leaves the fleet as the daemon stops: this node's verdicts go at
+    /// once (its lease revoked), not when the lease would have run out.
+    pub async fn leave(&self) {
+        let lease = self.lease.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let Some(store) = self.store.load_full() else {
+            return;
+        };
+        if lease != 0
+            && let Err(error) = store.revoke(lease).await
+        {
+            tracing::warn!("leaving the fleet: revoking this node's lease: {error}");
+        }
+        self.connected(None);
+    }
+
     fn connected(&self, store: Option<Store>) {
         self.connected_gauge.set(i64::from(store.is_some()));
         self.store.store(store.map(Arc::new));
@@ -233,6 +251,9 @@ async fn session(live: &Weak<Live>, fleet: &Fleet, store: Store) -> Result<(), S
         return Ok(());
     }
     let mut lease = store.lease(LEASE_TTL).await?;
+    fleet
+        .lease
+        .store(lease.id, std::sync::atomic::Ordering::Relaxed);
     let mut watch = store.watch(revision + 1).await?;
     fleet.applied(revision);
     fleet.connected(Some(store.clone()));

@@ -243,9 +243,7 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
         },
     ));
     live.follow_primaries(&loaded.config.zones);
-    if let Some(fleet) = fleet {
-        tokio::spawn(fleet::follow(Arc::downgrade(&live), fleet));
-    }
+    let following = fleet.map(|fleet| tokio::spawn(fleet::follow(Arc::downgrade(&live), fleet)));
     if let Some(anycast) = &anycast {
         tokio::spawn(anycast::follow(
             anycast.clone(),
@@ -266,6 +264,11 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     // query routed here in the meantime goes unanswered.
     if let Some(anycast) = &anycast {
         anycast.stop(&live.steering).await;
+    }
+    if let (Some(following), Some(fleet)) = (following, &live.fleet) {
+        // No more verdicts published, then none left.
+        following.abort();
+        fleet.leave().await;
     }
     drop(live);
     match std::fs::remove_file(&args.control_socket) {
