@@ -13,7 +13,10 @@ use std::{
 };
 
 use dnslb_tests::{
-    daemon::{Answered, Daemon, free_port, rig_a_records, until_a_records, workspace_root},
+    daemon::{
+        Answered, Daemon, RIG_METRICS, free_port, rig_a_records, scrape, until_a_records,
+        workspace_root,
+    },
     netns::{Netns, Rig},
     process::Process,
 };
@@ -421,6 +424,33 @@ fn knot_edits_reach_dnslb_kernel_answers_by_ixfr_and_a_restart_serves_the_copy()
          ({followed:?} after zone-notify)"
     );
     assert_eq!(kernel_answers(&rig, added), (want.to_vec(), 1), "from XDP");
+    // Counted for Prometheus: the first copy by AXFR, the edit by IXFR,
+    // Knot's NOTIFY accepted.
+    let metrics = scrape(&rig.server, RIG_METRICS).expect("metrics");
+    for (labels, at_least) in [
+        (
+            ["kind=\"axfr\"", "direction=\"in\"", "result=\"received\""],
+            1,
+        ),
+        (
+            ["kind=\"ixfr\"", "direction=\"in\"", "result=\"received\""],
+            1,
+        ),
+        (
+            ["kind=\"notify\"", "direction=\"in\"", "result=\"accepted\""],
+            1,
+        ),
+    ] {
+        let count: f64 = metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("dnslb_zone_transfers_total{")
+                    && labels.iter().all(|label| line.contains(label))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(count >= at_least as f64, "{labels:?}: {count}\n{metrics}");
+    }
     let log = daemon.log_text();
     assert!(
         log.contains("copied zone example.com. serial 2026112802")

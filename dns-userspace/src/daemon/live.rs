@@ -581,6 +581,7 @@ impl Live {
             &old,
             &self.responder.catalog(),
             &self.responder.transfer_rules(),
+            self.responder.transfer_counts(),
         );
         let report = match report {
             Some(Ok(report)) => report,

@@ -75,6 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let responder = Arc::new(Responder::new(loaded.catalog.clone(), args.edns_payload));
+    responder.count_transfers_in(metrics.zone_transfers.clone());
     responder.set_transfer_rules(live::transfer_rules(&loaded.config));
     let mut tasks = JoinSet::new();
     let sockets = args

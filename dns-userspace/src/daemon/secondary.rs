@@ -203,6 +203,8 @@ async fn follow(live: Weak<Live>, origin: Name, file: PathBuf, source: Primary, 
         let wait = match refresh(&alive, &origin, &file, &source, now.map(|t| t.serial)).await {
             Ok(()) => current(&alive, &origin).map_or(FIRST_RETRY, |t| t.refresh),
             Err(error) => {
+                let kind = if now.is_some() { "ixfr" } else { "axfr" };
+                alive.responder.count_transfer(kind, "in", "failed");
                 let failed = format!("copying zone {origin} from {primary}: {error}");
                 warn_transfer(&origin, primary, "failed", &failed);
                 expire_if_due(&alive, &origin, &file).await;
@@ -262,19 +264,21 @@ async fn refresh(
     }
     let held = crate::zone::WireName::from_name(origin)
         .and_then(|apex| live.responder.catalog().get(&apex).cloned());
-    let (records, how) = match held {
+    let (kind, (records, how)) = match held {
         Some(zone) => match ixfr(source, &zone).await {
-            Ok(changed) => changed,
+            Ok(changed) => ("ixfr", changed),
             Err(error) => {
+                live.responder.count_transfer("ixfr", "in", "fallback");
                 let why =
                     format!("IXFR of {origin} from {primary}: {error}; asking for the whole zone");
                 warn_transfer(origin, primary, "fallback", &why);
-                axfr(source, origin).await?
+                ("axfr", axfr(source, origin).await?)
             }
         },
-        None => axfr(source, origin).await?,
+        None => ("axfr", axfr(source, origin).await?),
     };
     let text = master_file(&records);
+    let counted = live.clone();
     let (live, origin, file) = (live.clone(), origin.clone(), file.to_owned());
     let served = tokio::task::spawn_blocking(move || {
         crate::durable::replace_file(&file, text.as_bytes())
@@ -286,6 +290,7 @@ async fn refresh(
     .await
     .map_err(|error| std::io::Error::other(error.to_string()))?
     .map_err(std::io::Error::other)?;
+    counted.responder.count_transfer(kind, "in", "received");
     tracing::info!(
         event = "transfer",
         zone = %served,

@@ -116,6 +116,8 @@ pub struct Metrics {
     pub udp_receive_errors: IntCounter,
     /// Failed `accept`s, by server.
     accept_errors: IntCounterVec,
+    /// Zone transfers and NOTIFY, by kind, direction and result.
+    pub zone_transfers: IntCounterVec,
     /// UDP threads started again after they failed.
     pub udp_restarts: IntCounter,
     pub tcp_receive_errors: IntCounter,
@@ -242,6 +244,17 @@ impl Metrics {
                         "Failed accepts of a connection (out of descriptors, say), by server; each is retried after a pause.",
                     ),
                     &["server"],
+                )
+                .expect("valid metric"),
+            ),
+            zone_transfers: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "dnslb_zone_transfers_total",
+                        "Zone transfers and NOTIFY messages: kind (axfr, ixfr, notify), direction (in: to this node's secondary zones or from others' primaries; out: from this node's zones) and result.",
+                    ),
+                    &["kind", "direction", "result"],
                 )
                 .expect("valid metric"),
             ),

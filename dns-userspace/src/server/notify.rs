@@ -9,6 +9,7 @@ use hickory_proto::{
     op::{Message, MessageType, OpCode, Query, ResponseCode},
     rr::{Name, RecordType},
 };
+use prometheus::IntCounterVec;
 use tokio::net::UdpSocket;
 
 use super::{transfer::TransferRules, tsig::TsigKey};
@@ -22,7 +23,12 @@ const WAIT: Duration = Duration::from_secs(1);
 /// Tells the secondaries of each zone of `new` whose serial is not the one
 /// it had in `old` (or that is new). Returns at once; the sends run on the
 /// runtime.
-pub fn notify_changes(old: &Catalog, new: &Catalog, rules: &TransferRules) {
+pub fn notify_changes(
+    old: &Catalog,
+    new: &Catalog,
+    rules: &TransferRules,
+    counts: Option<IntCounterVec>,
+) {
     for zone in new.zones() {
         let Some(rule) = rules.get(zone.origin()).filter(|r| !r.notify.is_empty()) else {
             continue;
@@ -38,13 +44,14 @@ pub fn notify_changes(old: &Catalog, new: &Catalog, rules: &TransferRules) {
             return;
         };
         for &target in &rule.notify {
-            let key = rule.key.clone();
-            runtime.spawn(notify(
-                zone.origin_name().clone(),
-                zone.serial(),
-                target,
-                key,
-            ));
+            let (origin, serial) = (zone.origin_name().clone(), zone.serial());
+            let (key, counts) = (rule.key.clone(), counts.clone());
+            runtime.spawn(async move {
+                let result = notify(origin, serial, target, key).await;
+                if let Some(counts) = counts {
+                    counts.with_label_values(&["notify", "out", result]).inc();
+                }
+            });
         }
     }
 }
@@ -58,43 +65,27 @@ fn message(origin: &Name) -> Message {
     message
 }
 
-async fn notify(origin: Name, serial: u32, target: SocketAddr, key: Option<TsigKey>) {
-    let answer = match send(&origin, target, key.as_ref()).await {
-        Ok(answer) => answer,
-        Err(error) => {
-            tracing::warn!(
-                event = "notify",
-                zone = %origin,
-                target = %target,
-                result = "failed",
-                "NOTIFY of {origin} serial {serial} to {target}: {error}"
-            );
-            return;
-        }
+/// Sends the NOTIFY and logs what came of it: `acknowledged`, `refused`,
+/// `unanswered` or `failed`, as returned.
+async fn notify(
+    origin: Name,
+    serial: u32,
+    target: SocketAddr,
+    key: Option<TsigKey>,
+) -> &'static str {
+    let (result, what) = match send(&origin, target, key.as_ref()).await {
+        Ok(Some(ResponseCode::NoError)) => ("acknowledged", "acknowledged".to_owned()),
+        Ok(Some(code)) => ("refused", format!("answered {code}")),
+        Ok(None) => ("unanswered", format!("no answer to {TRIES} tries")),
+        Err(error) => ("failed", error.to_string()),
     };
-    match answer {
-        Some(ResponseCode::NoError) => tracing::info!(
-            event = "notify",
-            zone = %origin,
-            target = %target,
-            result = "acknowledged",
-            "NOTIFY of {origin} serial {serial} to {target}: acknowledged"
-        ),
-        Some(code) => tracing::warn!(
-            event = "notify",
-            zone = %origin,
-            target = %target,
-            result = "refused",
-            "NOTIFY of {origin} serial {serial} to {target}: answered {code}"
-        ),
-        None => tracing::warn!(
-            event = "notify",
-            zone = %origin,
-            target = %target,
-            result = "unanswered",
-            "NOTIFY of {origin} serial {serial} to {target}: no answer to {TRIES} tries"
-        ),
+    let message = format!("NOTIFY of {origin} serial {serial} to {target}: {what}");
+    if result == "acknowledged" {
+        tracing::info!(event = "notify", zone = %origin, target = %target, result, "{message}");
+    } else {
+        tracing::warn!(event = "notify", zone = %origin, target = %target, result, "{message}");
     }
+    result
 }
 
 /// Sends the NOTIFY until `target` answers it; its response code, or

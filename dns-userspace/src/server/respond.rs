@@ -63,6 +63,8 @@ pub struct Responder {
     /// What wakes each secondary zone's refresh: kept here, by apex, so
     /// that a NOTIFY finds it across reloads of the policy file.
     wakes: std::sync::Mutex<HashMap<WireName, Arc<tokio::sync::Notify>>>,
+    /// `dnslb_zone_transfers_total`, once the daemon gives it.
+    transfer_counts: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 impl Responder {
@@ -76,7 +78,25 @@ impl Responder {
             transfers: ArcSwap::from_pointee(TransferRules::default()),
             journal: std::sync::Mutex::new(Journal::default()),
             wakes: std::sync::Mutex::new(HashMap::new()),
+            transfer_counts: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts transfers and NOTIFY in `counts` (kind, direction, result).
+    pub fn count_transfers_in(&self, counts: prometheus::IntCounterVec) {
+        let _ = self.transfer_counts.set(counts);
+    }
+
+    /// Counts one transfer or NOTIFY.
+    pub fn count_transfer(&self, kind: &str, direction: &str, result: &str) {
+        if let Some(counts) = self.transfer_counts.get() {
+            counts.with_label_values(&[kind, direction, result]).inc();
+        }
+    }
+
+    /// The counter of transfers and NOTIFY, for the senders of NOTIFY.
+    pub fn transfer_counts(&self) -> Option<prometheus::IntCounterVec> {
+        self.transfer_counts.get().cloned()
     }
 
     /// Transfers each zone as `rules` say, from the next request on.

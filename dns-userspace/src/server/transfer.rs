@@ -63,6 +63,7 @@ impl Responder {
             Some((apex, rule))
         });
         let refused = |why: &str| {
+            self.count_transfer("notify", "in", "refused");
             tracing::warn!(
                 event = "notify",
                 client = %client,
@@ -87,6 +88,7 @@ impl Responder {
         };
         response.metadata.authoritative = true;
         self.secondary_wake(&apex).notify_one();
+        self.count_transfer("notify", "in", "accepted");
         tsig::seal(signer.as_mut(), response)
     }
 
@@ -114,7 +116,9 @@ impl Responder {
         let Some(zone) = catalog.get(&apex) else {
             return refuse(ResponseCode::NotAuth);
         };
+        let kind_label = kind.to_string().to_ascii_lowercase();
         let refused = |why: &str| {
+            self.count_transfer(&kind_label, "out", "refused");
             tracing::warn!(
                 event = "transfer",
                 zone = %zone.origin_name(),
@@ -162,6 +166,7 @@ impl Responder {
             (_, Some(old)) => ("difference", incremental(&old, zone)),
             _ => ("whole zone", whole_zone(zone)),
         };
+        self.count_transfer(&kind_label, "out", "sent");
         tracing::info!(
             event = "transfer",
             zone = %zone.origin_name(),
@@ -395,6 +400,12 @@ mod tests {
             rule.key = Some(key.clone());
         }
         responder.set_transfer_rules(rules);
+        let counts = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("transfers", "for the test"),
+            &["kind", "direction", "result"],
+        )
+        .unwrap();
+        responder.count_transfers_in(counts.clone());
         let client = "198.18.0.9".parse().unwrap();
         let signed = |with: &TsigKey| {
             let mut query =
@@ -422,6 +433,8 @@ mod tests {
         assert_eq!(code(&signed(&wrong).0), ResponseCode::NotAuth);
         let unsigned = request("example.com.", RecordType::AXFR, None);
         assert_eq!(code(&unsigned), ResponseCode::Refused);
+        let counted = |result: &str| counts.with_label_values(&["axfr", "out", result]).get();
+        assert_eq!((counted("sent"), counted("refused")), (1, 2));
     }
 
     #[test]
