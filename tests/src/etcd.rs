@@ -8,8 +8,20 @@ use anyhow::{Context, bail};
 
 use crate::{netns::Netns, process::Process};
 
+/// TLS on etcd's client port: its certificate and key, and the CA that
+/// client certificates must come from (`--client-cert-auth`).
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// A client certificate and key for etcdctl.
+    pub client: (PathBuf, PathBuf),
+}
+
 pub struct EtcdCluster {
     host: String,
+    tls: Option<EtcdTls>,
     /// Each member and its client port; `None` once stopped.
     members: Vec<(Option<Process>, u16)>,
     dir: PathBuf,
@@ -24,6 +36,18 @@ impl EtcdCluster {
     /// `size` members on `host` in `netns`, client ports from `first_port`
     /// (by tens; each member's peer port is the next one).
     pub fn start(netns: &Netns, host: &str, size: usize, first_port: u16) -> anyhow::Result<Self> {
+        Self::start_with(netns, host, size, first_port, None)
+    }
+
+    /// As [`EtcdCluster::start`], with TLS on the client ports.
+    pub fn start_with(
+        netns: &Netns,
+        host: &str,
+        size: usize,
+        first_port: u16,
+        tls: Option<EtcdTls>,
+    ) -> anyhow::Result<Self> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let dir =
             std::env::temp_dir().join(format!("dnslb-etcd-{}-{first_port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -32,7 +56,7 @@ impl EtcdCluster {
         let initial: Vec<String> = (0..size).map(|m| format!("m{m}={}", peer(m))).collect();
         let mut members = Vec::new();
         for m in 0..size {
-            let client = format!("http://{host}:{}", client_port(first_port, m));
+            let client = format!("{scheme}://{host}:{}", client_port(first_port, m));
             let mut etcd = netns.command("etcd");
             etcd.args(["--name", &format!("m{m}")])
                 .arg("--data-dir")
@@ -45,12 +69,22 @@ impl EtcdCluster {
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", "dnslb-test"])
                 .args(["--heartbeat-interval", "50", "--election-timeout", "500"]);
+            if let Some(tls) = &tls {
+                etcd.arg("--cert-file")
+                    .arg(&tls.certificate)
+                    .arg("--key-file")
+                    .arg(&tls.key)
+                    .arg("--trusted-ca-file")
+                    .arg(&tls.ca)
+                    .arg("--client-cert-auth");
+            }
             let process = Process::spawn(etcd, dir.join(format!("m{m}.log")))
                 .context("starting etcd (install etcd-server)")?;
             members.push((Some(process), client_port(first_port, m)));
         }
         let cluster = EtcdCluster {
             host: host.to_owned(),
+            tls,
             members,
             dir,
             netns_name: netns.name().to_owned(),
@@ -76,30 +110,41 @@ impl EtcdCluster {
     }
 
     fn endpoints(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
             .filter(|(process, _)| process.is_some())
-            .map(|(_, port)| format!("http://{}:{port}", self.host))
+            .map(|(_, port)| format!("{scheme}://{}:{port}", self.host))
             .collect::<Vec<_>>()
             .join(",")
     }
 
+    /// `etcdctl ARGS` against the live members, with the client
+    /// certificate when etcd wants one.
+    pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns_name, "etcdctl"])
+            .args(["--endpoints", &self.endpoints(), "--command-timeout", "1s"])
+            .env("ETCDCTL_API", "3");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client.0)
+                .arg("--key")
+                .arg(&tls.client.1);
+        }
+        command
+            .args(args)
+            .output()
+            .context("running etcdctl (install etcd-client)")
+    }
+
     /// The member that leads now.
     pub fn leader(&self) -> anyhow::Result<usize> {
-        let output = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.netns_name, "etcdctl"])
-            .args([
-                "--endpoints",
-                &self.endpoints(),
-                "endpoint",
-                "status",
-                "-w",
-                "json",
-            ])
-            .args(["--command-timeout", "1s"])
-            .env("ETCDCTL_API", "3")
-            .output()
-            .context("running etcdctl (install etcd-client)")?;
+        let output = self.etcdctl(&["endpoint", "status", "-w", "json"])?;
         let statuses: serde_json::Value = serde_json::from_slice(&output.stdout)
             .with_context(|| String::from_utf8_lossy(&output.stderr).into_owned())?;
         for status in statuses.as_array().into_iter().flatten() {

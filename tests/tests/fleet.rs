@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use dnslb_tests::{
     backend::HttpBackend,
     daemon::{Answered, Daemon, example_zone_entry, kdig},
-    etcd::EtcdCluster,
+    etcd::{EtcdCluster, EtcdTls},
     netns::{FleetRig, HUB_ADDR},
 };
 
@@ -217,12 +217,9 @@ impl Fleet {
         let key = format!("/dnslb/health/node{k}/web/{addr}");
         let started = Instant::now();
         loop {
-            let output = Command::new("ip")
-                .args(["netns", "exec", self.rig.hub.name(), "etcdctl"])
-                .args(["--endpoints", &format!("http://{HUB_ADDR}:{ETCD_PORT}")])
-                .args(["get", &key, "-w", "json"])
-                .env("ETCDCTL_API", "3")
-                .output()
+            let output = self
+                .etcd
+                .etcdctl(&["get", &key, "-w", "json"])
                 .expect("etcdctl runs");
             let json: serde_json::Value =
                 serde_json::from_slice(&output.stdout).unwrap_or_default();
@@ -442,4 +439,218 @@ fn a_fleet_shares_changes_and_health_through_etcd_and_survives_losing_it() {
         dnslb_tests::daemon::scrape(&fleet.rig.nodes[2].netns, dnslb_tests::daemon::RIG_METRICS)
             .expect("metrics");
     assert!(metrics.contains("dnslb_fleet_connected 0"), "{metrics}");
+}
+
+/// `openssl ARGS` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let done = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (install openssl)");
+    assert!(done.status.success(), "openssl {args:?}: {done:?}");
+}
+
+/// A CA, etcd's certificate for `host` signed by it, and a client
+/// certificate named `client` (P-256 keys, valid for a day).
+fn certificates(dir: &std::path::Path, host: &str, client: &str) -> EtcdTls {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(key);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=dnslb test CA",
+    ]);
+    openssl(dir, &ca);
+    let sign = |name: &str, subject: &str, extension: &str| {
+        let mut request = vec!["req"];
+        request.extend(key);
+        let (key_file, request_file) = (format!("{name}.key"), format!("{name}.csr"));
+        request.extend([
+            "-keyout",
+            &key_file,
+            "-out",
+            &request_file,
+            "-subj",
+            subject,
+        ]);
+        openssl(dir, &request);
+        std::fs::write(dir.join(format!("{name}.ext")), extension).unwrap();
+        let (ext_file, certificate) = (format!("{name}.ext"), format!("{name}.pem"));
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &request_file,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &ext_file,
+                "-out",
+                &certificate,
+            ],
+        );
+    };
+    sign(
+        "etcd",
+        "/CN=etcd",
+        &format!("subjectAltName=IP:{host}\nextendedKeyUsage=serverAuth\n"),
+    );
+    sign(
+        "client",
+        &format!("/CN={client}"),
+        "extendedKeyUsage=clientAuth\n",
+    );
+    EtcdTls {
+        certificate: dir.join("etcd.pem"),
+        key: dir.join("etcd.key"),
+        ca: dir.join("ca.pem"),
+        client: (dir.join("client.pem"), dir.join("client.key")),
+    }
+}
+
+/// etcd behind TLS with client certificates and its own authentication:
+/// a node with the CA, a client certificate and the password joins and
+/// changes the fleet; one with the wrong password, or no client
+/// certificate, is kept out, says so and refuses changes.
+#[test]
+fn a_fleet_store_behind_tls_client_certificates_and_a_password() {
+    let rig = FleetRig::new(3).expect("namespaces, bridge and veths");
+    let _pass = rig.attach_pass_through().expect("pass-through on the hub");
+    let dir = std::env::temp_dir().join(format!("dnslb-fleet-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The certificate names no etcd user: the password decides who it is.
+    let tls = certificates(&dir, HUB_ADDR, "dnslb-node");
+    let etcd = EtcdCluster::start_with(&rig.hub, HUB_ADDR, 1, ETCD_PORT, Some(tls.clone()))
+        .expect("etcd with TLS");
+    for args in [
+        &["user", "add", "root:root-secret"][..],
+        &["user", "add", "dnslb:fleet-secret"],
+        &["user", "grant-role", "dnslb", "root"],
+        &["auth", "enable"],
+    ] {
+        let done = etcd.etcdctl(args).expect("etcdctl");
+        assert!(done.status.success(), "etcdctl {args:?}: {done:?}");
+    }
+    std::fs::write(dir.join("password"), "fleet-secret\n").unwrap();
+    std::fs::write(dir.join("wrong"), "not-the-secret\n").unwrap();
+    let policy = dir.join("dnslb.toml");
+    std::fs::write(&policy, policy_text()).unwrap();
+    let path = |file: &std::path::Path| file.display().to_string();
+    let (policy, ca, certificate, key) = (
+        path(&policy),
+        path(&tls.ca),
+        path(&tls.client.0),
+        path(&tls.client.1),
+    );
+    let (password, wrong) = (path(&dir.join("password")), path(&dir.join("wrong")));
+    let url = etcd.url();
+    let node = |k: usize, extra: &[&str]| {
+        let name = format!("node{k}");
+        let mut args = vec!["--config", &policy, "--cluster", &url, "--node-name", &name];
+        args.extend_from_slice(extra);
+        let node = &rig.nodes[k];
+        Daemon::start_serving(&node.netns, Some(&node.iface), &args).expect("dnslb starts")
+    };
+    let with_cert = [
+        "--cluster-ca",
+        &ca,
+        "--cluster-cert",
+        &certificate,
+        "--cluster-key",
+        &key,
+    ];
+    let mut member = with_cert.to_vec();
+    member.extend([
+        "--cluster-user",
+        "dnslb",
+        "--cluster-password-file",
+        &password,
+    ]);
+    let mut mistaken = with_cert.to_vec();
+    mistaken.extend(["--cluster-user", "dnslb", "--cluster-password-file", &wrong]);
+    let no_cert = [
+        "--cluster-ca",
+        &ca,
+        "--cluster-user",
+        "dnslb",
+        "--cluster-password-file",
+        &password,
+    ];
+    let nodes = [node(0, &member), node(1, &mistaken), node(2, &no_cert)];
+
+    let connected = |k: usize| {
+        nodes[k]
+            .cli(&["status"])
+            .is_ok_and(|status| status.contains(": connected"))
+    };
+    let started = Instant::now();
+    while !connected(0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            nodes[0].log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    nodes[0]
+        .cli(&["endpoint", "weight", "198.18.0.201", "7", "--pool", "pick"])
+        .expect("a change over TLS, as user dnslb");
+    let stored = etcd
+        .etcdctl(&[
+            "--user",
+            "root:root-secret",
+            "get",
+            "/dnslb/overrides",
+            "--print-value-only",
+        ])
+        .expect("etcdctl");
+    let stored = String::from_utf8_lossy(&stored.stdout);
+    assert!(
+        stored.contains("198.18.0.201") && stored.contains('7'),
+        "{stored}"
+    );
+    // Each says why in its log: the wrong password as etcd words it; no
+    // client certificate as etcd's TLS alert, or the connection it closes.
+    for (k, whys) in [
+        (1, &["authentication failed"][..]),
+        (2, &["BadCertificate", "connection closed"]),
+    ] {
+        let log = nodes[k].log_text();
+        let said = log
+            .lines()
+            .filter(|line| line.contains("cannot reach the fleet's store"))
+            .any(|line| whys.iter().any(|why| line.contains(why)));
+        assert!(said, "node {k}:\n{log}");
+    }
+    for k in [1, 2] {
+        assert!(!connected(k), "node {k} joined:\n{}", nodes[k].log_text());
+        let refused = nodes[k]
+            .cli(&["endpoint", "weight", "198.18.0.201", "0", "--pool", "pick"])
+            .expect_err("no change without the fleet");
+        assert!(refused.contains("cannot be reached"), "{refused}");
+    }
+    drop(nodes);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
 }

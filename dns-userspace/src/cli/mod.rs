@@ -379,6 +379,22 @@ pub struct FleetArgs {
     /// it); the host name when not given.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Reach etcd over TLS, trusting the CA certificates (PEM) in FILE.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_ca: Option<PathBuf>,
+    /// With --cluster-ca: this node's client certificate (PEM), for etcd's
+    /// --client-cert-auth.
+    #[arg(long, value_name = "FILE", requires_all = ["cluster_ca", "cluster_key"])]
+    pub cluster_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    pub cluster_key: Option<PathBuf>,
+    /// Authenticate to etcd as this user (etcd's `auth enable`).
+    #[arg(long, value_name = "NAME", requires_all = ["cluster", "cluster_password_file"])]
+    pub cluster_user: Option<String>,
+    /// The password of --cluster-user, on the file's first line.
+    #[arg(long, value_name = "FILE", requires = "cluster_user")]
+    pub cluster_password_file: Option<PathBuf>,
 }
 
 /// Response rate limiting (RRL), as Knot DNS and NSD do it: every client

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
 use super::{ClusterArgs, FleetKey};
@@ -60,10 +60,21 @@ impl Store {
     /// one. Any live member serves reads and watches, and forwards writes
     /// to the leader.
     pub async fn connect(args: &ClusterArgs) -> Result<Store, StoreError> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(1), REQUEST_TIMEOUT);
+        let credentials = &args.credentials;
+        if let Some(ca) = &credentials.ca {
+            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((certificate, key)) = &credentials.identity {
+                tls = tls.identity(Identity::from_pem(certificate, key));
+            }
+            options = options.with_tls(tls);
+        }
+        if let Some((name, password)) = &credentials.user {
+            options = options.with_user(name.clone(), password.clone());
+        }
         let mut last = StoreError::Refused("no etcd endpoint given".into());
         for endpoint in &args.endpoints {
             let connected = async {

@@ -26,7 +26,7 @@ use super::live::{ChangeError, Live};
 use crate::{
     api::types::{FleetStatus, Registration},
     cluster::{
-        Change, ClusterArgs, FleetKey, FleetVotes, Store, StoreError, ZoneAssignment,
+        Change, ClusterArgs, Credentials, FleetKey, FleetVotes, Store, StoreError, ZoneAssignment,
         keys::{parse_verdict, verdict_value},
         store::REQUEST_TIMEOUT,
     },
@@ -209,8 +209,34 @@ impl Fleet {
     }
 }
 
+/// The TLS files and etcd password the flags name, read now.
+pub fn credentials(args: &crate::cli::FleetArgs) -> anyhow::Result<Credentials> {
+    use anyhow::Context;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let ca = args.cluster_ca.as_deref().map(read).transpose()?;
+    let identity = match (&args.cluster_cert, &args.cluster_key) {
+        (Some(certificate), Some(key)) => Some((read(certificate)?, read(key)?)),
+        _ => None,
+    };
+    let user = match (&args.cluster_user, &args.cluster_password_file) {
+        (Some(name), Some(file)) => {
+            let text = String::from_utf8(read(file)?)
+                .with_context(|| format!("{}: not UTF-8", file.display()))?;
+            let password = text.lines().next().unwrap_or_default().to_owned();
+            Some((name.clone(), password))
+        }
+        _ => None,
+    };
+    Ok(Credentials { ca, identity, user })
+}
+
 /// Follows the fleet's store for `live` until the daemon stops.
 pub async fn follow(live: Weak<Live>, fleet: Arc<Fleet>) {
+    // Each new reason for not reaching etcd is logged once; the same one
+    // again, every second, only at debug level.
+    let mut last_failure = String::new();
     loop {
         let outcome = match Store::connect(&fleet.args).await {
             Ok(store) => session(&live, &fleet, store).await,
@@ -226,9 +252,18 @@ pub async fn follow(live: Weak<Live>, fleet: Arc<Fleet>) {
                 "lost the fleet's store {}: {error}; serving the last state, changes refused until it is back",
                 fleet.args
             );
+        } else if error.to_string() != last_failure {
+            tracing::warn!(
+                event = "fleet",
+                result = "unreachable",
+                "cannot reach the fleet's store {}: {error}; serving the last state, trying again every {} s",
+                fleet.args,
+                RECONNECT.as_secs()
+            );
         } else {
             tracing::debug!("reaching the fleet's store {}: {error}", fleet.args);
         }
+        last_failure = error.to_string();
         fleet.connected(None);
         tokio::time::sleep(RECONNECT).await;
     }

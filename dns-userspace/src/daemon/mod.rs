@@ -215,7 +215,12 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
                 Some(node) => node.clone(),
                 None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
             };
-            let cluster = ClusterArgs::parse(url, &args.fleet.cluster_prefix, &node)?;
+            let cluster = ClusterArgs::parse(
+                url,
+                &args.fleet.cluster_prefix,
+                &node,
+                fleet::credentials(&args.fleet)?,
+            )?;
             Some(Fleet::new(cluster, &metrics))
         }
         None => None,
