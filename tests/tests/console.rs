@@ -681,8 +681,15 @@ fn the_console_needs_the_token_and_its_assets_come_from_the_daemon() {
     in_netns(&rig.server, async || {
         let browser = Browser::start(&rig.server, 1024, 768).await?;
         browser.sign_in(&url("overview"), "not-the-token").await?;
-        let error = browser.wait_for(Locator::Css("main .error")).await?;
-        assert!(error.text().await?.contains("refused"));
+        // Read in the page, not through an element handle: the page
+        // redraws the sign-in beside the error, which can leave a handle
+        // taken just before stale.
+        browser
+            .until(
+                "(document.querySelector('main .error') || {}).textContent?.includes('refused')",
+                Duration::from_secs(5),
+            )
+            .await?;
         // Every resource the page fetched came from the daemon itself (the
         // favicon is an inline `data:` URL, fetched from nowhere).
         let origins = browser

@@ -140,7 +140,9 @@ impl Fleet {
             store
                 .update(&FleetKey::Overrides, |value| {
                     let mut overrides: Overrides = match value {
-                        Some(bytes) => serde_json::from_slice(bytes).unwrap_or_default(),
+                        Some(bytes) => serde_json::from_slice(bytes).map_err(|error| {
+                            format!("the fleet's drains and weights do not read ({error}): fix or delete the key")
+                        })?,
                         None => current.clone(),
                     };
                     change(&mut overrides, pools).map_err(|error| error.to_string())?;
