@@ -48,8 +48,9 @@ impl EtcdCluster {
         tls: Option<EtcdTls>,
     ) -> anyhow::Result<Self> {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let dir =
-            std::env::temp_dir().join(format!("dnslb-etcd-{}-{first_port}", std::process::id()));
+        // One directory per namespace: tests running side by side each
+        // have a cluster of their own.
+        let dir = std::env::temp_dir().join(format!("dnslb-etcd-{}-{first_port}", netns.name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let peer = |m: usize| format!("http://{host}:{}", client_port(first_port, m) + 1);
