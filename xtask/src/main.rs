@@ -64,7 +64,9 @@ fn main() -> ExitCode {
         Task::Bench => setup::ensure().and_then(|()| bench()),
         Task::Fuzz { seconds } => setup::ensure().and_then(|()| fuzz(seconds)),
         Task::Package => setup::ensure().and_then(|()| package()),
-        Task::Lint => lint(),
+        // Clippy builds the workspace: the eBPF toolchain and protoc (for
+        // etcd's API) must be there on a fresh machine too.
+        Task::Lint => setup::ensure().and_then(|()| lint()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
