@@ -201,7 +201,14 @@ pub fn kdig(netns: &Netns, args: &[&str]) -> anyhow::Result<String> {
 /// The A records the rig's daemon (198.18.0.2) answers `name` with, asked
 /// by `kdig +short` from `client`, sorted.
 pub fn rig_a_records(client: &Netns, name: &str) -> Vec<std::net::Ipv4Addr> {
-    let out = kdig(client, &["@198.18.0.2", name, "A", "+short"]).unwrap_or_default();
+    a_records(client, "198.18.0.2", name)
+}
+
+/// The A records `server` answers `name` with, asked by `kdig +short`
+/// from `client`, sorted.
+pub fn a_records(client: &Netns, server: &str, name: &str) -> Vec<std::net::Ipv4Addr> {
+    let at = format!("@{server}");
+    let out = kdig(client, &[&at, name, "A", "+short"]).unwrap_or_default();
     let mut addrs: Vec<std::net::Ipv4Addr> =
         out.lines().filter_map(|l| l.trim().parse().ok()).collect();
     addrs.sort();

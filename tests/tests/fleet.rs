@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 
 use dnslb_tests::{
     backend::HttpBackend,
-    daemon::{Answered, Daemon, example_zone_entry, kdig},
+    daemon::{Answered, Daemon, a_records, example_zone_entry},
     etcd::{EtcdCluster, EtcdTls},
     netns::{FleetRig, HUB_ADDR},
 };
@@ -132,11 +132,7 @@ impl Fleet {
 
     /// Node `k`'s A records for `name`, asked from the hub.
     fn ask(&self, k: usize, name: &str) -> Vec<Ipv4Addr> {
-        let at = format!("@{}", self.rig.nodes[k].addr);
-        let out = kdig(&self.rig.hub, &[&at, name, "A", "+short"]).unwrap_or_default();
-        let mut addrs: Vec<Ipv4Addr> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        addrs.sort();
-        addrs
+        a_records(&self.rig.hub, &self.rig.nodes[k].addr, name)
     }
 
     /// Whether node `k`'s kernel answered the next query for `name`, and

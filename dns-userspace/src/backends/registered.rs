@@ -117,10 +117,8 @@ impl Registry {
         registration: Registration,
     ) -> Result<Registration, RegistryError> {
         let registration = self.stamped(registration);
-        self.change(pool, |instances| {
-            instances.insert(registration.address, registration.clone());
-            Ok(registration)
-        })
+        self.restore(pool, registration.clone())?;
+        Ok(registration)
     }
 
     /// Registers `registration` in `pool` as another node of the fleet
@@ -132,18 +130,21 @@ impl Registry {
         })
     }
 
-    /// The registration `address` in `pool` would have after a heartbeat
-    /// now, without changing it.
-    pub fn renewed(&self, pool: &str, address: IpAddr) -> Result<Registration, RegistryError> {
-        let instance = self
-            .instances(pool)?
+    /// The instance `address` of `pool`, as registered.
+    pub fn registered(&self, pool: &str, address: IpAddr) -> Result<Registration, RegistryError> {
+        self.instances(pool)?
             .into_iter()
             .find(|instance| instance.address == address)
             .ok_or_else(|| RegistryError::NotRegistered {
                 pool: pool.to_owned(),
                 address,
-            })?;
-        Ok(self.stamped(instance))
+            })
+    }
+
+    /// The registration `address` in `pool` would have after a heartbeat
+    /// now, without changing it.
+    pub fn renewed(&self, pool: &str, address: IpAddr) -> Result<Registration, RegistryError> {
+        Ok(self.stamped(self.registered(pool, address)?))
     }
 
     pub fn deregister(&self, pool: &str, address: IpAddr) -> Result<(), RegistryError> {

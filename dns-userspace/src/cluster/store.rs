@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    PutOptions, ResponseHeader, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
 use super::{ClusterArgs, FleetKey};
@@ -28,6 +28,11 @@ pub enum StoreError {
     Refused(String),
     #[error("another node kept changing {0}; try again")]
     Contended(String),
+}
+
+/// The store's revision a response was made at.
+fn revision(header: Option<&ResponseHeader>) -> i64 {
+    header.map_or(0, ResponseHeader::revision)
 }
 
 /// A change under the prefix, as the watch reports it.
@@ -104,7 +109,7 @@ impl Store {
         let mut client = self.client.clone();
         let options = GetOptions::new().with_prefix();
         let response = timed(client.get(self.prefix.as_str(), Some(options))).await?;
-        let revision = response.header().map_or(0, |header| header.revision());
+        let revision = revision(response.header());
         let changes = response
             .kvs()
             .iter()
@@ -142,14 +147,14 @@ impl Store {
         let mut client = self.client.clone();
         let options = lease.map(|id| PutOptions::new().with_lease(id));
         let response = timed(client.put(self.path(key), value, options)).await?;
-        Ok(response.header().map_or(0, |header| header.revision()))
+        Ok(revision(response.header()))
     }
 
     /// Deletes `key`; the revision.
     pub async fn delete(&self, key: &FleetKey) -> Result<i64, StoreError> {
         let mut client = self.client.clone();
         let response = timed(client.delete(self.path(key), None)).await?;
-        Ok(response.header().map_or(0, |header| header.revision()))
+        Ok(revision(response.header()))
     }
 
     /// Writes `value` at `key` unless the key exists; whether it wrote.
@@ -192,7 +197,7 @@ impl Store {
                 .and_then([TxnOp::put(path.clone(), new, None)]);
             let response = timed(client.txn(txn)).await?;
             if response.succeeded() {
-                return Ok(response.header().map_or(0, |header| header.revision()));
+                return Ok(revision(response.header()));
             }
         }
         Err(StoreError::Contended(path))
@@ -272,7 +277,7 @@ impl Watch {
                 response.cancel_reason()
             )));
         }
-        let revision = response.header().map_or(0, |header| header.revision());
+        let revision = revision(response.header());
         let changes = response
             .events()
             .iter()

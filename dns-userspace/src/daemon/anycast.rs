@@ -89,7 +89,7 @@ impl Anycast {
         let mut announced = self.announced.lock().await;
         let outcome = match spec {
             Some(spec) => self.apply(&mut announced, steering, &spec).await,
-            None => self.take_off(&mut announced, &[]).await,
+            None => self.leave_interface(&mut announced).await,
         };
         if let Err(error) = outcome {
             tracing::error!(event = "anycast", "anycast: {error}");
@@ -120,7 +120,7 @@ impl Anycast {
             .as_ref()
             .is_some_and(|(name, _)| *name != spec.interface)
         {
-            self.take_off(announced, &[]).await?;
+            self.leave_interface(announced).await?;
         }
         let index = match &announced.interface {
             Some((_, index)) => *index,
@@ -184,9 +184,14 @@ impl Anycast {
                 "withdrew {address} from {name}"
             );
         }
-        if keep.is_empty() {
-            announced.interface = None;
-        }
+        Ok(())
+    }
+
+    /// Takes every address off the interface and forgets it (the
+    /// configuration names another, or none).
+    async fn leave_interface(&self, announced: &mut Announced) -> Result<(), NetlinkError> {
+        self.take_off(announced, &[]).await?;
+        announced.interface = None;
         Ok(())
     }
 

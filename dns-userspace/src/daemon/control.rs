@@ -187,7 +187,7 @@ impl ControlPlane for Live {
         let registry = self.backends.registry();
         let result = match &self.fleet {
             Some(fleet) => registry
-                .renewed(pool, address)
+                .registered(pool, address)
                 .map_err(ChangeError::from)
                 .and_then(|_| fleet.delete_instance(pool, address)),
             None => registry

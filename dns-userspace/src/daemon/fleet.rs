@@ -379,6 +379,14 @@ async fn apply(live: &Weak<Live>, node: &str, changes: Vec<Change>, whole: bool)
     true
 }
 
+/// `bytes` as JSON, or `None` with an error naming `what` logged: a value
+/// another writer broke is not applied, and the rest still is.
+fn read_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Option<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| tracing::error!("{what} does not read, not applied: {error}"))
+        .ok()
+}
+
 fn apply_now(live: &Live, node: &str, changes: Vec<Change>, whole: bool) {
     let mut votes: Vec<(String, String, IpAddr, Option<bool>)> = Vec::new();
     for Change { key, value } in changes {
@@ -405,37 +413,28 @@ fn apply_now(live: &Live, node: &str, changes: Vec<Change>, whole: bool) {
                 Err(_) => tracing::error!("the fleet's policy file is not UTF-8: not applied"),
             },
             (FleetKey::Overrides, value) => {
-                let overrides: Overrides = match value {
-                    Some(bytes) => match serde_json::from_slice(&bytes) {
-                        Ok(overrides) => overrides,
-                        Err(error) => {
-                            tracing::error!("the fleet's overrides do not read: {error}");
-                            continue;
-                        }
-                    },
-                    None => Overrides::default(),
+                let overrides = match value {
+                    Some(bytes) => read_json::<Overrides>("the fleet's drains and weights", &bytes),
+                    None => Some(Overrides::default()),
                 };
-                let _ = live.change_overrides("drains and weights from the fleet", |mine, _| {
-                    *mine = overrides;
-                    Ok(())
-                });
+                if let Some(overrides) = overrides {
+                    let what = "drains and weights from the fleet";
+                    let _ = live.change_overrides(what, |mine, _| {
+                        *mine = overrides;
+                        Ok(())
+                    });
+                }
             }
             (FleetKey::Zone(origin), Some(value)) => {
-                match serde_json::from_slice::<ZoneAssignment>(&value) {
-                    Ok(assignment) => live.assign_zone(&origin, assignment.file),
-                    Err(error) => {
-                        tracing::error!("the fleet's zone {origin} does not read: {error}")
-                    }
+                let what = format!("the fleet's zone {origin}");
+                if let Some(assignment) = read_json::<ZoneAssignment>(&what, &value) {
+                    live.assign_zone(&origin, assignment.file);
                 }
             }
             (FleetKey::Instance { pool, address }, Some(value)) => {
-                match serde_json::from_slice::<Registration>(&value) {
-                    Ok(registration) => live.restore_instance(&pool, registration),
-                    Err(error) => {
-                        tracing::error!(
-                            "the fleet's instance {address} of {pool} does not read: {error}"
-                        )
-                    }
+                let what = format!("the fleet's instance {address} of pool {pool}");
+                if let Some(registration) = read_json::<Registration>(&what, &value) {
+                    live.restore_instance(&pool, registration);
                 }
             }
             (FleetKey::Instance { pool, address }, None) => live.forget_instance(&pool, address),

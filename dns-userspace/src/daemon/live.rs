@@ -9,7 +9,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::Instant,
 };
@@ -381,15 +381,22 @@ impl Live {
         if std::fs::read_to_string(&file).is_ok_and(|current| current == text) {
             return;
         }
-        let result = self.reload_with(Some(text), |_| {
-            crate::durable::replace_file(&file, text.as_bytes()).map_err(|error| {
+        let result = self.replace_policy(&file, text);
+        let _ = self.counted("the policy file from the fleet", result);
+    }
+
+    /// Reloads with `text` as the policy file, written over `file` once
+    /// everything is read and checked and before anything is applied:
+    /// all or nothing.
+    pub(super) fn replace_policy(&self, file: &Path, text: &str) -> Result<Applied, ChangeError> {
+        self.reload_with(Some(text), |_| {
+            crate::durable::replace_file(file, text.as_bytes()).map_err(|error| {
                 ChangeError::Write {
-                    path: file.clone(),
+                    path: file.to_owned(),
                     source: error,
                 }
             })
-        });
-        let _ = self.counted("the policy file from the fleet", result);
+        })
     }
 
     /// The fleet's zone `origin`, served from `file` (or no longer).

@@ -67,14 +67,7 @@ impl Live {
             let result = fleet.put_policy(text).and_then(|()| self.serving_now());
             return Ok(self.counted("editing the fleet's policy file", result)?);
         }
-        let result = self.reload_with(Some(text), |_| {
-            crate::durable::replace_file(&file, text.as_bytes()).map_err(|error| {
-                ChangeError::Write {
-                    path: file.clone(),
-                    source: error,
-                }
-            })
-        });
+        let result = self.replace_policy(&file, text);
         Ok(self.counted("editing the policy file", result)?)
     }
 

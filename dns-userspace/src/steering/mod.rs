@@ -51,6 +51,12 @@ fn fleet_fraction(config: &Config, pool: &Pool) -> Option<f64> {
     }
 }
 
+/// Whether this node's own probes see endpoint `e` of pool `p` up (an
+/// endpoint without a check always is).
+fn probed_up(runner: Option<&HealthRunner>, p: usize, e: usize) -> bool {
+    runner.is_none_or(|r| r.is_up(p, e))
+}
+
 /// Held for every change and every report. Lock order: whoever needs
 /// both takes this before the dataplane (`SharedDataplane`), never after.
 struct State {
@@ -289,7 +295,7 @@ impl Steering {
             let pool = &state.config.pools[p];
             pool.endpoints.iter().enumerate().any(|(e, endpoint)| {
                 endpoint.condition == Condition::Ready
-                    && state.runner.as_ref().is_none_or(|r| r.is_up(p, e))
+                    && probed_up(state.runner.as_ref(), p, e)
                     && !state.overrides.is_drained(pool, e)
             })
         };
@@ -337,7 +343,7 @@ impl Steering {
                 index += 1;
                 let ready = endpoint.condition == Condition::Ready;
                 if ready {
-                    let here = runner.as_ref().is_none_or(|r| r.is_up(p, e));
+                    let here = probed_up(runner.as_ref(), p, e);
                     let seen = match fleet_fraction(config, &config.pools[p]) {
                         Some(fraction) => {
                             fleet.verdict(&config.pools[p].name, endpoint.addr, here, fraction)

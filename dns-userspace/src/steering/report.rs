@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 
 use hickory_proto::rr::RecordType;
 
-use super::{State, Steering};
+use super::{State, Steering, probed_up};
 use crate::{
     api::types::{
         EndpointInfo, GraphNode, HealthRow, NetworkAnswer, NodeKind, ServiceDetail, ServiceInfo,
     },
     config::BranchLabels,
-    policy::{BranchSlot, ClientNet, Draw, Health, Pick, Policy, Service},
+    policy::{BranchSlot, ClientNet, Draw, Pick, Policy, Service},
     zone::WireName,
 };
 
@@ -374,7 +374,7 @@ fn endpoint_rows(state: &State, mut include: impl FnMut(usize) -> bool) -> Vec<E
                 address: endpoint.addr,
                 weight,
                 file_weight: endpoint.weight,
-                healthy: state.runner.as_ref().is_none_or(|r| r.is_up(index, e)),
+                healthy: probed_up(state.runner.as_ref(), index, e),
                 drained,
                 condition: endpoint.condition.name().to_owned(),
             });
