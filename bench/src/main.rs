@@ -21,7 +21,7 @@ use dnslb_tests::netns::Rig;
 
 use crate::{
     report::{Measured, Report, Settings},
-    responders::Responder,
+    responders::{Responder, Started},
 };
 
 /// A valid client and server cookie for the rig's client address under
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
 fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     let (settings, hot_names, hotload_names, responders): (_, _, _, &[Responder]) = if args.quick {
         let settings = Settings {
-            kxdpgun_seconds: 1,
+            flood_seconds: 1,
             dnsperf_seconds: 1,
             dnsperf_qps: 2_000,
             micro_runs: 10_000,
@@ -87,15 +87,18 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
             settings,
             1_000,
             10_000,
+            // Knot DNS's XDP mode too, so that a kernel that cannot run it
+            // is met (and reported) here as in the full run.
             &[
                 Responder::Floor,
                 Responder::DnslbXdp,
                 Responder::DnslbUserspace,
+                Responder::KnotXdp,
             ],
         )
     } else {
         let settings = Settings {
-            kxdpgun_seconds: 3,
+            flood_seconds: 3,
             dnsperf_seconds: 3,
             dnsperf_qps: 20_000,
             micro_runs: 1_000_000,
@@ -156,22 +159,38 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     // Every cell is run once per round, the responders taking turns within
     // a round, so that a slow minute of the host hits all of them.
     let mut measured: Vec<Measured> = Vec::new();
+    let mut unavailable: Vec<(Responder, String)> = Vec::new();
     for round in 0..settings.rounds {
         for &responder in responders {
+            if unavailable.iter().any(|(r, _)| *r == responder) {
+                continue;
+            }
             println!(
                 "bench: round {} of {}: {}",
                 round + 1,
                 settings.rounds,
                 responder.label()
             );
-            let running = responder.start(&rig, &workload.zone, scratch, &secret_arg)?;
+            let running = match responder.start(&rig, &workload.zone, scratch, &secret_arg)? {
+                Started::Running(running) => running,
+                Started::Unavailable(reason) => {
+                    println!("bench:   cannot run on this machine: {reason}");
+                    rig.clear_server_xdp()?;
+                    unavailable.push((responder, reason));
+                    continue;
+                }
+            };
             for mix in workload.mixes.iter().filter(|mix| responder.runs(mix)) {
-                let throughput = load::throughput(&rig, mix, settings.kxdpgun_seconds)
+                let flooded = load::throughput(&rig, mix, settings.flood_seconds)
                     .map_err(|error| error.context(running.log()))?;
-                rig.clear_client_xdp()?;
+                let throughput = flooded.throughput;
                 println!(
-                    "bench:   {:<36} {:>10.0} replies/s",
-                    mix.label, throughput.replies_per_second
+                    "bench:   {:<36} {:>10.0} replies/s ({} refused by the link, {} truncated, {} not NOERROR)",
+                    mix.label,
+                    throughput.replies_per_second,
+                    flooded.refused,
+                    flooded.replies.truncated,
+                    flooded.replies.total - flooded.replies.no_error
                 );
                 let cell = measured
                     .iter_mut()
@@ -239,6 +258,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     let report = Report {
         settings: &settings,
         measured: &measured,
+        unavailable: &unavailable,
         micro: &micro,
         resolvers: &resolvers,
         hotload: &hotload,

@@ -40,8 +40,23 @@ impl Measured {
     }
 }
 
+/// How a target came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Met,
+    Missed,
+    /// Its reference could not run on this machine.
+    NotJudged,
+}
+
+impl Verdict {
+    fn of(met: bool) -> Verdict {
+        if met { Verdict::Met } else { Verdict::Missed }
+    }
+}
+
 pub struct Settings {
-    pub kxdpgun_seconds: u32,
+    pub flood_seconds: u32,
     pub dnsperf_seconds: u32,
     pub dnsperf_qps: u32,
     pub micro_runs: u32,
@@ -52,6 +67,8 @@ pub struct Settings {
 pub struct Report<'a> {
     pub settings: &'a Settings,
     pub measured: &'a [Measured],
+    /// Responders this machine cannot run, with the reason.
+    pub unavailable: &'a [(Responder, String)],
     pub micro: &'a [MicroResult],
     pub resolvers: &'a [dnslb_tests::resolvers::Share],
     pub hotload: &'a HotLoad,
@@ -135,14 +152,25 @@ impl Report<'_> {
 
         let _ = writeln!(
             out,
-            "## Throughput\n\nkxdpgun (AF_XDP) offering 3 M queries/s for {} s; replies counted by kxdpgun. \
-             kxdpgun sends no cookies or Client Subnet: the two mixes marked dnsperf are sent by dnsperf \
-             flat out through the client's stack instead, which then limits every responder alike. \
+            "## Throughput\n\ndnslb's load generator offering {} M queries/s for {} s from one client core: whole \
+             frames through a packet socket on the client's veth (so it runs on every kernel), each mix with \
+             its own EDNS (DO, cookies, Client Subnet) and source ports spread over 1024; replies counted by \
+             an XDP program on the client's veth (by response code, and truncated ones apart), which drops \
+             them. Answered is replies against the queries the client's link took. \
              Every cell ran {} times, the responders taking turns within each round (floor, dnslb, …, \
              floor, dnslb, …) so that a slow minute of the host hits all of them; the figure is the \
              median, with the lowest and highest run, and the ratios are ratios of medians.\n",
-            s.kxdpgun_seconds, s.rounds
+            crate::load::FLOOD_QPS / 1_000_000,
+            s.flood_seconds,
+            s.rounds
         );
+        for (responder, reason) in self.unavailable {
+            let _ = writeln!(
+                out,
+                "**{} could not run on this machine**, so it has no rows and no target is judged against it: {reason}\n",
+                responder.label()
+            );
+        }
         out.push_str("| responder | mix | replies/s (median) | range | answered | × floor | × Knot XDP |\n|---|---|---:|---:|---:|---:|---:|\n");
         for m in self.measured {
             let (rate, low, high) = m.rates();
@@ -291,18 +319,20 @@ impl Report<'_> {
         }
 
         out.push_str("\n## Targets\n\n| target | this run | met |\n|---|---|---|\n");
-        for (target, figure, met) in self.targets() {
-            let _ = writeln!(
-                out,
-                "| {target} | {figure} | {} |",
-                if met { "yes" } else { "**no**" }
-            );
+        for (target, figure, verdict) in self.targets() {
+            let verdict = match verdict {
+                Verdict::Met => "yes",
+                Verdict::Missed => "**no**",
+                Verdict::NotJudged => "not judged",
+            };
+            let _ = writeln!(out, "| {target} | {figure} | {verdict} |");
         }
         out
     }
 
-    /// (target, figure, met) for every target that this run measured.
-    fn targets(&self) -> Vec<(String, String, bool)> {
+    /// (target, figure, verdict) for every target of this run: those
+    /// against a responder this machine cannot run are not judged.
+    fn targets(&self) -> Vec<(String, String, Verdict)> {
         let mut targets = Vec::new();
         // Each mix once, in order.
         let mut mixes: Vec<&str> = Vec::new();
@@ -312,6 +342,14 @@ impl Report<'_> {
             }
         }
         let mut compare = |what: &str, ours: Responder, theirs: Responder, at_least: f64| {
+            if let Some((_, reason)) = self.unavailable.iter().find(|(r, _)| *r == theirs) {
+                targets.push((
+                    format!("{what} ≥ {at_least}"),
+                    format!("{} could not run here: {reason}", theirs.label()),
+                    Verdict::NotJudged,
+                ));
+                return;
+            }
             for mix in &mixes {
                 // On the weighted mix, dnslb's XDP figure is its weighted pick.
                 let ours = match ours {
@@ -323,7 +361,7 @@ impl Report<'_> {
                     targets.push((
                         format!("{what} ≥ {at_least} ({mix})"),
                         format!("{r:.3}"),
-                        r >= at_least,
+                        Verdict::of(r >= at_least),
                     ));
                 }
             }
@@ -358,7 +396,7 @@ impl Report<'_> {
                     targets.push((
                         format!("kernel ns per packet / floor ≤ {at_most} ({case}…)"),
                         format!("{r:.3}"),
-                        r <= at_most,
+                        Verdict::of(r <= at_most),
                     ));
                 }
             }
@@ -370,19 +408,19 @@ impl Report<'_> {
                     share.kind.name()
                 ),
                 format!("{:.1}%", share.fraction() * 100.0),
-                share.fraction() >= 0.99,
+                Verdict::of(share.fraction() >= 0.99),
             ));
         }
         let h = self.hotload;
         targets.push((
             format!("{} hot names serving in < 10 s", h.names),
             format!("{:.2} s", h.total_seconds),
-            h.total_seconds < 10.0,
+            Verdict::of(h.total_seconds < 10.0),
         ));
         targets.push((
             "daemon memory < 1 GiB".into(),
             format!("{:.0} MiB", h.daemon_peak_bytes as f64 / 1048576.0),
-            h.daemon_peak_bytes < 1 << 30,
+            Verdict::of(h.daemon_peak_bytes < 1 << 30),
         ));
         for h in self
             .health
@@ -395,7 +433,7 @@ impl Report<'_> {
                     h.endpoints, h.kind
                 ),
                 format!("{:.3} cores", h.daemon_cores),
-                h.daemon_cores < 0.25,
+                Verdict::of(h.daemon_cores < 0.25),
             ));
         }
         targets

@@ -72,15 +72,16 @@ impl Responder {
         }
     }
 
-    /// Starts the responder and waits until it answers. dnslb runs with
-    /// `cookie_arg` (its cookie secret).
+    /// Starts the responder and waits until it answers, or finds that it
+    /// cannot run on this machine. dnslb runs with `cookie_arg` (its
+    /// cookie secret).
     pub fn start(
         self,
         rig: &Rig,
         zone: &Path,
         scratch: &Path,
         cookie_arg: &str,
-    ) -> anyhow::Result<Running> {
+    ) -> anyhow::Result<Started> {
         let running = match self {
             Responder::Floor => Running::Floor {
                 _program: attach_floor(rig)?,
@@ -109,10 +110,54 @@ impl Responder {
             }
             Responder::Nsd => Running::Process(start_nsd(rig, zone, scratch)?),
         };
-        if self != Responder::Floor {
-            wait_until_answering(rig)?;
+        if self == Responder::Floor {
+            return Ok(Started::Running(running));
         }
-        Ok(running)
+        match (wait_until_answering(rig, running)?, self) {
+            // Knot DNS stops when its XDP program cannot be loaded or
+            // attached (on some kernels it cannot): this kernel cannot run
+            // it, which is no failure of the benchmark.
+            (Started::Unavailable(log), Responder::KnotXdp) => {
+                Ok(Started::Unavailable(xdp_failure(&log)))
+            }
+            (Started::Unavailable(log), _) => bail!("{} stopped:\n{log}", self.label()),
+            (Started::Running(_), Responder::KnotXdp) if !rig.server_has_xdp()? => {
+                Ok(Started::Unavailable(
+                    "Knot DNS answers, but no XDP program is attached to the server's interface"
+                        .into(),
+                ))
+            }
+            (started, _) => Ok(started),
+        }
+    }
+}
+
+/// A responder started, or why it cannot run here.
+pub enum Started {
+    Running(Running),
+    /// What its log says of why it stopped.
+    Unavailable(String),
+}
+
+/// Why a server stopped, from its log: the BPF loader's lines and the
+/// server's warnings and errors, without their timestamps.
+fn xdp_failure(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            ["libbpf", "warning:", "error:", "critical:"]
+                .iter()
+                .any(|mark| line.contains(mark))
+        })
+        .map(|line| match line.split_once("+0000 ") {
+            Some((_, text)) => text,
+            None => line,
+        })
+        .collect();
+    if lines.is_empty() {
+        "it stopped without saying why".into()
+    } else {
+        lines.join("; ")
     }
 }
 
@@ -202,8 +247,9 @@ fn start_nsd(rig: &Rig, zone: &Path, scratch: &Path) -> anyhow::Result<Process> 
     Process::spawn(command, dir.join("nsd.log"))
 }
 
-/// Polls with kdig from the client until the server answers `www`.
-fn wait_until_answering(rig: &Rig) -> anyhow::Result<()> {
+/// Polls with kdig from the client until the server answers `www`, or
+/// its process has ended (then [`Started::Unavailable`] with its log).
+fn wait_until_answering(rig: &Rig, mut running: Running) -> anyhow::Result<Started> {
     // XDP answers reach the client only through its pass-through program.
     let _pass = rig.attach_client_pass_through()?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -213,10 +259,18 @@ fn wait_until_answering(rig: &Rig) -> anyhow::Result<()> {
         let answer =
             kdig(&rig.client, &[&server, "+short", "+timeout=1", &name, "A"]).unwrap_or_default();
         if answer.contains("198.18.10.") {
-            return Ok(());
+            return Ok(Started::Running(running));
+        }
+        if let Running::Process(process) = &mut running
+            && process.exited()?.is_some()
+        {
+            return Ok(Started::Unavailable(process.log_text()));
         }
         if Instant::now() > deadline {
-            bail!("the responder did not answer {name} within 60 s");
+            bail!(
+                "the responder did not answer {name} within 60 s:\n{}",
+                running.log()
+            );
         }
         thread::sleep(Duration::from_millis(200));
     }
@@ -230,5 +284,27 @@ impl Running {
             Running::Dnslb(daemon) => daemon.log_text(),
             Running::Process(process) => process.log_text(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knots_xdp_failure_is_told_from_its_log() {
+        // Knot DNS 3.2's log when its XDP program cannot be attached.
+        let log = "2026-12-06T20:55:07+0000 info: binding to interface 198.18.0.2@53\n\
+                   2026-12-06T20:55:07+0000 info: binding to XDP interface kv2\n\
+                   libbpf: Kernel error message: veth: Peer MTU is too large to set XDP\n\
+                   2026-12-06T20:55:07+0000 warning: failed to initialize XDP interface kv2@53, queue 0 (file descriptor error)\n\
+                   2026-12-06T20:55:07+0000 critical: failed to configure server\n";
+        assert_eq!(
+            xdp_failure(log),
+            "libbpf: Kernel error message: veth: Peer MTU is too large to set XDP; \
+             warning: failed to initialize XDP interface kv2@53, queue 0 (file descriptor error); \
+             critical: failed to configure server"
+        );
+        assert_eq!(xdp_failure("nothing\n"), "it stopped without saying why");
     }
 }

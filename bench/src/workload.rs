@@ -3,21 +3,24 @@
 use std::{
     fmt::Write as _,
     fs,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
 };
+
+use dnslb_tests::load::flood::Edns;
 
 pub const ORIGIN: &str = "bench.test";
 /// The name of the weighted mix: three addresses in the zone.
 pub const WEIGHTED_NAME: &str = "weighted";
 
-/// A query file for kxdpgun and dnsperf ("name type" per line), and how it
-/// is sent.
+/// A query file for the flood and dnsperf ("name type" per line), and how
+/// it is sent.
 pub struct Mix {
     pub label: &'static str,
     pub queries: PathBuf,
-    /// With the DO bit (kxdpgun's `D` flag, dnsperf's `-D`).
-    pub dnssec_ok: bool,
+    /// The OPT record every query carries, if any: the same for the flood
+    /// and for dnsperf.
+    pub edns: Edns,
     /// Queries only the weighted name.
     pub weighted: bool,
     /// Shaped as a resolver's queries (EDNS options, IPv6, AAAA): run by
@@ -25,9 +28,6 @@ pub struct Mix {
     pub resolver_shaped: bool,
     /// Sent to the server's IPv6 address.
     pub ipv6: bool,
-    /// EDNS options kxdpgun cannot send: the mix's throughput comes from
-    /// dnsperf with these arguments instead.
-    pub dnsperf_options: Option<Vec<String>>,
 }
 
 pub struct Workload {
@@ -100,7 +100,7 @@ pub fn generate(
         "do",
         &format!("www.{ORIGIN} A"),
     )?;
-    dnssec_ok.dnssec_ok = true;
+    dnssec_ok.edns.dnssec_ok = true;
     mixes.push(dnssec_ok);
     let mut ipv6 = resolver_mix("one hot name over IPv6", "ipv6", &format!("www.{ORIGIN} A"))?;
     ipv6.ipv6 = true;
@@ -110,25 +110,15 @@ pub fn generate(
         "aaaa",
         &format!("www.{ORIGIN} AAAA"),
     )?);
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let mut bind = resolver_mix(
-        "DO + cookie (as BIND), dnsperf",
-        "bind",
-        &format!("www.{ORIGIN} A"),
-    )?;
-    bind.dnssec_ok = true;
-    bind.dnsperf_options = Some(vec!["-E".into(), format!("10:{}", hex(cookie))]);
+    let mut bind = resolver_mix("DO + cookie (as BIND)", "bind", &format!("www.{ORIGIN} A"))?;
+    bind.edns = Edns {
+        dnssec_ok: true,
+        cookie: Some(cookie.to_vec()),
+        client_subnet: None,
+    };
     mixes.push(bind);
-    let mut subnet = resolver_mix(
-        "Client Subnet /24, dnsperf",
-        "subnet",
-        &format!("www.{ORIGIN} A"),
-    )?;
-    // Family 1, source /24, scope 0, 198.18.1.
-    subnet.dnsperf_options = Some(vec![
-        "-E".into(),
-        format!("8:{}", hex(&[0, 1, 24, 0, 198, 18, 1])),
-    ]);
+    let mut subnet = resolver_mix("Client Subnet /24", "subnet", &format!("www.{ORIGIN} A"))?;
+    subnet.edns.client_subnet = Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 0)), 24));
     mixes.push(subnet);
     if full {
         let mut draws = Draws::new(0x5eed);
@@ -176,10 +166,9 @@ fn mix(
     Ok(Mix {
         label,
         queries,
-        dnssec_ok: false,
+        edns: Edns::default(),
         weighted: false,
         resolver_shaped: false,
         ipv6: false,
-        dnsperf_options: None,
     })
 }

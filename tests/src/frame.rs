@@ -92,6 +92,12 @@ pub struct QueryFrame {
     /// The client's address, the packet's source: the frame is IPv6 when
     /// it is an IPv6 address.
     pub client: IpAddr,
+    /// The server's address, of the client's family: [`SERVER_IP`] or
+    /// [`SERVER_IP6`] unless set.
+    pub server: IpAddr,
+    /// Destination and source MAC: [`SERVER_MAC`] and [`CLIENT_MAC`] unless
+    /// set.
+    pub macs: ([u8; 6], [u8; 6]),
 }
 
 /// The addresses of the A records in `message`'s answer section.
@@ -136,6 +142,8 @@ impl QueryFrame {
             source_port: 40_000,
             port: 53,
             client: IpAddr::V4(CLIENT_IP),
+            server: IpAddr::V4(SERVER_IP),
+            macs: (SERVER_MAC, CLIENT_MAC),
         }
     }
 
@@ -144,8 +152,27 @@ impl QueryFrame {
         QueryFrame::a(name).with_type(28)
     }
 
+    /// From `client`; the server moves to the rig's server address of the
+    /// client's family if it was of the other.
     pub fn from_client(mut self, client: impl Into<IpAddr>) -> QueryFrame {
         self.client = client.into();
+        self.server = match (self.client, self.server) {
+            (IpAddr::V4(_), IpAddr::V6(_)) => IpAddr::V4(SERVER_IP),
+            (IpAddr::V6(_), IpAddr::V4(_)) => IpAddr::V6(SERVER_IP6),
+            (_, server) => server,
+        };
+        self
+    }
+
+    /// To `server`, of the client's family.
+    pub fn to_server(mut self, server: IpAddr) -> QueryFrame {
+        self.server = server;
+        self
+    }
+
+    /// Between these Ethernet addresses.
+    pub fn with_macs(mut self, destination: [u8; 6], source: [u8; 6]) -> QueryFrame {
+        self.macs = (destination, source);
         self
     }
 
@@ -188,41 +215,65 @@ impl QueryFrame {
     }
 
     /// The whole frame, checksums correct.
+    ///
+    /// # Panics
+    /// When client and server are of different families.
     pub fn build(&self) -> Vec<u8> {
-        match self.client {
-            IpAddr::V4(client) => udp_frame_from(
-                client,
-                self.vlan,
+        let ethernet = Ethernet {
+            macs: self.macs,
+            vlan: self.vlan,
+        };
+        match (self.client, self.server) {
+            (IpAddr::V4(client), IpAddr::V4(server)) => udp_frame_between(
+                ethernet,
+                (client, server),
                 &self.ip_options,
-                self.source_port,
-                self.port,
+                (self.source_port, self.port),
                 &self.dns(),
             ),
-            IpAddr::V6(client) => {
+            (IpAddr::V6(client), IpAddr::V6(server)) => {
                 assert!(self.ip_options.is_empty(), "IPv4 options in an IPv6 frame");
-                udp6_frame(
-                    client,
-                    self.vlan,
+                udp6_frame_between(
+                    ethernet,
+                    (client, server),
                     17,
-                    self.source_port,
-                    self.port,
+                    (self.source_port, self.port),
                     &self.dns(),
                 )
             }
+            (client, server) => panic!("a frame from {client} to {server}"),
         }
     }
 }
 
-fn ethernet(vlan: Option<u16>, ethertype: u16) -> Vec<u8> {
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&SERVER_MAC);
-    frame.extend_from_slice(&CLIENT_MAC);
-    if let Some(tag) = vlan {
-        frame.extend_from_slice(&0x8100u16.to_be_bytes());
-        frame.extend_from_slice(&tag.to_be_bytes());
+/// The Ethernet header of a frame: destination and source MAC, and an
+/// 802.1Q tag if any.
+#[derive(Clone, Copy, Debug)]
+pub struct Ethernet {
+    pub macs: ([u8; 6], [u8; 6]),
+    pub vlan: Option<u16>,
+}
+
+impl Ethernet {
+    /// To [`SERVER_MAC`] from [`CLIENT_MAC`], tagged with `vlan` if any.
+    pub fn rig(vlan: Option<u16>) -> Ethernet {
+        Ethernet {
+            macs: (SERVER_MAC, CLIENT_MAC),
+            vlan,
+        }
     }
-    frame.extend_from_slice(&ethertype.to_be_bytes());
-    frame
+
+    fn header(self, ethertype: u16) -> Vec<u8> {
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&self.macs.0);
+        frame.extend_from_slice(&self.macs.1);
+        if let Some(tag) = self.vlan {
+            frame.extend_from_slice(&0x8100u16.to_be_bytes());
+            frame.extend_from_slice(&tag.to_be_bytes());
+        }
+        frame.extend_from_slice(&ethertype.to_be_bytes());
+        frame
+    }
 }
 
 /// Ethernet / IPv6 / UDP around `payload`, from `client` to
@@ -236,20 +287,38 @@ pub fn udp6_frame(
     port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut frame = ethernet(vlan, 0x86dd);
+    udp6_frame_between(
+        Ethernet::rig(vlan),
+        (client, SERVER_IP6),
+        next_header,
+        (source_port, port),
+        payload,
+    )
+}
+
+/// Ethernet / IPv6 / UDP around `payload` between `(client, server)`,
+/// from and to the `(source, destination)` ports.
+pub fn udp6_frame_between(
+    ethernet: Ethernet,
+    (client, server): (Ipv6Addr, Ipv6Addr),
+    next_header: u8,
+    (source_port, port): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut frame = ethernet.header(0x86dd);
     let udp_len = 8 + payload.len();
     frame.extend_from_slice(&[0x60, 0, 0, 0]);
     frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
     frame.extend_from_slice(&[next_header, 17]); // next header, hop limit
     frame.extend_from_slice(&client.octets());
-    frame.extend_from_slice(&SERVER_IP6.octets());
+    frame.extend_from_slice(&server.octets());
     let udp_start = frame.len();
     frame.extend_from_slice(&source_port.to_be_bytes());
     frame.extend_from_slice(&port.to_be_bytes());
     frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
     frame.extend_from_slice(&[0, 0]);
     frame.extend_from_slice(payload);
-    let check = udp6_checksum(client, SERVER_IP6, &frame[udp_start..]);
+    let check = udp6_checksum(client, server, &frame[udp_start..]);
     frame[udp_start + 6..udp_start + 8].copy_from_slice(&check.to_be_bytes());
     frame
 }
@@ -289,8 +358,26 @@ pub fn udp_frame_from(
     port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
+    udp_frame_between(
+        Ethernet::rig(vlan),
+        (client, SERVER_IP),
+        ip_options,
+        (source_port, port),
+        payload,
+    )
+}
+
+/// Ethernet / IPv4 / UDP around `payload` between `(client, server)`,
+/// from and to the `(source, destination)` ports.
+pub fn udp_frame_between(
+    ethernet: Ethernet,
+    (client, server): (Ipv4Addr, Ipv4Addr),
+    ip_options: &[u8],
+    (source_port, port): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     assert_eq!(ip_options.len() % 4, 0, "IPv4 options come in 32-bit words");
-    let mut frame = ethernet(vlan, 0x0800);
+    let mut frame = ethernet.header(0x0800);
 
     let header_len = 20 + ip_options.len();
     let total_len = header_len + 8 + payload.len();
@@ -301,7 +388,7 @@ pub fn udp_frame_from(
     frame.extend_from_slice(&[0x12, 0x34, 0x40, 0x00]); // ID, DF
     frame.extend_from_slice(&[17, 17, 0, 0]); // TTL 17, UDP, checksum
     frame.extend_from_slice(&client.octets());
-    frame.extend_from_slice(&SERVER_IP.octets());
+    frame.extend_from_slice(&server.octets());
     frame.extend_from_slice(ip_options);
     let check = internet_checksum(&frame[ip_start..ip_start + header_len]);
     frame[ip_start + 10..ip_start + 12].copy_from_slice(&check.to_be_bytes());
@@ -312,7 +399,7 @@ pub fn udp_frame_from(
     frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     frame.extend_from_slice(&[0, 0]);
     frame.extend_from_slice(payload);
-    let check = udp_checksum(client, SERVER_IP, &frame[udp_start..]);
+    let check = udp_checksum(client, server, &frame[udp_start..]);
     frame[udp_start + 6..udp_start + 8].copy_from_slice(&check.to_be_bytes());
     frame
 }
@@ -338,7 +425,9 @@ pub fn internet_checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn udp_checksum(source: Ipv4Addr, destination: Ipv4Addr, datagram: &[u8]) -> u16 {
+/// The UDP checksum over IPv4 of `datagram` (checksum field included:
+/// zero when it is right, and then returned as 0xffff).
+pub fn udp_checksum(source: Ipv4Addr, destination: Ipv4Addr, datagram: &[u8]) -> u16 {
     let mut pseudo = Vec::with_capacity(12 + datagram.len());
     pseudo.extend_from_slice(&source.octets());
     pseudo.extend_from_slice(&destination.octets());

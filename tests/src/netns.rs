@@ -65,6 +65,24 @@ impl Netns {
         })
     }
 
+    /// The MAC of `iface` in the namespace.
+    pub fn mac(&self, iface: &str) -> anyhow::Result<[u8; 6]> {
+        let link = self.ip(&["-br", "link", "show", "dev", iface])?;
+        let text = link
+            .split_whitespace()
+            .nth(2)
+            .with_context(|| format!("no MAC in `ip -br link show dev {iface}`: {link}"))?;
+        let mut mac = [0u8; 6];
+        let mut octets = text.split(':');
+        for byte in &mut mac {
+            *byte = octets
+                .next()
+                .and_then(|octet| u8::from_str_radix(octet, 16).ok())
+                .with_context(|| format!("{iface} has no MAC of six octets: {text}"))?;
+        }
+        Ok(mac)
+    }
+
     /// Moves the calling thread into the namespace (for threads that live
     /// longer than one [`Netns::run`], such as a test's backend servers).
     pub fn enter(&self) -> anyhow::Result<()> {
@@ -140,8 +158,7 @@ impl Rig {
 
     /// Gives both ends IPv6 addresses too ([`CLIENT_ADDR6`] and
     /// [`SERVER_ADDR6`]), usable at once (no duplicate address detection),
-    /// each knowing the other's MAC (tools that send raw frames, such as
-    /// kxdpgun, take it from the neighbour table).
+    /// each knowing the other's MAC.
     pub fn add_ipv6(&self) -> anyhow::Result<()> {
         let ends = [
             (&self.client, &self.client_if, CLIENT_ADDR6),
@@ -152,12 +169,10 @@ impl Rig {
         }
         for (index, (host, iface, _)) in ends.iter().enumerate() {
             let (peer, peer_if, peer_addr) = ends[1 - index];
-            let link = peer.ip(&["-br", "link", "show", "dev", peer_if])?;
-            let mac = link
-                .split_whitespace()
-                .nth(2)
-                .context("no MAC in `ip -br link`")?
-                .to_string();
+            let mac = peer
+                .mac(peer_if)?
+                .map(|octet| format!("{octet:02x}"))
+                .join(":");
             host.ip(&[
                 "neigh",
                 "replace",
@@ -183,16 +198,9 @@ impl Rig {
             .run(move || attach_pass_through(&iface, AttachMode::Native))??)
     }
 
-    /// Detaches an XDP program that another tool attached to the client's
-    /// interface through netlink and left behind (kxdpgun keeps its own
-    /// attached for reuse).
-    pub fn clear_client_xdp(&self) -> anyhow::Result<()> {
-        self.client
-            .ip(&["link", "set", "dev", &self.client_if, "xdp", "off"])?;
-        Ok(())
-    }
-
-    /// The same on the server's interface (Knot DNS leaves its program).
+    /// Detaches an XDP program that another tool attached to the server's
+    /// interface through netlink and left behind (Knot DNS leaves its
+    /// program).
     pub fn clear_server_xdp(&self) -> anyhow::Result<()> {
         self.server
             .ip(&["link", "set", "dev", &self.server_if, "xdp", "off"])?;

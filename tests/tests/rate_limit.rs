@@ -1,14 +1,17 @@
 //! Response rate limiting on the veth rig, as an attack meets it: a flood
-//! from one client network at the rate kxdpgun sends, while a resolver in
-//! another network keeps asking; and the daemon's UDP answers drawing on
-//! the same buckets as the kernel's.
+//! from one client network at the rate the load generator sends, while a
+//! resolver in another network keeps asking; and the daemon's UDP answers
+//! drawing on the same buckets as the kernel's.
 
-use std::{path::PathBuf, thread, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, thread, time::Duration};
 
 use anyhow::Context;
 use dnslb_tests::{
     daemon::{Daemon, RIG_METRICS, ZoneFile, sample, scrape},
-    load::{self, Client, Dnsperf},
+    load::{
+        self, Client, Dnsperf,
+        flood::{Edns, Flood},
+    },
     netns::{Netns, Rig, SERVER_ADDR, SwitchedRig},
 };
 
@@ -46,7 +49,7 @@ fn trickle(client: Client<'_>, queries: &std::path::Path) -> anyhow::Result<load
         server: SERVER_ADDR.to_owned(),
         seconds: 4,
         qps: 50,
-        dnssec_ok: false,
+        edns: Edns::default(),
         options: Vec::new(),
     }
     .latency(client)
@@ -74,13 +77,6 @@ fn a_flood_gets_the_rate_and_a_resolver_elsewhere_is_not_slowed() -> anyhow::Res
         ],
     )?;
     let _pass = rig.attach_switch_pass_through()?;
-    for client in [flooder, resolver] {
-        // kxdpgun takes the server's MAC from the neighbour table.
-        client
-            .command("ping")
-            .args(["-c1", "-W2", SERVER_ADDR])
-            .output()?;
-    }
     let queries = query_file("www", "www.example.com A\n")?;
     let flood_if = client_if(flooder)?;
     let resolver_if = client_if(resolver)?;
@@ -92,8 +88,15 @@ fn a_flood_gets_the_rate_and_a_resolver_elsewhere_is_not_slowed() -> anyhow::Res
     let idle = trickle(resolver_client, &queries)?;
     let (flood, busy) = thread::scope(|scope| -> anyhow::Result<_> {
         let flood = scope.spawn(|| {
-            let client = Client::new(flooder, &flood_if).on_cpu(0);
-            load::kxdpgun(client, &queries, SERVER_ADDR, FLOOD_SECONDS, 2_000_000)
+            Flood {
+                queries: queries.clone(),
+                edns: Edns::default(),
+                server: SocketAddr::new(SERVER_ADDR.parse()?, 53),
+                server_mac: rig.server.mac(&rig.server_if)?,
+                seconds: FLOOD_SECONDS,
+                qps: 2_000_000,
+            }
+            .run(Client::new(flooder, &flood_if).on_cpu(0))
         });
         // The trickle runs inside the flood's 5 s.
         thread::sleep(Duration::from_millis(500));
@@ -110,10 +113,13 @@ fn a_flood_gets_the_rate_and_a_resolver_elsewhere_is_not_slowed() -> anyhow::Res
         &rig.server,
         "dnslb_rate_limited_total{action=\"dropped\",path=\"xdp\"}",
     )?;
+    let replies = flood.replies;
+    let flood = flood.throughput;
     eprintln!(
-        "flood: {} sent, {} replies ({slipped} slipped, {dropped} dropped); resolver idle: {}/{} answered, p99 {:?}; under the flood: {}/{} answered, p99 {:?}",
+        "flood: {} sent, {} replies ({} truncated; the server counted {slipped} slipped, {dropped} dropped); resolver idle: {}/{} answered, p99 {:?}; under the flood: {}/{} answered, p99 {:?}",
         flood.sent,
         flood.replies,
+        replies.truncated,
         idle.answered,
         idle.sent,
         idle.p99,
@@ -122,13 +128,19 @@ fn a_flood_gets_the_rate_and_a_resolver_elsewhere_is_not_slowed() -> anyhow::Res
         busy.p99
     );
     // The flooder's network gets the burst and the rate (one second of
-    // margin for the flood's start and end), plus the slips.
+    // margin for the flood's start and end) in full answers; every other
+    // reply it sees is a slip (TC=1, no records) the server counted.
     let allowed = BURST + RATE * (u64::from(FLOOD_SECONDS) + 1);
     assert!(flood.sent >= 10 * allowed, "a real flood: {flood:?}");
+    let answers = replies.total - replies.truncated;
     assert!(
-        flood.replies <= allowed + slipped,
-        "the flooder got {} replies, more than {allowed} answers and {slipped} slips",
-        flood.replies
+        answers <= allowed,
+        "the flooder got {answers} full answers, more than {allowed}"
+    );
+    assert!(
+        replies.truncated <= slipped && replies.truncated > 0,
+        "the flooder saw {} slips; the server sent {slipped}",
+        replies.truncated
     );
     // Two CPUs taking from one bucket at once can both see the same slip
     // turn (the race the README's rate limiting section states): a few in a million, so the margin
@@ -189,7 +201,7 @@ fn the_daemons_answers_draw_on_the_kernels_buckets() -> anyhow::Result<()> {
         server: SERVER_ADDR.to_owned(),
         seconds,
         qps: 500,
-        dnssec_ok: false,
+        edns: Edns::default(),
         // Enough queries in flight that the dropped ones, waiting for
         // their time-out, do not hold the rest back.
         options: vec!["-q".into(), "2000".into()],

@@ -8,7 +8,7 @@ mod setup;
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, ExitCode, Stdio},
+    process::{Command, ExitCode},
 };
 
 use anyhow::{Context, bail};
@@ -203,30 +203,73 @@ fn test() -> anyhow::Result<()> {
     // found beside them; the package test installs the Debian package.
     cargo(&["build", "-p", "dns-userspace", "--bins"])?;
     package()?;
-    // Echo cargo's report as it comes and total its per-binary summaries,
-    // so the run closes on one line that counts every test.
+    // Every target runs even when one fails, so that one failure does not
+    // hide the others. Cargo's own lines (which target runs, which failed)
+    // and the tests' share one pipe, so they are read in the order written.
+    let (reader, writer) = std::io::pipe().context("a pipe for cargo test's output")?;
     let mut child = Command::new(env!("CARGO"))
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .current_dir(workspace_root())
-        .stdout(Stdio::piped())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
         .spawn()
         .context("starting cargo test")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
-    let stdout = child.stdout.take().context("cargo test's output")?;
-    for line in BufReader::new(stdout).lines() {
+    let mut report = TestReport::default();
+    for line in BufReader::new(reader).lines() {
         let line = line?;
         println!("{line}");
-        if let Some(summary) = line.strip_prefix("test result: ") {
-            passed += count(summary, "passed");
-            failed += count(summary, "failed");
-        }
+        report.read(&line);
     }
     let status = child.wait()?;
-    println!("tests: {passed} passed, {failed} failed");
+    println!("tests: {} passed, {} failed", report.passed, report.failed);
+    if !report.failed_targets.is_empty() {
+        println!("failed targets (rerun one with `cargo test ARGS`):");
+        for (target, tests) in &report.failed_targets {
+            if tests.is_empty() {
+                println!("  {target}: the test binary stopped before naming a failed test");
+            } else {
+                println!("  {target}: {}", tests.join(", "));
+            }
+        }
+    }
     if !status.success() {
         bail!("cargo test failed: {status}");
     }
     Ok(())
+}
+
+/// What `cargo test`'s output says, line by line: the totals, and each
+/// target that failed with the tests that failed in it.
+#[derive(Default)]
+struct TestReport {
+    passed: u64,
+    failed: u64,
+    /// Tests seen failing since the last target started.
+    failing: Vec<String>,
+    /// Cargo's arguments to rerun each failed target, with its failed
+    /// tests (none named when the binary itself crashed).
+    failed_targets: Vec<(String, Vec<String>)>,
+}
+
+impl TestReport {
+    fn read(&mut self, line: &str) {
+        let line = line.trim();
+        if line.starts_with("Running ") || line.starts_with("Doc-tests ") {
+            self.failing.clear();
+        } else if let Some(summary) = line.strip_prefix("test result: ") {
+            self.passed += count(summary, "passed");
+            self.failed += count(summary, "failed");
+        } else if let Some(test) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.strip_suffix(" ... FAILED"))
+        {
+            self.failing.push(test.to_owned());
+        } else if let Some(rerun) = line.strip_prefix("error: test failed, to rerun pass ") {
+            let target = rerun.trim_matches('`').to_owned();
+            self.failed_targets
+                .push((target, std::mem::take(&mut self.failing)));
+        }
+    }
 }
 
 /// The number before `what` in a summary like "ok. 3 passed; 0 failed; ...".
@@ -252,4 +295,39 @@ fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_run_is_summed_and_its_failures_named_by_target() {
+        let output = "\
+     Running unittests src/lib.rs (target/debug/deps/dnslb-abc)
+test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s
+     Running tests/rate_limit.rs (target/debug/deps/rate_limit-abc)
+test a_flood ... FAILED
+test the_buckets ... ok
+test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 9s
+error: test failed, to rerun pass `-p dnslb-tests --test rate_limit`
+     Running tests/veth.rs (target/debug/deps/veth-abc)
+error: test failed, to rerun pass `-p dnslb-tests --test veth`
+   Doc-tests dnslb
+test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.0s
+";
+        let mut report = TestReport::default();
+        output.lines().for_each(|line| report.read(line));
+        assert_eq!((report.passed, report.failed), (13, 1));
+        assert_eq!(
+            report.failed_targets,
+            [
+                (
+                    "-p dnslb-tests --test rate_limit".to_owned(),
+                    vec!["a_flood".to_owned()]
+                ),
+                ("-p dnslb-tests --test veth".to_owned(), vec![]),
+            ]
+        );
+    }
 }

@@ -1,10 +1,15 @@
-//! Load generators run in a client's namespace: kxdpgun (AF_XDP, for
-//! floods and the throughput ceiling) and dnsperf (through the kernel
-//! stack, at a fixed rate, for latency). Both stop by themselves, and a
-//! `timeout` kills either that overruns by far.
+//! Load generators run in a client's namespace: dnslb's own flood
+//! ([`flood`]: frames through a packet socket, replies counted by an XDP
+//! sink; for floods and the throughput ceiling, on every kernel) and
+//! dnsperf (through the kernel stack, at a fixed rate, for latency). Both
+//! stop by themselves; a `timeout` kills a dnsperf that overruns by far.
+
+pub mod flood;
+mod link;
+pub mod sink;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
     time::Duration,
 };
@@ -40,8 +45,8 @@ impl<'a> Client<'a> {
     }
 
     /// `program` in the client's namespace (on its CPU), killed if it
-    /// overruns `seconds` by far (both tools stop by themselves; this is
-    /// the backstop).
+    /// overruns `seconds` by far (it stops by itself; this is the
+    /// backstop).
     fn bounded(&self, seconds: u32, program: &str) -> Command {
         let mut command = self.netns.command("timeout");
         command.arg((seconds + 20).to_string());
@@ -54,65 +59,11 @@ impl<'a> Client<'a> {
 }
 
 /// What a run of load got back.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Throughput {
     pub sent: u64,
     pub replies: u64,
     pub replies_per_second: f64,
-}
-
-/// Runs of kxdpgun tried while the veth queue is still busy.
-const KXDPGUN_ATTEMPTS: u32 = 4;
-
-/// Runs kxdpgun for `seconds` at up to `qps` queries a second from
-/// `client` to `server`, with the templates in `queries` (kxdpgun's
-/// format: `name type [D]`). kxdpgun attaches its own XDP program to the
-/// client's interface, so nothing else may be attached there.
-pub fn kxdpgun(
-    client: Client<'_>,
-    queries: &Path,
-    server: &str,
-    seconds: u32,
-    qps: u32,
-) -> anyhow::Result<Throughput> {
-    let mut attempts = 0;
-    let text = loop {
-        let mut command = client.bounded(seconds, "kxdpgun");
-        if let Some(cpu) = client.cpu {
-            // kxdpgun sets its threads' affinity itself (from CPU 0 on).
-            command.args(["-F", &cpu.to_string()]);
-        }
-        let output = command
-            .args([
-                "-t",
-                &seconds.to_string(),
-                "-Q",
-                &qps.to_string(),
-                "-I",
-                client.iface,
-                "-i",
-            ])
-            .arg(queries)
-            .arg(server)
-            .output()
-            .context("running kxdpgun (install knot-dnsutils)")?;
-        let busy = String::from_utf8_lossy(&output.stdout).contains("resource is busy")
-            || String::from_utf8_lossy(&output.stderr).contains("resource is busy");
-        // The kernel releases the previous run's AF_XDP socket on the veth
-        // queue a moment after that kxdpgun exits; until then the queue is
-        // busy. A few short waits cover it.
-        attempts += 1;
-        if !busy || attempts == KXDPGUN_ATTEMPTS {
-            break output_text("kxdpgun", output)?;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    Throughput::from_counts(
-        &text,
-        "kxdpgun",
-        ("total queries:", "total replies:"),
-        seconds,
-    )
 }
 
 impl Throughput {
@@ -147,9 +98,9 @@ pub struct Dnsperf {
     pub server: String,
     pub seconds: u32,
     pub qps: u32,
-    /// With the DO bit (`-D`).
-    pub dnssec_ok: bool,
-    /// More arguments (EDNS options, say).
+    /// The OPT record each query carries, as the flood would send it.
+    pub edns: flood::Edns,
+    /// More arguments.
     pub options: Vec<String>,
 }
 
@@ -175,10 +126,8 @@ impl Dnsperf {
                 &self.qps.to_string(),
             ])
             .args(["-c", "4", "-t", "2"])
+            .args(self.edns.dnsperf_args())
             .args(&self.options);
-        if self.dnssec_ok {
-            command.arg("-D");
-        }
         if verbose {
             command.arg("-v");
         }
