@@ -164,6 +164,9 @@ impl Report<'_> {
             s.flood_seconds,
             s.rounds
         );
+        if self.unavailable.is_empty() {
+            out.push_str("Every responder ran on this machine's kernel.\n\n");
+        }
         for (responder, reason) in self.unavailable {
             let _ = writeln!(
                 out,
@@ -437,5 +440,82 @@ impl Report<'_> {
             ));
         }
         targets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(replies_per_second: f64) -> Throughput {
+        Throughput {
+            sent: 1_000_000,
+            replies: replies_per_second as u64,
+            replies_per_second,
+        }
+    }
+
+    #[test]
+    fn targets_against_a_peer_that_could_not_run_are_not_judged() {
+        let measured = [Responder::Floor, Responder::DnslbXdp].map(|responder| Measured {
+            responder,
+            mix: "one hot name",
+            throughput: vec![run(if responder == Responder::Floor {
+                1000.0
+            } else {
+                950.0
+            })],
+            latency: None,
+        });
+        let unavailable = [(
+            Responder::KnotXdp,
+            "libbpf: program of this type cannot use helper bpf_xdp_adjust_meta#54".to_owned(),
+        )];
+        let report = Report {
+            settings: &Settings {
+                flood_seconds: 1,
+                dnsperf_seconds: 1,
+                dnsperf_qps: 1,
+                micro_runs: 1,
+                rounds: 1,
+            },
+            measured: &measured,
+            unavailable: &unavailable,
+            micro: &[],
+            resolvers: &[],
+            hotload: &HotLoad {
+                names: 1,
+                zone_seconds: 0.0,
+                fill_seconds: 0.0,
+                total_seconds: 1.0,
+                daemon_peak_bytes: 1,
+                map_bytes: 1,
+            },
+            health: &[],
+            cold: &ColdStarts {
+                cold: Vec::new(),
+                warm: Vec::new(),
+            },
+        };
+        let targets = report.targets();
+        let verdict = |start: &str| {
+            targets
+                .iter()
+                .find(|(target, _, _)| target.starts_with(start))
+                .map(|(_, figure, verdict)| (figure.clone(), *verdict))
+        };
+        assert_eq!(
+            verdict("dnslb XDP / floor"),
+            Some(("0.950".to_owned(), Verdict::Met))
+        );
+        let (figure, knot) = verdict("dnslb XDP / Knot XDP").expect("listed");
+        assert_eq!(knot, Verdict::NotJudged);
+        assert!(figure.contains("bpf_xdp_adjust_meta"), "{figure}");
+        let text = report.render();
+        assert!(
+            text.contains("**Knot DNS (XDP) could not run on this machine**"),
+            "{text}"
+        );
+        assert!(!text.contains("| Knot DNS (XDP) |"), "no rows: {text}");
     }
 }

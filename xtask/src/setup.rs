@@ -29,7 +29,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("libxml2-dev", "linked by bpf-linker"),
     (
         "knot-dnsutils",
-        "kdig and kxdpgun, the DNS clients of the tests and the benchmark",
+        "kdig, the DNS client of the tests and the benchmark",
     ),
     ("dnsutils", "dig"),
     (

@@ -1,7 +1,8 @@
 //! The floor of the benchmark: the least any XDP DNS responder must do to
 //! a query to make it look like a reply. Swap the MAC, IP and port pairs,
 //! set QR, clear the UDP checksum over IPv4 (the QR bit would break it;
-//! over IPv6 it is left wrong, which kxdpgun does not check), `XDP_TX`.
+//! over IPv6 it is left wrong, which the load generator's reply sink does
+//! not check), `XDP_TX`.
 //! No parsing beyond fixed offsets, no lookup: it answers every UDP frame
 //! with a plain 20-byte IPv4 header or a 40-byte IPv6 header.
 //!
