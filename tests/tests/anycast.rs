@@ -254,10 +254,13 @@ fn bird_announces_each_serving_healthy_node_and_withdraws_it_without_losing_a_qu
             .ip(&["link", "add", "dnslb0", "type", "bridge"])
             .expect("the anycast interface");
     }
+    let states: Vec<String> = (0..rig.nodes.len())
+        .map(|k| dir.0.join(format!("state{k}")).display().to_string())
+        .collect();
     let start = |k: usize| {
         let node = &rig.nodes[k];
-        Daemon::start_serving(&node.netns, Some(&node.iface), &["--config", &policy])
-            .expect("dnslb starts")
+        let args = ["--config", &policy, "--state-dir", &states[k]];
+        Daemon::start_serving(&node.netns, Some(&node.iface), &args).expect("dnslb starts")
     };
     let mut daemons: Vec<Option<Daemon>> = vec![Some(start(0)), Some(start(1))];
     let both = [addrs[0], addrs[1]];
@@ -278,12 +281,38 @@ fn bird_announces_each_serving_healthy_node_and_withdraws_it_without_losing_a_qu
         );
     }
 
-    // The operator withdraws node 0, then announces it again.
-    let node0 = daemons[0].as_ref().unwrap();
-    let out = node0.cli(&["anycast", "withdraw"]).expect("withdraw");
+    // The operator withdraws node 0; the withdrawal outlives a crash and
+    // a restart (node 0 serves again, unannounced) until it is announced.
+    let out = daemons[0]
+        .as_ref()
+        .unwrap()
+        .cli(&["anycast", "withdraw"])
+        .expect("withdraw");
     assert!(out.contains("withdrawn by the operator"), "{out}");
     let gone = hops_become(&rig, &[addrs[1]], Duration::from_secs(HOLD));
     println!("withdrawn by the operator: out of the router's route {gone:?} later");
+    daemons[0]
+        .take()
+        .unwrap()
+        .stop(Signal::SIGKILL)
+        .expect("killed");
+    daemons[0] = Some(start(0));
+    let node0 = daemons[0].as_ref().unwrap();
+    // Its first decision follows the start by a moment.
+    let decided = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = node0.cli(&["status"]).expect("status");
+        if status.contains("withdrawn by the operator") {
+            break;
+        }
+        assert!(Instant::now() < decided, "{status}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        next_hops(&rig),
+        [addrs[1]],
+        "still withdrawn after the restart"
+    );
     node0.cli(&["anycast", "announce"]).expect("announce");
     hops_become(&rig, &both, Duration::from_secs(HOLD));
 

@@ -13,6 +13,7 @@ use dnslb_tests::{
     daemon::{Answered, Daemon, ZoneFile, kdig},
     netns::{Rig, SERVER_ADDR},
 };
+use nix::sys::signal::Signal;
 
 /// A zone and a policy file of the test's own, in a fresh directory.
 struct Files {
@@ -372,6 +373,110 @@ fn drained_endpoints_leave_the_kernel_answers_and_come_back() {
         .cli(&["endpoint", "weight", "198.18.40.1", "7", "--pool", "web"])
         .expect("weight");
     assert!(weighed.contains("7 (file: 1)"), "{weighed}");
+
+    // Drained means drained: with every endpoint drained, neither the
+    // kernel nor the daemon answers any of them (the all-down rule does not
+    // bring them back), and the service says that it fails closed, and why.
+    for address in ["198.18.40.1", "198.18.40.2", "198.18.40.3"] {
+        daemon.cli(&["endpoint", "drain", address]).expect("drain");
+    }
+    let before = Answered::scrape(&rig).expect("metrics");
+    let server = format!("@{SERVER_ADDR}");
+    let answer = kdig(&rig.client, &[&server, "web.example.com.", "A"]).expect("kdig runs");
+    assert!(
+        answer.contains("status: NOERROR") && !answer.contains("198.18.40."),
+        "{answer}"
+    );
+    let after = Answered::scrape(&rig).expect("metrics");
+    assert_eq!(
+        after.xdp, before.xdp,
+        "the kernel holds nothing for the name"
+    );
+    assert_eq!(after.userspace, before.userspace + 1, "the daemon answered");
+    let shown = daemon
+        .cli(&["service", "show", "web"])
+        .expect("service show");
+    assert!(
+        shown.contains("FAILING CLOSED: every endpoint is drained or not ready: answering none"),
+        "{shown}"
+    );
+    let listed = daemon.cli(&["service", "list"]).expect("service list");
+    assert!(listed.contains("failing closed"), "{listed}");
+}
+
+/// What an operator said survives a crash: a drain, a weight, a zone
+/// loaded and the policy's own zone untouched, kept in the state directory
+/// and in force again, in the kernel and the daemon, after SIGKILL and a
+/// start with the same directory.
+#[test]
+fn drains_weights_and_zones_survive_a_crash() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let files = Files::new("crash");
+    let state = files.text("state");
+    let daemon = start(&rig, &files, &["--state-dir", &state]);
+    daemon
+        .cli(&["endpoint", "drain", "198.18.40.2"])
+        .expect("drain");
+    daemon
+        .cli(&["endpoint", "weight", "198.18.40.1", "9", "--pool", "web"])
+        .expect("weight");
+    let extra = files.text("extra.zone");
+    daemon
+        .cli(&["zone", "load", "extra.test", &extra])
+        .expect("zone load");
+    assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.1\n");
+    daemon.stop(Signal::SIGKILL).expect("killed");
+
+    let daemon = start(&rig, &files, &["--state-dir", &state]);
+    let before = xdp_answers(&rig);
+    assert_eq!(
+        ask(&rig, "web.example.com."),
+        "198.18.40.1\n198.18.40.3\n",
+        "still drained"
+    );
+    assert_eq!(
+        ask(&rig, "hot.extra.test."),
+        "198.18.50.1\n",
+        "still served"
+    );
+    assert_eq!(xdp_answers(&rig), before + 2, "both answered by the kernel");
+    let listed = daemon
+        .cli(&["endpoint", "list", "--overrides"])
+        .expect("endpoint list --overrides");
+    assert!(
+        listed.contains("198.18.40.1") && listed.contains("9 (file: 1)"),
+        "{listed}"
+    );
+    assert!(listed.contains("198.18.40.2"), "{listed}");
+    assert!(!listed.contains("198.18.40.3"), "no override: {listed}");
+    let status = daemon.cli(&["status"]).expect("status");
+    assert!(
+        status.contains(&format!(
+            "overrides   1 drained, 1 weights (kept in {state})"
+        )),
+        "{status}"
+    );
+    let zones = daemon.cli(&["zone", "list"]).expect("zone list");
+    assert!(zones.contains("extra.test"), "{zones}");
+
+    // Undone, and that is kept too.
+    daemon
+        .cli(&["endpoint", "weight", "198.18.40.1", "--clear"])
+        .expect("weight --clear");
+    daemon
+        .cli(&["endpoint", "undrain", "198.18.40.2"])
+        .expect("undrain");
+    daemon.stop(Signal::SIGKILL).expect("killed");
+    let daemon = start(&rig, &files, &["--state-dir", &state]);
+    assert_eq!(ask(&rig, "web.example.com.").lines().count(), 3);
+    let listed = daemon
+        .cli(&["endpoint", "list", "--overrides"])
+        .expect("endpoint list --overrides");
+    assert!(
+        !listed.contains("198.18.40."),
+        "no overrides left: {listed}"
+    );
 }
 
 /// One raw HTTP request to the control API on TCP, from the server's

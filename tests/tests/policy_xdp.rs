@@ -311,6 +311,7 @@ fn steer(policy: &str, dataplane: &SharedDataplane) -> Arc<dnslb::steering::Stee
         Arc::new(Unread),
         Some(dataplane.clone()),
         dnslb::hooks::Hooks::none(),
+        dnslb::steering::Overrides::default(),
     )
     .expect("steering starts")
 }
@@ -321,8 +322,11 @@ fn drain(steering: &dnslb::steering::Steering, address: &str) {
         address: address.parse().unwrap(),
         pool: None,
     };
-    tokio::task::block_in_place(|| steering.change_overrides(|o, pools| o.drain(drained, pools)))
-        .expect("drained");
+    let keep_nothing = |_: &_| Ok::<(), std::io::Error>(());
+    tokio::task::block_in_place(|| {
+        steering.change_overrides(|o, pools| o.drain(drained, pools), keep_nothing)
+    })
+    .expect("drained");
 }
 
 #[tokio::test(flavor = "multi_thread")]

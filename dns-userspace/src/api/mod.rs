@@ -69,6 +69,8 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn drain(&self, endpoint: EndpointRef) -> Answer<()>;
     fn undrain(&self, endpoint: EndpointRef) -> Answer<()>;
     fn set_weight(&self, change: WeightChange) -> Answer<()>;
+    /// Back to the policy file's weight.
+    fn clear_weight(&self, endpoint: EndpointRef) -> Answer<()>;
     /// Registers (or re-registers) an instance of a registered pool.
     fn register(&self, pool: &str, registration: Registration) -> Answer<Registration>;
     fn deregister(&self, pool: &str, address: IpAddr) -> Answer<()>;

@@ -71,6 +71,7 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
         .route("/v1/endpoints/drain", post(drain))
         .route("/v1/endpoints/undrain", post(undrain))
         .route("/v1/endpoints/weight", post(weight))
+        .route("/v1/endpoints/weight/clear", post(clear_weight))
         .route("/v1/pools/{pool}/instances", post(register))
         .route(
             "/v1/pools/{pool}/instances/{address}",
@@ -354,6 +355,10 @@ async fn undrain(State(plane): Plane, Json(endpoint): Json<EndpointRef>) -> Resp
 
 async fn weight(State(plane): Plane, Json(change): Json<WeightChange>) -> Response {
     call(plane, move |p| p.set_weight(change)).await
+}
+
+async fn clear_weight(State(plane): Plane, Json(endpoint): Json<EndpointRef>) -> Response {
+    call(plane, move |p| p.clear_weight(endpoint)).await
 }
 
 async fn register(

@@ -27,6 +27,19 @@ pub struct Status {
     /// With `[anycast]`: what this node announces.
     #[serde(default)]
     pub anycast: Option<AnycastStatus>,
+    /// The operator's drains and weights in force.
+    #[serde(default)]
+    pub overrides: OverridesInForce,
+    /// Where the operator's changes are kept across restarts.
+    #[serde(default)]
+    pub state_dir: PathBuf,
+}
+
+/// How many drains and weight overrides are in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverridesInForce {
+    pub drained: usize,
+    pub weights: usize,
 }
 
 /// The anycast addresses this node announces, and why (or why not).
@@ -123,6 +136,14 @@ pub struct ServiceInfo {
     /// The policy at the root of the tree ("weighted", "failover", ...).
     pub policy: String,
     pub fail_closed: bool,
+    /// "healthy", "failing open" (no healthy endpoint: the failed ones are
+    /// answered) or "failing closed" (none answered); for a client-dependent
+    /// service, the worst of its client networks.
+    #[serde(default)]
+    pub standing: String,
+    /// Why it is failing; empty when healthy.
+    #[serde(default)]
+    pub standing_reason: String,
 }
 
 /// `GET /v1/services/{label}`.

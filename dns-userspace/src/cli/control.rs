@@ -171,13 +171,20 @@ async fn zone_command(command: ZoneCommand) -> anyhow::Result<()> {
 
 async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
     let (path, body, connection) = match command {
-        EndpointCommand::List { pool, connection } => {
+        EndpointCommand::List {
+            pool,
+            overrides,
+            connection,
+        } => {
             let path = match pool {
                 Some(pool) => format!("/v1/endpoints?pool={pool}"),
                 None => "/v1/endpoints".to_owned(),
             };
-            return get_and_show::<Vec<EndpointInfo>>(&connection, &path, |e| render::endpoints(e))
-                .await;
+            let mut listed: Vec<EndpointInfo> = client(&connection)?.get(&path).await?;
+            if overrides {
+                listed.retain(|e| e.drained || e.weight != e.file_weight);
+            }
+            return show(&connection, &listed, |e| render::endpoints(e));
         }
         EndpointCommand::Register {
             instance,
@@ -232,9 +239,21 @@ async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
         ),
         EndpointCommand::Weight {
             address,
-            weight,
+            weight: None,
             pool,
             connection,
+            ..
+        } => (
+            "/v1/endpoints/weight/clear".to_owned(),
+            serde_json::to_value(EndpointRef { address, pool })?,
+            connection,
+        ),
+        EndpointCommand::Weight {
+            address,
+            weight: Some(weight),
+            pool,
+            connection,
+            ..
         } => (
             "/v1/endpoints/weight".to_owned(),
             serde_json::to_value(WeightChange {

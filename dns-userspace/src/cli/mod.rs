@@ -4,7 +4,7 @@
 
 mod check;
 mod control;
-mod render;
+pub(crate) mod render;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -161,10 +161,17 @@ pub enum ServiceCommand {
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
     /// Every endpoint, with weight, health and whether it is drained.
-    #[command(after_help = "Examples:\n  dnslb endpoint list\n  dnslb endpoint list --pool web")]
+    #[command(after_help = "Examples:
+  dnslb endpoint list
+  dnslb endpoint list --pool web
+  dnslb endpoint list --overrides")]
     List {
         #[arg(long)]
         pool: Option<String>,
+        /// Only the endpoints the operator drained or gave a weight of
+        /// their own (kept across restarts until undone).
+        #[arg(long)]
+        overrides: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -201,11 +208,18 @@ pub enum EndpointCommand {
     /// Renew an instance's TTL.
     #[command(after_help = "Examples:\n  dnslb endpoint heartbeat api 198.18.0.22")]
     Heartbeat(InstanceArgs),
-    /// Give an endpoint another weight (0 to 255) than the policy file's.
-    #[command(after_help = "Examples:\n  dnslb endpoint weight 198.51.100.7 0 --pool web")]
+    /// Give an endpoint another weight (0 to 255) than the policy file's,
+    /// or with --clear the file's again.
+    #[command(after_help = "Examples:
+  dnslb endpoint weight 198.51.100.7 0 --pool web
+  dnslb endpoint weight 198.51.100.7 --clear")]
     Weight {
         address: std::net::IpAddr,
-        weight: u8,
+        #[arg(required_unless_present = "clear")]
+        weight: Option<u8>,
+        /// Undo the weight override: the policy file's weight applies.
+        #[arg(long, conflicts_with = "weight")]
+        clear: bool,
         #[arg(long)]
         pool: Option<String>,
         #[command(flatten)]

@@ -99,6 +99,13 @@ pub fn status(status: &Status) -> String {
     let _ = writeln!(out, "uptime      {}", duration(status.uptime_seconds));
     let _ = writeln!(out, "zones       {}", status.zones);
     let _ = writeln!(out, "services    {}", status.services);
+    let _ = writeln!(
+        out,
+        "overrides   {} drained, {} weights (kept in {})",
+        status.overrides.drained,
+        status.overrides.weights,
+        status.state_dir.display()
+    );
     if let Some(fleet) = &status.fleet {
         let state = if fleet.connected {
             format!("connected, revision {}", fleet.revision)
@@ -172,7 +179,15 @@ pub fn zones(zones: &[ZoneInfo]) -> String {
 }
 
 pub fn services(services: &[ServiceInfo]) -> String {
-    let mut table = Table::new(&["SERVICE", "NAME", "TYPE", "TTL", "POLICY", "FAIL CLOSED"]);
+    let mut table = Table::new(&[
+        "SERVICE",
+        "NAME",
+        "TYPE",
+        "TTL",
+        "POLICY",
+        "FAIL CLOSED",
+        "STATE",
+    ]);
     for service in services {
         table.row(vec![
             service.label.clone(),
@@ -181,6 +196,7 @@ pub fn services(services: &[ServiceInfo]) -> String {
             service.ttl.to_string(),
             service.policy.clone(),
             yes(service.fail_closed),
+            service.standing.clone(),
         ]);
     }
     table.render()
@@ -189,13 +205,17 @@ pub fn services(services: &[ServiceInfo]) -> String {
 pub fn service(detail: &ServiceDetail) -> String {
     let s = &detail.service;
     let mut out = format!(
-        "service {}: {} {} (TTL {}{})\n\npolicy\n",
+        "service {}: {} {} (TTL {}{})\n",
         s.label,
         s.name,
         s.record_type,
         s.ttl,
         if s.fail_closed { ", fails closed" } else { "" }
     );
+    if !s.standing_reason.is_empty() {
+        let _ = writeln!(out, "{}: {}", s.standing.to_uppercase(), s.standing_reason);
+    }
+    out.push_str("\npolicy\n");
     for line in &detail.tree {
         let _ = writeln!(out, "  {line}");
     }

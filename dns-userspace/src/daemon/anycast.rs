@@ -50,11 +50,12 @@ pub struct Anycast {
 }
 
 impl Anycast {
+    /// `withdrawn`: the operator's withdrawal, kept from the last run.
     /// Call from within the runtime.
-    pub fn open() -> Result<Arc<Anycast>, NetlinkError> {
+    pub fn open(withdrawn: bool) -> Result<Arc<Anycast>, NetlinkError> {
         Ok(Arc::new(Anycast {
             netlink: Netlink::open()?,
-            withdrawn: AtomicBool::new(false),
+            withdrawn: AtomicBool::new(withdrawn),
             stopping: AtomicBool::new(false),
             announced: Mutex::new(Announced::default()),
             shown: std::sync::Mutex::new(AnycastStatus::default()),

@@ -38,6 +38,7 @@ impl From<ChangeError> for Refusal {
             ChangeError::Poisoned(_)
             | ChangeError::Apply(_)
             | ChangeError::Write { .. }
+            | ChangeError::Kept(_)
             | ChangeError::Fleet(_) => RefusalKind::Failed,
         };
         Refusal::new(kind, error)
@@ -166,6 +167,13 @@ impl ControlPlane for Live {
         })?)
     }
 
+    fn clear_weight(&self, endpoint: EndpointRef) -> Answer<()> {
+        let what = format!("the file's weight for {}", endpoint.address);
+        Ok(self.override_everywhere(&what, |overrides, pools| {
+            overrides.clear_weight(&endpoint, pools)
+        })?)
+    }
+
     fn register(&self, pool: &str, registration: Registration) -> Answer<Registration> {
         let what = format!("registering {} in pool {pool}", registration.address);
         let registry = self.backends.registry();
@@ -275,9 +283,16 @@ impl ControlPlane for Live {
         } else {
             "withdrawing the anycast addresses"
         };
-        let status = tokio::runtime::Handle::current()
-            .block_on(anycast.set_announce(&self.steering, announce));
-        Ok(self.counted(what, Ok(status))?)
+        // Kept first: a withdrawal the next start would forget is refused.
+        let status = self
+            .kept
+            .keep_anycast_withdrawn(!announce)
+            .map_err(ChangeError::from)
+            .map(|()| {
+                tokio::runtime::Handle::current()
+                    .block_on(anycast.set_announce(&self.steering, announce))
+            });
+        Ok(self.counted(what, status)?)
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -16,7 +16,13 @@ use std::{
 
 use hickory_proto::rr::Name;
 
-use super::{anycast::Anycast, cookies::Cookies, fleet::Fleet, secondary::Followers};
+use super::{
+    anycast::Anycast,
+    cookies::Cookies,
+    fleet::Fleet,
+    kept::{Kept, KeptError, ZoneChanges},
+    secondary::Followers,
+};
 use crate::{
     api::types::{
         Applied, ClientNetworkFill, MapFill, RecordRow, Registration, Status, ZoneInfo,
@@ -48,6 +54,10 @@ pub enum ChangeError {
     Registry(#[from] crate::backends::RegistryError),
     #[error("no zone {0} is being served")]
     UnknownZone(Name),
+    /// The change could not be kept in the state directory: nothing was
+    /// applied (or, at start, what was kept cannot be read).
+    #[error("keeping the change across restarts: {0}")]
+    Kept(#[from] KeptError),
     /// The policy file could not be replaced: nothing was applied.
     #[error("writing {}: {source}", .path.display())]
     Write {
@@ -85,7 +95,7 @@ struct ServedZone {
 #[derive(Debug, Default)]
 struct Served {
     zones: Vec<ServedZone>,
-    api_changes: BTreeMap<Name, Option<PathBuf>>,
+    api_changes: ZoneChanges,
 }
 
 pub struct Live {
@@ -99,6 +109,8 @@ pub struct Live {
     pub cookies: Arc<Shared<Cookies>>,
     pub metrics: Arc<Metrics>,
     served: Shared<Served>,
+    /// Where the operator's changes are kept across restarts.
+    pub kept: Kept,
     /// The fleet this node belongs to (`--cluster`), if any.
     pub fleet: Option<Arc<Fleet>>,
     pub anycast: Option<Arc<Anycast>>,
@@ -126,6 +138,8 @@ pub struct Loaded {
     pub catalog: Catalog,
     pub config: Config,
     zones: Vec<ServedZone>,
+    /// The control API's zone changes served on top of the files.
+    api_changes: ZoneChanges,
 }
 
 /// Reads the policy file (if any; `policy_text` in its place when given)
@@ -206,6 +220,7 @@ fn load(
         catalog,
         config,
         zones,
+        api_changes: api_changes.clone(),
     })
 }
 
@@ -220,8 +235,11 @@ pub fn transfer_rules(config: &Config) -> TransferRules {
 }
 
 /// The first load, at start.
+/// What start-up serves: the files, with the control API's zone changes
+/// that the state directory kept on top.
 pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
-    load(args, None, &BTreeMap::new(), None)
+    let changes = Kept::new(args.state_dir.clone()).zone_changes()?;
+    load(args, None, &changes, None)
 }
 
 impl Live {
@@ -238,6 +256,7 @@ impl Live {
             anycast,
         } = parts;
         Live {
+            kept: Kept::new(args.state_dir.clone()),
             args,
             started: Instant::now(),
             responder,
@@ -251,7 +270,7 @@ impl Live {
                 "the list of zones served",
                 Served {
                     zones: loaded_zones.zones.clone(),
-                    api_changes: BTreeMap::new(),
+                    api_changes: loaded_zones.api_changes.clone(),
                 },
             ),
             fleet,
@@ -511,7 +530,10 @@ impl Live {
         }
         self.check_room(&catalog, None)?;
         if source == ZoneSource::ControlApi {
-            served.api_changes.insert(origin, file);
+            let mut changes = served.api_changes.clone();
+            changes.insert(origin, file);
+            self.kept.keep_zone_changes(&changes)?;
+            served.api_changes = changes;
         }
         let services = self.steering.services().map_or(0, |s| s.len());
         self.serve_catalog(catalog, services)
@@ -703,6 +725,12 @@ impl Live {
             client_networks,
             fleet: self.fleet.as_ref().map(|fleet| fleet.status()),
             anycast: self.anycast.as_ref().map(|anycast| anycast.status()),
+            overrides: self
+                .steering
+                .overrides()
+                .map_err(ChangeError::Apply)?
+                .in_force(),
+            state_dir: self.kept.dir().to_owned(),
         })
     }
 
@@ -712,12 +740,17 @@ impl Live {
         what: &str,
         change: impl FnOnce(&mut Overrides, &[crate::policy::Pool]) -> Result<(), OverrideError>,
     ) -> Result<(), ChangeError> {
-        let result = self.steering.change_overrides(change).map_err(|error| {
-            match error.downcast::<OverrideError>() {
+        let keep = |overrides: &Overrides| self.kept.keep_overrides(overrides);
+        let result = self
+            .steering
+            .change_overrides(change, keep)
+            .map_err(|error| match error.downcast::<OverrideError>() {
                 Ok(invalid) => ChangeError::Override(invalid),
-                Err(other) => ChangeError::Apply(other),
-            }
-        });
+                Err(other) => match other.downcast::<KeptError>() {
+                    Ok(unkept) => ChangeError::Kept(unkept),
+                    Err(other) => ChangeError::Apply(other),
+                },
+            });
         self.counted(what, result)
     }
 

@@ -10,6 +10,7 @@ mod anycast;
 mod control;
 mod cookies;
 mod fleet;
+mod kept;
 mod live;
 mod policy_edit;
 mod privileges;
@@ -174,11 +175,16 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     let services = loaded.config.services.len();
     let hooks = Arc::new(Hooks::new(metrics.registry(), args.state_dir.clone()));
     hooks.set(&loaded.config.hooks);
+    // The drains and weights in force when the daemon last ran: in place
+    // before the first answer is written.
+    let kept = kept::Kept::new(args.state_dir.clone());
+    let overrides = kept.overrides()?;
     let steering = Steering::start(
         loaded.config.clone(),
         responder.clone(),
         dataplane.clone(),
         hooks.clone(),
+        overrides,
     )
     .context("starting health checks and routing policies")?;
     let backends = Backends::new(
@@ -230,7 +236,9 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
             "[anycast] changes the addresses of {}, which needs CAP_NET_ADMIN, and --user gives it up: run without --user, or without [anycast]",
             spec.interface
         ),
-        (Some(_), None) => Some(Anycast::open().context("anycast: opening netlink")?),
+        (Some(_), None) => {
+            Some(Anycast::open(kept.anycast_withdrawn()?).context("anycast: opening netlink")?)
+        }
         (None, _) => None,
     };
     let live = Arc::new(Live::new(

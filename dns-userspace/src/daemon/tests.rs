@@ -9,12 +9,15 @@ use hickory_proto::{
     rr::{Name, RecordType},
 };
 
-use super::{Live, LiveParts, cookies::Cookies, load_at_start};
+use super::{Live, LiveParts, cookies::Cookies, kept::Kept, load_at_start};
 use crate::{
     api::{
         self,
         client::{Client, ClientError, Target},
-        types::{Applied, EndpointInfo, EndpointRef, Status, ZoneInfo, ZoneLoad},
+        types::{
+            Applied, EndpointInfo, EndpointRef, ServiceDetail, ServiceInfo, Status, ZoneInfo,
+            ZoneLoad,
+        },
     },
     backends::Backends,
     cli::{Cli, Command},
@@ -22,7 +25,7 @@ use crate::{
     metrics::Metrics,
     server::{Responder, Transport},
     shared::Shared,
-    steering::Steering,
+    steering::{Steering, SteeringCollector},
 };
 
 struct Scratch(PathBuf);
@@ -54,8 +57,13 @@ const POLICY: &str = "[pool.web]\nendpoints = [\"198.18.2.1\", \"198.18.2.2\"]\n
 /// A daemon's running state without XDP, its control API on a socket in
 /// `scratch`, and a client for it.
 async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
+    start_with(scratch, POLICY).await
+}
+
+/// As [`start`], with `policy` for the policy file.
+async fn start_with(scratch: &Scratch, policy: &str) -> (Arc<Live>, Client) {
     let zone = scratch.write("example.zone", ZONE);
-    let policy = scratch.write("dnslb.toml", POLICY);
+    let policy = scratch.write("dnslb.toml", policy);
     let socket = scratch.0.join("control.sock");
     let cli = Cli::try_parse_from([
         "dnslb".as_ref(),
@@ -65,6 +73,8 @@ async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
         format!("example.={}", zone.display()).as_ref(),
         "--config".as_ref(),
         policy.as_os_str(),
+        "--state-dir".as_ref(),
+        scratch.0.as_os_str(),
     ])
     .unwrap();
     let Command::Run(args) = cli.command else {
@@ -78,9 +88,11 @@ async fn start(scratch: &Scratch) -> (Arc<Live>, Client) {
         responder.clone(),
         None,
         hooks.clone(),
+        Kept::new(args.state_dir.clone()).overrides().unwrap(),
     )
     .unwrap();
     let metrics = Arc::new(Metrics::new());
+    metrics.register(Box::new(SteeringCollector::new(Arc::downgrade(&steering))));
     let backends = Backends::new(
         steering.clone(),
         scratch.0.clone(),
@@ -270,4 +282,117 @@ async fn drains_and_weights_reach_the_answers_and_outlive_reloads() {
         .await
         .unwrap_err();
     assert_eq!(refused.to_string(), "no endpoint 198.18.2.9 in any pool");
+}
+
+/// Drained means drained: a drained endpoint is not answered even when
+/// every other endpoint is down (the all-down rule answers the failed ones
+/// only), with every endpoint drained none is, and the service says that
+/// it is failing, open or closed, and why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_endpoint_is_never_answered_whatever_else_is_down() {
+    // Both endpoints fail their check: nothing listens on port 1.
+    const FAILING: &str = "[check.closed]\nkind = \"tcp\"\nport = 1\ninterval = \"50ms\"\ntimeout = \"50ms\"\n\
+                           [pool.web]\ncheck = \"closed\"\nendpoints = [\"127.0.0.1\", \"127.0.0.2\"]\n\
+                           [service.web]\nname = \"web.example.\"\npolicy = { kind = \"multivalue\", pool = \"web\" }\n";
+    let scratch = Scratch::new("drained");
+    let (live, client) = start_with(&scratch, FAILING).await;
+    let standing = || async {
+        let detail: ServiceDetail = client.get("/v1/services/web").await.unwrap();
+        (detail.service.standing, detail.service.standing_reason)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while standing().await.0 != "failing open" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checks never failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut both = ask(&live, "web.example.").unwrap();
+    both.sort();
+    assert_eq!(
+        both,
+        [
+            "127.0.0.1".parse::<IpAddr>().unwrap(),
+            "127.0.0.2".parse().unwrap()
+        ]
+    );
+    let listed: Vec<ServiceInfo> = client.get("/v1/services").await.unwrap();
+    assert_eq!(listed[0].standing, "failing open");
+
+    let drain = |address: &str| EndpointRef {
+        address: address.parse().unwrap(),
+        pool: None,
+    };
+    let () = client
+        .post("/v1/endpoints/drain", Some(&drain("127.0.0.2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        ask(&live, "web.example."),
+        Ok(vec!["127.0.0.1".parse().unwrap()]),
+        "the all-down rule answers the failed endpoint, not the drained one"
+    );
+    assert_eq!(standing().await.0, "failing open");
+
+    let () = client
+        .post("/v1/endpoints/drain", Some(&drain("127.0.0.1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        ask(&live, "web.example."),
+        Ok(vec![]),
+        "nothing drained is answered"
+    );
+    assert_eq!(
+        standing().await,
+        (
+            "failing closed".to_owned(),
+            "every endpoint is drained or not ready: answering none".to_owned()
+        )
+    );
+    let detail: ServiceDetail = client.get("/v1/services/web").await.unwrap();
+    assert!(
+        crate::cli::render::service(&detail)
+            .contains("FAILING CLOSED: every endpoint is drained or not ready: answering none"),
+        "service show says so"
+    );
+    let metrics = live.metrics.render();
+    for series in [
+        "dnslb_service_failing{how=\"closed\",service=\"web\"} 1",
+        "dnslb_service_failing{how=\"open\",service=\"web\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+}
+
+/// A drain that cannot be kept across restarts is refused whole: an
+/// operator never has a drain in force that the next start would forget.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_that_cannot_be_kept_is_refused() {
+    let scratch = Scratch::new("unkept");
+    let (live, client) = start(&scratch).await;
+    // A directory where the file must go: it cannot be replaced.
+    std::fs::create_dir_all(scratch.0.join("overrides.json")).unwrap();
+    let drain = EndpointRef {
+        address: "198.18.2.2".parse().unwrap(),
+        pool: None,
+    };
+    let refused = client
+        .post::<_, ()>("/v1/endpoints/drain", Some(&drain))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.starts_with("keeping the change across restarts: ")
+            && refused.contains("overrides.json"),
+        "{refused}"
+    );
+    assert_eq!(
+        ask(&live, "web.example.").map(|a| a.len()),
+        Ok(2),
+        "nothing changed"
+    );
+    let endpoints: Vec<EndpointInfo> = client.get("/v1/endpoints").await.unwrap();
+    assert!(endpoints.iter().all(|e| !e.drained));
 }

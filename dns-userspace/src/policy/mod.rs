@@ -457,6 +457,70 @@ impl Service {
             draw
         }
     }
+
+    /// Whether `client` is answered from healthy endpoints now, or by the
+    /// all-down rule, and then how. `pools` hold only the endpoints that
+    /// may be answered at all (not drained, not starting).
+    pub fn standing(
+        &self,
+        pools: &[Pool],
+        health: &dyn Health,
+        client: Option<ClientNet>,
+    ) -> Standing {
+        if !self.policy.draw(pools, health, client).is_empty() {
+            Standing::Healthy
+        } else if self.policy.draw(pools, &AllUp, client).is_empty() {
+            Standing::NothingToAnswer
+        } else if self.fail_closed {
+            Standing::FailingClosed
+        } else {
+            Standing::FailingOpen
+        }
+    }
+}
+
+/// How a service answers now, from the best to the worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Standing {
+    Healthy,
+    /// No healthy endpoint: the failed ones are answered (the all-down
+    /// rule, Route 53's "all unhealthy means all healthy").
+    FailingOpen,
+    /// No healthy endpoint, and the service fails closed: none answered.
+    FailingClosed,
+    /// Nothing could be answered, healthy or not: every endpoint is
+    /// drained or not ready. None answered.
+    NothingToAnswer,
+}
+
+impl Standing {
+    /// Whether the service still answers records: healthy or failing open.
+    pub fn answers(self) -> bool {
+        self <= Standing::FailingOpen
+    }
+
+    /// Why, for people: empty when healthy.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Standing::Healthy => "",
+            Standing::FailingOpen => {
+                "no healthy endpoint: answering the failed ones (the all-down rule)"
+            }
+            Standing::FailingClosed => {
+                "no healthy endpoint, and the service fails closed: answering none"
+            }
+            Standing::NothingToAnswer => "every endpoint is drained or not ready: answering none",
+        }
+    }
+
+    /// The API's and the metrics' word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Healthy => "healthy",
+            Standing::FailingOpen => "failing open",
+            Standing::FailingClosed | Standing::NothingToAnswer => "failing closed",
+        }
+    }
 }
 
 #[cfg(test)]

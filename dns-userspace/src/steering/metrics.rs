@@ -1,5 +1,6 @@
 //! The steering metrics, read at scrape time: answers per policy branch
-//! (kernel and userspace together) and the state of every health check.
+//! (kernel and userspace together), services answering by the all-down
+//! rule, and the state of every health check.
 
 use std::sync::{Weak, atomic::Ordering};
 
@@ -9,7 +10,7 @@ use prometheus::{
 };
 
 use super::Steering;
-use crate::{health::InstanceState, metrics::family::Family};
+use crate::{health::InstanceState, metrics::family::Family, policy::Standing};
 
 type Read = fn(&InstanceState) -> f64;
 
@@ -17,6 +18,7 @@ pub struct SteeringCollector {
     /// Weak: the registry must not keep steering (and its checks) alive.
     steering: Weak<Steering>,
     answers: Family,
+    failing: Family,
     checks: Vec<(Family, Read)>,
 }
 
@@ -73,6 +75,13 @@ impl SteeringCollector {
                 "Answers by service and policy branch (kernel and userspace).",
                 &["service", "branch"],
             ),
+            failing: Family::gauge(
+                "dnslb_service_failing",
+                "1 while the service has no healthy endpoint to answer with: how=\"open\" while it \
+                 answers the failed ones (the all-down rule), how=\"closed\" while it answers none \
+                 (fail_closed, or every endpoint drained or not ready).",
+                &["service", "how"],
+            ),
             checks: checks.into(),
         }
     }
@@ -80,7 +89,8 @@ impl SteeringCollector {
 
 impl Collector for SteeringCollector {
     fn desc(&self) -> Vec<&Desc> {
-        std::iter::once(&self.answers)
+        [&self.answers, &self.failing]
+            .into_iter()
             .chain(self.checks.iter().map(|(family, _)| family))
             .flat_map(Family::desc)
             .collect()
@@ -95,6 +105,21 @@ impl Collector for SteeringCollector {
             answers
                 .iter()
                 .map(|(service, branch, n)| (vec![service.as_str(), branch.as_str()], *n as f64)),
+        );
+        let standings = steering.standings().unwrap_or_default();
+        families.extend(
+            self.failing
+                .collect(standings.iter().flat_map(|(service, standing)| {
+                    let open = *standing == Standing::FailingOpen;
+                    let closed = !standing.answers();
+                    [
+                        (vec![service.as_str(), "open"], f64::from(u8::from(open))),
+                        (
+                            vec![service.as_str(), "closed"],
+                            f64::from(u8::from(closed)),
+                        ),
+                    ]
+                })),
         );
         let Ok(state) = steering.state.lock() else {
             return families;

@@ -98,11 +98,13 @@ pub struct Steering {
 impl Steering {
     /// Starts the checks of `config`, publishes its services and spawns the
     /// task that follows health changes. Call from within the runtime.
+    /// `overrides` are the operator's drains and weights to start with.
     pub fn start(
         config: Config,
         sink: Arc<dyn SteeredSink>,
         dataplane: Option<SharedDataplane>,
         hooks: Arc<Hooks>,
+        overrides: Overrides,
     ) -> anyhow::Result<Arc<Steering>> {
         let (events, mut received) = mpsc::unbounded_channel();
         let runner = HealthRunner::start(&config.checks, &config.pools, None, events.clone())?;
@@ -113,7 +115,7 @@ impl Steering {
                     config,
                     runner: Some(runner),
                     kernel: KernelServices::default(),
-                    overrides: Overrides::default(),
+                    overrides,
                     fleet: FleetVotes::default(),
                     serving: HashMap::new(),
                     unwritten: HashSet::new(),
@@ -217,13 +219,18 @@ impl Steering {
         self.apply(None)
     }
 
-    /// Changes the operator's overrides with `change`; if it fails (an
-    /// unknown endpoint or pool) nothing changes. Applied at once to both
-    /// places that answer.
-    pub fn change_overrides(
+    /// Changes the operator's overrides with `change`, and has `keep`
+    /// record the result before it takes effect; if either fails (an
+    /// unknown endpoint or pool, a state directory that cannot be written)
+    /// nothing changes. Applied at once to both places that answer.
+    pub fn change_overrides<E>(
         &self,
         change: impl FnOnce(&mut Overrides, &[Pool]) -> Result<(), OverrideError>,
-    ) -> anyhow::Result<()> {
+        keep: impl FnOnce(&Overrides) -> Result<(), E>,
+    ) -> anyhow::Result<()>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         {
             let mut state = self.state.lock()?;
             let State {
@@ -231,6 +238,7 @@ impl Steering {
             } = &mut *state;
             let mut changed = overrides.clone();
             change(&mut changed, &config.pools)?;
+            keep(&changed)?;
             *overrides = changed;
         }
         self.apply(None)
@@ -330,9 +338,10 @@ impl Steering {
             fleet,
             ..
         } = state;
-        // Members that are starting or draining are not in the answers at
-        // all, not even when a policy answers "everything" because nothing
-        // is healthy: they are left out of the pools the policies see.
+        // Members that are starting or draining, and endpoints the
+        // operator drained, are not in the answers at all, not even when a
+        // policy answers "everything" because nothing is healthy: they are
+        // left out of the pools the policies see.
         let mut pools = overrides.weigh(&config.pools);
         let mut health = Vec::with_capacity(pools.len());
         for (p, pool) in pools.iter_mut().enumerate() {
@@ -341,18 +350,18 @@ impl Steering {
             pool.endpoints.retain(|endpoint| {
                 let e = index;
                 index += 1;
-                let ready = endpoint.condition == Condition::Ready;
-                if ready {
+                let answerable = endpoint.condition == Condition::Ready
+                    && !overrides.is_drained(&config.pools[p], e);
+                if answerable {
                     let here = probed_up(runner.as_ref(), p, e);
-                    let seen = match fleet_fraction(config, &config.pools[p]) {
+                    up.push(match fleet_fraction(config, &config.pools[p]) {
                         Some(fraction) => {
                             fleet.verdict(&config.pools[p].name, endpoint.addr, here, fraction)
                         }
                         None => here,
-                    };
-                    up.push(seen && !overrides.is_drained(&config.pools[p], e));
+                    });
                 }
-                ready
+                answerable
             });
             health.push(up);
         }

@@ -9,6 +9,7 @@ use std::{
 };
 
 pub use crate::api::types::EndpointRef;
+use crate::api::types::OverridesInForce;
 use crate::policy::Pool;
 
 /// Whether `endpoint` names the endpoint `address` of `pool`.
@@ -61,6 +62,14 @@ mod pairs {
 }
 
 impl Overrides {
+    /// How many drains and weights are in force.
+    pub fn in_force(&self) -> OverridesInForce {
+        OverridesInForce {
+            drained: self.drained.len(),
+            weights: self.weights.len(),
+        }
+    }
+
     /// Drains `endpoint`, which must exist in `pools`.
     pub fn drain(&mut self, endpoint: EndpointRef, pools: &[Pool]) -> Result<(), OverrideError> {
         check_exists(&endpoint, pools)?;
@@ -86,6 +95,18 @@ impl Overrides {
         check_exists(&endpoint, pools)?;
         self.weights.retain(|set, _| !covers(&endpoint, set));
         self.weights.insert(endpoint, weight);
+        Ok(())
+    }
+
+    /// Undoes every weight override that names this address (in this
+    /// pool, when one is given): the policy file's weight applies again.
+    pub fn clear_weight(
+        &mut self,
+        endpoint: &EndpointRef,
+        pools: &[Pool],
+    ) -> Result<(), OverrideError> {
+        check_exists(endpoint, pools)?;
+        self.weights.retain(|set, _| !covers(endpoint, set));
         Ok(())
     }
 
@@ -249,6 +270,23 @@ mod tests {
         assert_eq!(weighed[0].endpoints[0].weight, 0);
         assert_eq!(weighed[0].endpoints[1].weight, 1);
         assert_eq!(weighed[1].endpoints[0].weight, 9);
+        assert_eq!(
+            overrides.in_force(),
+            OverridesInForce {
+                drained: 0,
+                weights: 2
+            }
+        );
+
+        // Cleared in one pool, then everywhere: the file's weights again.
+        overrides
+            .clear_weight(&at("198.18.0.1", Some("b")), &pools)
+            .unwrap();
+        assert_eq!(overrides.weigh(&pools)[1].endpoints[0].weight, 0);
+        overrides
+            .clear_weight(&at("198.18.0.1", None), &pools)
+            .unwrap();
+        assert_eq!(overrides, Overrides::default());
     }
 
     #[test]

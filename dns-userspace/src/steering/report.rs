@@ -7,20 +7,36 @@ use std::sync::atomic::Ordering;
 
 use hickory_proto::rr::RecordType;
 
-use super::{State, Steering, probed_up};
+use super::{State, Steering, probed_up, view::Steered};
 use crate::{
     api::types::{
         EndpointInfo, GraphNode, HealthRow, NetworkAnswer, NodeKind, ServiceDetail, ServiceInfo,
     },
     config::BranchLabels,
-    policy::{BranchSlot, ClientNet, Draw, Pick, Policy, Service},
+    policy::{BranchSlot, ClientNet, Draw, Pick, Policy, Service, Standing},
     zone::WireName,
 };
 
 impl Steering {
     pub fn services(&self) -> anyhow::Result<Vec<ServiceInfo>> {
+        self.per_service(service_info)
+    }
+
+    /// Each service's label and how it answers now.
+    pub(super) fn standings(&self) -> anyhow::Result<Vec<(String, Standing)>> {
+        self.per_service(|service, steered| (service.label.clone(), standing(service, steered)))
+    }
+
+    /// `describe` of each service, with what answers see now.
+    fn per_service<T>(&self, describe: impl Fn(&Service, &Steered) -> T) -> anyhow::Result<Vec<T>> {
         let state = self.state.lock()?;
-        Ok(state.config.services.iter().map(service_info).collect())
+        let steered = self.view(&state);
+        Ok(state
+            .config
+            .services
+            .iter()
+            .map(|service| describe(service, &steered))
+            .collect())
     }
 
     /// The service labelled `label`, if there is one.
@@ -63,7 +79,7 @@ impl Steering {
         graph.policy(&service.policy, root, String::new(), 0);
         let graph = graph.nodes;
         Ok(Some(ServiceDetail {
-            service: service_info(service),
+            service: service_info(service, &steered),
             tree,
             networks,
             endpoints,
@@ -159,7 +175,8 @@ impl Steering {
     }
 }
 
-fn service_info(service: &Service) -> ServiceInfo {
+fn service_info(service: &Service, steered: &Steered) -> ServiceInfo {
+    let standing = standing(service, steered);
     ServiceInfo {
         label: service.label.clone(),
         name: service.name.to_name().to_string(),
@@ -167,6 +184,23 @@ fn service_info(service: &Service) -> ServiceInfo {
         ttl: service.ttl,
         policy: kind(&service.policy).to_owned(),
         fail_closed: service.fail_closed,
+        standing: standing.name().to_owned(),
+        standing_reason: standing.reason().to_owned(),
+    }
+}
+
+/// How `service` answers now: for a client-dependent one, the worst of the
+/// client networks it tells apart.
+fn standing(service: &Service, steered: &Steered) -> Standing {
+    if service.policy.depends_on_client() {
+        service
+            .client_networks()
+            .into_iter()
+            .map(|network| service.standing(&steered.pools, steered, Some(network)))
+            .max()
+            .unwrap_or(Standing::Healthy)
+    } else {
+        service.standing(&steered.pools, steered, None)
     }
 }
 

@@ -98,8 +98,14 @@ fn addrs(message: &Message) -> Vec<String> {
 async fn services_answer_in_userspace_beside_the_zone() {
     let config = parse_config(Path::new("dnslb.toml"), POLICY, None).unwrap();
     let responder = responder();
-    let _steering =
-        Steering::start(config, responder.clone(), None, crate::hooks::Hooks::none()).unwrap();
+    let _steering = Steering::start(
+        config,
+        responder.clone(),
+        None,
+        crate::hooks::Hooks::none(),
+        Overrides::default(),
+    )
+    .unwrap();
 
     let www = ask(
         &responder,

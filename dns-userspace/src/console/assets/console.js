@@ -371,10 +371,10 @@ function servicesView() {
     const shown = all.filter((s) => !filter || `${s.label} ${s.name} ${s.policy}`.toLowerCase().includes(filter));
     list.replaceChildren(
       h("p", { class: "muted", id: "service-count" }, `${shown.length} of ${all.length} services`),
-      table(["Service", "Name", "Type", "Policy", "TTL "], shown.map((s) => h("tr", {},
+      table(["Service", "Name", "Type", "Policy", "TTL ", "State"], shown.map((s) => h("tr", {},
         h("td", {}, h("a", { href: `#/service/${encodeURIComponent(s.label)}` }, s.label)),
         h("td", { class: "mono" }, s.name), h("td", {}, s.record_type), h("td", {}, s.policy),
-        h("td", { class: "num" }, s.ttl))), { id: "services" }));
+        h("td", { class: "num" }, s.ttl), h("td", {}, standingBadge(s)))), { id: "services" }));
   };
   input.addEventListener("input", () => { filter = input.value.trim().toLowerCase(); draw(); });
   main.append(h("h1", {}, "Services"), h("div", { class: "row" }, h("label", {}, "Filter", input)), list);
@@ -399,6 +399,8 @@ function serviceView([label]) {
       body.replaceChildren(
         h("p", {}, h("span", { class: "mono" }, s.name), ` ${s.record_type}, TTL ${s.ttl}, ${s.policy}`,
           s.fail_closed ? ", fails closed" : ""),
+        s.standing_reason ? h("div", { class: "error", id: "service-standing" },
+          standingBadge(s), ` ${s.standing_reason}`) : "",
         legend(),
         graph(detail.graph, { rate }),
         status,
@@ -410,6 +412,14 @@ function serviceView([label]) {
           h("td", { class: "mono" }, n.network), h("td", {}, n.branch), h("td", { class: "mono" }, n.addresses.join(", "))))));
     });
   return view;
+}
+
+// A service's standing: healthy, or failing open or closed (the reason on hover).
+function standingBadge(service) {
+  const state = service.standing === "healthy" ? "up" : service.standing === "failing open" ? "starting" : "down";
+  const badgeEl = badge(state, service.standing || "healthy");
+  if (service.standing_reason) badgeEl.title = service.standing_reason;
+  return badgeEl;
 }
 
 function legend() {
