@@ -61,6 +61,8 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn load_zone(&self, origin: &str, file: PathBuf) -> Answer<Applied>;
     fn reload_zone(&self, origin: &str) -> Answer<Applied>;
     fn remove_zone(&self, origin: &str) -> Answer<Applied>;
+    /// Drops the control API's change to a zone: served as the files say.
+    fn release_zone(&self, origin: &str) -> Answer<Applied>;
     /// As SIGHUP: the policy file and every zone file read again.
     fn reload(&self) -> Answer<Applied>;
     fn services(&self) -> Answer<Vec<ServiceInfo>>;

@@ -64,6 +64,7 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
             get(zone).put(load_zone).delete(remove_zone),
         )
         .route("/v1/zones/{origin}/reload", post(reload_zone))
+        .route("/v1/zones/{origin}/release", post(release_zone))
         .route("/v1/reload", post(reload))
         .route("/v1/services", get(services))
         .route("/v1/services/{label}", get(service))
@@ -318,6 +319,10 @@ async fn load_zone(
 
 async fn reload_zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {
     call(plane, move |p| p.reload_zone(&origin)).await
+}
+
+async fn release_zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {
+    call(plane, move |p| p.release_zone(&origin)).await
 }
 
 async fn remove_zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {

@@ -166,6 +166,11 @@ async fn zone_command(command: ZoneCommand) -> anyhow::Result<()> {
             let applied: Applied = client(&connection)?.delete(&path).await?;
             show(&connection, &applied, render::applied)
         }
+        ZoneCommand::Release { origin, connection } => {
+            let path = format!("/v1/zones/{}/release", origin_path(&origin));
+            let applied: Applied = client(&connection)?.post(&path, None::<&()>).await?;
+            show(&connection, &applied, render::applied)
+        }
     }
 }
 

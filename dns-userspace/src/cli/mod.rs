@@ -119,7 +119,8 @@ pub enum ZoneCommand {
         connection: Connection,
     },
     /// Serve a zone from FILE, added or in place of the file it was served
-    /// from; a file with errors changes nothing.
+    /// from; a file with errors changes nothing. The zone is then the
+    /// control API's (kept across reloads and restarts) until `release`.
     #[command(after_help = "Examples:\n  dnslb zone load example.net /etc/dnslb/example.net.zone")]
     Load {
         origin: String,
@@ -127,7 +128,8 @@ pub enum ZoneCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Read a zone's file again (every zone's without ORIGIN).
+    /// Read a zone's file again (every zone's without ORIGIN); the zone
+    /// stays where it was named (command line, policy file, control API).
     #[command(after_help = "Examples:\n  dnslb zone reload example.com\n  dnslb zone reload")]
     Reload {
         origin: Option<String>,
@@ -137,6 +139,15 @@ pub enum ZoneCommand {
     /// Stop serving a zone (refused while a service answers in it).
     #[command(after_help = "Examples:\n  dnslb zone remove example.net")]
     Remove {
+        origin: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Hand a zone that `load` or `remove` changed back to the files: it is
+    /// served as the command line or the policy file names it again (or no
+    /// longer, if neither does).
+    #[command(after_help = "Examples:\n  dnslb zone release example.com")]
+    Release {
         origin: String,
         #[command(flatten)]
         connection: Connection,

@@ -33,6 +33,7 @@ impl From<ChangeError> for Refusal {
             | ChangeError::Registry(RegistryError::NoPool(_))
             | ChangeError::NoRoom(_) => RefusalKind::Invalid,
             ChangeError::UnknownZone(_)
+            | ChangeError::NotTheApis(_)
             | ChangeError::Registry(RegistryError::NotRegistered { .. }) => RefusalKind::NotFound,
             ChangeError::Registry(_) => RefusalKind::Failed,
             ChangeError::Poisoned(_)
@@ -115,6 +116,16 @@ impl ControlPlane for Live {
 
     fn reload_zone(&self, text: &str) -> Answer<Applied> {
         Ok(Live::reload_zone(self, origin(text)?)?)
+    }
+
+    fn release_zone(&self, text: &str) -> Answer<Applied> {
+        if self.fleet.is_some() {
+            return Err(Refusal::new(
+                RefusalKind::Invalid,
+                "in a fleet, zones are assigned in its store: `dnslb zone remove` there, or load the file again",
+            ));
+        }
+        Ok(Live::release_zone(self, origin(text)?)?)
     }
 
     fn remove_zone(&self, text: &str) -> Answer<Applied> {

@@ -54,6 +54,10 @@ pub enum ChangeError {
     Registry(#[from] crate::backends::RegistryError),
     #[error("no zone {0} is being served")]
     UnknownZone(Name),
+    #[error(
+        "zone {0} is served as the files name it: the control API has no change of it to release"
+    )]
+    NotTheApis(Name),
     /// The change could not be kept in the state directory: nothing was
     /// applied (or, at start, what was kept cannot be read).
     #[error("keeping the change across restarts: {0}")]
@@ -342,6 +346,15 @@ impl Live {
         self.reload_with(None, |_| Ok(()))
     }
 
+    /// `POST /v1/zones/{origin}/release`: the control API's change to
+    /// `origin` (a zone it loaded, or removed) is dropped, and the zone is
+    /// served as the files name it again (or no longer, if none does).
+    pub fn release_zone(&self, origin: Name) -> Result<Applied, ChangeError> {
+        let what = format!("handing zone {origin} back to the files");
+        let result = self.reload_releasing(None, Some(&origin), |_| Ok(()));
+        self.counted(&what, result)
+    }
+
     /// Reloads with `policy_text` in place of the policy file (`None`:
     /// the file as it is); `commit` runs once everything is read and
     /// checked, before anything is applied, and can still refuse.
@@ -350,10 +363,31 @@ impl Live {
         policy_text: Option<&str>,
         commit: impl FnOnce(&Loaded) -> Result<(), ChangeError>,
     ) -> Result<Applied, ChangeError> {
+        self.reload_releasing(policy_text, None, commit)
+    }
+
+    /// As [`Live::reload_with`], without the control API's change to
+    /// `release`, if given (which must exist), from then on.
+    fn reload_releasing(
+        &self,
+        policy_text: Option<&str>,
+        release: Option<&Name>,
+        commit: impl FnOnce(&Loaded) -> Result<(), ChangeError>,
+    ) -> Result<Applied, ChangeError> {
         let mut served = self.served.lock()?;
-        let loaded = self.load_now(&served, policy_text)?;
+        let mut api_changes = served.api_changes.clone();
+        if let Some(origin) = release
+            && api_changes.remove(origin).is_none()
+        {
+            return Err(ChangeError::NotTheApis(origin.clone()));
+        }
+        let loaded = self.load_with(&api_changes, policy_text)?;
         self.check_room(&loaded.catalog, Some(&loaded.config))?;
         commit(&loaded)?;
+        if release.is_some() {
+            self.kept.keep_zone_changes(&api_changes)?;
+        }
+        served.api_changes = api_changes;
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
         let transfers = transfer_rules(&loaded.config);
@@ -380,12 +414,14 @@ impl Live {
         self.counted(&what, result)
     }
 
-    /// `POST /v1/zones/{origin}/reload`: reads the zone's file again.
+    /// `POST /v1/zones/{origin}/reload`: reads the zone's file again. The
+    /// zone stays where it was named: a zone of the policy file stays the
+    /// policy file's (a later edit of that file is served on reload).
     pub fn reload_zone(&self, origin: Name) -> Result<Applied, ChangeError> {
         let what = format!("reloading zone {origin}");
         let result = self
             .served_file(&origin)
-            .and_then(|(file, _)| self.change_zone(origin, Some(file)));
+            .and_then(|(file, source)| self.serve_zone_file(origin, Some(file), source));
         self.counted(&what, result)
     }
 
@@ -572,16 +608,22 @@ impl Live {
     /// `text` as the policy file, checked as a reload would be; nothing
     /// is applied.
     pub(super) fn check_policy_text(&self, text: &str) -> Result<Loaded, ChangeError> {
-        self.load_now(&*self.served.lock()?, Some(text))
+        self.load_with(&self.served.lock()?.api_changes, Some(text))
     }
 
     /// Everything a reload reads, against what serves now: the labels of
     /// the branches, and the zones the control API changed.
-    fn load_now(&self, served: &Served, policy_text: Option<&str>) -> Result<Loaded, ChangeError> {
+    /// The files as they are now (the policy as `policy_text`, when
+    /// given), with `api_changes` on top.
+    fn load_with(
+        &self,
+        api_changes: &ZoneChanges,
+        policy_text: Option<&str>,
+    ) -> Result<Loaded, ChangeError> {
         load(
             &self.args,
             Some(&self.steering.branch_labels()),
-            &served.api_changes,
+            api_changes,
             policy_text,
         )
     }

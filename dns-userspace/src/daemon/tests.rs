@@ -16,7 +16,7 @@ use crate::{
         client::{Client, ClientError, Target},
         types::{
             Applied, EndpointInfo, EndpointRef, ServiceDetail, ServiceInfo, Status, ZoneInfo,
-            ZoneLoad,
+            ZoneLoad, ZoneSource,
         },
     },
     backends::Backends,
@@ -395,4 +395,78 @@ async fn a_change_that_cannot_be_kept_is_refused() {
     );
     let endpoints: Vec<EndpointInfo> = client.get("/v1/endpoints").await.unwrap();
     assert!(endpoints.iter().all(|e| !e.drained));
+}
+
+/// A zone stays where it was named: `zone reload` of a policy-file zone
+/// leaves it the policy file's, so an edit of the policy file is served
+/// on reload; a zone the control API loaded is the API's until released,
+/// and then the policy file's again.
+#[tokio::test(flavor = "multi_thread")]
+async fn zones_stay_where_they_were_named_until_released() {
+    let scratch = Scratch::new("owner");
+    let other = |name: &str, address: &str| {
+        scratch.write(
+            name,
+            &ZONE
+                .replace("198.18.1.1", address)
+                .replace("$TTL 60", "$TTL 60\n$ORIGIN other.test."),
+        )
+    };
+    let first = other("first.zone", "198.18.7.1");
+    let policy = |file: &std::path::Path| {
+        format!(
+            "{POLICY}[[zone]]\norigin = \"other.test.\"\nfile = \"{}\"\n",
+            file.display()
+        )
+    };
+    let (live, client) = start_with(&scratch, &policy(&first)).await;
+    let source = || async {
+        let zone: ZoneInfo = client.get("/v1/zones/other.test").await.unwrap();
+        zone.source
+    };
+    let www = || ask(&live, "www.other.test.");
+    assert_eq!(www(), Ok(vec!["198.18.7.1".parse().unwrap()]));
+
+    let _: Applied = client
+        .post("/v1/zones/other.test/reload", None::<&()>)
+        .await
+        .unwrap();
+    assert_eq!(source().await, ZoneSource::PolicyFile, "still the file's");
+    let second = other("second.zone", "198.18.7.2");
+    scratch.write("dnslb.toml", &policy(&second));
+    let _: Applied = client.post("/v1/reload", None::<&()>).await.unwrap();
+    assert_eq!(
+        www(),
+        Ok(vec!["198.18.7.2".parse().unwrap()]),
+        "the edit is served"
+    );
+
+    // Loaded through the API: the API's, across reloads, until released.
+    let third = other("third.zone", "198.18.7.3");
+    let _: Applied = client
+        .put("/v1/zones/other.test", &ZoneLoad { file: third })
+        .await
+        .unwrap();
+    let _: Applied = client.post("/v1/reload", None::<&()>).await.unwrap();
+    assert_eq!(source().await, ZoneSource::ControlApi);
+    assert_eq!(www(), Ok(vec!["198.18.7.3".parse().unwrap()]));
+    let _: Applied = client
+        .post("/v1/zones/other.test/release", None::<&()>)
+        .await
+        .unwrap();
+    assert_eq!(source().await, ZoneSource::PolicyFile);
+    assert_eq!(
+        www(),
+        Ok(vec!["198.18.7.2".parse().unwrap()]),
+        "the file's again"
+    );
+    let refused = client
+        .post::<_, Applied>("/v1/zones/other.test/release", None::<&()>)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        refused,
+        "zone other.test. is served as the files name it: the control API has no change of it to release"
+    );
 }
