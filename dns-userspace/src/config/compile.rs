@@ -25,7 +25,7 @@ use crate::{
     health::{CheckDef, DEFAULT_MIN_FRACTION, Probe, VerdictScope},
     policy::{
         ClientNet, ClientTable, GeoDb, MULTIVALUE_ANSWERS, Pick, Policy, Pool, PoolEndpoint,
-        Service, distance_km, parse_network,
+        Service, distance_km, parse_exact_network,
     },
     server::{TsigKey, ZoneTransfer},
     zone::WireName,
@@ -106,7 +106,7 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
             .get_ref()
             .allow_transfer
             .iter()
-            .map(|network| parse_network(network))
+            .map(|network| parse_exact_network(network))
             .collect::<Result<_, _>>()
             .map_err(|e| {
                 Problem::within(zone.span(), "zone".into(), format!("allow_transfer: {e}"))
@@ -311,7 +311,7 @@ fn latency_networks(
     geo: Option<&GeoDb>,
 ) -> Result<Vec<ClientNet>, String> {
     match (&entry.network, &entry.country) {
-        (Some(network), None) => Ok(vec![parse_network(network)?]),
+        (Some(network), None) => Ok(vec![parse_exact_network(network)?]),
         (None, Some(country)) => {
             let geo = geo.ok_or("a latency entry by country needs a [geo] database")?;
             let country = country.to_ascii_uppercase();
@@ -563,7 +563,9 @@ impl PolicyCompiler<'_> {
                 let mut table = ClientTable::new(defaults.clone());
                 for (i, branch) in branches.iter().enumerate() {
                     for cidr in branch.get_ref().cidrs.iter().flatten() {
-                        let network = parse_network(cidr).map_err(&at)?;
+                        // On the branch's own line.
+                        let network =
+                            placed(branch.span(), parse_exact_network(cidr).map_err(&at))?;
                         table.insert(network, [vec![i], defaults.clone()].concat());
                     }
                 }

@@ -311,6 +311,18 @@ fn zones_say_who_may_transfer_them() {
     assert!(error.to_string().contains("allow_transfer"), "{error}");
     let error = parse(
         "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+         allow_transfer = [\"192.0.2.7/24\"]\n",
+    )
+    .expect_err("host bits");
+    assert_eq!(error.line, Some(1), "{error}");
+    assert!(
+        error.to_string().contains(
+            "allow_transfer: `192.0.2.7/24` has bits set past its /24 prefix: the network is 192.0.2.0/24"
+        ),
+        "{error}"
+    );
+    let error = parse(
+        "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
          notify = [\"198.18.0.3\"]\n",
     )
     .expect_err("no port");
@@ -384,4 +396,26 @@ fn checks_take_the_fleet_verdict_unless_told_otherwise() {
         let error = check(bad).expect_err(bad);
         assert!(error.to_string().contains("min_fraction"), "{bad}: {error}");
     }
+}
+
+/// A network with bits set past its prefix is an error on its branch's
+/// line that names the network meant: `10.1.2.3/8` for `/28` would
+/// capture a whole network.
+#[test]
+fn a_network_with_host_bits_is_refused_on_its_line() {
+    let error = parse(
+        "[pool.lan]\nendpoints = [\"198.18.20.1\"]\n\
+         [service.near]\nname = \"near.example.com.\"\n\
+         [service.near.policy]\nkind = \"ip\"\nbranches = [\n\
+         { name = \"lan\", cidrs = [\"10.1.2.3/8\"], pool = \"lan\" },\n\
+         { default = true, pool = \"lan\" },\n]\n",
+    )
+    .expect_err("host bits");
+    assert_eq!(error.line, Some(8), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("`10.1.2.3/8` has bits set past its /8 prefix: the network is 10.0.0.0/8"),
+        "{error}"
+    );
 }

@@ -176,12 +176,47 @@ pub fn parse_network(text: &str) -> Result<ClientNet, String> {
     Ok(ClientNet::new(addr, len))
 }
 
+/// As [`parse_network`], for a network an operator writes into a policy:
+/// an address with bits set past the prefix (`10.1.2.3/8`) is refused,
+/// naming the network it would have been, since a slip of `/28` to `/8`
+/// would silently capture a whole network.
+pub fn parse_exact_network(text: &str) -> Result<ClientNet, String> {
+    let network = parse_network(text)?;
+    let written = text.split_once('/').map_or(text, |(addr, _)| addr).trim();
+    let (address, len) = network.family_address();
+    if written.parse::<IpAddr>() != Ok(address) {
+        return Err(format!(
+            "`{text}` has bits set past its /{len} prefix: the network is {address}/{len} (write that, or the prefix you meant)"
+        ));
+    }
+    Ok(network)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn net(text: &str) -> ClientNet {
         parse_network(text).unwrap()
+    }
+
+    #[test]
+    fn networks_in_a_policy_have_no_host_bits() {
+        assert_eq!(parse_exact_network("10.0.0.0/8"), Ok(net("10.0.0.0/8")));
+        assert_eq!(
+            parse_exact_network("2001:db8::/32"),
+            Ok(net("2001:db8::/32"))
+        );
+        assert_eq!(parse_exact_network("198.18.0.7"), Ok(net("198.18.0.7/32")));
+        assert_eq!(
+            parse_exact_network("10.1.2.3/8"),
+            Err("`10.1.2.3/8` has bits set past its /8 prefix: the network is 10.0.0.0/8 (write that, or the prefix you meant)".to_owned())
+        );
+        assert!(
+            parse_exact_network("2001:db8::1/64")
+                .unwrap_err()
+                .contains("the network is 2001:db8::/64")
+        );
     }
 
     #[test]

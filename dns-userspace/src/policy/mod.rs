@@ -17,7 +17,7 @@ use std::{
 
 use hickory_proto::rr::RecordType;
 
-pub use client::{ClientNet, ClientTable, parse_network};
+pub use client::{ClientNet, ClientTable, parse_exact_network, parse_network};
 pub use geo::{GeoDb, Location, distance_km};
 
 use crate::zone::WireName;
