@@ -1,4 +1,7 @@
-use std::{io::IsTerminal, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
 
 use clap::{CommandFactory, Parser};
 use dnslb::cli::{Cli, Command, LogFormat, check, control};
@@ -37,37 +40,47 @@ fn main() -> ExitCode {
             if !problems.is_empty() {
                 return ExitCode::FAILURE;
             }
-            println!("{summary}: no problems");
-            Ok(())
+            writeln!(std::io::stdout(), "{summary}: no problems").map_err(Into::into)
         }
         Command::Detach { pin } => match dnslb::dataplane::remove_pinned(&pin) {
-            Ok(true) => {
-                println!(
-                    "detached the XDP program pinned in {} and removed its maps",
-                    pin.display()
-                );
-                Ok(())
-            }
-            Ok(false) => {
-                println!(
-                    "no XDP link was pinned in {}; removed what was there",
-                    pin.display()
-                );
-                Ok(())
-            }
+            Ok(true) => writeln!(
+                std::io::stdout(),
+                "detached the XDP program pinned in {} and removed its maps",
+                pin.display()
+            )
+            .map_err(Into::into),
+            Ok(false) => writeln!(
+                std::io::stdout(),
+                "no XDP link was pinned in {}; removed what was there",
+                pin.display()
+            )
+            .map_err(Into::into),
             Err(error) => Err(error.into()),
         },
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "dnslb", &mut std::io::stdout());
-            Ok(())
+            // Into memory first: clap_complete panics on a write that fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dnslb", &mut script);
+            std::io::stdout().write_all(&script).map_err(Into::into)
         }
         command => control(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`dnslb ... | head`): the output ends there.
+        Err(error) if reader_gone(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("dnslb: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `error` is a write to a pipe whose reader has closed it.
+fn reader_gone(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -117,11 +117,33 @@ fn status_zones_services_endpoints_health_stats() {
     );
     // www, api, ns1, mx of the zone and the service.
     assert_eq!(short_a["entries"], 5, "{status}");
-    let table = daemon.cli(&["status"]).expect("status table");
-    assert!(
-        table.contains(&format!("interface   {}", rig.server_if)),
-        "{table}"
+    // Where it answers, what it serves, where it is controlled.
+    let answering: Vec<&str> = status["answering_on"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(answering.contains(&"198.18.0.2:53"), "{status}");
+    assert_eq!(status["policy_file"], files.text("dnslb.toml").as_str());
+    assert_eq!(
+        status["control_socket"],
+        daemon.control_socket().display().to_string().as_str()
     );
+    assert_eq!(
+        status["endpoints"],
+        serde_json::json!({"total": 3, "down": 0, "drained": 0})
+    );
+    let table = daemon.cli(&["status"]).expect("status table");
+    for line in [
+        format!("interface   {}", rig.server_if),
+        format!("policy      {}", files.text("dnslb.toml")),
+        "endpoints   3 in all, 0 down, 0 drained".to_owned(),
+        "overrides   0 drained, 0 weights".to_owned(),
+    ] {
+        assert!(table.contains(&line), "{line} in:\n{table}");
+    }
+    assert!(table.contains("198.18.0.2:53"), "{table}");
 
     let zones = daemon.cli(&["zone", "list"]).expect("zone list");
     assert!(
@@ -186,6 +208,10 @@ fn status_zones_services_endpoints_health_stats() {
         2,
         "{watched}"
     );
+    assert!(
+        !watched.contains('\x1b'),
+        "no screen codes into a pipe: {watched:?}"
+    );
 
     let completions = std::process::Command::new(dnslb_tests::daemon::dnslb_binary().unwrap())
         .args(["completions", "bash"])
@@ -194,6 +220,28 @@ fn status_zones_services_endpoints_health_stats() {
     assert!(
         String::from_utf8_lossy(&completions.stdout).contains("dnslb__subcmd__zone__subcmd__load")
     );
+
+    // `| head`: a reader that stops early ends the output, quietly.
+    let socket = daemon.control_socket().display().to_string();
+    for args in [
+        &["completions", "bash"][..],
+        &["status", "--socket", &socket],
+    ] {
+        let mut child = std::process::Command::new(dnslb_tests::daemon::dnslb_binary().unwrap())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dnslb runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("dnslb ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stderr.is_empty(),
+            "{args:?}: {}: {stderr}",
+            output.status
+        );
+    }
 }
 
 #[test]
@@ -342,8 +390,14 @@ fn drained_endpoints_leave_the_kernel_answers_and_come_back() {
     let listed = daemon
         .cli(&["endpoint", "drain", "198.18.40.2", "--pool", "web"])
         .expect("drain");
-    assert!(
-        listed.contains("198.18.40.2  ready  1       yes      yes"),
+    let row: Vec<&str> = listed
+        .lines()
+        .find(|line| line.contains("198.18.40.2"))
+        .map(|line| line.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row,
+        ["web", "198.18.40.2", "drained", "1", "yes", "yes"],
         "{listed}"
     );
     // The CLI returns once the change is applied; the margin covers kdig.
@@ -479,28 +533,36 @@ fn drains_weights_and_zones_survive_a_crash() {
     );
 }
 
-/// One raw HTTP request to the control API on TCP, from the server's
-/// namespace; returns the status line.
-fn http(rig: &Rig, addr: &str, authorization: Option<&str>) -> String {
+/// One raw HTTP `request` to the control API on TCP, from the server's
+/// namespace; returns the whole reply.
+fn http_exchange(rig: &Rig, addr: &str, request: String) -> String {
     let addr = addr.to_owned();
-    let authorization = authorization.map(str::to_owned);
     rig.server
         .run(move || {
             let mut stream = TcpStream::connect(&addr).expect("connect");
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let header = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
-            let body = r#"{"address":"198.18.40.1"}"#;
-            let request = format!(
-                "POST /v1/endpoints/drain HTTP/1.1\r\nHost: dnslb\r\n{header}Content-Type: application/json\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             stream.write_all(request.as_bytes()).unwrap();
             let mut reply = String::new();
             let _ = stream.read_to_string(&mut reply);
-            reply.lines().next().unwrap_or("").to_owned()
+            reply
         })
         .expect("in the server namespace")
+}
+
+/// A drain of 198.18.40.1 with `authorization`, if any; returns the
+/// status line.
+fn http(rig: &Rig, addr: &str, authorization: Option<&str>) -> String {
+    let header = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
+    let body = r#"{"address":"198.18.40.1"}"#;
+    let request = format!(
+        "POST /v1/endpoints/drain HTTP/1.1\r\nHost: dnslb\r\n{header}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = http_exchange(rig, addr, request);
+    reply.lines().next().unwrap_or("").to_owned()
 }
 
 #[test]
@@ -565,6 +627,71 @@ fn tcp_needs_the_token_and_changes_nothing_without_it() {
         1
     );
     assert!(Path::new(daemon.control_socket()).exists());
+
+    // Each way a client can be wrong is told as it is, the OS's words once.
+    let cli = |args: &[&str]| -> String {
+        let output = rig
+            .server
+            .command("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(dnslb_tests::daemon::dnslb_binary().unwrap())
+            .args(args)
+            .output()
+            .expect("dnslb runs");
+        assert!(!output.status.success(), "{args:?} failed");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    files.write("wrong-token", "not-the-token\n");
+    let wrong = files.text("wrong-token");
+    let refused = cli(&[
+        "status",
+        "--connect",
+        "127.0.0.1:8053",
+        "--token-file",
+        &wrong,
+    ]);
+    assert!(
+        refused.contains("the bearer token was refused: it is not the daemon's"),
+        "{refused}"
+    );
+    let body = http_body(&rig, "127.0.0.1:8053");
+    assert!(body.contains("a bearer token is required"), "{body}");
+    // The metrics port speaks HTTP, but not the control API.
+    let elsewhere = cli(&[
+        "status",
+        "--connect",
+        "127.0.0.1:9153",
+        "--token-file",
+        &token,
+    ]);
+    assert!(
+        elsewhere.contains("127.0.0.1:9153 does not answer as dnslb's control API does"),
+        "{elsewhere}"
+    );
+    let nobody = cli(&[
+        "status",
+        "--socket",
+        &daemon.control_socket().display().to_string(),
+    ]);
+    assert!(
+        nobody.contains("this user may not open the control socket"),
+        "{nobody}"
+    );
+    assert_eq!(nobody.matches("Permission denied").count(), 1, "{nobody}");
+    let missing = cli(&["status", "--socket", "/nonexistent/control.sock"]);
+    assert!(
+        missing.contains("nothing listens there: is `dnslb run` running"),
+        "{missing}"
+    );
+}
+
+/// The body of the answer to a `GET /v1/status` without a token.
+fn http_body(rig: &Rig, addr: &str) -> String {
+    let request = "GET /v1/status HTTP/1.1\r\nHost: dnslb\r\nConnection: close\r\n\r\n";
+    let reply = http_exchange(rig, addr, request.to_owned());
+    reply
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned())
 }
 
 /// `--log-format json`: one JSON object a line, and a change names what it

@@ -28,10 +28,15 @@ pub enum Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The OS's error is in the message (once), not a source, so that a
+    /// report of the whole chain does not print it twice.
+    #[error("cannot reach the daemon at {at}: {}", connect_hint(.io))]
+    Connect { at: String, io: std::io::Error },
+    /// Something answered, but not as the control API does.
     #[error(
-        "cannot reach the daemon at {at}: {source} (is `dnslb run` running, and is this its --socket?)"
+        "{at} does not answer as dnslb's control API does ({what}): is it the daemon's --socket, or its --control-listen address?"
     )]
-    Connect { at: String, source: std::io::Error },
+    NotTheApi { at: String, what: String },
     #[error("talking to the daemon: {0}")]
     Http(#[from] hyper::Error),
     #[error("building the request: {0}")]
@@ -95,36 +100,62 @@ impl Client {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request.body(Full::new(body))?;
+        let at = match &self.target {
+            Target::Unix(path) => path.display().to_string(),
+            Target::Tcp { addr, .. } => addr.clone(),
+        };
+        let connect = |io| ClientError::Connect { at: at.clone(), io };
         let response = match &self.target {
             Target::Unix(path) => {
-                let stream =
-                    UnixStream::connect(path)
-                        .await
-                        .map_err(|source| ClientError::Connect {
-                            at: path.display().to_string(),
-                            source,
-                        })?;
-                send(stream, request).await?
+                send(UnixStream::connect(path).await.map_err(connect)?, request).await
             }
             Target::Tcp { addr, .. } => {
-                let stream =
-                    TcpStream::connect(addr)
-                        .await
-                        .map_err(|source| ClientError::Connect {
-                            at: addr.clone(),
-                            source,
-                        })?;
-                send(stream, request).await?
+                send(TcpStream::connect(addr).await.map_err(connect)?, request).await
             }
         };
-        let (status, bytes) = response;
+        let (status, bytes) = response.map_err(|error| match error {
+            ClientError::Http(http) if http.is_parse() || http.is_incomplete_message() => {
+                ClientError::NotTheApi {
+                    at: at.clone(),
+                    what: http.to_string(),
+                }
+            }
+            other => other,
+        })?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ApiError>(&bytes)
-                .map(|error| error.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ClientError::Refused { status, message });
+            return Err(match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(error) => ClientError::Refused {
+                    status,
+                    message: error.error,
+                },
+                Err(_) => ClientError::NotTheApi {
+                    at,
+                    what: format!("HTTP {status} without the API's error"),
+                },
+            });
         }
         Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+/// What a failed connection most likely means, for the operator.
+fn connect_hint(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match error.kind() {
+        ErrorKind::PermissionDenied => {
+            "this user may not open the control socket (it is the daemon's user's, mode 0600): run as that user or root"
+        }
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => {
+            "nothing listens there: is `dnslb run` running, and is this its --socket (or --control-listen)?"
+        }
+        _ => "",
+    };
+    // The OS's own words once, then the hint.
+    let os = error.to_string();
+    if hint.is_empty() {
+        os
+    } else {
+        format!("{os}; {hint}")
     }
 }
 

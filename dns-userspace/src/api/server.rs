@@ -228,17 +228,19 @@ async fn require_token(State(token): State<Arc<String>>, request: Request, next:
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    match given {
-        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(ApiError {
-                error: "a bearer token is required".to_owned(),
-            }),
-        )
-            .into_response(),
-    }
+    let refused = match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => return next.run(request).await,
+        Some(_) => "the bearer token was refused: it is not the daemon's (--control-token-file)",
+        None => "a bearer token is required (Authorization: Bearer TOKEN)",
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(ApiError {
+            error: refused.to_owned(),
+        }),
+    )
+        .into_response()
 }
 
 /// Compares in time that does not depend on where the inputs differ.

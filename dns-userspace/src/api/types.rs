@@ -33,6 +33,30 @@ pub struct Status {
     /// Where the operator's changes are kept across restarts.
     #[serde(default)]
     pub state_dir: PathBuf,
+    /// Where it answers DNS: each address and port (every address of the
+    /// host for a wildcard `--listen`).
+    #[serde(default)]
+    pub answering_on: Vec<String>,
+    /// The policy file served (`--config`), if any.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
+    /// The control API's socket, and its TCP address if any.
+    #[serde(default)]
+    pub control_socket: PathBuf,
+    #[serde(default)]
+    pub control_listen: Option<String>,
+    /// The endpoints of every pool: how many, and how many are down (their
+    /// checks fail) or drained.
+    #[serde(default)]
+    pub endpoints: EndpointCounts,
+}
+
+/// Endpoints in all, down and drained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointCounts {
+    pub total: usize,
+    pub down: usize,
+    pub drained: usize,
 }
 
 /// How many drains and weight overrides are in force.
@@ -364,6 +388,10 @@ pub struct HealthRow {
     /// The last probes' durations, oldest first.
     #[serde(default)]
     pub latency_history_ms: Vec<f64>,
+    /// Why the last probe that failed failed ("connection refused");
+    /// empty while none has.
+    #[serde(default)]
+    pub last_failure: String,
 }
 
 /// `GET /v1/stats`: counters since start, for rates the client takes two

@@ -2,7 +2,10 @@
 //! through `api::client` and prints the answer as a table (`render`) or,
 //! with `--json`, as the daemon sent it.
 
-use std::{io::Write as _, time::Duration};
+use std::{
+    io::{IsTerminal as _, Write as _},
+    time::Duration,
+};
 
 use anyhow::Context;
 use serde::{Serialize, de::DeserializeOwned};
@@ -294,7 +297,13 @@ async fn stats(args: StatsArgs) -> anyhow::Result<()> {
             show(&args.connection, &now, |_| String::new())?;
         } else {
             let text = render::stats(&before, &now);
-            let clear = if args.watch { "\x1b[H\x1b[2J" } else { "" };
+            // A terminal's screen is redrawn; a pipe gets one report after
+            // another.
+            let clear = if args.watch && std::io::stdout().is_terminal() {
+                "\x1b[H\x1b[2J"
+            } else {
+                ""
+            };
             std::io::stdout().write_all(format!("{clear}{text}").as_bytes())?;
         }
         shown += 1;

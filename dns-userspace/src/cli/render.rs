@@ -99,6 +99,25 @@ pub fn status(status: &Status) -> String {
     let _ = writeln!(out, "uptime      {}", duration(status.uptime_seconds));
     let _ = writeln!(out, "zones       {}", status.zones);
     let _ = writeln!(out, "services    {}", status.services);
+    let _ = writeln!(out, "answering   {}", status.answering_on.join(" "));
+    if let Some(policy) = &status.policy_file {
+        let _ = writeln!(out, "policy      {}", policy.display());
+    }
+    let _ = writeln!(
+        out,
+        "control     {}{}",
+        status.control_socket.display(),
+        status
+            .control_listen
+            .as_ref()
+            .map_or(String::new(), |addr| format!(", http://{addr}"))
+    );
+    let e = status.endpoints;
+    let _ = writeln!(
+        out,
+        "endpoints   {} in all, {} down, {} drained",
+        e.total, e.down, e.drained
+    );
     let _ = writeln!(
         out,
         "overrides   {} drained, {} weights (kept in {})",
@@ -247,10 +266,19 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
         } else {
             format!("{} (file: {})", endpoint.weight, endpoint.file_weight)
         };
+        // What the answers make of it: drained and down say so, not the
+        // member's own condition.
+        let state = if endpoint.drained {
+            "drained".to_owned()
+        } else if endpoint.condition == "ready" && !endpoint.healthy {
+            "down".to_owned()
+        } else {
+            endpoint.condition.clone()
+        };
         table.row(vec![
             endpoint.pool.clone(),
             endpoint.address.to_string(),
-            endpoint.condition.clone(),
+            state,
             weight,
             yes(endpoint.healthy),
             yes(endpoint.drained),
@@ -271,6 +299,7 @@ pub fn health(rows: &[HealthRow]) -> String {
         "LAST PROBE",
         "LAST CHANGE",
         "FAILURES IN A ROW",
+        "LAST FAILURE",
     ]);
     for row in rows {
         let endpoint = match row.port {
@@ -293,6 +322,7 @@ pub fn health(rows: &[HealthRow]) -> String {
                 |at| format!("{} ago", duration(now.saturating_sub(at))),
             ),
             row.failures_in_row.to_string(),
+            row.last_failure.clone(),
         ]);
     }
     table.render()

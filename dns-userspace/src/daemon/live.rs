@@ -25,8 +25,8 @@ use super::{
 };
 use crate::{
     api::types::{
-        Applied, ClientNetworkFill, MapFill, RecordRow, Registration, Status, ZoneInfo,
-        ZoneRecords, ZoneSource,
+        Applied, ClientNetworkFill, EndpointCounts, MapFill, RecordRow, Registration, Status,
+        ZoneInfo, ZoneRecords, ZoneSource,
     },
     backends::Backends,
     cli::{RunArgs, ZoneArg},
@@ -244,6 +244,29 @@ pub fn transfer_rules(config: &Config) -> TransferRules {
 pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
     let changes = Kept::new(args.state_dir.clone()).zone_changes()?;
     load(args, None, &changes, None)
+}
+
+/// Every address and port `listen` answers on: itself, or for a wildcard
+/// address every address of the host of its family (both, for `[::]`,
+/// which takes IPv4 too).
+fn answering_on(listen: std::net::SocketAddr) -> Vec<String> {
+    if !listen.ip().is_unspecified() {
+        return vec![listen.to_string()];
+    }
+    let addresses = nix::ifaddrs::getifaddrs()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let address = entry.address?;
+            let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => std::net::IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => std::net::IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            (listen.is_ipv6() || ip.is_ipv4())
+                .then(|| std::net::SocketAddr::new(ip, listen.port()).to_string())
+        });
+    addresses.collect()
 }
 
 impl Live {
@@ -773,6 +796,18 @@ impl Live {
                 .map_err(ChangeError::Apply)?
                 .in_force(),
             state_dir: self.kept.dir().to_owned(),
+            answering_on: answering_on(self.args.listen),
+            policy_file: self.args.config.clone(),
+            control_socket: self.args.control_socket.clone(),
+            control_listen: self.args.control_listen.map(|addr| addr.to_string()),
+            endpoints: {
+                let endpoints = self.steering.endpoints(None).map_err(ChangeError::Apply)?;
+                EndpointCounts {
+                    total: endpoints.len(),
+                    down: endpoints.iter().filter(|e| !e.healthy).count(),
+                    drained: endpoints.iter().filter(|e| e.drained).count(),
+                }
+            },
         })
     }
 

@@ -15,8 +15,8 @@ use crate::{
         self,
         client::{Client, ClientError, Target},
         types::{
-            Applied, EndpointInfo, EndpointRef, ServiceDetail, ServiceInfo, Status, ZoneInfo,
-            ZoneLoad, ZoneSource,
+            Applied, EndpointInfo, EndpointRef, HealthRow, ServiceDetail, ServiceInfo, Status,
+            ZoneInfo, ZoneLoad, ZoneSource,
         },
     },
     backends::Backends,
@@ -319,6 +319,28 @@ async fn a_drained_endpoint_is_never_answered_whatever_else_is_down() {
     );
     let listed: Vec<ServiceInfo> = client.get("/v1/services").await.unwrap();
     assert_eq!(listed[0].standing, "failing open");
+    // `dnslb health` says why the checks fail, `endpoint list` that the
+    // endpoints are down.
+    let rows: Vec<HealthRow> = client.get("/v1/health").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!(
+            row.last_failure
+                .to_lowercase()
+                .contains("connection refused"),
+            "{row:?}"
+        );
+    }
+    assert!(crate::cli::render::health(&rows).contains(&rows[0].last_failure));
+    let endpoints: Vec<EndpointInfo> = client.get("/v1/endpoints").await.unwrap();
+    let states = |endpoints: &[EndpointInfo]| -> Vec<String> {
+        crate::cli::render::endpoints(endpoints)
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().nth(2).map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(states(&endpoints), ["down", "down"]);
 
     let drain = |address: &str| EndpointRef {
         address: address.parse().unwrap(),
@@ -344,6 +366,8 @@ async fn a_drained_endpoint_is_never_answered_whatever_else_is_down() {
         Ok(vec![]),
         "nothing drained is answered"
     );
+    let endpoints: Vec<EndpointInfo> = client.get("/v1/endpoints").await.unwrap();
+    assert_eq!(states(&endpoints), ["drained", "drained"]);
     assert_eq!(
         standing().await,
         (

@@ -54,6 +54,9 @@ pub struct InstanceState {
     pub last_transition: AtomicU64,
     /// The durations of the last probes, for the console's sparkline.
     pub history: LatencyHistory,
+    /// Why the last probe that failed failed ("connection refused", "HTTP
+    /// 503"); empty while none has.
+    pub last_failure: std::sync::Mutex<String>,
 }
 
 /// Probe durations kept per check instance.
@@ -353,6 +356,9 @@ impl RunContext {
             } else {
                 state.failures.fetch_add(1, Ordering::Relaxed);
                 state.failures_in_row.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = state.last_failure.lock() {
+                    *last = failure_reason(&result);
+                }
             }
             if let Some(up) = verdict.record(passed) {
                 state.up.store(up, Ordering::Release);
@@ -361,10 +367,10 @@ impl RunContext {
                     .last_transition
                     .store(unix_seconds(), Ordering::Relaxed);
                 let verdict = if up { "up" } else { "down" };
-                let reason = match &result {
-                    Err(why) => why.to_string(),
-                    Ok(()) if up => String::new(),
-                    Ok(()) => "passed, inverted".to_owned(),
+                let reason = if up {
+                    String::new()
+                } else {
+                    failure_reason(&result)
                 };
                 tracing::info!(
                     event = "transition",
@@ -459,6 +465,15 @@ fn evaluate(checks: &[CheckDef], check: usize, leaves: &HashMap<usize, bool>, de
         }
         Probe::Calculated { .. } => false,
         _ => leaves.get(&check).copied().unwrap_or(true),
+    }
+}
+
+/// Why a probe whose `result` failed the check failed: its error, or, for
+/// an inverted check, that it passed.
+fn failure_reason<E: std::fmt::Display>(result: &Result<(), E>) -> String {
+    match result {
+        Err(why) => why.to_string(),
+        Ok(()) => "passed, inverted".to_owned(),
     }
 }
 

@@ -153,6 +153,11 @@ impl Steering {
                         .into_iter()
                         .map(|micros| micros as f64 / 1e3)
                         .collect(),
+                    last_failure: s
+                        .last_failure
+                        .lock()
+                        .map(|last| last.clone())
+                        .unwrap_or_default(),
                 }
             })
             .collect())
