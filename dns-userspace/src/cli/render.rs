@@ -428,7 +428,8 @@ mod tests {
                 .filter(|c| !c.is_empty())
                 .map(str::trim)
                 .collect::<Vec<_>>(),
-            ["web", "198.18.0.1", "ready", "0 (file: 5)", "yes", "yes"]
+            ["web", "198.18.0.1", "drained", "0 (file: 5)", "yes", "yes"],
+            "the state the answers see"
         );
     }
 
