@@ -122,3 +122,99 @@ fn every_metric_of_the_dashboard_is_served() {
     assert_eq!(get("dnslb_tcp_connections_open"), Some(0), "{text}");
     assert!(text.contains("dnslb_build_info{version=\""), "{text}");
 }
+
+/// The counter and histogram samples of a scrape: series → value.
+fn monotonic_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let monotonic: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| {
+            let (name, kind) = rest.split_once(' ')?;
+            matches!(kind, "counter" | "histogram").then_some(name)
+        })
+        .collect();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let name = series.split('{').next()?;
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| monotonic.contains(family))
+                .unwrap_or(name);
+            monotonic
+                .contains(&family)
+                .then(|| Some((series.to_owned(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
+/// Prometheus counters only go up for the life of a process: a reload
+/// (as configuration management does every few minutes) lowers none of
+/// them, health checks' included.
+#[test]
+fn no_counter_goes_back_on_a_reload() {
+    let rig = Rig::new().expect("rig");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let dir = std::env::temp_dir().join(format!("dnslb-counters-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("dnslb.toml");
+    // One endpoint up (the daemon's own DNS port), one down (nothing on
+    // port 1 there): probes, failures and transitions all count.
+    std::fs::write(
+        &policy,
+        "[check.dns-port]\nkind = \"tcp\"\nport = 53\ninterval = \"50ms\"\ntimeout = \"50ms\"\n\
+         [check.closed]\nkind = \"tcp\"\nport = 1\ninterval = \"50ms\"\ntimeout = \"50ms\"\n\
+         [pool.self]\ncheck = \"dns-port\"\nendpoints = [\"198.18.0.2\"]\n\
+         [pool.closed]\ncheck = \"closed\"\nendpoints = [\"198.18.0.2\"]\n\
+         [service.self]\nname = \"self.example.com.\"\npolicy = { pool = \"self\" }\n",
+    )
+    .unwrap();
+    let config = policy.display().to_string();
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    let server = format!("@{SERVER_ADDR}");
+    for (name, qtype) in [
+        ("www.example.com.", "A"),
+        ("self.example.com.", "A"),
+        ("mail.example.com.", "MX"),
+        ("nope.example.com.", "A"),
+    ] {
+        kdig(&rig.client, &[server.as_str(), name, qtype]).expect("kdig");
+    }
+    // Some probes, and the closed check's first transition.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let before = loop {
+        let text = scrape(&rig.server, RIG_METRICS).expect("scrape");
+        if sample(
+            &text,
+            "dnslb_health_check_failures_total{check=\"closed\",endpoint=\"198.18.0.2\",pool=\"closed\",port=\"\"}",
+        )
+        .is_some_and(|failures| failures >= 5)
+            || std::time::Instant::now() > deadline
+        {
+            break monotonic_samples(&text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    daemon.cli(&["reload"]).expect("reload");
+    let after = monotonic_samples(&scrape(&rig.server, RIG_METRICS).expect("scrape"));
+    let lowered: Vec<String> = before
+        .iter()
+        .filter_map(|(series, was)| {
+            let now = after.get(series)?;
+            (now < was).then(|| format!("{series}: {was} → {now}"))
+        })
+        .collect();
+    assert!(
+        before
+            .keys()
+            .any(|s| s.starts_with("dnslb_health_check_probes_total")),
+        "{before:?}"
+    );
+    assert!(
+        lowered.is_empty(),
+        "counters went back on a reload: {lowered:#?}"
+    );
+}

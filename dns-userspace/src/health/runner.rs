@@ -37,7 +37,10 @@ pub struct CheckInstance {
     pub check: String,
     pub pool: String,
     pub target: ProbeTarget,
-    pub state: InstanceState,
+    /// Shared with the runner before this one (a reload, a member coming or
+    /// going) when it probed the same check on the same target, so that the
+    /// counters go on counting for the life of the process.
+    pub state: Arc<InstanceState>,
 }
 
 #[derive(Debug, Default)]
@@ -166,14 +169,14 @@ impl HealthRunner {
         initial: Option<&HealthRunner>,
         events: mpsc::UnboundedSender<HealthEvent>,
     ) -> std::io::Result<HealthRunner> {
-        let carried: HashMap<(String, String, ProbeTarget), bool> = initial
+        let carried: HashMap<(String, String, ProbeTarget), Arc<InstanceState>> = initial
             .map(|runner| {
                 runner
                     .instances
                     .iter()
                     .map(|i| {
                         let key = (i.check.clone(), i.pool.clone(), i.target.clone());
-                        (key, i.state.up.load(Ordering::Acquire))
+                        (key, i.state.clone())
                     })
                     .collect()
             })
@@ -213,9 +216,9 @@ impl HealthRunner {
                     // A member that joined at run time starts down, so that
                     // it is answered only once its checks pass.
                     let def = &checks[leaf];
-                    let up = carried
-                        .get(&key)
-                        .copied()
+                    let previous = carried.get(&key);
+                    let up = previous
+                        .map(|state| state.up.load(Ordering::Acquire))
                         .or((endpoint.starts_down).then_some(false))
                         .or(match def.initial {
                             Initial::Probe => None,
@@ -233,10 +236,12 @@ impl HealthRunner {
                     {
                         leaves.insert(leaf, up);
                     }
-                    let state = InstanceState {
-                        up: AtomicBool::new(up.unwrap_or(true)),
-                        ..InstanceState::default()
-                    };
+                    let state = previous.cloned().unwrap_or_else(|| {
+                        Arc::new(InstanceState {
+                            up: AtomicBool::new(up.unwrap_or(true)),
+                            ..InstanceState::default()
+                        })
+                    });
                     jobs.push((instances.len(), leaf, shared.clone(), up));
                     instances.push(CheckInstance {
                         check: checks[leaf].name.clone(),
