@@ -32,32 +32,57 @@ fn dashboard_metrics() -> Vec<String> {
     names
 }
 
+/// A rig, with XDP answers delivered to its client, and a daemon on it
+/// serving the example zone and `policy`; dropped in that order's reverse.
+struct Served {
+    daemon: Daemon,
+    _pass: dnslb::dataplane::PassThrough,
+    rig: Rig,
+}
+
+fn serve(test: &str, policy: &str) -> Served {
+    let rig = Rig::new().expect("rig");
+    let pass = rig.attach_client_pass_through().expect("pass-through");
+    let dir = std::env::temp_dir().join(format!("dnslb-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dnslb.toml");
+    std::fs::write(&file, policy).unwrap();
+    let config = file.display().to_string();
+    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    Served {
+        daemon,
+        _pass: pass,
+        rig,
+    }
+}
+
+/// Asks each `(name, type)` once, with kdig from the client.
+fn ask_each(rig: &Rig, questions: &[(&str, &str)]) {
+    let server = format!("@{SERVER_ADDR}");
+    for (name, qtype) in questions {
+        kdig(&rig.client, &[server.as_str(), name, qtype]).expect("kdig");
+    }
+}
+
 #[test]
 fn every_metric_of_the_dashboard_is_served() {
-    let rig = Rig::new().expect("rig");
-    let _pass = rig.attach_client_pass_through().expect("pass-through");
-    let dir = std::env::temp_dir().join(format!("dnslb-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("dnslb.toml");
     // A TCP check against the daemon's own DNS port: up once it serves.
-    std::fs::write(
-        &policy,
+    let Served { daemon, rig, .. } = &serve(
+        "metrics",
         "[check.dns-port]\nkind = \"tcp\"\nport = 53\ninterval = \"200ms\"\n\
          [pool.self]\ncheck = \"dns-port\"\nendpoints = [\"198.18.0.2\"]\n\
          [service.self]\nname = \"self.example.com.\"\npolicy = { pool = \"self\" }\n",
-    )
-    .unwrap();
-    let config = policy.display().to_string();
-    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
-        .expect("dnslb starts");
+    );
+    ask_each(
+        rig,
+        &[
+            ("www.example.com.", "A"),
+            ("mail.example.com.", "MX"),
+            ("nope.example.com.", "A"),
+        ],
+    );
     let server = format!("@{SERVER_ADDR}");
-    for (name, qtype) in [
-        ("www.example.com.", "A"),
-        ("mail.example.com.", "MX"),
-        ("nope.example.com.", "A"),
-    ] {
-        kdig(&rig.client, &[server.as_str(), name, qtype]).expect("kdig");
-    }
     kdig(
         &rig.client,
         &[server.as_str(), "+tcp", "mail.example.com.", "MX"],
@@ -155,34 +180,25 @@ fn monotonic_samples(text: &str) -> std::collections::BTreeMap<String, f64> {
 /// them, health checks' included.
 #[test]
 fn no_counter_goes_back_on_a_reload() {
-    let rig = Rig::new().expect("rig");
-    let _pass = rig.attach_client_pass_through().expect("pass-through");
-    let dir = std::env::temp_dir().join(format!("dnslb-counters-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("dnslb.toml");
     // One endpoint up (the daemon's own DNS port), one down (nothing on
     // port 1 there): probes, failures and transitions all count.
-    std::fs::write(
-        &policy,
+    let Served { daemon, rig, .. } = &serve(
+        "counters",
         "[check.dns-port]\nkind = \"tcp\"\nport = 53\ninterval = \"50ms\"\ntimeout = \"50ms\"\n\
          [check.closed]\nkind = \"tcp\"\nport = 1\ninterval = \"50ms\"\ntimeout = \"50ms\"\n\
          [pool.self]\ncheck = \"dns-port\"\nendpoints = [\"198.18.0.2\"]\n\
          [pool.closed]\ncheck = \"closed\"\nendpoints = [\"198.18.0.2\"]\n\
          [service.self]\nname = \"self.example.com.\"\npolicy = { pool = \"self\" }\n",
-    )
-    .unwrap();
-    let config = policy.display().to_string();
-    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
-        .expect("dnslb starts");
-    let server = format!("@{SERVER_ADDR}");
-    for (name, qtype) in [
-        ("www.example.com.", "A"),
-        ("self.example.com.", "A"),
-        ("mail.example.com.", "MX"),
-        ("nope.example.com.", "A"),
-    ] {
-        kdig(&rig.client, &[server.as_str(), name, qtype]).expect("kdig");
-    }
+    );
+    ask_each(
+        rig,
+        &[
+            ("www.example.com.", "A"),
+            ("self.example.com.", "A"),
+            ("mail.example.com.", "MX"),
+            ("nope.example.com.", "A"),
+        ],
+    );
     // Some probes, and the closed check's first transition.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let before = loop {
