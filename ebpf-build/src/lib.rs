@@ -93,7 +93,11 @@ pub fn build(package: &str, watch: &[&str]) -> PathBuf {
             "no toolchain can build eBPF (see the ebpf-build crate docs); run `cargo xtask setup`"
         )
     });
-    let target_dir = out_dir.join("ebpf-target");
+    // One target directory for every eBPF crate and every host profile
+    // (check, dev, test, release): `core` for the BPF target is built once,
+    // not once per build script. The inner cargo's lock serializes build
+    // scripts that run at the same time.
+    let target_dir = workspace.join("target").join("ebpf");
     let mut cargo = toolchain.cargo();
     // What the outer build sets for the host (clippy's wrapper, flags,
     // the target) must not leak into the eBPF build.

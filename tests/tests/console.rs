@@ -207,47 +207,6 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
         assert_eq!(after.userspace, before.userspace, "not the daemon");
         browser.screenshot("service-drained").await?;
 
-        // Nothing healthy left to answer with: 127.0.0.12 is down and every
-        // other endpoint drained. The all-down rule answers the failed one
-        // only, never a drained one, and the page says the service is
-        // failing open, and why.
-        for address in ["127.0.0.11", "127.0.0.14"] {
-            daemon
-                .cli(&["endpoint", "drain", address])
-                .map_err(anyhow::Error::msg)?;
-        }
-        browser
-            .until(
-                "document.getElementById('service-standing')",
-                Duration::from_secs(5),
-            )
-            .await?;
-        let standing = browser
-            .eval("document.getElementById('service-standing').textContent")
-            .await?
-            .to_string();
-        assert!(
-            standing.contains("failing open")
-                && standing.contains("no healthy endpoint: answering the failed ones"),
-            "{standing}"
-        );
-        assert_eq!(
-            rig_a_records(&rig.client, "svc.example.com."),
-            vec![v4("127.0.0.12")]
-        );
-        browser.screenshot("service-failing-open").await?;
-        for address in ["127.0.0.11", "127.0.0.14"] {
-            daemon
-                .cli(&["endpoint", "undrain", address])
-                .map_err(anyhow::Error::msg)?;
-        }
-        browser
-            .until(
-                "!document.getElementById('service-standing')",
-                Duration::from_secs(5),
-            )
-            .await?;
-
         // Undrain from the keyboard: focus the button, Enter, Enter.
         browser
             .client()
@@ -288,6 +247,47 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
             .until(
                 "[...document.querySelectorAll('#graph .edge-label')].some(t => t.textContent === 'weight 7')",
                 Duration::from_secs(2),
+            )
+            .await?;
+        // Nothing healthy left to answer with: 127.0.0.12 is down and every
+        // other endpoint drained. The all-down rule answers the failed one
+        // only, never a drained one, and the page says the service is
+        // failing open, and why.
+        let others = ["127.0.0.11", "127.0.0.13", "127.0.0.14"];
+        for address in others {
+            daemon
+                .cli(&["endpoint", "drain", address])
+                .map_err(anyhow::Error::msg)?;
+        }
+        browser
+            .until(
+                "document.getElementById('service-standing')",
+                Duration::from_secs(5),
+            )
+            .await?;
+        let standing = browser
+            .eval("document.getElementById('service-standing').textContent")
+            .await?
+            .to_string();
+        assert!(
+            standing.contains("failing open")
+                && standing.contains("no healthy endpoint: answering the failed ones"),
+            "{standing}"
+        );
+        assert_eq!(
+            rig_a_records(&rig.client, "svc.example.com."),
+            vec![v4("127.0.0.12")]
+        );
+        browser.screenshot("service-failing-open").await?;
+        for address in others {
+            daemon
+                .cli(&["endpoint", "undrain", address])
+                .map_err(anyhow::Error::msg)?;
+        }
+        browser
+            .until(
+                "!document.getElementById('service-standing')",
+                Duration::from_secs(5),
             )
             .await?;
         browser.close().await;

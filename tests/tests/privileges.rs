@@ -169,9 +169,15 @@ policy = {{ kind = "simple", pool = "stuck" }}
     // The stuck check times out after 100 ms, every 2 s; its pipeline
     // dies whole each time (the next starts 1.9 s later).
     let failed_once = |daemon: &Daemon| {
-        let health = daemon.cli(&["health"]).unwrap();
-        let stuck = health.lines().find(|line| line.contains("198.18.20.1"));
-        stuck.and_then(|line| line.split_whitespace().last()) == Some("1")
+        let health = daemon.cli(&["health", "--json"]).unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&health).unwrap();
+        rows.as_array().into_iter().flatten().any(|row| {
+            row["address"] == "198.18.20.1"
+                && row["failures_in_row"] == 1
+                && row["last_failure"]
+                    .as_str()
+                    .is_some_and(|why| !why.is_empty())
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !failed_once(&daemon) {
