@@ -9,7 +9,7 @@ use anyhow::Context;
 use dnslb_tests::{
     load::{
         Client, Dnsperf, Latency,
-        flood::{Flood, Flooded},
+        flood::{Flood, Flooded, SOURCE_PORTS},
     },
     netns::{Rig, SERVER_ADDR, SERVER_ADDR6},
 };
@@ -34,6 +34,7 @@ pub fn throughput(rig: &Rig, mix: &Mix, seconds: u32) -> anyhow::Result<Flooded>
         server_mac: rig.server.mac(&rig.server_if).context("the server's MAC")?,
         seconds,
         qps: FLOOD_QPS,
+        ports: SOURCE_PORTS,
     }
     .run(client(rig))
 }

@@ -243,8 +243,11 @@ impl SwitchedRig {
         let server_if = format!("ds{n}x{pid}");
         let switch_server_if = format!("ds{n}x{pid}p");
         // One queue a core on the server's link, as a NIC with RSS has
-        // them: a veth receives on the queue of the sending CPU, so one
-        // client's flood keeps to its core and leaves the others' alone.
+        // them, each fed by its own core: the switch sends on the queue of
+        // the CPU it forwards on (XPS), and the server's veth receives on
+        // that queue. One client's flood keeps to its core and its queue,
+        // and leaves the others' alone; without XPS the queue would follow
+        // each flow's hash, and a resolver's flow could share the flood's.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         plug(
             &switch,
@@ -252,6 +255,17 @@ impl SwitchedRig {
             (&server, &server_if, SERVER_ADDR),
             cores,
         )?;
+        for queue in 0..cores {
+            let mask = format!("{:x}", 1u64 << queue);
+            let file = format!("/sys/class/net/{switch_server_if}/queues/tx-{queue}/xps_cpus");
+            // `ip netns exec` mounts the namespace's own /sys.
+            let output = switch
+                .command("sh")
+                .args(["-c", &format!("echo {mask} > {file}")])
+                .output()
+                .context("setting XPS on the server's port")?;
+            checked(&format!("XPS of {file}"), output)?;
+        }
         let mut clients = Vec::new();
         for (i, addr) in client_addrs.iter().enumerate() {
             let client = Netns::create(name(format!("client{i}")))?;

@@ -231,16 +231,16 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
             .await?;
 
         // A weight, changed and confirmed, is drawn on the endpoint's edge.
+        // Typed and clicked in one go: the page redraws its table on every
+        // change event, and a redraw in between would replace the row.
         browser
             .client()
             .execute(
-                "const input = document.querySelector('#endpoints tr[data-address=\"127.0.0.11\"] input.weight');
-                 input.value = '7';",
+                "const row = document.querySelector('#endpoints tr[data-address=\"127.0.0.11\"]');
+                 row.querySelector('input.weight').value = '7';
+                 row.querySelector('button.set-weight').click();",
                 Vec::new(),
             )
-            .await?;
-        browser
-            .click(Locator::Css("#endpoints tr[data-address=\"127.0.0.11\"] button.set-weight"))
             .await?;
         browser.click(Locator::Id("confirm-ok")).await?;
         browser

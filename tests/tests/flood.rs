@@ -38,6 +38,7 @@ fn flood(rig: &Rig, queries: PathBuf, edns: Edns, server: &str) -> Flooded {
         server_mac: rig.server.mac(&rig.server_if).expect("the server's MAC"),
         seconds: SECONDS,
         qps: QPS,
+        ports: SOURCE_PORTS,
     }
     .run(Client::new(&rig.client, &rig.client_if))
     .expect("the flood runs")

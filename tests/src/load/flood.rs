@@ -104,6 +104,11 @@ pub struct Flood {
     pub server_mac: [u8; 6],
     pub seconds: u32,
     pub qps: u32,
+    /// The source ports it sends from, in turn (and the sink counts the
+    /// replies to): [`SOURCE_PORTS`] spreads the queries over a server's
+    /// sockets and receive queues as many clients would; a single port is
+    /// one flow, which a NIC's RSS keeps to one queue and core.
+    pub ports: Range<u16>,
 }
 
 /// What a flood sent and got back.
@@ -126,7 +131,12 @@ impl Flood {
     /// program of its own (the sink takes its place while it runs).
     pub fn run(&self, client: Client<'_>) -> anyhow::Result<Flooded> {
         let questions = read_questions(&self.queries)?;
-        let sink = ReplySink::attach(client.netns, client.iface, self.server.port(), SOURCE_PORTS)?;
+        let sink = ReplySink::attach(
+            client.netns,
+            client.iface,
+            self.server.port(),
+            self.ports.clone(),
+        )?;
         let (sent, refused, elapsed) = client.netns.run(|| -> anyhow::Result<_> {
             if let Some(cpu) = client.cpu {
                 let mut set = CpuSet::new();
@@ -200,7 +210,7 @@ impl Flood {
             }
             for frame in &mut batch[..wanted] {
                 let template = &templates[(offered % templates.len() as u64) as usize];
-                template.write(frame, offered);
+                template.write(frame, offered, &self.ports);
                 offered += 1;
             }
             let frames: Vec<&[u8]> = batch[..wanted].iter().map(Vec::as_slice).collect();
@@ -266,12 +276,11 @@ impl Template {
     }
 
     /// Frame number `n`: source port and ID drawn from `n`, so that
-    /// consecutive frames come from different ports (spread over a
-    /// server's sockets as real clients are) with different IDs.
-    fn write(&self, frame: &mut Vec<u8>, n: u64) {
-        let ports = u64::from(SOURCE_PORTS.end - SOURCE_PORTS.start);
-        let port = SOURCE_PORTS.start + (n % ports) as u16;
-        let id = (n / ports) as u16;
+    /// consecutive frames come from the next of `ports` with different IDs.
+    fn write(&self, frame: &mut Vec<u8>, n: u64, ports: &Range<u16>) {
+        let count = u64::from(ports.end.saturating_sub(ports.start)).max(1);
+        let port = ports.start + (n % count) as u16;
+        let id = (n / count) as u16;
         frame.clear();
         frame.extend_from_slice(&self.frame);
         let udp = self.udp;
@@ -312,7 +321,7 @@ mod tests {
         let v6 = template(IpAddr::V6(CLIENT_IP6), Edns::default().opt());
         let mut frame = Vec::new();
         for n in [0, 1, 1023, 1024, 5_000_000, u64::from(u32::MAX)] {
-            v4.write(&mut frame, n);
+            v4.write(&mut frame, n, &SOURCE_PORTS);
             assert_eq!(
                 udp_checksum(CLIENT_IP, SERVER_IP, &frame[34..]),
                 0xffff,
@@ -325,7 +334,7 @@ mod tests {
                 u16::from_be_bytes([frame[42], frame[43]]),
                 (n / 1024) as u16
             );
-            v6.write(&mut frame, n);
+            v6.write(&mut frame, n, &SOURCE_PORTS);
             assert_eq!(
                 udp6_checksum(CLIENT_IP6, SERVER_IP6, &frame[54..]),
                 0xffff,
