@@ -256,6 +256,13 @@ pub fn sample(text: &str, series: &str) -> Option<u64> {
     })
 }
 
+/// The value of `series` on the `/metrics` of the daemon in `server`
+/// (served on [`RIG_METRICS`]).
+pub fn metric(server: &Netns, series: &str) -> anyhow::Result<u64> {
+    let text = scrape(server, RIG_METRICS)?;
+    sample(&text, series).with_context(|| format!("no {series} in /metrics"))
+}
+
 /// Where a daemon started by [`Daemon::start_on_rig`] serves metrics, inside
 /// the server namespace.
 pub const RIG_METRICS: &str = "127.0.0.1:9153";

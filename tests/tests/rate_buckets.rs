@@ -2,25 +2,12 @@
 //! on the same buckets as the kernel's (in a binary of its own, so that
 //! nothing runs beside the flood test's latency measurements).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use dnslb_tests::{
-    daemon::{Daemon, RIG_METRICS, ZoneFile, sample, scrape},
-    load::{Client, Dnsperf, flood::Edns},
-    netns::{Netns, Rig, SERVER_ADDR},
+    daemon::{Daemon, RIG_METRICS, ZoneFile, metric, sample, scrape},
+    load::{Client, Dnsperf, flood::Edns, query_file},
+    netns::{Rig, SERVER_ADDR},
 };
-
-fn query_file(name: &str, lines: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!("dnslb-buckets-{}-{name}", std::process::id()));
-    std::fs::write(&path, lines)?;
-    Ok(path)
-}
-
-fn metric(server: &Netns, series: &str) -> anyhow::Result<u64> {
-    let text = scrape(server, RIG_METRICS)?;
-    sample(&text, series).with_context(|| format!("no {series} in /metrics"))
-}
 
 #[test]
 fn the_daemons_answers_draw_on_the_kernels_buckets() -> anyhow::Result<()> {

@@ -3,14 +3,15 @@
 //! resolver in another network keeps asking; and the daemon's UDP answers
 //! drawing on the same buckets as the kernel's (`rate_buckets.rs`).
 
-use std::{net::SocketAddr, path::PathBuf, thread, time::Duration};
+use std::{net::SocketAddr, thread, time::Duration};
 
 use anyhow::Context;
 use dnslb_tests::{
-    daemon::{Daemon, RIG_METRICS, ZoneFile, sample, scrape},
+    daemon::{Daemon, ZoneFile, metric},
     load::{
         self, Client, Dnsperf,
         flood::{Edns, Flood},
+        query_file,
     },
     netns::{Netns, SERVER_ADDR, SwitchedRig},
 };
@@ -26,17 +27,6 @@ const FLOOD_SECONDS: u32 = 10;
 const FLOOD_QPS: u32 = 2_000_000;
 /// The flood's one source port: one of the generator's.
 const FLOOD_PORT: u16 = dnslb_tests::load::flood::SOURCE_PORTS.start;
-
-fn query_file(name: &str, lines: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!("dnslb-rrl-{}-{name}", std::process::id()));
-    std::fs::write(&path, lines)?;
-    Ok(path)
-}
-
-fn metric(server: &Netns, series: &str) -> anyhow::Result<u64> {
-    let text = scrape(server, RIG_METRICS)?;
-    sample(&text, series).with_context(|| format!("no {series} in /metrics"))
-}
 
 /// A resolver's steady trickle: 50 queries a second for 8 s (400 answers,
 /// so that the p99 is the fourth worst, not one hiccup), well under

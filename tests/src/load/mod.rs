@@ -18,6 +18,14 @@ use anyhow::{Context, bail};
 
 use crate::netns::{Netns, checked};
 
+/// A query file (`name type` a line) named `name` in the temporary
+/// directory, for this test process.
+pub fn query_file(name: &str, lines: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("dnslb-queries-{}-{name}", std::process::id()));
+    std::fs::write(&path, lines)?;
+    Ok(path)
+}
+
 /// A host that sends load: its namespace, its interface, and the CPU its
 /// tool keeps to (any, if `None`).
 #[derive(Clone, Copy)]
