@@ -92,6 +92,18 @@ impl Browser {
         Ok(())
     }
 
+    /// Answers the console's confirmation dialog with its Confirm button,
+    /// once the dialog is open: the button is always in the page, and a
+    /// closed dialog's button cannot be clicked.
+    pub async fn confirm(&self) -> anyhow::Result<()> {
+        self.until("document.getElementById('confirm').open", SHOW_WITHIN)
+            .await
+            .context("the confirmation dialog opens")?;
+        self.click(Locator::Id("confirm-ok"))
+            .await
+            .context("clicking Confirm")
+    }
+
     /// Waits for the element `locator` finds and types `text` into it.
     pub async fn type_into(&self, locator: Locator<'_>, text: &str) -> anyhow::Result<()> {
         self.wait_for(locator).await?.send_keys(text).await?;

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use dnslb_tests::{
     backend::HttpBackend,
     browser::{Browser, in_netns},
@@ -181,10 +182,13 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
 
         // Drain 127.0.0.13 with its button, after the confirmation.
         let before = Answered::scrape(&rig)?;
-        browser.click(Locator::Css("button.drain[data-address=\"127.0.0.13\"]")).await?;
+        browser
+            .click(Locator::Css("button.drain[data-address=\"127.0.0.13\"]"))
+            .await
+            .context("clicking Drain")?;
         let question = browser.wait_for(Locator::Id("confirm-text")).await?;
         assert!(question.text().await?.contains("Drain 127.0.0.13"));
-        browser.click(Locator::Id("confirm-ok")).await?;
+        browser.confirm().await?;
         browser
             .until(
                 &format!("{}.state === 'drained'", endpoint_state("127.0.0.13")),
@@ -242,7 +246,7 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
                 Vec::new(),
             )
             .await?;
-        browser.click(Locator::Id("confirm-ok")).await?;
+        browser.confirm().await?;
         browser
             .until(
                 "[...document.querySelectorAll('#graph .edge-label')].some(t => t.textContent === 'weight 7')",
@@ -541,7 +545,7 @@ fn a_broken_policy_edit_shows_its_line_and_changes_nothing_a_good_one_applies() 
             )
             .await?;
         browser.click(Locator::Id("policy-apply")).await?;
-        browser.click(Locator::Id("confirm-ok")).await?;
+        browser.confirm().await?;
         browser
             .until(
                 "(document.getElementById('policy-result').textContent || '').includes('Applied')",
@@ -667,7 +671,7 @@ fn the_overview_health_zones_and_200_services_read_well_on_a_narrow_screen() {
         browser.type_into(Locator::Id("zone-origin"), "broken.test.").await?;
         browser.type_into(Locator::Id("zone-file"), &broken_zone.display().to_string()).await?;
         browser.click(Locator::Css("#load-zone button[type=submit]")).await?;
-        browser.click(Locator::Id("confirm-ok")).await?;
+        browser.confirm().await?;
         let error = browser.wait_for(Locator::Css("#zone-result .error")).await?;
         let text = error.text().await?;
         assert!(
