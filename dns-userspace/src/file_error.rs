@@ -50,6 +50,54 @@ impl fmt::Display for FileError {
     }
 }
 
+/// Every problem found in the files of one load, in the order found;
+/// never empty. Printed a problem a line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FileErrors(Vec<FileError>);
+
+impl FileErrors {
+    /// `problems`, or `None` when there are none.
+    pub fn of(problems: Vec<FileError>) -> Option<FileErrors> {
+        (!problems.is_empty()).then_some(FileErrors(problems))
+    }
+
+    /// `Ok(())` when `problems` is empty.
+    pub fn check(problems: Vec<FileError>) -> Result<(), FileErrors> {
+        FileErrors::of(problems).map_or(Ok(()), Err)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FileError> {
+        self.0.iter()
+    }
+}
+
+impl From<FileError> for FileErrors {
+    fn from(error: FileError) -> FileErrors {
+        FileErrors(vec![error])
+    }
+}
+
+impl IntoIterator for FileErrors {
+    type Item = FileError;
+    type IntoIter = std::vec::IntoIter<FileError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,6 +365,109 @@ fn check_names_every_bad_file_and_line() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("service `web`"));
 }
 
+/// One policy file with three problems: `check` lists them all, each on
+/// its line, in the file's order. Once the zone file is there, a service
+/// outside it is named on its line too.
+#[test]
+fn check_lists_every_problem_of_a_policy_file_on_its_line() {
+    let files = Files::new("check-all");
+    files.write(
+        "three.toml",
+        r#"[[zone]]
+origin = "example.com."
+file = "example.zone"
+
+[pool.web]
+endpoints = ["198.18.40.1"]
+
+[service.near]
+name = "near.example.com."
+[service.near.policy]
+kind = "ip"
+branches = [
+  { name = "lan", cidrs = ["10.1.2.3/8"], pool = "web" },
+  { default = true, pool = "web" },
+]
+
+[service.www]
+name = "www.example.com."
+policy = { pool = "web" }
+
+[service.www2]
+name = "www.example.com."
+policy = { pool = "web" }
+
+[service.away]
+name = "www.example.net."
+policy = { pool = "web" }
+"#,
+    );
+    let policy = files.text("three.toml");
+    let binary = dnslb_tests::daemon::dnslb_binary().unwrap();
+    let check = |policy: &str| {
+        let output = std::process::Command::new(&binary)
+            .args(["check", "--config", policy])
+            .output()
+            .expect("dnslb check");
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let errors = check(&policy);
+    let lines: Vec<&str> = errors
+        .lines()
+        .filter(|line| line.starts_with(&policy))
+        .collect();
+    assert_eq!(lines.len(), 3, "{errors}");
+    let expected = [
+        (1, "zone example.com.: cannot read the zone file"),
+        (
+            13,
+            "`10.1.2.3/8` has bits set past its /8 prefix: the network is 10.0.0.0/8",
+        ),
+        (
+            21,
+            "service `www2`: service `www` answers www.example.com. A already",
+        ),
+    ];
+    for (line, (number, problem)) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(&format!("{policy}:{number}: ")) && line.contains(problem),
+            "{line} should be on line {number} and say {problem}"
+        );
+    }
+
+    // Services are checked against the zones once the file compiles and
+    // every zone reads.
+    files.write(
+        "example.zone",
+        "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.2\n",
+    );
+    files.write(
+        "away.toml",
+        r#"[[zone]]
+origin = "example.com."
+file = "example.zone"
+
+[pool.web]
+endpoints = ["198.18.40.1"]
+
+[service.away]
+name = "www.example.net."
+policy = { pool = "web" }
+"#,
+    );
+    let away = files.text("away.toml");
+    let errors = check(&away);
+    assert_eq!(
+        errors.lines().next(),
+        Some(
+            format!("{away}:8: service `away`: www.example.net. is in no zone being served")
+                .as_str()
+        ),
+        "{errors}"
+    );
+}
+
 /// Answers for the service's name until `done` says so, within `limit`;
 /// returns how long it took.
 fn until(rig: &Rig, limit: Duration, done: impl Fn(&str) -> bool) -> Duration {

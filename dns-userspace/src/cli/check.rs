@@ -5,7 +5,7 @@
 use super::{CheckArgs, ZoneArg};
 use crate::{
     config::load_config,
-    steering::check_services_in_zones,
+    steering::services_outside_zones,
     zone::{Catalog, load_zone},
 };
 
@@ -18,8 +18,8 @@ pub fn check(args: &CheckArgs) -> (Vec<String>, String) {
         .as_ref()
         .and_then(|path| match load_config(path, None) {
             Ok(config) => Some(config),
-            Err(error) => {
-                problems.push(error.to_string());
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|error| error.to_string()));
                 None
             }
         });
@@ -29,22 +29,21 @@ pub fn check(args: &CheckArgs) -> (Vec<String>, String) {
         .chain(config.iter().flat_map(|config| &config.zones))
         .collect();
     let mut catalog = Catalog::default();
+    let mut zones_read = true;
     for zone in &zones {
         match load_zone(&zone.origin, &zone.file) {
             Ok(loaded) => catalog.insert(loaded),
-            Err(error) => problems.push(error.to_string()),
+            Err(error) => {
+                problems.push(error.to_string());
+                zones_read = false;
+            }
         }
     }
     if let Some(config) = &config
-        && problems.is_empty()
-        && let Err(error) = check_services_in_zones(config, &catalog)
+        && zones_read
     {
-        let file = args
-            .config
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        problems.push(format!("{file}: {error}"));
+        let outside = services_outside_zones(config, &catalog);
+        problems.extend(outside.iter().map(ToString::to_string));
     }
     let services = config.as_ref().map_or(0, |c| c.services.len());
     let summary = format!("{} zones and {services} services checked", zones.len());

@@ -16,11 +16,12 @@ use super::{
     BranchLabels, Config, sources,
     spec::{
         AnycastFileSpec, BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind,
-        PolicySpec, VerdictKind,
+        PolicySpec, PoolSpec, ServiceSpec, VerdictKind, ZoneSpec,
     },
 };
 use crate::{
     anycast::AnycastSpec,
+    backends::PoolSource,
     cli::ZoneArg,
     health::{CheckDef, DEFAULT_MIN_FRACTION, Probe, VerdictScope},
     policy::{
@@ -86,127 +87,133 @@ fn placed<T>(span: Range<usize>, result: Result<T, BranchProblem>) -> Result<T, 
     })
 }
 
-pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Config, Problem> {
+/// Where the file declares its services.
+#[derive(Default)]
+pub struct Spans {
+    pub services: HashMap<String, Range<usize>>,
+}
+
+/// Compiles the whole file, entry by entry: a problem in one entry is
+/// noted and the next entry is compiled, so that every problem comes back
+/// at once. An entry that failed stays known by name (a pool that refers
+/// to a failed check, or a service to a failed pool, is not reported
+/// again), and what uses the `[geo]` data waits for it to read.
+pub fn compile(
+    spec: FileSpec,
+    base: &Path,
+    branches: BranchLabels,
+) -> Result<(Config, Spans), Vec<Problem>> {
+    let mut problems = Vec::new();
     let mut keys = HashMap::new();
     for (name, key) in &spec.tsig_key {
         let spec = key.get_ref();
-        let compiled =
-            TsigKey::new(name.get_ref(), &spec.algorithm, &spec.secret).map_err(|e| {
-                Problem::within(key.span(), format!("tsig_key `{}`", name.get_ref()), e)
-            })?;
+        let compiled = TsigKey::new(name.get_ref(), &spec.algorithm, &spec.secret).map_err(|e| {
+            problems.push(Problem::within(
+                key.span(),
+                format!("tsig_key `{}`", name.get_ref()),
+                e,
+            ))
+        });
         keys.insert(name.get_ref().as_str(), compiled);
     }
+    let mut declared = Spans::default();
     let mut zones = Vec::new();
     for zone in &spec.zone {
-        let mut origin = Name::from_ascii(&zone.get_ref().origin)
-            .map_err(|e| Problem::within(zone.span(), "zone".into(), format!("origin: {e}")))?;
-        origin.set_fqdn(true);
-        let file = base.join(&zone.get_ref().file);
-        let allow_transfer = zone
-            .get_ref()
-            .allow_transfer
-            .iter()
-            .map(|network| parse_exact_network(network))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                Problem::within(zone.span(), "zone".into(), format!("allow_transfer: {e}"))
-            })?;
-        let notify = zone
-            .get_ref()
-            .notify
-            .iter()
-            .map(|target| {
-                target.parse().map_err(|_| {
-                    Problem::within(
-                        zone.span(),
-                        "zone".into(),
-                        format!("notify: `{target}` is not an address and port like 198.18.0.3:53"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let primary = match &zone.get_ref().primary {
-            Some(text) => Some(text.parse().map_err(|_| {
-                Problem::within(
-                    zone.span(),
-                    "zone".into(),
-                    format!("primary: `{text}` is not an address and port like 198.18.0.1:53"),
-                )
-            })?),
-            None => None,
-        };
-        let key = match &zone.get_ref().tsig_key {
-            Some(name) => Some(keys.get(name.as_str()).cloned().ok_or_else(|| {
-                Problem::within(
-                    zone.span(),
-                    "zone".into(),
-                    format!("tsig_key: no [tsig_key.{name}] in this file"),
-                )
-            })?),
-            None => None,
-        };
-        zones.push(ZoneArg {
-            origin,
-            file,
-            transfer: ZoneTransfer {
-                primary,
-                allow: allow_transfer,
-                notify,
-                key,
-            },
-        });
+        match compile_zone(zone.get_ref(), &keys, base) {
+            Ok(compiled) => zones.push(compiled),
+            Err(Some(e)) => problems.push(Problem::within(
+                zone.span(),
+                format!("zone {}", zone.get_ref().origin),
+                e,
+            )),
+            Err(None) => {}
+        }
     }
     let geo = match &spec.geo {
-        Some(geo) => Some(
-            load_geo(geo.get_ref(), base)
-                .map_err(|e| Problem::within(geo.span(), "[geo]".into(), e))?,
-        ),
+        Some(geo) => match load_geo(geo.get_ref(), base) {
+            Ok(db) => Some(db),
+            Err(e) => {
+                problems.push(Problem::within(geo.span(), "[geo]".into(), e));
+                // Latencies and policies by place would be wrong without
+                // it: the [geo] problem is the one to fix first.
+                return Err(problems);
+            }
+        },
         None => None,
     };
 
+    // Aligned with the file's checks (and pools below), whose indices
+    // references hold; a failed entry is `None` (an empty pool).
     let check_index = index(&spec.check);
     let mut checks = Vec::new();
     for (name, check) in &spec.check {
-        let def = compile_check(name.get_ref(), check.get_ref(), &check_index)
-            .map_err(|e| Problem::within(check.span(), format!("check `{}`", name.get_ref()), e))?;
-        checks.push(def);
+        let compiled = compile_check(name.get_ref(), check.get_ref(), &check_index);
+        checks.push(compiled.map_err(|e| {
+            problems.push(Problem::within(
+                check.span(),
+                format!("check `{}`", name.get_ref()),
+                e,
+            ))
+        }));
     }
+    let failed_checks: Vec<&str> = spec
+        .check
+        .keys()
+        .zip(&checks)
+        .filter(|(_, check)| check.is_err())
+        .map(|(name, _)| name.get_ref().as_str())
+        .collect();
 
     let pool_index = index(&spec.pool);
     let mut pools = Vec::new();
     let mut pool_sources = BTreeMap::new();
-    for (name, pool) in &spec.pool {
-        let within =
-            |e: String| Problem::within(pool.span(), format!("pool `{}`", name.get_ref()), e);
-        let pool = pool.get_ref();
-        if let Some(source) =
-            sources::pool_source(name.get_ref(), pool, &checks, &check_index, &pool_index)
-                .map_err(within)?
-        {
-            pool_sources.insert(name.get_ref().clone(), source);
-        }
-        let check = match &pool.check {
-            Some(check) => Some(
-                *check_index
-                    .get(check.as_str())
-                    .ok_or_else(|| within(format!("no check named `{check}`")))?,
-            ),
-            None => None,
+    for (name, pool_spec) in &spec.pool {
+        let name = name.get_ref();
+        let compiled = if pool_refers_to(pool_spec.get_ref(), &failed_checks) {
+            Err(None)
+        } else {
+            compile_pool(
+                name,
+                pool_spec.get_ref(),
+                &checks,
+                &check_index,
+                &pool_index,
+            )
+            .map_err(Some)
         };
-        let endpoints = pool.endpoints.iter().map(endpoint).collect();
-        pools.push(Pool {
-            name: name.get_ref().clone(),
-            endpoints,
-            check,
-        });
+        match compiled {
+            Ok((pool, source)) => {
+                if let Some(source) = source {
+                    pool_sources.insert(name.clone(), source);
+                }
+                pools.push(pool);
+            }
+            Err(problem) => {
+                if let Some(e) = problem {
+                    problems.push(Problem::within(
+                        pool_spec.span(),
+                        format!("pool `{name}`"),
+                        e,
+                    ));
+                }
+                pools.push(Pool {
+                    name: name.clone(),
+                    endpoints: Vec::new(),
+                    check: None,
+                });
+            }
+        }
     }
 
     let mut latency = Vec::new();
     for entry in &spec.latency {
-        let networks = latency_networks(entry.get_ref(), geo.as_ref())
-            .map_err(|e| Problem::within(entry.span(), "[[latency]]".into(), e))?;
-        let e = entry.get_ref();
-        latency.push((networks, e.region.clone(), e.ms));
+        match latency_networks(entry.get_ref(), geo.as_ref()) {
+            Ok(networks) => {
+                let e = entry.get_ref();
+                latency.push((networks, e.region.clone(), e.ms));
+            }
+            Err(e) => problems.push(Problem::within(entry.span(), "[[latency]]".into(), e)),
+        }
     }
 
     let mut compiler = PolicyCompiler {
@@ -218,63 +225,171 @@ pub fn compile(spec: FileSpec, base: &Path, branches: BranchLabels) -> Result<Co
         service: String::new(),
         family_v4: true,
     };
-    let mut services = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
     for (label, service) in &spec.service {
-        let entry = format!("service `{}`", label.get_ref());
-        let within = |e: String| Problem::within(service.span(), entry.clone(), e);
-        let def = service.get_ref();
-        let record_type = match def.record_type.to_ascii_uppercase().as_str() {
-            "A" => RecordType::A,
-            "AAAA" => RecordType::AAAA,
-            other => return Err(within(format!("type must be A or AAAA, not `{other}`"))),
-        };
-        let mut name = Name::from_ascii(&def.name).map_err(|e| within(format!("name: {e}")))?;
-        name.set_fqdn(true);
-        compiler.service = label.get_ref().clone();
-        compiler.family_v4 = record_type == RecordType::A;
-        let policy = compiler
-            .policy(&def.policy, &["policy".to_owned()])
-            .map_err(|e| Problem {
+        match compiler.service(label.get_ref(), service.get_ref()) {
+            Ok(compiled) => {
+                // The first service to claim a name and type keeps it.
+                if let Some(other) = services
+                    .iter()
+                    .find(|s| s.name == compiled.name && s.record_type == compiled.record_type)
+                {
+                    problems.push(Problem::within(
+                        service.span(),
+                        format!("service `{}`", label.get_ref()),
+                        format!(
+                            "service `{}` answers {} {} already",
+                            other.label,
+                            compiled.name.to_name(),
+                            compiled.record_type
+                        ),
+                    ));
+                    continue;
+                }
+                declared
+                    .services
+                    .insert(compiled.label.clone(), service.span());
+                services.push(compiled);
+            }
+            Err(e) => problems.push(Problem {
                 path: e.path,
                 span: e.span.or(Some(service.span())),
-                ..within(e.message)
-            })?;
-        services.push(Service {
-            label: label.get_ref().clone(),
-            name: WireName::from_name(&name).ok_or_else(|| within("name is too long".into()))?,
-            record_type,
-            ttl: def.ttl,
-            fail_closed: def.fail_closed,
-            policy,
-        });
-    }
-    if let Some(clash) = duplicate_name(&services) {
-        return Err(Problem::new(None, clash));
+                ..Problem::within(
+                    service.span(),
+                    format!("service `{}`", label.get_ref()),
+                    e.message,
+                )
+            }),
+        }
     }
     let mut hooks = Vec::new();
     for (name, hook) in &spec.hook {
-        let mut def = sources::hook(name.get_ref(), hook.get_ref())
-            .map_err(|e| Problem::within(hook.span(), format!("hook `{}`", name.get_ref()), e))?;
-        def.dead_letter = def.dead_letter.map(|file| base.join(file));
-        hooks.push(def);
+        match sources::hook(name.get_ref(), hook.get_ref()) {
+            Ok(mut def) => {
+                def.dead_letter = def.dead_letter.map(|file| base.join(file));
+                hooks.push(def);
+            }
+            Err(e) => problems.push(Problem::within(
+                hook.span(),
+                format!("hook `{}`", name.get_ref()),
+                e,
+            )),
+        }
     }
     let branches = compiler.branches;
-    let anycast = match &spec.anycast {
-        Some(anycast) => Some(
-            compile_anycast(anycast.get_ref(), &pools)
-                .map_err(|e| Problem::within(anycast.span(), "[anycast]".into(), e))?,
-        ),
-        None => None,
-    };
-    Ok(Config {
+    let anycast = spec.anycast.as_ref().and_then(|anycast| {
+        compile_anycast(anycast.get_ref(), &pools)
+            .map_err(|e| problems.push(Problem::within(anycast.span(), "[anycast]".into(), e)))
+            .ok()
+    });
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let config = Config {
         zones,
-        checks,
+        checks: checks.into_iter().flatten().collect(),
         pools,
         sources: pool_sources,
         services,
         branches,
         hooks,
         anycast,
+        declared: Default::default(),
+    };
+    Ok((config, declared))
+}
+
+/// Whether the pool names one of `checks` (its own or its busy check).
+fn pool_refers_to(pool: &PoolSpec, checks: &[&str]) -> bool {
+    [pool.check.as_deref(), pool.busy.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|check| checks.contains(&check))
+}
+
+/// A pool and, unless it is static, where its endpoints come from.
+fn compile_pool(
+    name: &str,
+    pool: &PoolSpec,
+    checks: &[Result<CheckDef, ()>],
+    check_index: &HashMap<&str, usize>,
+    pool_index: &HashMap<&str, usize>,
+) -> Result<(Pool, Option<PoolSource>), String> {
+    let source = sources::pool_source(name, pool, checks, check_index, pool_index)?;
+    let check = match &pool.check {
+        Some(check) => Some(
+            *check_index
+                .get(check.as_str())
+                .ok_or_else(|| format!("no check named `{check}`"))?,
+        ),
+        None => None,
+    };
+    let pool = Pool {
+        name: name.to_owned(),
+        endpoints: pool.endpoints.iter().map(endpoint).collect(),
+        check,
+    };
+    Ok((pool, source))
+}
+
+/// A `[[zone]]` entry, its TSIG key found among `keys`; `Err(None)` when
+/// its key has a problem of its own (reported there).
+fn compile_zone(
+    zone: &ZoneSpec,
+    keys: &HashMap<&str, Result<TsigKey, ()>>,
+    base: &Path,
+) -> Result<ZoneArg, Option<String>> {
+    let mut origin = Name::from_ascii(&zone.origin).map_err(|e| format!("origin: {e}"))?;
+    origin.set_fqdn(true);
+    let allow = zone
+        .allow_transfer
+        .iter()
+        .map(|network| parse_exact_network(network))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("allow_transfer: {e}"))?;
+    let notify = zone
+        .notify
+        .iter()
+        .map(|target| {
+            target.parse().map_err(|_| {
+                format!("notify: `{target}` is not an address and port like 198.18.0.3:53")
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let primary = match &zone.primary {
+        Some(text) => Some(text.parse().map_err(|_| {
+            format!("primary: `{text}` is not an address and port like 198.18.0.1:53")
+        })?),
+        None => None,
+    };
+    let key = match &zone.tsig_key {
+        Some(name) => match keys.get(name.as_str()) {
+            Some(Ok(key)) => Some(key.clone()),
+            Some(Err(())) => return Err(None),
+            None => return Err(Some(format!("tsig_key: no [tsig_key.{name}] in this file"))),
+        },
+        None => None,
+    };
+    // Read here so that a missing file is a problem on this entry's line,
+    // found with the rest; a secondary's copy may not exist yet.
+    let file = base.join(&zone.file);
+    if primary.is_none()
+        && let Err(error) = std::fs::File::open(&file)
+    {
+        return Err(Some(format!(
+            "cannot read the zone file {}: {error}",
+            file.display()
+        )));
+    }
+    Ok(ZoneArg {
+        origin,
+        file,
+        transfer: ZoneTransfer {
+            primary,
+            allow,
+            notify,
+            key,
+        },
     })
 }
 
@@ -332,21 +447,6 @@ fn index<T>(entries: &BTreeMap<Spanned<String>, T>) -> HashMap<&str, usize> {
         .enumerate()
         .map(|(i, name)| (name.get_ref().as_str(), i))
         .collect()
-}
-
-fn duplicate_name(services: &[Service]) -> Option<String> {
-    let mut seen = HashMap::new();
-    for service in services {
-        if let Some(other) = seen.insert((&service.name, service.record_type), &service.label) {
-            return Some(format!(
-                "services `{other}` and `{}` both answer {} {}",
-                service.label,
-                service.name.to_name(),
-                service.record_type
-            ));
-        }
-    }
-    None
 }
 
 fn load_geo(geo: &super::spec::GeoSpec, base: &Path) -> Result<GeoDb, String> {
@@ -500,6 +600,29 @@ struct PolicyCompiler<'a> {
 }
 
 impl PolicyCompiler<'_> {
+    /// The service `label`; a problem outside its policy has no path.
+    fn service(&mut self, label: &str, def: &ServiceSpec) -> Result<Service, BranchProblem> {
+        let record_type = match def.record_type.to_ascii_uppercase().as_str() {
+            "A" => RecordType::A,
+            "AAAA" => RecordType::AAAA,
+            other => return Err(at(&[], format!("type must be A or AAAA, not `{other}`"))),
+        };
+        let mut name = Name::from_ascii(&def.name).map_err(|e| at(&[], format!("name: {e}")))?;
+        name.set_fqdn(true);
+        let name = WireName::from_name(&name).ok_or_else(|| at(&[], "name is too long"))?;
+        self.service = label.to_owned();
+        self.family_v4 = record_type == RecordType::A;
+        let policy = self.policy(&def.policy, &["policy".to_owned()])?;
+        Ok(Service {
+            label: label.to_owned(),
+            name,
+            record_type,
+            ttl: def.ttl,
+            fail_closed: def.fail_closed,
+            policy,
+        })
+    }
+
     /// Compiles `spec`, the branch at `path` (for labels and errors).
     fn policy(&mut self, spec: &PolicySpec, path: &[String]) -> Result<Policy, BranchProblem> {
         let kind = match (spec.kind, &spec.pool) {

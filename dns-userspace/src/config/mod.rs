@@ -9,12 +9,15 @@ mod compile;
 mod sources;
 mod spec;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+};
 
 use crate::{
     backends::PoolSource,
     cli::ZoneArg,
-    file_error::FileError,
+    file_error::{FileError, FileErrors},
     health::CheckDef,
     hooks::HookSpec,
     policy::{BranchSlot, Pool, Service},
@@ -35,6 +38,25 @@ pub struct Config {
     pub branches: BranchLabels,
     pub hooks: Vec<HookSpec>,
     pub anycast: Option<crate::anycast::AnycastSpec>,
+    pub declared: Declared,
+}
+
+/// Where the policy file declares its services: a problem found once the
+/// zones are read (a service in no zone) points at that line.
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    file: PathBuf,
+    services: HashMap<String, usize>,
+}
+
+impl Declared {
+    /// A problem with the service `label`, on its line.
+    pub fn service_problem(&self, label: &str, problem: impl ToString) -> FileError {
+        FileError {
+            entry: Some(format!("service `{label}`")),
+            ..FileError::new(&self.file, problem).at_line(self.services.get(label).copied())
+        }
+    }
 }
 
 /// The `(service, branch)` label of each answer-counting slot. Slots stay
@@ -74,8 +96,8 @@ impl BranchLabels {
     }
 }
 
-/// A problem in a policy file, with where it is.
-pub type ConfigError = FileError;
+/// Every problem in a policy file, each with where it is.
+pub type ConfigError = FileErrors;
 
 /// Reads and checks `path`. `previous` keeps branch slots stable across a
 /// reload. Relative paths in the file are relative to the file.
@@ -95,13 +117,30 @@ pub fn parse_config(
     let spec: spec::FileSpec = toml::from_str(text)
         .map_err(|error| FileError::new(path, error.message()).at_line(line(error.span())))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    compile::compile(spec, base, previous.cloned().unwrap_or_default()).map_err(|problem| {
-        FileError {
-            entry: problem.entry,
-            path: problem.path,
-            ..FileError::new(path, problem.message).at_line(line(problem.span))
-        }
-    })
+    let (mut config, spans) = compile::compile(spec, base, previous.cloned().unwrap_or_default())
+        .map_err(|problems| {
+        let mut errors: Vec<FileError> = problems
+            .into_iter()
+            .map(|problem| FileError {
+                entry: problem.entry,
+                path: problem.path,
+                ..FileError::new(path, problem.message).at_line(line(problem.span))
+            })
+            .collect();
+        // In the file's order, as an editor shows them.
+        errors.sort_by_key(|error| error.line);
+        FileErrors::of(errors)
+            .unwrap_or_else(|| FileError::new(path, "the policy file has problems").into())
+    })?;
+    config.declared = Declared {
+        file: path.to_owned(),
+        services: spans
+            .services
+            .iter()
+            .map(|(label, span)| (label.clone(), line_of(text, span.start)))
+            .collect(),
+    };
+    Ok(config)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -25,11 +25,12 @@ const DEFAULT_TARGET_QPS: f64 = 100.0;
 const DEFAULT_MAX_INSTANCES: usize = 10;
 
 /// The source of a pool of kind `kind`, or `None` for a static pool.
-/// `checks` are the compiled checks, `pools` every pool's name.
+/// `checks` are the compiled checks (`Err` where one failed), `pools`
+/// every pool's name.
 pub fn pool_source(
     name: &str,
     pool: &PoolSpec,
-    checks: &[CheckDef],
+    checks: &[Result<CheckDef, ()>],
     check_index: &HashMap<&str, usize>,
     pools: &HashMap<&str, usize>,
 ) -> Result<Option<PoolSource>, String> {
@@ -73,11 +74,15 @@ pub fn pool_source(
         let index = check_index
             .get(check)
             .ok_or_else(|| format!("no check named `{check}`"))?;
-        match &checks[*index].probe {
-            Probe::Calculated { .. } => Err(format!(
+        match checks
+            .get(*index)
+            .map(|def| def.as_ref().map(|def| &def.probe))
+        {
+            Some(Ok(Probe::Calculated { .. })) => Err(format!(
                 "check `{check}` is calculated; a function pool needs one that probes"
             )),
-            probe => Ok(probe.clone()),
+            Some(Ok(probe)) => Ok(probe.clone()),
+            _ => Err(format!("check `{check}` has a problem of its own")),
         }
     };
     Ok(match kind {

@@ -11,8 +11,13 @@ fn example() -> Config {
     load_config(&path, None).unwrap_or_else(|error| panic!("{error}"))
 }
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    parse_config(Path::new("dnslb.toml"), text, None)
+/// `text` parsed; a failure must be one problem, returned.
+fn parse(text: &str) -> Result<Config, FileError> {
+    parse_config(Path::new("dnslb.toml"), text, None).map_err(|errors| {
+        let mut errors: Vec<FileError> = errors.into_iter().collect();
+        assert_eq!(errors.len(), 1, "one problem in\n{text}: {errors:?}");
+        errors.remove(0)
+    })
 }
 
 fn addrs(draw: &Draw) -> Vec<IpAddr> {
@@ -286,7 +291,7 @@ fn branch_slots_survive_a_reload() {
 #[test]
 fn zones_say_who_may_transfer_them() {
     let config = parse(
-        "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+        "[[zone]]\norigin = \"example.com\"\nfile = \"../examples/example.com.zone\"\n\
          allow_transfer = [\"198.18.0.0/24\", \"2001:db8::53\"]\n\
          notify = [\"198.18.0.3:53\", \"[2001:db8::3]:5353\"]\n",
     )
@@ -303,14 +308,14 @@ fn zones_say_who_may_transfer_them() {
     assert_eq!(allowed, ["198.18.0.0/24", "2001:db8::53/128"]);
     let error = parse(
         "[pool.a]\nendpoints = [\"198.18.0.1\"]\n\
-         [[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+         [[zone]]\norigin = \"example.com\"\nfile = \"../examples/example.com.zone\"\n\
          allow_transfer = [\"198.18.0.0/33\"]\n",
     )
     .expect_err("a prefix too long");
     assert_eq!(error.line, Some(3), "{error}");
     assert!(error.to_string().contains("allow_transfer"), "{error}");
     let error = parse(
-        "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+        "[[zone]]\norigin = \"example.com\"\nfile = \"../examples/example.com.zone\"\n\
          allow_transfer = [\"192.0.2.7/24\"]\n",
     )
     .expect_err("host bits");
@@ -322,7 +327,7 @@ fn zones_say_who_may_transfer_them() {
         "{error}"
     );
     let error = parse(
-        "[[zone]]\norigin = \"example.com\"\nfile = \"example.com.zone\"\n\
+        "[[zone]]\norigin = \"example.com\"\nfile = \"../examples/example.com.zone\"\n\
          notify = [\"198.18.0.3\"]\n",
     )
     .expect_err("no port");
@@ -417,5 +422,52 @@ fn a_network_with_host_bits_is_refused_on_its_line() {
             .to_string()
             .contains("`10.1.2.3/8` has bits set past its /8 prefix: the network is 10.0.0.0/8"),
         "{error}"
+    );
+}
+
+/// Every problem in the file, each on its line: a bad check, a pool that
+/// names no check, a service with no pool, and two services on one name.
+/// A pool naming the bad check and a service using the pool that failed
+/// are not reported again.
+#[test]
+fn every_problem_is_reported_on_its_line() {
+    let text = "\
+[check.web]
+kind = \"http\"
+interval = \"0s\"
+
+[pool.a]
+endpoints = [\"198.18.0.1\"]
+check = \"web\"
+
+[pool.b]
+endpoints = [\"198.18.0.2\"]
+check = \"nope\"
+
+[service.one]
+name = \"www.example.com.\"
+policy = { pool = \"a\" }
+
+[service.two]
+name = \"two.example.com.\"
+policy = { pool = \"missing\" }
+
+[service.three]
+name = \"www.example.com.\"
+policy = { pool = \"b\" }
+";
+    let errors: Vec<String> = parse_config(Path::new("dnslb.toml"), text, None)
+        .expect_err("four problems")
+        .into_iter()
+        .map(|error| error.to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "dnslb.toml:1: check `web`: interval and timeout must be above zero, timeout at most interval",
+            "dnslb.toml:9: pool `b`: no check named `nope`",
+            "dnslb.toml:17: service `two`: policy: no pool named `missing`",
+            "dnslb.toml:21: service `three`: service `one` answers www.example.com. A already",
+        ]
     );
 }

@@ -28,7 +28,6 @@ impl From<ChangeError> for Refusal {
     fn from(error: ChangeError) -> Refusal {
         let kind = match &error {
             ChangeError::File(_)
-            | ChangeError::Services(_)
             | ChangeError::Override(_)
             | ChangeError::Registry(RegistryError::NoPool(_))
             | ChangeError::NoRoom(_) => RefusalKind::Invalid,

@@ -32,22 +32,20 @@ use crate::{
     cli::{RunArgs, ZoneArg},
     config::{BranchLabels, Config, load_config, parse_config},
     dataplane::{DataplaneError, HotType, SharedDataplane, SyncReport, hot_entries, sync_hot},
-    file_error::FileError,
+    file_error::{FileError, FileErrors},
     hooks::Hooks,
     metrics::Metrics,
     server::{Responder, TransferRules, notify_changes},
     shared::{Poisoned, Shared},
-    steering::{OutsideZones, OverrideError, Overrides, Steering, check_services_in_zones},
+    steering::{OverrideError, Overrides, Steering, services_outside_zones},
     zone::{Catalog, WireName, load_zone},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
-    /// A zone file or the policy file has a problem.
+    /// The zone files or the policy file have problems: all of them.
     #[error(transparent)]
-    File(#[from] FileError),
-    #[error(transparent)]
-    Services(#[from] OutsideZones),
+    File(#[from] FileErrors),
     #[error(transparent)]
     Override(#[from] OverrideError),
     #[error(transparent)]
@@ -83,6 +81,12 @@ pub enum ChangeError {
     /// what it could not take.
     #[error("applying the change: {0:#}")]
     Apply(anyhow::Error),
+}
+
+impl From<FileError> for ChangeError {
+    fn from(error: FileError) -> ChangeError {
+        ChangeError::File(error.into())
+    }
 }
 
 /// A zone being served, and where it was named.
@@ -189,6 +193,7 @@ fn load(
         .map(|zone| &zone.origin)
         .collect();
     let mut catalog = Catalog::default();
+    let mut problems = Vec::new();
     for zone in &zones {
         // A secondary zone without a copy yet is served once its first
         // transfer is in.
@@ -201,7 +206,13 @@ fn load(
             continue;
         }
         let started = Instant::now();
-        let loaded = load_zone(&zone.origin, &zone.file)?;
+        let loaded = match load_zone(&zone.origin, &zone.file) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                problems.push(error);
+                continue;
+            }
+        };
         if copied.contains(&zone.origin) && super::secondary::expired(&loaded, &zone.file) {
             tracing::warn!(
                 "zone {}: the copy in {} is past its SOA's expire, waiting for the primary",
@@ -219,7 +230,11 @@ fn load(
         );
         catalog.insert(loaded);
     }
-    check_services_in_zones(&config, &catalog)?;
+    // Services are checked against the zones only once every zone reads.
+    if problems.is_empty() {
+        problems = services_outside_zones(&config, &catalog);
+    }
+    FileErrors::check(problems)?;
     Ok(Loaded {
         catalog,
         config,
@@ -574,9 +589,11 @@ impl Live {
                 if catalog.remove(&origin_wire).is_none() {
                     return Err(ChangeError::UnknownZone(origin));
                 }
-                self.steering
-                    .check_zones(&catalog)
-                    .map_err(ChangeError::Apply)??;
+                let outside = self
+                    .steering
+                    .services_outside(&catalog)
+                    .map_err(ChangeError::Apply)?;
+                FileErrors::check(outside)?;
             }
         }
         served.zones.retain(|zone| zone.origin != origin);

@@ -37,7 +37,7 @@ impl Live {
         let current = self.policy_file()?;
         let problems = match self.check_policy_text(text) {
             Ok(_) => Vec::new(),
-            Err(error) => vec![self.problem(&error)],
+            Err(error) => self.problems(error),
         };
         let diff = TextDiff::from_lines(&current.text, text)
             .iter_all_changes()
@@ -60,10 +60,7 @@ impl Live {
         if let Some(fleet) = &self.fleet {
             // Checked here as a reload would; each node applies it as it
             // comes from the fleet.
-            let check = Live::check_policy(self, text)?;
-            if let Some(problem) = check.problems.first() {
-                return Err(Refusal::new(RefusalKind::Invalid, &problem.message));
-            }
+            self.check_policy_text(text)?;
             let result = fleet.put_policy(text).and_then(|()| self.serving_now());
             return Ok(self.counted("editing the fleet's policy file", result)?);
         }
@@ -71,20 +68,22 @@ impl Live {
         Ok(self.counted("editing the policy file", result)?)
     }
 
-    /// A problem as the editor shows it: on its line when it is in the
-    /// policy text (a problem in a zone file names that file and line).
-    fn problem(&self, error: &ChangeError) -> Problem {
-        let line = match error {
-            ChangeError::File(file_error)
-                if Some(&file_error.file) == self.args().config.as_ref() =>
-            {
-                file_error.line
-            }
-            _ => None,
-        };
-        Problem {
-            line,
-            message: error.to_string(),
+    /// Problems as the editor shows them: each on its line when it is in
+    /// the policy text (a problem in a zone file names that file and line).
+    fn problems(&self, error: ChangeError) -> Vec<Problem> {
+        let policy = self.args().config.as_ref();
+        match error {
+            ChangeError::File(errors) => errors
+                .into_iter()
+                .map(|error| Problem {
+                    line: error.line.filter(|_| Some(&error.file) == policy),
+                    message: error.to_string(),
+                })
+                .collect(),
+            other => vec![Problem {
+                line: None,
+                message: other.to_string(),
+            }],
         }
     }
 }

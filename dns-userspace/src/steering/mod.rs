@@ -20,7 +20,6 @@ use std::{
 };
 
 use dns_common::HotName;
-use hickory_proto::rr::Name;
 use tokio::sync::{mpsc, watch};
 
 pub use self::{
@@ -34,6 +33,7 @@ use crate::{
     cluster::FleetVotes,
     config::{BranchLabels, Config},
     dataplane::{Dataplane, HotType, KernelServices, SharedDataplane},
+    file_error::FileError,
     health::{HealthEvent, HealthRunner, VerdictScope},
     hooks::{Event, Hooks},
     policy::{BranchSlot, Condition, Health, Pool, PoolEndpoint, Service},
@@ -310,9 +310,9 @@ impl Steering {
         Ok(pools.iter().map(String::as_str).find(|name| !healthy(name)))
     }
 
-    /// Checks that every service answers inside a zone of `catalog`.
-    pub fn check_zones(&self, catalog: &Catalog) -> anyhow::Result<Result<(), OutsideZones>> {
-        Ok(check_services_in_zones(&self.state.lock()?.config, catalog))
+    /// Every service that would answer outside the zones of `catalog`.
+    pub fn services_outside(&self, catalog: &Catalog) -> anyhow::Result<Vec<FileError>> {
+        Ok(services_outside_zones(&self.state.lock()?.config, catalog))
     }
 
     /// The names and types the services own now.
@@ -731,28 +731,20 @@ impl PoolSink for Steering {
     }
 }
 
-/// A service whose name is in no zone being served: it would have no SOA
-/// to answer other types with.
-#[derive(Debug, thiserror::Error)]
-#[error("service `{label}`: {name} is in no zone being served")]
-pub struct OutsideZones {
-    pub label: String,
-    pub name: Name,
-}
-
-/// Checks that every service of `config` answers inside a zone of `catalog`.
-pub fn check_services_in_zones(config: &Config, catalog: &Catalog) -> Result<(), OutsideZones> {
-    match config
+/// Every service of `config` whose name is in no zone of `catalog` (it
+/// would have no SOA to answer other types with), on its line.
+pub fn services_outside_zones(config: &Config, catalog: &Catalog) -> Vec<FileError> {
+    config
         .services
         .iter()
-        .find(|service| catalog.find(service.name.as_bytes()).is_none())
-    {
-        Some(service) => Err(OutsideZones {
-            label: service.label.clone(),
-            name: service.name.to_name(),
-        }),
-        None => Ok(()),
-    }
+        .filter(|service| catalog.find(service.name.as_bytes()).is_none())
+        .map(|service| {
+            config.declared.service_problem(
+                &service.label,
+                format!("{} is in no zone being served", service.name.to_name()),
+            )
+        })
+        .collect()
 }
 
 /// The names and types whose answers a service of `config` owns: zone sync
