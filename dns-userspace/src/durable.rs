@@ -4,7 +4,8 @@
 use std::{io::Write, path::Path};
 
 /// Writes `bytes` to a temporary file beside `file`, flushed to disk, then
-/// renames it over `file` (its directory made if missing).
+/// renames it over `file` (its directory made if missing). The new file
+/// keeps the old one's permissions.
 pub fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
@@ -13,6 +14,9 @@ pub fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temporary.push(".new");
     let temporary = std::path::PathBuf::from(temporary);
     let mut out = std::fs::File::create(&temporary)?;
+    if let Ok(old) = std::fs::metadata(file) {
+        out.set_permissions(old.permissions())?;
+    }
     out.write_all(bytes)?;
     out.sync_all()?;
     std::fs::rename(&temporary, file)

@@ -116,69 +116,121 @@ fn start(port: u16, policy: &Path) -> anyhow::Result<Daemon> {
     Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--config", &policy])
 }
 
-#[test]
-fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
-    let dir = scratch("knot-secondary");
-    let zone = dir.join("example.com.zone");
-    std::fs::write(&zone, zone_text(2026112801, "")).unwrap();
-    let knot_port = free_port();
-    let policy = dir.join("dnslb.toml");
-    std::fs::write(
-        &policy,
+/// dnslb serving example.com (serial 2026112801) from its file, as the
+/// primary of a Knot secondary on 127.0.0.2 that has copied it.
+struct ToKnot {
+    dir: PathBuf,
+    zone: PathBuf,
+    policy: PathBuf,
+    /// dnslb's port on 127.0.0.1.
+    port: u16,
+    daemon: Daemon,
+    knot: Process,
+    knot_port: u16,
+}
+
+impl ToKnot {
+    /// The policy file's `[[zone]]` with `zone_lines` added.
+    fn policy_text(zone: &Path, knot_port: u16, zone_lines: &str) -> String {
         format!(
             "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\ntsig_key = \"{KEY}\"\n\
-             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{}",
+             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{zone_lines}{}",
             zone.display(),
             policy_key(SECRET)
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let daemon = start(port, &policy).expect("dnslb starts");
+        )
+    }
 
-    let knot_dir = dir.join("knot");
-    std::fs::create_dir_all(&knot_dir).unwrap();
-    let knot_listen = format!("{SECONDARY}@{knot_port}");
-    let config = knot_secondary(&knot_dir, &knot_listen, &format!("127.0.0.1@{port}"));
-    let mut knotd = Command::new("knotd");
-    knotd.arg("-c").arg(&config);
-    let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
-    let at_knot = format!("@{SECONDARY}");
-    let knot_port_text = knot_port.to_string();
+    fn new(test: &str) -> ToKnot {
+        let dir = scratch(test);
+        let zone = dir.join("example.com.zone");
+        std::fs::write(&zone, zone_text(2026112801, "")).unwrap();
+        let knot_port = free_port();
+        let policy = dir.join("dnslb.toml");
+        std::fs::write(&policy, ToKnot::policy_text(&zone, knot_port, "")).unwrap();
+        let port = free_port();
+        let daemon = start(port, &policy).expect("dnslb starts");
 
-    // The first copy: Knot answers the zone's names once it has it. (Over
-    // TCP, so that a query before Knot listens fails at once rather than
-    // waiting out kdig's UDP time-out.)
-    let copied = until(
-        Duration::from_secs(10),
-        &[
+        let knot_dir = dir.join("knot");
+        std::fs::create_dir_all(&knot_dir).unwrap();
+        let knot_listen = format!("{SECONDARY}@{knot_port}");
+        let config = knot_secondary(&knot_dir, &knot_listen, &format!("127.0.0.1@{port}"));
+        let mut knotd = Command::new("knotd");
+        knotd.arg("-c").arg(&config);
+        let knot =
+            Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
+        let to_knot = ToKnot {
+            dir,
+            zone,
+            policy,
+            port,
+            daemon,
+            knot,
+            knot_port,
+        };
+        // The first copy: Knot answers the zone's names once it has it.
+        // (Over TCP, so that a query before Knot listens fails at once
+        // rather than waiting out kdig's UDP time-out.)
+        let copied =
+            to_knot.knot_until(Duration::from_secs(10), "www.example.com.", "+tcp", |out| {
+                out.lines()
+                    .any(|line| line.trim().parse::<std::net::Ipv4Addr>().is_ok())
+            });
+        println!("Knot had the zone {copied:?} after start");
+        assert!(
+            to_knot.knot_serial().contains(" 2026112801 "),
+            "Knot has serial 2026112801"
+        );
+        to_knot
+    }
+
+    /// Asks Knot for `name` (A, short, with `option`) until `done`.
+    fn knot_until(
+        &self,
+        limit: Duration,
+        name: &str,
+        option: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Duration {
+        let port = self.knot_port.to_string();
+        let at_knot = format!("@{SECONDARY}");
+        until(
+            limit,
+            &[&at_knot, "-p", &port, name, "A", "+short", option],
+            done,
+        )
+    }
+
+    /// Knot's SOA of the zone, short.
+    fn knot_serial(&self) -> String {
+        let port = self.knot_port.to_string();
+        let at_knot = format!("@{SECONDARY}");
+        kdig(&[
             &at_knot,
             "-p",
-            &knot_port_text,
-            "www.example.com.",
-            "A",
+            &port,
+            "example.com.",
+            "SOA",
             "+short",
             "+tcp",
-        ],
-        |out| {
-            out.lines()
-                .any(|line| line.trim().parse::<std::net::Ipv4Addr>().is_ok())
-        },
+        ])
+    }
+}
+
+impl Drop for ToKnot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
+    let to_knot = ToKnot::new("knot-secondary");
+    let (dir, daemon, knot, knot_port) = (
+        &to_knot.dir,
+        &to_knot.daemon,
+        &to_knot.knot,
+        to_knot.knot_port,
     );
-    let serial = kdig(&[
-        &at_knot,
-        "-p",
-        &knot_port_text,
-        "example.com.",
-        "SOA",
-        "+short",
-        "+tcp",
-    ]);
-    assert!(
-        serial.contains(" 2026112801 "),
-        "Knot has serial 2026112801: {serial}"
-    );
-    println!("Knot had the zone {copied:?} after start");
 
     // A new version loaded into dnslb from another file: its NOTIFY has
     // Knot fetch it at once, not at the SOA refresh two hours later.
@@ -188,16 +240,10 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     daemon
         .cli(&["zone", "load", "example.com", &next_path])
         .expect("dnslb zone load");
-    let followed = until(
+    let followed = to_knot.knot_until(
         Duration::from_secs(1),
-        &[
-            &at_knot,
-            "-p",
-            &knot_port_text,
-            "added.example.com.",
-            "A",
-            "+short",
-        ],
+        "added.example.com.",
+        "+notcp",
         |out| out.trim() == "198.18.77.7",
     );
     println!("Knot served the new version {followed:?} after dnslb zone load returned");
@@ -221,7 +267,7 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
 
     // Anyone else is refused, and dnslb says so: another address, the
     // secondary's address without the key, or with the wrong secret.
-    let port = port.to_string();
+    let port = to_knot.port.to_string();
     let signed = format!("hmac-sha256:{KEY}:{SECRET}");
     let wrong = format!("hmac-sha256:{KEY}:{WRONG_SECRET}");
     let from = |source: &str, kind: &str, key: Option<&str>| {
@@ -270,9 +316,70 @@ fn knot_copies_a_zone_from_dnslb_and_follows_its_changes() {
     );
     assert!(records.last().is_some_and(|r| r.contains("SOA")), "{axfr}");
     assert!(records.iter().any(|r| r.contains("198.18.77.7")), "{axfr}");
-    drop(knot);
-    drop(daemon);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A zone file edited without a new serial is refused (Knot would never
+/// ask for it), and the old version goes on serving; with serial = "auto"
+/// dnslb raises the serial, writes it into the file, and Knot follows by
+/// IXFR after the NOTIFY.
+#[test]
+fn a_change_without_a_new_serial_is_refused_and_auto_raises_it_for_knot() {
+    let to_knot = ToKnot::new("serial");
+    let edited = zone_text(2026112801, "added 300 IN A 198.18.77.8");
+    std::fs::write(&to_knot.zone, &edited).unwrap();
+    let refused = to_knot
+        .daemon
+        .cli(&["zone", "reload", "example.com"])
+        .expect_err("same serial");
+    assert!(
+        refused.contains("the data changed but the SOA serial 2026112801 is not above 2026112801"),
+        "{refused}"
+    );
+    let at_dnslb = |name: &str, kind: &str| {
+        let port = to_knot.port.to_string();
+        kdig(&["@127.0.0.1", "-p", &port, name, kind, "+short"])
+    };
+    assert_eq!(
+        at_dnslb("added.example.com.", "A").trim(),
+        "",
+        "the old version serves"
+    );
+    assert!(at_dnslb("example.com.", "SOA").contains(" 2026112801 "));
+
+    std::fs::write(
+        &to_knot.policy,
+        ToKnot::policy_text(&to_knot.zone, to_knot.knot_port, "serial = \"auto\"\n"),
+    )
+    .unwrap();
+    to_knot
+        .daemon
+        .cli(&["reload"])
+        .expect("reload with serial = auto");
+    assert_eq!(at_dnslb("added.example.com.", "A").trim(), "198.18.77.8");
+    assert!(at_dnslb("example.com.", "SOA").contains(" 2026112802 "));
+    assert_eq!(
+        std::fs::read_to_string(&to_knot.zone).unwrap(),
+        edited.replacen("2026112801", "2026112802", 1),
+        "the raised serial is written into the file, nothing else changed"
+    );
+    let followed = to_knot.knot_until(
+        Duration::from_secs(2),
+        "added.example.com.",
+        "+notcp",
+        |out| out.trim() == "198.18.77.8",
+    );
+    println!("Knot served the change {followed:?} after the reload");
+    assert!(to_knot.knot_serial().contains(" 2026112802 "));
+    assert!(
+        to_knot.daemon.log_text().contains(&format!(
+            "sent IXFR of example.com. serial 2026112802 to {SECONDARY}: difference"
+        )),
+        "{}",
+        to_knot.daemon.log_text()
+    );
+    // The file, now raised, reloads as it is.
+    to_knot.daemon.cli(&["reload"]).expect("nothing changed");
+    assert!(at_dnslb("example.com.", "SOA").contains(" 2026112802 "));
 }
 
 fn knot_primary(dir: &Path, listen: &str, secondary: &str, zone: &Path) -> PathBuf {

@@ -29,7 +29,7 @@ use crate::{
         Service, distance_km, parse_exact_network,
     },
     server::{TsigKey, ZoneTransfer},
-    zone::WireName,
+    zone::{WireName, serial::SerialRule},
 };
 
 /// A problem, the span and name of the entry it is in, and the branch
@@ -370,6 +370,20 @@ fn compile_zone(
         },
         None => None,
     };
+    let serial = match zone.serial.as_deref() {
+        None | Some("file") => SerialRule::File,
+        Some("auto") if primary.is_some() => {
+            return Err(Some(
+                "serial = \"auto\" is for a zone served from its file; a secondary serves its primary's serial".into(),
+            ));
+        }
+        Some("auto") => SerialRule::Auto,
+        Some(other) => {
+            return Err(Some(format!(
+                "serial: `{other}` is neither \"file\" nor \"auto\""
+            )));
+        }
+    };
     // Read here so that a missing file is a problem on this entry's line,
     // found with the rest; a secondary's copy may not exist yet.
     let file = base.join(&zone.file);
@@ -389,6 +403,7 @@ fn compile_zone(
             allow,
             notify,
             key,
+            serial,
         },
     })
 }

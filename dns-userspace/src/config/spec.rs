@@ -77,6 +77,9 @@ pub struct ZoneSpec {
     /// required of those who transfer it, used towards its primary and
     /// its secondaries.
     pub tsig_key: Option<String>,
+    /// `"file"` (the default: a changed file must raise its SOA serial)
+    /// or `"auto"` (dnslb raises it and writes it into the file).
+    pub serial: Option<String>,
 }
 
 /// Where client locations come from: a MaxMind database or a CSV of

@@ -22,6 +22,7 @@ use super::{
     fleet::Fleet,
     kept::{Kept, KeptError, ZoneChanges},
     secondary::Followers,
+    serials::{SerialWrite, hold_serials},
 };
 use crate::{
     api::types::{
@@ -243,6 +244,18 @@ fn load(
     })
 }
 
+/// Writes the serials dnslb raised into their zone files: a file that
+/// cannot be written refuses the change.
+fn write_serials(serials: &[SerialWrite]) -> Result<(), ChangeError> {
+    for serial in serials {
+        serial.write().map_err(|source| ChangeError::Write {
+            path: serial.file.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Who may transfer which zone and who is told of changes: the policy
 /// file's `allow_transfer` and `notify`, for whichever file serves it.
 pub fn transfer_rules(config: &Config) -> TransferRules {
@@ -419,8 +432,17 @@ impl Live {
         {
             return Err(ChangeError::NotTheApis(origin.clone()));
         }
-        let loaded = self.load_with(&api_changes, policy_text)?;
+        let mut loaded = self.load_with(&api_changes, policy_text)?;
+        let transfers = transfer_rules(&loaded.config);
+        let zone_files = loaded.zones.iter().map(|z| (&z.origin, z.file.as_path()));
+        let serials = hold_serials(
+            &self.responder.catalog(),
+            &mut loaded.catalog,
+            zone_files,
+            &transfers,
+        )?;
         self.check_room(&loaded.catalog, Some(&loaded.config))?;
+        write_serials(&serials)?;
         commit(&loaded)?;
         if release.is_some() {
             self.kept.keep_zone_changes(&api_changes)?;
@@ -428,7 +450,6 @@ impl Live {
         served.api_changes = api_changes;
         let services = loaded.config.services.len();
         let (sources, hooks) = (loaded.config.sources.clone(), loaded.config.hooks.clone());
-        let transfers = transfer_rules(&loaded.config);
         let zones = loaded.config.zones.clone();
         self.steering
             .reload(loaded.config)
@@ -583,8 +604,17 @@ impl Live {
         let mut catalog = self.responder.catalog().as_ref().clone();
         let origin_wire =
             WireName::from_name(&origin).ok_or(ChangeError::UnknownZone(origin.clone()))?;
+        let mut serials = Vec::new();
         match &file {
-            Some(file) => catalog.insert(load_zone(&origin, file)?),
+            Some(file) => {
+                catalog.insert(load_zone(&origin, file)?);
+                serials = hold_serials(
+                    &self.responder.catalog(),
+                    &mut catalog,
+                    [(&origin, file.as_path())],
+                    &self.responder.transfer_rules(),
+                )?;
+            }
             None => {
                 if catalog.remove(&origin_wire).is_none() {
                     return Err(ChangeError::UnknownZone(origin));
@@ -605,6 +635,7 @@ impl Live {
             });
         }
         self.check_room(&catalog, None)?;
+        write_serials(&serials)?;
         if source == ZoneSource::ControlApi {
             let mut changes = served.api_changes.clone();
             changes.insert(origin, file);

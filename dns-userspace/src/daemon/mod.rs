@@ -15,6 +15,7 @@ mod live;
 mod policy_edit;
 mod privileges;
 mod secondary;
+mod serials;
 mod simulate;
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,8 @@ pub struct ZoneTransfer {
     pub notify: Vec<std::net::SocketAddr>,
     /// The key that signs its transfers and NOTIFY, both ways.
     pub key: Option<TsigKey>,
+    /// What its serial must do when its file changes.
+    pub serial: crate::zone::serial::SerialRule,
 }
 
 /// Each zone's transfer rules, by apex.

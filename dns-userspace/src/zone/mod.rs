@@ -9,6 +9,7 @@ mod entries;
 mod generic;
 mod load;
 mod rrset;
+pub mod serial;
 pub mod wire;
 
 use std::{collections::HashMap, sync::OnceLock};
@@ -110,6 +111,27 @@ impl Zone {
             Some(RData::SOA(soa)) => Some(soa),
             _ => None,
         }
+    }
+
+    /// Whether `other` holds the same records, the SOA's serial aside
+    /// (the order of records within an RRset aside too).
+    pub fn same_data(&self, other: &Zone) -> bool {
+        let soas = self.soa_data().zip(other.soa_data());
+        self.origin == other.origin
+            && self.soa().ttl() == other.soa().ttl()
+            && soas.is_some_and(|(a, b)| serial::same_but_serial(a, b))
+            && self.nodes.len() == other.nodes.len()
+            && self.nodes.iter().all(|(name, node)| {
+                other.nodes.get(name).is_some_and(|theirs| {
+                    node.rrsets.len() == theirs.rrsets.len()
+                        && node.rrsets.iter().all(|rrset| {
+                            rrset.record_type() == RecordType::SOA
+                                || theirs
+                                    .rrset(rrset.record_type())
+                                    .is_some_and(|their| rrset.same_records(their))
+                        })
+                })
+            })
     }
 
     /// The SOA's serial number.

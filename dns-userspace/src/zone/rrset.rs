@@ -39,6 +39,14 @@ pub struct Rrset {
 }
 
 impl Rrset {
+    /// Whether `other` has the same type, TTL and records, in any order.
+    pub fn same_records(&self, other: &Rrset) -> bool {
+        self.record_type == other.record_type
+            && self.ttl == other.ttl
+            && self.rdatas.len() == other.rdatas.len()
+            && self.rdatas.iter().all(|rdata| other.rdatas.contains(rdata))
+    }
+
     pub fn new(record_type: RecordType, ttl: u32) -> Rrset {
         Rrset {
             record_type,
