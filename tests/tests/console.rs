@@ -33,6 +33,8 @@ const TOKEN: &str = "console-test-token";
 const INTERVAL_MS: u64 = 100;
 const TIMEOUT_MS: u64 = 50;
 const FALL: u64 = 2;
+/// A TSIG secret in a policy file the console edits.
+const TSIG_SECRET: &str = "Y29uc29sZSB0ZXN0IHNlY3JldCwgbmV2ZXIgc2hvd24h";
 
 fn url(fragment: &str) -> String {
     format!("http://{CONSOLE}/#/{fragment}")
@@ -443,7 +445,12 @@ fn a_broken_policy_edit_shows_its_line_and_changes_nothing_a_good_one_applies() 
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let dir = std::env::temp_dir().join("dnslb-console-edit");
     let policy = dir.join("dnslb.toml");
-    let original = geo_policy(&dir);
+    // A TSIG secret written inline: the console never shows it, and an
+    // edit applied from the console keeps it.
+    let original = format!(
+        "{}\n[tsig_key.transfer]\nsecret = \"{TSIG_SECRET}\"\n",
+        geo_policy(&dir)
+    );
     std::fs::write(&policy, &original).unwrap();
     let daemon = start(&rig, "edit", &policy);
     // A problem in a branch is reported on the branch's own line.
@@ -462,6 +469,23 @@ fn a_broken_policy_edit_shows_its_line_and_changes_nothing_a_good_one_applies() 
                 Duration::from_secs(10),
             )
             .await?;
+        let shown = browser
+            .eval("document.getElementById('policy-text').value")
+            .await?
+            .to_string();
+        assert!(shown.contains(r#"secret = \"(set: hidden by dnslb)\""#), "{shown}");
+        let page = browser
+            .client()
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch('/v1/policy', { headers:
+                   { Authorization: 'Bearer ' + sessionStorage.getItem('dnslb-token') } })
+                 .then(r => r.text()).then(body => done(document.documentElement.outerHTML + body));",
+                Vec::new(),
+            )
+            .await?
+            .to_string();
+        assert!(!page.contains(TSIG_SECRET), "the secret is in the page or the API's answer");
         let edit = |from: &str, to: &str| {
             format!(
                 "const t = document.getElementById('policy-text');
@@ -558,6 +582,10 @@ fn a_broken_policy_edit_shows_its_line_and_changes_nothing_a_good_one_applies() 
     .expect("the console test");
     let written = std::fs::read_to_string(&policy).unwrap();
     assert!(written.contains(r#"{ continent = "EU", pool = "us" }"#));
+    assert!(
+        written.contains(&format!("secret = \"{TSIG_SECRET}\"")),
+        "the secret kept: {written}"
+    );
     assert_eq!(
         rig_a_records(&rig.client, "geo.example.com."),
         vec![v4("127.0.0.22")],

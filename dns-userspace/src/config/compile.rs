@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RecordType};
 use toml::Spanned;
 
 use super::{
-    BranchLabels, Config, sources,
+    BranchLabels, Config, secrets, sources,
     spec::{
         AnycastFileSpec, BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind,
         PolicySpec, PoolSpec, ServiceSpec, VerdictKind, ZoneSpec,
@@ -107,13 +107,22 @@ pub fn compile(
     let mut keys = HashMap::new();
     for (name, key) in &spec.tsig_key {
         let spec = key.get_ref();
-        let compiled = TsigKey::new(name.get_ref(), &spec.algorithm, &spec.secret).map_err(|e| {
-            problems.push(Problem::within(
-                key.span(),
-                format!("tsig_key `{}`", name.get_ref()),
-                e,
-            ))
-        });
+        let secret = match (&spec.secret, &spec.secret_file) {
+            (Some(secret), None) => Ok(secret.clone()),
+            (None, Some(file)) => secrets::read_secret_file(&base.join(file)),
+            _ => Err("give `secret` or `secret_file`, one of them".to_owned()),
+        };
+        let compiled = secret
+            .and_then(|secret| {
+                TsigKey::new(name.get_ref(), &spec.algorithm, &secret).map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                problems.push(Problem::within(
+                    key.span(),
+                    format!("tsig_key `{}`", name.get_ref()),
+                    e,
+                ))
+            });
         keys.insert(name.get_ref().as_str(), compiled);
     }
     let mut declared = Spans::default();

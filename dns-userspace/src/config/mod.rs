@@ -6,6 +6,7 @@
 //! one error naming the file and line.
 
 mod compile;
+pub mod secrets;
 mod sources;
 mod spec;
 

@@ -52,7 +52,10 @@ pub struct TsigKeySpec {
     #[serde(default = "default_tsig_algorithm")]
     pub algorithm: String,
     /// The shared secret, base64 as `keymgr -t` and `tsig-keygen` print it.
-    pub secret: String,
+    pub secret: Option<String>,
+    /// Or a file holding it (relative to the policy file), readable by
+    /// the daemon and by no one else on the host.
+    pub secret_file: Option<PathBuf>,
 }
 
 fn default_tsig_algorithm() -> String {

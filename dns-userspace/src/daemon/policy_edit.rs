@@ -7,9 +7,12 @@
 use similar::{ChangeTag, TextDiff};
 
 use super::live::{ChangeError, Live};
-use crate::api::{
-    Answer, Refusal, RefusalKind,
-    types::{Applied, DiffLine, LineChange, PolicyCheck, PolicyFile, Problem},
+use crate::{
+    api::{
+        Answer, Refusal, RefusalKind,
+        types::{Applied, DiffLine, LineChange, PolicyCheck, PolicyFile, Problem},
+    },
+    config::secrets::{hide_secrets, restore_secrets},
 };
 
 fn no_policy_file() -> Refusal {
@@ -20,8 +23,20 @@ fn no_policy_file() -> Refusal {
 }
 
 impl Live {
-    /// `GET /v1/policy`.
+    /// `GET /v1/policy`: the policy file, its secrets hidden.
     pub fn policy_file(&self) -> Answer<PolicyFile> {
+        let (file, text) = self.read_policy_file()?;
+        let text = hide_secrets(&text).map_err(|error| {
+            Refusal::new(
+                RefusalKind::Failed,
+                format!("{}: {error}: fix it there", file.display()),
+            )
+        })?;
+        Ok(PolicyFile { file, text })
+    }
+
+    /// The policy file as it is, secrets and all.
+    fn read_policy_file(&self) -> Answer<(std::path::PathBuf, String)> {
         let file = self.args().config.clone().ok_or_else(no_policy_file)?;
         let text = std::fs::read_to_string(&file).map_err(|error| {
             Refusal::new(
@@ -29,15 +44,27 @@ impl Live {
                 format!("reading {}: {error}", file.display()),
             )
         })?;
-        Ok(PolicyFile { file, text })
+        Ok((file, text))
+    }
+
+    /// `text` as sent (secrets hidden) with the secrets it keeps put back.
+    fn with_secrets(&self, text: &str) -> Answer<String> {
+        let (_, current) = self.read_policy_file()?;
+        restore_secrets(text, &current).map_err(|error| Refusal::new(RefusalKind::Invalid, error))
     }
 
     /// `POST /v1/policy/check`.
     pub fn check_policy(&self, text: &str) -> Answer<PolicyCheck> {
         let current = self.policy_file()?;
-        let problems = match self.check_policy_text(text) {
-            Ok(_) => Vec::new(),
-            Err(error) => self.problems(error),
+        let problems = match self.with_secrets(text) {
+            Ok(full) => match self.check_policy_text(&full) {
+                Ok(_) => Vec::new(),
+                Err(error) => self.problems(error),
+            },
+            Err(refusal) => vec![Problem {
+                line: None,
+                message: refusal.message,
+            }],
         };
         let diff = TextDiff::from_lines(&current.text, text)
             .iter_all_changes()
@@ -57,6 +84,7 @@ impl Live {
     /// policy file, and applies it; refused whole if any of that fails.
     pub fn apply_policy(&self, text: &str) -> Answer<Applied> {
         let file = self.args().config.clone().ok_or_else(no_policy_file)?;
+        let text = &self.with_secrets(text)?;
         if let Some(fleet) = &self.fleet {
             // Checked here as a reload would; each node applies it as it
             // comes from the fleet.

@@ -428,15 +428,17 @@ async fn a_change_that_cannot_be_kept_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn zones_stay_where_they_were_named_until_released() {
     let scratch = Scratch::new("owner");
-    let other = |name: &str, address: &str| {
+    // Each version with a higher serial, as the serial rule wants.
+    let other = |name: &str, address: &str, serial: &str| {
         scratch.write(
             name,
             &ZONE
                 .replace("198.18.1.1", address)
+                .replace(" 7 2 3 4 5", &format!(" {serial} 2 3 4 5"))
                 .replace("$TTL 60", "$TTL 60\n$ORIGIN other.test."),
         )
     };
-    let first = other("first.zone", "198.18.7.1");
+    let first = other("first.zone", "198.18.7.1", "1");
     let policy = |file: &std::path::Path| {
         format!(
             "{POLICY}[[zone]]\norigin = \"other.test.\"\nfile = \"{}\"\n",
@@ -456,7 +458,7 @@ async fn zones_stay_where_they_were_named_until_released() {
         .await
         .unwrap();
     assert_eq!(source().await, ZoneSource::PolicyFile, "still the file's");
-    let second = other("second.zone", "198.18.7.2");
+    let second = other("second.zone", "198.18.7.2", "2");
     scratch.write("dnslb.toml", &policy(&second));
     let _: Applied = client.post("/v1/reload", None::<&()>).await.unwrap();
     assert_eq!(
@@ -466,7 +468,7 @@ async fn zones_stay_where_they_were_named_until_released() {
     );
 
     // Loaded through the API: the API's, across reloads, until released.
-    let third = other("third.zone", "198.18.7.3");
+    let third = other("third.zone", "198.18.7.3", "3");
     let _: Applied = client
         .put("/v1/zones/other.test", &ZoneLoad { file: third })
         .await
@@ -474,6 +476,7 @@ async fn zones_stay_where_they_were_named_until_released() {
     let _: Applied = client.post("/v1/reload", None::<&()>).await.unwrap();
     assert_eq!(source().await, ZoneSource::ControlApi);
     assert_eq!(www(), Ok(vec!["198.18.7.3".parse().unwrap()]));
+    other("second.zone", "198.18.7.2", "4");
     let _: Applied = client
         .post("/v1/zones/other.test/release", None::<&()>)
         .await
