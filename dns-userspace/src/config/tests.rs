@@ -471,3 +471,37 @@ policy = { pool = \"b\" }
         ]
     );
 }
+
+/// A TSIG secret kept in a file beside the policy: read from there, and a
+/// file anyone may read is refused on the key's line.
+#[test]
+fn a_tsig_secret_comes_from_its_file_which_others_may_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("dnslb-config-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("transfer.key");
+    std::fs::write(&key, "c2VjcmV0IGZvciB0aGUgdGVzdA==\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = "[pool.a]\nendpoints = [\"198.18.0.1\"]\n\
+                [tsig_key.transfer]\nsecret_file = \"transfer.key\"\n";
+    let policy = dir.join("dnslb.toml");
+    parse_config(&policy, text, None).expect("the secret read from its file");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let errors: Vec<FileError> = parse_config(&policy, text, None)
+        .expect_err("readable by anyone")
+        .into_iter()
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, Some(3), "{}", errors[0]);
+    assert!(
+        errors[0].problem.contains("anyone on the host can read it"),
+        "{}",
+        errors[0]
+    );
+    let both = text.replace("secret_file", "secret = \"c2VjcmV0\"\nsecret_file");
+    assert!(
+        parse_config(&policy, &both, None).is_err(),
+        "secret and secret_file"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
