@@ -200,6 +200,30 @@ fn status_zones_services_endpoints_health_stats() {
         stats.contains("kernel (XDP)") && stats.contains("mail.example.com.  1"),
         "{stats}"
     );
+    // Every count in the JSON is an object with named fields.
+    let counted = json(&daemon.cli(&["stats", "--json"]).expect("stats --json"));
+    let mail = &counted["top_names"]
+        .as_array()
+        .and_then(|names| names.iter().find(|n| n["name"] == "mail.example.com."))
+        .cloned();
+    assert_eq!(
+        mail.as_ref().map(|n| &n["queries"]),
+        Some(&serde_json::json!(1)),
+        "{counted}"
+    );
+    for list in ["kernel_passed", "userspace_answered", "branches"] {
+        assert!(
+            counted[list]
+                .as_array()
+                .is_some_and(|items| items.iter().all(|item| item.is_object())),
+            "{list}: {counted}"
+        );
+    }
+    assert!(
+        counted["kernel_passed"][0]["reason"].is_string(),
+        "{counted}"
+    );
+    assert!(counted["branches"][0]["answers"].is_u64(), "{counted}");
     let watched = daemon
         .cli(&["stats", "--watch", "--count", "2"])
         .expect("stats --watch");
@@ -276,11 +300,20 @@ fn zone_and_policy_changes_are_all_or_nothing() {
     assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.1\n");
     assert_eq!(ask(&rig, "www.example.com."), www);
 
-    // Reloading a zone rereads its file.
-    files.write(
-        "extra.zone",
-        &EXTRA_ZONE.replace("198.18.50.1", "198.18.50.2"),
+    // Reloading a zone rereads its file: an edit without a new serial is
+    // refused (secondaries would never see it), one with a new serial is
+    // served.
+    let edited = EXTRA_ZONE.replace("198.18.50.1", "198.18.50.2");
+    files.write("extra.zone", &edited);
+    let refused = daemon
+        .cli(&["zone", "reload", "extra.test"])
+        .expect_err("the same serial");
+    assert!(
+        refused.contains("the SOA serial 1 is not above 1"),
+        "{refused}"
     );
+    assert_eq!(ask(&rig, "hot.extra.test."), "198.18.50.1\n");
+    files.write("extra.zone", &edited.replace(" h 1 ", " h 2 "));
     daemon
         .cli(&["zone", "reload", "extra.test"])
         .expect("zone reload");
@@ -297,6 +330,21 @@ fn zone_and_policy_changes_are_all_or_nothing() {
     assert!(
         refused.contains(&format!("{}:5:", files.text("dnslb.toml"))) && refused.contains("nope"),
         "{refused}"
+    );
+    // With --json, the failure is JSON on stdout too, with the status.
+    let output = std::process::Command::new(dnslb_tests::daemon::dnslb_binary().unwrap())
+        .args(["reload", "--json", "--socket"])
+        .arg(daemon.control_socket())
+        .output()
+        .expect("dnslb reload --json");
+    assert_eq!(output.status.code(), Some(1));
+    let failure = json(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(failure["status"], 400, "{failure}");
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no pool named `nope`")),
+        "{failure}"
     );
     assert_eq!(ask(&rig, "web.example.com.").lines().count(), 3);
     assert_eq!(

@@ -402,13 +402,42 @@ pub struct Stats {
     /// Queries answered in the kernel.
     pub kernel_answered: u64,
     /// Queries the kernel passed on, by reason.
-    pub kernel_passed: Vec<(String, u64)>,
+    pub kernel_passed: Vec<PassedQueries>,
     /// Queries the daemon answered, by transport.
-    pub userspace_answered: Vec<(String, u64)>,
-    /// Answers per policy branch: (service, branch, answers).
-    pub branches: Vec<(String, String, u64)>,
+    pub userspace_answered: Vec<TransportQueries>,
+    /// Answers per policy branch.
+    pub branches: Vec<BranchAnswers>,
     /// The names most queried from the daemon over the last minute.
-    pub top_names: Vec<(String, u64)>,
+    pub top_names: Vec<NameQueries>,
+}
+
+/// Queries the kernel passed to the daemon for one reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassedQueries {
+    pub reason: String,
+    pub queries: u64,
+}
+
+/// Queries the daemon answered over one transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportQueries {
+    pub transport: String,
+    pub queries: u64,
+}
+
+/// Answers drawn from one branch of a service's policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchAnswers {
+    pub service: String,
+    pub branch: String,
+    pub answers: u64,
+}
+
+/// Queries for one name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameQueries {
+    pub name: String,
+    pub queries: u64,
 }
 
 /// `POST /v1/reload` and the zone changes: what was applied.

@@ -15,7 +15,7 @@ use super::{
     ServiceCommand, StatsArgs, ZoneCommand, render,
 };
 use crate::api::{
-    client::{Client, Target},
+    client::{Client, ClientError, Target},
     types::{
         AnycastChange, AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, Registration,
         ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
@@ -24,11 +24,38 @@ use crate::api::{
 
 /// Runs one of the control commands (not `run`, `check` or
 /// `completions`), printing to stdout.
+/// With `--json`, a failure is printed to stdout as JSON too
+/// (`{"error": "...", "status": 400}`, the status when the daemon refused),
+/// so that a script reading stdout always gets JSON.
 pub fn control(command: Command) -> anyhow::Result<()> {
+    let json = command.connection().is_some_and(|c| c.json);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(dispatch(command))
+    let result = runtime.block_on(dispatch(command));
+    if let Err(error) = &result
+        && json
+    {
+        let status = error.chain().find_map(|cause| match cause.downcast_ref() {
+            Some(ClientError::Refused { status, .. }) => Some(status.as_u16()),
+            _ => None,
+        });
+        let failure = Failure {
+            error: format!("{error:#}"),
+            status,
+        };
+        let text = serde_json::to_string_pretty(&failure)? + "\n";
+        std::io::stdout().write_all(text.as_bytes())?;
+    }
+    result
+}
+
+/// A failed control command, as `--json` prints it.
+#[derive(Serialize)]
+struct Failure {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
 }
 
 fn client(connection: &Connection) -> anyhow::Result<Client> {

@@ -106,6 +106,44 @@ pub struct Connection {
     pub json: bool,
 }
 
+impl Command {
+    /// How a control command reaches the daemon; `None` for the others.
+    pub fn connection(&self) -> Option<&Connection> {
+        Some(match self {
+            Command::Status(c) | Command::Health(c) | Command::Reload(c) => c,
+            Command::Stats(args) => &args.connection,
+            Command::Zone(
+                ZoneCommand::List(c)
+                | ZoneCommand::Show { connection: c, .. }
+                | ZoneCommand::Load { connection: c, .. }
+                | ZoneCommand::Reload { connection: c, .. }
+                | ZoneCommand::Remove { connection: c, .. }
+                | ZoneCommand::Release { connection: c, .. },
+            ) => c,
+            Command::Service(
+                ServiceCommand::List(c) | ServiceCommand::Show { connection: c, .. },
+            ) => c,
+            Command::Endpoint(
+                EndpointCommand::List { connection: c, .. }
+                | EndpointCommand::Weight { connection: c, .. },
+            ) => c,
+            Command::Endpoint(EndpointCommand::Drain(args) | EndpointCommand::Undrain(args)) => {
+                &args.connection
+            }
+            Command::Endpoint(
+                EndpointCommand::Register { instance, .. }
+                | EndpointCommand::Deregister(instance)
+                | EndpointCommand::Heartbeat(instance),
+            ) => &instance.connection,
+            Command::Anycast(AnycastCommand::Withdraw(c) | AnycastCommand::Announce(c)) => c,
+            Command::Run(_)
+            | Command::Check(_)
+            | Command::Detach { .. }
+            | Command::Completions { .. } => return None,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ZoneCommand {
     /// Every zone served, with its file, serial and size.

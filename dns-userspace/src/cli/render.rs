@@ -339,24 +339,32 @@ pub fn stats(before: &Stats, now: &Stats) -> String {
         format!("{:.0}", rate(before.kernel_answered, now.kernel_answered)),
         now.kernel_answered.to_string(),
     ]);
-    for (path, count) in &now.userspace_answered {
-        let earlier = lookup(&before.userspace_answered, path);
+    for now_path in &now.userspace_answered {
+        let earlier = before
+            .userspace_answered
+            .iter()
+            .find(|then| then.transport == now_path.transport)
+            .map_or(0, |then| then.queries);
         table.row(vec![
-            format!("daemon ({path})"),
-            format!("{:.0}", rate(earlier, *count)),
-            count.to_string(),
+            format!("daemon ({})", now_path.transport),
+            format!("{:.0}", rate(earlier, now_path.queries)),
+            now_path.queries.to_string(),
         ]);
     }
     out.push_str(&table.render());
     if !now.kernel_passed.is_empty() {
         out.push_str("\npassed by the kernel to the daemon\n");
         let mut table = Table::new(&["REASON", "PER SECOND", "SINCE START"]);
-        for (reason, count) in &now.kernel_passed {
-            let earlier = lookup(&before.kernel_passed, reason);
+        for passed in &now.kernel_passed {
+            let earlier = before
+                .kernel_passed
+                .iter()
+                .find(|then| then.reason == passed.reason)
+                .map_or(0, |then| then.queries);
             table.row(vec![
-                reason.clone(),
-                format!("{:.0}", rate(earlier, *count)),
-                count.to_string(),
+                passed.reason.clone(),
+                format!("{:.0}", rate(earlier, passed.queries)),
+                passed.queries.to_string(),
             ]);
         }
         out.push_str(&table.render());
@@ -364,32 +372,28 @@ pub fn stats(before: &Stats, now: &Stats) -> String {
     if !now.branches.is_empty() {
         out.push_str("\npolicy branches\n");
         let mut table = Table::new(&["SERVICE", "BRANCH", "PER SECOND", "SINCE START"]);
-        for (service, branch, count) in &now.branches {
+        for branch in &now.branches {
             let earlier = before
                 .branches
                 .iter()
-                .find(|(s, b, _)| s == service && b == branch)
-                .map_or(0, |(_, _, c)| *c);
+                .find(|then| then.service == branch.service && then.branch == branch.branch)
+                .map_or(0, |then| then.answers);
             table.row(vec![
-                service.clone(),
-                branch.clone(),
-                format!("{:.0}", rate(earlier, *count)),
-                count.to_string(),
+                branch.service.clone(),
+                branch.branch.clone(),
+                format!("{:.0}", rate(earlier, branch.answers)),
+                branch.answers.to_string(),
             ]);
         }
         out.push_str(&table.render());
     }
     out.push_str("\nnames most asked of the daemon, last minute\n");
     let mut table = Table::new(&["NAME", "QUERIES"]);
-    for (name, count) in &now.top_names {
-        table.row(vec![name.clone(), count.to_string()]);
+    for top in &now.top_names {
+        table.row(vec![top.name.clone(), top.queries.to_string()]);
     }
     out.push_str(&table.render());
     out
-}
-
-fn lookup(counts: &[(String, u64)], key: &str) -> u64 {
-    counts.iter().find(|(k, _)| k == key).map_or(0, |(_, c)| *c)
 }
 
 pub fn applied(applied: &Applied) -> String {
@@ -402,6 +406,7 @@ pub fn applied(applied: &Applied) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::types::{NameQueries, PassedQueries, TransportQueries};
 
     #[test]
     fn tables_align_columns() {
@@ -435,17 +440,27 @@ mod tests {
 
     #[test]
     fn stats_are_rates_between_readings() {
-        let reading = |uptime: f64, kernel: u64, names: Vec<(String, u64)>| Stats {
+        let reading = |uptime: f64, kernel: u64, top_names: Vec<NameQueries>| Stats {
             uptime_seconds: uptime,
             kernel_answered: kernel,
-            kernel_passed: vec![("not hot".into(), kernel / 10)],
-            userspace_answered: vec![("all".into(), kernel / 2)],
+            kernel_passed: vec![PassedQueries {
+                reason: "not hot".into(),
+                queries: kernel / 10,
+            }],
+            userspace_answered: vec![TransportQueries {
+                transport: "all".into(),
+                queries: kernel / 2,
+            }],
             branches: vec![],
-            top_names: names,
+            top_names,
+        };
+        let www = NameQueries {
+            name: "www.example.".into(),
+            queries: 7,
         };
         let text = stats(
             &reading(10.0, 1000, vec![]),
-            &reading(12.0, 3000, vec![("www.example.".into(), 7)]),
+            &reading(12.0, 3000, vec![www]),
         );
         assert!(text.contains("kernel (XDP)  1000        3000"), "{text}");
         assert!(text.contains("daemon (all)  500         1500"), "{text}");

@@ -11,9 +11,9 @@ use crate::{
     api::{
         Answer, ControlPlane, Refusal, RefusalKind,
         types::{
-            AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile,
-            Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange,
-            ZoneInfo, ZoneRecords,
+            AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, NameQueries,
+            PassedQueries, PolicyCheck, PolicyFile, Registration, ServiceDetail, ServiceInfo,
+            Simulation, Stats, Status, TransportQueries, WeightChange, ZoneInfo, ZoneRecords,
         },
     },
     backends::RegistryError,
@@ -247,7 +247,10 @@ impl ControlPlane for Live {
             Counter::ALL
                 .iter()
                 .filter_map(|&counter| {
-                    Some((counter.pass_reason()?.to_owned(), kernel.get(counter)))
+                    Some(PassedQueries {
+                        reason: counter.pass_reason()?.to_owned(),
+                        queries: kernel.get(counter),
+                    })
                 })
                 .collect()
         });
@@ -255,9 +258,14 @@ impl ControlPlane for Live {
             uptime_seconds: self.uptime(),
             kernel_answered: kernel.map_or(0, |kernel| kernel.get(Counter::Answered)),
             kernel_passed,
-            userspace_answered: vec![("all".to_owned(), self.metrics.userspace_queries())],
+            userspace_answered: vec![TransportQueries {
+                transport: "all".to_owned(),
+                queries: self.metrics.userspace_queries(),
+            }],
             branches: self.steering.branch_answers().map_err(failed)?,
-            top_names: self.metrics.top_names.top(TOP_NAMES),
+            top_names: (self.metrics.top_names.top(TOP_NAMES).into_iter())
+                .map(|(name, queries)| NameQueries { name, queries })
+                .collect(),
         })
     }
 

@@ -101,11 +101,12 @@ impl Collector for SteeringCollector {
             return Vec::new();
         };
         let answers = steering.branch_answers().unwrap_or_default();
-        let mut families = self.answers.collect(
-            answers
-                .iter()
-                .map(|(service, branch, n)| (vec![service.as_str(), branch.as_str()], *n as f64)),
-        );
+        let mut families = self.answers.collect(answers.iter().map(|a| {
+            (
+                vec![a.service.as_str(), a.branch.as_str()],
+                a.answers as f64,
+            )
+        }));
         let standings = steering.standings().unwrap_or_default();
         families.extend(
             self.failing

@@ -10,7 +10,8 @@ use hickory_proto::rr::RecordType;
 use super::{State, Steering, probed_up, view::Steered};
 use crate::{
     api::types::{
-        EndpointInfo, GraphNode, HealthRow, NetworkAnswer, NodeKind, ServiceDetail, ServiceInfo,
+        BranchAnswers, EndpointInfo, GraphNode, HealthRow, NetworkAnswer, NodeKind, ServiceDetail,
+        ServiceInfo,
     },
     config::BranchLabels,
     policy::{BranchSlot, ClientNet, Draw, Pick, Policy, Service, Standing},
@@ -165,16 +166,17 @@ impl Steering {
 
     /// Answers per policy branch, the kernel's and userspace's together:
     /// (service, branch, answers).
-    pub fn branch_answers(&self) -> anyhow::Result<Vec<(String, String, u64)>> {
+    pub fn branch_answers(&self) -> anyhow::Result<Vec<BranchAnswers>> {
         let state = self.state.lock()?;
         let dataplane = self.lock_dataplane()?;
         Ok(state
             .config
             .branches
             .iter()
-            .map(|(slot, service, branch)| {
-                let answers = self.slot_answers(dataplane.as_deref(), slot);
-                (service.to_owned(), branch.to_owned(), answers)
+            .map(|(slot, service, branch)| BranchAnswers {
+                service: service.to_owned(),
+                branch: branch.to_owned(),
+                answers: self.slot_answers(dataplane.as_deref(), slot),
             })
             .collect())
     }

@@ -150,9 +150,9 @@ const rates = { samples: [], last: null, passed: [] };
 
 async function sampleRates() {
   const stats = await api("/v1/stats");
-  const userspace = stats.userspace_answered.reduce((sum, [, n]) => sum + n, 0);
+  const userspace = stats.userspace_answered.reduce((sum, path) => sum + path.queries, 0);
   const now = { t: stats.uptime_seconds, kernel: stats.kernel_answered, userspace,
-    passed: Object.fromEntries(stats.kernel_passed) };
+    passed: Object.fromEntries(stats.kernel_passed.map((p) => [p.reason, p.queries])) };
   if (rates.last && now.t > rates.last.t) {
     const dt = now.t - rates.last.t;
     rates.samples.push({
@@ -160,8 +160,8 @@ async function sampleRates() {
       kernel: Math.max(0, now.kernel - rates.last.kernel) / dt,
       userspace: Math.max(0, now.userspace - rates.last.userspace) / dt,
     });
-    rates.passed = stats.kernel_passed.map(([reason, n]) =>
-      [reason, n, Math.max(0, n - (rates.last.passed[reason] || 0)) / dt]);
+    rates.passed = stats.kernel_passed.map(({ reason, queries }) =>
+      [reason, queries, Math.max(0, queries - (rates.last.passed[reason] || 0)) / dt]);
     const oldest = Date.now() - HISTORY_SECONDS * 1000;
     while (rates.samples.length && rates.samples[0].at < oldest) rates.samples.shift();
   }
