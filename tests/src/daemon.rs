@@ -167,6 +167,24 @@ impl Daemon {
         }
     }
 
+    /// `GET path` of the control API through the control socket (with
+    /// curl, as a script would), as JSON.
+    pub fn api_get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail-with-body"])
+            .args(["--max-time", "10", "--unix-socket"])
+            .arg(&self.control_socket)
+            .arg(format!("http://dnslb{path}"))
+            .output()?;
+        let body = String::from_utf8_lossy(&output.stdout);
+        anyhow::ensure!(
+            output.status.success(),
+            "GET {path}: {body}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(serde_json::from_str(&body)?)
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }

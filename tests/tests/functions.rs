@@ -112,6 +112,34 @@ fn the_first_query_starts_the_function_the_kernel_answers_after_and_idle_stops_i
     let instance = "httpd -f -p 127.0.0.100:18080";
     assert!(!running(instance), "nothing runs before a query");
 
+    // The console's simulator shows what a client would get, and changes
+    // nothing: it wakes no instance and counts no answer. (A query wakes
+    // the pool at once and its instance runs within the 1 s deadline; the
+    // simulator's non-start is read 500 ms on, with the metric and the
+    // process list.)
+    let simulated = daemon
+        .api_get("/v1/simulate?name=fn.example.com&client=198.18.0.10")
+        .expect("simulate");
+    assert_eq!(simulated["service"], "fn", "{simulated}");
+    thread::sleep(Duration::from_millis(500));
+    assert!(!running(instance), "the simulator woke the function");
+    let metrics = scrape(&rig.server, RIG_METRICS).expect("metrics");
+    assert_eq!(
+        sample(&metrics, "dnslb_function_cold_starts_total{pool=\"fn\"}").unwrap_or(0),
+        0,
+        "no cold start"
+    );
+    let branch_answers = || {
+        let stats = daemon.api_get("/v1/stats").expect("stats");
+        stats["branches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|branch| branch["answers"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(branch_answers(), 0, "the simulation is not counted");
+
     let before = Answered::scrape(&rig).unwrap();
     let (addrs, took) = ask(&rig.client, "fn.example.com.");
     let log = daemon.log_text();
@@ -127,6 +155,7 @@ fn the_first_query_starts_the_function_the_kernel_answers_after_and_idle_stops_i
         "the cold query"
     );
     assert_eq!(after_first.xdp, before.xdp, "the kernel passed it on");
+    assert_eq!(branch_answers(), 1, "the query is counted");
 
     // From now on the kernel answers: 20 queries, 20 from XDP.
     let names: Vec<&str> = std::iter::repeat_n("fn.example.com.", 20).collect();

@@ -19,7 +19,6 @@ use crate::{
     api::{Answer, Refusal, RefusalKind, types::Simulation},
     dataplane::HotType,
     policy::{ClientNet, parse_network},
-    server::Transport,
     zone::WireName,
 };
 
@@ -57,7 +56,7 @@ impl Live {
         let bytes = query.to_vec().map_err(failed)?;
         let answer = self
             .responder
-            .respond(&bytes, address, Transport::Tcp)
+            .simulate(&bytes, address)
             .ok_or_else(|| failed("the responder gave no answer"))?;
         let answer = Message::from_vec(&answer).map_err(failed)?;
 

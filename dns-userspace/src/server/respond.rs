@@ -31,7 +31,7 @@ use super::{journal::Journal, transfer::TransferRules};
 use crate::{
     backends::ColdStart,
     policy::ClientNet,
-    steering::{Steered, SteeredSink},
+    steering::{Asked, Steered, SteeredSink},
     zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, wire},
 };
 
@@ -233,7 +233,7 @@ impl Responder {
                 return true;
             }
         }
-        match self.respond_in_general(request, client, transport) {
+        match self.respond_in_general(request, client, transport, Asked::ByClient) {
             Some(general) => {
                 *answer = general;
                 true
@@ -242,12 +242,20 @@ impl Responder {
         }
     }
 
+    /// The answer `request` from `client` would get over TCP, as the
+    /// simulator shows it: nothing is counted, no rotation turns, no cold
+    /// start is woken.
+    pub fn simulate(&self, request: &[u8], client: IpAddr) -> Option<Vec<u8>> {
+        self.respond_in_general(request, client, Transport::Tcp, Asked::BySimulation)
+    }
+
     /// The general path: any message, through hickory's decoder and encoder.
     fn respond_in_general(
         &self,
         request: &[u8],
         client: IpAddr,
         transport: Transport,
+        asked: Asked,
     ) -> Option<Vec<u8>> {
         if request.len() < HEADER_LEN || request[2] & FLAGS0_QR != 0 {
             return None;
@@ -279,7 +287,7 @@ impl Responder {
             Some(subnet) => ClientNet::new(subnet.addr(), subnet.source_prefix()),
             None => ClientNet::host(client),
         };
-        let (mut response, scope) = self.answer(&query, client);
+        let (mut response, scope) = self.answer(&query, client, asked);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
         response.metadata.checking_disabled = query.metadata.checking_disabled;
         // Encoded in lowercase, with the client's letter case put back into
@@ -327,7 +335,7 @@ impl Responder {
 
     /// The answer, and the ECS scope it was decided by (if it depends on
     /// the client's network).
-    fn answer(&self, query: &Message, client: ClientNet) -> (Message, Option<u8>) {
+    fn answer(&self, query: &Message, client: ClientNet, asked: Asked) -> (Message, Option<u8>) {
         let id = query.metadata.id;
         let op_code = query.metadata.op_code;
         let error = |code| (Message::error_msg(id, op_code, code), None);
@@ -351,7 +359,7 @@ impl Responder {
         let Some(zone) = catalog.find(name.as_bytes()) else {
             return error(ResponseCode::Refused);
         };
-        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question, client)
+        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question, client, asked)
     }
 
     /// The answer from the zones and services held, following aliases;
@@ -364,6 +372,7 @@ impl Responder {
         name: &[u8],
         question: &Query,
         client: ClientNet,
+        asked: Asked,
     ) -> (Message, Option<u8>) {
         let steered = self.steered.load();
         let mut response = Message::response(id, OpCode::Query);
@@ -379,7 +388,13 @@ impl Responder {
         loop {
             // A service owns its name's A or AAAA answers, also at the end
             // of an alias chain.
-            let served = steered.answer(current.as_bytes(), record_type, client, &self.rotation);
+            let served = steered.answer(
+                current.as_bytes(),
+                record_type,
+                client,
+                &self.rotation,
+                asked,
+            );
             if let Some(answer) = served {
                 if answer.servfail {
                     response.metadata.response_code = ResponseCode::ServFail;
@@ -675,7 +690,7 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
                 );
                 let fast = responder.respond(&request, LOCAL, Transport::Udp).unwrap();
                 let general = responder
-                    .respond_in_general(&request, LOCAL, Transport::Udp)
+                    .respond_in_general(&request, LOCAL, Transport::Udp, Asked::ByClient)
                     .unwrap();
                 assert_eq!(
                     summary(&fast),

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 pub use self::{
     metrics::SteeringCollector,
     overrides::{EndpointRef, OverrideError, Overrides},
-    view::{BranchCounters, ColdService, Steered, SteeredAnswer, SteeredSink},
+    view::{Asked, BranchCounters, ColdService, Steered, SteeredAnswer, SteeredSink},
 };
 use crate::{
     anycast::AnycastSpec,

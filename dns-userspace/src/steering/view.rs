@@ -109,20 +109,23 @@ impl Steered {
     }
 
     /// The answer for `client`, if a service owns `name`/`record_type`;
-    /// `rotation` advances only when one does.
+    /// `rotation` advances only when one does and a client `asked`.
     pub fn answer(
         &self,
         name: &[u8],
         record_type: RecordType,
         client: ClientNet,
         rotation: &AtomicUsize,
+        asked: Asked,
     ) -> Option<SteeredAnswer> {
         let service = self.service(name, record_type)?;
         let mut draw = service.draw(&self.pools, self, Some(client));
         let mut ttl = service.ttl;
         let cold = self.cold.get(&service.label);
         if let Some(cold) = cold {
-            cold.start.wake();
+            if asked == Asked::ByClient {
+                cold.start.wake();
+            }
             if draw.is_empty() {
                 // Not cached: the instance is on its way.
                 ttl = 0;
@@ -139,9 +142,14 @@ impl Steered {
                 };
             }
         }
-        let turn = rotation.fetch_add(1, Ordering::Relaxed);
+        let turn = match asked {
+            Asked::ByClient => rotation.fetch_add(1, Ordering::Relaxed),
+            Asked::BySimulation => rotation.load(Ordering::Relaxed),
+        };
         let chosen = draw.choose(turn, fastrand::u32(..));
-        if let Some(first) = chosen.first() {
+        if let Some(first) = chosen.first()
+            && asked == Asked::ByClient
+        {
             self.counters.count(first.branch);
         }
         let depends = service.policy.depends_on_client();
@@ -171,6 +179,15 @@ impl Steered {
         let cold = self.cold.get(&service.label)?;
         cold.hold.then(|| cold.start.clone())
     }
+}
+
+/// Who asks for an answer: a client, whose answer counts (branch
+/// counters, the round-robin turn, waking a cold start), or the console's
+/// simulator, whose answer changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    ByClient,
+    BySimulation,
 }
 
 /// Where steering publishes the userspace view.
