@@ -12,7 +12,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use hickory_proto::{
-    op::{Edns, Message, OpCode, Query, ResponseCode},
+    op::{Edns, Message, OpCode, ResponseCode},
     rr::rdata::opt::{EdnsCode, EdnsOption},
     rr::{DNSClass, Name, RData, Record, RecordType},
 };
@@ -359,23 +359,29 @@ impl Responder {
         let Some(zone) = catalog.find(name.as_bytes()) else {
             return error(ResponseCode::Refused);
         };
-        self.answer_from_zone(id, &catalog, zone, name.as_bytes(), question, client, asked)
+        self.answer_from_zone(query, &catalog, zone, name.as_bytes(), client, asked)
     }
 
-    /// The answer from the zones and services held, following aliases;
-    /// with the ECS scope when a client-dependent service decided it.
+    /// The answer to `query` (one question, for `name` in `zone`) from the
+    /// zones and services held, following aliases; with the ECS scope when
+    /// a client-dependent service decided it.
     fn answer_from_zone(
         &self,
-        id: u16,
+        query: &Message,
         catalog: &Catalog,
         zone: &Zone,
         name: &[u8],
-        question: &Query,
         client: ClientNet,
         asked: Asked,
     ) -> (Message, Option<u8>) {
+        let Some(question) = query.queries.first() else {
+            return (
+                Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::FormErr),
+                None,
+            );
+        };
         let steered = self.steered.load();
-        let mut response = Message::response(id, OpCode::Query);
+        let mut response = Message::response(query.metadata.id, OpCode::Query);
         response.metadata.authoritative = true;
         let record_type = question.query_type();
         // The first owner is the name as the client wrote it (so the answer
@@ -584,7 +590,7 @@ pub fn slip(answer: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
 
-    use hickory_proto::rr::Name;
+    use hickory_proto::{op::Query, rr::Name};
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
