@@ -177,6 +177,13 @@ fn the_service_page_draws_the_tree_follows_health_and_drains() {
             .eval("getComputedStyle(document.querySelector('#graph g.endpoint[data-address=\"127.0.0.12\"] rect')).fill")
             .await?;
         assert_eq!(fill, serde_json::json!("rgb(252, 232, 230)"), "drawn red");
+        // `dnslb health` says why: nothing listens on the stopped port.
+        let health = daemon.cli(&["health"]).map_err(anyhow::Error::msg)?;
+        assert!(
+            health.lines().any(|line| line.contains("127.0.0.12")
+                && line.to_ascii_lowercase().contains("connection refused")),
+            "{health}"
+        );
         assert_eq!(
             rig_a_records(&rig.client, "svc.example.com."),
             vec![v4("127.0.0.11"), v4("127.0.0.13")]

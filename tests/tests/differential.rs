@@ -589,7 +589,9 @@ fn a_reload_swaps_good_zones_in_and_keeps_serving_through_bad_ones() {
     };
     assert_eq!(address_of("added"), None);
 
-    fs::write(zone, zone_text() + "added IN A 198.18.9.9\n").unwrap();
+    // A new version raises the serial (one that did not would be refused).
+    let next = zone_text().replace("2026112401", "2026112402");
+    fs::write(zone, next.clone() + "added IN A 198.18.9.9\n").unwrap();
     daemon.signal(Signal::SIGHUP).unwrap();
     eventually("the added name is served after SIGHUP", &|| {
         address_of("added").as_deref() == Some("198.18.9.9")
@@ -598,7 +600,8 @@ fn a_reload_swaps_good_zones_in_and_keeps_serving_through_bad_ones() {
     let lines = zone_text().lines().count();
     fs::write(
         zone,
-        zone_text() + "added IN A 198.18.9.10\nbroken IN A 198.18.999.1\n",
+        next.replace("2026112402", "2026112403")
+            + "added IN A 198.18.9.10\nbroken IN A 198.18.999.1\n",
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP).unwrap();

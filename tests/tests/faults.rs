@@ -202,10 +202,11 @@ fn a_killed_daemon_leaves_no_program_attached() {
     assert!(!rig.server_has_xdp().unwrap(), "no XDP program left");
 }
 
-/// A zone of `www` at 198.18.10.`www` and `extra` more names.
+/// A zone of `www` at 198.18.10.`www` and `extra` more names; its serial
+/// is `www` too, so each move is a new version.
 fn big_zone(www: u8, extra: &str) -> String {
-    let mut zone = String::from(
-        "$ORIGIN big.test.\n$TTL 300\n@ SOA ns1 h 1 7200 3600 1209600 60\n@ NS ns1\nns1 A 198.18.0.2\n",
+    let mut zone = format!(
+        "$ORIGIN big.test.\n$TTL 300\n@ SOA ns1 h {www} 7200 3600 1209600 60\n@ NS ns1\nns1 A 198.18.0.2\n",
     );
     zone += &format!("www A 198.18.10.{www}\n");
     for i in 0..10 {
