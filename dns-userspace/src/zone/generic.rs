@@ -1,15 +1,23 @@
-//! Records in RFC 3597's generic form, `TYPEnnn` and `\# length hex`, which
-//! hickory's master-file parser does not read: the loader hands such
-//! entries here and blanks them out of the text hickory sees.
+//! Records hickory's master-file parser does not read: RFC 3597's generic
+//! form (`TYPEnnn`, `\# length hex`), and the DNSSEC types it refuses as
+//! "dynamically generated" (RRSIG, NSEC, NSEC3, NSEC3PARAM, DNSKEY,
+//! CDNSKEY, DS, CDS), which a zone signed elsewhere holds. The loader hands
+//! such entries here and blanks them out of the text hickory sees; their
+//! record data is read by NLnet Labs' `domain`, then decoded by hickory
+//! from its wire form.
 
 use std::str::FromStr;
 
+use domain::{
+    base::{Rtype, rdata::ComposeRecordData, scan::IterScanner},
+    rdata::ZoneRecordData,
+};
 use hickory_proto::{
     rr::{Name, RData, RecordType},
     serialize::binary::{BinDecoder, Restrict},
 };
 
-/// One record read from a generic entry.
+/// One record read from an entry.
 pub struct GenericRecord {
     pub owner: Name,
     pub record_type: RecordType,
@@ -17,14 +25,51 @@ pub struct GenericRecord {
     pub rdata: RData,
 }
 
-/// The entry's words, comments and parentheses removed.
-fn words(entry: &str) -> Vec<&str> {
-    entry
-        .lines()
-        .map(|line| line.split(';').next().unwrap_or(""))
-        .flat_map(|line| line.split(|c: char| c.is_whitespace() || c == '(' || c == ')'))
-        .filter(|word| !word.is_empty())
-        .collect()
+/// The types whose presentation form hickory's parser refuses.
+const DNSSEC_TYPES: [RecordType; 8] = [
+    RecordType::RRSIG,
+    RecordType::NSEC,
+    RecordType::NSEC3,
+    RecordType::NSEC3PARAM,
+    RecordType::DNSKEY,
+    RecordType::CDNSKEY,
+    RecordType::DS,
+    RecordType::CDS,
+];
+
+/// The entry's words: comments and parentheses removed, a quoted string
+/// one word without its quotes.
+fn words(entry: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = entry.chars();
+    let mut quoted = false;
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => {
+                let current = word.get_or_insert_with(String::new);
+                current.push(ch);
+                current.extend(chars.next());
+            }
+            '"' => {
+                quoted = !quoted;
+                word.get_or_insert_with(String::new);
+            }
+            _ if quoted => word.get_or_insert_with(String::new).push(ch),
+            ';' => {
+                found.extend(word.take());
+                for skipped in chars.by_ref() {
+                    if skipped == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ if ch.is_whitespace() || ch == '(' || ch == ')' => found.extend(word.take()),
+            _ => word.get_or_insert_with(String::new).push(ch),
+        }
+    }
+    found.extend(word);
+    found
 }
 
 /// `TYPE` followed by a number: RFC 3597's name for any type.
@@ -36,89 +81,187 @@ fn numbered_type(word: &str) -> Option<u16> {
     digits.parse().ok()
 }
 
-/// Whether the entry is a record in generic form.
-pub fn is_generic(entry: &str) -> bool {
+fn is_class(word: &str) -> bool {
+    word.eq_ignore_ascii_case("IN") || word.eq_ignore_ascii_case("CLASS1")
+}
+
+/// The entry's TTL (if written), its type and the words after the type.
+fn fields(
+    words: &[String],
+    default_ttl: Option<u32>,
+) -> Result<(Option<u32>, RecordType, &[String]), String> {
+    let mut ttl = default_ttl;
+    for (at, word) in words.iter().enumerate() {
+        if let Ok(seconds) = word.parse::<u32>() {
+            ttl = Some(seconds);
+        } else if is_class(word) {
+            continue;
+        } else {
+            let record_type = match numbered_type(word) {
+                Some(code) => RecordType::from(code),
+                None => RecordType::from_str(&word.to_ascii_uppercase())
+                    .map_err(|_| format!("unknown record type {word}"))?,
+            };
+            return Ok((ttl, record_type, &words[at + 1..]));
+        }
+    }
+    Err("no record type".into())
+}
+
+/// Whether hickory's parser cannot read the entry (a record in generic
+/// form or of a DNSSEC type); `in_first_column` says whether its first
+/// word is its owner.
+pub fn is_ours(entry: &str, in_first_column: bool) -> bool {
     // Every entry of a zone comes through here: a byte scan rules out
     // nearly all of them before any splitting into words.
     let maybe = entry.contains("\\#")
-        || entry
-            .as_bytes()
-            .windows(4)
-            .any(|window| window.eq_ignore_ascii_case(b"TYPE"));
-    maybe
-        && words(entry)
+        || ["TYPE", "RRSIG", "NSEC", "DNSKEY", "DS"]
             .iter()
-            .any(|word| *word == "\\#" || numbered_type(word).is_some())
+            .any(|word| {
+                entry
+                    .as_bytes()
+                    .windows(word.len())
+                    .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
+            });
+    if !maybe {
+        return false;
+    }
+    let words = words(entry);
+    let after_owner = &words[usize::from(in_first_column).min(words.len())..];
+    match fields(after_owner, None) {
+        Ok((_, record_type, rest)) => {
+            DNSSEC_TYPES.contains(&record_type)
+                || rest.first().is_some_and(|word| word == "\\#")
+                || matches!(record_type, RecordType::Unknown(_))
+        }
+        Err(_) => false,
+    }
 }
 
-/// Reads a generic entry: `owner [ttl] [class] type \# length hex...`. The
-/// owner must be written out (relative names are taken to `origin`); a
-/// missing TTL is `default_ttl`.
+/// Reads an entry: `owner [ttl] [class] type rdata`, the rdata in its
+/// presentation form or RFC 3597's generic one. Relative names are taken
+/// to `origin`; an entry that does not name its owner (`inherited` is
+/// given) has the owner of the entry before it; a missing TTL is
+/// `default_ttl`.
 pub fn parse(
     entry: &str,
-    in_first_column: bool,
+    inherited: Option<&Name>,
     origin: &Name,
     default_ttl: Option<u32>,
 ) -> Result<GenericRecord, String> {
-    if !in_first_column {
-        return Err("a record in RFC 3597 generic form must name its owner".into());
-    }
     let words = words(entry);
-    let mut rest = words.iter().copied();
-    let owner = match rest.next() {
-        Some("@") => origin.clone(),
-        Some(owner) => Name::parse(owner, Some(origin))
-            .map_err(|error| format!("bad owner {owner}: {error}"))?,
-        None => return Err("empty record".into()),
-    };
-    let mut ttl = default_ttl;
-    let record_type = loop {
-        let word = rest.next().ok_or("no record type")?;
-        if let Ok(seconds) = word.parse::<u32>() {
-            ttl = Some(seconds);
-        } else if word.eq_ignore_ascii_case("IN") || word.eq_ignore_ascii_case("CLASS1") {
-            continue;
-        } else if let Some(code) = numbered_type(word) {
-            break RecordType::from(code);
-        } else {
-            break RecordType::from_str(&word.to_ascii_uppercase())
-                .map_err(|_| format!("unknown record type {word}"))?;
+    let (owner, rest) = match inherited {
+        Some(owner) => (owner.clone(), &words[..]),
+        None => {
+            let (first, rest) = words.split_first().ok_or("empty record")?;
+            (absolute(first, origin)?, rest)
         }
     };
+    let (ttl, record_type, rdata) = fields(rest, default_ttl)?;
     let ttl = ttl.ok_or("no TTL, and no $TTL before it")?;
-    if rest.next() != Some("\\#") {
-        return Err(format!(
-            "{record_type} in generic form needs \\# and a length"
-        ));
-    }
-    let length: u16 = rest
-        .next()
-        .and_then(|word| word.parse().ok())
-        .ok_or("the length after \\# is missing or not a number")?;
-    let hex: String = rest.collect();
-    if hex.len() != usize::from(length) * 2 {
-        return Err(format!(
-            "\\# says {length} bytes, the data has {} hex digits",
-            hex.len()
-        ));
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| "the data is not hexadecimal".to_string())?;
+    let bytes = match rdata.first().map(String::as_str) {
+        Some("\\#") => generic_data(record_type, &rdata[1..])?,
+        _ => presentation_data(record_type, rdata, origin)?,
+    };
     let rdata = RData::read(
         &mut BinDecoder::new(&bytes),
         record_type,
-        Restrict::new(length),
+        Restrict::new(bytes.len() as u16),
     )
-    .map_err(|error| format!("the data is not valid {record_type}: {error}"))?;
+    .map_err(|error| format!("the data is not valid {}: {error}", type_name(record_type)))?;
     Ok(GenericRecord {
         owner,
         record_type,
         ttl,
         rdata,
     })
+}
+
+/// `name` made absolute: `@` is `origin`, a name without a final dot is
+/// below it.
+fn absolute(name: &str, origin: &Name) -> Result<Name, String> {
+    match name {
+        "@" => Ok(origin.clone()),
+        _ => Name::parse(name, Some(origin)).map_err(|error| format!("bad name {name}: {error}")),
+    }
+}
+
+/// The record data after `\#`: a length and that many bytes in hex.
+fn generic_data(record_type: RecordType, words: &[String]) -> Result<Vec<u8>, String> {
+    let (length, hex) = words.split_first().ok_or(format!(
+        "{} in generic form needs a length after \\#",
+        type_name(record_type)
+    ))?;
+    let length: u16 = length
+        .parse()
+        .map_err(|_| "the length after \\# is not a number")?;
+    let hex: String = hex.concat();
+    if hex.len() != usize::from(length) * 2 {
+        return Err(format!(
+            "\\# says {length} bytes, the data has {} hex digits",
+            hex.len()
+        ));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| "the data is not hexadecimal".to_string())
+}
+
+/// The words of the record data that are domain names, by type: these are
+/// made absolute before `domain` reads them (it takes every name as
+/// absolute).
+fn name_positions(record_type: RecordType) -> &'static [usize] {
+    match record_type {
+        RecordType::NS
+        | RecordType::CNAME
+        | RecordType::PTR
+        | RecordType::ANAME
+        | RecordType::NSEC => &[0],
+        RecordType::MX => &[1],
+        RecordType::SRV => &[3],
+        RecordType::SOA => &[0, 1],
+        RecordType::RRSIG => &[7],
+        _ => &[],
+    }
+}
+
+/// The type as a zone file names it (RFC 3597's `TYPEnnn` for a type
+/// without a name).
+fn type_name(record_type: RecordType) -> String {
+    match record_type {
+        RecordType::Unknown(code) => format!("TYPE{code}"),
+        known => known.to_string(),
+    }
+}
+
+/// The wire form of record data in presentation form, read by `domain`.
+fn presentation_data(
+    record_type: RecordType,
+    words: &[String],
+    origin: &Name,
+) -> Result<Vec<u8>, String> {
+    let named = type_name(record_type);
+    let positions = name_positions(record_type);
+    let mut tokens = Vec::with_capacity(words.len());
+    for (at, word) in words.iter().enumerate() {
+        tokens.push(if positions.contains(&at) {
+            absolute(word, origin)?.to_ascii()
+        } else {
+            word.clone()
+        });
+    }
+    let mut scanner = IterScanner::<_, Vec<u8>>::new(tokens.iter());
+    let data = ZoneRecordData::scan(Rtype::from_int(u16::from(record_type)), &mut scanner)
+        .map_err(|error| format!("bad {named} data: {error}"))?;
+    if !scanner.is_exhausted() {
+        return Err(format!("more {named} data than the type takes"));
+    }
+    let mut bytes = Vec::new();
+    data.compose_rdata(&mut bytes)
+        .map_err(|_| format!("{named} data too long"))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -131,26 +274,26 @@ mod tests {
 
     #[test]
     fn reads_unknown_and_known_types() {
-        let unknown = parse("x 60 IN TYPE65400 \\# 4 0A000001\n", true, &origin(), None).unwrap();
+        let unknown = parse("x 60 IN TYPE65400 \\# 4 0A000001\n", None, &origin(), None).unwrap();
         assert_eq!(unknown.owner.to_string(), "x.example.com.");
         assert_eq!(
             (unknown.record_type, unknown.ttl),
             (RecordType::Unknown(65400), 60)
         );
-        let a = parse("y A \\# 4 C0000201 ; comment\n", true, &origin(), Some(300)).unwrap();
+        let a = parse("y A \\# 4 C0000201 ; comment\n", None, &origin(), Some(300)).unwrap();
         assert_eq!(
             (a.record_type, a.ttl, a.rdata.to_string()),
             (RecordType::A, 300, "192.0.2.1".to_string())
         );
-        assert!(is_generic("z TYPE1 \\# 4 C0000201") && !is_generic("z A 192.0.2.1"));
+        assert!(is_ours("z TYPE1 \\# 4 C0000201", true) && !is_ours("z A 192.0.2.1", true));
     }
 
     #[test]
     fn says_what_is_wrong() {
-        let error = |text: &str| parse(text, true, &origin(), Some(60)).err().unwrap();
+        let error = |text: &str| parse(text, None, &origin(), Some(60)).err().unwrap();
         assert!(error("x TYPE65400 \\# 4 0A00").contains("4 bytes"));
         assert!(error("x TYPE65400 \\# 2 zz00").contains("hexadecimal"));
-        assert!(error("x TYPE65400 0A000001").contains("\\#"));
-        assert!(parse(" TYPE65400 \\# 0", false, &origin(), Some(60)).is_err());
+        let presentation = error("x TYPE65400 0A000001");
+        assert!(presentation.contains("65400"), "{presentation}");
     }
 }

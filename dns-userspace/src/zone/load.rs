@@ -49,12 +49,10 @@ fn parse_in_chunks(
         .any(|entry| directive(entry.text(text)) == Some(Directive::Include));
     let mut zone = Zone::new(&origin)
         .ok_or_else(|| FileError::new(path, format!("the origin {origin} is not a valid name")))?;
-    // Records in RFC 3597's generic form are read here, and blanked out of
-    // the text hickory parses (byte offsets and line numbers unchanged).
-    let generic_entries: Vec<&Entry> = all
-        .iter()
-        .filter(|entry| generic::is_generic(entry.text(text)))
-        .collect();
+    // Records hickory's parser does not read (RFC 3597's generic form, the
+    // DNSSEC types) are read here, and blanked out of the text hickory
+    // parses (byte offsets and line numbers unchanged).
+    let generic_entries = ours(text, &all);
     let generic_starts: Vec<usize> = generic_entries.iter().map(|entry| entry.start).collect();
     let blanked = blank(text, &generic_entries);
     let mut generics = Vec::new();
@@ -76,13 +74,22 @@ fn parse_in_chunks(
             in_force.see(entry, text);
             if generic_starts.binary_search(&entry.start).is_ok() {
                 let record_origin = in_force.origin_name(text).unwrap_or_else(|| origin.clone());
+                let problem = |message| FileError::new(path, message).at_line(Some(entry.line));
+                let inherited = match entry.in_first_column {
+                    true => None,
+                    false => Some(
+                        in_force
+                            .owner_name(text, &origin)
+                            .ok_or_else(|| problem("no owner, and no record before it".into()))?,
+                    ),
+                };
                 let record = generic::parse(
                     entry.text(text),
-                    entry.in_first_column,
+                    inherited.as_ref(),
                     &record_origin,
                     in_force.ttl_seconds(text),
                 )
-                .map_err(|message| FileError::new(path, message).at_line(Some(entry.line)))?;
+                .map_err(problem)?;
                 generics.push((entry.line, record));
             }
             last += 1;
@@ -131,11 +138,34 @@ fn directive(entry: &str) -> Option<Directive> {
     }
 }
 
-/// The `$ORIGIN` and `$TTL` entries in force at a point of the file.
+/// The entries hickory's parser cannot read: those [`generic::is_ours`]
+/// says so of, and the ones after such an entry that take its owner
+/// (hickory would give them the owner of the entry before, blanked out).
+fn ours<'a>(text: &str, all: &'a [Entry]) -> Vec<&'a Entry> {
+    let mut named_is_ours = false;
+    all.iter()
+        .filter(|entry| {
+            let entry_text = entry.text(text);
+            if directive(entry_text).is_some() {
+                return false;
+            }
+            if entry.in_first_column {
+                named_is_ours = generic::is_ours(entry_text, true);
+                named_is_ours
+            } else {
+                named_is_ours || generic::is_ours(entry_text, false)
+            }
+        })
+        .collect()
+}
+
+/// The `$ORIGIN` and `$TTL` entries in force at a point of the file, and
+/// the last entry that named its owner (with the `$ORIGIN` of then).
 #[derive(Default)]
 struct InForce {
     origin: Option<Entry>,
     ttl: Option<Entry>,
+    owner: Option<(Entry, Option<Entry>)>,
 }
 
 impl InForce {
@@ -143,7 +173,25 @@ impl InForce {
         match directive(entry.text(text)) {
             Some(Directive::Origin) => self.origin = Some(*entry),
             Some(Directive::Ttl) => self.ttl = Some(*entry),
-            _ => {}
+            Some(Directive::Include) => {}
+            None if entry.in_first_column => self.owner = Some((*entry, self.origin)),
+            None => {}
+        }
+    }
+
+    /// The owner an entry that does not name one takes: the last one
+    /// named, read against the `$ORIGIN` in force then (or `origin`).
+    fn owner_name(&self, text: &str, origin: &Name) -> Option<Name> {
+        let (entry, origin_entry) = self.owner?;
+        let then = InForce {
+            origin: origin_entry,
+            ..InForce::default()
+        };
+        let origin = then.origin_name(text).unwrap_or_else(|| origin.clone());
+        let word = entry.text(text).split_whitespace().next()?;
+        match word {
+            "@" => Some(origin),
+            _ => Name::parse(word, Some(&origin)).ok(),
         }
     }
 
@@ -280,6 +328,13 @@ fn add_generic(zone: &mut Zone, record: generic::GenericRecord) -> Result<(), St
 fn conflict(zone: &Zone, owner_wire: &WireName, key: &RrKey) -> Option<String> {
     let node = zone.node(owner_wire.as_bytes())?;
     let owner = &key.name;
+    // A signed zone's CNAME has its RRSIG and NSEC beside it (RFC 4035).
+    let beside_cname = |record_type| {
+        matches!(
+            record_type,
+            RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC
+        )
+    };
     match key.record_type {
         RecordType::SOA if node.rrset(RecordType::SOA).is_some() => {
             Some(format!("more than one SOA record at {owner}"))
@@ -288,11 +343,11 @@ fn conflict(zone: &Zone, owner_wire: &WireName, key: &RrKey) -> Option<String> {
             if node
                 .rrsets()
                 .iter()
-                .any(|set| set.record_type() != RecordType::CNAME) =>
+                .any(|set| !beside_cname(set.record_type())) =>
         {
             Some(format!("{owner} has a CNAME and other data"))
         }
-        other if other != RecordType::CNAME && node.rrset(RecordType::CNAME).is_some() => {
+        other if !beside_cname(other) && node.rrset(RecordType::CNAME).is_some() => {
             Some(format!("{owner} has a CNAME and other data ({other})"))
         }
         _ => None,
@@ -372,6 +427,50 @@ ns.sub  IN A   192.0.2.99
 
     fn lower(name: &str) -> WireName {
         WireName::from_name(&Name::from_ascii(name).unwrap()).unwrap()
+    }
+
+    /// A zone signed by BIND's dnssec-signzone, in its two layouts (NSEC
+    /// with every owner written; NSEC3 with owners only on their first
+    /// record), loads whole: every DNSSEC record, beside CNAMEs too.
+    #[test]
+    fn zones_signed_elsewhere_load_with_every_dnssec_record() {
+        let origin = Name::from_ascii("signed.test.").unwrap();
+        for (file, denial) in [
+            ("signed.test.nsec.zone", RecordType::NSEC),
+            ("signed.test.nsec3.zone", RecordType::NSEC3),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/zones")
+                .join(file);
+            let zone = load_zone(&origin, &path).unwrap_or_else(|error| panic!("{error}"));
+            assert!(zone.is_signed(), "{file}");
+            let count = |record_type| {
+                zone.records()
+                    .filter(|record| record.record_type() == record_type)
+                    .count()
+            };
+            assert_eq!(count(RecordType::DNSKEY), 2, "{file}");
+            assert_eq!(count(RecordType::DS), 1, "{file}");
+            // The apex's SOA, NS, DNSKEY (by each key) and NSEC or
+            // NSEC3PARAM.
+            let apex = zone.node(zone.origin().as_bytes()).unwrap();
+            assert_eq!(
+                apex.rrset(RecordType::RRSIG).map(|set| set.rdatas().len()),
+                Some(5),
+                "{file}"
+            );
+            // One per authoritative name (glue below a cut has none).
+            assert!(count(denial) >= 8, "{file}: one per name");
+            let alias = zone.node(lower("alias.signed.test.").as_bytes()).unwrap();
+            assert!(alias.rrset(RecordType::CNAME).is_some());
+            assert!(alias.rrset(RecordType::RRSIG).is_some(), "{file}");
+            let txt = zone.node(lower("a.b.c.signed.test.").as_bytes()).unwrap();
+            assert_eq!(
+                txt.rrset(RecordType::TXT)
+                    .map(|set| set.rdatas()[0].to_string()),
+                Some("deep; with a semicolon".to_string())
+            );
+        }
     }
 
     #[test]
