@@ -5,7 +5,7 @@
 use super::{CheckArgs, ZoneArg};
 use crate::{
     config::load_config,
-    steering::services_outside_zones,
+    steering::unanswerable_services,
     zone::{Catalog, load_zone},
 };
 
@@ -42,7 +42,7 @@ pub fn check(args: &CheckArgs) -> (Vec<String>, String) {
     if let Some(config) = &config
         && zones_read
     {
-        let outside = services_outside_zones(config, &catalog);
+        let outside = unanswerable_services(config, &catalog);
         problems.extend(outside.iter().map(ToString::to_string));
     }
     let services = config.as_ref().map_or(0, |c| c.services.len());
@@ -105,6 +105,31 @@ mod tests {
         assert!(
             problems[1].starts_with(&format!("{}:4: ", bad.display())),
             "{problems:?}"
+        );
+    }
+
+    /// A service cannot answer in a zone signed elsewhere: dnslb has no
+    /// key to sign its answers with.
+    #[test]
+    fn a_service_in_a_zone_signed_elsewhere_is_a_problem_on_its_line() {
+        let signed =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/zones/signed.test.nsec.zone");
+        let policy = file(
+            "signed.toml",
+            "[pool.web]\nendpoints = [\"198.18.0.9\"]\n\n\
+             [service.www]\nname = \"www.signed.test.\"\npolicy = { pool = \"web\" }\n",
+        );
+        let (problems, _) = check(&CheckArgs {
+            config: Some(policy.clone()),
+            zones: vec![zone("signed.test.", signed)],
+        });
+        assert_eq!(
+            problems,
+            [format!(
+                "{}:4: service `www`: www.signed.test. is in signed.test., a zone signed elsewhere: \
+                 dnslb cannot sign the service's answers",
+                policy.display()
+            )]
         );
     }
 

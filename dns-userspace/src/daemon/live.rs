@@ -38,7 +38,7 @@ use crate::{
     metrics::Metrics,
     server::{Responder, TransferRules, notify_changes},
     shared::{Poisoned, Shared},
-    steering::{OverrideError, Overrides, Steering, services_outside_zones},
+    steering::{OverrideError, Overrides, Steering, unanswerable_services},
     zone::{Catalog, WireName, load_zone},
 };
 
@@ -231,9 +231,9 @@ fn load(
         );
         catalog.insert(loaded);
     }
-    // Services are checked against the zones only once every zone reads.
+    // Services are checked against the zones once every zone reads.
     if problems.is_empty() {
-        problems = services_outside_zones(&config, &catalog);
+        problems = unanswerable_services(&config, &catalog);
     }
     FileErrors::check(problems)?;
     Ok(Loaded {
@@ -619,13 +619,13 @@ impl Live {
                 if catalog.remove(&origin_wire).is_none() {
                     return Err(ChangeError::UnknownZone(origin));
                 }
-                let outside = self
-                    .steering
-                    .services_outside(&catalog)
-                    .map_err(ChangeError::Apply)?;
-                FileErrors::check(outside)?;
             }
         }
+        let unanswerable = self
+            .steering
+            .unanswerable_services(&catalog)
+            .map_err(ChangeError::Apply)?;
+        FileErrors::check(unanswerable)?;
         served.zones.retain(|zone| zone.origin != origin);
         if let Some(file) = &file {
             served.zones.push(ServedZone {

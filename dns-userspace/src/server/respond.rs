@@ -32,7 +32,7 @@ use crate::{
     backends::ColdStart,
     policy::ClientNet,
     steering::{Asked, Steered, SteeredSink},
-    zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, wire},
+    zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, dnssec::Proof, wire},
 };
 
 /// CNAME links followed within one answer before stopping.
@@ -287,7 +287,15 @@ impl Responder {
             Some(subnet) => ClientNet::new(subnet.addr(), subnet.source_prefix()),
             None => ClientNet::host(client),
         };
-        let (mut response, scope) = self.answer(&query, client, asked);
+        let asking = Asking {
+            client,
+            asked,
+            dnssec_ok: query
+                .edns
+                .as_ref()
+                .is_some_and(|edns| edns.flags().dnssec_ok),
+        };
+        let (mut response, scope) = self.answer(&query, asking);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
         response.metadata.checking_disabled = query.metadata.checking_disabled;
         // Encoded in lowercase, with the client's letter case put back into
@@ -335,7 +343,7 @@ impl Responder {
 
     /// The answer, and the ECS scope it was decided by (if it depends on
     /// the client's network).
-    fn answer(&self, query: &Message, client: ClientNet, asked: Asked) -> (Message, Option<u8>) {
+    fn answer(&self, query: &Message, asking: Asking) -> (Message, Option<u8>) {
         let id = query.metadata.id;
         let op_code = query.metadata.op_code;
         let error = |code| (Message::error_msg(id, op_code, code), None);
@@ -359,7 +367,7 @@ impl Responder {
         let Some(zone) = catalog.find(name.as_bytes()) else {
             return error(ResponseCode::Refused);
         };
-        self.answer_from_zone(query, &catalog, zone, name.as_bytes(), client, asked)
+        self.answer_from_zone(query, &catalog, zone, name.as_bytes(), asking)
     }
 
     /// The answer to `query` (one question, for `name` in `zone`) from the
@@ -371,9 +379,13 @@ impl Responder {
         catalog: &Catalog,
         zone: &Zone,
         name: &[u8],
-        client: ClientNet,
-        asked: Asked,
+        asking: Asking,
     ) -> (Message, Option<u8>) {
+        let Asking {
+            client,
+            asked,
+            dnssec_ok,
+        } = asking;
         let Some(question) = query.queries.first() else {
             return (
                 Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::FormErr),
@@ -418,14 +430,40 @@ impl Responder {
                 }
                 return (response, answer.scope);
             }
+            // RFC 4035 §3.1: a DO query to a zone signed elsewhere gets
+            // its signatures and denial records.
+            let signed = dnssec_ok && zone.is_signed();
+            let proof = |proof| match signed {
+                true => denial_records(zone, current.as_bytes(), proof),
+                false => Vec::new(),
+            };
+            // Where the answer's RRSIGs are: at the name, or at the
+            // wildcard that answered for it.
+            let from_wildcard = signed && zone.node(current.as_bytes()).is_none();
+            let signatures = |set: &Rrset| match (signed, from_wildcard) {
+                (false, _) => Vec::new(),
+                (true, false) => signature_records(zone, current.as_bytes(), &owner, set),
+                (true, true) => {
+                    let wildcard = zone.wildcard_owner(current.as_bytes());
+                    signature_records(zone, wildcard.as_bytes(), &owner, set)
+                }
+            };
             match zone.lookup(current.as_bytes(), record_type) {
                 Lookup::Answer(set) => {
                     let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
                     response.add_answers(self.owned_by(&owner, set, rotate));
+                    response.add_answers(signatures(set));
+                    if from_wildcard {
+                        response.add_authorities(proof(Proof::WildcardAnswer));
+                    }
                     response.add_additionals(additional_addresses(zone, set));
                 }
                 Lookup::Alias(cname) => {
                     response.add_answers(self.owned_by(&owner, cname, false));
+                    response.add_answers(signatures(cname));
+                    if from_wildcard {
+                        response.add_authorities(proof(Proof::WildcardAnswer));
+                    }
                     let target = cname.rdatas().iter().find_map(|rdata| match rdata {
                         RData::CNAME(target) => Some(target.0.clone()),
                         _ => None,
@@ -450,13 +488,42 @@ impl Responder {
                     // A referral; after an alias, the answer ends at the cut.
                     if followed.is_empty() {
                         response.metadata.authoritative = false;
-                        let cut = cut.to_name();
-                        response.add_authorities(ns.records(&cut));
+                        let cut_name = cut.to_name();
+                        response.add_authorities(ns.records(&cut_name));
+                        // The child's DS and its signatures, or proof that
+                        // it has none (RFC 4035 §3.1.4).
+                        let ds = zone
+                            .node(cut.as_bytes())
+                            .and_then(|node| node.rrset(RecordType::DS));
+                        match ds {
+                            Some(ds) if signed => {
+                                response.add_authorities(ds.records(&cut_name));
+                                response.add_authorities(signature_records(
+                                    zone,
+                                    cut.as_bytes(),
+                                    &cut_name,
+                                    ds,
+                                ));
+                            }
+                            Some(_) | None => {
+                                if signed {
+                                    response.add_authorities(denial_records(
+                                        zone,
+                                        cut.as_bytes(),
+                                        Proof::NoDs,
+                                    ));
+                                }
+                            }
+                        }
                         response.add_additionals(additional_addresses(zone, ns));
                     }
                 }
                 Lookup::NoData => {
-                    response.add_authorities(negative_soa(zone));
+                    response.add_authorities(negative_soa_signed(zone, signed));
+                    response.add_authorities(proof(match from_wildcard {
+                        true => Proof::WildcardNoData,
+                        false => Proof::NoData,
+                    }));
                 }
                 // A name that only a service gives: it exists, without
                 // records of this type.
@@ -465,7 +532,8 @@ impl Responder {
                 }
                 Lookup::NxDomain => {
                     response.metadata.response_code = ResponseCode::NXDomain;
-                    response.add_authorities(negative_soa(zone));
+                    response.add_authorities(negative_soa_signed(zone, signed));
+                    response.add_authorities(proof(Proof::NxDomain));
                 }
             }
             return (response, None);
@@ -489,6 +557,15 @@ impl SteeredSink for Responder {
     }
 }
 
+/// Who asks, and what for: the client's network, whether the answer
+/// counts, and whether DNSSEC records are wanted (DO).
+#[derive(Clone, Copy, Debug)]
+struct Asking {
+    client: ClientNet,
+    asked: Asked,
+    dnssec_ok: bool,
+}
+
 /// The SOA for a negative answer, its TTL capped by the SOA minimum
 /// (RFC 2308 §3).
 fn negative_soa(zone: &Zone) -> Vec<Record> {
@@ -499,6 +576,50 @@ fn negative_soa(zone: &Zone) -> Vec<Record> {
                 record.ttl = record.ttl.min(soa.minimum);
             }
             record
+        })
+        .collect()
+}
+
+/// The negative answer's SOA, with its signatures when `signed` (their TTL
+/// the SOA's, capped as it is).
+fn negative_soa_signed(zone: &Zone, signed: bool) -> Vec<Record> {
+    let mut records = negative_soa(zone);
+    if signed && let Some(ttl) = records.first().map(|soa| soa.ttl) {
+        let apex = zone.origin_name();
+        records.extend(
+            zone.signatures(zone.origin().as_bytes(), RecordType::SOA)
+                .into_iter()
+                .map(|rrsig| Record::from_rdata(apex.clone(), ttl, rrsig)),
+        );
+    }
+    records
+}
+
+/// The RRSIGs of `set` held at `signer`, owned by `owner` (the name asked,
+/// for a wildcard's), with the set's TTL (RFC 4035 §3.1.1).
+fn signature_records(zone: &Zone, signer: &[u8], owner: &Name, set: &Rrset) -> Vec<Record> {
+    zone.signatures(signer, set.record_type())
+        .into_iter()
+        .map(|rrsig| Record::from_rdata(owner.clone(), set.ttl(), rrsig))
+        .collect()
+}
+
+/// The NSEC or NSEC3 records that prove `proof` for `name`, each with its
+/// signatures.
+fn denial_records(zone: &Zone, name: &[u8], proof: Proof) -> Vec<Record> {
+    zone.denial(name, proof)
+        .into_iter()
+        .flat_map(|(owner, record_type)| {
+            let owner_name = owner.to_name();
+            let set = zone
+                .node(owner.as_bytes())
+                .and_then(|node| node.rrset(record_type));
+            set.map(|set| {
+                let mut records: Vec<Record> = set.records(&owner_name).collect();
+                records.extend(signature_records(zone, owner.as_bytes(), &owner_name, set));
+                records
+            })
+            .unwrap_or_default()
         })
         .collect()
 }

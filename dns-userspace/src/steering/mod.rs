@@ -310,9 +310,9 @@ impl Steering {
         Ok(pools.iter().map(String::as_str).find(|name| !healthy(name)))
     }
 
-    /// Every service that would answer outside the zones of `catalog`.
-    pub fn services_outside(&self, catalog: &Catalog) -> anyhow::Result<Vec<FileError>> {
-        Ok(services_outside_zones(&self.state.lock()?.config, catalog))
+    /// Every service `catalog` cannot have it answer for ([`unanswerable_services`]).
+    pub fn unanswerable_services(&self, catalog: &Catalog) -> anyhow::Result<Vec<FileError>> {
+        Ok(unanswerable_services(&self.state.lock()?.config, catalog))
     }
 
     /// The names and types the services own now.
@@ -731,18 +731,25 @@ impl PoolSink for Steering {
     }
 }
 
-/// Every service of `config` whose name is in no zone of `catalog` (it
-/// would have no SOA to answer other types with), on its line.
-pub fn services_outside_zones(config: &Config, catalog: &Catalog) -> Vec<FileError> {
+/// Every service of `config` that `catalog` cannot have it answer for, on
+/// its line: one whose name is in no zone (it would have no SOA to answer
+/// other types with), or in a zone signed elsewhere (its answers would
+/// carry no signatures, and validating resolvers would find them bogus).
+pub fn unanswerable_services(config: &Config, catalog: &Catalog) -> Vec<FileError> {
     config
         .services
         .iter()
-        .filter(|service| catalog.find(service.name.as_bytes()).is_none())
-        .map(|service| {
-            config.declared.service_problem(
-                &service.label,
-                format!("{} is in no zone being served", service.name.to_name()),
-            )
+        .filter_map(|service| {
+            let name = service.name.to_name();
+            let problem = match catalog.find(service.name.as_bytes()) {
+                None => format!("{name} is in no zone being served"),
+                Some(zone) if zone.is_signed() => format!(
+                    "{name} is in {}, a zone signed elsewhere: dnslb cannot sign the service's answers",
+                    zone.origin_name()
+                ),
+                Some(_) => return None,
+            };
+            Some(config.declared.service_problem(&service.label, problem))
         })
         .collect()
 }

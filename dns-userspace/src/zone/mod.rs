@@ -5,6 +5,7 @@
 //! what is serving.
 
 mod catalog;
+pub mod dnssec;
 mod entries;
 mod generic;
 mod load;
@@ -81,6 +82,9 @@ pub struct Zone {
     /// Whether the zone holds DNSSEC records (a pre-signed zone): queries
     /// with DO for its names are the daemon's, which has the signatures.
     signed: bool,
+    /// Its NSEC or NSEC3 chain, in the order proofs search it; built on
+    /// the first proof.
+    denial: OnceLock<dnssec::DenialChain>,
 }
 
 impl Zone {
@@ -286,6 +290,7 @@ impl Zone {
             has_cuts: false,
             has_wildcards: false,
             signed: false,
+            denial: OnceLock::new(),
         })
     }
 

@@ -1,0 +1,379 @@
+//! The DNSSEC records of a zone signed elsewhere, as RFC 4035 §3.1 puts
+//! them in answers to queries with DO: the RRSIGs of each RRset sent, and
+//! the NSEC (RFC 4035 §3.1.3) or NSEC3 (RFC 5155 §7.2) records that prove
+//! a name, a type, or a closer match for a wildcard does not exist.
+
+use std::cmp::Ordering;
+
+use hickory_proto::{
+    dnssec::{Nsec3HashAlgorithm, rdata::DNSSECRData},
+    rr::{RData, RecordType},
+};
+
+use super::{WILDCARD_LABEL, WireName, Zone, wire};
+
+/// What a negative or wildcard answer must prove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// The name exists without the type asked.
+    NoData,
+    /// The name does not exist, nor a wildcard that would answer it.
+    NxDomain,
+    /// The answer came from a wildcard: no closer name exists.
+    WildcardAnswer,
+    /// A wildcard matched, without the type asked.
+    WildcardNoData,
+    /// A referral to a child without a DS: the cut has none.
+    NoDs,
+}
+
+/// Where a zone's denial records are, in the order proofs search them.
+#[derive(Debug, Default)]
+pub(super) struct DenialChain {
+    /// Owners of NSEC records, in canonical order (RFC 4034 §6.1).
+    nsec: Vec<WireName>,
+    /// NSEC3 records: the hash of the NSEC3PARAM's kind, and the owners by
+    /// their hashed label (base32hex keeps the hashes' order).
+    nsec3: Option<Nsec3Chain>,
+}
+
+#[derive(Debug)]
+struct Nsec3Chain {
+    salt: Vec<u8>,
+    iterations: u16,
+    /// (first label, lowercase base32hex; owner), sorted.
+    owners: Vec<(Vec<u8>, WireName)>,
+}
+
+/// RFC 4034 §6.1: names compared label by label from the root, each
+/// label as lowercase bytes (wire names here are lowercase already).
+pub fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    labels(a).iter().rev().cmp(labels(b).iter().rev())
+}
+
+/// The labels of a wire name, from the left.
+fn labels(mut name: &[u8]) -> Vec<&[u8]> {
+    let mut found = Vec::new();
+    while let Some(&len) = name.first()
+        && len > 0
+    {
+        let end = 1 + usize::from(len);
+        found.push(name.get(1..end).unwrap_or_default());
+        name = name.get(end..).unwrap_or_default();
+    }
+    found
+}
+
+impl DenialChain {
+    pub(super) fn of(zone: &Zone) -> DenialChain {
+        let mut nsec: Vec<WireName> = zone
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.rrset(RecordType::NSEC).is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        nsec.sort_by(|a, b| canonical_cmp(a.as_bytes(), b.as_bytes()));
+        let parameters = zone
+            .node(zone.origin.as_bytes())
+            .and_then(|apex| apex.rrset(RecordType::NSEC3PARAM))
+            .and_then(|set| match set.rdatas().first() {
+                Some(RData::DNSSEC(DNSSECRData::NSEC3PARAM(parameters))) => {
+                    Some((parameters.salt().to_vec(), parameters.iterations()))
+                }
+                _ => None,
+            });
+        let nsec3 = parameters.map(|(salt, iterations)| {
+            let mut owners: Vec<(Vec<u8>, WireName)> = zone
+                .nodes
+                .iter()
+                .filter(|(_, node)| node.rrset(RecordType::NSEC3).is_some())
+                .filter_map(|(name, _)| {
+                    let label = name
+                        .as_bytes()
+                        .get(1..1 + usize::from(name.as_bytes()[0]))?;
+                    Some((label.to_vec(), name.clone()))
+                })
+                .collect();
+            owners.sort();
+            Nsec3Chain {
+                salt,
+                iterations,
+                owners,
+            }
+        });
+        DenialChain { nsec, nsec3 }
+    }
+}
+
+impl Zone {
+    /// The RRSIGs at `owner` that cover `covered`.
+    pub fn signatures(&self, owner: &[u8], covered: RecordType) -> Vec<RData> {
+        self.node(owner)
+            .and_then(|node| node.rrset(RecordType::RRSIG))
+            .map(|set| {
+                set.rdatas()
+                    .iter()
+                    .filter(|rdata| match rdata {
+                        RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => {
+                            rrsig.input().type_covered == covered
+                        }
+                        _ => false,
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The owners and types of the denial records that prove `proof` for
+    /// `name` (in the zone, lowercase wire form): NSEC or NSEC3, as the
+    /// zone was signed. Each comes with its RRSIGs from
+    /// [`Zone::signatures`].
+    pub fn denial(&self, name: &[u8], proof: Proof) -> Vec<(WireName, RecordType)> {
+        let chain = self.denial.get_or_init(|| DenialChain::of(self));
+        let mut owners = match &chain.nsec3 {
+            Some(nsec3) => self
+                .nsec3_proof(nsec3, name, proof)
+                .into_iter()
+                .map(|owner| (owner, RecordType::NSEC3))
+                .collect::<Vec<_>>(),
+            None => self
+                .nsec_proof(&chain.nsec, name, proof)
+                .into_iter()
+                .map(|owner| (owner, RecordType::NSEC))
+                .collect(),
+        };
+        owners.dedup();
+        owners
+    }
+
+    /// The nearest ancestor of `name` (a name that does not exist) that
+    /// does, empty non-terminals included.
+    fn closest_encloser<'a>(&self, name: &'a [u8]) -> &'a [u8] {
+        let mut current = name;
+        while let Some(candidate) = wire::parent(current) {
+            if self.nodes.contains_key(candidate) || candidate.len() <= self.origin.as_bytes().len()
+            {
+                return candidate;
+            }
+            current = candidate;
+        }
+        current
+    }
+
+    fn nsec_proof(&self, owners: &[WireName], name: &[u8], proof: Proof) -> Vec<WireName> {
+        // The NSEC at `name`, or the one whose span covers it.
+        let at_or_before = |name: &[u8]| -> Option<WireName> {
+            let after = owners.partition_point(|owner| {
+                canonical_cmp(owner.as_bytes(), name) != Ordering::Greater
+            });
+            owners
+                .get(after.checked_sub(1).unwrap_or(owners.len().wrapping_sub(1)))
+                .cloned()
+        };
+        let wildcard = |encloser: &[u8]| [WILDCARD_LABEL, encloser].concat();
+        let found = match proof {
+            Proof::NoData | Proof::NoDs | Proof::WildcardAnswer => vec![at_or_before(name)],
+            Proof::NxDomain => {
+                let encloser = self.closest_encloser(name);
+                vec![at_or_before(name), at_or_before(&wildcard(encloser))]
+            }
+            Proof::WildcardNoData => {
+                let encloser = self.closest_encloser(name);
+                vec![at_or_before(name), at_or_before(&wildcard(encloser))]
+            }
+        };
+        found.into_iter().flatten().collect()
+    }
+
+    fn nsec3_proof(&self, chain: &Nsec3Chain, name: &[u8], proof: Proof) -> Vec<WireName> {
+        let hashed = |name: &[u8]| -> Option<Vec<u8>> {
+            let digest = Nsec3HashAlgorithm::SHA1
+                .hash(
+                    &chain.salt,
+                    &WireName::from(name).to_name(),
+                    chain.iterations,
+                )
+                .ok()?;
+            Some(
+                data_encoding::BASE32HEX_NOPAD
+                    .encode(digest.as_ref())
+                    .to_ascii_lowercase()
+                    .into_bytes(),
+            )
+        };
+        // The NSEC3 whose hash is `name`'s, or whose span covers it.
+        let at_or_before = |name: &[u8]| -> Option<WireName> {
+            let hash = hashed(name)?;
+            let after = chain.owners.partition_point(|(label, _)| *label <= hash);
+            let index = after
+                .checked_sub(1)
+                .unwrap_or(chain.owners.len().wrapping_sub(1));
+            chain.owners.get(index).map(|(_, owner)| owner.clone())
+        };
+        // The name one label longer than the closest encloser, towards
+        // `name`: the next closer name (RFC 5155 §7.2.1).
+        let next_closer = |encloser: &[u8]| -> &[u8] {
+            let mut current = name;
+            while let Some(parent) = wire::parent(current) {
+                if parent.len() <= encloser.len() {
+                    return current;
+                }
+                current = parent;
+            }
+            current
+        };
+        let wildcard = |encloser: &[u8]| [WILDCARD_LABEL, encloser].concat();
+        let found = match proof {
+            Proof::NoData | Proof::NoDs => vec![at_or_before(name)],
+            Proof::WildcardAnswer => {
+                let encloser = self.closest_encloser(name);
+                vec![at_or_before(next_closer(encloser))]
+            }
+            Proof::NxDomain | Proof::WildcardNoData => {
+                let encloser = self.closest_encloser(name);
+                vec![
+                    at_or_before(encloser),
+                    at_or_before(next_closer(encloser)),
+                    at_or_before(&wildcard(encloser)),
+                ]
+            }
+        };
+        found.into_iter().flatten().collect()
+    }
+
+    /// The wildcard that answers for `name`, which does not exist:
+    /// `*` below its closest encloser.
+    pub fn wildcard_owner(&self, name: &[u8]) -> WireName {
+        WireName::from(
+            [WILDCARD_LABEL, self.closest_encloser(name)]
+                .concat()
+                .as_slice(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::zone::load_zone;
+
+    fn wire(name: &str) -> WireName {
+        WireName::from_name(&Name::from_ascii(name).unwrap()).unwrap()
+    }
+
+    fn signed(file: &str) -> Zone {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/zones")
+            .join(file);
+        load_zone(&Name::from_ascii("signed.test.").unwrap(), &path).unwrap()
+    }
+
+    #[test]
+    fn names_sort_by_labels_from_the_root() {
+        let mut names = [
+            "z.example.",
+            "example.",
+            "a.example.",
+            "yljkjljk.a.example.",
+            "*.z.example.",
+            "zabc.a.example.",
+            "z.a.example.",
+        ]
+        .map(wire);
+        names.sort_by(|a, b| canonical_cmp(a.as_bytes(), b.as_bytes()));
+        let sorted: Vec<String> = names.iter().map(|n| n.to_name().to_string()).collect();
+        // RFC 4034 §6.1's example, in part.
+        assert_eq!(
+            sorted,
+            [
+                "example.",
+                "a.example.",
+                "yljkjljk.a.example.",
+                "z.a.example.",
+                "zabc.a.example.",
+                "z.example.",
+                "*.z.example.",
+            ]
+        );
+    }
+
+    #[test]
+    fn nsec_proofs_name_the_records_that_cover() {
+        let zone = signed("signed.test.nsec.zone");
+        let names = |proof: Proof, name: &str| -> Vec<String> {
+            zone.denial(wire(name).as_bytes(), proof)
+                .iter()
+                .map(|(owner, _)| owner.to_name().to_string())
+                .collect()
+        };
+        // www exists: its own NSEC says what it has.
+        assert_eq!(
+            names(Proof::NoData, "www.signed.test."),
+            ["www.signed.test."]
+        );
+        // nope sorts between insecure and ns1 (the glue below insecure is
+        // in no chain); no wildcard below the apex, and the apex's NSEC
+        // spans *.signed.test.
+        assert_eq!(
+            names(Proof::NxDomain, "nope.signed.test."),
+            ["insecure.signed.test.", "signed.test."]
+        );
+        // b.c is an empty non-terminal: the NSEC before it (alias, whose
+        // next name is a.b.c) covers it.
+        assert_eq!(
+            names(Proof::NoData, "b.c.signed.test."),
+            ["alias.signed.test."]
+        );
+        // x.wild came from the wildcard: *.wild's span covers x.wild.
+        assert_eq!(
+            names(Proof::WildcardAnswer, "x.wild.signed.test."),
+            ["*.wild.signed.test."]
+        );
+        assert_eq!(
+            names(Proof::NoDs, "insecure.signed.test."),
+            ["insecure.signed.test."]
+        );
+    }
+
+    #[test]
+    fn nsec3_proofs_match_and_cover_hashes() {
+        let zone = signed("signed.test.nsec3.zone");
+        let proof = |proof: Proof, name: &str| zone.denial(wire(name).as_bytes(), proof);
+        // Every proof is made of NSEC3 records the zone has.
+        for (kind, name, count) in [
+            (Proof::NoData, "www.signed.test.", 1),
+            (Proof::NxDomain, "nope.signed.test.", 3),
+            (Proof::WildcardAnswer, "x.wild.signed.test.", 1),
+            (Proof::NoDs, "insecure.signed.test.", 1),
+        ] {
+            let found = proof(kind, name);
+            assert!(
+                (1..=count).contains(&found.len()),
+                "{kind:?} {name}: {found:?}"
+            );
+            for (owner, record_type) in &found {
+                assert_eq!(*record_type, RecordType::NSEC3);
+                assert!(
+                    zone.node(owner.as_bytes())
+                        .and_then(|n| n.rrset(RecordType::NSEC3))
+                        .is_some()
+                );
+                assert!(
+                    !zone
+                        .signatures(owner.as_bytes(), RecordType::NSEC3)
+                        .is_empty()
+                );
+            }
+        }
+        assert_eq!(
+            zone.signatures(wire("www.signed.test.").as_bytes(), RecordType::A)
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! A zone signed elsewhere (BIND's dnssec-signzone, `tests/zones/`)
+//! served by dnslb on the veth rig with its XDP program attached, and
+//! checked by a validating client: BIND's `delv`, in the client namespace,
+//! with the zone's key-signing key as its trust anchor. Every shape of
+//! answer RFC 4035 §3.1 and RFC 5155 §7.2 describe validates, for NSEC and
+//! NSEC3 alike: positive answers, a CNAME, a wildcard, NXDOMAIN, NODATA at
+//! a name, at an empty non-terminal and at a wildcard, a DS and the proof
+//! of no DS. A wrong trust anchor validates nothing. The kernel passes
+//! these DO queries to the daemon, and answers plain ones as before.
+//! Needs root.
+
+use std::path::{Path, PathBuf};
+
+use dnslb_tests::{
+    daemon::{Answered, Daemon, ZoneFile, kdig, workspace_root},
+    netns::{Rig, SERVER_ADDR},
+};
+
+/// The fixture `file` of `tests/zones/`, as the zone `signed.test`.
+fn signed_zone(file: &str) -> ZoneFile {
+    ZoneFile {
+        origin: "signed.test".into(),
+        file: workspace_root().join("tests/zones").join(file),
+    }
+}
+
+/// The zone's key-signing key (the DNSKEY with flags 257) as a delv
+/// trust anchor file; with `wrong`, one of its bytes changed. Both
+/// fixtures are signed with the same keys; the NSEC one has each record
+/// on one line.
+fn trust_anchor(wrong: bool, dir: &Path) -> PathBuf {
+    let zone = signed_zone("signed.test.nsec.zone").file;
+    let text = std::fs::read_to_string(zone).expect("the zone");
+    let key: String = text
+        .lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once("DNSKEY")?;
+            let rest = rest.trim().strip_prefix("257 3 13")?;
+            Some(rest.split_whitespace().collect())
+        })
+        .expect("a key-signing key in the zone");
+    let key = match wrong {
+        // Another public key of the same length: validation must fail.
+        true => key.replacen('c', "d", 1),
+        false => key,
+    };
+    let file = dir.join(if wrong { "wrong.conf" } else { "anchor.conf" });
+    std::fs::write(
+        &file,
+        format!("trust-anchors {{ signed.test. static-key 257 3 13 \"{key}\"; }};\n"),
+    )
+    .expect("the anchor file");
+    file
+}
+
+/// What delv (in the client namespace, asking the rig's server) says of
+/// `name` and `record_type`.
+fn delv(rig: &Rig, anchor: &Path, name: &str, record_type: &str) -> String {
+    let output = rig
+        .client
+        .command("delv")
+        .arg("-a")
+        .arg(anchor)
+        .args([
+            "+root=signed.test",
+            &format!("@{SERVER_ADDR}"),
+            name,
+            record_type,
+        ])
+        .output()
+        .expect("delv runs (install bind9-dnsutils)");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// Each name and type, and whether the answer is positive.
+const CASES: [(&str, &str, bool); 11] = [
+    ("www.signed.test.", "A", true),
+    ("www.signed.test.", "AAAA", true),
+    ("alias.signed.test.", "A", true),
+    ("x.wild.signed.test.", "A", true),
+    ("secure.signed.test.", "DS", true),
+    ("signed.test.", "DNSKEY", true),
+    ("nope.signed.test.", "A", false),
+    ("www.signed.test.", "TXT", false),
+    ("b.c.signed.test.", "TXT", false),
+    ("x.wild.signed.test.", "TXT", false),
+    ("insecure.signed.test.", "DS", false),
+];
+
+fn every_answer_validates(file: &str) {
+    let zone = signed_zone(file);
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let daemon = Daemon::start_on_rig(&rig, &zone, true, &[]).expect("dnslb starts");
+    let dir = std::env::temp_dir().join(format!("dnslb-presigned-{file}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let anchor = trust_anchor(false, &dir);
+    let wrong = trust_anchor(true, &dir);
+
+    let before = Answered::scrape(&rig).unwrap();
+    for (name, record_type, positive) in CASES {
+        let said = delv(&rig, &anchor, name, record_type);
+        let expected = match positive {
+            true => "; fully validated",
+            false => "; negative response, fully validated",
+        };
+        assert!(
+            said.lines().any(|line| line == expected),
+            "{file}: {name} {record_type}: {said}\n{}",
+            daemon.log_text()
+        );
+        let refused = delv(&rig, &wrong, name, record_type);
+        assert!(
+            !refused.contains("fully validated"),
+            "{file}: {name} {record_type} with a wrong anchor: {refused}"
+        );
+    }
+    let after = Answered::scrape(&rig).unwrap();
+    assert_eq!(
+        after.xdp, before.xdp,
+        "the kernel passed every DO query of a signed zone on"
+    );
+
+    // A plain query is the kernel's, and carries no DNSSEC records.
+    let plain = kdig(
+        &rig.client,
+        &[
+            &format!("@{SERVER_ADDR}"),
+            "+noall",
+            "+answer",
+            "www.signed.test.",
+            "A",
+        ],
+    )
+    .expect("kdig");
+    assert_eq!(plain.lines().count(), 2, "{plain}");
+    assert!(!plain.contains("RRSIG"), "{plain}");
+    let plain_after = Answered::scrape(&rig).unwrap();
+    assert_eq!(
+        plain_after.xdp.unwrap_or(0),
+        after.xdp.unwrap_or(0) + 1,
+        "the kernel answered the plain query"
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_zone_signed_with_nsec_validates_in_every_answer() {
+    every_answer_validates("signed.test.nsec.zone");
+}
+
+#[test]
+fn a_zone_signed_with_nsec3_validates_in_every_answer() {
+    every_answer_validates("signed.test.nsec3.zone");
+}
