@@ -379,6 +379,24 @@ fn summary(message: &Message) -> String {
     )
 }
 
+/// The case's answers from Knot DNS and dnslb, both printed after
+/// `label`, when they differ.
+fn compare(case: &Case, knot_port: u16, dnslb_port: u16, label: &str) -> Option<String> {
+    let expected = ask(knot_port, case).map(|m| summary(&m));
+    let got = ask(dnslb_port, case).map(|m| summary(&m));
+    (expected != got).then(|| {
+        format!(
+            "{label}{} {} (edns {:?}, tcp {})\n Knot:  {}\n dnslb: {}",
+            case.name,
+            case.record_type,
+            case.edns,
+            case.tcp,
+            expected.unwrap_or_else(|| "no answer".into()),
+            got.unwrap_or_else(|| "no answer".into()),
+        )
+    })
+}
+
 fn wait_until_answering(port: u16, what: &str, log: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let probe = Case {
@@ -450,19 +468,7 @@ fn dnslb_answers_exactly_as_knot_does() {
         if lower.starts_with("across.") || lower.starts_with("into.") {
             continue;
         }
-        let expected = ask(knot_port, case).map(|m| summary(&m));
-        let got = ask(dnslb_port, case).map(|m| summary(&m));
-        if expected != got {
-            differences.push(format!(
-                "{} {} (edns {:?}, tcp {})\n Knot:  {}\n dnslb: {}",
-                case.name,
-                case.record_type,
-                case.edns,
-                case.tcp,
-                expected.unwrap_or_else(|| "no answer".into()),
-                got.unwrap_or_else(|| "no answer".into()),
-            ));
-        }
+        differences.extend(compare(case, knot_port, dnslb_port, ""));
     }
     for (name, target_address) in [
         (format!("across.{ORIGIN}."), "198.18.5.1"),
@@ -496,6 +502,106 @@ fn dnslb_answers_exactly_as_knot_does() {
         "{} of {} answers differ:\n{}",
         differences.len(),
         cases.len(),
+        differences.join("\n\n")
+    );
+}
+
+/// A zone signed elsewhere (tests/zones: BIND's dnssec-signzone, NSEC and
+/// NSEC3), loaded into both: every answer to a DO query, its RRSIGs and
+/// its NSEC or NSEC3 proofs included, is Knot DNS's; without DO, the
+/// answers carry none.
+#[test]
+fn dnslb_answers_zones_signed_elsewhere_as_knot_does() {
+    const SIGNED: &str = "signed.test";
+    let names = [
+        "",
+        "www",
+        "alias",
+        "x.wild",
+        "*.wild",
+        "a.b.wild",
+        "nope",
+        "a.nope",
+        "b.c",
+        "c",
+        "a.b.c",
+        "insecure",
+        "x.insecure",
+        "ns.insecure",
+        "secure",
+        "ns.secure",
+        "ns1",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::NS,
+        RecordType::DS,
+        RecordType::DNSKEY,
+        RecordType::SOA,
+        RecordType::CNAME,
+        RecordType::NSEC,
+    ];
+    let mut seed = 0x5eed5u64;
+    let mut cases = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        for (j, record_type) in types.iter().enumerate() {
+            let full = match name.is_empty() {
+                true => format!("{SIGNED}."),
+                false => format!("{name}.{SIGNED}."),
+            };
+            cases.push(Case {
+                name: mixed_case(&full, &mut seed),
+                record_type: *record_type,
+                edns: if (i + j) % 4 == 0 {
+                    Edns::Plain
+                } else {
+                    Edns::DnssecOk
+                },
+                tcp: (i + j) % 3 == 0,
+            });
+        }
+    }
+    let mut differences = Vec::new();
+    for file in ["signed.test.nsec.zone", "signed.test.nsec3.zone"] {
+        let scratch = Scratch::new(&format!("signed-{file}"));
+        let zone = workspace_root().join("tests/zones").join(file);
+        let knot_port = free_port();
+        let config = knot_config(
+            &scratch.dir.join("knot"),
+            &format!("127.0.0.1@{knot_port}"),
+            None,
+            &[PeerZone {
+                origin: SIGNED,
+                file: &zone,
+            }],
+        )
+        .unwrap();
+        let mut command = Command::new("knotd");
+        command.arg("-c").arg(&config);
+        let knot = Process::spawn(command, scratch.dir.join("knotd.log"))
+            .expect("knotd starts (install knot)");
+        wait_until_answering(knot_port, "Knot DNS", || knot.log_text());
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let zone_arg = format!("{SIGNED}={}", zone.display());
+        let daemon =
+            Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--zone", &zone_arg])
+                .expect("dnslb starts");
+        wait_until_answering(port, "dnslb", || daemon.log_text());
+        let label = format!("{file}: ");
+        differences.extend(
+            cases
+                .iter()
+                .filter_map(|case| compare(case, knot_port, port, &label)),
+        );
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} answers differ:\n{}",
+        differences.len(),
+        cases.len() * 2,
         differences.join("\n\n")
     );
 }

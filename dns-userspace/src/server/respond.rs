@@ -453,10 +453,12 @@ impl Responder {
                     let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
                     response.add_answers(self.owned_by(&owner, set, rotate));
                     response.add_answers(signatures(set));
-                    if from_wildcard {
+                    // A wildcard's own NSEC, sent as the answer, spans the
+                    // name already (as Knot DNS answers it).
+                    if from_wildcard && record_type != RecordType::NSEC {
                         response.add_authorities(proof(Proof::WildcardAnswer));
                     }
-                    response.add_additionals(additional_addresses(zone, set));
+                    response.add_additionals(additional_addresses(zone, set, signed));
                 }
                 Lookup::Alias(cname) => {
                     response.add_answers(self.owned_by(&owner, cname, false));
@@ -515,7 +517,7 @@ impl Responder {
                                 }
                             }
                         }
-                        response.add_additionals(additional_addresses(zone, ns));
+                        response.add_additionals(additional_addresses(zone, ns, signed));
                     }
                 }
                 Lookup::NoData => {
@@ -626,17 +628,26 @@ fn denial_records(zone: &Zone, name: &[u8], proof: Proof) -> Vec<Record> {
 
 /// The A and AAAA records of the names an NS, MX or SRV RRset points at,
 /// where the zone holds them: the additional section (RFC 1035 §3.3.9,
-/// RFC 2782), glue included.
-fn additional_addresses(zone: &Zone, set: &Rrset) -> Vec<Record> {
+/// RFC 2782), glue included; with `signed`, each with the RRSIGs it has
+/// (RFC 4035 §3.1.1: glue has none).
+fn additional_addresses(zone: &Zone, set: &Rrset, signed: bool) -> Vec<Record> {
     set.rdatas()
         .iter()
         .filter_map(additional_target)
         .flat_map(|target| {
-            let node = WireName::from_name(target).and_then(|target| zone.node(target.as_bytes()));
+            let wire = WireName::from_name(target);
+            let node = wire.as_ref().and_then(|wire| zone.node(wire.as_bytes()));
             [RecordType::A, RecordType::AAAA]
                 .into_iter()
                 .filter_map(move |record_type| node.and_then(|node| node.rrset(record_type)))
-                .flat_map(move |set| set.records(target).collect::<Vec<_>>())
+                .flat_map(|set| {
+                    let mut records: Vec<Record> = set.records(target).collect();
+                    if signed && let Some(wire) = &wire {
+                        records.extend(signature_records(zone, wire.as_bytes(), target, set));
+                    }
+                    records
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -253,8 +253,10 @@ impl Zone {
             return Lookup::Answer(set);
         }
         match node.rrset(RecordType::CNAME) {
-            Some(alias) => Lookup::Alias(alias),
-            None => Lookup::NoData,
+            // An NSEC query is about the name itself: a CNAME there is not
+            // followed (as Knot DNS answers it).
+            Some(alias) if record_type != RecordType::NSEC => Lookup::Alias(alias),
+            _ => Lookup::NoData,
         }
     }
 
