@@ -542,6 +542,9 @@ fn dnslb_answers_zones_signed_elsewhere_as_knot_does() {
         RecordType::SOA,
         RecordType::CNAME,
         RecordType::NSEC,
+        RecordType::RRSIG,
+        RecordType::NSEC3PARAM,
+        RecordType::ANY,
     ];
     let mut seed = 0x5eed5u64;
     let mut cases = Vec::new();

@@ -44,7 +44,13 @@ impl<'a> PlainQuery<'a> {
         let record_type = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
         let class = u16::from_be_bytes([fixed[2], fixed[3]]);
         let question_end = HEADER_LEN + name_len + 4;
-        if class != 1 || matches!(record_type, RecordType::ANY | RecordType::OPT) {
+        // ANY and RRSIG answers are chosen, not copied: the general path.
+        if class != 1
+            || matches!(
+                record_type,
+                RecordType::ANY | RecordType::OPT | RecordType::RRSIG
+            )
+        {
             return None;
         }
         let mut end = question_end;

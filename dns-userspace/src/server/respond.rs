@@ -449,6 +449,14 @@ impl Responder {
                 }
             };
             match zone.lookup(current.as_bytes(), record_type) {
+                Lookup::Answer(set) if set.record_type() == RecordType::RRSIG => {
+                    if let Some((rrsig, ttl)) = zone.rrsig_answer(current.as_bytes()) {
+                        response.add_answer(Record::from_rdata(owner.clone(), ttl, rrsig));
+                    }
+                    if from_wildcard {
+                        response.add_authorities(proof(Proof::WildcardAnswer));
+                    }
+                }
                 Lookup::Answer(set) => {
                     let rotate = matches!(set.record_type(), RecordType::A | RecordType::AAAA);
                     response.add_answers(self.owned_by(&owner, set, rotate));

@@ -10,7 +10,7 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
-use super::{WILDCARD_LABEL, WireName, Zone, wire};
+use super::{Node, WILDCARD_LABEL, WireName, Zone, wire};
 
 /// What a negative or wildcard answer must prove.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,20 @@ struct Nsec3Chain {
     iterations: u16,
     /// (first label, lowercase base32hex; owner), sorted.
     owners: Vec<(Vec<u8>, WireName)>,
+}
+
+/// The type an RRSIG covers.
+pub fn covered(rdata: &RData) -> Option<RecordType> {
+    match rdata {
+        RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => Some(rrsig.input().type_covered),
+        _ => None,
+    }
+}
+
+/// The TTL of the RRset of `covered` at `node`: its RRSIGs' TTL
+/// (RFC 4035 §2.2), whatever the other RRSIGs there have.
+pub(super) fn covered_ttl(node: &Node, covered: RecordType) -> Option<u32> {
+    node.rrset(covered).map(|set| set.ttl())
 }
 
 /// RFC 4034 §6.1: names compared label by label from the root, each
@@ -113,12 +127,7 @@ impl Zone {
             .map(|set| {
                 set.rdatas()
                     .iter()
-                    .filter(|rdata| match rdata {
-                        RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => {
-                            rrsig.input().type_covered == covered
-                        }
-                        _ => false,
-                    })
+                    .filter(|rdata| self::covered(rdata) == Some(covered))
                     .cloned()
                     .collect()
             })
@@ -240,6 +249,24 @@ impl Zone {
             }
         };
         found.into_iter().flatten().collect()
+    }
+
+    /// The answer to an RRSIG query at `name` (or at the wildcard that
+    /// answers for it): one signature, of the lowest type signed there,
+    /// with that RRset's TTL, as Knot DNS answers it.
+    pub fn rrsig_answer(&self, name: &[u8]) -> Option<(RData, u32)> {
+        let node = match self.node(name) {
+            Some(node) => node,
+            None => self.node(self.wildcard_owner(name).as_bytes())?,
+        };
+        let rrsig = node
+            .rrset(RecordType::RRSIG)?
+            .rdatas()
+            .iter()
+            .filter_map(|rdata| Some((covered(rdata)?, rdata)))
+            .min_by_key(|(covered, _)| u16::from(*covered))?;
+        let ttl = covered_ttl(node, rrsig.0)?;
+        Some((rrsig.1.clone(), ttl))
     }
 
     /// The wildcard that answers for `name`, which does not exist:

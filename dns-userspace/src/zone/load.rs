@@ -461,6 +461,22 @@ ns.sub  IN A   192.0.2.99
             );
             // One per authoritative name (glue below a cut has none).
             assert!(count(denial) >= 8, "{file}: one per name");
+            // A transfer gives each RRSIG its RRset's TTL (A 300, the
+            // denial record 60), not one TTL for the node's RRSIGs.
+            let www: Vec<(RecordType, u32)> = zone
+                .records()
+                .filter(|record| {
+                    record.name.to_ascii() == "www.signed.test."
+                        && record.record_type() == RecordType::RRSIG
+                })
+                .filter_map(|record| {
+                    Some((super::super::dnssec::covered(&record.data)?, record.ttl))
+                })
+                .collect();
+            assert!(www.contains(&(RecordType::A, 300)), "{file}: {www:?}");
+            if denial == RecordType::NSEC {
+                assert!(www.contains(&(RecordType::NSEC, 60)), "{file}: {www:?}");
+            }
             let alias = zone.node(lower("alias.signed.test.").as_bytes()).unwrap();
             assert!(alias.rrset(RecordType::CNAME).is_some());
             assert!(alias.rrset(RecordType::RRSIG).is_some(), "{file}");

@@ -143,13 +143,22 @@ impl Zone {
         self.soa_data().map_or(0, |soa| soa.serial)
     }
 
-    /// Every record of the zone, in zone order (the SOA included).
+    /// Every record of the zone, in zone order (the SOA included); each
+    /// RRSIG with the TTL of the RRset it covers.
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         self.nodes().flat_map(|(owner, node)| {
             let owner = owner.to_name();
             node.rrsets()
                 .iter()
                 .flat_map(|rrset| rrset.records(&owner))
+                .map(|mut record| {
+                    if let Some(ttl) = dnssec::covered(&record.data)
+                        .and_then(|covered| dnssec::covered_ttl(node, covered))
+                    {
+                        record.ttl = ttl;
+                    }
+                    record
+                })
                 .collect::<Vec<_>>()
         })
     }
