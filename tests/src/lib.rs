@@ -16,5 +16,6 @@ pub mod oracle;
 pub mod peers;
 pub mod process;
 pub mod resolvers;
+pub mod signed;
 pub mod targets;
 pub mod testrun;

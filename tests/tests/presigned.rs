@@ -9,68 +9,11 @@
 //! these DO queries to the daemon, and answers plain ones as before.
 //! Needs root.
 
-use std::path::{Path, PathBuf};
-
 use dnslb_tests::{
-    daemon::{Answered, Daemon, ZoneFile, kdig, workspace_root},
+    daemon::{Answered, Daemon, ZoneFile, kdig},
     netns::{Rig, SERVER_ADDR},
+    signed::{ORIGIN, delv, trust_anchor, validated, zone_file},
 };
-
-/// The fixture `file` of `tests/zones/`, as the zone `signed.test`.
-fn signed_zone(file: &str) -> ZoneFile {
-    ZoneFile {
-        origin: "signed.test".into(),
-        file: workspace_root().join("tests/zones").join(file),
-    }
-}
-
-/// The zone's key-signing key (the DNSKEY with flags 257) as a delv
-/// trust anchor file; with `wrong`, one of its bytes changed. Both
-/// fixtures are signed with the same keys; the NSEC one has each record
-/// on one line.
-fn trust_anchor(wrong: bool, dir: &Path) -> PathBuf {
-    let zone = signed_zone("signed.test.nsec.zone").file;
-    let text = std::fs::read_to_string(zone).expect("the zone");
-    let key: String = text
-        .lines()
-        .find_map(|line| {
-            let (_, rest) = line.split_once("DNSKEY")?;
-            let rest = rest.trim().strip_prefix("257 3 13")?;
-            Some(rest.split_whitespace().collect())
-        })
-        .expect("a key-signing key in the zone");
-    let key = match wrong {
-        // Another public key of the same length: validation must fail.
-        true => key.replacen('c', "d", 1),
-        false => key,
-    };
-    let file = dir.join(if wrong { "wrong.conf" } else { "anchor.conf" });
-    std::fs::write(
-        &file,
-        format!("trust-anchors {{ signed.test. static-key 257 3 13 \"{key}\"; }};\n"),
-    )
-    .expect("the anchor file");
-    file
-}
-
-/// What delv (in the client namespace, asking the rig's server) says of
-/// `name` and `record_type`.
-fn delv(rig: &Rig, anchor: &Path, name: &str, record_type: &str) -> String {
-    let output = rig
-        .client
-        .command("delv")
-        .arg("-a")
-        .arg(anchor)
-        .args([
-            "+root=signed.test",
-            &format!("@{SERVER_ADDR}"),
-            name,
-            record_type,
-        ])
-        .output()
-        .expect("delv runs (install bind9-dnsutils)");
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
 
 /// Each name and type, and whether the answer is positive.
 const CASES: [(&str, &str, bool); 11] = [
@@ -88,28 +31,38 @@ const CASES: [(&str, &str, bool); 11] = [
 ];
 
 fn every_answer_validates(file: &str) {
-    let zone = signed_zone(file);
+    let zone = ZoneFile {
+        origin: ORIGIN.into(),
+        file: zone_file(file),
+    };
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let daemon = Daemon::start_on_rig(&rig, &zone, true, &[]).expect("dnslb starts");
     let dir = std::env::temp_dir().join(format!("dnslb-presigned-{file}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let anchor = trust_anchor(false, &dir);
-    let wrong = trust_anchor(true, &dir);
+    let anchor = trust_anchor(&dir, false).expect("the anchor");
+    let wrong = trust_anchor(&dir, true).expect("the wrong anchor");
+    let ask = |anchor, name, record_type| {
+        delv(
+            rig.client.command("delv"),
+            anchor,
+            SERVER_ADDR,
+            53,
+            name,
+            record_type,
+        )
+        .expect("delv runs (install bind9-dnsutils)")
+    };
 
     let before = Answered::scrape(&rig).unwrap();
     for (name, record_type, positive) in CASES {
-        let said = delv(&rig, &anchor, name, record_type);
-        let expected = match positive {
-            true => "; fully validated",
-            false => "; negative response, fully validated",
-        };
+        let said = ask(&anchor, name, record_type);
         assert!(
-            said.lines().any(|line| line == expected),
+            validated(&said, positive),
             "{file}: {name} {record_type}: {said}\n{}",
             daemon.log_text()
         );
-        let refused = delv(&rig, &wrong, name, record_type);
+        let refused = ask(&wrong, name, record_type);
         assert!(
             !refused.contains("fully validated"),
             "{file}: {name} {record_type} with a wrong anchor: {refused}"

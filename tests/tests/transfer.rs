@@ -19,6 +19,7 @@ use dnslb_tests::{
     },
     netns::{Netns, Rig},
     process::Process,
+    signed,
 };
 
 /// The secondary's address: the only one the zone allows.
@@ -85,15 +86,22 @@ fn until(limit: Duration, args: &[&str], done: impl Fn(&str) -> bool) -> Duratio
 
 /// A Knot DNS configuration in `dir`: listening on `listen`, with dnslb
 /// (at `dnslb`, reached from the secondary's address) as its one remote,
-/// one ACL rule for loopback, and the zone's own settings.
-fn knot_config(dir: &Path, listen: &str, dnslb: &str, action: &str, zone: &str) -> PathBuf {
+/// one ACL rule for loopback, and the zone `domain` with its own settings.
+fn knot_config(
+    dir: &Path,
+    listen: &str,
+    dnslb: &str,
+    action: &str,
+    domain: &str,
+    zone: &str,
+) -> PathBuf {
     let config = format!(
         "server:\n    rundir: \"{dir}\"\n    user: root:root\n    listen: {listen}\n\
          database:\n    storage: \"{dir}\"\n\
          key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
          remote:\n  - id: dnslb\n    address: {dnslb}\n    via: {SECONDARY}\n    key: {KEY}\n\
          acl:\n  - id: loopback\n    address: 127.0.0.0/8\n    key: {KEY}\n    action: {action}\n\
-         zone:\n  - domain: example.com\n    acl: loopback\n    zonefile-sync: -1\n{zone}\
+         zone:\n  - domain: {domain}\n    acl: loopback\n    zonefile-sync: -1\n{zone}\
          log:\n  - target: stderr\n    any: info\n",
         dir = dir.display(),
     );
@@ -102,12 +110,13 @@ fn knot_config(dir: &Path, listen: &str, dnslb: &str, action: &str, zone: &str) 
     path
 }
 
-fn knot_secondary(dir: &Path, listen: &str, primary: &str) -> PathBuf {
+/// Knot DNS as a secondary of `domain`, copied from dnslb at `primary`.
+fn knot_secondary(dir: &Path, listen: &str, primary: &str, domain: &str) -> PathBuf {
     let zone = format!(
-        "    master: dnslb\n    journal-content: none\n    file: \"{}/example.com.zone\"\n",
+        "    master: dnslb\n    journal-content: none\n    file: \"{}/{domain}.zone\"\n",
         dir.display()
     );
-    knot_config(dir, listen, primary, "notify", &zone)
+    knot_config(dir, listen, primary, "notify", domain, &zone)
 }
 
 /// Starts `dnslb run` on 127.0.0.1:`port` with the policy file `policy`.
@@ -153,7 +162,12 @@ impl ToKnot {
         let knot_dir = dir.join("knot");
         std::fs::create_dir_all(&knot_dir).unwrap();
         let knot_listen = format!("{SECONDARY}@{knot_port}");
-        let config = knot_secondary(&knot_dir, &knot_listen, &format!("127.0.0.1@{port}"));
+        let config = knot_secondary(
+            &knot_dir,
+            &knot_listen,
+            &format!("127.0.0.1@{port}"),
+            "example.com",
+        );
         let mut knotd = Command::new("knotd");
         knotd.arg("-c").arg(&config);
         let knot =
@@ -389,7 +403,7 @@ fn knot_primary(dir: &Path, listen: &str, secondary: &str, zone: &Path) -> PathB
          file: \"{}\"\n",
         zone.display()
     );
-    knot_config(dir, listen, secondary, "transfer", &zone)
+    knot_config(dir, listen, secondary, "transfer", "example.com", &zone)
 }
 
 /// Knot DNS as the primary of example.com (the zone in `source`) and
@@ -694,4 +708,80 @@ fn a_secondary_zone_added_by_a_reload_is_copied_from_then_on() {
         thread::sleep(Duration::from_millis(20));
     }
     println!("copied {:?} after the reload", started.elapsed());
+}
+
+/// A zone signed elsewhere, with dnslb as its primary: a Knot secondary
+/// copies it whole by AXFR (signatures and NSEC3 chain, each RRSIG with its
+/// RRset's TTL) and serves answers that validate.
+#[test]
+fn knot_serves_a_signed_zone_copied_from_dnslb_and_its_answers_validate() {
+    let dir = scratch("signed-secondary");
+    let zone = signed::zone_file("signed.test.nsec3.zone");
+    let knot_port = free_port();
+    let policy = dir.join("dnslb.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[zone]]\norigin = \"{origin}.\"\nfile = \"{}\"\ntsig_key = \"{KEY}\"\n\
+             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{}",
+            zone.display(),
+            policy_key(SECRET),
+            origin = signed::ORIGIN,
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let daemon = start(port, &policy).expect("dnslb starts");
+    let knot_dir = dir.join("knot");
+    std::fs::create_dir_all(&knot_dir).unwrap();
+    let config = knot_secondary(
+        &knot_dir,
+        &format!("{SECONDARY}@{knot_port}"),
+        &format!("127.0.0.1@{port}"),
+        signed::ORIGIN,
+    );
+    let mut knotd = Command::new("knotd");
+    knotd.arg("-c").arg(&config);
+    let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
+    let knot_port_text = knot_port.to_string();
+    let at_knot = format!("@{SECONDARY}");
+    until(
+        Duration::from_secs(10),
+        &[
+            &at_knot,
+            "-p",
+            &knot_port_text,
+            "www.signed.test.",
+            "A",
+            "+short",
+            "+tcp",
+        ],
+        |out| out.contains("198.18.1.1"),
+    );
+    let anchor = signed::trust_anchor(&dir, false).unwrap();
+    for (name, record_type, positive) in [
+        ("www.signed.test.", "A", true),
+        ("x.wild.signed.test.", "A", true),
+        ("nope.signed.test.", "A", false),
+        ("www.signed.test.", "TXT", false),
+    ] {
+        let said = signed::delv(
+            Command::new("delv"),
+            &anchor,
+            SECONDARY,
+            knot_port,
+            name,
+            record_type,
+        )
+        .expect("delv runs");
+        assert!(
+            signed::validated(&said, positive),
+            "Knot's copy: {name} {record_type}: {said}\n{}\n{}",
+            knot.log_text(),
+            daemon.log_text()
+        );
+    }
+    drop(knot);
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
 }
