@@ -34,10 +34,23 @@ pub enum ResolverKind {
     PowerDns,
 }
 
-/// A zone the resolver sends to dnslb at `server` (port 53).
+/// A zone the resolver sends to dnslb at `server` (port 53); with a trust
+/// anchor, the resolver validates its answers from that key.
 pub struct Forward<'a> {
     pub zone: &'a str,
     pub server: IpAddr,
+    pub trust_anchor: Option<&'a TrustAnchor>,
+}
+
+/// A zone's key-signing key, as each resolver takes a trust anchor.
+pub struct TrustAnchor {
+    /// The DNSKEY's algorithm number.
+    pub algorithm: u8,
+    /// The public key, base64.
+    pub key: String,
+    /// The DS record's data (`TAG ALGORITHM DIGEST-TYPE DIGEST`), for the
+    /// resolvers that take a DS.
+    pub ds: String,
 }
 
 impl ResolverKind {
@@ -70,6 +83,13 @@ impl ResolverKind {
         let dir_text = dir.display();
         let lines =
             |line: &dyn Fn(&Forward) -> String| forwards.iter().map(line).collect::<String>();
+        let anchored = |line: &dyn Fn(&Forward, &TrustAnchor) -> String| {
+            forwards
+                .iter()
+                .filter_map(|f| Some(line(f, f.trust_anchor?)))
+                .collect::<String>()
+        };
+        let validating = forwards.iter().any(|f| f.trust_anchor.is_some());
         let path = |file: &str| dir.join(file).into_os_string();
         let (file, config, program, args): (&str, String, &str, Vec<std::ffi::OsString>) =
             match self {
@@ -83,8 +103,12 @@ impl ResolverKind {
                         "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-ip6: yes\n    \
                      username: \"\"\n    chroot: \"\"\n    directory: \"{dir_text}\"\n    pidfile: \"\"\n    \
                      use-syslog: no\n    logfile: \"\"\n    verbosity: 1\n    module-config: \"validator iterator\"\n    \
-                     access-control: 127.0.0.0/8 allow\n    local-zone: \"test.\" nodefault\n\
+                     access-control: 127.0.0.0/8 allow\n    local-zone: \"test.\" nodefault\n{}\
                      remote-control:\n    control-enable: no\n{}",
+                        anchored(&|f, anchor| format!(
+                            "    trust-anchor: \"{}. DNSKEY 257 3 {} {}\"\n",
+                            f.zone, anchor.algorithm, anchor.key
+                        )),
                         lines(&|f| format!(
                             "forward-zone:\n    name: \"{}\"\n    forward-addr: {}\n",
                             f.zone, f.server
@@ -98,8 +122,13 @@ impl ResolverKind {
                     "named.conf",
                     format!(
                         "options {{\n  directory \"{dir_text}\";\n  pid-file none;\n  listen-on port {port} {{ 127.0.0.1; }};\n  \
-                     listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ any; }};\n  dnssec-validation no;\n}};\n\
-                     controls {{ }};\n{}",
+                     listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ any; }};\n  dnssec-validation {};\n}};\n\
+                     controls {{ }};\n{}{}",
+                        if validating { "yes" } else { "no" },
+                        anchored(&|f, anchor| format!(
+                            "trust-anchors {{ {}. static-key 257 3 {} \"{}\"; }};\n",
+                            f.zone, anchor.algorithm, anchor.key
+                        )),
                         lines(&|f| format!(
                             "zone \"{}\" {{ type forward; forward only; forwarders {{ {}; }}; }};\n",
                             f.zone, f.server
@@ -119,8 +148,24 @@ impl ResolverKind {
                 ResolverKind::KnotResolver => (
                     "kresd.conf",
                     format!(
-                        "net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})\n\
-                     trust_anchors.set_insecure({{ 'test' }})\n{}",
+                        "net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})\n{}{}",
+                        match validating {
+                            // Only the zones without an anchor are insecure.
+                            true => format!(
+                                "trust_anchors.set_insecure({{ {} }})\n{}",
+                                forwards
+                                    .iter()
+                                    .filter(|f| f.trust_anchor.is_none())
+                                    .map(|f| format!("'{}'", f.zone))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                anchored(&|f, anchor| format!(
+                                    "trust_anchors.add('{}. DNSKEY 257 3 {} {}')\n",
+                                    f.zone, anchor.algorithm, anchor.key
+                                ))
+                            ),
+                            false => "trust_anchors.set_insecure({ 'test' })\n".to_owned(),
+                        },
                         lines(&|f| format!(
                             "policy.add(policy.suffix(policy.FORWARD({{ '{}' }}), {{ todname('{}.') }}))\n",
                             f.server, f.zone
@@ -145,14 +190,22 @@ impl ResolverKind {
                         })
                         .collect();
                     let allow: Vec<&str> = forwards.iter().map(|forward| forward.zone).collect();
+                    // With anchors: `dnssec=validate`, the anchors (as DS)
+                    // in the Lua configuration.
+                    fs::write(
+                        dir.join("recursor.lua"),
+                        anchored(&|f, anchor| format!("addTA('{}', '{}')\n", f.zone, anchor.ds)),
+                    )?;
                     (
                         "recursor.conf",
                         format!(
                             "local-address=127.0.0.1\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
-                         forward-zones={}\nquery-local-address=0.0.0.0, ::\ndnssec=process\n\
-                         edns-subnet-allow-list={}\nsocket-dir={dir_text}\n",
+                         forward-zones={}\nquery-local-address=0.0.0.0, ::\ndnssec={}\n\
+                         edns-subnet-allow-list={}\nsocket-dir={dir_text}\nlua-config-file={}\n",
                             zones.join(", "),
-                            allow.join(", ")
+                            if validating { "validate" } else { "process" },
+                            allow.join(", "),
+                            dir.join("recursor.lua").display()
                         ),
                         "pdns_recursor",
                         vec![
@@ -174,6 +227,8 @@ impl ResolverKind {
 pub struct Resolver {
     pub kind: ResolverKind,
     pub port: u16,
+    /// Whether it has a trust anchor, and so is asked for the AD bit.
+    validating: bool,
     process: Process,
 }
 
@@ -194,6 +249,7 @@ impl Resolver {
         let mut resolver = Resolver {
             kind,
             port,
+            validating: forwards.iter().any(|f| f.trust_anchor.is_some()),
             process,
         };
         let probe = forwards.first().map_or("test.", |forward| forward.zone);
@@ -228,6 +284,11 @@ impl Resolver {
         let mut query = Message::query();
         query.metadata.id = query_id(name, record_type);
         query.metadata.recursion_desired = true;
+        // A validating resolver is asked for the AD bit, which it sets on
+        // validated answers only when asked (RFC 6840 §5.7). Others are
+        // not: asked, PowerDNS Recursor validates (`dnssec=process`), and
+        // the test zones have no anchor.
+        query.metadata.authentic_data = self.validating;
         query.add_query(Query::query(Name::from_ascii(name)?, record_type));
         let request = query.to_vec()?;
         let port = self.port;
@@ -332,10 +393,12 @@ pub fn measure_shares(rig: &Rig, dir: &Path, names: u8) -> anyhow::Result<Vec<Sh
         Forward {
             zone: ZONES[0],
             server: IpAddr::V4(SERVER_ADDR.parse()?),
+            trust_anchor: None,
         },
         Forward {
             zone: ZONES[1],
             server: IpAddr::V6(SERVER_ADDR6.parse()?),
+            trust_anchor: None,
         },
     ];
     let mut shares = Vec::new();

@@ -7,7 +7,7 @@ use std::{
     process::Command,
 };
 
-use crate::daemon::workspace_root;
+use crate::{daemon::workspace_root, resolvers::TrustAnchor};
 
 /// The zone's origin.
 pub const ORIGIN: &str = "signed.test";
@@ -18,12 +18,13 @@ pub fn zone_file(file: &str) -> PathBuf {
     workspace_root().join("tests/zones").join(file)
 }
 
-/// Writes the zone's key-signing key (the DNSKEY with flags 257) as a
-/// delv trust anchor file in `dir`; with `wrong`, another key of the same
-/// length, with which nothing validates.
-pub fn trust_anchor(dir: &Path, wrong: bool) -> anyhow::Result<PathBuf> {
+/// The zone's key-signing key (the DNSKEY with flags 257) and its DS
+/// (SHA-256, from `dnssec-dsfromkey`); with `wrong`, a key and a DS of the
+/// same lengths with which nothing validates.
+pub fn anchor(wrong: bool) -> anyhow::Result<TrustAnchor> {
     // The NSEC fixture has each record on one line.
-    let text = std::fs::read_to_string(zone_file("signed.test.nsec.zone"))?;
+    let file = zone_file("signed.test.nsec.zone");
+    let text = std::fs::read_to_string(&file)?;
     let key: String = text
         .lines()
         .find_map(|line| {
@@ -32,14 +33,43 @@ pub fn trust_anchor(dir: &Path, wrong: bool) -> anyhow::Result<PathBuf> {
             Some(rest.split_whitespace().collect())
         })
         .ok_or_else(|| anyhow::anyhow!("no key-signing key in the fixture"))?;
-    let key = match wrong {
-        true => key.replacen('c', "d", 1),
-        false => key,
-    };
+    let output = Command::new("dnssec-dsfromkey")
+        .args(["-2", "-f"])
+        .arg(&file)
+        .arg(ORIGIN)
+        .output()?;
+    let ds = String::from_utf8_lossy(&output.stdout)
+        .split_once(" DS ")
+        .map(|(_, ds)| ds.trim().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("dnssec-dsfromkey gave no DS (install bind9-utils)"))?;
+    Ok(match wrong {
+        true => TrustAnchor {
+            algorithm: 13,
+            key: key.replacen('c', "d", 1),
+            ds: format!(
+                "{}{}",
+                &ds[..ds.len() - 1],
+                if ds.ends_with('0') { '1' } else { '0' }
+            ),
+        },
+        false => TrustAnchor {
+            algorithm: 13,
+            key,
+            ds,
+        },
+    })
+}
+
+/// Writes [`anchor`] as a delv trust anchor file in `dir`.
+pub fn trust_anchor(dir: &Path, wrong: bool) -> anyhow::Result<PathBuf> {
+    let anchor = anchor(wrong)?;
     let file = dir.join(if wrong { "wrong.conf" } else { "anchor.conf" });
     std::fs::write(
         &file,
-        format!("trust-anchors {{ {ORIGIN}. static-key 257 3 13 \"{key}\"; }};\n"),
+        format!(
+            "trust-anchors {{ {ORIGIN}. static-key 257 3 {} \"{}\"; }};\n",
+            anchor.algorithm, anchor.key
+        ),
     )?;
     Ok(file)
 }
