@@ -10,7 +10,7 @@
 //! Needs root.
 
 use dnslb_tests::{
-    daemon::{Answered, Daemon, ZoneFile, kdig},
+    daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape},
     netns::{Rig, SERVER_ADDR},
     resolvers::{Forward, Resolver, ResolverKind},
     signed::{ORIGIN, anchor, delv, trust_anchor, validated, zone_file},
@@ -96,6 +96,48 @@ fn every_answer_validates(file: &str) {
         after.xdp.unwrap_or(0) + 1,
         "the kernel answered the plain query"
     );
+
+    // What the operator sees: the keys, the DS for the registrar (as
+    // BIND's dnssec-dsfromkey computes it), and the metrics to alert on.
+    let ds = daemon
+        .cli(&["dnssec", "ds", "signed.test"])
+        .expect("dnssec ds");
+    assert_eq!(
+        ds,
+        format!(
+            "signed.test. IN DS {}\n",
+            dnslb_tests::signed::anchor(false).unwrap().ds
+        )
+    );
+    let status = daemon.cli(&["dnssec", "status"]).expect("dnssec status");
+    for part in [
+        "64066",
+        "KSK",
+        "11056",
+        "ZSK",
+        "ECDSAP256SHA256 (13)",
+        "in ",
+    ] {
+        assert!(status.contains(part), "{part} in {status}");
+    }
+    let metrics = scrape(&rig.server, RIG_METRICS).unwrap();
+    assert_eq!(
+        sample(
+            &metrics,
+            "dnslb_dnssec_keys{role=\"ksk\",zone=\"signed.test.\"}"
+        ),
+        Some(1),
+        "{metrics}"
+    );
+    let expiry: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("dnslb_dnssec_first_signature_expiry_seconds{zone=\"signed.test.\"} ")
+        })
+        .and_then(|value| value.parse().ok())
+        .expect("the expiry gauge");
+    // The fixture's signatures expire on 2046-01-01: years ahead.
+    assert!(expiry > 3e8, "{expiry}");
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::net::IpAddr;
 
 use types::{
-    AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, PolicyCheck, PolicyFile,
-    Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange, ZoneInfo,
-    ZoneRecords,
+    AnycastStatus, Applied, DnssecZone, EndpointInfo, EndpointRef, HealthRow, PolicyCheck,
+    PolicyFile, Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange,
+    ZoneInfo, ZoneRecords,
 };
 
 /// Where the daemon listens for control requests unless told otherwise.
@@ -57,6 +57,8 @@ pub type Answer<T> = Result<T, Refusal>;
 pub trait ControlPlane: Send + Sync + 'static {
     fn status(&self) -> Answer<Status>;
     fn zones(&self) -> Answer<Vec<ZoneInfo>>;
+    /// The signed zones' keys and signatures.
+    fn dnssec(&self) -> Answer<Vec<DnssecZone>>;
     /// Serves the zone `origin` from `file` (added, or replacing its file).
     fn load_zone(&self, origin: &str, file: PathBuf) -> Answer<Applied>;
     fn reload_zone(&self, origin: &str) -> Answer<Applied>;

@@ -59,6 +59,7 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/zones", get(zones))
+        .route("/v1/dnssec", get(dnssec))
         .route(
             "/v1/zones/{origin}",
             get(zone).put(load_zone).delete(remove_zone),
@@ -284,6 +285,10 @@ async fn status(State(plane): Plane) -> Response {
 
 async fn zones(State(plane): Plane) -> Response {
     call(plane, |p| p.zones()).await
+}
+
+async fn dnssec(State(plane): Plane) -> Response {
+    call(plane, |p| p.dnssec()).await
 }
 
 async fn zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {

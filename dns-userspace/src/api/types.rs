@@ -143,6 +143,31 @@ pub struct ZoneInfo {
     pub signed: bool,
 }
 
+/// `GET /v1/dnssec`: a signed zone's keys and signatures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecZone {
+    pub origin: String,
+    pub keys: Vec<DnssecKey>,
+    /// RRSIG records in the zone.
+    pub signatures: usize,
+    /// When the first of them expires (seconds since 1970): past it,
+    /// validating resolvers find the zone's answers bogus.
+    pub first_expiration: Option<u64>,
+}
+
+/// One DNSKEY of a signed zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecKey {
+    pub tag: u16,
+    /// Its number (13) and name (ECDSAP256SHA256).
+    pub algorithm: u8,
+    pub algorithm_name: String,
+    /// `ksk` (the SEP flag: its DS goes to the parent) or `zsk`.
+    pub role: String,
+    /// Its DS record's data, SHA-256 (`TAG ALGORITHM 2 DIGEST`).
+    pub ds: Option<String>,
+}
+
 /// `PUT /v1/zones/{origin}`: serve the zone from this file (added, or
 /// replacing the file it was served from).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

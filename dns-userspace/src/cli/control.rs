@@ -11,14 +11,14 @@ use anyhow::Context;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    AnycastCommand, Command, Connection, EndpointArgs, EndpointCommand, InstanceArgs,
-    ServiceCommand, StatsArgs, ZoneCommand, render,
+    AnycastCommand, Command, Connection, DnssecCommand, EndpointArgs, EndpointCommand,
+    InstanceArgs, ServiceCommand, StatsArgs, ZoneCommand, render,
 };
 use crate::api::{
     client::{Client, ClientError, Target},
     types::{
-        AnycastChange, AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, Registration,
-        ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
+        AnycastChange, AnycastStatus, Applied, DnssecZone, EndpointInfo, EndpointRef, HealthRow,
+        Registration, ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
     },
 };
 
@@ -109,6 +109,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status(c) => get_and_show::<Status>(&c, "/v1/status", render::status).await,
         Command::Zone(zone) => zone_command(zone).await,
+        Command::Dnssec(command) => dnssec_command(command).await,
         Command::Service(ServiceCommand::List(c)) => {
             get_and_show::<Vec<ServiceInfo>>(&c, "/v1/services", |s| render::services(s)).await
         }
@@ -140,6 +141,26 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         | Command::Detach { .. } => {
             unreachable!("not a control command")
         }
+    }
+}
+
+async fn dnssec_command(command: DnssecCommand) -> anyhow::Result<()> {
+    let (wanted, connection, ds) = match &command {
+        DnssecCommand::Status { zone, connection } => (zone.as_deref(), connection, false),
+        DnssecCommand::Ds { zone, connection } => (Some(zone.as_str()), connection, true),
+    };
+    let mut zones: Vec<DnssecZone> = client(connection)?.get("/v1/dnssec").await?;
+    if let Some(wanted) = wanted {
+        let wanted = format!("{}.", origin_path(wanted));
+        zones.retain(|zone| zone.origin.eq_ignore_ascii_case(&wanted));
+        anyhow::ensure!(
+            !zones.is_empty(),
+            "{wanted} is not a signed zone served here (`dnslb dnssec status` lists them)"
+        );
+    }
+    match ds {
+        true => show(connection, &zones, |zones| render::ds_records(zones)),
+        false => show(connection, &zones, |zones| render::dnssec(zones)),
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Command {
     /// Zones: list, show, load, reload, remove.
     #[command(subcommand)]
     Zone(ZoneCommand),
+    /// Signed zones: their keys, signatures, and DS records for the parent.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
     /// Services of the policy file: list, or show one's policy tree, the
     /// answer each client network gets and its endpoints.
     #[command(subcommand)]
@@ -123,6 +126,10 @@ impl Command {
             Command::Service(
                 ServiceCommand::List(c) | ServiceCommand::Show { connection: c, .. },
             ) => c,
+            Command::Dnssec(
+                DnssecCommand::Status { connection: c, .. }
+                | DnssecCommand::Ds { connection: c, .. },
+            ) => c,
             Command::Endpoint(
                 EndpointCommand::List { connection: c, .. }
                 | EndpointCommand::Weight { connection: c, .. },
@@ -142,6 +149,26 @@ impl Command {
             | Command::Completions { .. } => return None,
         })
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Each signed zone (or ZONE): its keys, how many signatures it has and
+    /// when the first expires.
+    #[command(after_help = "Examples:\n  dnslb dnssec status\n  dnslb dnssec status example.com")]
+    Status {
+        zone: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The DS records of ZONE's key-signing keys, for its parent (the
+    /// registrar), as `dnssec-dsfromkey` prints them.
+    #[command(after_help = "Examples:\n  dnslb dnssec ds example.com")]
+    Ds {
+        zone: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 #[derive(Debug, Subcommand)]

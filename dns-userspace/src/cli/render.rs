@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::api::types::{
-    AnycastStatus, Applied, EndpointInfo, HealthRow, ServiceDetail, ServiceInfo, Stats, Status,
-    ZoneInfo,
+    AnycastStatus, Applied, DnssecZone, EndpointInfo, HealthRow, ServiceDetail, ServiceInfo, Stats,
+    Status, ZoneInfo,
 };
 
 /// Columns padded to their widest cell, two spaces apart.
@@ -197,6 +197,55 @@ pub fn zones(zones: &[ZoneInfo]) -> String {
     table.render()
 }
 
+/// Each signed zone's keys, one a row, with its signatures' first expiry.
+pub fn dnssec(zones: &[DnssecZone]) -> String {
+    let mut table = Table::new(&[
+        "ZONE",
+        "KEY TAG",
+        "ALGORITHM",
+        "ROLE",
+        "SIGNATURES",
+        "FIRST EXPIRES",
+    ]);
+    for zone in zones {
+        let expires = zone.first_expiration.map_or_else(
+            || "-".to_owned(),
+            |at| {
+                let now = unix_now();
+                match at.checked_sub(now) {
+                    Some(left) => format!("in {}", duration(left)),
+                    None => format!("EXPIRED {} ago", duration(now - at)),
+                }
+            },
+        );
+        for key in &zone.keys {
+            table.row(vec![
+                zone.origin.clone(),
+                key.tag.to_string(),
+                format!("{} ({})", key.algorithm_name, key.algorithm),
+                key.role.to_ascii_uppercase(),
+                zone.signatures.to_string(),
+                expires.clone(),
+            ]);
+        }
+    }
+    table.render()
+}
+
+/// The DS records of the zones' key-signing keys, as `dnssec-dsfromkey`
+/// prints them.
+pub fn ds_records(zones: &[DnssecZone]) -> String {
+    zones
+        .iter()
+        .flat_map(|zone| {
+            zone.keys
+                .iter()
+                .filter(|key| key.role == "ksk")
+                .filter_map(|key| Some(format!("{} IN DS {}\n", zone.origin, key.ds.as_ref()?)))
+        })
+        .collect()
+}
+
 pub fn services(services: &[ServiceInfo]) -> String {
     let mut table = Table::new(&[
         "SERVICE",
@@ -287,10 +336,15 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
     table.render()
 }
 
-pub fn health(rows: &[HealthRow]) -> String {
-    let now = std::time::SystemTime::now()
+/// Seconds since 1970, now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
+        .map_or(0, |since| since.as_secs())
+}
+
+pub fn health(rows: &[HealthRow]) -> String {
+    let now = unix_now();
     let mut table = Table::new(&[
         "CHECK",
         "POOL",

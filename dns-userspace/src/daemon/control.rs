@@ -11,9 +11,10 @@ use crate::{
     api::{
         Answer, ControlPlane, Refusal, RefusalKind,
         types::{
-            AnycastStatus, Applied, EndpointInfo, EndpointRef, HealthRow, NameQueries,
-            PassedQueries, PolicyCheck, PolicyFile, Registration, ServiceDetail, ServiceInfo,
-            Simulation, Stats, Status, TransportQueries, WeightChange, ZoneInfo, ZoneRecords,
+            AnycastStatus, Applied, DnssecKey, DnssecZone, EndpointInfo, EndpointRef, HealthRow,
+            NameQueries, PassedQueries, PolicyCheck, PolicyFile, Registration, ServiceDetail,
+            ServiceInfo, Simulation, Stats, Status, TransportQueries, WeightChange, ZoneInfo,
+            ZoneRecords,
         },
     },
     backends::RegistryError,
@@ -95,6 +96,34 @@ impl ControlPlane for Live {
 
     fn zones(&self) -> Answer<Vec<ZoneInfo>> {
         Ok(Live::zones(self)?)
+    }
+
+    fn dnssec(&self) -> Answer<Vec<DnssecZone>> {
+        let catalog = self.responder.catalog();
+        let mut zones: Vec<DnssecZone> = catalog
+            .zones()
+            .filter_map(|zone| {
+                let signing = zone.signing()?;
+                Some(DnssecZone {
+                    origin: zone.origin_name().to_string(),
+                    keys: signing
+                        .keys
+                        .iter()
+                        .map(|key| DnssecKey {
+                            tag: key.tag,
+                            algorithm: u8::from(key.algorithm),
+                            algorithm_name: key.algorithm.to_string(),
+                            role: if key.key_signing { "ksk" } else { "zsk" }.to_owned(),
+                            ds: key.ds.as_ref().map(ToString::to_string),
+                        })
+                        .collect(),
+                    signatures: signing.signatures,
+                    first_expiration: signing.first_expiration.map(u64::from),
+                })
+            })
+            .collect();
+        zones.sort_by(|a, b| a.origin.cmp(&b.origin));
+        Ok(zones)
     }
 
     fn load_zone(&self, text: &str, file: PathBuf) -> Answer<Applied> {

@@ -52,7 +52,7 @@ use crate::{
     },
     hooks::Hooks,
     metrics::{Metrics, kernel::KernelCollector, serve_metrics},
-    server::{RateLimiter, Responder, serve_tcp, serve_udp},
+    server::{RateLimiter, Responder, SigningCollector, serve_tcp, serve_udp},
     shared::Shared,
     steering::{Steering, SteeringCollector, steered_names},
     zone::{Catalog, WireName},
@@ -78,6 +78,7 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     let metrics = Arc::new(Metrics::new());
     let responder = Arc::new(Responder::new(loaded.catalog.clone(), args.edns_payload));
     responder.count_transfers_in(metrics.zone_transfers.clone());
+    metrics.register(Box::new(SigningCollector::new(Arc::downgrade(&responder))));
     responder.set_transfer_rules(live::transfer_rules(&loaded.config));
     let mut tasks = JoinSet::new();
     let sockets = args

@@ -6,7 +6,10 @@
 use std::cmp::Ordering;
 
 use hickory_proto::{
-    dnssec::{Nsec3HashAlgorithm, rdata::DNSSECRData},
+    dnssec::{
+        Algorithm, DigestType, Nsec3HashAlgorithm, Verifier,
+        rdata::{DNSSECRData, DS},
+    },
     rr::{RData, RecordType},
 };
 
@@ -25,6 +28,84 @@ pub enum Proof {
     WildcardNoData,
     /// A referral to a child without a DS: the cut has none.
     NoDs,
+}
+
+/// What the operator of a signed zone watches: its keys, the DS records
+/// its parent needs, and when its first signature expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signing {
+    pub keys: Vec<ZoneKey>,
+    /// RRSIG records in the zone.
+    pub signatures: usize,
+    /// When the first of them expires (seconds since 1970).
+    pub first_expiration: Option<u32>,
+}
+
+/// One DNSKEY of a zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneKey {
+    pub tag: u16,
+    pub algorithm: Algorithm,
+    /// A key-signing key (the SEP flag): its DS goes to the parent.
+    pub key_signing: bool,
+    /// Its DS record's data with a SHA-256 digest (RFC 4509).
+    pub ds: Option<DS>,
+}
+
+impl Signing {
+    fn of(zone: &Zone) -> Signing {
+        let origin = zone.origin_name();
+        let keys = zone
+            .node(zone.origin.as_bytes())
+            .and_then(|apex| apex.rrset(RecordType::DNSKEY))
+            .map(|set| {
+                set.rdatas()
+                    .iter()
+                    .filter_map(|rdata| match rdata {
+                        RData::DNSSEC(DNSSECRData::DNSKEY(key)) => Some(key),
+                        _ => None,
+                    })
+                    .filter_map(|key| {
+                        let tag = key.calculate_key_tag().ok()?;
+                        let ds = key
+                            .to_digest(origin, DigestType::SHA256)
+                            .ok()
+                            .map(|digest| {
+                                DS::new(
+                                    tag,
+                                    key.algorithm(),
+                                    DigestType::SHA256,
+                                    digest.as_ref().to_vec(),
+                                )
+                            });
+                        Some(ZoneKey {
+                            tag,
+                            algorithm: key.algorithm(),
+                            key_signing: key.secure_entry_point(),
+                            ds,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expirations: Vec<u32> = zone
+            .nodes
+            .values()
+            .filter_map(|node| node.rrset(RecordType::RRSIG))
+            .flat_map(|set| set.rdatas())
+            .filter_map(|rdata| match rdata {
+                RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => {
+                    Some(rrsig.input().sig_expiration.get())
+                }
+                _ => None,
+            })
+            .collect();
+        Signing {
+            keys,
+            signatures: expirations.len(),
+            first_expiration: expirations.into_iter().min(),
+        }
+    }
 }
 
 /// Where a zone's denial records are, in the order proofs search them.
@@ -251,6 +332,12 @@ impl Zone {
         found.into_iter().flatten().collect()
     }
 
+    /// The zone's keys and signatures, when it is signed.
+    pub fn signing(&self) -> Option<&Signing> {
+        self.signed
+            .then(|| self.signing.get_or_init(|| Signing::of(self)))
+    }
+
     /// The answer to an RRSIG query at `name` (or at the wildcard that
     /// answers for it): one signature, of the lowest type signed there,
     /// with that RRset's TTL, as Knot DNS answers it.
@@ -402,5 +489,48 @@ mod tests {
                 .len(),
             1
         );
+    }
+}
+
+#[cfg(test)]
+mod signing_tests {
+    use std::process::Command;
+
+    use hickory_proto::rr::RecordType;
+
+    /// The keys and DS records of the BIND-signed fixture, as BIND's own
+    /// tools see them.
+    #[test]
+    fn a_signed_zone_says_its_keys_their_ds_and_its_first_expiry() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/zones/signed.test.nsec.zone");
+        let zone = crate::zone::load_zone(
+            &hickory_proto::rr::Name::from_ascii("signed.test.").unwrap(),
+            &path,
+        )
+        .unwrap();
+        let signing = zone.signing().expect("signed");
+        let roles: Vec<(u16, bool)> = signing
+            .keys
+            .iter()
+            .map(|k| (k.tag, k.key_signing))
+            .collect();
+        assert_eq!(roles, [(11056, false), (64066, true)]);
+        // 2046-01-01T00:00:00Z, the expiration dnssec-signzone was given.
+        assert_eq!(signing.first_expiration, Some(2398377600));
+        let rrsigs = zone
+            .records()
+            .filter(|record| record.record_type() == RecordType::RRSIG)
+            .count();
+        assert_eq!(signing.signatures, rrsigs);
+        let ksk = signing.keys.iter().find(|k| k.key_signing).unwrap();
+        let ours = format!("signed.test. IN DS {}", ksk.ds.as_ref().unwrap());
+        let bind = Command::new("dnssec-dsfromkey")
+            .args(["-2", "-f"])
+            .arg(&path)
+            .arg("signed.test")
+            .output()
+            .expect("dnssec-dsfromkey (bind9-utils)");
+        assert_eq!(String::from_utf8_lossy(&bind.stdout).trim(), ours);
     }
 }

@@ -85,6 +85,8 @@ pub struct Zone {
     /// Its NSEC or NSEC3 chain, in the order proofs search it; built on
     /// the first proof.
     denial: OnceLock<dnssec::DenialChain>,
+    /// Its keys and signatures, summed up on first use.
+    signing: OnceLock<dnssec::Signing>,
 }
 
 impl Zone {
@@ -302,6 +304,7 @@ impl Zone {
             has_wildcards: false,
             signed: false,
             denial: OnceLock::new(),
+            signing: OnceLock::new(),
         })
     }
 
