@@ -93,7 +93,8 @@ impl Edns {
 }
 
 /// A flood: `queries` in turn, from the client to `server`, at up to
-/// `qps` for `seconds` (so at most `qps × seconds` queries).
+/// `qps` for `seconds` (so at most `qps × seconds` queries, paced to be
+/// offered within 95% of the time).
 #[derive(Clone, Debug)]
 pub struct Flood {
     /// One query a line, `name type` (dnsperf's format).
@@ -194,6 +195,10 @@ impl Flood {
         let total = u64::from(self.qps) * u64::from(self.seconds);
         let started = Instant::now();
         let deadline = started + Duration::from_secs(u64::from(self.seconds));
+        // The count is paced to be offered by 95% of the time, so that a
+        // late wake-up near the end does not leave the last frames to the
+        // deadline (a rate the link cannot take runs to the deadline).
+        let pace = f64::from(self.qps) / PACED_SHARE;
         let (mut offered, mut sent, mut refused) = (0u64, 0u64, 0u64);
         let mut batch: Vec<Vec<u8>> = vec![Vec::new(); BATCH];
         loop {
@@ -202,7 +207,7 @@ impl Flood {
                 break;
             }
             // Due by now at the offered rate (the first batch at once).
-            let due = ((now - started).as_secs_f64() * f64::from(self.qps)) as u64 + 1;
+            let due = ((now - started).as_secs_f64() * pace) as u64 + 1;
             let wanted = due.min(total).saturating_sub(offered).min(BATCH as u64) as usize;
             if wanted == 0 {
                 thread::sleep(Duration::from_micros(100));
@@ -221,6 +226,9 @@ impl Flood {
         Ok((sent, refused, started.elapsed()))
     }
 }
+
+/// The share of a flood's time over which its count is paced.
+const PACED_SHARE: f64 = 0.95;
 
 /// The questions of a query file, `name type` a line.
 fn read_questions(path: &Path) -> anyhow::Result<Vec<(String, u16)>> {
