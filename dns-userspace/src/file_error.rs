@@ -50,8 +50,8 @@ impl fmt::Display for FileError {
     }
 }
 
-/// Every problem found in the files of one load, in the order found;
-/// never empty. Printed a problem a line.
+/// Every problem found in the files of one load; never empty. Printed a
+/// problem a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct FileErrors(Vec<FileError>);
 
@@ -64,10 +64,6 @@ impl FileErrors {
     /// `Ok(())` when `problems` is empty.
     pub fn check(problems: Vec<FileError>) -> Result<(), FileErrors> {
         FileErrors::of(problems).map_or(Ok(()), Err)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &FileError> {
-        self.0.iter()
     }
 }
 

@@ -385,41 +385,44 @@ pub fn health(rows: &[HealthRow]) -> String {
 /// Rates between two readings of the counters, and the top names.
 pub fn stats(before: &Stats, now: &Stats) -> String {
     let seconds = (now.uptime_seconds - before.uptime_seconds).max(1e-3);
-    let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
+    // The PER SECOND and SINCE START cells of a count.
+    let counted = |earlier: u64, count: u64| {
+        [
+            format!("{:.0}", count.saturating_sub(earlier) as f64 / seconds),
+            count.to_string(),
+        ]
+    };
     let mut out = String::from("queries per second\n");
     let mut table = Table::new(&["PATH", "PER SECOND", "SINCE START"]);
-    table.row(vec![
+    let mut row = |label: String, earlier: u64, count: u64| {
+        table.row([vec![label], counted(earlier, count).to_vec()].concat());
+    };
+    row(
         "kernel (XDP)".to_owned(),
-        format!("{:.0}", rate(before.kernel_answered, now.kernel_answered)),
-        now.kernel_answered.to_string(),
-    ]);
-    for now_path in &now.userspace_answered {
-        let earlier = before
-            .userspace_answered
-            .iter()
-            .find(|then| then.transport == now_path.transport)
-            .map_or(0, |then| then.queries);
-        table.row(vec![
-            format!("daemon ({})", now_path.transport),
-            format!("{:.0}", rate(earlier, now_path.queries)),
-            now_path.queries.to_string(),
-        ]);
+        before.kernel_answered,
+        now.kernel_answered,
+    );
+    for path in &now.userspace_answered {
+        let then = earlier(&before.userspace_answered, |then| {
+            (then.transport == path.transport).then_some(then.queries)
+        });
+        row(format!("daemon ({})", path.transport), then, path.queries);
     }
     out.push_str(&table.render());
     if !now.kernel_passed.is_empty() {
         out.push_str("\npassed by the kernel to the daemon\n");
         let mut table = Table::new(&["REASON", "PER SECOND", "SINCE START"]);
         for passed in &now.kernel_passed {
-            let earlier = before
-                .kernel_passed
-                .iter()
-                .find(|then| then.reason == passed.reason)
-                .map_or(0, |then| then.queries);
-            table.row(vec![
-                passed.reason.clone(),
-                format!("{:.0}", rate(earlier, passed.queries)),
-                passed.queries.to_string(),
-            ]);
+            let then = earlier(&before.kernel_passed, |then| {
+                (then.reason == passed.reason).then_some(then.queries)
+            });
+            table.row(
+                [
+                    vec![passed.reason.clone()],
+                    counted(then, passed.queries).to_vec(),
+                ]
+                .concat(),
+            );
         }
         out.push_str(&table.render());
     }
@@ -427,17 +430,12 @@ pub fn stats(before: &Stats, now: &Stats) -> String {
         out.push_str("\npolicy branches\n");
         let mut table = Table::new(&["SERVICE", "BRANCH", "PER SECOND", "SINCE START"]);
         for branch in &now.branches {
-            let earlier = before
-                .branches
-                .iter()
-                .find(|then| then.service == branch.service && then.branch == branch.branch)
-                .map_or(0, |then| then.answers);
-            table.row(vec![
-                branch.service.clone(),
-                branch.branch.clone(),
-                format!("{:.0}", rate(earlier, branch.answers)),
-                branch.answers.to_string(),
-            ]);
+            let then = earlier(&before.branches, |then| {
+                (then.service == branch.service && then.branch == branch.branch)
+                    .then_some(then.answers)
+            });
+            let labels = vec![branch.service.clone(), branch.branch.clone()];
+            table.row([labels, counted(then, branch.answers).to_vec()].concat());
         }
         out.push_str(&table.render());
     }
@@ -448,6 +446,11 @@ pub fn stats(before: &Stats, now: &Stats) -> String {
     }
     out.push_str(&table.render());
     out
+}
+
+/// The count the earlier reading had for the same item (0 if none).
+fn earlier<T>(before: &[T], same: impl Fn(&T) -> Option<u64>) -> u64 {
+    before.iter().find_map(same).unwrap_or(0)
 }
 
 pub fn applied(applied: &Applied) -> String {

@@ -152,7 +152,7 @@ pub fn compile(
     };
 
     // Aligned with the file's checks (and pools below), whose indices
-    // references hold; a failed entry is `None` (an empty pool).
+    // references hold: a failed check is `Err`, a failed pool empty.
     let check_index = index(&spec.check);
     let mut checks = Vec::new();
     for (name, check) in &spec.check {

@@ -22,16 +22,21 @@ fn no_policy_file() -> Refusal {
     )
 }
 
+/// The policy `text` of `file` with its secrets hidden, as the API shows it.
+fn hidden(file: &std::path::Path, text: &str) -> Answer<String> {
+    hide_secrets(text).map_err(|error| {
+        Refusal::new(
+            RefusalKind::Failed,
+            format!("{}: {error}: fix it there", file.display()),
+        )
+    })
+}
+
 impl Live {
     /// `GET /v1/policy`: the policy file, its secrets hidden.
     pub fn policy_file(&self) -> Answer<PolicyFile> {
         let (file, text) = self.read_policy_file()?;
-        let text = hide_secrets(&text).map_err(|error| {
-            Refusal::new(
-                RefusalKind::Failed,
-                format!("{}: {error}: fix it there", file.display()),
-            )
-        })?;
+        let text = hidden(&file, &text)?;
         Ok(PolicyFile { file, text })
     }
 
@@ -47,26 +52,22 @@ impl Live {
         Ok((file, text))
     }
 
-    /// `text` as sent (secrets hidden) with the secrets it keeps put back.
-    fn with_secrets(&self, text: &str) -> Answer<String> {
-        let (_, current) = self.read_policy_file()?;
-        restore_secrets(text, &current).map_err(|error| Refusal::new(RefusalKind::Invalid, error))
-    }
-
-    /// `POST /v1/policy/check`.
+    /// `POST /v1/policy/check`: `text` as sent (secrets hidden) is checked
+    /// with the secrets it keeps put back, and diffed as sent.
     pub fn check_policy(&self, text: &str) -> Answer<PolicyCheck> {
-        let current = self.policy_file()?;
-        let problems = match self.with_secrets(text) {
+        let (file, current) = self.read_policy_file()?;
+        let shown = hidden(&file, &current)?;
+        let problems = match restore_secrets(text, &current) {
             Ok(full) => match self.check_policy_text(&full) {
                 Ok(_) => Vec::new(),
                 Err(error) => self.problems(error),
             },
-            Err(refusal) => vec![Problem {
+            Err(error) => vec![Problem {
                 line: None,
-                message: refusal.message,
+                message: error.to_string(),
             }],
         };
-        let diff = TextDiff::from_lines(&current.text, text)
+        let diff = TextDiff::from_lines(&shown, text)
             .iter_all_changes()
             .map(|change| DiffLine {
                 change: match change.tag() {
@@ -83,8 +84,9 @@ impl Live {
     /// `PUT /v1/policy`: checks `text` as a reload would, writes it over the
     /// policy file, and applies it; refused whole if any of that fails.
     pub fn apply_policy(&self, text: &str) -> Answer<Applied> {
-        let file = self.args().config.clone().ok_or_else(no_policy_file)?;
-        let text = &self.with_secrets(text)?;
+        let (file, current) = self.read_policy_file()?;
+        let text = &restore_secrets(text, &current)
+            .map_err(|error| Refusal::new(RefusalKind::Invalid, error))?;
         if let Some(fleet) = &self.fleet {
             // Checked here as a reload would; each node applies it as it
             // comes from the fleet.

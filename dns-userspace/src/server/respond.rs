@@ -502,24 +502,19 @@ impl Responder {
                         response.add_authorities(ns.records(&cut_name));
                         // The child's DS and its signatures, or proof that
                         // it has none (RFC 4035 §3.1.4).
-                        let ds = zone
-                            .node(cut.as_bytes())
-                            .and_then(|node| node.rrset(RecordType::DS));
-                        match ds {
-                            Some(ds) if signed => {
-                                response.add_authorities(ds.records(&cut_name));
-                                response.add_authorities(signature_records(
-                                    zone,
-                                    cut.as_bytes(),
-                                    &cut_name,
-                                    ds,
-                                ));
-                            }
-                            Some(_) | None => {
-                                if signed {
+                        if signed {
+                            let cut_wire = cut.as_bytes();
+                            match zone.node(cut_wire).and_then(|n| n.rrset(RecordType::DS)) {
+                                Some(ds) => {
+                                    response.add_authorities(ds.records(&cut_name));
+                                    response.add_authorities(signature_records(
+                                        zone, cut_wire, &cut_name, ds,
+                                    ));
+                                }
+                                None => {
                                     response.add_authorities(denial_records(
                                         zone,
-                                        cut.as_bytes(),
+                                        cut_wire,
                                         Proof::NoDs,
                                     ));
                                 }

@@ -13,7 +13,7 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
-use super::{Node, WILDCARD_LABEL, WireName, Zone, wire};
+use super::{Node, WireName, Zone, wildcard_below, wire};
 
 /// What a negative or wildcard answer must prove.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +159,14 @@ fn labels(mut name: &[u8]) -> Vec<&[u8]> {
     found
 }
 
+/// In `sorted` (a chain of denial records), the last one that is not
+/// after a name (`not_after` says which are), or the last of all when the
+/// name sorts before the first: a chain's last record spans the wrap.
+fn at_or_before<T>(sorted: &[T], not_after: impl FnMut(&T) -> bool) -> Option<&T> {
+    let after = sorted.partition_point(not_after);
+    sorted.get(after.checked_sub(1).unwrap_or(sorted.len().wrapping_sub(1)))
+}
+
 impl DenialChain {
     pub(super) fn of(zone: &Zone) -> DenialChain {
         let mut nsec: Vec<WireName> = zone
@@ -254,23 +262,16 @@ impl Zone {
     fn nsec_proof(&self, owners: &[WireName], name: &[u8], proof: Proof) -> Vec<WireName> {
         // The NSEC at `name`, or the one whose span covers it.
         let at_or_before = |name: &[u8]| -> Option<WireName> {
-            let after = owners.partition_point(|owner| {
+            at_or_before(owners, |owner| {
                 canonical_cmp(owner.as_bytes(), name) != Ordering::Greater
-            });
-            owners
-                .get(after.checked_sub(1).unwrap_or(owners.len().wrapping_sub(1)))
-                .cloned()
+            })
+            .cloned()
         };
-        let wildcard = |encloser: &[u8]| [WILDCARD_LABEL, encloser].concat();
         let found = match proof {
             Proof::NoData | Proof::NoDs | Proof::WildcardAnswer => vec![at_or_before(name)],
-            Proof::NxDomain => {
+            Proof::NxDomain | Proof::WildcardNoData => {
                 let encloser = self.closest_encloser(name);
-                vec![at_or_before(name), at_or_before(&wildcard(encloser))]
-            }
-            Proof::WildcardNoData => {
-                let encloser = self.closest_encloser(name);
-                vec![at_or_before(name), at_or_before(&wildcard(encloser))]
+                vec![at_or_before(name), at_or_before(&wildcard_below(encloser))]
             }
         };
         found.into_iter().flatten().collect()
@@ -295,11 +296,7 @@ impl Zone {
         // The NSEC3 whose hash is `name`'s, or whose span covers it.
         let at_or_before = |name: &[u8]| -> Option<WireName> {
             let hash = hashed(name)?;
-            let after = chain.owners.partition_point(|(label, _)| *label <= hash);
-            let index = after
-                .checked_sub(1)
-                .unwrap_or(chain.owners.len().wrapping_sub(1));
-            chain.owners.get(index).map(|(_, owner)| owner.clone())
+            at_or_before(&chain.owners, |(label, _)| *label <= hash).map(|(_, owner)| owner.clone())
         };
         // The name one label longer than the closest encloser, towards
         // `name`: the next closer name (RFC 5155 §7.2.1).
@@ -313,7 +310,6 @@ impl Zone {
             }
             current
         };
-        let wildcard = |encloser: &[u8]| [WILDCARD_LABEL, encloser].concat();
         let found = match proof {
             Proof::NoData | Proof::NoDs => vec![at_or_before(name)],
             Proof::WildcardAnswer => {
@@ -325,7 +321,7 @@ impl Zone {
                 vec![
                     at_or_before(encloser),
                     at_or_before(next_closer(encloser)),
-                    at_or_before(&wildcard(encloser)),
+                    at_or_before(&wildcard_below(encloser)),
                 ]
             }
         };
@@ -359,11 +355,7 @@ impl Zone {
     /// The wildcard that answers for `name`, which does not exist:
     /// `*` below its closest encloser.
     pub fn wildcard_owner(&self, name: &[u8]) -> WireName {
-        WireName::from(
-            [WILDCARD_LABEL, self.closest_encloser(name)]
-                .concat()
-                .as_slice(),
-        )
+        WireName::from(wildcard_below(self.closest_encloser(name)).as_slice())
     }
 }
 

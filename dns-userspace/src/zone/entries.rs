@@ -77,6 +77,51 @@ pub fn entries(text: &str) -> Vec<Entry> {
     found
 }
 
+/// One word of an entry: where it is in the entry's text, and what it
+/// says (a quoted string without its quotes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Word {
+    pub range: std::ops::Range<usize>,
+    pub text: String,
+}
+
+/// An entry's words: split at blanks and parentheses, comments left out,
+/// a quoted string (blanks, `;` and parentheses in it) one word, an
+/// escaped character kept with its backslash.
+pub fn words(entry: &str) -> Vec<Word> {
+    let mut found = Vec::new();
+    let mut word: Option<Word> = None;
+    let mut chars = entry.char_indices().peekable();
+    let mut quoted = false;
+    while let Some((at, ch)) = chars.next() {
+        let separates = !quoted && (ch.is_whitespace() || matches!(ch, '(' | ')' | ';'));
+        if separates {
+            found.extend(word.take());
+            if ch == ';' {
+                while chars.next_if(|&(_, next)| next != '\n').is_some() {}
+            }
+            continue;
+        }
+        let current = word.get_or_insert_with(|| Word {
+            range: at..at,
+            text: String::new(),
+        });
+        match ch {
+            '\\' => {
+                current.text.push(ch);
+                if let Some((_, escaped)) = chars.next() {
+                    current.text.push(escaped);
+                }
+            }
+            '"' => quoted = !quoted,
+            _ => current.text.push(ch),
+        }
+        current.range.end = chars.peek().map_or(entry.len(), |&(next, _)| next);
+    }
+    found.extend(word);
+    found
+}
+
 /// The first of `entries` for which `fails` holds, assuming that once it
 /// holds for an entry it holds for every later one (`fails` is typically
 /// "the file up to and including this entry does not parse").
@@ -96,6 +141,16 @@ pub fn first_failing(entries: &[Entry], mut fails: impl FnMut(&Entry) -> bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_know_where_they_are_and_quotes_hold_one_together() {
+        let entry = "txt 60 TXT ( \"a ; (b)\" \\; ) ; comment\n";
+        let words = words(entry);
+        let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["txt", "60", "TXT", "a ; (b)", "\\;"]);
+        let spans: Vec<&str> = words.iter().map(|w| &entry[w.range.clone()]).collect();
+        assert_eq!(spans, ["txt", "60", "TXT", "\"a ; (b)\"", "\\;"]);
+    }
 
     #[test]
     fn entries_span_parentheses_and_skip_comments() {

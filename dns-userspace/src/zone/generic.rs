@@ -37,39 +37,12 @@ const DNSSEC_TYPES: [RecordType; 8] = [
     RecordType::CDS,
 ];
 
-/// The entry's words: comments and parentheses removed, a quoted string
-/// one word without its quotes.
+/// The entry's words, as text (a quoted string without its quotes).
 fn words(entry: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = entry.chars();
-    let mut quoted = false;
-    while let Some(ch) = chars.next() {
-        match ch {
-            '\\' => {
-                let current = word.get_or_insert_with(String::new);
-                current.push(ch);
-                current.extend(chars.next());
-            }
-            '"' => {
-                quoted = !quoted;
-                word.get_or_insert_with(String::new);
-            }
-            _ if quoted => word.get_or_insert_with(String::new).push(ch),
-            ';' => {
-                found.extend(word.take());
-                for skipped in chars.by_ref() {
-                    if skipped == '\n' {
-                        break;
-                    }
-                }
-            }
-            _ if ch.is_whitespace() || ch == '(' || ch == ')' => found.extend(word.take()),
-            _ => word.get_or_insert_with(String::new).push(ch),
-        }
-    }
-    found.extend(word);
-    found
+    super::entries::words(entry)
+        .into_iter()
+        .map(|word| word.text)
+        .collect()
 }
 
 /// `TYPE` followed by a number: RFC 3597's name for any type.

@@ -62,6 +62,11 @@ pub enum Lookup<'a> {
 /// A wildcard's first label, `*`, on the wire.
 const WILDCARD_LABEL: &[u8] = b"\x01*";
 
+/// The wildcard name `*.encloser`, on the wire.
+fn wildcard_below(encloser: &[u8]) -> Vec<u8> {
+    [WILDCARD_LABEL, encloser].concat()
+}
+
 /// Nodes by lowercase wire name. aHash with per-process random keys: fast,
 /// and still no table an attacker can flood with colliding names.
 type Nodes = HashMap<WireName, Node, ahash::RandomState>;
@@ -285,7 +290,7 @@ impl Zone {
                 return None;
             }
             if self.nodes.contains_key(candidate) {
-                let source = [WILDCARD_LABEL, candidate].concat();
+                let source = wildcard_below(candidate);
                 return self.nodes.get(source.as_slice());
             }
             ancestor = wire::parent(candidate);

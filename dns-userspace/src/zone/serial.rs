@@ -7,7 +7,7 @@ use hickory_proto::rr::rdata::SOA;
 
 use super::{
     Zone,
-    entries::{Entry, entries},
+    entries::{Entry, entries, words},
 };
 
 /// What a zone's serial must do when its file changes.
@@ -74,43 +74,14 @@ pub fn with_serial(text: &str, serial: u32) -> Option<String> {
 /// third field after the type (MNAME, RNAME, SERIAL).
 fn soa_serial_at(text: &str, entry: &Entry) -> Option<(usize, usize)> {
     let words = words(entry.text(text));
-    let soa = words.iter().position(|&(start, end)| {
-        text[entry.start + start..entry.start + end].eq_ignore_ascii_case("SOA")
-    })?;
-    let &(start, end) = words.get(soa + 3)?;
-    let serial = &text[entry.start + start..entry.start + end];
-    serial
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then_some((entry.start + start, entry.start + end))
-}
-
-/// The byte ranges of an entry's words: split at blanks and parentheses,
-/// comments left out. SOA fields hold no quotes.
-fn words(entry: &str) -> Vec<(usize, usize)> {
-    let mut found = Vec::new();
-    let mut start = None;
-    let mut in_comment = false;
-    for (at, ch) in entry.char_indices() {
-        if in_comment {
-            in_comment = ch != '\n';
-            continue;
-        }
-        let separates = ch.is_whitespace() || ch == '(' || ch == ')' || ch == ';';
-        match (separates, start) {
-            (true, Some(begun)) => {
-                found.push((begun, at));
-                start = None;
-            }
-            (false, None) => start = Some(at),
-            _ => {}
-        }
-        in_comment = ch == ';';
-    }
-    if let Some(begun) = start {
-        found.push((begun, entry.len()));
-    }
-    found
+    let soa = words
+        .iter()
+        .position(|word| word.text.eq_ignore_ascii_case("SOA"))?;
+    let serial = words.get(soa + 3)?;
+    serial.text.bytes().all(|b| b.is_ascii_digit()).then_some((
+        entry.start + serial.range.start,
+        entry.start + serial.range.end,
+    ))
 }
 
 #[cfg(test)]
