@@ -23,5 +23,6 @@ pub mod policy;
 pub mod server;
 pub mod shared;
 pub mod shell;
+pub mod signer;
 pub mod steering;
 pub mod zone;

@@ -103,6 +103,7 @@ impl ResolverKind {
                         "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-ip6: yes\n    \
                      username: \"\"\n    chroot: \"\"\n    directory: \"{dir_text}\"\n    pidfile: \"\"\n    \
                      use-syslog: no\n    logfile: \"\"\n    verbosity: 1\n    module-config: \"validator iterator\"\n    \
+                     aggressive-nsec: yes\n    \
                      access-control: 127.0.0.0/8 allow\n    local-zone: \"test.\" nodefault\n{}\
                      remote-control:\n    control-enable: no\n{}",
                         anchored(&|f, anchor| format!(

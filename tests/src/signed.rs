@@ -7,7 +7,11 @@ use std::{
     process::Command,
 };
 
-use crate::{daemon::workspace_root, resolvers::TrustAnchor};
+use crate::{
+    daemon::workspace_root,
+    netns::{Rig, SERVER_ADDR},
+    resolvers::{Forward, Resolver, ResolverKind, TrustAnchor},
+};
 
 /// The zone's origin.
 pub const ORIGIN: &str = "signed.test";
@@ -18,52 +22,102 @@ pub fn zone_file(file: &str) -> PathBuf {
     workspace_root().join("tests/zones").join(file)
 }
 
-/// The zone's key-signing key (the DNSKEY with flags 257) and its DS
+/// The fixture's key-signing key (the DNSKEY with flags 257) and its DS
 /// (SHA-256, from `dnssec-dsfromkey`); with `wrong`, a key and a DS of the
 /// same lengths with which nothing validates.
 pub fn anchor(wrong: bool) -> anyhow::Result<TrustAnchor> {
     // The NSEC fixture has each record on one line.
     let file = zone_file("signed.test.nsec.zone");
-    let text = std::fs::read_to_string(&file)?;
-    let key: String = text
+    let mut dsfromkey = Command::new("dnssec-dsfromkey");
+    dsfromkey.args(["-2", "-f"]).arg(&file).arg(ORIGIN);
+    anchor_of(&std::fs::read_to_string(&file)?, dsfromkey, wrong)
+}
+
+/// The key-signing key of `ORIGIN` that dnslb keeps in `key_dir` (a
+/// combined key or a KSK: the `.key` file with flags 257), as
+/// [`anchor`] gives the fixture's.
+pub fn anchor_in_key_dir(key_dir: &Path, wrong: bool) -> anyhow::Result<TrustAnchor> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(key_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "key") {
+            let text = std::fs::read_to_string(&path)?;
+            if text.lines().any(|line| line.contains("DNSKEY 257 ")) {
+                found.push((path, text));
+            }
+        }
+    }
+    let [(path, text)] = found.as_slice() else {
+        anyhow::bail!(
+            "{} key-signing keys in {}, not one",
+            found.len(),
+            key_dir.display()
+        );
+    };
+    let mut dsfromkey = Command::new("dnssec-dsfromkey");
+    dsfromkey.arg("-2").arg(path);
+    anchor_of(text, dsfromkey, wrong)
+}
+
+/// The anchor of the DNSKEY with flags 257 in `text`, its DS as
+/// `dsfromkey` prints it.
+fn anchor_of(text: &str, mut dsfromkey: Command, wrong: bool) -> anyhow::Result<TrustAnchor> {
+    let (algorithm, key) = text
         .lines()
+        .filter(|line| !line.starts_with(';'))
         .find_map(|line| {
             let (_, rest) = line.split_once("DNSKEY")?;
-            let rest = rest.trim().strip_prefix("257 3 13")?;
-            Some(rest.split_whitespace().collect())
+            let mut words = rest.split_whitespace();
+            (words.next()? == "257" && words.next()? == "3").then_some(())?;
+            let algorithm: u8 = words.next()?.parse().ok()?;
+            Some((algorithm, words.collect::<String>()))
         })
-        .ok_or_else(|| anyhow::anyhow!("no key-signing key in the fixture"))?;
-    let output = Command::new("dnssec-dsfromkey")
-        .args(["-2", "-f"])
-        .arg(&file)
-        .arg(ORIGIN)
-        .output()?;
+        .ok_or_else(|| anyhow::anyhow!("no key-signing key"))?;
+    let output = dsfromkey.output()?;
     let ds = String::from_utf8_lossy(&output.stdout)
         .split_once(" DS ")
         .map(|(_, ds)| ds.trim().to_owned())
         .ok_or_else(|| anyhow::anyhow!("dnssec-dsfromkey gave no DS (install bind9-utils)"))?;
     Ok(match wrong {
         true => TrustAnchor {
-            algorithm: 13,
-            key: key.replacen('c', "d", 1),
+            algorithm,
+            key: flip_first(&key, 'c', 'd'),
             ds: format!(
                 "{}{}",
                 &ds[..ds.len() - 1],
                 if ds.ends_with('0') { '1' } else { '0' }
             ),
         },
-        false => TrustAnchor {
-            algorithm: 13,
-            key,
-            ds,
-        },
+        false => TrustAnchor { algorithm, key, ds },
     })
+}
+
+/// `text` with its first base64 letter other than `to` made `to`, or its
+/// first `from` made `to`: a key of the same length that is another.
+fn flip_first(text: &str, from: char, to: char) -> String {
+    match text.contains(from) {
+        true => text.replacen(from, &to.to_string(), 1),
+        false => {
+            let first = text.chars().next().unwrap_or('A');
+            let other = if first == 'A' { "B" } else { "A" };
+            format!("{other}{}", &text[first.len_utf8()..])
+        }
+    }
 }
 
 /// Writes [`anchor`] as a delv trust anchor file in `dir`.
 pub fn trust_anchor(dir: &Path, wrong: bool) -> anyhow::Result<PathBuf> {
-    let anchor = anchor(wrong)?;
-    let file = dir.join(if wrong { "wrong.conf" } else { "anchor.conf" });
+    write_trust_anchor(
+        dir,
+        &anchor(wrong)?,
+        if wrong { "wrong.conf" } else { "anchor.conf" },
+    )
+}
+
+/// Writes `anchor` for `ORIGIN` as a delv trust anchor file `name` in
+/// `dir`.
+pub fn write_trust_anchor(dir: &Path, anchor: &TrustAnchor, name: &str) -> anyhow::Result<PathBuf> {
+    let file = dir.join(name);
     std::fs::write(
         &file,
         format!(
@@ -108,4 +162,31 @@ pub fn validated(said: &str, positive: bool) -> bool {
         false => "; negative response, fully validated",
     };
     said.lines().any(|line| line == expected)
+}
+
+/// Starts each validating resolver in the rig's client namespace with
+/// `ORIGIN` forwarded to the rig's server, once with `right` and once with
+/// `wrong` as its trust anchor, and runs `check` with it and whether its
+/// anchor is the right one. Each runs in a directory of `dir`.
+pub fn each_validating_resolver(
+    rig: &Rig,
+    dir: &Path,
+    right: &TrustAnchor,
+    wrong: &TrustAnchor,
+    mut check: impl FnMut(&Resolver, bool),
+) {
+    let server = SERVER_ADDR.parse().expect("the server's address");
+    for (n, kind) in ResolverKind::ALL.into_iter().enumerate() {
+        for (anchor, valid) in [(right, true), (wrong, false)] {
+            let forwards = [Forward {
+                zone: ORIGIN,
+                server,
+                trust_anchor: Some(anchor),
+            }];
+            let run = dir.join(format!("{n}-{valid}"));
+            let resolver = Resolver::start(kind, &rig.client, &run, 5300 + n as u16, &forwards)
+                .unwrap_or_else(|error| panic!("{error:#}"));
+            check(&resolver, valid);
+        }
+    }
 }

@@ -12,8 +12,7 @@
 use dnslb_tests::{
     daemon::{Answered, Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape},
     netns::{Rig, SERVER_ADDR},
-    resolvers::{Forward, Resolver, ResolverKind},
-    signed::{ORIGIN, anchor, delv, trust_anchor, validated, zone_file},
+    signed::{ORIGIN, anchor, delv, each_validating_resolver, trust_anchor, validated, zone_file},
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
@@ -167,59 +166,49 @@ fn every_validating_resolver_validates_a_zone_signed_elsewhere() {
     let daemon = Daemon::start_on_rig(&rig, &zone, true, &[]).expect("dnslb starts");
     let dir =
         std::env::temp_dir().join(format!("dnslb-presigned-resolvers-{}", std::process::id()));
-    let server = SERVER_ADDR.parse().unwrap();
     let (right, wrong) = (anchor(false).unwrap(), anchor(true).unwrap());
-    for (n, kind) in ResolverKind::ALL.into_iter().enumerate() {
-        for (anchor, valid) in [(&right, true), (&wrong, false)] {
-            let forwards = [Forward {
-                zone: ORIGIN,
-                server,
-                trust_anchor: Some(anchor),
-            }];
-            let run = dir.join(format!("{n}-{valid}"));
-            let resolver = Resolver::start(kind, &rig.client, &run, 5300 + n as u16, &forwards)
-                .unwrap_or_else(|error| panic!("{error:#}"));
-            for (name, record_type, positive) in CASES {
-                let record_type: RecordType = record_type.parse().unwrap();
-                let answer = resolver
-                    .resolve(&rig.client, name, record_type)
-                    .unwrap()
-                    .unwrap_or_else(|| panic!("{}: {name} {record_type}: no answer", kind.name()));
-                let what = format!(
-                    "{}: {name} {record_type} ({}): {answer:?}\n{}",
-                    kind.name(),
-                    if valid {
-                        "right anchor"
-                    } else {
-                        "wrong anchor"
-                    },
-                    resolver.log_text()
-                );
-                if !valid {
-                    assert_eq!(
-                        answer.metadata.response_code,
-                        ResponseCode::ServFail,
-                        "{what}"
-                    );
-                    continue;
-                }
-                assert!(answer.metadata.authentic_data, "validated: {what}");
-                let expected_rcode = match name {
-                    "nope.signed.test." => ResponseCode::NXDomain,
-                    _ => ResponseCode::NoError,
-                };
-                assert_eq!(answer.metadata.response_code, expected_rcode, "{what}");
+    each_validating_resolver(&rig, &dir, &right, &wrong, |resolver, valid| {
+        let kind = resolver.kind;
+        for (name, record_type, positive) in CASES {
+            let record_type: RecordType = record_type.parse().unwrap();
+            let answer = resolver
+                .resolve(&rig.client, name, record_type)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: {name} {record_type}: no answer", kind.name()));
+            let what = format!(
+                "{}: {name} {record_type} ({}): {answer:?}\n{}",
+                kind.name(),
+                if valid {
+                    "right anchor"
+                } else {
+                    "wrong anchor"
+                },
+                resolver.log_text()
+            );
+            if !valid {
                 assert_eq!(
-                    answer
-                        .answers
-                        .iter()
-                        .any(|r| r.record_type() == record_type),
-                    positive,
+                    answer.metadata.response_code,
+                    ResponseCode::ServFail,
                     "{what}"
                 );
+                continue;
             }
+            assert!(answer.metadata.authentic_data, "validated: {what}");
+            let expected_rcode = match name {
+                "nope.signed.test." => ResponseCode::NXDomain,
+                _ => ResponseCode::NoError,
+            };
+            assert_eq!(answer.metadata.response_code, expected_rcode, "{what}");
+            assert_eq!(
+                answer
+                    .answers
+                    .iter()
+                    .any(|r| r.record_type() == record_type),
+                positive,
+                "{what}"
+            );
         }
-    }
+    });
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -59,6 +59,8 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn zones(&self) -> Answer<Vec<ZoneInfo>>;
     /// The signed zones' keys and signatures.
     fn dnssec(&self) -> Answer<Vec<DnssecZone>>;
+    /// Starts a roll of a key of the zone `origin`, which dnslb signs.
+    fn roll_key(&self, origin: &str, key: crate::signer::Roll) -> Answer<DnssecZone>;
     /// Serves the zone `origin` from `file` (added, or replacing its file).
     fn load_zone(&self, origin: &str, file: PathBuf) -> Answer<Applied>;
     fn reload_zone(&self, origin: &str) -> Answer<Applied>;

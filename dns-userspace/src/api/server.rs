@@ -30,7 +30,8 @@ use crate::http;
 use super::{
     Answer, ControlPlane, Refusal, RefusalKind,
     types::{
-        AnycastChange, ApiError, EndpointRef, PolicyEdit, Registration, WeightChange, ZoneLoad,
+        AnycastChange, ApiError, EndpointRef, KeyRoll, PolicyEdit, Registration, WeightChange,
+        ZoneLoad,
     },
 };
 
@@ -60,6 +61,7 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/zones", get(zones))
         .route("/v1/dnssec", get(dnssec))
+        .route("/v1/dnssec/{origin}/roll", post(roll_key))
         .route(
             "/v1/zones/{origin}",
             get(zone).put(load_zone).delete(remove_zone),
@@ -289,6 +291,14 @@ async fn zones(State(plane): Plane) -> Response {
 
 async fn dnssec(State(plane): Plane) -> Response {
     call(plane, |p| p.dnssec()).await
+}
+
+async fn roll_key(
+    State(plane): Plane,
+    UrlPath(origin): UrlPath<String>,
+    Json(roll): Json<KeyRoll>,
+) -> Response {
+    call(plane, move |p| p.roll_key(&origin, roll.key)).await
 }
 
 async fn zone(State(plane): Plane, UrlPath(origin): UrlPath<String>) -> Response {

@@ -147,12 +147,41 @@ pub struct ZoneInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnssecZone {
     pub origin: String,
+    /// `presigned` (signed elsewhere, served as its file has it) or
+    /// `online` (dnslb signs it).
+    #[serde(default)]
+    pub mode: String,
     pub keys: Vec<DnssecKey>,
-    /// RRSIG records in the zone.
+    /// RRSIG records in the zone (signed elsewhere), or RRsets whose
+    /// signatures are cached (online).
     pub signatures: usize,
     /// When the first of them expires (seconds since 1970): past it,
     /// validating resolvers find the zone's answers bogus.
     pub first_expiration: Option<u64>,
+    /// Online: the signer's figures.
+    #[serde(default)]
+    pub signer: Option<SignerInfo>,
+}
+
+/// What an online signer has done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignerInfo {
+    /// When the next key event is due (seconds since 1970).
+    pub next_key_event: Option<u64>,
+    pub cache_entries: usize,
+    pub cache_bytes: usize,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub signatures_made: u64,
+    pub signing_failures: u64,
+    /// How long each signature is valid, in seconds.
+    pub validity: u64,
+}
+
+/// `POST /v1/dnssec/{origin}/roll`: start a roll of this key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRoll {
+    pub key: crate::signer::Roll,
 }
 
 /// One DNSKEY of a signed zone.
@@ -166,6 +195,14 @@ pub struct DnssecKey {
     pub role: String,
     /// Its DS record's data, SHA-256 (`TAG ALGORITHM 2 DIGEST`).
     pub ds: Option<String>,
+    /// Online: where the key is in its life (`published`, `active`,
+    /// `retired`...), its next event, and whether its CDS is published.
+    #[serde(default)]
+    pub state: Option<crate::signer::KeyState>,
+    #[serde(default)]
+    pub next_event: Option<u64>,
+    #[serde(default)]
+    pub cds_published: bool,
 }
 
 /// `PUT /v1/zones/{origin}`: serve the zone from this file (added, or

@@ -74,6 +74,7 @@ mod tests {
             origin: Name::from_ascii(origin).unwrap(),
             file,
             transfer: Default::default(),
+            dnssec: None,
         }
     }
 

@@ -18,7 +18,8 @@ use crate::api::{
     client::{Client, ClientError, Target},
     types::{
         AnycastChange, AnycastStatus, Applied, DnssecZone, EndpointInfo, EndpointRef, HealthRow,
-        Registration, ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo, ZoneLoad,
+        KeyRoll, Registration, ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo,
+        ZoneLoad,
     },
 };
 
@@ -148,6 +149,19 @@ async fn dnssec_command(command: DnssecCommand) -> anyhow::Result<()> {
     let (wanted, connection, ds) = match &command {
         DnssecCommand::Status { zone, connection } => (zone.as_deref(), connection, false),
         DnssecCommand::Ds { zone, connection } => (Some(zone.as_str()), connection, true),
+        DnssecCommand::Roll {
+            zone,
+            key,
+            connection,
+        } => {
+            let path = format!("/v1/dnssec/{}/roll", origin_path(zone));
+            let zone: DnssecZone = client(connection)?
+                .post(&path, Some(&KeyRoll { key: *key }))
+                .await?;
+            return show(connection, &zone, |zone| {
+                render::dnssec(std::slice::from_ref(zone))
+            });
+        }
     };
     let mut zones: Vec<DnssecZone> = client(connection)?.get("/v1/dnssec").await?;
     if let Some(wanted) = wanted {

@@ -128,7 +128,8 @@ impl Command {
             ) => c,
             Command::Dnssec(
                 DnssecCommand::Status { connection: c, .. }
-                | DnssecCommand::Ds { connection: c, .. },
+                | DnssecCommand::Ds { connection: c, .. }
+                | DnssecCommand::Roll { connection: c, .. },
             ) => c,
             Command::Endpoint(
                 EndpointCommand::List { connection: c, .. }
@@ -166,6 +167,20 @@ pub enum DnssecCommand {
     #[command(after_help = "Examples:\n  dnslb dnssec ds example.com")]
     Ds {
         zone: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Starts a roll of ZONE's zone-signing key (pre-publication: the new
+    /// key is published, then signs) or key-signing key (the new key signs
+    /// the DNSKEY RRset at once and its CDS and CDNSKEY are published for
+    /// the parent; the old one retires after `ds_wait`).
+    #[command(
+        after_help = "Examples:\n  dnslb dnssec roll example.com zsk\n  dnslb dnssec roll example.com ksk"
+    )]
+    Roll {
+        zone: String,
+        #[arg(value_enum)]
+        key: crate::signer::Roll,
         #[command(flatten)]
         connection: Connection,
     },
@@ -377,6 +392,14 @@ pub struct RunArgs {
     /// routing policies, and zones. Re-read with the zones on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Sign this --zone online (DNSSEC, ECDSA P-256, one combined key, as
+    /// `dnssec = "online"` does for a policy file's zone). Repeat for more.
+    #[arg(long = "sign", value_name = "ORIGIN", value_parser = parse_origin)]
+    pub sign: Vec<Name>,
+    /// Where the keys of signed zones are kept (BIND's key files); made
+    /// mode 0700 if missing. Default: `keys` in --state-dir.
+    #[arg(long, value_name = "DIR")]
+    pub key_dir: Option<PathBuf>,
     /// Address and port for the Prometheus endpoint (/metrics).
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
@@ -547,6 +570,16 @@ pub struct ZoneArg {
     /// Who may transfer it and who is told of changes (the policy file's
     /// `allow_transfer` and `notify`).
     pub transfer: crate::server::ZoneTransfer,
+    /// How dnslb signs it, when it does (`dnssec` in the policy file,
+    /// `--sign` on the command line).
+    pub dnssec: Option<crate::signer::SigningPolicy>,
+}
+
+fn parse_origin(value: &str) -> Result<Name, String> {
+    let mut origin =
+        Name::from_ascii(value).map_err(|error| format!("bad zone origin `{value}`: {error}"))?;
+    origin.set_fqdn(true);
+    Ok(origin)
 }
 
 fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
@@ -563,6 +596,7 @@ fn parse_zone_arg(value: &str) -> Result<ZoneArg, String> {
         origin,
         file: PathBuf::from(file),
         transfer: Default::default(),
+        dnssec: None,
     })
 }
 

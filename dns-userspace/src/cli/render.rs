@@ -197,39 +197,72 @@ pub fn zones(zones: &[ZoneInfo]) -> String {
     table.render()
 }
 
-/// Each signed zone's keys, one a row, with its signatures' first expiry.
+/// Each signed zone's keys, one a row, with its signatures' first expiry
+/// (signed elsewhere) or its keys' states and next events (online); then
+/// each online signer's cache.
 pub fn dnssec(zones: &[DnssecZone]) -> String {
+    let now = unix_now();
+    let when = |at: Option<u64>| {
+        at.map_or_else(
+            || "-".to_owned(),
+            |at| match at.checked_sub(now) {
+                Some(left) => format!("in {}", duration(left)),
+                None => format!("EXPIRED {} ago", duration(now - at)),
+            },
+        )
+    };
     let mut table = Table::new(&[
         "ZONE",
+        "MODE",
         "KEY TAG",
         "ALGORITHM",
         "ROLE",
+        "STATE",
+        "NEXT EVENT",
         "SIGNATURES",
         "FIRST EXPIRES",
     ]);
     for zone in zones {
-        let expires = zone.first_expiration.map_or_else(
-            || "-".to_owned(),
-            |at| {
-                let now = unix_now();
-                match at.checked_sub(now) {
-                    Some(left) => format!("in {}", duration(left)),
-                    None => format!("EXPIRED {} ago", duration(now - at)),
-                }
-            },
-        );
         for key in &zone.keys {
+            let state = match (&key.state, key.cds_published) {
+                (Some(state), true) => format!("{state:?}, CDS published").to_ascii_lowercase(),
+                (Some(state), false) => format!("{state:?}").to_ascii_lowercase(),
+                (None, _) => "-".to_owned(),
+            };
             table.row(vec![
                 zone.origin.clone(),
+                zone.mode.clone(),
                 key.tag.to_string(),
                 format!("{} ({})", key.algorithm_name, key.algorithm),
                 key.role.to_ascii_uppercase(),
+                state,
+                when(key.next_event),
                 zone.signatures.to_string(),
-                expires.clone(),
+                when(zone.first_expiration),
             ]);
         }
     }
-    table.render()
+    let mut text = table.render();
+    for zone in zones {
+        if let Some(signer) = &zone.signer {
+            let asked = signer.cache_hits + signer.cache_misses;
+            let hit_rate = match asked {
+                0 => "-".to_owned(),
+                _ => format!("{:.1}%", 100.0 * signer.cache_hits as f64 / asked as f64),
+            };
+            text.push_str(&format!(
+                "\n{}: {} RRsets' signatures cached ({} KiB), hit rate {hit_rate}; {} signatures made, {} failures; valid {} each; next key event {}\n",
+                zone.origin,
+                signer.cache_entries,
+                signer.cache_bytes.div_ceil(1024),
+                signer.signatures_made,
+                signer.signing_failures,
+                duration(signer.validity),
+                when(signer.next_key_event),
+            ));
+        }
+    }
+    text
 }
 
 /// The DS records of the zones' key-signing keys, as `dnssec-dsfromkey`
@@ -240,7 +273,7 @@ pub fn ds_records(zones: &[DnssecZone]) -> String {
         .flat_map(|zone| {
             zone.keys
                 .iter()
-                .filter(|key| key.role == "ksk")
+                .filter(|key| key.role == "ksk" || key.role == "csk")
                 .filter_map(|key| Some(format!("{} IN DS {}\n", zone.origin, key.ds.as_ref()?)))
         })
         .collect()

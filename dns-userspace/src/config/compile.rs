@@ -15,8 +15,8 @@ use toml::Spanned;
 use super::{
     BranchLabels, Config, secrets, sources,
     spec::{
-        AnycastFileSpec, BranchSpec, CheckKind, CheckSpec, EndpointSpec, FileSpec, PolicyKind,
-        PolicySpec, PoolSpec, ServiceSpec, VerdictKind, ZoneSpec,
+        AnycastFileSpec, BranchSpec, CheckKind, CheckSpec, DnssecSpec, EndpointSpec, FileSpec,
+        PolicyKind, PolicySpec, PoolSpec, ServiceSpec, VerdictKind, ZoneSpec,
     },
 };
 use crate::{
@@ -29,6 +29,7 @@ use crate::{
         Service, distance_km, parse_exact_network,
     },
     server::{TsigKey, ZoneTransfer},
+    signer::SigningPolicy,
     zone::{WireName, serial::SerialRule},
 };
 
@@ -393,6 +394,16 @@ fn compile_zone(
             )));
         }
     };
+    let dnssec = match &zone.dnssec {
+        None => None,
+        Some(_) if primary.is_some() => {
+            return Err(Some(
+                "dnssec: a secondary zone serves its primary's signatures; sign it on the primary"
+                    .into(),
+            ));
+        }
+        Some(spec) => Some(signing_policy(spec).map_err(|problem| format!("dnssec: {problem}"))?),
+    };
     // Read here so that a missing file is a problem on this entry's line,
     // found with the rest; a secondary's copy may not exist yet.
     let file = base.join(&zone.file);
@@ -414,7 +425,52 @@ fn compile_zone(
             key,
             serial,
         },
+        dnssec,
     })
+}
+
+/// The signing policy of `dnssec = "online"` or a `[zone.dnssec]` table.
+fn signing_policy(spec: &DnssecSpec) -> Result<SigningPolicy, String> {
+    let defaults = SigningPolicy::default();
+    let table = match spec {
+        DnssecSpec::Mode(mode) if mode == "online" => return Ok(defaults),
+        DnssecSpec::Mode(other) => {
+            return Err(format!(
+                "`{other}` is not a way to sign: \"online\", or a [zone.dnssec] table"
+            ));
+        }
+        DnssecSpec::Policy(table) => table,
+    };
+    let split = match table.keys.as_deref() {
+        None | Some("csk") => false,
+        Some("split") => true,
+        Some(other) => return Err(format!("keys: `{other}` is neither \"csk\" nor \"split\"")),
+    };
+    let policy = SigningPolicy {
+        algorithm: table.algorithm.unwrap_or(defaults.algorithm),
+        split,
+        zsk_lifetime: table.zsk_lifetime.unwrap_or(defaults.zsk_lifetime),
+        validity: table.validity.unwrap_or(defaults.validity),
+        dnskey_ttl: table.dnskey_ttl.unwrap_or(defaults.dnskey_ttl),
+        propagation: table.propagation.unwrap_or(defaults.propagation),
+        ds_wait: table.ds_wait.unwrap_or(defaults.ds_wait),
+        cache_entries: table.cache_entries.unwrap_or(defaults.cache_entries),
+        cache_bytes: table.cache_bytes.unwrap_or(defaults.cache_bytes),
+    };
+    // Signatures are made again once half their validity has passed, and
+    // must outlive the DNSKEY RRset in caches.
+    if policy.validity < Duration::from_secs(10) {
+        return Err("validity: at least 10s".into());
+    }
+    let publish = Duration::from_secs(u64::from(policy.dnskey_ttl)) + policy.propagation;
+    if split && policy.zsk_lifetime <= publish * 2 {
+        return Err(format!(
+            "zsk_lifetime: {}s leaves no time to publish a successor (dnskey_ttl + propagation is {}s)",
+            policy.zsk_lifetime.as_secs(),
+            publish.as_secs()
+        ));
+    }
+    Ok(policy)
 }
 
 fn compile_anycast(spec: &AnycastFileSpec, pools: &[Pool]) -> Result<AnycastSpec, String> {
@@ -644,6 +700,7 @@ impl PolicyCompiler<'_> {
             ttl: def.ttl,
             fail_closed: def.fail_closed,
             policy,
+            signed: false,
         })
     }
 

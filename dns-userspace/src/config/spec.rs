@@ -83,6 +83,38 @@ pub struct ZoneSpec {
     /// `"file"` (the default: a changed file must raise its SOA serial)
     /// or `"auto"` (dnslb raises it and writes it into the file).
     pub serial: Option<String>,
+    /// `"online"`, or a `[zone.dnssec]` table: dnslb signs the zone's
+    /// answers with keys it keeps in the key directory.
+    pub dnssec: Option<DnssecSpec>,
+}
+
+/// `dnssec = "online"`, or the table with the signing policy.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DnssecSpec {
+    Mode(String),
+    Policy(DnssecPolicySpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecPolicySpec {
+    /// `"ecdsap256sha256"` (the default) or `"ed25519"`.
+    pub algorithm: Option<crate::signer::keyfile::KeyAlgorithm>,
+    /// `"csk"` (one combined key, the default) or `"split"` (KSK and ZSK).
+    pub keys: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub zsk_lifetime: Option<Duration>,
+    /// How long each signature is valid.
+    #[serde(default, deserialize_with = "duration")]
+    pub validity: Option<Duration>,
+    pub dnskey_ttl: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    pub propagation: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub ds_wait: Option<Duration>,
+    pub cache_entries: Option<usize>,
+    pub cache_bytes: Option<usize>,
 }
 
 /// Where client locations come from: a MaxMind database or a CSV of
@@ -354,7 +386,9 @@ fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::E
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text).map(Some).ok_or_else(|| {
-        serde::de::Error::custom(format!("`{text}` is not a duration like 500ms, 2s or 1m"))
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration like 500ms, 2s, 1m, 6h or 30d"
+        ))
     })
 }
 
@@ -366,6 +400,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(number)),
         "s" => Some(Duration::from_secs(number)),
         "m" => Some(Duration::from_secs(number * 60)),
+        "h" => Some(Duration::from_secs(number * 3600)),
+        "d" => Some(Duration::from_secs(number * 86_400)),
         _ => None,
     }
 }

@@ -1,4 +1,4 @@
-use std::{net::IpAddr, path::Path};
+use std::{net::IpAddr, path::Path, time::Duration};
 
 use super::*;
 use crate::{
@@ -341,6 +341,62 @@ fn zones_say_who_may_transfer_them() {
     .expect_err("not an address");
     assert!(
         error.to_string().contains("primary: `primary.example`"),
+        "{error}"
+    );
+}
+
+/// `dnssec = "online"` and the `[zone.dnssec]` table; each mistake on
+/// its zone's line.
+#[test]
+fn zones_say_how_they_are_signed() {
+    let zone = "[[zone]]\norigin = \"example.com\"\nfile = \"../examples/example.com.zone\"\n";
+    let online = parse(&format!("{zone}dnssec = \"online\"\n")).expect("valid");
+    assert_eq!(
+        online.zones[0].dnssec,
+        Some(crate::signer::SigningPolicy::default())
+    );
+    let table = parse(&format!(
+        "{zone}[zone.dnssec]\nalgorithm = \"ed25519\"\nkeys = \"split\"\n\
+         zsk_lifetime = \"7d\"\nvalidity = \"6h\"\ndnskey_ttl = 300\n"
+    ))
+    .expect("valid");
+    let policy = table.zones[0].dnssec.clone().expect("signed");
+    assert_eq!(
+        policy.algorithm,
+        crate::signer::keyfile::KeyAlgorithm::Ed25519
+    );
+    assert!(policy.split);
+    assert_eq!(policy.zsk_lifetime, Duration::from_secs(7 * 86_400));
+    assert_eq!(policy.validity, Duration::from_secs(6 * 3600));
+    assert_eq!(policy.dnskey_ttl, 300);
+    for (text, problem) in [
+        (
+            "dnssec = \"offline\"\n",
+            "dnssec: `offline` is not a way to sign",
+        ),
+        (
+            "[zone.dnssec]\nkeys = \"many\"\n",
+            "dnssec: keys: `many` is neither",
+        ),
+        (
+            "[zone.dnssec]\nkeys = \"split\"\nzsk_lifetime = \"1h\"\n",
+            "zsk_lifetime: 3600s leaves no time to publish a successor",
+        ),
+        (
+            "[zone.dnssec]\nvalidity = \"5s\"\n",
+            "validity: at least 10s",
+        ),
+    ] {
+        let error = parse(&format!("{zone}{text}")).expect_err(text);
+        assert_eq!(error.line, Some(1), "{error}");
+        assert!(error.to_string().contains(problem), "{problem} in {error}");
+    }
+    let error = parse(
+        "[[zone]]\norigin = \"example.com\"\nfile = \"copy.zone\"\nprimary = \"198.18.0.1:53\"\ndnssec = \"online\"\n",
+    )
+    .expect_err("a secondary");
+    assert!(
+        error.to_string().contains("sign it on the primary"),
         "{error}"
     );
 }

@@ -6,7 +6,10 @@ use std::{net::IpAddr, path::PathBuf};
 use dns_common::Counter;
 use hickory_proto::rr::Name;
 
-use super::live::{ChangeError, Live};
+use super::{
+    live::{ChangeError, Live},
+    signing,
+};
 use crate::{
     api::{
         Answer, ControlPlane, Refusal, RefusalKind,
@@ -19,7 +22,9 @@ use crate::{
     },
     backends::RegistryError,
     policy::Pool,
+    signer::{Roll, now},
     steering::{OverrideError, Overrides},
+    zone::WireName,
 };
 
 /// Names in `dnslb stats`.
@@ -100,12 +105,17 @@ impl ControlPlane for Live {
 
     fn dnssec(&self) -> Answer<Vec<DnssecZone>> {
         let catalog = self.responder.catalog();
+        let signers = self.responder.signers();
         let mut zones: Vec<DnssecZone> = catalog
             .zones()
             .filter_map(|zone| {
+                if let Some(signer) = signers.get(zone.origin()) {
+                    return Some(signing::online_status(zone.origin_name(), signer, now()));
+                }
                 let signing = zone.signing()?;
                 Some(DnssecZone {
                     origin: zone.origin_name().to_string(),
+                    mode: "presigned".to_owned(),
                     keys: signing
                         .keys
                         .iter()
@@ -115,15 +125,38 @@ impl ControlPlane for Live {
                             algorithm_name: key.algorithm.to_string(),
                             role: if key.key_signing { "ksk" } else { "zsk" }.to_owned(),
                             ds: key.ds.as_ref().map(ToString::to_string),
+                            state: None,
+                            next_event: None,
+                            cds_published: false,
                         })
                         .collect(),
                     signatures: signing.signatures,
                     first_expiration: signing.first_expiration.map(u64::from),
+                    signer: None,
                 })
             })
             .collect();
         zones.sort_by(|a, b| a.origin.cmp(&b.origin));
         Ok(zones)
+    }
+
+    fn roll_key(&self, text: &str, key: Roll) -> Answer<DnssecZone> {
+        let origin = origin(text)?;
+        let signer = WireName::from_name(&origin)
+            .and_then(|wire| self.responder.signers().get(&wire).cloned())
+            .ok_or_else(|| {
+                Refusal::new(
+                    RefusalKind::NotFound,
+                    format!("{origin} is not a zone dnslb signs (dnssec = \"online\")"),
+                )
+            })?;
+        let now = now();
+        signer
+            .roll(key, now)
+            .map_err(|error| Refusal::new(RefusalKind::Invalid, error))?;
+        tracing::info!("zone {origin}: {key:?} roll started on the operator's word");
+        self.steering.notify_change();
+        Ok(signing::online_status(&origin, &signer, now))
     }
 
     fn load_zone(&self, text: &str, file: PathBuf) -> Answer<Applied> {

@@ -23,6 +23,7 @@ use super::{
     kept::{Kept, KeptError, ZoneChanges},
     secondary::Followers,
     serials::{SerialWrite, hold_serials},
+    signing::{self, Signing},
 };
 use crate::{
     api::types::{
@@ -36,7 +37,7 @@ use crate::{
     file_error::{FileError, FileErrors},
     hooks::Hooks,
     metrics::Metrics,
-    server::{Responder, TransferRules, notify_changes},
+    server::{Responder, Signers, TransferRules, notify_changes},
     shared::{Poisoned, Shared},
     steering::{OverrideError, Overrides, Steering, unanswerable_services},
     zone::{Catalog, WireName, load_zone},
@@ -149,6 +150,9 @@ pub struct Loaded {
     zones: Vec<ServedZone>,
     /// The control API's zone changes served on top of the files.
     api_changes: ZoneChanges,
+    /// The signers of the zones dnslb signs, to put in use with the
+    /// catalog.
+    pub signing: Signing,
 }
 
 /// Reads the policy file (if any; `policy_text` in its place when given)
@@ -159,8 +163,9 @@ fn load(
     labels: Option<&BranchLabels>,
     api_changes: &BTreeMap<Name, Option<PathBuf>>,
     policy_text: Option<&str>,
+    signers: &Signers,
 ) -> Result<Loaded, ChangeError> {
-    let config = match (&args.config, policy_text) {
+    let mut config = match (&args.config, policy_text) {
         (Some(path), Some(text)) => parse_config(path, text, labels)?,
         (Some(path), None) => load_config(path, labels)?,
         (None, _) => Config::default(),
@@ -195,6 +200,8 @@ fn load(
         .collect();
     let mut catalog = Catalog::default();
     let mut problems = Vec::new();
+    let policies = signing::policies(args, &config);
+    let mut signing = Signing::default();
     for zone in &zones {
         // A secondary zone without a copy yet is served once its first
         // transfer is in.
@@ -207,13 +214,19 @@ fn load(
             continue;
         }
         let started = Instant::now();
-        let loaded = match load_zone(&zone.origin, &zone.file) {
+        let mut loaded = match load_zone(&zone.origin, &zone.file) {
             Ok(loaded) => loaded,
             Err(error) => {
                 problems.push(error);
                 continue;
             }
         };
+        if let Some(policy) = policies.get(&zone.origin.to_lowercase())
+            && let Err(problem) = signing.add(args, &mut loaded, &zone.file, policy, signers)
+        {
+            problems.push(problem);
+            continue;
+        }
         if copied.contains(&zone.origin) && super::secondary::expired(&loaded, &zone.file) {
             tracing::warn!(
                 "zone {}: the copy in {} is past its SOA's expire, waiting for the primary",
@@ -231,6 +244,16 @@ fn load(
         );
         catalog.insert(loaded);
     }
+    let served: Vec<WireName> = zones
+        .iter()
+        .filter_map(|zone| WireName::from_name(&zone.origin))
+        .collect();
+    problems.extend(signing::unserved(args, &served));
+    for service in &mut config.services {
+        service.signed = catalog
+            .find(service.name.as_bytes())
+            .is_some_and(|zone| zone.is_signed());
+    }
     // Services are checked against the zones once every zone reads.
     if problems.is_empty() {
         problems = unanswerable_services(&config, &catalog);
@@ -241,6 +264,7 @@ fn load(
         config,
         zones,
         api_changes: api_changes.clone(),
+        signing,
     })
 }
 
@@ -271,7 +295,7 @@ pub fn transfer_rules(config: &Config) -> TransferRules {
 /// that the state directory kept on top.
 pub fn load_at_start(args: &RunArgs) -> Result<Loaded, ChangeError> {
     let changes = Kept::new(args.state_dir.clone()).zone_changes()?;
-    load(args, None, &changes, None)
+    load(args, None, &changes, None, &Signers::default())
 }
 
 /// Every address and port `listen` answers on: itself, or for a wildcard
@@ -458,6 +482,7 @@ impl Live {
         self.hooks.set(&hooks);
         self.responder.set_transfer_rules(transfers);
         served.zones = loaded.zones;
+        self.responder.set_signers(loaded.signing.install());
         let applied = self.serve_catalog(loaded.catalog, services);
         if let Some(this) = self.this.get() {
             self.followers.sync(this, &zones);
@@ -607,7 +632,12 @@ impl Live {
         let mut serials = Vec::new();
         match &file {
             Some(file) => {
-                catalog.insert(load_zone(&origin, file)?);
+                let mut zone = load_zone(&origin, file)?;
+                // A zone dnslb signs stays signed, whichever file serves it.
+                if self.responder.signers().contains_key(&origin_wire) {
+                    zone.sign_online();
+                }
+                catalog.insert(zone);
                 serials = hold_serials(
                     &self.responder.catalog(),
                     &mut catalog,
@@ -696,6 +726,7 @@ impl Live {
             Some(&self.steering.branch_labels()),
             api_changes,
             policy_text,
+            &self.responder.signers(),
         )
     }
 

@@ -16,6 +16,7 @@ mod policy_edit;
 mod privileges;
 mod secondary;
 mod serials;
+mod signing;
 mod simulate;
 #[cfg(test)]
 mod tests;
@@ -74,9 +75,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args, loaded, user))
 }
 
-async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::Result<()> {
+async fn serve(args: RunArgs, mut loaded: Loaded, user: Option<Target>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let responder = Arc::new(Responder::new(loaded.catalog.clone(), args.edns_payload));
+    responder.set_signers(std::mem::take(&mut loaded.signing).install());
     responder.count_transfers_in(metrics.zone_transfers.clone());
     metrics.register(Box::new(SigningCollector::new(Arc::downgrade(&responder))));
     responder.set_transfer_rules(live::transfer_rules(&loaded.config));
@@ -115,6 +117,7 @@ async fn serve(args: RunArgs, loaded: Loaded, user: Option<Target>) -> anyhow::R
     }
     let cookies = Arc::new(Shared::new("the cookie secrets", Cookies::start(&args)?));
     publish_cookies(&cookies, &responder, dataplane.as_deref())?;
+    tasks.spawn(signing::keep_signing(responder.clone()));
     tasks.spawn(keep_cookies(
         cookies.clone(),
         responder.clone(),

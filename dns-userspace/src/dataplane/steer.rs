@@ -12,7 +12,7 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use dns_common::{HotName, MAX_ENDPOINTS};
+use dns_common::{HotName, MAX_ENDPOINTS, SET_SIGNED};
 
 use super::{Dataplane, DataplaneError, Endpoint, HotAnswer, HotType, HotValue};
 use crate::policy::{ClientNet, Draw, Flat, Health, Pool, Service};
@@ -70,7 +70,8 @@ impl KernelServices {
                     )
                 })
                 .and_then(|()| {
-                    dataplane.set_hot(&name, &HotValue::by_client(hot_type, generation))
+                    let value = HotValue::by_client(hot_type, generation);
+                    dataplane.set_hot(&name, &value.with_flags(signed_flag(service)))
                 });
             if let Err(error) = switched {
                 // The name still points at the previous generation, which
@@ -81,7 +82,7 @@ impl KernelServices {
             written
         } else {
             let value = encode_draw(&service.draw(pools, health, None), service.ttl, hot_type);
-            dataplane.set_hot(&name, &value)?;
+            dataplane.set_hot(&name, &value.with_flags(signed_flag(service)))?;
             KernelService::default()
         };
         // Only now that the name points at the new answers.
@@ -142,6 +143,12 @@ impl KernelServices {
         self.generation = self.generation.wrapping_add(1).max(1);
         self.generation
     }
+}
+
+/// The flags of a service's kernel entry: DO queries for a name in a
+/// signed zone are the daemon's, which signs.
+fn signed_flag(service: &Service) -> u8 {
+    if service.signed { SET_SIGNED } else { 0 }
 }
 
 /// The kernel value for one draw of a service answering `hot_type`.

@@ -424,6 +424,9 @@ pub struct Service {
     pub ttl: u32,
     pub fail_closed: bool,
     pub policy: Policy,
+    /// Whether its zone's answers to DO queries are signed: the kernel
+    /// passes those on.
+    pub signed: bool,
 }
 
 impl Service {

@@ -45,6 +45,7 @@ fn service(policy: Policy, fail_closed: bool) -> Service {
         ttl: 60,
         fail_closed,
         policy,
+        signed: false,
     }
 }
 

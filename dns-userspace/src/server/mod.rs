@@ -3,6 +3,7 @@
 //! `respond` holds the authoritative logic; `udp` and `tcp` only move bytes.
 
 mod cookies;
+mod dnssec;
 mod edns;
 mod fast;
 mod journal;
@@ -19,7 +20,7 @@ pub use cookies::{CookieFileError, CookieKeys, unix_now};
 pub use journal::records_but_soa;
 pub use notify::notify_changes;
 pub use rate_limit::{RateLimiter, ThreadLimiter};
-pub use respond::{Responder, Transport, slip};
+pub use respond::{Responder, Signers, Transport, slip};
 pub use signing_metrics::SigningCollector;
 pub use tcp::{answer_stream, framed, serve_tcp};
 pub use transfer::{TransferRules, ZoneTransfer};

@@ -27,10 +27,18 @@ use super::{
     edns::{self, Cookie, QueryOptions},
     fast::PlainQuery,
 };
-use super::{journal::Journal, transfer::TransferRules};
+use super::{
+    dnssec::{Dnssec, types_at},
+    journal::Journal,
+    transfer::TransferRules,
+};
 use crate::{
     backends::ColdStart,
     policy::ClientNet,
+    signer::{
+        ZoneSigner,
+        denial::{EDNS_FLAG_CO, NXNAME},
+    },
     steering::{Asked, Steered, SteeredSink},
     zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, dnssec::Proof, wire},
 };
@@ -65,7 +73,12 @@ pub struct Responder {
     wakes: std::sync::Mutex<HashMap<WireName, Arc<tokio::sync::Notify>>>,
     /// `dnslb_zone_transfers_total`, once the daemon gives it.
     transfer_counts: std::sync::OnceLock<prometheus::IntCounterVec>,
+    /// The signers of the zones dnslb signs, by apex.
+    signers: ArcSwap<Signers>,
 }
+
+/// The signers of the zones dnslb signs, by apex (lowercase wire form).
+pub type Signers = HashMap<WireName, Arc<ZoneSigner>>;
 
 impl Responder {
     pub fn new(catalog: Catalog, edns_payload: u16) -> Responder {
@@ -79,6 +92,7 @@ impl Responder {
             journal: std::sync::Mutex::new(Journal::default()),
             wakes: std::sync::Mutex::new(HashMap::new()),
             transfer_counts: std::sync::OnceLock::new(),
+            signers: ArcSwap::from_pointee(Signers::default()),
         }
     }
 
@@ -166,6 +180,16 @@ impl Responder {
             }) => self.server_cookie(&cookie, client).1,
             _ => false,
         }
+    }
+
+    /// The signers of the zones dnslb signs.
+    pub fn signers(&self) -> Arc<Signers> {
+        self.signers.load_full()
+    }
+
+    /// Sets the signers; before the catalog whose zones they sign.
+    pub fn set_signers(&self, signers: Signers) {
+        self.signers.store(Arc::new(signers));
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -294,6 +318,10 @@ impl Responder {
                 .edns
                 .as_ref()
                 .is_some_and(|edns| edns.flags().dnssec_ok),
+            compact_ok: query
+                .edns
+                .as_ref()
+                .is_some_and(|edns| edns.flags().z & EDNS_FLAG_CO != 0),
         };
         let (mut response, scope) = self.answer(&query, asking);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
@@ -313,8 +341,12 @@ impl Responder {
         if let Some(edns) = &query.edns {
             let mut opt = Edns::new();
             opt.set_max_payload(self.edns_payload);
-            // RFC 3225: the DO bit is copied into the answer.
+            // RFC 3225: the DO bit is copied into the answer; RFC 9824
+            // §4: so is CO, with DO.
             opt.set_dnssec_ok(edns.flags().dnssec_ok);
+            if asking.dnssec_ok && asking.compact_ok {
+                opt.flags_mut().z |= EDNS_FLAG_CO;
+            }
             // The cookie first, then the Client Subnet: the kernel's order.
             if let Some(cookie) = &options.cookie {
                 let data = self.cookie_reply(cookie, client_addr);
@@ -367,6 +399,10 @@ impl Responder {
         let Some(zone) = catalog.find(name.as_bytes()) else {
             return error(ResponseCode::Refused);
         };
+        // RFC 9824 §3.5: NXNAME is only ever in a compact denial's bitmap.
+        if question.query_type() == NXNAME && zone.is_online() {
+            return error(ResponseCode::FormErr);
+        }
         self.answer_from_zone(query, &catalog, zone, name.as_bytes(), asking)
     }
 
@@ -385,7 +421,10 @@ impl Responder {
             client,
             asked,
             dnssec_ok,
+            compact_ok,
         } = asking;
+        let signers = self.signers.load();
+        let now = crate::signer::now();
         let Some(question) = query.queries.first() else {
             return (
                 Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::FormErr),
@@ -404,6 +443,8 @@ impl Responder {
         let mut zone = zone;
         let mut followed: Vec<WireName> = Vec::new();
         loop {
+            let dnssec = Self::dnssec_of(&signers, zone, dnssec_ok, now);
+            let signer = dnssec.signer();
             // A service owns its name's A or AAAA answers, also at the end
             // of an alias chain.
             let served = steered.answer(
@@ -418,35 +459,71 @@ impl Responder {
                     response.metadata.response_code = ResponseCode::ServFail;
                     return (response, answer.scope);
                 }
-                response.add_answers(answer.addrs.iter().map(|addr| {
-                    let rdata = match addr {
+                let rdatas: Vec<RData> = answer
+                    .addrs
+                    .iter()
+                    .map(|addr| match addr {
                         IpAddr::V4(v4) => RData::A((*v4).into()),
                         IpAddr::V6(v6) => RData::AAAA((*v6).into()),
-                    };
-                    Record::from_rdata(owner.clone(), answer.ttl, rdata)
-                }));
+                    })
+                    .collect();
+                // The set the policy returned is what is signed: its order
+                // aside, the same set finds the same signatures.
+                let rrsigs = dnssec.rrsigs(
+                    zone,
+                    current.as_bytes(),
+                    &owner,
+                    record_type,
+                    answer.ttl,
+                    &rdatas,
+                );
+                response.add_answers(
+                    rdatas
+                        .into_iter()
+                        .map(|rdata| Record::from_rdata(owner.clone(), answer.ttl, rdata)),
+                );
+                response.add_answers(rrsigs);
                 if answer.addrs.is_empty() {
-                    response.add_authorities(negative_soa(zone));
+                    response.add_authorities(dnssec.negative_soa(zone));
+                    let types = self.types_at(zone, &steered, &current, record_type, signer, now);
+                    response.add_authorities(dnssec.denial(
+                        zone,
+                        current.as_bytes(),
+                        &owner,
+                        Proof::NoData,
+                        &types,
+                    ));
                 }
                 return (response, answer.scope);
             }
-            // RFC 4035 §3.1: a DO query to a zone signed elsewhere gets
-            // its signatures and denial records.
-            let signed = dnssec_ok && zone.is_signed();
-            let proof = |proof| match signed {
-                true => denial_records(zone, current.as_bytes(), proof),
-                false => Vec::new(),
+            // The apex's keys, of a zone dnslb signs.
+            if let Some(signer) = signer
+                && current == *zone.origin()
+                && let Some(keys) = signer.apex_keys(record_type, now)
+                && !keys.is_empty()
+            {
+                let ttl = signer.policy().dnskey_ttl;
+                let rrsigs =
+                    dnssec.rrsigs(zone, current.as_bytes(), &owner, record_type, ttl, &keys);
+                response.add_answers(
+                    keys.into_iter()
+                        .map(|rdata| Record::from_rdata(owner.clone(), ttl, rdata)),
+                );
+                response.add_answers(rrsigs);
+                return (response, None);
+            }
+            // Where a zone signed elsewhere holds the answer's RRSIGs: at
+            // the name, or at the wildcard that answered for it. Online,
+            // a wildcard's answer is signed as the name's own.
+            let from_wildcard = zone.node(current.as_bytes()).is_none();
+            let signed_at = match (dnssec, from_wildcard) {
+                (Dnssec::Presigned, true) => zone.wildcard_owner(current.as_bytes()),
+                _ => current.clone(),
             };
-            // Where the answer's RRSIGs are: at the name, or at the
-            // wildcard that answered for it.
-            let from_wildcard = signed && zone.node(current.as_bytes()).is_none();
-            let signatures = |set: &Rrset| match (signed, from_wildcard) {
-                (false, _) => Vec::new(),
-                (true, false) => signature_records(zone, current.as_bytes(), &owner, set),
-                (true, true) => {
-                    let wildcard = zone.wildcard_owner(current.as_bytes());
-                    signature_records(zone, wildcard.as_bytes(), &owner, set)
-                }
+            let signatures =
+                |set: &Rrset| dnssec.set_rrsigs(zone, signed_at.as_bytes(), &owner, set);
+            let proof = |proof, types: &[RecordType]| {
+                dnssec.denial(zone, current.as_bytes(), &owner, proof, types)
             };
             match zone.lookup(current.as_bytes(), record_type) {
                 Lookup::Answer(set) if set.record_type() == RecordType::RRSIG => {
@@ -454,7 +531,7 @@ impl Responder {
                         response.add_answer(Record::from_rdata(owner.clone(), ttl, rrsig));
                     }
                     if from_wildcard {
-                        response.add_authorities(proof(Proof::WildcardAnswer));
+                        response.add_authorities(proof(Proof::WildcardAnswer, &[]));
                     }
                 }
                 Lookup::Answer(set) => {
@@ -464,15 +541,15 @@ impl Responder {
                     // A wildcard's own NSEC, sent as the answer, spans the
                     // name already (as Knot DNS answers it).
                     if from_wildcard && record_type != RecordType::NSEC {
-                        response.add_authorities(proof(Proof::WildcardAnswer));
+                        response.add_authorities(proof(Proof::WildcardAnswer, &[]));
                     }
-                    response.add_additionals(additional_addresses(zone, set, signed));
+                    response.add_additionals(additional_addresses(zone, set, dnssec));
                 }
                 Lookup::Alias(cname) => {
                     response.add_answers(self.owned_by(&owner, cname, false));
                     response.add_answers(signatures(cname));
                     if from_wildcard {
-                        response.add_authorities(proof(Proof::WildcardAnswer));
+                        response.add_authorities(proof(Proof::WildcardAnswer, &[]));
                     }
                     let target = cname.rdatas().iter().find_map(|rdata| match rdata {
                         RData::CNAME(target) => Some(target.0.clone()),
@@ -502,47 +579,103 @@ impl Responder {
                         response.add_authorities(ns.records(&cut_name));
                         // The child's DS and its signatures, or proof that
                         // it has none (RFC 4035 §3.1.4).
-                        if signed {
+                        if dnssec.is_on() {
                             let cut_wire = cut.as_bytes();
                             match zone.node(cut_wire).and_then(|n| n.rrset(RecordType::DS)) {
                                 Some(ds) => {
                                     response.add_authorities(ds.records(&cut_name));
-                                    response.add_authorities(signature_records(
-                                        zone, cut_wire, &cut_name, ds,
-                                    ));
+                                    response.add_authorities(
+                                        dnssec.set_rrsigs(zone, cut_wire, &cut_name, ds),
+                                    );
                                 }
                                 None => {
-                                    response.add_authorities(denial_records(
+                                    response.add_authorities(dnssec.denial(
                                         zone,
                                         cut_wire,
+                                        &cut_name,
                                         Proof::NoDs,
+                                        &types_at(zone, cut),
                                     ));
                                 }
                             }
                         }
-                        response.add_additionals(additional_addresses(zone, ns, signed));
+                        response.add_additionals(additional_addresses(zone, ns, dnssec));
                     }
                 }
                 Lookup::NoData => {
-                    response.add_authorities(negative_soa_signed(zone, signed));
-                    response.add_authorities(proof(match from_wildcard {
-                        true => Proof::WildcardNoData,
-                        false => Proof::NoData,
-                    }));
+                    response.add_authorities(dnssec.negative_soa(zone));
+                    let at = match from_wildcard {
+                        true => zone.wildcard_owner(current.as_bytes()),
+                        false => current.clone(),
+                    };
+                    let types = self.types_at(zone, &steered, &at, record_type, signer, now);
+                    response.add_authorities(proof(
+                        match from_wildcard {
+                            true => Proof::WildcardNoData,
+                            false => Proof::NoData,
+                        },
+                        &types,
+                    ));
                 }
                 // A name that only a service gives: it exists, without
                 // records of this type.
                 Lookup::NxDomain if steered.has_name(current.as_bytes()) => {
-                    response.add_authorities(negative_soa(zone));
+                    response.add_authorities(dnssec.negative_soa(zone));
+                    if signer.is_some() {
+                        let types =
+                            self.types_at(zone, &steered, &current, record_type, signer, now);
+                        response.add_authorities(proof(Proof::NoData, &types));
+                    }
                 }
                 Lookup::NxDomain => {
-                    response.metadata.response_code = ResponseCode::NXDomain;
-                    response.add_authorities(negative_soa_signed(zone, signed));
-                    response.add_authorities(proof(Proof::NxDomain));
+                    // RFC 9824: online, a missing name is NOERROR with its
+                    // NSEC, unless the resolver asked for NXDOMAIN (CO).
+                    let compact = signer.is_some() && !compact_ok;
+                    if !compact {
+                        response.metadata.response_code = ResponseCode::NXDomain;
+                    }
+                    response.add_authorities(dnssec.negative_soa(zone));
+                    response.add_authorities(proof(Proof::NxDomain, &[]));
                 }
             }
             return (response, None);
         }
+    }
+
+    /// How `zone`'s records in an answer to a query with(out) DO are
+    /// signed.
+    fn dnssec_of<'s>(signers: &'s Signers, zone: &Zone, dnssec_ok: bool, now: u64) -> Dnssec<'s> {
+        if !dnssec_ok {
+            return Dnssec::Off;
+        }
+        match signers.get(zone.origin().as_bytes()) {
+            Some(signer) if zone.is_online() => Dnssec::Online(signer, now),
+            _ if zone.is_presigned() => Dnssec::Presigned,
+            _ => Dnssec::Off,
+        }
+    }
+
+    /// The types `name` has for a NODATA proof: its RRsets, the services
+    /// answering there, the apex's keys, less `asked` (which it has no
+    /// answer of now).
+    fn types_at(
+        &self,
+        zone: &Zone,
+        steered: &Steered,
+        name: &WireName,
+        asked: RecordType,
+        signer: Option<&ZoneSigner>,
+        now: u64,
+    ) -> Vec<RecordType> {
+        let mut types = types_at(zone, name);
+        types.extend(steered.types_at(name.as_bytes()));
+        if let Some(signer) = signer
+            && name == zone.origin()
+        {
+            types.extend(signer.apex_types(now));
+        }
+        types.retain(|t| *t != asked);
+        types
     }
 
     /// The RRset's records owned by `owner`, optionally rotated.
@@ -569,84 +702,31 @@ struct Asking {
     client: ClientNet,
     asked: Asked,
     dnssec_ok: bool,
-}
-
-/// The SOA for a negative answer, its TTL capped by the SOA minimum
-/// (RFC 2308 §3).
-fn negative_soa(zone: &Zone) -> Vec<Record> {
-    zone.soa()
-        .records(zone.origin_name())
-        .map(|mut record| {
-            if let RData::SOA(soa) = &record.data {
-                record.ttl = record.ttl.min(soa.minimum);
-            }
-            record
-        })
-        .collect()
-}
-
-/// The negative answer's SOA, with its signatures when `signed` (their TTL
-/// the SOA's, capped as it is).
-fn negative_soa_signed(zone: &Zone, signed: bool) -> Vec<Record> {
-    let mut records = negative_soa(zone);
-    if signed && let Some(ttl) = records.first().map(|soa| soa.ttl) {
-        let apex = zone.origin_name();
-        records.extend(
-            zone.signatures(zone.origin().as_bytes(), RecordType::SOA)
-                .into_iter()
-                .map(|rrsig| Record::from_rdata(apex.clone(), ttl, rrsig)),
-        );
-    }
-    records
-}
-
-/// The RRSIGs of `set` held at `signer`, owned by `owner` (the name asked,
-/// for a wildcard's), with the set's TTL (RFC 4035 §3.1.1).
-fn signature_records(zone: &Zone, signer: &[u8], owner: &Name, set: &Rrset) -> Vec<Record> {
-    zone.signatures(signer, set.record_type())
-        .into_iter()
-        .map(|rrsig| Record::from_rdata(owner.clone(), set.ttl(), rrsig))
-        .collect()
-}
-
-/// The NSEC or NSEC3 records that prove `proof` for `name`, each with its
-/// signatures.
-fn denial_records(zone: &Zone, name: &[u8], proof: Proof) -> Vec<Record> {
-    zone.denial(name, proof)
-        .into_iter()
-        .flat_map(|(owner, record_type)| {
-            let owner_name = owner.to_name();
-            let set = zone
-                .node(owner.as_bytes())
-                .and_then(|node| node.rrset(record_type));
-            set.map(|set| {
-                let mut records: Vec<Record> = set.records(&owner_name).collect();
-                records.extend(signature_records(zone, owner.as_bytes(), &owner_name, set));
-                records
-            })
-            .unwrap_or_default()
-        })
-        .collect()
+    /// The EDNS flag CO: NXDOMAIN is taken with a compact denial.
+    compact_ok: bool,
 }
 
 /// The A and AAAA records of the names an NS, MX or SRV RRset points at,
 /// where the zone holds them: the additional section (RFC 1035 §3.3.9,
-/// RFC 2782), glue included; with `signed`, each with the RRSIGs it has
-/// (RFC 4035 §3.1.1: glue has none).
-fn additional_addresses(zone: &Zone, set: &Rrset, signed: bool) -> Vec<Record> {
+/// RFC 2782), glue included; each with its RRSIGs when `dnssec` is on
+/// (RFC 4035 §3.1.1: glue, at or below a zone cut, has none).
+fn additional_addresses(zone: &Zone, set: &Rrset, dnssec: Dnssec<'_>) -> Vec<Record> {
     set.rdatas()
         .iter()
         .filter_map(additional_target)
         .flat_map(|target| {
             let wire = WireName::from_name(target);
             let node = wire.as_ref().and_then(|wire| zone.node(wire.as_bytes()));
+            let authoritative = wire
+                .as_ref()
+                .is_some_and(|wire| zone.delegation(wire.as_bytes()).is_none());
             [RecordType::A, RecordType::AAAA]
                 .into_iter()
                 .filter_map(move |record_type| node.and_then(|node| node.rrset(record_type)))
                 .flat_map(|set| {
                     let mut records: Vec<Record> = set.records(target).collect();
-                    if signed && let Some(wire) = &wire {
-                        records.extend(signature_records(zone, wire.as_bytes(), target, set));
+                    if authoritative && let Some(wire) = &wire {
+                        records.extend(dnssec.set_rrsigs(zone, wire.as_bytes(), target, set));
                     }
                     records
                 })
@@ -1025,5 +1105,169 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
                 .is_none(),
             "garbage"
         );
+    }
+
+    /// The test zone, signed online with a key made in a scratch
+    /// directory.
+    fn signing_responder() -> Responder {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let mut zone = parse_zone(&origin, ZONE, Path::new("t.zone")).unwrap();
+        zone.sign_online();
+        let dir = std::env::temp_dir().join(format!(
+            "dnslb-respond-keys-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let signer = crate::signer::ZoneSigner::open(
+            &origin,
+            crate::signer::SigningPolicy::default(),
+            &dir,
+            None,
+            crate::signer::now(),
+        )
+        .unwrap();
+        let mut catalog = Catalog::default();
+        let apex = zone.origin().clone();
+        catalog.insert(zone);
+        let responder = Responder::new(catalog, 1232);
+        responder.set_signers(Signers::from([(apex, Arc::new(signer))]));
+        responder
+    }
+
+    fn with_flags(name: &str, record_type: RecordType, flags: u16) -> Vec<u8> {
+        let mut message = Message::from_vec(&query(name, record_type, Some(1232))).unwrap();
+        if let Some(edns) = message.edns.as_mut() {
+            *edns.flags_mut() = flags.into();
+        }
+        message.to_vec().unwrap()
+    }
+
+    #[test]
+    fn answers_without_do_are_the_same_whether_the_zone_is_signed_or_not() {
+        let (plain, signed) = (responder(), signing_responder());
+        for (name, record_type) in [
+            ("www.example.com.", RecordType::A),
+            ("www.example.com.", RecordType::TXT),
+            ("nope.example.com.", RecordType::A),
+            ("x.w.example.com.", RecordType::A),
+            ("c1.example.com.", RecordType::A),
+            ("a.sub.example.com.", RecordType::A),
+            ("mail.example.com.", RecordType::MX),
+            ("example.com.", RecordType::DNSKEY),
+        ] {
+            for edns in [None, Some(1232)] {
+                let request = query(name, record_type, edns);
+                // The fast path and the general one, each.
+                let through = |r: &Responder| {
+                    (
+                        r.respond(&request, LOCAL, Transport::Udp),
+                        r.respond_in_general(&request, LOCAL, Transport::Udp, Asked::ByClient),
+                    )
+                };
+                assert_eq!(through(&plain), through(&signed), "{name} {record_type}");
+            }
+        }
+    }
+
+    #[test]
+    fn do_answers_of_a_zone_signed_online_carry_signatures_and_compact_denials() {
+        let responder = signing_responder();
+        let answer = |request: &Vec<u8>| {
+            Message::from_vec(&responder.respond(request, LOCAL, Transport::Udp).unwrap()).unwrap()
+        };
+        let types = |records: &[Record]| -> Vec<RecordType> {
+            records.iter().map(Record::record_type).collect()
+        };
+        let nsec_types = |records: &[Record]| -> Vec<RecordType> {
+            records
+                .iter()
+                .find_map(|r| match &r.data {
+                    RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::NSEC(nsec)) => {
+                        Some(nsec.type_bit_maps().collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        const DO: u16 = 0x8000;
+
+        let www = answer(&with_flags("www.example.com.", RecordType::A, DO));
+        assert_eq!(
+            types(&www.answers),
+            [RecordType::A, RecordType::A, RecordType::RRSIG]
+        );
+
+        // A missing name: NOERROR, one NSEC at the name with NXNAME.
+        let missing = answer(&with_flags("nope.example.com.", RecordType::A, DO));
+        assert_eq!(missing.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            types(&missing.authorities),
+            [
+                RecordType::SOA,
+                RecordType::RRSIG,
+                RecordType::NSEC,
+                RecordType::RRSIG
+            ]
+        );
+        assert_eq!(
+            nsec_types(&missing.authorities),
+            [RecordType::RRSIG, RecordType::NSEC, NXNAME]
+        );
+        // With CO: NXDOMAIN, and CO in the answer.
+        let with_co = answer(&with_flags(
+            "nope.example.com.",
+            RecordType::A,
+            DO | EDNS_FLAG_CO,
+        ));
+        assert_eq!(with_co.metadata.response_code, ResponseCode::NXDomain);
+        assert_ne!(with_co.edns.unwrap().flags().z & EDNS_FLAG_CO, 0);
+
+        // A name without the type: the types it has.
+        let nodata = answer(&with_flags("www.example.com.", RecordType::TXT, DO));
+        assert_eq!(
+            nsec_types(&nodata.authorities),
+            [
+                RecordType::A,
+                RecordType::AAAA,
+                RecordType::RRSIG,
+                RecordType::NSEC
+            ]
+        );
+        // The apex lists its DNSKEY.
+        let apex = answer(&with_flags("example.com.", RecordType::TXT, DO));
+        assert!(nsec_types(&apex.authorities).contains(&RecordType::DNSKEY));
+        // A delegation without DS: its NS.
+        let referral = answer(&with_flags("a.sub.example.com.", RecordType::A, DO));
+        assert_eq!(
+            nsec_types(&referral.authorities),
+            [RecordType::NS, RecordType::RRSIG, RecordType::NSEC]
+        );
+        // Glue has no signatures; the MX target's address has.
+        assert!(
+            types(&referral.additionals)
+                .iter()
+                .all(|t| *t != RecordType::RRSIG)
+        );
+        let mail = answer(&with_flags("mail.example.com.", RecordType::MX, DO));
+        assert!(types(&mail.additionals).contains(&RecordType::RRSIG));
+        // A wildcard's answer is signed as the name's own: its labels.
+        let wild = answer(&with_flags("x.w.example.com.", RecordType::A, DO));
+        let labels = wild.answers.iter().find_map(|r| match &r.data {
+            RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(rrsig)) => {
+                Some(rrsig.input().num_labels)
+            }
+            _ => None,
+        });
+        assert_eq!(labels, Some(4));
+        assert!(wild.authorities.is_empty());
+        // The DNSKEY RRset, signed.
+        let keys = answer(&with_flags("example.com.", RecordType::DNSKEY, DO));
+        assert_eq!(
+            types(&keys.answers),
+            [RecordType::DNSKEY, RecordType::RRSIG]
+        );
+        // NXNAME asked: FORMERR.
+        let nxname = answer(&with_flags("www.example.com.", NXNAME, DO));
+        assert_eq!(nxname.metadata.response_code, ResponseCode::FormErr);
     }
 }

@@ -743,7 +743,7 @@ pub fn unanswerable_services(config: &Config, catalog: &Catalog) -> Vec<FileErro
             let name = service.name.to_name();
             let problem = match catalog.find(service.name.as_bytes()) {
                 None => format!("{name} is in no zone being served"),
-                Some(zone) if zone.is_signed() => format!(
+                Some(zone) if zone.is_presigned() => format!(
                     "{name} is in {}, a zone signed elsewhere: dnslb cannot sign the service's answers",
                     zone.origin_name()
                 ),

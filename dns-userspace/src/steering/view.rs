@@ -101,6 +101,14 @@ impl Steered {
         self.services.contains_key(name)
     }
 
+    /// The types services answer at `name`.
+    pub fn types_at(&self, name: &[u8]) -> Vec<RecordType> {
+        self.services
+            .get(name)
+            .map(|services| services.iter().map(|service| service.record_type).collect())
+            .unwrap_or_default()
+    }
+
     fn service(&self, name: &[u8], record_type: RecordType) -> Option<&Service> {
         self.services
             .get(name)?

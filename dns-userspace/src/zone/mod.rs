@@ -25,6 +25,13 @@ pub use load::{ZoneError, load_zone, parse_zone};
 pub use rrset::{Rrset, additional_target, encode_rdata};
 pub use wire::WireName;
 
+/// One record written as a master-file entry with its owner (`owner [ttl]
+/// [class] type data`, relative names below `origin`), as a key file holds
+/// its DNSKEY; any type, the DNSSEC ones included.
+pub fn read_record(entry: &str, origin: &Name) -> Result<generic::GenericRecord, String> {
+    generic::parse(entry, None, origin, Some(0))
+}
+
 /// One name in the zone and its RRsets. A node without RRsets is an empty
 /// non-terminal: it exists because names below it do.
 #[derive(Debug, Default)]
@@ -87,6 +94,8 @@ pub struct Zone {
     /// Whether the zone holds DNSSEC records (a pre-signed zone): queries
     /// with DO for its names are the daemon's, which has the signatures.
     signed: bool,
+    /// Whether dnslb signs it as it answers (`dnssec = "online"`).
+    online: bool,
     /// Its NSEC or NSEC3 chain, in the order proofs search it; built on
     /// the first proof.
     denial: OnceLock<dnssec::DenialChain>,
@@ -103,9 +112,26 @@ impl Zone {
         &self.origin_name
     }
 
-    /// Whether the zone has RRSIG, NSEC, NSEC3 or DNSKEY records.
+    /// Whether answers to DO queries carry signatures: the zone was
+    /// signed elsewhere, or dnslb signs it. The kernel passes such queries
+    /// on.
     pub fn is_signed(&self) -> bool {
+        self.signed || self.online
+    }
+
+    /// Whether the zone has RRSIG, NSEC, NSEC3 or DNSKEY records.
+    pub fn is_presigned(&self) -> bool {
         self.signed
+    }
+
+    /// Whether dnslb signs the zone online.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Marks the zone as one dnslb signs online.
+    pub fn sign_online(&mut self) {
+        self.online = true;
     }
 
     /// The zone's SOA RRset; loading guarantees there is exactly one.
@@ -308,6 +334,7 @@ impl Zone {
             has_cuts: false,
             has_wildcards: false,
             signed: false,
+            online: false,
             denial: OnceLock::new(),
             signing: OnceLock::new(),
         })

@@ -1,0 +1,197 @@
+//! The zones dnslb signs: their signers, made or kept across reloads, and
+//! the clock that rolls their keys and renews their signatures.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use hickory_proto::rr::Name;
+
+use super::privileges::Target;
+use crate::{
+    api::types::{DnssecKey, DnssecZone, SignerInfo},
+    cli::RunArgs,
+    config::Config,
+    file_error::FileError,
+    server::{Responder, Signers},
+    signer::{SigningPolicy, ZoneSigner, keys::KeyRing, now},
+    zone::{WireName, Zone},
+};
+
+/// How each zone dnslb signs is signed: the policy file's `dnssec`, and
+/// `--sign` for the command line's zones (with the default policy).
+pub fn policies(args: &RunArgs, config: &Config) -> HashMap<Name, SigningPolicy> {
+    let mut policies: HashMap<Name, SigningPolicy> = args
+        .sign
+        .iter()
+        .map(|origin| (origin.to_lowercase(), SigningPolicy::default()))
+        .collect();
+    for zone in &config.zones {
+        if let Some(policy) = &zone.dnssec {
+            policies.insert(zone.origin.to_lowercase(), policy.clone());
+        }
+    }
+    policies
+}
+
+/// The key directory: `--key-dir`, or `keys` in the state directory.
+pub fn key_dir(args: &RunArgs) -> PathBuf {
+    args.key_dir
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("keys"))
+}
+
+/// The signers a load calls for, with the key rings that change once the
+/// load is applied.
+#[derive(Default)]
+pub struct Signing {
+    signers: Signers,
+    pending: Vec<(Arc<ZoneSigner>, KeyRing)>,
+}
+
+impl Signing {
+    /// Puts the new key rings in use; the signers to serve with.
+    pub fn install(self) -> Signers {
+        for (signer, ring) in self.pending {
+            signer.install(ring);
+        }
+        self.signers
+    }
+
+    /// Makes `zone` one dnslb signs by `policy`: its signer is `previous`'s
+    /// if it signed it the same way (its signature cache stays), with the
+    /// key directory read again; otherwise a new one.
+    pub fn add(
+        &mut self,
+        args: &RunArgs,
+        zone: &mut Zone,
+        file: &std::path::Path,
+        policy: &SigningPolicy,
+        previous: &Signers,
+    ) -> Result<(), FileError> {
+        if zone.is_presigned() {
+            return Err(FileError::new(
+                file,
+                "the zone holds DNSSEC records (it was signed elsewhere), and dnssec = \"online\" signs it: serve the unsigned zone to sign it, or drop dnssec to serve it as signed",
+            ));
+        }
+        let dir = key_dir(args);
+        let origin = zone.origin().clone();
+        let now = now();
+        let signer = match previous.get(&origin) {
+            Some(signer) if signer.policy() == policy && signer.key_dir() == dir => {
+                if let Some(ring) = signer.reread(now)? {
+                    self.pending.push((signer.clone(), ring));
+                }
+                signer.clone()
+            }
+            _ => Arc::new(ZoneSigner::open(
+                zone.origin_name(),
+                policy.clone(),
+                &dir,
+                owner(args),
+                now,
+            )?),
+        };
+        zone.sign_online();
+        self.signers.insert(origin, signer);
+        Ok(())
+    }
+}
+
+/// The user key files are given to: `--user`'s, when the daemon runs as
+/// one.
+fn owner(args: &RunArgs) -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
+    let target = Target::lookup(args.user.as_deref()?).ok()?;
+    Some((target.uid(), target.gid()))
+}
+
+/// `--sign` origins that name no zone served: a problem each.
+pub fn unserved(args: &RunArgs, served: &[WireName]) -> Vec<FileError> {
+    args.sign
+        .iter()
+        .filter(|origin| WireName::from_name(origin).is_none_or(|wire| !served.contains(&wire)))
+        .map(|origin| FileError::new("--sign", format!("{origin} is not a zone being served")))
+        .collect()
+}
+
+/// What `dnslb dnssec status` shows of a zone dnslb signs.
+pub fn online_status(origin: &Name, signer: &ZoneSigner, now: u64) -> DnssecZone {
+    use hickory_proto::dnssec::{DigestType, Verifier};
+    let status = signer.status(now);
+    let keys = status
+        .keys
+        .iter()
+        .filter(|key| key.state != crate::signer::KeyState::Removed)
+        .map(|key| {
+            let dnskey = &key.key.dnskey;
+            let ds = dnskey
+                .to_digest(origin, DigestType::SHA256)
+                .ok()
+                .map(|digest| {
+                    hickory_proto::dnssec::rdata::DS::new(
+                        key.key.tag,
+                        dnskey.algorithm(),
+                        DigestType::SHA256,
+                        digest.as_ref().to_vec(),
+                    )
+                    .to_string()
+                });
+            DnssecKey {
+                tag: key.key.tag,
+                algorithm: key.key.algorithm.number(),
+                algorithm_name: key.key.algorithm.mnemonic().to_owned(),
+                role: match (key.key.key_signing(), signer.policy().split) {
+                    (true, false) => "csk",
+                    (true, true) => "ksk",
+                    (false, _) => "zsk",
+                }
+                .to_owned(),
+                ds: key.key.key_signing().then_some(ds).flatten(),
+                state: Some(key.state),
+                next_event: key.next_event,
+                cds_published: key.cds_published,
+            }
+        })
+        .collect();
+    DnssecZone {
+        origin: origin.to_string(),
+        mode: "online".to_owned(),
+        keys,
+        signatures: status.cache.entries,
+        first_expiration: None,
+        signer: Some(SignerInfo {
+            next_key_event: status.next_event,
+            cache_entries: status.cache.entries,
+            cache_bytes: status.cache.bytes,
+            cache_hits: status.cache.hits,
+            cache_misses: status.cache.misses,
+            signatures_made: status.signatures_made,
+            signing_failures: status.failures,
+            validity: status.validity.as_secs(),
+        }),
+    }
+}
+
+/// Every second: each signer's planned key events, and the signatures due
+/// to be made again (in a blocking thread: a sweep may sign thousands).
+pub async fn keep_signing(responder: Arc<Responder>) -> std::io::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let signers = responder.signers();
+        if signers.is_empty() {
+            continue;
+        }
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = now();
+            for (origin, signer) in signers.iter() {
+                if let Err(error) = signer.maintain(now) {
+                    tracing::error!("zone {}: {error}", origin.to_name());
+                }
+            }
+        });
+        if let Err(error) = swept.await {
+            tracing::error!("renewing signatures: {error}");
+        }
+    }
+}

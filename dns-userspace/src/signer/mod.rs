@@ -1,0 +1,492 @@
+//! Online signing (`dnssec = "online"`): a zone's keys, kept in the key
+//! directory as BIND's key files, sign each RRset as it is answered, the
+//! sets routing policies make included; signatures are kept per RRset and
+//! made again before they expire; keys roll by the policy's timing.
+//!
+//! Denial of existence is compact (RFC 9824): one NSEC at the name asked,
+//! so nothing the zone holds is ever enumerated or denied by a span.
+
+mod cache;
+pub mod denial;
+pub mod keyfile;
+pub mod keys;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
+use hickory_proto::{
+    dnssec::{
+        DigestType, PublicKey, TBS, Verifier,
+        rdata::{CDNSKEY, CDS, DNSSECRData, RRSIG, SigInput},
+    },
+    rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber},
+};
+use nix::unistd::{Gid, Uid};
+
+pub use cache::{CacheStats, RrsetData};
+use cache::{SignatureCache, Signed};
+use keyfile::{KeyAlgorithm, ZoneKey};
+use keys::{KeyRing, RingKey};
+pub use keys::{KeyState, Roll, RollError};
+
+use crate::file_error::FileError;
+
+/// How a zone is signed: `[zone.dnssec]` in the policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningPolicy {
+    pub algorithm: KeyAlgorithm,
+    /// A key-signing key and a zone-signing key, instead of one combined
+    /// key (CSK).
+    pub split: bool,
+    /// How long a zone-signing key signs before its successor takes over.
+    pub zsk_lifetime: Duration,
+    /// How long a signature is valid from when it is made (its inception
+    /// is an hour earlier, for clients whose clocks are behind).
+    pub validity: Duration,
+    /// The DNSKEY, CDS and CDNSKEY RRsets' TTL.
+    pub dnskey_ttl: u32,
+    /// How long a change takes to reach every secondary and cache beyond
+    /// the TTLs (RFC 7583's propagation delay).
+    pub propagation: Duration,
+    /// After a KSK roll starts, how long until the parent is taken to have
+    /// the new DS (the new key's CDS is published meanwhile) and the old
+    /// KSK retires.
+    pub ds_wait: Duration,
+    /// Bounds of the signature cache.
+    pub cache_entries: usize,
+    pub cache_bytes: usize,
+}
+
+impl Default for SigningPolicy {
+    fn default() -> SigningPolicy {
+        SigningPolicy {
+            algorithm: KeyAlgorithm::EcdsaP256Sha256,
+            split: false,
+            zsk_lifetime: Duration::from_secs(30 * 86_400),
+            validity: Duration::from_secs(3 * 86_400),
+            dnskey_ttl: 3600,
+            propagation: Duration::from_secs(3600),
+            ds_wait: Duration::from_secs(2 * 86_400),
+            cache_entries: 200_000,
+            cache_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Signatures start an hour in the past: a validator whose clock is
+/// behind still takes them.
+const INCEPTION_SKEW: u64 = 3600;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+/// One zone's signer.
+pub struct ZoneSigner {
+    origin: Name,
+    policy: SigningPolicy,
+    key_dir: PathBuf,
+    owner: Option<(Uid, Gid)>,
+    ring: ArcSwap<KeyRing>,
+    cache: SignatureCache,
+    made: AtomicU64,
+    failures: AtomicU64,
+    /// Key changes (planned and asked for) one at a time.
+    changing: Mutex<()>,
+    /// The last time seen by [`ZoneSigner::maintain`], to notice a clock
+    /// that jumps.
+    last_seen: AtomicU64,
+}
+
+/// What `dnslb dnssec status` shows of a signer.
+#[derive(Clone, Debug)]
+pub struct SignerStatus {
+    pub keys: Vec<KeyStatus>,
+    pub next_event: Option<u64>,
+    pub cache: CacheStats,
+    pub signatures_made: u64,
+    pub failures: u64,
+    pub validity: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyStatus {
+    pub key: ZoneKey,
+    pub state: KeyState,
+    pub next_event: Option<u64>,
+    pub cds_published: bool,
+}
+
+impl ZoneSigner {
+    /// The signer of `origin` with the keys in `key_dir`; a zone without
+    /// keys gets its first ones, written there.
+    pub fn open(
+        origin: &Name,
+        policy: SigningPolicy,
+        key_dir: &Path,
+        owner: Option<(Uid, Gid)>,
+        now: u64,
+    ) -> Result<ZoneSigner, FileError> {
+        let ring = read_ring(origin, &policy, key_dir, owner, now)?;
+        Ok(ZoneSigner {
+            origin: origin.to_lowercase(),
+            cache: SignatureCache::new(policy.cache_entries, policy.cache_bytes),
+            policy,
+            key_dir: key_dir.to_owned(),
+            owner,
+            ring: ArcSwap::from_pointee(ring),
+            made: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            changing: Mutex::new(()),
+            last_seen: AtomicU64::new(now),
+        })
+    }
+
+    pub fn policy(&self) -> &SigningPolicy {
+        &self.policy
+    }
+
+    pub fn key_dir(&self) -> &Path {
+        &self.key_dir
+    }
+
+    /// Reads the key directory again (keys put there are imported): the
+    /// new ring, not yet in use, or `None` when the keys are the same.
+    pub fn reread(&self, now: u64) -> Result<Option<KeyRing>, FileError> {
+        let current = self.ring.load();
+        let ring = read_ring(&self.origin, &self.policy, &self.key_dir, self.owner, now)?;
+        let same = ring.keys.len() == current.keys.len()
+            && ring.keys.iter().zip(current.keys.iter()).all(|(a, b)| {
+                a.key.tag == b.key.tag
+                    && a.key.dnskey == b.key.dnskey
+                    && a.key.timing == b.key.timing
+            });
+        Ok((!same).then_some(ring))
+    }
+
+    /// Puts a ring from [`ZoneSigner::reread`] in use.
+    pub fn install(&self, ring: KeyRing) {
+        self.ring.store(Arc::new(ring));
+    }
+
+    /// The RRSIGs of `rrset` at `now`, from the cache when they are fresh
+    /// enough. Never empty for a zone with an active key, unless signing
+    /// failed (counted, and logged).
+    pub fn sign(&self, rrset: &RrsetData, now: u64) -> Arc<[RData]> {
+        let ring = self.ring.load();
+        let key = rrset.key();
+        let fresh_until = now + self.policy.validity.as_secs() / 4;
+        let keys = ring.signing_tags(rrset.record_type, now);
+        let usable =
+            |signed: &Signed| signed.keys == keys && u64::from(signed.expiration) > fresh_until;
+        if let Some(signed) = self.cache.get(&key, usable) {
+            return signed.rrsigs;
+        }
+        let signed = self.make(&ring, rrset, now);
+        let rrsigs = signed.rrsigs.clone();
+        if !rrsigs.is_empty() {
+            self.cache.put(key, rrset.clone(), signed);
+        }
+        rrsigs
+    }
+
+    /// Signs `rrset` with each key of `ring` that signs its type.
+    fn make(&self, ring: &KeyRing, rrset: &RrsetData, now: u64) -> Signed {
+        let inception = now.saturating_sub(INCEPTION_SKEW);
+        let expiration = now + self.policy.validity.as_secs();
+        let records: Vec<Record> = rrset
+            .rdatas
+            .iter()
+            .map(|rdata| Record::from_rdata(rrset.owner.clone(), rrset.ttl, rdata.clone()))
+            .collect();
+        let rrsigs: Vec<RData> = ring
+            .signing(rrset.record_type, now)
+            .into_iter()
+            .filter_map(|key| {
+                match sign_one(&self.origin, key, rrset, &records, inception, expiration) {
+                    Ok(rrsig) => {
+                        self.made.fetch_add(1, Ordering::Relaxed);
+                        Some(rrsig)
+                    }
+                    Err(error) => {
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            "zone {}: signing {} {} with key {}: {error}",
+                            self.origin,
+                            rrset.owner,
+                            rrset.record_type,
+                            key.key.tag
+                        );
+                        None
+                    }
+                }
+            })
+            .collect();
+        Signed {
+            rrsigs: Arc::from(rrsigs),
+            expiration: expiration as u32,
+            keys: ring.signing_tags(rrset.record_type, now),
+        }
+    }
+
+    /// The DNSKEY RRset's data at `now`.
+    pub fn dnskeys(&self, now: u64) -> Vec<RData> {
+        self.ring
+            .load()
+            .published(now)
+            .map(|k| RData::DNSSEC(DNSSECRData::DNSKEY(k.key.dnskey.clone())))
+            .collect()
+    }
+
+    /// The CDS RRset's data at `now` (empty outside a KSK roll): SHA-256
+    /// digests of the keys the parent should have a DS for.
+    pub fn cds(&self, now: u64) -> Vec<RData> {
+        self.ring
+            .load()
+            .syncing(now)
+            .filter_map(|k| {
+                let digest = k
+                    .key
+                    .dnskey
+                    .to_digest(&self.origin, DigestType::SHA256)
+                    .ok()?;
+                Some(RData::DNSSEC(DNSSECRData::CDS(CDS::new(
+                    k.key.tag,
+                    Some(k.key.dnskey.algorithm()),
+                    DigestType::SHA256,
+                    digest.as_ref().to_vec(),
+                ))))
+            })
+            .collect()
+    }
+
+    /// The CDNSKEY RRset's data at `now`.
+    pub fn cdnskeys(&self, now: u64) -> Vec<RData> {
+        self.ring
+            .load()
+            .syncing(now)
+            .map(|k| {
+                RData::DNSSEC(DNSSECRData::CDNSKEY(CDNSKEY::with_flags(
+                    k.key.dnskey.flags(),
+                    Some(k.key.dnskey.algorithm()),
+                    k.key.dnskey.public_key().public_bytes().to_vec(),
+                )))
+            })
+            .collect()
+    }
+
+    /// The apex's key RRsets of `record_type` (DNSKEY, CDS, CDNSKEY);
+    /// `None` for other types.
+    pub fn apex_keys(&self, record_type: RecordType, now: u64) -> Option<Vec<RData>> {
+        match record_type {
+            RecordType::DNSKEY => Some(self.dnskeys(now)),
+            RecordType::CDS => Some(self.cds(now)),
+            RecordType::CDNSKEY => Some(self.cdnskeys(now)),
+            _ => None,
+        }
+    }
+
+    /// The key RRsets the apex has at `now`.
+    pub fn apex_types(&self, now: u64) -> Vec<RecordType> {
+        let syncing = self.ring.load().syncing(now).next().is_some();
+        let mut types = vec![RecordType::DNSKEY];
+        if syncing {
+            types.extend([RecordType::CDS, RecordType::CDNSKEY]);
+        }
+        types
+    }
+
+    /// What the clock calls for: the keys' planned rolls, and signatures
+    /// made again that near the end of their freshness (a bounded number
+    /// per call). Returns how many were made again.
+    pub fn maintain(&self, now: u64) -> Result<usize, FileError> {
+        let last = self.last_seen.swap(now, Ordering::Relaxed);
+        if now + 60 < last || now > last + 3600 {
+            tracing::warn!(
+                "zone {}: the clock jumped from {last} to {now}; signatures are made for the new time",
+                self.origin
+            );
+        }
+        {
+            let _changing = self.changing.lock();
+            let keys = self.key_list();
+            let changed = keys::plan(&self.origin, &keys, &self.policy, now)
+                .map_err(|problem| FileError::new(&self.key_dir, problem))?;
+            if !changed.is_empty() {
+                tracing::info!("zone {}: rolling its zone-signing key", self.origin);
+                self.apply_keys(changed)?;
+            }
+        }
+        Ok(self.refresh(now))
+    }
+
+    /// Signs again the cached RRsets whose signatures are half way through
+    /// their validity, or were made by keys that no longer sign them.
+    fn refresh(&self, now: u64) -> usize {
+        const PER_CALL: usize = 20_000;
+        let ring = self.ring.load();
+        let due_by = now + self.policy.validity.as_secs() / 2;
+        let due = self.cache.due(
+            |rrset, signed| {
+                u64::from(signed.expiration) <= due_by
+                    || signed.keys != ring.signing_tags(rrset.record_type, now)
+            },
+            PER_CALL,
+        );
+        let count = due.len();
+        for (key, rrset) in due {
+            let signed = self.make(&ring, &rrset, now);
+            if !signed.rrsigs.is_empty() {
+                self.cache.refresh(&key, signed);
+            }
+        }
+        count
+    }
+
+    /// Starts a roll of `which` on the operator's word.
+    pub fn roll(&self, which: Roll, now: u64) -> Result<(), SignerError> {
+        let _changing = self.changing.lock();
+        let keys = self.key_list();
+        let changed =
+            keys::roll(&self.origin, &keys, &self.policy, which, now).map_err(SignerError::Roll)?;
+        self.apply_keys(changed).map_err(SignerError::File)
+    }
+
+    fn key_list(&self) -> Vec<ZoneKey> {
+        self.ring
+            .load()
+            .keys
+            .iter()
+            .map(|k| k.key.clone())
+            .collect()
+    }
+
+    /// Writes `changed` keys and puts the ring with them in use.
+    fn apply_keys(&self, changed: Vec<ZoneKey>) -> Result<(), FileError> {
+        for key in &changed {
+            key.write(&self.key_dir, self.owner)?;
+        }
+        let current = self.ring.load();
+        let mut keys: Vec<ZoneKey> = current
+            .keys
+            .iter()
+            .map(|k| k.key.clone())
+            .filter(|key| !changed.iter().any(|c| c.tag == key.tag))
+            .collect();
+        keys.extend(changed);
+        let ring = KeyRing::new(keys).map_err(|(key, problem)| {
+            FileError::new(self.key_dir.join(format!("{key}.private")), problem)
+        })?;
+        self.ring.store(Arc::new(ring));
+        Ok(())
+    }
+
+    pub fn status(&self, now: u64) -> SignerStatus {
+        let ring = self.ring.load();
+        SignerStatus {
+            keys: ring
+                .keys
+                .iter()
+                .map(|k| KeyStatus {
+                    key: k.key.clone(),
+                    state: keys::state(&k.key.timing, now),
+                    next_event: keys::next_event(&k.key.timing, now),
+                    cds_published: k.key.key_signing() && keys::syncing(&k.key.timing, now),
+                })
+                .collect(),
+            next_event: ring.next_event(now),
+            cache: self.cache.stats(),
+            signatures_made: self.made.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            validity: self.policy.validity,
+        }
+    }
+}
+
+/// One RRSIG of `rrset` by `key`.
+fn sign_one(
+    origin: &Name,
+    key: &RingKey,
+    rrset: &RrsetData,
+    records: &[Record],
+    inception: u64,
+    expiration: u64,
+) -> Result<RData, hickory_proto::dnssec::DnsSecError> {
+    let input = SigInput {
+        type_covered: rrset.record_type,
+        algorithm: key.key.algorithm.dnssec(),
+        num_labels: rrset.owner.num_labels(),
+        original_ttl: rrset.ttl,
+        sig_expiration: SerialNumber::new(expiration as u32),
+        sig_inception: SerialNumber::new(inception as u32),
+        key_tag: key.key.tag,
+        signer_name: origin.clone(),
+    };
+    let tbs = TBS::from_input(&rrset.owner, DNSClass::IN, &input, records.iter())?;
+    let signature = key.signer.sign(&tbs)?;
+    Ok(RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(
+        input, signature,
+    ))))
+}
+
+/// The keys of `origin` in `key_dir`, the first ones made if there are
+/// none.
+fn read_ring(
+    origin: &Name,
+    policy: &SigningPolicy,
+    key_dir: &Path,
+    owner: Option<(Uid, Gid)>,
+    now: u64,
+) -> Result<KeyRing, FileError> {
+    let mut keys = keyfile::read_keys(key_dir, origin)?;
+    if keys.is_empty() {
+        make_dir(key_dir, owner)?;
+        keys = keys::first_keys(origin, policy, now)
+            .map_err(|problem| FileError::new(key_dir, problem))?;
+        for key in &keys {
+            key.write(key_dir, owner)?;
+        }
+        tracing::info!(
+            "zone {origin}: made its first keys in {} ({})",
+            key_dir.display(),
+            keys.iter()
+                .map(|k| k.file_stem())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    KeyRing::new(keys)
+        .map_err(|(key, problem)| FileError::new(key_dir.join(format!("{key}.private")), problem))
+}
+
+/// The key directory, mode 0700, the daemon's user's.
+fn make_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<(), FileError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| match owner {
+            Some((uid, gid)) => nix::unistd::chown(dir, Some(uid), Some(gid)).map_err(Into::into),
+            None => Ok(()),
+        });
+    made.map_err(|error| FileError::new(dir, keyfile::KeyProblem::Write(error)))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error(transparent)]
+    Roll(RollError),
+    #[error(transparent)]
+    File(FileError),
+}

@@ -1,0 +1,418 @@
+//! Online signing (`dnssec = "online"`): dnslb makes the zone's keys at
+//! its first start and signs every answer to a DO query, the answers its
+//! routing policies make included, with compact denial (RFC 9824). Proven
+//! by the validating resolvers the world uses and by BIND's `delv`, each
+//! in the client namespace of the veth rig, with the key dnslb made as
+//! their trust anchor; a wrong anchor validates nothing. Needs root.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use dnslb_tests::{
+    daemon::{self, Answered, Daemon, kdig},
+    netns::{Rig, SERVER_ADDR},
+    signed::{
+        ORIGIN, anchor_in_key_dir, delv, each_validating_resolver, validated, write_trust_anchor,
+        zone_file,
+    },
+};
+use hickory_proto::{
+    op::ResponseCode,
+    rr::{RData, RecordType},
+};
+
+/// A policy with a service of every kind the kernel and the daemon answer
+/// (the function pool's cold start has its own test), in the online
+/// signed zone.
+fn policy(test: &str) -> (PathBuf, PathBuf) {
+    let text = format!(
+        r#"
+[[zone]]
+origin = "{ORIGIN}."
+file = "{zone}"
+dnssec = "online"
+
+[geo]
+csv = "geo.csv"
+
+[pool.a]
+endpoints = ["198.18.10.1", "198.18.10.2"]
+[pool.b]
+endpoints = ["198.18.20.1"]
+[pool.w]
+endpoints = [
+  {{ address = "198.18.40.1", weight = 1 }},
+  {{ address = "198.18.40.2", weight = 3 }},
+]
+
+[service.w]
+name = "w.{ORIGIN}."
+policy = {{ kind = "weighted", pool = "w" }}
+
+[service.f]
+name = "f.{ORIGIN}."
+[service.f.policy]
+kind = "failover"
+primary = {{ pool = "a" }}
+secondary = {{ pool = "b" }}
+
+[service.geo]
+name = "geo.{ORIGIN}."
+[service.geo.policy]
+kind = "geolocation"
+branches = [
+  {{ continent = "EU", pool = "a" }},
+  {{ default = true, pool = "b" }},
+]
+
+[service.ip]
+name = "ip.{ORIGIN}."
+[service.ip.policy]
+kind = "ip"
+branches = [
+  {{ name = "clients", cidrs = ["198.18.0.0/24", "127.0.0.0/8"], pool = "b" }},
+  {{ default = true, pool = "a" }},
+]
+
+[service.mv]
+name = "mv.{ORIGIN}."
+policy = {{ kind = "multivalue", pool = "a" }}
+"#,
+        zone = zone_file("signed.test.online.zone").display()
+    );
+    let file = daemon::policy_file("online-signing", test, &text);
+    let dir = file.parent().expect("in a directory").to_owned();
+    // The rig's client (198.18.0.1) is in Europe; so is 127.0.0.0/8, the
+    // network PowerDNS Recursor gives as its client's (Client Subnet).
+    std::fs::write(
+        dir.join("geo.csv"),
+        "198.18.0.0/24,EU,DE,,52.5,13.4\n127.0.0.0/8,EU,DE,,52.5,13.4\n",
+    )
+    .unwrap();
+    (file, dir)
+}
+
+/// A name and type asked, and what the answer must be.
+struct Case {
+    name: &'static str,
+    record_type: &'static str,
+    /// The addresses an A answer may hold (empty: any records of the
+    /// type), or `None` for a negative answer.
+    answer: Option<&'static [&'static str]>,
+}
+
+const fn yes(name: &'static str, record_type: &'static str) -> Case {
+    Case {
+        name,
+        record_type,
+        answer: Some(&[]),
+    }
+}
+
+const fn only(name: &'static str, addrs: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        record_type: "A",
+        answer: Some(addrs),
+    }
+}
+
+const fn no(name: &'static str, record_type: &'static str) -> Case {
+    Case {
+        name,
+        record_type,
+        answer: None,
+    }
+}
+
+/// Denials first (names next to existing ones, so that a resolver caching
+/// NSEC aggressively has every chance to deny too much), then every
+/// existing name and policy.
+const CASES: &[Case] = &[
+    no("nope.signed.test.", "A"),
+    no("wwv.signed.test.", "A"),
+    no("www0.signed.test.", "A"),
+    no("a.www.signed.test.", "A"),
+    no("alias0.signed.test.", "A"),
+    no("v.signed.test.", "A"),
+    no("www.signed.test.", "TXT"),
+    no("b.c.signed.test.", "TXT"),
+    no("x.wild.signed.test.", "TXT"),
+    no("insecure.signed.test.", "DS"),
+    no("w.signed.test.", "AAAA"),
+    yes("www.signed.test.", "A"),
+    yes("www.signed.test.", "AAAA"),
+    yes("alias.signed.test.", "A"),
+    yes("x.wild.signed.test.", "A"),
+    yes("a.b.c.signed.test.", "TXT"),
+    yes("mail.signed.test.", "MX"),
+    yes("secure.signed.test.", "DS"),
+    yes("signed.test.", "DNSKEY"),
+    only("w.signed.test.", &["198.18.40.1", "198.18.40.2"]),
+    only("to-service.signed.test.", &["198.18.40.1", "198.18.40.2"]),
+    only("f.signed.test.", &["198.18.10.1", "198.18.10.2"]),
+    only("geo.signed.test.", &["198.18.10.1", "198.18.10.2"]),
+    only("ip.signed.test.", &["198.18.20.1"]),
+    only("mv.signed.test.", &["198.18.10.1", "198.18.10.2"]),
+];
+
+fn start(rig: &Rig, config: &Path, key_dir: &Path) -> Daemon {
+    let config = config.display().to_string();
+    let key_dir = key_dir.display().to_string();
+    Daemon::start_serving(
+        &rig.server,
+        Some(&rig.server_if),
+        &["--config", &config, "--key-dir", &key_dir],
+    )
+    .expect("dnslb starts")
+}
+
+/// Checks `answer` (from a validating resolver given the right anchor)
+/// against `case`.
+fn check(case: &Case, answer: &hickory_proto::op::Message, what: &str) {
+    assert!(answer.metadata.authentic_data, "validated: {what}");
+    let record_type: RecordType = case.record_type.parse().unwrap();
+    let records: Vec<&RData> = answer
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == record_type)
+        .map(|r| &r.data)
+        .collect();
+    match case.answer {
+        None => {
+            assert!(
+                matches!(
+                    answer.metadata.response_code,
+                    ResponseCode::NoError | ResponseCode::NXDomain
+                ),
+                "{what}"
+            );
+            assert!(records.is_empty(), "no {record_type}: {what}");
+        }
+        Some(addrs) => {
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::NoError,
+                "{what}"
+            );
+            assert!(!records.is_empty(), "{what}");
+            for rdata in records {
+                if let (RData::A(a), false) = (rdata, addrs.is_empty()) {
+                    assert!(addrs.contains(&a.0.to_string().as_str()), "{a}: {what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_answer_and_every_policy_validates_for_every_resolver() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let (config, dir) = policy("resolvers");
+    let key_dir = dir.join("keys");
+    let daemon = start(&rig, &config, &key_dir);
+    let right = anchor_in_key_dir(&key_dir, false).expect("the key dnslb made");
+    let wrong = anchor_in_key_dir(&key_dir, true).expect("a wrong key");
+
+    let before = Answered::scrape(&rig).unwrap();
+    each_validating_resolver(&rig, &dir, &right, &wrong, |resolver, valid| {
+        let kind = resolver.kind;
+        // Twice over: the second time, after every denial, each name
+        // must still resolve (an over-broad NSEC would now deny it
+        // from the resolver's cache).
+        for round in 0..2 {
+            for case in CASES {
+                let record_type: RecordType = case.record_type.parse().unwrap();
+                let answer = resolver
+                    .resolve(&rig.client, case.name, record_type)
+                    .unwrap()
+                    .unwrap_or_else(|| {
+                        panic!("{}: {} {record_type}: no answer", kind.name(), case.name)
+                    });
+                let what = format!(
+                    "{} (round {round}, {} anchor): {} {record_type}: {answer:?}\n{}",
+                    kind.name(),
+                    if valid { "right" } else { "wrong" },
+                    case.name,
+                    resolver.log_text()
+                );
+                match valid {
+                    true => check(case, &answer, &what),
+                    false => assert_eq!(
+                        answer.metadata.response_code,
+                        ResponseCode::ServFail,
+                        "{what}"
+                    ),
+                }
+            }
+            if !valid {
+                break;
+            }
+        }
+    });
+    let after = Answered::scrape(&rig).unwrap();
+    assert_eq!(
+        after.xdp, before.xdp,
+        "the kernel passed every DO query of the signed zone on"
+    );
+
+    // delv, with the same anchor, for every case.
+    let anchor_file = write_trust_anchor(&dir, &right, "anchor.conf").unwrap();
+    let wrong_file = write_trust_anchor(&dir, &wrong, "wrong.conf").unwrap();
+    for case in CASES {
+        let said = delv(
+            rig.client.command("delv"),
+            &anchor_file,
+            SERVER_ADDR,
+            53,
+            case.name,
+            case.record_type,
+        )
+        .expect("delv runs (install bind9-dnsutils)");
+        assert!(
+            validated(&said, case.answer.is_some()),
+            "{} {}: {said}\n{}",
+            case.name,
+            case.record_type,
+            daemon.log_text()
+        );
+    }
+    let refused = delv(
+        rig.client.command("delv"),
+        &wrong_file,
+        SERVER_ADDR,
+        53,
+        "w.signed.test.",
+        "A",
+    )
+    .unwrap();
+    assert!(!refused.contains("fully validated"), "{refused}");
+
+    // A plain query is the kernel's, and carries no DNSSEC records.
+    let xdp_before = Answered::scrape(&rig).unwrap().xdp.unwrap_or(0);
+    let plain = kdig(
+        &rig.client,
+        &[
+            &format!("@{SERVER_ADDR}"),
+            "+noall",
+            "+answer",
+            "w.signed.test.",
+            "A",
+        ],
+    )
+    .expect("kdig");
+    assert!(plain.contains("198.18.40."), "{plain}");
+    assert!(!plain.contains("RRSIG"), "{plain}");
+    assert_eq!(
+        Answered::scrape(&rig).unwrap().xdp.unwrap_or(0),
+        xdp_before + 1,
+        "the kernel answered the plain query"
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The key files dnslb makes are BIND's: the DS `dnslb dnssec ds` gives
+/// is `dnssec-dsfromkey`'s, the private key is mode 0600, the keys are
+/// kept across restarts, a key readable by others is refused (naming the
+/// file) while the zone goes on being served signed, and a key made by
+/// `dnssec-keygen` is imported by putting it in the key directory.
+#[test]
+fn keys_are_kept_as_bind_key_files_and_bad_ones_are_refused() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let (config, dir) = policy("keys");
+    let key_dir = dir.join("keys");
+    let daemon = start(&rig, &config, &key_dir);
+    let anchor = anchor_in_key_dir(&key_dir, false).unwrap();
+    let ds = daemon.cli(&["dnssec", "ds", ORIGIN]).expect("dnssec ds");
+    assert_eq!(ds, format!("{ORIGIN}. IN DS {}\n", anchor.ds));
+    let private = private_files(&key_dir);
+    assert_eq!(private.len(), 1, "one combined key: {private:?}");
+    let mode = std::fs::metadata(&private[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(&key_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let status = daemon.cli(&["dnssec", "status"]).expect("dnssec status");
+    for part in ["online", "CSK", "active", "ECDSAP256SHA256 (13)"] {
+        assert!(status.contains(part), "{part} in {status}");
+    }
+
+    // Restarted, it signs with the same key.
+    drop(daemon);
+    let daemon = start(&rig, &config, &key_dir);
+    let again = daemon.cli(&["dnssec", "ds", ORIGIN]).expect("dnssec ds");
+    assert_eq!(again, ds);
+
+    // A private key others can read is refused, whole, naming the file;
+    // the zone goes on being served as before.
+    std::fs::set_permissions(&private[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = daemon.cli(&["reload"]).expect_err("refused");
+    assert!(
+        refused.contains(&private[0].display().to_string()) && refused.contains("mode 644"),
+        "{refused}"
+    );
+    let anchor_file = write_trust_anchor(&dir, &anchor, "anchor.conf").unwrap();
+    let said = delv(
+        rig.client.command("delv"),
+        &anchor_file,
+        SERVER_ADDR,
+        53,
+        "w.signed.test.",
+        "A",
+    )
+    .unwrap();
+    assert!(validated(&said, true), "{said}");
+    std::fs::set_permissions(&private[0], std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A key made by dnssec-keygen, put in the directory, is published on
+    // reload (it has no timing of its own: published and active now).
+    let made = std::process::Command::new("dnssec-keygen")
+        .args(["-q", "-a", "ECDSAP256SHA256", "-K"])
+        .arg(&key_dir)
+        .arg(ORIGIN)
+        .output()
+        .expect("dnssec-keygen runs");
+    assert!(made.status.success(), "{made:?}");
+    let tag = String::from_utf8_lossy(&made.stdout)
+        .trim()
+        .rsplit('+')
+        .next()
+        .and_then(|tag| tag.parse::<u16>().ok())
+        .expect("dnssec-keygen names the key");
+    daemon.cli(&["reload"]).expect("the imported key is taken");
+    let keys = kdig(
+        &rig.client,
+        &[
+            &format!("@{SERVER_ADDR}"),
+            "+dnssec",
+            "+noall",
+            "+answer",
+            "signed.test.",
+            "DNSKEY",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        keys.lines().filter(|l| l.contains("\tDNSKEY\t")).count(),
+        2,
+        "{keys}"
+    );
+    let status = daemon.cli(&["dnssec", "status"]).unwrap();
+    assert!(status.contains(&tag.to_string()), "{tag} in {status}");
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn private_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "private"))
+        .collect();
+    files.sort();
+    files
+}
