@@ -3,13 +3,21 @@
 //! zone's key-signing key as its trust anchor.
 
 use std::{
+    net::UdpSocket,
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
+};
+
+use hickory_proto::{
+    dnssec::rdata::DNSSECRData,
+    op::{Edns, Message, Query},
+    rr::{Name, RData, RecordType},
 };
 
 use crate::{
     daemon::workspace_root,
-    netns::{Rig, SERVER_ADDR},
+    netns::{Netns, Rig, SERVER_ADDR},
     resolvers::{Forward, Resolver, ResolverKind, TrustAnchor},
 };
 
@@ -189,4 +197,58 @@ pub fn each_validating_resolver(
             check(&resolver, valid);
         }
     }
+}
+
+/// Asks the rig's server for `name`/`record_type` with DO set, over UDP
+/// from `netns`; `None` when no answer comes within a second.
+pub fn ask_with_do(
+    netns: &Netns,
+    name: &str,
+    record_type: RecordType,
+) -> anyhow::Result<Option<Message>> {
+    let mut query = Message::query();
+    query.metadata.id = fastrand::u16(..);
+    query.add_query(Query::query(Name::from_ascii(name)?, record_type));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(true);
+    query.edns = Some(edns);
+    let request = query.to_vec()?;
+    netns.run(move || -> anyhow::Result<Option<Message>> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        socket.send_to(&request, (SERVER_ADDR, 53))?;
+        let mut buffer = [0u8; 4096];
+        match socket.recv(&mut buffer) {
+            Ok(len) => Ok(Some(Message::from_vec(&buffer[..len])?)),
+            Err(_) => Ok(None),
+        }
+    })?
+}
+
+/// The key tags of the DNSKEYs in `message`'s answer.
+pub fn dnskey_tags(message: &Message) -> Vec<u16> {
+    message
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::DNSSEC(DNSSECRData::DNSKEY(key)) => key.calculate_key_tag().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The key tag and expiration of each RRSIG covering `covered` in
+/// `message`'s answer.
+pub fn rrsigs_of(message: &Message, covered: RecordType) -> Vec<(u16, u32)> {
+    message
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) if rrsig.input().type_covered == covered => {
+                Some((rrsig.input().key_tag, rrsig.input().sig_expiration.get()))
+            }
+            _ => None,
+        })
+        .collect()
 }

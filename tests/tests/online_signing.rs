@@ -6,16 +6,22 @@
 //! their trust anchor; a wrong anchor validates nothing. Needs root.
 
 use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, SocketAddr},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use dnslb_tests::{
+    backend::HttpBackend,
     daemon::{self, Answered, Daemon, kdig},
     netns::{Rig, SERVER_ADDR},
+    resolvers::{Forward, Resolver, ResolverKind},
     signed::{
-        ORIGIN, anchor_in_key_dir, delv, each_validating_resolver, validated, write_trust_anchor,
-        zone_file,
+        ORIGIN, anchor_in_key_dir, ask_with_do, delv, dnskey_tags, each_validating_resolver,
+        rrsigs_of, validated, write_trust_anchor, zone_file,
     },
 };
 use hickory_proto::{
@@ -23,17 +29,21 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
+/// The `[[zone]]` of the zone signed online, signed as `dnssec` says (a
+/// `dnssec = ...` line or a `[zone.dnssec]` table).
+fn zone_entry(dnssec: &str) -> String {
+    format!(
+        "[[zone]]\norigin = \"{ORIGIN}.\"\nfile = \"{}\"\n{dnssec}\n",
+        zone_file("signed.test.online.zone").display()
+    )
+}
+
 /// A policy with a service of every kind the kernel and the daemon answer
 /// (the function pool's cold start has its own test), in the online
 /// signed zone.
 fn policy(test: &str) -> (PathBuf, PathBuf) {
     let text = format!(
-        r#"
-[[zone]]
-origin = "{ORIGIN}."
-file = "{zone}"
-dnssec = "online"
-
+        r#"{zone}
 [geo]
 csv = "geo.csv"
 
@@ -80,7 +90,7 @@ branches = [
 name = "mv.{ORIGIN}."
 policy = {{ kind = "multivalue", pool = "a" }}
 "#,
-        zone = zone_file("signed.test.online.zone").display()
+        zone = zone_entry("dnssec = \"online\"")
     );
     let file = daemon::policy_file("online-signing", test, &text);
     let dir = file.parent().expect("in a directory").to_owned();
@@ -415,4 +425,249 @@ fn private_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+/// What the server showed at one moment: the DNSKEY RRset's tags, and the
+/// tag and expiration of www's RRSIGs.
+struct Sample {
+    at: f64,
+    dnskeys: BTreeSet<u16>,
+    www: Vec<(u16, u32)>,
+}
+
+/// A zone-signing key rolled with its lifetimes shortened to seconds,
+/// under a steady stream of validating queries (unbound, with the KSK as
+/// its anchor): no answer fails validation across the roll; the new key is
+/// published a DNSKEY TTL and a propagation delay before it signs; the old
+/// key stays in the DNSKEY RRset until every signature it made has expired
+/// (the longest any cache can keep one), then leaves.
+#[test]
+fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
+    const DNSKEY_TTL: f64 = 2.0;
+    const PROPAGATION: f64 = 1.0;
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let text = zone_entry(
+        "[zone.dnssec]\nkeys = \"split\"\nzsk_lifetime = \"16s\"\ndnskey_ttl = 2\n\
+         propagation = \"1s\"\nvalidity = \"10s\"\n",
+    );
+    let config = daemon::policy_file("online-signing", "roll", &text);
+    let dir = config.parent().unwrap().to_owned();
+    let key_dir = dir.join("keys");
+    let daemon = start(&rig, &config, &key_dir);
+    let anchor = anchor_in_key_dir(&key_dir, false).expect("one KSK");
+    let forwards = [Forward {
+        zone: ORIGIN,
+        server: SERVER_ADDR.parse().unwrap(),
+        trust_anchor: Some(&anchor),
+    }];
+    let resolver = Resolver::start(
+        ResolverKind::Unbound,
+        &rig.client,
+        &dir.join("unbound"),
+        5300,
+        &forwards,
+    )
+    .unwrap_or_else(|error| panic!("{error:#}"));
+
+    // Bounded: the roll is over 16 s + 10 s + 1 s after the start.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut validated_answers = 0;
+    let over = |samples: &[Sample]| -> bool {
+        // The first ZSK signed, another took over, and the first has left.
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return false;
+        };
+        let old = first.www.first().map(|(tag, _)| *tag);
+        let rolled = last.www.iter().all(|(tag, _)| Some(*tag) != old);
+        rolled && old.is_some_and(|old| !last.dnskeys.contains(&old))
+    };
+    while !over(&samples) {
+        assert!(
+            Instant::now() < deadline,
+            "no complete roll within 45 s:\n{}",
+            daemon.log_text()
+        );
+        for name in ["www.signed.test.", "w.signed.test."] {
+            let answer = resolver
+                .resolve(&rig.client, name, hickory_proto::rr::RecordType::A)
+                .unwrap()
+                .expect("unbound answers");
+            assert!(
+                answer.metadata.response_code == ResponseCode::NoError
+                    && answer.metadata.authentic_data,
+                "{name} at {:.1}: {answer:?}\n{}",
+                unix_now(),
+                resolver.log_text()
+            );
+            validated_answers += 1;
+        }
+        let keys = ask_with_do(&rig.client, "signed.test.", RecordType::DNSKEY)
+            .unwrap()
+            .expect("DNSKEY");
+        let www = ask_with_do(&rig.client, "www.signed.test.", RecordType::A)
+            .unwrap()
+            .expect("www");
+        samples.push(Sample {
+            at: unix_now(),
+            dnskeys: dnskey_tags(&keys).into_iter().collect(),
+            www: rrsigs_of(&www, RecordType::A),
+        });
+        thread::sleep(Duration::from_millis(200));
+    }
+    let old = samples[0].www[0].0;
+    let new = samples.last().unwrap().www[0].0;
+    let first = |holds: &dyn Fn(&Sample) -> bool| {
+        samples
+            .iter()
+            .find(|s| holds(s))
+            .map(|s| s.at)
+            .expect("seen")
+    };
+    let published = first(&|s| s.dnskeys.contains(&new));
+    let signing = first(&|s| s.www.iter().any(|(tag, _)| *tag == new));
+    // Sampled every 200 ms or so: half a second of margin.
+    assert!(
+        signing - published >= DNSKEY_TTL + PROPAGATION - 0.5,
+        "published at {published:.1}, signing at {signing:.1}"
+    );
+    let last_old_expiry = samples
+        .iter()
+        .flat_map(|s| &s.www)
+        .filter(|(tag, _)| *tag == old)
+        .map(|(_, expiration)| f64::from(*expiration))
+        .fold(0.0, f64::max);
+    let removed = first(&|s| s.at > signing && !s.dnskeys.contains(&old));
+    // Expirations are whole seconds.
+    assert!(
+        removed >= last_old_expiry - 1.0,
+        "the old key left at {removed:.1}, its last signature expired at {last_old_expiry}"
+    );
+    assert!(validated_answers > 50, "{validated_answers}");
+    let status = daemon.cli(&["dnssec", "status"]).unwrap();
+    assert!(status.contains(&new.to_string()), "{status}");
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A health flip under a failover and a weighted policy: once the checks
+/// decide, the new answers are signed and validate (delv) within a second.
+#[test]
+fn after_a_health_flip_the_new_answers_validate_within_a_second() {
+    const INTERVAL_MS: u64 = 100;
+    const FALL: u64 = 2;
+    const TIMEOUT_MS: u64 = 50;
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let backend = |last: u8| SocketAddr::new(Ipv4Addr::new(127, 0, 0, last).into(), 8080);
+    let mut backends: Vec<Option<HttpBackend>> = [11, 12, 13, 14]
+        .into_iter()
+        .map(|last| Some(HttpBackend::start(&rig.server, backend(last)).expect("backend")))
+        .collect();
+    let text = format!(
+        r#"{zone}
+[check.web]
+kind = "http"
+path = "/health"
+port = 8080
+search = "OK"
+interval = "{INTERVAL_MS}ms"
+timeout = "{TIMEOUT_MS}ms"
+rise = 2
+fall = {FALL}
+
+[pool.primary]
+check = "web"
+endpoints = ["127.0.0.11"]
+[pool.secondary]
+check = "web"
+endpoints = ["127.0.0.12"]
+[pool.weighted]
+check = "web"
+endpoints = [{{ address = "127.0.0.13", weight = 1 }}, {{ address = "127.0.0.14", weight = 1 }}]
+
+[service.f]
+name = "f.{ORIGIN}."
+ttl = 1
+[service.f.policy]
+kind = "failover"
+primary = {{ pool = "primary" }}
+secondary = {{ pool = "secondary" }}
+
+[service.w]
+name = "w.{ORIGIN}."
+ttl = 1
+policy = {{ kind = "weighted", pool = "weighted" }}
+"#,
+        zone = zone_entry("dnssec = \"online\"")
+    );
+    let config = daemon::policy_file("online-signing", "flip", &text);
+    let dir = config.parent().unwrap().to_owned();
+    let key_dir = dir.join("keys");
+    let daemon = start(&rig, &config, &key_dir);
+    let anchor = anchor_in_key_dir(&key_dir, false).unwrap();
+    let anchor_file = write_trust_anchor(&dir, &anchor, "anchor.conf").unwrap();
+    let addrs = |name: &str| -> BTreeSet<String> {
+        let answer = ask_with_do(&rig.client, name, RecordType::A)
+            .unwrap()
+            .expect("an answer");
+        assert!(!rrsigs_of(&answer, RecordType::A).is_empty(), "{answer:?}");
+        answer
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Both up: the primary, and either weighted endpoint.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while addrs("f.signed.test.") != BTreeSet::from(["127.0.0.11".to_owned()]) {
+        assert!(Instant::now() < settle, "the primary never answered");
+        thread::sleep(Duration::from_millis(50));
+    }
+    backends[0].take().expect("running").stop();
+    backends[2].take().expect("running").stop();
+    let stopped = Instant::now();
+    // The verdict comes within FALL probes and a timeout; the new answers
+    // must validate within a second of it.
+    let verdict = Duration::from_millis(FALL * INTERVAL_MS + TIMEOUT_MS);
+    let bound = verdict + Duration::from_secs(1);
+    for (name, now_answered) in [
+        ("f.signed.test.", "127.0.0.12"),
+        ("w.signed.test.", "127.0.0.14"),
+    ] {
+        let wanted = BTreeSet::from([now_answered.to_owned()]);
+        loop {
+            let seen = addrs(name);
+            let said = delv(rig.client.command("delv"), &anchor_file, SERVER_ADDR, 53, name, "A")
+                .unwrap();
+            // Both the signed answer and delv's (its own query) show the
+            // new endpoint alone, fully validated.
+            let delv_sees = said.lines().any(|l| l.contains(now_answered))
+                && !said.lines().any(|l| {
+                    l.contains("\tA\t") && !l.contains(now_answered) && !l.starts_with(';')
+                });
+            if seen == wanted && validated(&said, true) && delv_sees {
+                break;
+            }
+            assert!(
+                stopped.elapsed() < bound,
+                "{name}: {seen:?} and delv said {said} {:?} after the backend stopped (bound {bound:?})\n{}",
+                stopped.elapsed(),
+                daemon.log_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
 }
