@@ -12,6 +12,7 @@ mod load;
 mod micro;
 mod report;
 mod responders;
+mod signing;
 mod workload;
 
 use std::{fs, path::PathBuf, process::ExitCode};
@@ -55,6 +56,9 @@ struct Args {
     /// on the checker.
     #[arg(long)]
     health_only: bool,
+    /// Only the online signing costs, printed: for working on the signer.
+    #[arg(long)]
+    signing_only: bool,
     /// Where the markdown report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -141,6 +145,12 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         "bench: kernel micro-benchmarks ({} runs each)",
         settings.micro_runs
     );
+    if args.signing_only {
+        let rig = Rig::new()?;
+        let signing = run_signing(&rig, scratch, &workload, &settings)?;
+        println!("{}", report::signing_section(&signing));
+        return Ok(());
+    }
     let micro = micro::run(settings.micro_runs)?;
     if args.micro_only {
         for result in &micro {
@@ -255,6 +265,9 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     println!("bench: {rounds} cold starts of a function pool");
     let cold = coldstart::run(&rig, scratch, rounds)?;
 
+    println!("bench: online signing");
+    let signing = run_signing(&rig, scratch, &workload, &settings)?;
+
     let report = Report {
         settings: &settings,
         measured: &measured,
@@ -264,10 +277,50 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         hotload: &hotload,
         health: &health,
         cold: &cold,
+        signing: &signing,
     }
     .render();
     fs::write(&args.out, &report)?;
     println!("\n{report}");
     println!("bench: written to {}", args.out.display());
     Ok(())
+}
+
+/// Online signing's costs, on the workload's DO mix and, in a full run,
+/// its 100,000 names asked with DO.
+fn run_signing(
+    rig: &Rig,
+    scratch: &std::path::Path,
+    workload: &workload::Workload,
+    settings: &Settings,
+) -> anyhow::Result<signing::SigningCost> {
+    let uniform_do = workload
+        .mixes
+        .iter()
+        .find(|mix| mix.label.starts_with("100,000"))
+        .map(|mix| workload::Mix {
+            label: "100,000 hot names, DO",
+            queries: mix.queries.clone(),
+            edns: dnslb_tests::load::flood::Edns {
+                dnssec_ok: true,
+                ..Default::default()
+            },
+            weighted: false,
+            resolver_shaped: true,
+            ipv6: false,
+        });
+    let mut mixes: Vec<&workload::Mix> = workload
+        .mixes
+        .iter()
+        .filter(|mix| mix.edns.dnssec_ok && mix.edns.cookie.is_none())
+        .collect();
+    mixes.extend(uniform_do.as_ref());
+    signing::run(
+        rig,
+        scratch,
+        &workload.zone,
+        &mixes,
+        settings.flood_seconds,
+        settings.dnsperf_qps,
+    )
 }

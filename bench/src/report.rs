@@ -7,7 +7,7 @@ use dnslb_tests::load::{Latency, Throughput};
 
 use crate::{
     coldstart::ColdStarts, health::HealthCost, hotload::HotLoad, micro::MicroResult,
-    responders::Responder,
+    responders::Responder, signing::SigningCost,
 };
 
 /// One responder on one mix: a throughput per round, the latency of the
@@ -74,6 +74,7 @@ pub struct Report<'a> {
     pub hotload: &'a HotLoad,
     pub health: &'a [HealthCost],
     pub cold: &'a ColdStarts,
+    pub signing: &'a SigningCost,
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -321,6 +322,8 @@ impl Report<'_> {
             );
         }
 
+        out.push_str(&signing_section(self.signing));
+
         out.push_str("\n## Targets\n\n| target | this run | met |\n|---|---|---|\n");
         for (target, figure, verdict) in self.targets() {
             let verdict = match verdict {
@@ -332,7 +335,88 @@ impl Report<'_> {
         }
         out
     }
+}
 
+/// The online signing section of the report.
+pub fn signing_section(g: &SigningCost) -> String {
+    let mut out = String::new();
+    {
+        let out = &mut out;
+        let _ = writeln!(
+            out,
+            "\n## DNSSEC online signing\n\nSignatures made per second on one core, each of a new RRset (so \
+             none comes from the cache), by the signer the daemon uses (ring through hickory). The \
+             reference is the daemon's own answer to a DO query for the zone unsigned, through its general \
+             path on one core, timed the same way: {:.0} answers/s.\n",
+            g.unsigned_answers_per_core
+        );
+        out.push_str(
+            "| algorithm | signatures/s per core | × unsigned answers |\n|---|---:|---:|\n",
+        );
+        for (algorithm, rate) in &g.per_core {
+            let _ = writeln!(
+                out,
+                "| {algorithm} | {rate:.0} | {} |",
+                ratio(*rate, Some(g.unsigned_answers_per_core))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nThe same general path answering DO queries for 1,000 names of the zone signed online, its \
+             signature cache warm: {:.0} answers/s, {} × unsigned.",
+            g.signed_answers_per_core,
+            ratio(g.signed_answers_per_core, Some(g.unsigned_answers_per_core))
+        );
+        out.push_str(
+            "\n`dnslb run --no-xdp` serving the zone signed online (`--sign`) and unsigned, DO queries \
+             (the flood, then dnsperf at the fixed rate), once the cache is warm (the mix sent once \
+             before).\n\n| mix | signed replies/s | unsigned replies/s | signed / unsigned | p99 signed | p99 unsigned |\n|---|---:|---:|---:|---:|---:|\n",
+        );
+        for ((mix, signed, plain), (_, signed_latency, plain_latency)) in
+            g.throughput.iter().zip(&g.latency)
+        {
+            let _ = writeln!(
+                out,
+                "| {mix} | {:.0} | {:.0} | {} | {} | {} |",
+                signed.replies_per_second,
+                plain.replies_per_second,
+                ratio(signed.replies_per_second, Some(plain.replies_per_second)),
+                micros(signed_latency.p99),
+                micros(plain_latency.p99),
+            );
+        }
+        let f = &g.flip;
+        let _ = writeln!(
+            out,
+            "\nA health flip: {} failover services share one primary endpoint, checked every 100 ms \
+             (fall 2, timeout 50 ms, so the verdict takes up to {}); it stops, and a client sweeps DO \
+             queries over the services until every one answers its secondary with an RRSIG. A sweep with \
+             nothing to sign, the reference, takes {}.\n\n| services | stop to all signed | of which the verdict | after the verdict | × sweep |\n|---:|---:|---:|---:|---:|",
+            f.services,
+            micros(f.verdict),
+            micros(f.sweep),
+        );
+        let after = f.all_signed.saturating_sub(f.verdict);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            f.services,
+            micros(f.all_signed),
+            micros(f.verdict),
+            micros(after),
+            ratio(after.as_secs_f64(), Some(f.sweep.as_secs_f64())),
+        );
+        let _ = writeln!(
+            out,
+            "\nThe signature cache after the largest mix: {} RRsets cached; {:.0} bytes each by the cache's \
+             own count, {:.0} bytes each by the daemon's resident memory grown while it filled.",
+            g.cached_rrsets, g.cache_bytes_per_rrset, g.rss_bytes_per_rrset
+        );
+    }
+    out
+}
+
+impl Report<'_> {
     /// (target, figure, verdict) for every target of this run: those
     /// against a responder this machine cannot run are not judged.
     fn targets(&self) -> Vec<(String, String, Verdict)> {
@@ -439,6 +523,24 @@ impl Report<'_> {
                 Verdict::of(h.daemon_cores < 0.25),
             ));
         }
+        for (mix, signed, plain) in &self.signing.throughput {
+            let r = signed.replies_per_second / plain.replies_per_second.max(1.0);
+            targets.push((
+                format!("DO replies/s, zone signed online / unsigned ≥ 0.8 ({mix})"),
+                format!("{r:.3}"),
+                Verdict::of(r >= 0.8),
+            ));
+        }
+        let flip = &self.signing.flip;
+        let after = flip.all_signed.saturating_sub(flip.verdict);
+        targets.push((
+            format!(
+                "{} services re-signed and served within 1 s of a health verdict",
+                flip.services
+            ),
+            micros(after),
+            Verdict::of(after <= Duration::from_secs(1)),
+        ));
         targets
     }
 }
@@ -495,6 +597,22 @@ mod tests {
             cold: &ColdStarts {
                 cold: Vec::new(),
                 warm: Vec::new(),
+            },
+            signing: &SigningCost {
+                per_core: Vec::new(),
+                unsigned_answers_per_core: 1.0,
+                signed_answers_per_core: 1.0,
+                throughput: Vec::new(),
+                latency: Vec::new(),
+                flip: crate::signing::Flip {
+                    services: 1,
+                    all_signed: Duration::ZERO,
+                    verdict: Duration::ZERO,
+                    sweep: Duration::ZERO,
+                },
+                cache_bytes_per_rrset: 0.0,
+                rss_bytes_per_rrset: 0.0,
+                cached_rrsets: 0,
             },
         };
         let targets = report.targets();

@@ -22,6 +22,7 @@ fn quick_bench_runs_and_writes_every_table() {
         "## Kernel time per packet",
         "## Loading hot names",
         "## Function pool cold starts",
+        "## DNSSEC online signing",
         "## Targets",
     ] {
         assert!(report.contains(heading), "no {heading} in:\n{report}");
@@ -35,6 +36,8 @@ fn quick_bench_runs_and_writes_every_table() {
         "| dnslb (XDP) | Client Subnet /24 |",
         "| PowerDNS Recursor |",
         "| cold start, query to answer |",
+        "| ECDSAP256SHA256 (13) |",
+        "| one hot name, DO (as unbound) |",
     ] {
         assert!(report.contains(row), "no row {row} in:\n{report}");
     }

@@ -752,6 +752,64 @@ fn the_overview_health_zones_and_200_services_read_well_on_a_narrow_screen() {
     );
 }
 
+/// The zone page of a zone dnslb signs: its key with its state and DS,
+/// the signer's cache, and a KSK roll on the operator's click (the new key
+/// shown with its CDS published).
+#[test]
+fn the_zone_page_shows_a_signed_zones_keys_and_rolls_its_ksk() {
+    let _turn = take_turn();
+    let rig = Rig::new().expect("namespaces and veth");
+    let token = token_file("signed");
+    let key_dir = std::env::temp_dir().join(format!("dnslb-console-keys-{}", std::process::id()));
+    let daemon = Daemon::start_on_rig(
+        &rig,
+        &ZoneFile::example(),
+        true,
+        &[
+            "--sign",
+            "example.com",
+            "--key-dir",
+            &key_dir.display().to_string(),
+            "--console",
+            CONSOLE,
+            "--control-token-file",
+            &token.display().to_string(),
+        ],
+    )
+    .expect("dnslb starts");
+    in_netns(&rig.server, async || {
+        let browser = Browser::start(&rig.server, 1280, 900).await?;
+        browser.sign_in(&url("zone/example.com."), TOKEN).await?;
+        browser
+            .until(
+                "document.querySelectorAll('#dnssec-keys tbody tr').length === 1 && \
+                 document.querySelector('#dnssec-keys tbody tr').textContent.includes('CSK') && \
+                 document.querySelector('#dnssec-keys tbody tr').textContent.includes('active') && \
+                 document.getElementById('dnssec-signer') !== null",
+                Duration::from_secs(5),
+            )
+            .await?;
+        browser.click(Locator::Id("roll-ksk")).await?;
+        browser.confirm().await?;
+        browser
+            .until(
+                "document.querySelectorAll('#dnssec-keys tbody tr').length === 2 && \
+                 [...document.querySelectorAll('#dnssec-keys tbody tr')].some(tr => tr.textContent.includes('CDS published'))",
+                Duration::from_secs(5),
+            )
+            .await?;
+        browser.screenshot("zone-dnssec").await?;
+        browser.close().await;
+        anyhow::Ok(())
+    })
+    .expect("the console test");
+    let status = daemon.cli(&["dnssec", "status"]).expect("dnssec status");
+    assert_eq!(status.matches("active").count(), 2, "{status}");
+    assert!(status.contains("CDS published"), "{status}");
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&key_dir);
+}
+
 #[test]
 fn the_console_needs_the_token_and_its_assets_come_from_the_daemon() {
     let _turn = take_turn();

@@ -648,8 +648,15 @@ policy = {{ kind = "weighted", pool = "weighted" }}
         let wanted = BTreeSet::from([now_answered.to_owned()]);
         loop {
             let seen = addrs(name);
-            let said = delv(rig.client.command("delv"), &anchor_file, SERVER_ADDR, 53, name, "A")
-                .unwrap();
+            let said = delv(
+                rig.client.command("delv"),
+                &anchor_file,
+                SERVER_ADDR,
+                53,
+                name,
+                "A",
+            )
+            .unwrap();
             // Both the signed answer and delv's (its own query) show the
             // new endpoint alone, fully validated.
             let delv_sees = said.lines().any(|l| l.contains(now_answered))
@@ -670,4 +677,100 @@ policy = {{ kind = "weighted", pool = "weighted" }}
     }
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where `cargo xtask setup` installs DNSViz (from PyPI, in a virtual
+/// environment).
+const DNSVIZ: &str = "/opt/dnslb-tools/dnsviz/bin/dnsviz";
+
+/// DNSViz probes the zone on the rig as an authoritative analysis (the
+/// delegation and the DS given, as the parent would hold them), then
+/// grok analyses it with the key dnslb made as the trust anchor: the zone
+/// is SECURE and nothing in it is an error or a warning.
+#[test]
+fn dnsviz_finds_no_error_or_warning_in_the_zone_signed_online() {
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let (config, dir) = policy("dnsviz");
+    let key_dir = dir.join("keys");
+    let daemon = start(&rig, &config, &key_dir);
+    let anchor = anchor_in_key_dir(&key_dir, false).unwrap();
+    let server = format!("ns1.{ORIGIN}={SERVER_ADDR}");
+    let probe = rig
+        .client
+        .command("timeout")
+        .args(["120", DNSVIZ, "probe", "-A", "-a", ORIGIN])
+        .args(["-N", &format!("{ORIGIN}:{server}")])
+        .args(["-D", &format!("{ORIGIN}:{}", anchor.ds)])
+        .args(["-x", &format!("{ORIGIN}:{server}")])
+        .args([
+            ORIGIN,
+            "www.signed.test",
+            "w.signed.test",
+            "x.wild.signed.test",
+        ])
+        .output()
+        .expect("dnsviz runs (cargo xtask setup installs it)");
+    assert!(
+        probe.status.success(),
+        "dnsviz probe: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let probed = dir.join("probe.json");
+    std::fs::write(&probed, &probe.stdout).unwrap();
+    let keys = dir.join("trusted-keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "{ORIGIN}. IN DNSKEY 257 3 {} {}\n",
+            anchor.algorithm, anchor.key
+        ),
+    )
+    .unwrap();
+    let grok = std::process::Command::new(DNSVIZ)
+        .args(["grok", "-t"])
+        .arg(&keys)
+        .arg("-r")
+        .arg(&probed)
+        .output()
+        .expect("dnsviz grok runs");
+    assert!(
+        grok.status.success(),
+        "dnsviz grok: {}",
+        String::from_utf8_lossy(&grok.stderr)
+    );
+    let analysis: serde_json::Value = serde_json::from_slice(&grok.stdout).expect("grok's JSON");
+    assert_eq!(
+        analysis[&format!("{ORIGIN}.")]["zone"]["status"],
+        "SECURE",
+        "{analysis:#}"
+    );
+    let mut problems = Vec::new();
+    find_problems(&analysis, "", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}\n{}", daemon.log_text());
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every `errors` and `warnings` entry in grok's analysis, with its path.
+fn find_problems(value: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                let here = format!("{path}/{key}");
+                if matches!(key.as_str(), "errors" | "warnings")
+                    && inner.as_array().is_some_and(|list| !list.is_empty())
+                {
+                    found.push(format!("{here}: {inner}"));
+                }
+                find_problems(inner, &here, found);
+            }
+        }
+        serde_json::Value::Array(list) => {
+            for (i, inner) in list.iter().enumerate() {
+                find_problems(inner, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
 }

@@ -99,7 +99,44 @@ const PACKAGES: &[(&str, &str)] = &[
         "chromium-driver",
         "chromedriver: the console tests drive chromium through WebDriver",
     ),
+    (
+        "python3-venv",
+        "a virtual environment for DNSViz, installed from PyPI",
+    ),
 ];
+
+/// DNSViz, from PyPI (Debian has no package): the online signing test
+/// has it analyse a signed zone. In a virtual environment of its own.
+const DNSVIZ_DIR: &str = "/opt/dnslb-tools/dnsviz";
+const DNSVIZ_PACKAGES: &[&str] = &["dnsviz==0.11.*", "dnspython", "cryptography", "pygraphviz"];
+
+fn dnsviz_ok() -> bool {
+    // grok, the analysis, needs every one of the packages.
+    Command::new(format!("{DNSVIZ_DIR}/bin/python"))
+        .args(["-c", "import dnsviz, dns, cryptography, pygraphviz"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+fn install_dnsviz() -> anyhow::Result<()> {
+    if dnsviz_ok() {
+        println!("setup: dnsviz             installed (in {DNSVIZ_DIR})");
+        return Ok(());
+    }
+    println!("setup: dnsviz             missing: installing it from PyPI into {DNSVIZ_DIR}");
+    let by_hand = format!(
+        "python3 -m venv {DNSVIZ_DIR} && {DNSVIZ_DIR}/bin/pip install {}",
+        DNSVIZ_PACKAGES.join(" ")
+    );
+    crate::run(Command::new("python3").args(["-m", "venv", DNSVIZ_DIR]))
+        .with_context(|| format!("making the virtual environment failed; run: {by_hand}"))?;
+    crate::run(
+        Command::new(format!("{DNSVIZ_DIR}/bin/pip"))
+            .args(["install", "-q"])
+            .args(DNSVIZ_PACKAGES),
+    )
+    .with_context(|| format!("installing DNSViz failed; run: {by_hand}"))
+}
 
 const BPF_LINKER_VERSION: &str = "0.13";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -110,6 +147,7 @@ pub fn run() -> anyhow::Result<()> {
     install_bpf_linker()?;
     CARGO_DEB.install()?;
     CARGO_FUZZ.install()?;
+    install_dnsviz()?;
     check_bpf_toolchain()?;
     println!("setup: everything dnslb needs is installed");
     Ok(())
@@ -121,6 +159,7 @@ pub fn ensure() -> anyhow::Result<()> {
         && bpf_linker_ok()
         && CARGO_DEB.ok()
         && CARGO_FUZZ.ok()
+        && dnsviz_ok()
         && Toolchain::find().is_some()
     {
         return Ok(());

@@ -224,10 +224,15 @@ pub fn dnssec(zones: &[DnssecZone]) -> String {
     ]);
     for zone in zones {
         for key in &zone.keys {
-            let state = match (&key.state, key.cds_published) {
-                (Some(state), true) => format!("{state:?}, CDS published").to_ascii_lowercase(),
-                (Some(state), false) => format!("{state:?}").to_ascii_lowercase(),
-                (None, _) => "-".to_owned(),
+            let state = match &key.state {
+                Some(state) => {
+                    let name = format!("{state:?}").to_ascii_lowercase();
+                    match key.cds_published {
+                        true => format!("{name}, CDS published"),
+                        false => name,
+                    }
+                }
+                None => "-".to_owned(),
             };
             table.row(vec![
                 zone.origin.clone(),

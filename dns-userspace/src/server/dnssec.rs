@@ -6,7 +6,7 @@
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::{
-    signer::{RrsetData, ZoneSigner, denial},
+    signer::{ZoneSigner, denial},
     zone::{Rrset, WireName, Zone, dnssec::Proof},
 };
 
@@ -35,8 +35,9 @@ impl<'a> Dnssec<'a> {
     }
 
     /// The RRSIGs of the RRset `rdatas` of `record_type` owned by `owner`
-    /// with `ttl`. A zone signed elsewhere holds them at `at` (the name,
-    /// or the wildcard that answered for it).
+    /// with `ttl`. `at` is where a zone signed elsewhere holds them (the
+    /// name, or the wildcard that answered for it); online, the owner's
+    /// lowercase wire form.
     pub fn rrsigs(
         self,
         zone: &Zone,
@@ -49,15 +50,9 @@ impl<'a> Dnssec<'a> {
         let rrsigs: Vec<RData> = match self {
             Dnssec::Off => return Vec::new(),
             Dnssec::Presigned => zone.signatures(at, record_type),
-            Dnssec::Online(signer, now) => {
-                let rrset = RrsetData {
-                    owner: owner.clone(),
-                    record_type,
-                    ttl,
-                    rdatas: rdatas.to_vec(),
-                };
-                signer.sign(&rrset, now).to_vec()
-            }
+            Dnssec::Online(signer, now) => signer
+                .sign(owner, at, record_type, ttl, rdatas, now)
+                .to_vec(),
         };
         rrsigs
             .into_iter()
@@ -75,14 +70,20 @@ impl<'a> Dnssec<'a> {
     pub fn negative_soa(self, zone: &Zone) -> Vec<Record> {
         let mut records = negative_soa(zone);
         if let Some(soa) = records.first().cloned() {
-            records.extend(self.rrsigs(
+            // Signed as the zone has it (the RRSIG's original TTL is the
+            // SOA's own), sent with the capped TTL.
+            let rrsigs = self.rrsigs(
                 zone,
                 zone.origin().as_bytes(),
                 &soa.name,
                 RecordType::SOA,
-                soa.ttl,
+                zone.soa().ttl(),
                 std::slice::from_ref(&soa.data),
-            ));
+            );
+            records.extend(rrsigs.into_iter().map(|mut rrsig| {
+                rrsig.ttl = soa.ttl;
+                rrsig
+            }));
         }
         records
     }

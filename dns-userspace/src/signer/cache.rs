@@ -8,10 +8,7 @@
 //! cleared at once: an entry is replaced when the keys that sign its type
 //! change, by the sweep or by the next answer that needs it.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::{
     rr::{Name, RData, RecordType},
@@ -32,36 +29,62 @@ pub struct RrsetData {
     pub rdatas: Vec<RData>,
 }
 
-impl RrsetData {
-    /// The cache key: the RRset in canonical form (RFC 4034 §6: lowercase
-    /// owner, records sorted by their canonical data), so an answer in a
-    /// rotated order finds the same entry.
-    pub fn key(&self) -> Vec<u8> {
-        let mut datas: Vec<Vec<u8>> = self
-            .rdatas
-            .iter()
-            .map(|rdata| {
-                let mut bytes = Vec::new();
-                let mut encoder = BinEncoder::new(&mut bytes);
-                encoder.set_canonical_form(true);
-                encoder.set_name_encoding(NameEncoding::UncompressedLowercase);
-                // An RData that does not encode gets an empty key part; it
-                // would not sign either.
-                let _ = rdata.emit(&mut encoder);
-                bytes
-            })
-            .collect();
-        datas.sort();
-        datas.dedup();
-        let mut key = self.owner.to_lowercase().to_ascii().into_bytes();
-        key.extend_from_slice(&u16::from(self.record_type).to_be_bytes());
-        key.extend_from_slice(&self.ttl.to_be_bytes());
-        for data in datas {
-            key.extend_from_slice(&(data.len() as u16).to_be_bytes());
-            key.extend_from_slice(&data);
-        }
-        key
+/// Appends `value` to `buffer` in canonical form (RFC 4034 §6.2: names
+/// uncompressed and lowercase). A value that does not encode adds
+/// nothing; it would not sign either.
+fn canonical(buffer: &mut Vec<u8>, value: &impl BinEncodable) {
+    // hickory's encoder writes from the start of the buffer it is given.
+    let mut encoded = Vec::new();
+    let mut encoder = BinEncoder::new(&mut encoded);
+    encoder.set_canonical_form(true);
+    encoder.set_name_encoding(NameEncoding::UncompressedLowercase);
+    if value.emit(&mut encoder).is_ok() {
+        buffer.extend_from_slice(&encoded);
     }
+}
+
+/// An RRset in canonical form (RFC 4034 §6: lowercase owner, records
+/// sorted by their canonical data), so that an answer in a rotated order
+/// is the same RRset. `owner` is the owner's lowercase wire form.
+fn canonical_rrset(owner: &[u8], record_type: RecordType, ttl: u32, rdatas: &[RData]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + 8 + 20 * rdatas.len());
+    key.extend_from_slice(owner);
+    key.extend_from_slice(&u16::from(record_type).to_be_bytes());
+    key.extend_from_slice(&ttl.to_be_bytes());
+    let data = |rdata: &RData, key: &mut Vec<u8>| {
+        let start = key.len();
+        key.extend_from_slice(&[0, 0]);
+        // Addresses, what most answers hold, are their own canonical
+        // form: no encoder needed.
+        match rdata {
+            RData::A(a) => key.extend_from_slice(&a.0.octets()),
+            RData::AAAA(aaaa) => key.extend_from_slice(&aaaa.0.octets()),
+            other => canonical(key, other),
+        }
+        let len = (key.len() - start - 2) as u16;
+        key[start..start + 2].copy_from_slice(&len.to_be_bytes());
+    };
+    match rdatas {
+        // Most answers: nothing to sort.
+        [one] => data(one, &mut key),
+        _ => {
+            let mut parts: Vec<Vec<u8>> = rdatas
+                .iter()
+                .map(|rdata| {
+                    let mut part = Vec::new();
+                    data(rdata, &mut part);
+                    part
+                })
+                .collect();
+            // Sorted by data (the length prefix aside), and each once.
+            parts.sort_by(|a, b| a[2..].cmp(&b[2..]));
+            parts.dedup();
+            for part in parts {
+                key.extend_from_slice(&part);
+            }
+        }
+    }
+    key
 }
 
 /// The signatures of one RRset.
@@ -82,8 +105,10 @@ struct Entry {
 }
 
 struct Shard {
-    entries: LruCache<Vec<u8>, Entry>,
+    entries: LruCache<Key, Entry, ahash::RandomState>,
     bytes: usize,
+    hits: u64,
+    misses: u64,
 }
 
 /// What the cache holds and how it has served.
@@ -99,26 +124,26 @@ pub struct SignatureCache {
     shards: Vec<Mutex<Shard>>,
     max_entries: usize,
     max_bytes: usize,
-    hasher: ahash::RandomState,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hashers: [ahash::RandomState; 2],
 }
+
+/// See [`SignatureCache::key`].
+pub type Key = u128;
 
 /// Roughly what an entry costs besides its key: the RRset's data and the
 /// signatures, with the bookkeeping around them.
-fn entry_bytes(key: &[u8], rrset: &RrsetData, signed: &Signed) -> usize {
+fn entry_bytes(rrset: &RrsetData, signed: &Signed) -> usize {
     let signatures: usize = signed
         .rrsigs
         .iter()
         .map(|rrsig| match rrsig {
-            RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(rrsig)) => {
-                rrsig.sig().len() + rrsig.input().signer_name.len() + 24
-            }
+            RData::Unknown { rdata, .. } => rdata.anything.len(),
             _ => 0,
         })
-        .sum();
-    let data = key.len() + rrset.owner.len() + rrset.rdatas.len() * std::mem::size_of::<RData>();
-    2 * key.len() + data + signatures + std::mem::size_of::<Entry>()
+        .sum::<usize>()
+        + signed.rrsigs.len() * std::mem::size_of::<RData>();
+    let data = rrset.owner.len() + rrset.rdatas.len() * std::mem::size_of::<RData>();
+    data + signatures + std::mem::size_of::<(Key, Entry)>() + 2 * std::mem::size_of::<usize>()
 }
 
 impl SignatureCache {
@@ -128,47 +153,61 @@ impl SignatureCache {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        entries: LruCache::unbounded(),
+                        entries: LruCache::unbounded_with_hasher(ahash::RandomState::new()),
                         bytes: 0,
+                        hits: 0,
+                        misses: 0,
                     })
                 })
                 .collect(),
             max_entries: per_shard(max_entries),
             max_bytes: per_shard(max_bytes),
-            hasher: ahash::RandomState::new(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hashers: [ahash::RandomState::new(), ahash::RandomState::new()],
         }
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    /// The key of an RRset: 128 bits of its canonical form, from two
+    /// hashes keyed at random when the daemon starts (so no one can make
+    /// two RRsets meet, and chance will not in the life of the universe).
+    /// A key is 16 bytes in the entry, not a copy of the RRset to compare.
+    pub fn key(&self, owner: &[u8], record_type: RecordType, ttl: u32, rdatas: &[RData]) -> Key {
+        let bytes = canonical_rrset(owner, record_type, ttl, rdatas);
+        let [high, low] = self
+            .hashers
+            .each_ref()
+            .map(|hasher| hasher.hash_one(&bytes));
+        (u128::from(high) << 64) | u128::from(low)
+    }
+
+    fn shard(&self, key: Key) -> &Mutex<Shard> {
+        &self.shards[(key as usize) % SHARDS]
     }
 
     /// The signatures kept for `key`, if `usable` takes them.
-    pub fn get(&self, key: &[u8], usable: impl Fn(&Signed) -> bool) -> Option<Signed> {
-        let found = self
-            .shard(key)
-            .lock()
-            .ok()
-            .and_then(|mut shard| shard.entries.get(key).map(|entry| entry.signed.clone()))
-            .filter(|signed| usable(signed));
-        let counter = match found {
-            Some(_) => &self.hits,
-            None => &self.misses,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn get(&self, key: Key, usable: impl Fn(&Signed) -> bool) -> Option<Arc<[RData]>> {
+        let mut shard = self.shard(key).lock().ok()?;
+        let found = shard
+            .entries
+            .get(&key)
+            .filter(|entry| usable(&entry.signed))
+            .map(|entry| entry.signed.rrsigs.clone());
+        // Counted under the shard's lock: no counter shared by every
+        // answering thread.
+        match found {
+            Some(_) => shard.hits += 1,
+            None => shard.misses += 1,
+        }
         found
     }
 
     /// Keeps `signed` for `rrset`, making room by dropping the least
     /// recently used entries.
-    pub fn put(&self, key: Vec<u8>, rrset: RrsetData, signed: Signed) {
-        let bytes = entry_bytes(&key, &rrset, &signed);
+    pub fn put(&self, key: Key, rrset: RrsetData, signed: Signed) {
+        let bytes = entry_bytes(&rrset, &signed);
         if bytes > self.max_bytes {
             return;
         }
-        let Ok(mut shard) = self.shard(&key).lock() else {
+        let Ok(mut shard) = self.shard(key).lock() else {
             return;
         };
         if let Some(old) = shard.entries.put(
@@ -196,7 +235,7 @@ impl SignatureCache {
         &self,
         due: impl Fn(&RrsetData, &Signed) -> bool,
         limit: usize,
-    ) -> Vec<(Vec<u8>, RrsetData)> {
+    ) -> Vec<(Key, RrsetData)> {
         let mut found = Vec::new();
         for shard in &self.shards {
             let Ok(shard) = shard.lock() else { continue };
@@ -205,7 +244,7 @@ impl SignatureCache {
                     return found;
                 }
                 if due(&entry.rrset, &entry.signed) {
-                    found.push((key.clone(), entry.rrset.clone()));
+                    found.push((*key, entry.rrset.clone()));
                 }
             }
         }
@@ -214,26 +253,25 @@ impl SignatureCache {
 
     /// Replaces the signatures of `key` if it is still kept, without
     /// making it the most recently used.
-    pub fn refresh(&self, key: &[u8], signed: Signed) {
+    pub fn refresh(&self, key: Key, signed: Signed) {
         if let Ok(mut shard) = self.shard(key).lock()
-            && let Some(entry) = shard.entries.peek_mut(key)
+            && let Some(entry) = shard.entries.peek_mut(&key)
         {
             entry.signed = signed;
         }
     }
 
     pub fn stats(&self) -> CacheStats {
-        let (entries, bytes) = self
-            .shards
-            .iter()
-            .filter_map(|shard| shard.lock().ok().map(|s| (s.entries.len(), s.bytes)))
-            .fold((0, 0), |(e, b), (se, sb)| (e + se, b + sb));
-        CacheStats {
-            entries,
-            bytes,
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+        let mut stats = CacheStats::default();
+        for shard in &self.shards {
+            if let Ok(shard) = shard.lock() {
+                stats.entries += shard.entries.len();
+                stats.bytes += shard.bytes;
+                stats.hits += shard.hits;
+                stats.misses += shard.misses;
+            }
         }
+        stats
     }
 }
 
@@ -263,6 +301,20 @@ mod tests {
         }
     }
 
+    impl RrsetData {
+        fn key(&self) -> Vec<u8> {
+            let mut owner = Vec::new();
+            canonical(&mut owner, &self.owner);
+            canonical_rrset(&owner, self.record_type, self.ttl, &self.rdatas)
+        }
+
+        fn in_cache(&self, cache: &SignatureCache) -> Key {
+            let mut owner = Vec::new();
+            canonical(&mut owner, &self.owner);
+            cache.key(&owner, self.record_type, self.ttl, &self.rdatas)
+        }
+    }
+
     #[test]
     fn a_rotated_rrset_in_another_case_has_the_same_key() {
         assert_eq!(
@@ -273,6 +325,20 @@ mod tests {
             rrset("www.example.com.", &[1, 2]).key(),
             rrset("www.example.com.", &[1, 2, 3]).key()
         );
+        // Two owners with the same data are two RRsets.
+        let cname = |owner: &str| RrsetData {
+            owner: Name::from_ascii(owner).unwrap(),
+            record_type: RecordType::CNAME,
+            ttl: 60,
+            rdatas: vec![RData::CNAME(hickory_proto::rr::rdata::CNAME(
+                Name::from_ascii("target.example.com.").unwrap(),
+            ))],
+        };
+        assert_ne!(cname("a.example.com.").key(), cname("b.example.com.").key());
+        // The encoder's canonical form and the addresses' own agree.
+        let mut encoded = Vec::new();
+        canonical(&mut encoded, &RData::A(Ipv4Addr::new(198, 18, 0, 1).into()));
+        assert_eq!(encoded, [198, 18, 0, 1]);
     }
 
     #[test]
@@ -280,20 +346,24 @@ mod tests {
         let cache = SignatureCache::new(SHARDS * 2, usize::MAX);
         for last in 0..=255u8 {
             let set = rrset("www.example.com.", &[last]);
-            cache.put(set.key(), set, signed(1));
+            cache.put(set.in_cache(&cache), set, signed(1));
         }
         let stats = cache.stats();
         assert!(stats.entries <= SHARDS * 2, "{stats:?}");
         let kept = rrset("www.example.com.", &[255]);
-        assert!(cache.get(&kept.key(), |_| true).is_some());
-        assert!(cache.get(&kept.key(), |s| s.keys == [2]).is_none());
+        assert!(cache.get(kept.in_cache(&cache), |_| true).is_some());
+        assert!(
+            cache
+                .get(kept.in_cache(&cache), |s| s.keys == [2])
+                .is_none()
+        );
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (1, 1));
 
         let small = SignatureCache::new(usize::MAX, 64 << 10);
         for last in 0..=255u8 {
             let set = rrset("www.example.com.", &[last, last.wrapping_add(1), 7, 8, 9]);
-            small.put(set.key(), set, signed(1));
+            small.put(set.in_cache(&small), set, signed(1));
         }
         assert!(small.stats().bytes <= 64 << 10, "{:?}", small.stats());
         assert!(small.stats().entries > 0);

@@ -122,8 +122,10 @@ impl KeyRing {
     /// key-signing keys sign the DNSKEY RRset and the CDS and CDNSKEY
     /// ones (RFC 7344 §4.1); zone-signing keys, or a combined key when
     /// there is none, sign the rest.
-    pub fn signing(&self, record_type: RecordType, now: u64) -> Vec<&RingKey> {
-        let active = || {
+    /// (An iterator, in the ring's order: answering compares it with the
+    /// keys a cached signature was made by, for every answer.)
+    pub fn signing(&self, record_type: RecordType, now: u64) -> impl Iterator<Item = &RingKey> {
+        let active = move || {
             self.keys
                 .iter()
                 .filter(move |k| state(&k.key.timing, now) == KeyState::Active)
@@ -132,25 +134,11 @@ impl KeyRing {
             record_type,
             RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
         );
-        if apex_keys {
-            return active().filter(|k| k.key.key_signing()).collect();
-        }
-        let zone_signing: Vec<&RingKey> = active().filter(|k| !k.key.key_signing()).collect();
-        match zone_signing.is_empty() {
-            true => active().collect(),
-            false => zone_signing,
-        }
-    }
-
-    /// The tags of [`KeyRing::signing`]'s keys, sorted.
-    pub fn signing_tags(&self, record_type: RecordType, now: u64) -> Vec<u16> {
-        let mut tags: Vec<u16> = self
-            .signing(record_type, now)
-            .iter()
-            .map(|k| k.key.tag)
-            .collect();
-        tags.sort_unstable();
-        tags
+        let zone_signing = active().any(|k| !k.key.key_signing());
+        active().filter(move |k| match apex_keys {
+            true => k.key.key_signing(),
+            false => !zone_signing || !k.key.key_signing(),
+        })
     }
 
     /// The earliest planned event of any key after `now`.
@@ -365,12 +353,8 @@ mod tests {
         keys.retain(|key| key.tag != retiring.tag);
         keys.extend(changed.clone());
         let ring = KeyRing::new(keys.clone()).unwrap();
-        let signs = |at| -> Vec<u16> {
-            ring.signing(RecordType::A, at)
-                .iter()
-                .map(|k| k.key.tag)
-                .collect()
-        };
+        let signs =
+            |at| -> Vec<u16> { ring.signing(RecordType::A, at).map(|k| k.key.tag).collect() };
         let published = |at| ring.published(at).count();
         assert_eq!(signs(999), vec![retiring.tag]);
         assert_eq!(signs(1000), vec![successor.tag]);
@@ -382,7 +366,6 @@ mod tests {
         // The DNSKEY RRset is signed by the KSK alone.
         let ksk: Vec<bool> = ring
             .signing(RecordType::DNSKEY, 1000)
-            .iter()
             .map(|k| k.key.key_signing())
             .collect();
         assert_eq!(ksk, vec![true]);
@@ -403,8 +386,8 @@ mod tests {
         let ring = KeyRing::new(changed.clone()).unwrap();
         let syncing: Vec<u16> = ring.syncing(20).map(|k| k.key.tag).collect();
         assert_eq!(syncing, vec![changed[1].tag]);
-        assert_eq!(ring.signing(RecordType::DNSKEY, 20).len(), 2);
-        assert_eq!(ring.signing(RecordType::DNSKEY, 60).len(), 1);
+        assert_eq!(ring.signing(RecordType::DNSKEY, 20).count(), 2);
+        assert_eq!(ring.signing(RecordType::DNSKEY, 60).count(), 1);
         assert_eq!(ring.syncing(60).count(), 0);
     }
 }

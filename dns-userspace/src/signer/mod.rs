@@ -26,7 +26,8 @@ use hickory_proto::{
         DigestType, PublicKey, TBS, Verifier,
         rdata::{CDNSKEY, CDS, DNSSECRData, RRSIG, SigInput},
     },
-    rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber},
+    rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber, rdata::NULL},
+    serialize::binary::BinEncodable,
 };
 use nix::unistd::{Gid, Uid};
 
@@ -179,28 +180,51 @@ impl ZoneSigner {
         self.ring.store(Arc::new(ring));
     }
 
-    /// The RRSIGs of `rrset` at `now`, from the cache when they are fresh
-    /// enough. Never empty for a zone with an active key, unless signing
+    /// The RRSIGs of the RRset `rdatas` of `record_type` owned by `owner`
+    /// (`owner_wire` its lowercase wire form) at `now`, from the cache
+    /// when they are fresh enough. Never empty for a zone with an active key, unless signing
     /// failed (counted, and logged).
-    pub fn sign(&self, rrset: &RrsetData, now: u64) -> Arc<[RData]> {
+    pub fn sign(
+        &self,
+        owner: &Name,
+        owner_wire: &[u8],
+        record_type: RecordType,
+        ttl: u32,
+        rdatas: &[RData],
+        now: u64,
+    ) -> Arc<[RData]> {
         let ring = self.ring.load();
-        let key = rrset.key();
+        let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
         let fresh_until = now + self.policy.validity.as_secs() / 4;
-        let keys = ring.signing_tags(rrset.record_type, now);
-        let usable =
-            |signed: &Signed| signed.keys == keys && u64::from(signed.expiration) > fresh_until;
-        if let Some(signed) = self.cache.get(&key, usable) {
-            return signed.rrsigs;
+        let usable = |signed: &Signed| {
+            u64::from(signed.expiration) > fresh_until
+                && signed
+                    .keys
+                    .iter()
+                    .copied()
+                    .eq(ring.signing(record_type, now).map(|k| k.key.tag))
+        };
+        if let Some(rrsigs) = self.cache.get(key, usable) {
+            return rrsigs;
         }
-        let signed = self.make(&ring, rrset, now);
+        let rrset = RrsetData {
+            owner: owner.clone(),
+            record_type,
+            ttl,
+            rdatas: rdatas.to_vec(),
+        };
+        let signed = self.make(&ring, &rrset, now);
         let rrsigs = signed.rrsigs.clone();
         if !rrsigs.is_empty() {
-            self.cache.put(key, rrset.clone(), signed);
+            self.cache.put(key, rrset, signed);
         }
         rrsigs
     }
 
-    /// Signs `rrset` with each key of `ring` that signs its type.
+    /// Signs `rrset` with each key of `ring` that signs its type. The
+    /// RRSIGs are kept in their wire form (RFC 4034 §3.1: the signer's
+    /// name is never compressed), which answers copy as they are instead
+    /// of encoding each field again.
     fn make(&self, ring: &KeyRing, rrset: &RrsetData, now: u64) -> Signed {
         let inception = now.saturating_sub(INCEPTION_SKEW);
         let expiration = now + self.policy.validity.as_secs();
@@ -211,12 +235,11 @@ impl ZoneSigner {
             .collect();
         let rrsigs: Vec<RData> = ring
             .signing(rrset.record_type, now)
-            .into_iter()
             .filter_map(|key| {
                 match sign_one(&self.origin, key, rrset, &records, inception, expiration) {
                     Ok(rrsig) => {
                         self.made.fetch_add(1, Ordering::Relaxed);
-                        Some(rrsig)
+                        wire_form(&rrsig)
                     }
                     Err(error) => {
                         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -235,7 +258,10 @@ impl ZoneSigner {
         Signed {
             rrsigs: Arc::from(rrsigs),
             expiration: expiration as u32,
-            keys: ring.signing_tags(rrset.record_type, now),
+            keys: ring
+                .signing(rrset.record_type, now)
+                .map(|k| k.key.tag)
+                .collect(),
         }
     }
 
@@ -339,7 +365,11 @@ impl ZoneSigner {
         let due = self.cache.due(
             |rrset, signed| {
                 u64::from(signed.expiration) <= due_by
-                    || signed.keys != ring.signing_tags(rrset.record_type, now)
+                    || !signed
+                        .keys
+                        .iter()
+                        .copied()
+                        .eq(ring.signing(rrset.record_type, now).map(|k| k.key.tag))
             },
             PER_CALL,
         );
@@ -347,7 +377,7 @@ impl ZoneSigner {
         for (key, rrset) in due {
             let signed = self.make(&ring, &rrset, now);
             if !signed.rrsigs.is_empty() {
-                self.cache.refresh(&key, signed);
+                self.cache.refresh(key, signed);
             }
         }
         count
@@ -411,6 +441,14 @@ impl ZoneSigner {
             validity: self.policy.validity,
         }
     }
+}
+
+/// `rrsig` as the bytes it is sent as.
+fn wire_form(rrsig: &RData) -> Option<RData> {
+    Some(RData::Unknown {
+        code: RecordType::RRSIG,
+        rdata: NULL::with(rrsig.to_bytes().ok()?),
+    })
 }
 
 /// One RRSIG of `rrset` by `key`.

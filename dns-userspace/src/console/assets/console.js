@@ -697,9 +697,61 @@ function zoneView([origin]) {
     }
   };
   search.addEventListener("input", debounce(load, 250));
-  main.append(h("h1", {}, `Zone ${origin}`), h("div", { class: "row" }, h("label", {}, "Search", search)), body);
-  load();
-  return { onEvent: (type) => { if (type === "change") load(); } };
+  const signing = h("div", { id: "zone-dnssec" });
+  main.append(h("h1", {}, `Zone ${origin}`), signing, h("div", { class: "row" }, h("label", {}, "Search", search)), body);
+  const refresh = () => { load(); dnssecPanel(origin, signing); };
+  refresh();
+  return { onEvent: (type) => { if (type === "change") refresh(); } };
+}
+
+// The zone's DNSSEC: its keys and their states, the DS for the parent,
+// the online signer's cache; for a zone dnslb signs, rolls on command.
+async function dnssecPanel(origin, panel) {
+  const status = h("div", { id: "dnssec-result", role: "status", "aria-live": "polite" });
+  let zone;
+  try {
+    const wanted = origin.endsWith(".") ? origin : `${origin}.`;
+    zone = (await api("/v1/dnssec")).find((z) => z.origin.toLowerCase() === wanted.toLowerCase());
+  } catch (error) {
+    panel.replaceChildren(errorBox(error));
+    return;
+  }
+  if (!zone) {
+    panel.replaceChildren(h("p", { class: "muted" }, "Not signed."));
+    return;
+  }
+  const when = (at) => (at ? new Date(at * 1000).toISOString() : "–");
+  const roll = async (key) => {
+    if (!(await confirmAction(`Start a ${key.toUpperCase()} roll of ${zone.origin}?`))) return;
+    try {
+      await api(`/v1/dnssec/${encodeURIComponent(zone.origin)}/roll`, { method: "POST", body: { key } });
+      status.replaceChildren(h("div", { class: "ok" }, `${key.toUpperCase()} roll of ${zone.origin} started.`));
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+    dnssecPanel(origin, panel);
+  };
+  const signer = zone.signer;
+  const parts = [
+    h("h2", {}, `DNSSEC (${zone.mode === "online" ? "signed by dnslb" : "signed elsewhere"})`),
+    table(["Key tag ", "Algorithm", "Role", "State", "Next event", "DS"], zone.keys.map((k) => h("tr", { "data-tag": String(k.tag) },
+      h("td", { class: "num" }, k.tag), h("td", {}, `${k.algorithm_name} (${k.algorithm})`), h("td", {}, k.role.toUpperCase()),
+      h("td", {}, k.state ? `${k.state}${k.cds_published ? ", CDS published" : ""}` : "–"),
+      h("td", {}, when(k.next_event)), h("td", { class: "mono" }, k.ds || "–"))), { id: "dnssec-keys" }),
+  ];
+  if (signer) {
+    const asked = signer.cache_hits + signer.cache_misses;
+    parts.push(h("p", { class: "muted", id: "dnssec-signer" },
+      `${signer.cache_entries} RRsets' signatures cached (${Math.ceil(signer.cache_bytes / 1024)} KiB), ` +
+      `hit rate ${asked ? fmt((100 * signer.cache_hits) / asked, 1) : "–"}%; ${signer.signatures_made} signatures made, ` +
+      `${signer.signing_failures} failures; next key event ${when(signer.next_key_event)}.`),
+    h("div", { class: "row" },
+      h("button", { type: "button", id: "roll-zsk", onclick: () => roll("zsk") }, "Roll ZSK"),
+      h("button", { type: "button", id: "roll-ksk", onclick: () => roll("ksk") }, "Roll KSK")), status);
+  } else {
+    parts.push(h("p", { class: "muted" }, `${zone.signatures} signatures; the first expires ${when(zone.first_expiration)}.`));
+  }
+  panel.replaceChildren(h("section", { class: "panel" }, ...parts));
 }
 
 // ---- Policy editor ----

@@ -1,0 +1,373 @@
+//! Online signing's costs: signatures per second per core for each
+//! algorithm (against the daemon's own unsigned answer to a DO query,
+//! timed the same way in the same run), the daemon's throughput and
+//! latency for DO queries to a signed zone against the same zone unsigned,
+//! a health flip that re-signs 1,000 services, and the signature cache's
+//! memory per RRset.
+
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    path::Path,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use dnslb::{
+    server::{Responder, Signers, Transport},
+    signer::{SigningPolicy, ZoneSigner, keyfile::KeyAlgorithm, now},
+    zone::{Catalog, WireName, load_zone},
+};
+use dnslb_tests::{
+    backend::HttpBackend,
+    daemon::{Daemon, RIG_METRICS, ZoneFile, sample, scrape},
+    load::{Latency, Throughput},
+    netns::{Rig, SERVER_ADDR},
+};
+use hickory_proto::{
+    op::{Edns, Message, Query},
+    rr::{Name, RData, RecordType},
+};
+
+use crate::{
+    load,
+    workload::{Mix, ORIGIN},
+};
+
+pub struct SigningCost {
+    /// (algorithm, signatures per second on one core).
+    pub per_core: Vec<(&'static str, f64)>,
+    /// The daemon's answers per second, on one core, to a DO query of the
+    /// zone unsigned: the reference for the signatures.
+    pub unsigned_answers_per_core: f64,
+    /// The same for the zone signed online, its cache warm.
+    pub signed_answers_per_core: f64,
+    /// (mix, signed, unsigned): the daemon's throughput for DO queries.
+    pub throughput: Vec<(&'static str, Throughput, Throughput)>,
+    /// (mix, signed, unsigned): latency at a fixed rate.
+    pub latency: Vec<(&'static str, Latency, Latency)>,
+    pub flip: Flip,
+    /// The cache's own count of its bytes, per RRset cached.
+    pub cache_bytes_per_rrset: f64,
+    /// The daemon's resident memory grown while the cache filled, per
+    /// RRset cached.
+    pub rss_bytes_per_rrset: f64,
+    pub cached_rrsets: u64,
+}
+
+/// A health flip of 1,000 failover services.
+pub struct Flip {
+    pub services: usize,
+    /// From the backend stopping to every service's new answer served
+    /// signed.
+    pub all_signed: Duration,
+    /// The verdict's own delay (fall × interval + timeout): the bound is
+    /// this and a second.
+    pub verdict: Duration,
+    /// One sweep of DO queries over the services with nothing to sign: the
+    /// reference.
+    pub sweep: Duration,
+}
+
+pub fn run(
+    rig: &Rig,
+    scratch: &Path,
+    zone: &Path,
+    mixes: &[&Mix],
+    seconds: u32,
+    dnsperf_qps: u32,
+) -> anyhow::Result<SigningCost> {
+    let dir = scratch.join("signing");
+    fs::create_dir_all(&dir)?;
+    let window = Duration::from_secs(u64::from(seconds));
+    let unsigned_answers_per_core = answers_per_core(zone, None, window)?;
+    let signed_answers_per_core = answers_per_core(zone, Some(&dir.join("in-process")), window)?;
+    let per_core = [
+        ("ECDSAP256SHA256 (13)", KeyAlgorithm::EcdsaP256Sha256),
+        ("ED25519 (15)", KeyAlgorithm::Ed25519),
+    ]
+    .into_iter()
+    .map(|(label, algorithm)| {
+        Ok((
+            label,
+            signatures_per_second(&dir.join(label), algorithm, window)?,
+        ))
+    })
+    .collect::<anyhow::Result<_>>()?;
+
+    let zone_file = ZoneFile {
+        origin: ORIGIN.into(),
+        file: zone.to_owned(),
+    };
+    let key_dir = dir.join("keys").display().to_string();
+    let mut throughput = Vec::new();
+    let mut latency = Vec::new();
+    let mut memory = (0.0, 0.0, 0);
+    for mix in mixes {
+        let mut measured = Vec::new();
+        for signed in [true, false] {
+            let extra: Vec<&str> = match signed {
+                true => vec!["--sign", ORIGIN, "--key-dir", &key_dir],
+                false => Vec::new(),
+            };
+            let daemon = Daemon::start_on_rig(rig, &zone_file, false, &extra)?;
+            let pid = daemon.pid();
+            let rss_before = rss(pid)?;
+            // Warm: every name of the mix signed once.
+            load::throughput(rig, mix, 1)?;
+            let flooded = load::throughput(rig, mix, seconds)
+                .map_err(|error| error.context(daemon.log_text()))?;
+            let _pass = rig.attach_client_pass_through()?;
+            let lat = load::dnsperf_latency(rig, mix, seconds, dnsperf_qps)?;
+            if signed {
+                let metrics = scrape(&rig.server, RIG_METRICS)?;
+                let series = |name: &str| {
+                    sample(&metrics, &format!("{name}{{zone=\"{ORIGIN}.\"}}")).unwrap_or(0)
+                };
+                let entries = series("dnslb_dnssec_signature_cache_entries");
+                let bytes = series("dnslb_dnssec_signature_cache_bytes");
+                let grown = rss(pid)?.saturating_sub(rss_before);
+                if entries > memory.2 {
+                    memory = (
+                        bytes as f64 / entries as f64,
+                        grown as f64 / entries as f64,
+                        entries,
+                    );
+                }
+            }
+            measured.push((flooded.throughput, lat));
+            drop(daemon);
+        }
+        let [(signed_rate, signed_latency), (plain_rate, plain_latency)] = measured[..] else {
+            anyhow::bail!("two runs");
+        };
+        throughput.push((mix.label, signed_rate, plain_rate));
+        latency.push((mix.label, signed_latency, plain_latency));
+    }
+    let flip = health_flip(rig, &dir, 1_000)?;
+    Ok(SigningCost {
+        per_core,
+        unsigned_answers_per_core,
+        signed_answers_per_core,
+        throughput,
+        latency,
+        flip,
+        cache_bytes_per_rrset: memory.0,
+        rss_bytes_per_rrset: memory.1,
+        cached_rrsets: memory.2,
+    })
+}
+
+/// A DO query for `name`'s A records.
+fn do_query(name: &str) -> anyhow::Result<Vec<u8>> {
+    let mut query = Message::query();
+    query.add_query(Query::query(Name::from_ascii(name)?, RecordType::A));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(true);
+    query.edns = Some(edns);
+    Ok(query.to_vec()?)
+}
+
+/// The daemon's general path answering DO queries for the zone, per
+/// second on this thread: unsigned, or signed with keys in `key_dir` (the
+/// cache warmed first).
+fn answers_per_core(zone: &Path, key_dir: Option<&Path>, window: Duration) -> anyhow::Result<f64> {
+    let origin = Name::from_ascii(format!("{ORIGIN}."))?;
+    let mut loaded = load_zone(&origin, zone)?;
+    let mut signers = Signers::default();
+    if let Some(key_dir) = key_dir {
+        loaded.sign_online();
+        let signer = ZoneSigner::open(&origin, SigningPolicy::default(), key_dir, None, now())?;
+        signers.insert(loaded.origin().clone(), Arc::new(signer));
+    }
+    let mut catalog = Catalog::default();
+    catalog.insert(loaded);
+    let responder = Responder::new(catalog, 1232);
+    responder.set_signers(signers);
+    let queries: Vec<Vec<u8>> = (0..1000)
+        .map(|i| do_query(&format!("h{i}.{ORIGIN}.")))
+        .collect::<anyhow::Result<_>>()?;
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for query in &queries {
+        responder.respond(query, client, Transport::Udp);
+    }
+    let started = Instant::now();
+    let mut answered = 0u64;
+    while started.elapsed() < window {
+        for query in &queries {
+            if responder.respond(query, client, Transport::Udp).is_some() {
+                answered += 1;
+            }
+        }
+    }
+    Ok(answered as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Signatures made per second on this thread: a new RRset each time, so
+/// that none comes from the cache.
+fn signatures_per_second(
+    key_dir: &Path,
+    algorithm: KeyAlgorithm,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let origin = Name::from_ascii(format!("{ORIGIN}."))?;
+    let policy = SigningPolicy {
+        algorithm,
+        cache_entries: 1,
+        ..SigningPolicy::default()
+    };
+    let signer = ZoneSigner::open(&origin, policy, key_dir, None, now())?;
+    let owner = Name::from_ascii(format!("www.{ORIGIN}."))?;
+    let owner_wire = WireName::from_name(&owner).context("a name")?;
+    let started = Instant::now();
+    let mut made = 0u64;
+    let mut i = 0u32;
+    while started.elapsed() < window {
+        for _ in 0..100 {
+            i = i.wrapping_add(1);
+            let rdatas = [RData::A(Ipv4Addr::from(i).into())];
+            made += signer
+                .sign(
+                    &owner,
+                    owner_wire.as_bytes(),
+                    RecordType::A,
+                    300,
+                    &rdatas,
+                    now(),
+                )
+                .len() as u64;
+        }
+    }
+    ensure!(made > 0, "no signatures made");
+    Ok(made as f64 / started.elapsed().as_secs_f64())
+}
+
+fn rss(pid: u32) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+        .context("no VmRSS")?
+        * 1024)
+}
+
+/// 1,000 failover services in the signed zone, all with the same primary
+/// endpoint: it stops, and each service's new answer must be signed. Timed
+/// from the stop until a sweep of DO queries finds every service answering
+/// its secondary with an RRSIG.
+fn health_flip(rig: &Rig, dir: &Path, services: usize) -> anyhow::Result<Flip> {
+    const INTERVAL_MS: u64 = 100;
+    const FALL: u64 = 2;
+    const TIMEOUT_MS: u64 = 50;
+    let primary = SocketAddr::new(Ipv4Addr::new(127, 0, 0, 31).into(), 8080);
+    let secondary = SocketAddr::new(Ipv4Addr::new(127, 0, 0, 32).into(), 8080);
+    let primary_backend = HttpBackend::start(&rig.server, primary)?;
+    let _secondary_backend = HttpBackend::start(&rig.server, secondary)?;
+    let zone = dir.join("flip.zone");
+    fs::write(
+        &zone,
+        format!(
+            "$TTL 60\n@ SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ NS ns1\nns1 A {SERVER_ADDR}\n"
+        ),
+    )?;
+    let mut policy = format!(
+        "[[zone]]\norigin = \"{ORIGIN}.\"\nfile = \"{}\"\ndnssec = \"online\"\n\n\
+         [check.web]\nkind = \"http\"\npath = \"/health\"\nport = 8080\nsearch = \"OK\"\n\
+         interval = \"{INTERVAL_MS}ms\"\ntimeout = \"{TIMEOUT_MS}ms\"\nrise = 2\nfall = {FALL}\n\n\
+         [pool.primary]\ncheck = \"web\"\nendpoints = [\"{}\"]\n\
+         [pool.secondary]\ncheck = \"web\"\nendpoints = [\"{}\"]\n",
+        zone.display(),
+        primary.ip(),
+        secondary.ip()
+    );
+    for i in 0..services {
+        policy.push_str(&format!(
+            "\n[service.s{i}]\nname = \"s{i}.{ORIGIN}.\"\nttl = 1\n\
+             policy = {{ kind = \"failover\", primary = {{ pool = \"primary\" }}, secondary = {{ pool = \"secondary\" }} }}\n"
+        ));
+    }
+    let config = dir.join("flip.toml");
+    fs::write(&config, policy)?;
+    let config = config.display().to_string();
+    let key_dir = dir.join("flip-keys").display().to_string();
+    let daemon = Daemon::start_serving(
+        &rig.server,
+        None,
+        &["--config", &config, "--key-dir", &key_dir],
+    )?;
+    let queries: Vec<Vec<u8>> = (0..services)
+        .map(|i| do_query(&format!("s{i}.{ORIGIN}.")))
+        .collect::<anyhow::Result<_>>()?;
+    // A sweep: how many services answer `wanted`, signed.
+    let sweep = |wanted: Ipv4Addr| -> anyhow::Result<usize> {
+        let queries = queries.clone();
+        rig.client.run(move || -> anyhow::Result<usize> {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let mut buffer = [0u8; 4096];
+            let mut signed = 0;
+            for query in &queries {
+                socket.send_to(query, (SERVER_ADDR, 53))?;
+                let len = socket.recv(&mut buffer)?;
+                let answer = Message::from_vec(&buffer[..len])?;
+                let addrs: Vec<Ipv4Addr> = answer
+                    .answers
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::A(a) => Some(a.0),
+                        _ => None,
+                    })
+                    .collect();
+                let has_rrsig = answer
+                    .answers
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::RRSIG);
+                if addrs == [wanted] && has_rrsig {
+                    signed += 1;
+                }
+            }
+            Ok(signed)
+        })?
+    };
+    let IpAddr::V4(before) = primary.ip() else {
+        anyhow::bail!("an IPv4 primary");
+    };
+    let IpAddr::V4(after) = secondary.ip() else {
+        anyhow::bail!("an IPv4 secondary");
+    };
+    let settle = Instant::now() + Duration::from_secs(10);
+    while sweep(before)? < services {
+        ensure!(
+            Instant::now() < settle,
+            "the primary is not answered:\n{}",
+            daemon.log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The reference: a sweep with nothing new to sign.
+    let started = Instant::now();
+    sweep(before)?;
+    let reference = started.elapsed();
+    primary_backend.stop();
+    let stopped = Instant::now();
+    // Bounded: the verdict comes within a second; ten are allowed.
+    while sweep(after)? < services {
+        ensure!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "not every service answers its secondary:\n{}",
+            daemon.log_text()
+        );
+    }
+    let all_signed = stopped.elapsed();
+    drop(daemon);
+    Ok(Flip {
+        services,
+        all_signed,
+        verdict: Duration::from_millis(FALL * INTERVAL_MS + TIMEOUT_MS),
+        sweep: reference,
+    })
+}
