@@ -369,8 +369,8 @@ pub fn signing_section(g: &SigningCost) -> String {
         );
         out.push_str(
             "\n`dnslb run --no-xdp` serving the zone signed online (`--sign`) and unsigned, DO queries \
-             (the flood, then dnsperf at the fixed rate), once the cache is warm (the mix sent once \
-             before).\n\n| mix | signed replies/s | unsigned replies/s | signed / unsigned | p99 signed | p99 unsigned |\n|---|---:|---:|---:|---:|---:|\n",
+             (the flood, then dnsperf at the fixed rate), once the cache is warm (the mix sent \
+             until the cache stops growing).\n\n| mix | signed replies/s | unsigned replies/s | signed / unsigned | p99 signed | p99 unsigned |\n|---|---:|---:|---:|---:|---:|\n",
         );
         for ((mix, signed, plain), (_, signed_latency, plain_latency)) in
             g.throughput.iter().zip(&g.latency)

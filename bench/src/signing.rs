@@ -115,19 +115,27 @@ pub fn run(
             let daemon = Daemon::start_on_rig(rig, &zone_file, false, &extra)?;
             let pid = daemon.pid();
             let rss_before = rss(pid)?;
-            // Warm: every name of the mix signed once.
-            load::throughput(rig, mix, 1)?;
+            // Warm: the mix sent until every name in it has its
+            // signatures cached (the cache stops growing); bounded.
+            let mut cached = None;
+            for _ in 0..20 {
+                load::throughput(rig, mix, 1)?;
+                if !signed {
+                    break;
+                }
+                let now_cached = cache_entries(rig)?;
+                if cached == Some(now_cached) {
+                    break;
+                }
+                cached = Some(now_cached);
+            }
             let flooded = load::throughput(rig, mix, seconds)
                 .map_err(|error| error.context(daemon.log_text()))?;
             let _pass = rig.attach_client_pass_through()?;
             let lat = load::dnsperf_latency(rig, mix, seconds, dnsperf_qps)?;
             if signed {
-                let metrics = scrape(&rig.server, RIG_METRICS)?;
-                let series = |name: &str| {
-                    sample(&metrics, &format!("{name}{{zone=\"{ORIGIN}.\"}}")).unwrap_or(0)
-                };
-                let entries = series("dnslb_dnssec_signature_cache_entries");
-                let bytes = series("dnslb_dnssec_signature_cache_bytes");
+                let entries = cache_entries(rig)?;
+                let bytes = signer_series(rig, "dnslb_dnssec_signature_cache_bytes")?;
                 let grown = rss(pid)?.saturating_sub(rss_before);
                 if entries > memory.2 {
                     memory = (
@@ -158,6 +166,16 @@ pub fn run(
         rss_bytes_per_rrset: memory.1,
         cached_rrsets: memory.2,
     })
+}
+
+/// A series of the signed zone's signer, from the rig daemon's metrics.
+fn signer_series(rig: &Rig, name: &str) -> anyhow::Result<u64> {
+    let metrics = scrape(&rig.server, RIG_METRICS)?;
+    Ok(sample(&metrics, &format!("{name}{{zone=\"{ORIGIN}.\"}}")).unwrap_or(0))
+}
+
+fn cache_entries(rig: &Rig) -> anyhow::Result<u64> {
+    signer_series(rig, "dnslb_dnssec_signature_cache_entries")
 }
 
 /// A DO query for `name`'s A records.
