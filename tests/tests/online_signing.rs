@@ -29,6 +29,16 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
+/// These tests time key events and health verdicts, and start four
+/// resolvers each: they take turns rather than share two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The `[[zone]]` of the zone signed online, signed as `dnssec` says (a
 /// `dnssec = ...` line or a `[zone.dnssec]` table).
 fn zone_entry(dnssec: &str) -> String {
@@ -219,6 +229,7 @@ fn check(case: &Case, answer: &hickory_proto::op::Message, what: &str) {
 
 #[test]
 fn every_answer_and_every_policy_validates_for_every_resolver() {
+    let _turn = take_turn();
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let (config, dir) = policy("resolvers");
@@ -332,6 +343,7 @@ fn every_answer_and_every_policy_validates_for_every_resolver() {
 /// `dnssec-keygen` is imported by putting it in the key directory.
 #[test]
 fn keys_are_kept_as_bind_key_files_and_bad_ones_are_refused() {
+    let _turn = take_turn();
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let (config, dir) = policy("keys");
@@ -449,6 +461,7 @@ struct Sample {
 /// (the longest any cache can keep one), then leaves.
 #[test]
 fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
+    let _turn = take_turn();
     const DNSKEY_TTL: f64 = 2.0;
     const PROPAGATION: f64 = 1.0;
     let rig = Rig::new().expect("namespaces and veth");
@@ -561,6 +574,7 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
 /// decide, the new answers are signed and validate (delv) within a second.
 #[test]
 fn after_a_health_flip_the_new_answers_validate_within_a_second() {
+    let _turn = take_turn();
     const INTERVAL_MS: u64 = 100;
     const FALL: u64 = 2;
     const TIMEOUT_MS: u64 = 50;
@@ -689,6 +703,7 @@ const DNSVIZ: &str = "/opt/dnslb-tools/dnsviz/bin/dnsviz";
 /// is SECURE and nothing in it is an error or a warning.
 #[test]
 fn dnsviz_finds_no_error_or_warning_in_the_zone_signed_online() {
+    let _turn = take_turn();
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
     let (config, dir) = policy("dnsviz");
