@@ -448,6 +448,8 @@ fn unix_now() -> f64 {
 /// What the server showed at one moment: the DNSKEY RRset's tags, and the
 /// tag and expiration of www's RRSIGs.
 struct Sample {
+    /// When the DNSKEY RRset was asked for, and when www's answer came.
+    asked: f64,
     at: f64,
     dnskeys: BTreeSet<u16>,
     www: Vec<(u16, u32)>,
@@ -522,6 +524,7 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
             );
             validated_answers += 1;
         }
+        let asked = unix_now();
         let keys = ask_with_do(&rig.client, "signed.test.", RecordType::DNSKEY)
             .unwrap()
             .expect("DNSKEY");
@@ -529,6 +532,7 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
             .unwrap()
             .expect("www");
         samples.push(Sample {
+            asked,
             at: unix_now(),
             dnskeys: dnskey_tags(&keys).into_iter().collect(),
             www: rrsigs_of(&www, RecordType::A),
@@ -544,13 +548,43 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
             .map(|s| s.at)
             .expect("seen")
     };
-    let published = first(&|s| s.dnskeys.contains(&new));
     let signing = first(&|s| s.www.iter().any(|(tag, _)| *tag == new));
-    // Sampled every 200 ms or so: half a second of margin.
-    assert!(
-        signing - published >= DNSKEY_TTL + PROPAGATION - 0.5,
-        "published at {published:.1}, signing at {signing:.1}"
+    // The new key's timing as dnslb planned and wrote it (BIND's fields),
+    // and what was served held to it: published a DNSKEY TTL and the
+    // propagation delay before it signed, in the DNSKEY RRset from its
+    // publication on, and signing nothing before its activation (the
+    // daemon's clock is this one).
+    let origin = hickory_proto::rr::Name::from_ascii(format!("{ORIGIN}.")).unwrap();
+    let keys = dnslb::signer::keyfile::read_keys(&key_dir, &origin).expect("the key files");
+    let timing = keys
+        .iter()
+        .find(|key| key.tag == new)
+        .map(|key| key.timing)
+        .expect("the new key's files");
+    let (publish, activate) = (
+        timing.publish.expect("published") as f64,
+        timing.activate.expect("activated") as f64,
     );
+    assert!(
+        activate - publish >= DNSKEY_TTL + PROPAGATION,
+        "published at {publish}, active at {activate}"
+    );
+    for sample in &samples {
+        assert!(
+            // Planned at a tick, in whole seconds: a second's slack.
+            sample.asked < publish + 1.0 || sample.dnskeys.contains(&new),
+            "asked at {:.1}, after the publication at {publish}: {:?}",
+            sample.asked,
+            sample.dnskeys
+        );
+        if sample.www.iter().any(|(tag, _)| *tag == new) {
+            assert!(
+                sample.at >= activate,
+                "signed by the new key at {:.1}, before its activation at {activate}",
+                sample.at
+            );
+        }
+    }
     let last_old_expiry = samples
         .iter()
         .flat_map(|s| &s.www)
