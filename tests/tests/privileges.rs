@@ -139,7 +139,11 @@ policy = {{ kind = "simple", pool = "stuck" }}
 
     // The checks run as the user, with only PATH and their two variables.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !uid_file.exists() && Instant::now() < deadline {
+    // The command writes the two files one after the other: both, whole.
+    let written = |file: &std::path::Path| {
+        std::fs::read_to_string(file).is_ok_and(|text| text.ends_with('\n'))
+    };
+    while !(written(&uid_file) && written(&env_file)) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read_to_string(&uid_file).unwrap().trim(), "65534");
