@@ -206,6 +206,17 @@ pub fn ask_with_do(
     name: &str,
     record_type: RecordType,
 ) -> anyhow::Result<Option<Message>> {
+    let name = name.to_owned();
+    netns.run(move || ask_with_do_at((SERVER_ADDR, 53), &name, record_type))?
+}
+
+/// Asks `server` for `name`/`record_type` with DO set, over UDP from this
+/// namespace; `None` when no answer comes within a second.
+pub fn ask_with_do_at(
+    server: impl std::net::ToSocketAddrs,
+    name: &str,
+    record_type: RecordType,
+) -> anyhow::Result<Option<Message>> {
     let mut query = Message::query();
     query.metadata.id = fastrand::u16(..);
     query.add_query(Query::query(Name::from_ascii(name)?, record_type));
@@ -213,17 +224,14 @@ pub fn ask_with_do(
     edns.set_max_payload(1232);
     edns.set_dnssec_ok(true);
     query.edns = Some(edns);
-    let request = query.to_vec()?;
-    netns.run(move || -> anyhow::Result<Option<Message>> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
-        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-        socket.send_to(&request, (SERVER_ADDR, 53))?;
-        let mut buffer = [0u8; 4096];
-        match socket.recv(&mut buffer) {
-            Ok(len) => Ok(Some(Message::from_vec(&buffer[..len])?)),
-            Err(_) => Ok(None),
-        }
-    })?
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+    socket.send_to(&query.to_vec()?, server)?;
+    let mut buffer = [0u8; 4096];
+    match socket.recv(&mut buffer) {
+        Ok(len) => Ok(Some(Message::from_vec(&buffer[..len])?)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The key tags of the DNSKEYs in `message`'s answer.

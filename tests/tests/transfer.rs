@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hickory_proto::rr::RecordType;
+
 use dnslb_tests::{
     daemon::{
         Answered, Daemon, RIG_METRICS, free_port, rig_a_records, scrape, until_a_records,
@@ -119,6 +121,18 @@ fn knot_secondary(dir: &Path, listen: &str, primary: &str, domain: &str) -> Path
     knot_config(dir, listen, primary, "notify", domain, &zone)
 }
 
+/// A policy file's `[[zone]]` for `origin` from `zone`, with `zone_lines`
+/// added, that Knot on `SECONDARY`:`knot_port` is a secondary of, and the
+/// TSIG key they share.
+fn primary_policy(origin: &str, zone: &Path, knot_port: u16, zone_lines: &str) -> String {
+    format!(
+        "[[zone]]\norigin = \"{origin}\"\nfile = \"{}\"\ntsig_key = \"{KEY}\"\n\
+         allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{zone_lines}{}",
+        zone.display(),
+        policy_key(SECRET)
+    )
+}
+
 /// Starts `dnslb run` on 127.0.0.1:`port` with the policy file `policy`.
 fn start(port: u16, policy: &Path) -> anyhow::Result<Daemon> {
     let (listen, policy) = (format!("127.0.0.1:{port}"), policy.display().to_string());
@@ -141,12 +155,7 @@ struct ToKnot {
 impl ToKnot {
     /// The policy file's `[[zone]]` with `zone_lines` added.
     fn policy_text(zone: &Path, knot_port: u16, zone_lines: &str) -> String {
-        format!(
-            "[[zone]]\norigin = \"example.com.\"\nfile = \"{}\"\ntsig_key = \"{KEY}\"\n\
-             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{zone_lines}{}",
-            zone.display(),
-            policy_key(SECRET)
-        )
+        primary_policy("example.com.", zone, knot_port, zone_lines)
     }
 
     fn new(test: &str) -> ToKnot {
@@ -710,28 +719,9 @@ fn a_secondary_zone_added_by_a_reload_is_copied_from_then_on() {
     println!("copied {:?} after the reload", started.elapsed());
 }
 
-/// A zone signed elsewhere, with dnslb as its primary: a Knot secondary
-/// copies it whole by AXFR (signatures and NSEC3 chain, each RRSIG with its
-/// RRset's TTL) and serves answers that validate.
-#[test]
-fn knot_serves_a_signed_zone_copied_from_dnslb_and_its_answers_validate() {
-    let dir = scratch("signed-secondary");
-    let zone = signed::zone_file("signed.test.nsec3.zone");
-    let knot_port = free_port();
-    let policy = dir.join("dnslb.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "[[zone]]\norigin = \"{origin}.\"\nfile = \"{}\"\ntsig_key = \"{KEY}\"\n\
-             allow_transfer = [\"{SECONDARY}/32\"]\nnotify = [\"{SECONDARY}:{knot_port}\"]\n{}",
-            zone.display(),
-            policy_key(SECRET),
-            origin = signed::ORIGIN,
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let daemon = start(port, &policy).expect("dnslb starts");
+/// Knot DNS on `SECONDARY`:`knot_port`, in `dir`, as a secondary of the
+/// signed zone dnslb serves on 127.0.0.1:`port`.
+fn signed_zone_secondary(dir: &Path, knot_port: u16, port: u16) -> Process {
     let knot_dir = dir.join("knot");
     std::fs::create_dir_all(&knot_dir).unwrap();
     let config = knot_secondary(
@@ -742,7 +732,44 @@ fn knot_serves_a_signed_zone_copied_from_dnslb_and_its_answers_validate() {
     );
     let mut knotd = Command::new("knotd");
     knotd.arg("-c").arg(&config);
-    let knot = Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)");
+    Process::spawn(knotd, dir.join("knotd.log")).expect("knotd starts (install knot)")
+}
+
+/// Whether delv, with `anchor`, validates Knot's answer (on `knot_port`)
+/// for `name`/`record_type` (`positive` or a denial), and what it said.
+fn knot_validates(
+    anchor: &Path,
+    knot_port: u16,
+    name: &str,
+    record_type: &str,
+    positive: bool,
+) -> (bool, String) {
+    let said = signed::delv(
+        Command::new("delv"),
+        anchor,
+        SECONDARY,
+        knot_port,
+        name,
+        record_type,
+    )
+    .expect("delv runs");
+    (signed::validated(&said, positive), said)
+}
+
+/// A zone signed elsewhere, with dnslb as its primary: a Knot secondary
+/// copies it whole by AXFR (signatures and NSEC3 chain, each RRSIG with its
+/// RRset's TTL) and serves answers that validate.
+#[test]
+fn knot_serves_a_signed_zone_copied_from_dnslb_and_its_answers_validate() {
+    let dir = scratch("signed-secondary");
+    let zone = signed::zone_file("signed.test.nsec3.zone");
+    let knot_port = free_port();
+    let policy = dir.join("dnslb.toml");
+    let origin = format!("{}.", signed::ORIGIN);
+    std::fs::write(&policy, primary_policy(&origin, &zone, knot_port, "")).unwrap();
+    let port = free_port();
+    let daemon = start(port, &policy).expect("dnslb starts");
+    let knot = signed_zone_secondary(&dir, knot_port, port);
     let knot_port_text = knot_port.to_string();
     let at_knot = format!("@{SECONDARY}");
     until(
@@ -765,17 +792,9 @@ fn knot_serves_a_signed_zone_copied_from_dnslb_and_its_answers_validate() {
         ("nope.signed.test.", "A", false),
         ("www.signed.test.", "TXT", false),
     ] {
-        let said = signed::delv(
-            Command::new("delv"),
-            &anchor,
-            SECONDARY,
-            knot_port,
-            name,
-            record_type,
-        )
-        .expect("delv runs");
+        let (valid, said) = knot_validates(&anchor, knot_port, name, record_type, positive);
         assert!(
-            signed::validated(&said, positive),
+            valid,
             "Knot's copy: {name} {record_type}: {said}\n{}\n{}",
             knot.log_text(),
             daemon.log_text()
@@ -784,4 +803,270 @@ fn knot_serves_a_signed_zone_copied_from_dnslb_and_its_answers_validate() {
     drop(knot);
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The services of the zone dnslb signs online that a Knot secondary
+/// copies: a failover and a weighted one.
+const ONLINE_SERVICES: &str = r#"
+[pool.a]
+endpoints = ["198.18.10.1"]
+[pool.b]
+endpoints = ["198.18.20.1"]
+[pool.w]
+endpoints = [{ address = "198.18.40.1", weight = 1 }, { address = "198.18.40.2", weight = 3 }]
+
+[service.f]
+name = "f.signed.test."
+[service.f.policy]
+kind = "failover"
+primary = { pool = "a" }
+secondary = { pool = "b" }
+
+[service.w]
+name = "w.signed.test."
+policy = { kind = "weighted", pool = "w" }
+"#;
+
+/// Starts dnslb on 127.0.0.1:`port` with its state (keys, the copies'
+/// serials) in `dir`.
+fn start_signing(port: u16, policy: &Path, dir: &Path) -> Daemon {
+    let listen = format!("127.0.0.1:{port}");
+    let (policy, state) = (policy.display().to_string(), dir.join("state"));
+    let state = state.display().to_string();
+    Daemon::start_here(&[
+        "run",
+        "--no-xdp",
+        "--listen",
+        &listen,
+        "--config",
+        &policy,
+        "--state-dir",
+        &state,
+    ])
+    .expect("dnslb starts")
+}
+
+/// When the signature of `name`'s A RRset that Knot at `port` serves
+/// expires (Unix time), and Knot's SOA serial.
+fn knot_signed(port: u16, name: &str) -> (Option<u32>, Option<u32>) {
+    let answer = signed::ask_with_do_at((SECONDARY, port), name, RecordType::A)
+        .ok()
+        .flatten();
+    let expiration = answer.as_ref().and_then(|answer| {
+        signed::rrsigs_of(answer, RecordType::A)
+            .first()
+            .map(|(_, e)| *e)
+    });
+    let (port, at_knot) = (port.to_string(), format!("@{SECONDARY}"));
+    let soa = kdig(&[
+        &at_knot,
+        "-p",
+        &port,
+        "signed.test.",
+        "SOA",
+        "+tcp",
+        "+short",
+    ]);
+    let serial = soa.split_whitespace().nth(2).and_then(|s| s.parse().ok());
+    (expiration, serial)
+}
+
+/// A zone dnslb signs online, with Knot DNS as its secondary: Knot copies
+/// a zone it can serve as it is (every RRset signed, an NSEC chain over
+/// every name, services included), its answers validate (delv, with the
+/// zone's key as anchor), and `kzonecheck` finds the copy sound. Knot
+/// follows a service's change and the copy's signatures, made again half
+/// way through their validity, before they expire; a restart of dnslb
+/// goes on from the serial it had.
+#[test]
+fn knot_serves_a_zone_dnslb_signs_online_and_follows_its_changes_and_new_signatures() {
+    // Signatures valid 12 s: the copy is made again every 6 s.
+    const VALIDITY: u64 = 12;
+    let dir = scratch("online-secondary");
+    let knot_port = free_port();
+    let policy = dir.join("dnslb.toml");
+    let zone = signed::zone_file("signed.test.online.zone");
+    let origin = format!("{}.", signed::ORIGIN);
+    let dnssec = format!("[zone.dnssec]\nvalidity = \"{VALIDITY}s\"\n");
+    let text = primary_policy(&origin, &zone, knot_port, &dnssec) + ONLINE_SERVICES;
+    std::fs::write(&policy, text).unwrap();
+    let port = free_port();
+    let mut daemon = start_signing(port, &policy, &dir);
+    let knot = signed_zone_secondary(&dir, knot_port, port);
+    let knot_port_text = knot_port.to_string();
+    let at_knot = format!("@{SECONDARY}");
+    let knot_short =
+        |name: &str| kdig(&[&at_knot, "-p", &knot_port_text, name, "A", "+short", "+tcp"]);
+    until(
+        Duration::from_secs(10),
+        &[
+            &at_knot,
+            "-p",
+            &knot_port_text,
+            "w.signed.test.",
+            "A",
+            "+short",
+            "+tcp",
+        ],
+        |out| out.contains("198.18.40.2"),
+    );
+    // The copy holds what a client of no listed network may get: both
+    // weighted endpoints, the failover's primary.
+    let sorted = |out: String| {
+        let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sorted(knot_short("w.signed.test.")),
+        ["198.18.40.1", "198.18.40.2"]
+    );
+    assert_eq!(sorted(knot_short("f.signed.test.")), ["198.18.10.1"]);
+
+    let anchor = signed::anchor_in_key_dir(&dir.join("state/keys"), false).unwrap();
+    let anchor = signed::write_trust_anchor(&dir, &anchor, "anchor.conf").unwrap();
+    let validates = |name: &str, record_type: &str, positive: bool| {
+        knot_validates(&anchor, knot_port, name, record_type, positive)
+    };
+    let all_validate = |when: &str, daemon: &Daemon| {
+        for (name, record_type, positive) in [
+            ("www.signed.test.", "A", true),
+            ("w.signed.test.", "A", true),
+            ("f.signed.test.", "A", true),
+            ("alias.signed.test.", "A", true),
+            ("to-service.signed.test.", "A", true),
+            ("x.wild.signed.test.", "A", true),
+            ("a.b.c.signed.test.", "TXT", true),
+            ("signed.test.", "DNSKEY", true),
+            ("nope.signed.test.", "A", false),
+            ("www.signed.test.", "TXT", false),
+            ("w.signed.test.", "TXT", false),
+            ("b.c.signed.test.", "A", false),
+            ("x.b.c.signed.test.", "A", false),
+        ] {
+            let (valid, said) = validates(name, record_type, positive);
+            assert!(
+                valid,
+                "{when}: Knot's copy: {name} {record_type}: {said}\n{}\n{}",
+                knot.log_text(),
+                daemon.log_text()
+            );
+        }
+    };
+    all_validate("first copy", &daemon);
+
+    // The copy as a signer's zone checker sees it.
+    let axfr = kdig(&[
+        "@127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-b",
+        SECONDARY,
+        "-y",
+        &format!("hmac-sha256:{KEY}:{SECRET}"),
+        "signed.test.",
+        "AXFR",
+        "+nocomments",
+    ]);
+    // The zone's records alone: not the transfer's TSIG record.
+    let records: String = axfr
+        .lines()
+        .filter(|line| !line.starts_with(';') && !line.contains("\tTSIG\t"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let copy = dir.join("copy.zone");
+    std::fs::write(&copy, &records).unwrap();
+    let checked = Command::new("kzonecheck")
+        .args(["-o", "signed.test.", "-d", "on"])
+        .arg(&copy)
+        .output()
+        .expect("kzonecheck runs (install knot-dnssecutils)");
+    assert!(
+        checked.status.success(),
+        "kzonecheck: {}{}\n{axfr}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The failover's primary drained: a new copy, NOTIFY, and Knot serves
+    // the secondary, validated.
+    let (_, first_serial) = knot_signed(knot_port, "www.signed.test.");
+    let first_serial = first_serial.unwrap();
+    daemon
+        .cli(&["endpoint", "drain", "198.18.10.1"])
+        .expect("dnslb endpoint drain");
+    let followed = until(
+        Duration::from_secs(5),
+        &[
+            &at_knot,
+            "-p",
+            &knot_port_text,
+            "f.signed.test.",
+            "A",
+            "+short",
+            "+tcp",
+        ],
+        |out| out.trim() == "198.18.20.1",
+    );
+    println!("Knot served the failover's secondary {followed:?} after the drain");
+    let (valid, said) = validates("f.signed.test.", "A", true);
+    assert!(valid, "{said}");
+    assert!(
+        daemon.log_text().contains(&format!(
+            "NOTIFY of signed.test. serial {} to",
+            first_serial + 1
+        )),
+        "{}",
+        daemon.log_text()
+    );
+
+    // With nothing changed, new signatures reach Knot in a new version
+    // before the ones it has expire, and its answers validate past that.
+    let (expiration, serial) = knot_signed(knot_port, "www.signed.test.");
+    let (expiration, serial) = (expiration.unwrap(), serial.unwrap());
+    let started = Instant::now();
+    loop {
+        let (now_expiring, now_serial) = knot_signed(knot_port, "www.signed.test.");
+        if now_expiring.is_some_and(|e| e > expiration) {
+            assert!(now_serial > Some(serial), "{now_serial:?} after {serial}");
+            break;
+        }
+        assert!(
+            u64::from(expiration) > unix_seconds(),
+            "Knot's signatures expired before new ones came:\n{}",
+            daemon.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    println!("Knot had new signatures {:?} later", started.elapsed());
+    while unix_seconds() <= u64::from(expiration) + 1 {
+        assert!(started.elapsed() < Duration::from_secs(2 * VALIDITY));
+        thread::sleep(Duration::from_millis(200));
+    }
+    all_validate("after the first signatures expired", &daemon);
+
+    // A restart numbers the next copy after the last.
+    let before = knot_signed(knot_port, "www.signed.test.").1.unwrap();
+    drop(daemon);
+    daemon = start_signing(port, &policy, &dir);
+    let started = Instant::now();
+    while knot_signed(knot_port, "www.signed.test.").1 <= Some(before) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Knot never had a copy after {before}:\n{}\n{}",
+            daemon.log_text(),
+            knot.log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    all_validate("after a restart", &daemon);
+    drop(knot);
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }

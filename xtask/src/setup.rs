@@ -44,6 +44,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("nsd", "NSD, compared against in the benchmark"),
     (
+        "knot-dnssecutils",
+        "kzonecheck, which checks the signed copy a secondary transfers",
+    ),
+    (
         "etcd-server",
         "etcd, the fleet's shared configuration and health in the cluster tests",
     ),

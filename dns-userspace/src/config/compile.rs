@@ -402,13 +402,6 @@ fn compile_zone(
                     .into(),
             ));
         }
-        // Transfers would give secondaries the zone unsigned, which is
-        // bogus for validators once the parent has the zone's DS.
-        Some(_) if !zone.allow_transfer.is_empty() || !zone.notify.is_empty() => {
-            return Err(Some(
-                "dnssec: a zone dnslb signs online cannot have secondaries yet (they would serve it unsigned): drop allow_transfer and notify".into(),
-            ));
-        }
         Some(spec) => Some(signing_policy(spec).map_err(|problem| format!("dnssec: {problem}"))?),
     };
     // Read here so that a missing file is a problem on this entry's line,

@@ -1,7 +1,8 @@
 //! What an operator changes at run time, kept in the state directory so
 //! that a restart, a crash or an upgrade changes none of it: the drains
 //! and weights (`overrides.json`), the control API's zone changes
-//! (`zones.json`) and the anycast withdrawal (`anycast.json`). Each file is
+//! (`zones.json`), the anycast withdrawal (`anycast.json`) and the serials
+//! of the signed copies secondaries have (`signed-serials.json`). Each file is
 //! replaced whole (temporary file, fsync, rename) before the change it
 //! records takes effect, and read back at start.
 
@@ -18,7 +19,7 @@ use crate::steering::Overrides;
 #[derive(Debug, thiserror::Error)]
 pub enum KeptError {
     #[error(
-        "{}: {source} (the changes made through the control API, kept across restarts: fix or remove the file)",
+        "{}: {source} (state kept across restarts: fix or remove the file)",
         .file.display()
     )]
     Unreadable {
@@ -73,26 +74,21 @@ impl Kept {
     }
 
     pub fn zone_changes(&self) -> Result<ZoneChanges, KeptError> {
-        let file = self.file(ZONES);
-        let kept: BTreeMap<String, Option<PathBuf>> = read(&file)?.unwrap_or_default();
-        kept.into_iter()
-            .map(|(origin, change)| {
-                let name = Name::from_ascii(&origin).map_err(|error| KeptError::BadOrigin {
-                    file: file.clone(),
-                    origin: origin.clone(),
-                    reason: error.to_string(),
-                })?;
-                Ok((name, change))
-            })
-            .collect()
+        by_origin(&self.file(ZONES))
     }
 
     pub fn keep_zone_changes(&self, changes: &ZoneChanges) -> Result<(), KeptError> {
-        let text: BTreeMap<String, &Option<PathBuf>> = changes
-            .iter()
-            .map(|(origin, change)| (origin.to_ascii(), change))
-            .collect();
-        write(&self.file(ZONES), &text)
+        write_by_origin(&self.file(ZONES), changes)
+    }
+
+    /// The serial of the last signed copy of each zone dnslb signs for
+    /// secondaries: the next copy's is higher, across restarts.
+    pub fn copy_serials(&self) -> Result<BTreeMap<Name, u32>, KeptError> {
+        by_origin(&self.file(COPY_SERIALS))
+    }
+
+    pub fn keep_copy_serials(&self, serials: &BTreeMap<Name, u32>) -> Result<(), KeptError> {
+        write_by_origin(&self.file(COPY_SERIALS), serials)
     }
 
     /// Whether the operator withdrew this node's anycast addresses.
@@ -112,6 +108,30 @@ impl Kept {
 const OVERRIDES: &str = "overrides.json";
 const ZONES: &str = "zones.json";
 const ANYCAST: &str = "anycast.json";
+const COPY_SERIALS: &str = "signed-serials.json";
+
+/// A file of values by zone origin.
+fn by_origin<T: DeserializeOwned>(file: &Path) -> Result<BTreeMap<Name, T>, KeptError> {
+    let kept: BTreeMap<String, T> = read(file)?.unwrap_or_default();
+    kept.into_iter()
+        .map(|(origin, value)| {
+            let name = Name::from_ascii(&origin).map_err(|error| KeptError::BadOrigin {
+                file: file.to_owned(),
+                origin: origin.clone(),
+                reason: error.to_string(),
+            })?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn write_by_origin<T: Serialize>(file: &Path, values: &BTreeMap<Name, T>) -> Result<(), KeptError> {
+    let text: BTreeMap<String, &T> = values
+        .iter()
+        .map(|(origin, value)| (origin.to_ascii(), value))
+        .collect();
+    write(file, &text)
+}
 
 fn read<T: DeserializeOwned>(file: &Path) -> Result<Option<T>, KeptError> {
     let bytes = match std::fs::read(file) {
@@ -159,6 +179,7 @@ mod tests {
         assert_eq!(kept.overrides().unwrap(), Overrides::default());
         assert!(kept.zone_changes().unwrap().is_empty());
         assert!(!kept.anycast_withdrawn().unwrap());
+        assert!(kept.copy_serials().unwrap().is_empty());
 
         let config = parse_config(
             Path::new("dnslb.toml"),
@@ -189,6 +210,10 @@ mod tests {
 
         kept.keep_anycast_withdrawn(true).unwrap();
         assert!(kept.anycast_withdrawn().unwrap());
+
+        let serials = BTreeMap::from([(Name::from_ascii("signed.example.").unwrap(), 7u32)]);
+        kept.keep_copy_serials(&serials).unwrap();
+        assert_eq!(kept.copy_serials().unwrap(), serials);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

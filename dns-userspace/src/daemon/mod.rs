@@ -117,7 +117,10 @@ async fn serve(args: RunArgs, mut loaded: Loaded, user: Option<Target>) -> anyho
     }
     let cookies = Arc::new(Shared::new("the cookie secrets", Cookies::start(&args)?));
     publish_cookies(&cookies, &responder, dataplane.as_deref())?;
-    tasks.spawn(signing::keep_signing(responder.clone()));
+    tasks.spawn(signing::keep_signing(
+        responder.clone(),
+        kept::Kept::new(args.state_dir.clone()),
+    ));
     tasks.spawn(keep_cookies(
         cookies.clone(),
         responder.clone(),

@@ -5,13 +5,13 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use hickory_proto::rr::Name;
 
-use super::privileges::Target;
+use super::{kept::Kept, privileges::Target};
 use crate::{
     api::types::{DnssecKey, DnssecZone, SignerInfo},
     cli::RunArgs,
     config::Config,
     file_error::FileError,
-    server::{Responder, Signers},
+    server::{Responder, Signers, notify_version},
     signer::{SigningPolicy, ZoneSigner, keys::KeyRing, now},
     zone::{WireName, Zone},
 };
@@ -171,9 +171,21 @@ pub fn online_status(origin: &Name, signer: &ZoneSigner, now: u64) -> DnssecZone
     }
 }
 
-/// Every second: each signer's planned key events, and the signatures due
-/// to be made again (in a blocking thread: a sweep may sign thousands).
-pub async fn keep_signing(responder: Arc<Responder>) -> std::io::Result<()> {
+/// Every second: each signer's planned key events, the signatures due to
+/// be made again, and the signed copies secondaries transfer, made anew
+/// when stale, announced by NOTIFY and their serials kept in the state
+/// directory (in a blocking thread: a sweep may sign thousands).
+pub async fn keep_signing(responder: Arc<Responder>, kept: Kept) -> std::io::Result<()> {
+    match kept.copy_serials() {
+        Ok(serials) => responder.set_copy_serials(
+            serials
+                .iter()
+                .filter_map(|(origin, serial)| Some((WireName::from_name(origin)?, *serial)))
+                .collect(),
+        ),
+        Err(error) => tracing::error!("{error}; signed copies are numbered from the zone files"),
+    }
+    let mut written = responder.copy_serials();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -182,6 +194,7 @@ pub async fn keep_signing(responder: Arc<Responder>) -> std::io::Result<()> {
         if signers.is_empty() {
             continue;
         }
+        let sweeping = responder.clone();
         let swept = tokio::task::spawn_blocking(move || {
             let now = now();
             for (origin, signer) in signers.iter() {
@@ -189,9 +202,31 @@ pub async fn keep_signing(responder: Arc<Responder>) -> std::io::Result<()> {
                     tracing::error!("zone {}: {error}", origin.to_name());
                 }
             }
+            sweeping.renew_signed_copies(now)
         });
-        if let Err(error) = swept.await {
-            tracing::error!("renewing signatures: {error}");
+        let renewed = match swept.await {
+            Ok(renewed) => renewed,
+            Err(error) => {
+                tracing::error!("renewing signatures: {error}");
+                continue;
+            }
+        };
+        let serials = responder.copy_serials();
+        if serials != written {
+            let by_name = serials
+                .iter()
+                .map(|(apex, serial)| (apex.to_name(), *serial))
+                .collect();
+            match kept.keep_copy_serials(&by_name) {
+                Ok(()) => written = serials,
+                Err(error) => tracing::error!("{error}"),
+            }
+        }
+        let rules = responder.transfer_rules();
+        for (origin, serial) in renewed {
+            if let Some(rule) = WireName::from_name(&origin).and_then(|apex| rules.get(&apex)) {
+                notify_version(&origin, serial, rule, responder.transfer_counts());
+            }
         }
     }
 }

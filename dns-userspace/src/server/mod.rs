@@ -10,6 +10,7 @@ mod journal;
 mod notify;
 mod rate_limit;
 mod respond;
+mod signed_copy;
 mod signing_metrics;
 mod tcp;
 mod transfer;
@@ -18,7 +19,7 @@ mod udp;
 
 pub use cookies::{CookieFileError, CookieKeys, unix_now};
 pub use journal::records_but_soa;
-pub use notify::notify_changes;
+pub use notify::{notify_changes, notify_version};
 pub use rate_limit::{RateLimiter, ThreadLimiter};
 pub use respond::{Responder, Signers, Transport, slip};
 pub use signing_metrics::SigningCollector;

@@ -12,7 +12,10 @@ use hickory_proto::{
 use prometheus::IntCounterVec;
 use tokio::net::UdpSocket;
 
-use super::{transfer::TransferRules, tsig::TsigKey};
+use super::{
+    transfer::{TransferRules, ZoneTransfer},
+    tsig::TsigKey,
+};
 use crate::zone::Catalog;
 
 /// Sends per secondary before giving up.
@@ -30,7 +33,8 @@ pub fn notify_changes(
     counts: Option<IntCounterVec>,
 ) {
     for zone in new.zones() {
-        let Some(rule) = rules.get(zone.origin()).filter(|r| !r.notify.is_empty()) else {
+        // A zone dnslb signs is announced as each signed copy is made.
+        let Some(rule) = rules.get(zone.origin()).filter(|_| !zone.is_online()) else {
             continue;
         };
         if old
@@ -39,20 +43,33 @@ pub fn notify_changes(
         {
             continue;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("no runtime to send NOTIFY of {} from", zone.origin_name());
-            return;
-        };
-        for &target in &rule.notify {
-            let (origin, serial) = (zone.origin_name().clone(), zone.serial());
-            let (key, counts) = (rule.key.clone(), counts.clone());
-            runtime.spawn(async move {
-                let result = notify(origin, serial, target, key).await;
-                if let Some(counts) = counts {
-                    counts.with_label_values(&["notify", "out", result]).inc();
-                }
-            });
-        }
+        notify_version(zone.origin_name(), zone.serial(), rule, counts.clone());
+    }
+}
+
+/// Tells the secondaries of `origin` (by `rule`) of its version `serial`.
+/// Returns at once; the sends run on the runtime.
+pub fn notify_version(
+    origin: &Name,
+    serial: u32,
+    rule: &ZoneTransfer,
+    counts: Option<IntCounterVec>,
+) {
+    if rule.notify.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to send NOTIFY of {origin} from");
+        return;
+    };
+    for &target in &rule.notify {
+        let (origin, key, counts) = (origin.clone(), rule.key.clone(), counts.clone());
+        runtime.spawn(async move {
+            let result = notify(origin, serial, target, key).await;
+            if let Some(counts) = counts {
+                counts.with_label_values(&["notify", "out", result]).inc();
+            }
+        });
     }
 }
 

@@ -30,6 +30,7 @@ use super::{
 use super::{
     dnssec::{Dnssec, types_at},
     journal::Journal,
+    signed_copy::SignedCopies,
     transfer::TransferRules,
 };
 use crate::{
@@ -75,6 +76,10 @@ pub struct Responder {
     transfer_counts: std::sync::OnceLock<prometheus::IntCounterVec>,
     /// The signers of the zones dnslb signs, by apex.
     signers: ArcSwap<Signers>,
+    /// The signed copies of zones dnslb signs for their secondaries; its
+    /// lock also keeps the catalog's writers one at a time, as a copy
+    /// changes a zone's serial.
+    pub(super) copies: std::sync::Mutex<SignedCopies>,
 }
 
 /// The signers of the zones dnslb signs, by apex (lowercase wire form).
@@ -93,6 +98,7 @@ impl Responder {
             wakes: std::sync::Mutex::new(HashMap::new()),
             transfer_counts: std::sync::OnceLock::new(),
             signers: ArcSwap::from_pointee(Signers::default()),
+            copies: std::sync::Mutex::new(SignedCopies::default()),
         }
     }
 
@@ -199,15 +205,34 @@ impl Responder {
     /// Serves `catalog` from the next query on; queries in flight finish
     /// with the one they started with.
     pub fn set_catalog(&self, catalog: Catalog) {
+        // A poisoned lock only means a copy's serial is not applied.
+        let copies = self.copies.lock();
+        let catalog = match &copies {
+            Ok(copies) => self.with_copy_serials(copies, catalog),
+            Err(_) => catalog,
+        };
         let old = self.catalog.load_full();
         let rules = self.transfer_rules();
-        let transferable =
-            |origin: &WireName| rules.get(origin).is_some_and(|r| !r.allow.is_empty());
+        // A zone dnslb signs is transferred from its signed copy instead.
+        let transferable = |origin: &WireName| {
+            rules.get(origin).is_some_and(|r| !r.allow.is_empty())
+                && catalog.get(origin).is_some_and(|zone| !zone.is_online())
+        };
         // A poisoned journal only costs secondaries whole transfers.
         if let Ok(mut journal) = self.journal.lock() {
             journal.record(&old, &catalog, transferable);
         }
+        self.store_catalog(catalog);
+    }
+
+    /// Serves `catalog`; the caller holds the copies' lock.
+    pub(super) fn store_catalog(&self, catalog: Catalog) {
         self.catalog.store(Arc::new(catalog));
+    }
+
+    /// The services as answers see them now.
+    pub fn steered(&self) -> Arc<Steered> {
+        self.steered.load_full()
     }
 
     /// The cold start a query should wait for before it is answered: a

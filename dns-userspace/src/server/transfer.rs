@@ -160,12 +160,32 @@ impl Responder {
                     })
             })
             .flatten();
-        let kept = client_serial.and_then(|serial| self.journal_version(&apex, serial));
-        let (how, records) = match (client_serial, kept) {
-            (Some(serial), _) if serial == zone.serial() => {
-                ("current", soa_records(zone).take(1).collect())
-            }
-            (_, Some(old)) => ("difference", incremental(&old, zone)),
+        // A zone dnslb signs goes whole, from its signed copy: RFC 1995
+        // §4 lets IXFR answer with the zone.
+        let copy = match zone.is_online() {
+            true => match self.signed_copy(&apex, crate::signer::now()) {
+                Some(copy) => Some(copy),
+                None => {
+                    refused("no signed copy of the zone could be made");
+                    return refuse(ResponseCode::ServFail);
+                }
+            },
+            false => None,
+        };
+        let serial = copy.as_ref().map_or(zone.serial(), |copy| copy.serial);
+        let kept = client_serial
+            .filter(|_| copy.is_none())
+            .and_then(|serial| self.journal_version(&apex, serial));
+        let (how, records) = match (client_serial, kept, copy) {
+            (Some(current), _, copy) if current == serial => (
+                "current",
+                match copy {
+                    Some(copy) => copy.records.iter().take(1).cloned().collect(),
+                    None => soa_records(zone).take(1).collect(),
+                },
+            ),
+            (_, _, Some(copy)) => ("signed zone", copy.records.to_vec()),
+            (_, Some(old), None) => ("difference", incremental(&old, zone)),
             _ => ("whole zone", whole_zone(zone)),
         };
         self.count_transfer(&kind_label, "out", "sent");
@@ -174,10 +194,9 @@ impl Responder {
             zone = %zone.origin_name(),
             client = %client,
             result = "sent",
-            serial = zone.serial(),
-            "sent {kind} of {} serial {} to {client}: {how}, {} records",
+            serial,
+            "sent {kind} of {} serial {serial} to {client}: {how}, {} records",
             zone.origin_name(),
-            zone.serial(),
             records.len()
         );
         messages(&query, records)

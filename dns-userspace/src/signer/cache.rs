@@ -21,7 +21,7 @@ use lru::LruCache;
 const SHARDS: usize = 16;
 
 /// One RRset as it is signed: owner, type, TTL and data.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RrsetData {
     pub owner: Name,
     pub record_type: RecordType,

@@ -221,6 +221,21 @@ impl ZoneSigner {
         rrsigs
     }
 
+    /// The RRSIGs of `rrset` made now with the keys in use, the cache
+    /// neither asked nor filled: for a whole copy of the zone, which keeps
+    /// its own.
+    pub fn sign_anew(&self, rrset: &RrsetData, now: u64) -> Arc<[RData]> {
+        self.make(&self.ring.load(), rrset, now).rrsigs
+    }
+
+    /// The tags of the keys that sign the zone's data, then of those that
+    /// sign its DNSKEY RRset, at `now`: a copy signed by others is stale.
+    pub fn signing_tags(&self, now: u64) -> [Vec<u16>; 2] {
+        let ring = self.ring.load();
+        [RecordType::SOA, RecordType::DNSKEY]
+            .map(|record_type| ring.signing(record_type, now).map(|k| k.key.tag).collect())
+    }
+
     /// Signs `rrset` with each key of `ring` that signs its type. The
     /// RRSIGs are kept in their wire form (RFC 4034 §3.1: the signer's
     /// name is never compressed), which answers copy as they are instead

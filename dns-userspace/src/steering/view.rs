@@ -137,17 +137,7 @@ impl Steered {
             if draw.is_empty() {
                 // Not cached: the instance is on its way.
                 ttl = 0;
-                draw = match (cold.start.mode, cold.fallback) {
-                    (ColdStartMode::Servfail, _) | (_, None) => Draw::EMPTY,
-                    (_, Some(fallback)) => Policy::Pool {
-                        pool: fallback,
-                        pick: Pick::Healthy {
-                            answers: usize::MAX,
-                        },
-                        branch: 0,
-                    }
-                    .draw(&self.pools, self, Some(client)),
-                };
+                draw = self.cold_draw(cold, Some(client));
             }
         }
         let turn = match asked {
@@ -173,6 +163,54 @@ impl Steered {
             ttl,
             scope: depends.then(|| service.policy.scope(client)),
         })
+    }
+
+    /// What each service within `apex` answers a client its policy knows
+    /// nothing of (no listed network), as a copy of the zone for another
+    /// server holds it: every endpoint that client may be given now,
+    /// healthy ones first as the policy draws them, sorted. A copy cannot
+    /// weigh, rotate or tell clients apart; it can leave out what is down.
+    pub fn standing_answers<'a>(
+        &'a self,
+        apex: &'a [u8],
+    ) -> impl Iterator<Item = (&'a WireName, RecordType, u32, Vec<IpAddr>)> + 'a {
+        self.services
+            .iter()
+            .filter(move |(name, _)| crate::zone::wire::is_within(name.as_bytes(), apex))
+            .flat_map(|(name, services)| services.iter().map(move |service| (name, service)))
+            .map(|(name, service)| {
+                let mut draw = service.draw(&self.pools, self, None);
+                if draw.is_empty()
+                    && let Some(cold) = self.cold.get(&service.label)
+                {
+                    draw = self.cold_draw(cold, None);
+                }
+                let v4 = service.record_type == RecordType::A;
+                let mut addrs: Vec<IpAddr> = draw
+                    .drawn()
+                    .map(|drawn| drawn.addr)
+                    .filter(|addr| addr.is_ipv4() == v4)
+                    .collect();
+                addrs.sort();
+                addrs.dedup();
+                (name, service.record_type, service.ttl, addrs)
+            })
+    }
+
+    /// While a function pool starts: its fallback pool's healthy
+    /// endpoints, unless the pool answers SERVFAIL or names no fallback.
+    fn cold_draw(&self, cold: &ColdService, client: Option<ClientNet>) -> Draw {
+        match (cold.start.mode, cold.fallback) {
+            (ColdStartMode::Servfail, _) | (_, None) => Draw::EMPTY,
+            (_, Some(fallback)) => Policy::Pool {
+                pool: fallback,
+                pick: Pick::Healthy {
+                    answers: usize::MAX,
+                },
+                branch: 0,
+            }
+            .draw(&self.pools, self, client),
+        }
     }
 
     /// Whether any service holds its queries for a cold start: when none

@@ -34,7 +34,7 @@ pub fn read_record(entry: &str, origin: &Name) -> Result<generic::GenericRecord,
 
 /// One name in the zone and its RRsets. A node without RRsets is an empty
 /// non-terminal: it exists because names below it do.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Node {
     rrsets: Vec<Rrset>,
 }
@@ -174,6 +174,37 @@ impl Zone {
     /// The SOA's serial number.
     pub fn serial(&self) -> u32 {
         self.soa_data().map_or(0, |soa| soa.serial)
+    }
+
+    /// The zone with `serial` in its SOA, the rest as it is: the serial a
+    /// zone dnslb signs has, which rises with each signed version of it.
+    pub fn with_serial(&self, serial: u32) -> Zone {
+        let mut nodes = self.nodes.clone();
+        if let Some(apex) = nodes.get_mut(self.origin.as_bytes())
+            && let Some(soa) = apex
+                .rrsets
+                .iter_mut()
+                .find(|set| set.record_type() == RecordType::SOA)
+            && let Some(RData::SOA(fields)) = soa.rdatas().first()
+        {
+            let mut fields = fields.clone();
+            fields.serial = serial;
+            let mut raised = Rrset::new(RecordType::SOA, soa.ttl());
+            raised.add(soa.ttl(), RData::SOA(fields));
+            *soa = raised;
+        }
+        Zone {
+            origin: self.origin.clone(),
+            origin_name: self.origin_name.clone(),
+            nodes,
+            negative_soa: OnceLock::new(),
+            has_cuts: self.has_cuts,
+            has_wildcards: self.has_wildcards,
+            signed: self.signed,
+            online: self.online,
+            denial: OnceLock::new(),
+            signing: OnceLock::new(),
+        }
     }
 
     /// Every record of the zone, in zone order (the SOA included); each
