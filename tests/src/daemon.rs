@@ -92,6 +92,20 @@ impl Daemon {
         Daemon::spawn(command, args, &format!("dnslb-{}-{n}", std::process::id()))
     }
 
+    /// Starts `dnslb run` from userspace alone (no XDP) on
+    /// 127.0.0.1:`port` with the policy file `config` and `more`
+    /// arguments, here.
+    pub fn start_on_loopback(
+        port: u16,
+        config: &std::path::Path,
+        more: &[&str],
+    ) -> anyhow::Result<Daemon> {
+        let (listen, config) = (format!("127.0.0.1:{port}"), config.display().to_string());
+        let mut args = vec!["run", "--no-xdp", "--listen", &listen, "--config", &config];
+        args.extend_from_slice(more);
+        Daemon::start_here(&args)
+    }
+
     /// The control socket: each test daemon gets its own (`name.sock` in
     /// the temporary directory) unless `args` name one; the same for the
     /// state directory (`name.state`).

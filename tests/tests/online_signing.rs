@@ -20,8 +20,8 @@ use dnslb_tests::{
     netns::{Rig, SERVER_ADDR},
     resolvers::{Forward, Resolver, ResolverKind},
     signed::{
-        ORIGIN, anchor_in_key_dir, ask_with_do, delv, dnskey_tags, each_validating_resolver,
-        rrsigs_of, validated, write_trust_anchor, zone_file,
+        ORIGIN, anchor_in_key_dir, ask_with_do, ask_with_do_at, delv, dnskey_tags,
+        each_validating_resolver, rrsigs_of, validated, write_trust_anchor, zone_file,
     },
 };
 use hickory_proto::{
@@ -455,6 +455,11 @@ struct Sample {
     www: Vec<(u16, u32)>,
 }
 
+/// Split keys whose ZSK rolls in seconds: its successor is published 3 s
+/// (DNSKEY TTL and propagation) before its 16 s are up.
+const ROLL_IN_SECONDS: &str = "[zone.dnssec]\nkeys = \"split\"\nzsk_lifetime = \"16s\"\n\
+    dnskey_ttl = 2\npropagation = \"1s\"\nvalidity = \"10s\"\n";
+
 /// A zone-signing key rolled with its lifetimes shortened to seconds,
 /// under a steady stream of validating queries (unbound, with the KSK as
 /// its anchor): no answer fails validation across the roll; the new key is
@@ -468,10 +473,7 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
     const PROPAGATION: f64 = 1.0;
     let rig = Rig::new().expect("namespaces and veth");
     let _pass = rig.attach_client_pass_through().expect("pass-through");
-    let text = zone_entry(
-        "[zone.dnssec]\nkeys = \"split\"\nzsk_lifetime = \"16s\"\ndnskey_ttl = 2\n\
-         propagation = \"1s\"\nvalidity = \"10s\"\n",
-    );
+    let text = zone_entry(ROLL_IN_SECONDS);
     let config = daemon::policy_file("online-signing", "roll", &text);
     let dir = config.parent().unwrap().to_owned();
     let key_dir = dir.join("keys");
@@ -822,4 +824,111 @@ fn find_problems(value: &serde_json::Value, path: &str, found: &mut Vec<String>)
         }
         _ => {}
     }
+}
+
+/// Two nodes sharing one key directory (as a fleet mounts it): the keys
+/// are made once, the ZSK roll (lifetimes in seconds) is decided once and
+/// both sign with the successor, a KSK roll asked of one node is followed
+/// by the other within its one-second sweep, and the answers of both
+/// validate with the anchor throughout.
+#[test]
+fn nodes_sharing_a_key_directory_sign_with_the_same_keys_and_roll_once() {
+    let _turn = take_turn();
+    let text = zone_entry(ROLL_IN_SECONDS);
+    let config = daemon::policy_file("online-signing", "shared-keys", &text);
+    let dir = config.parent().unwrap().to_owned();
+    let key_dir = dir.join("shared-keys");
+    let key_dir_arg = key_dir.display().to_string();
+    let ports = [daemon::free_port(), daemon::free_port()];
+    let nodes: Vec<Daemon> = ports
+        .iter()
+        .map(|port| {
+            Daemon::start_on_loopback(*port, &config, &["--key-dir", &key_dir_arg])
+                .expect("dnslb starts")
+        })
+        .collect();
+    assert_eq!(
+        private_files(&key_dir).len(),
+        2,
+        "a KSK and a ZSK, made once"
+    );
+    let anchor = anchor_in_key_dir(&key_dir, false).unwrap();
+    let anchor = write_trust_anchor(&dir, &anchor, "anchor.conf").unwrap();
+    let tags = |port: u16| -> BTreeSet<u16> {
+        let answer = ask_with_do_at(("127.0.0.1", port), "signed.test.", RecordType::DNSKEY)
+            .unwrap()
+            .expect("DNSKEY");
+        dnskey_tags(&answer).into_iter().collect()
+    };
+    let both_validate = |when: &str| {
+        for port in ports {
+            let said = delv(
+                std::process::Command::new("delv"),
+                &anchor,
+                "127.0.0.1",
+                port,
+                "www.signed.test.",
+                "A",
+            )
+            .unwrap();
+            assert!(validated(&said, true), "{when}, node on {port}: {said}");
+        }
+    };
+    both_validate("at start");
+    let first = tags(ports[0]);
+    assert_eq!(first, tags(ports[1]));
+
+    // The ZSK's successor is published 3 s (DNSKEY TTL and propagation)
+    // before its 16 s are up. The nodes may differ for at most one sweep
+    // (1 s) and the time to ask, bounded here at 2 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut apart_since: Option<Instant> = None;
+    let rolled = loop {
+        let (one, two) = (tags(ports[0]), tags(ports[1]));
+        if one == two {
+            apart_since = None;
+            if one.len() == 3 {
+                break one;
+            }
+        } else {
+            let since = *apart_since.get_or_insert_with(Instant::now);
+            assert!(
+                since.elapsed() < Duration::from_secs(2),
+                "the nodes differ: {one:?} and {two:?}"
+            );
+        }
+        assert!(Instant::now() < deadline, "no ZSK successor within 30 s");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(rolled.is_superset(&first), "{rolled:?} keeps {first:?}");
+    assert_eq!(
+        private_files(&key_dir).len(),
+        3,
+        "one successor, not one per node"
+    );
+    both_validate("with the successor published");
+
+    // A KSK roll asked of the second node: the first follows.
+    nodes[1]
+        .cli(&["dnssec", "roll", "signed.test", "ksk"])
+        .expect("dnssec roll");
+    let rolled_ksk = tags(ports[1]);
+    assert_eq!(rolled_ksk.len(), 4, "{rolled_ksk:?}");
+    let followed = Instant::now();
+    while tags(ports[0]) != rolled_ksk {
+        assert!(
+            followed.elapsed() < Duration::from_secs(2),
+            "the first node never took the new KSK:\n{}",
+            nodes[0].log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "the other node signed with the new KSK {:?} later",
+        followed.elapsed()
+    );
+    assert_eq!(private_files(&key_dir).len(), 4);
+    both_validate("after the KSK roll");
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -135,8 +135,7 @@ fn primary_policy(origin: &str, zone: &Path, knot_port: u16, zone_lines: &str) -
 
 /// Starts `dnslb run` on 127.0.0.1:`port` with the policy file `policy`.
 fn start(port: u16, policy: &Path) -> anyhow::Result<Daemon> {
-    let (listen, policy) = (format!("127.0.0.1:{port}"), policy.display().to_string());
-    Daemon::start_here(&["run", "--no-xdp", "--listen", &listen, "--config", &policy])
+    Daemon::start_on_loopback(port, policy, &[])
 }
 
 /// dnslb serving example.com (serial 2026112801) from its file, as the
@@ -830,20 +829,8 @@ policy = { kind = "weighted", pool = "w" }
 /// Starts dnslb on 127.0.0.1:`port` with its state (keys, the copies'
 /// serials) in `dir`.
 fn start_signing(port: u16, policy: &Path, dir: &Path) -> Daemon {
-    let listen = format!("127.0.0.1:{port}");
-    let (policy, state) = (policy.display().to_string(), dir.join("state"));
-    let state = state.display().to_string();
-    Daemon::start_here(&[
-        "run",
-        "--no-xdp",
-        "--listen",
-        &listen,
-        "--config",
-        &policy,
-        "--state-dir",
-        &state,
-    ])
-    .expect("dnslb starts")
+    let state = dir.join("state").display().to_string();
+    Daemon::start_on_loopback(port, policy, &["--state-dir", &state]).expect("dnslb starts")
 }
 
 /// When the signature of `name`'s A RRset that Knot at `port` serves

@@ -89,6 +89,10 @@ impl KeyRing {
     /// The ring of `keys`; a key whose signer cannot be made is given
     /// back by its file name, with the problem.
     pub fn new(keys: Vec<ZoneKey>) -> Result<KeyRing, (String, KeyProblem)> {
+        // In the order of their files' names, as every node sharing them
+        // reads them: the same RRsets, byte for byte, on each.
+        let mut keys = keys;
+        keys.sort_by_key(ZoneKey::file_stem);
         let keys = keys
             .into_iter()
             .map(|key| match key.signing_key() {

@@ -102,8 +102,12 @@ pub struct ZoneSigner {
     cache: SignatureCache,
     made: AtomicU64,
     failures: AtomicU64,
-    /// Key changes (planned and asked for) one at a time.
+    /// Key changes (planned and asked for) one at a time in this process;
+    /// the key directory's lock does it between processes.
     changing: Mutex<()>,
+    /// When the key directory last changed, as last read: a change is
+    /// another node's (sharing the directory) or the operator's.
+    dir_changed: Mutex<Option<SystemTime>>,
     /// The last time seen by [`ZoneSigner::maintain`], to notice a clock
     /// that jumps.
     last_seen: AtomicU64,
@@ -149,6 +153,7 @@ impl ZoneSigner {
             made: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             changing: Mutex::new(()),
+            dir_changed: Mutex::new(dir_changed(key_dir)),
             last_seen: AtomicU64::new(now),
         })
     }
@@ -358,10 +363,17 @@ impl ZoneSigner {
                 self.origin
             );
         }
+        self.follow_dir(now)?;
+        // A roll is decided once for every node sharing the key directory:
+        // under its lock, after reading what the others wrote.
+        if !keys::plan(&self.origin, &self.key_list(), &self.policy, now)
+            .map_err(|problem| FileError::new(&self.key_dir, problem))?
+            .is_empty()
         {
             let _changing = self.changing.lock();
-            let keys = self.key_list();
-            let changed = keys::plan(&self.origin, &keys, &self.policy, now)
+            let _locked = lock_dir(&self.key_dir, self.owner)?;
+            self.read_dir(now)?;
+            let changed = keys::plan(&self.origin, &self.key_list(), &self.policy, now)
                 .map_err(|problem| FileError::new(&self.key_dir, problem))?;
             if !changed.is_empty() {
                 tracing::info!("zone {}: rolling its zone-signing key", self.origin);
@@ -401,10 +413,44 @@ impl ZoneSigner {
     /// Starts a roll of `which` on the operator's word.
     pub fn roll(&self, which: Roll, now: u64) -> Result<(), SignerError> {
         let _changing = self.changing.lock();
+        let _locked = lock_dir(&self.key_dir, self.owner).map_err(SignerError::File)?;
+        self.read_dir(now).map_err(SignerError::File)?;
         let keys = self.key_list();
         let changed =
             keys::roll(&self.origin, &keys, &self.policy, which, now).map_err(SignerError::Roll)?;
         self.apply_keys(changed).map_err(SignerError::File)
+    }
+
+    /// Reads the key directory again if it changed since it was last
+    /// read, and signs with what it holds.
+    fn follow_dir(&self, now: u64) -> Result<(), FileError> {
+        let changed = dir_changed(&self.key_dir);
+        let seen = self
+            .dir_changed
+            .lock()
+            .map(|seen| *seen)
+            .unwrap_or_default();
+        if changed == seen {
+            return Ok(());
+        }
+        self.read_dir(now)
+    }
+
+    /// Reads the key directory and signs with what it holds.
+    fn read_dir(&self, now: u64) -> Result<(), FileError> {
+        let changed = dir_changed(&self.key_dir);
+        if let Ok(mut seen) = self.dir_changed.lock() {
+            *seen = changed;
+        }
+        if let Some(ring) = self.reread(now)? {
+            tracing::info!(
+                "zone {}: the keys in {} changed; signing with them",
+                self.origin,
+                self.key_dir.display()
+            );
+            self.install(ring);
+        }
+        Ok(())
     }
 
     fn key_list(&self) -> Vec<ZoneKey> {
@@ -504,6 +550,12 @@ fn read_ring(
     let mut keys = keyfile::read_keys(key_dir, origin)?;
     if keys.is_empty() {
         make_dir(key_dir, owner)?;
+        // Another node sharing the directory may be making them too: the
+        // first under the lock does, the others read them.
+        let _locked = lock_dir(key_dir, owner)?;
+        keys = keyfile::read_keys(key_dir, origin)?;
+    }
+    if keys.is_empty() {
         keys = keys::first_keys(origin, policy, now)
             .map_err(|problem| FileError::new(key_dir, problem))?;
         for key in &keys {
@@ -520,6 +572,41 @@ fn read_ring(
     }
     KeyRing::new(keys)
         .map_err(|(key, problem)| FileError::new(key_dir.join(format!("{key}.private")), problem))
+}
+
+/// When `dir` last changed (a key file written or removed in it).
+fn dir_changed(dir: &Path) -> Option<SystemTime> {
+    std::fs::metadata(dir).and_then(|meta| meta.modified()).ok()
+}
+
+/// The lock on a key directory, held while keys change: `flock` on
+/// `.dnslb-keys.lock` in it (made the first time, the daemon's user's),
+/// which NFS carries between hosts as a POSIX lock.
+fn lock_dir(
+    dir: &Path,
+    owner: Option<(Uid, Gid)>,
+) -> Result<nix::fcntl::Flock<std::fs::File>, FileError> {
+    let path = dir.join(".dnslb-keys.lock");
+    let problem = |error: std::io::Error| FileError::new(&path, keyfile::KeyProblem::Write(error));
+    // Read-only: a lock needs no more, whoever made the file.
+    let file = match std::fs::File::open(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(problem)?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::chown(&path, Some(uid), Some(gid))
+                    .map_err(|errno| problem(errno.into()))?;
+            }
+            file
+        }
+        opened => opened.map_err(problem)?,
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| problem(errno.into()))
 }
 
 /// The key directory, mode 0700, the daemon's user's.
@@ -542,4 +629,65 @@ pub enum SignerError {
     Roll(RollError),
     #[error(transparent)]
     File(FileError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "dnslb-shared-keys-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ))
+    }
+
+    fn private_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "private"))
+            })
+            .count()
+    }
+
+    /// Two nodes sharing a key directory: the second takes the first's
+    /// keys; a roll either decides (planned or asked for) is made once,
+    /// and the other signs with it.
+    #[test]
+    fn nodes_sharing_a_key_directory_decide_each_roll_once_and_follow_it() {
+        let dir = scratch();
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let policy = SigningPolicy {
+            split: true,
+            zsk_lifetime: Duration::from_secs(86_400),
+            ..SigningPolicy::default()
+        };
+        let start = now();
+        let one = ZoneSigner::open(&origin, policy.clone(), &dir, None, start).unwrap();
+        let two = ZoneSigner::open(&origin, policy, &dir, None, start).unwrap();
+        assert_eq!(private_files(&dir), 2, "a KSK and a ZSK, made once");
+        assert_eq!(one.dnskeys(start), two.dnskeys(start));
+
+        // The ZSK is due: both plan, the first to take the lock decides.
+        let due = start + 86_400;
+        one.maintain(due).unwrap();
+        two.maintain(due).unwrap();
+        assert_eq!(private_files(&dir), 3, "one successor");
+        assert_eq!(one.dnskeys(due).len(), 3);
+        assert_eq!(one.dnskeys(due), two.dnskeys(due));
+        assert_eq!(one.signing_tags(due), two.signing_tags(due));
+
+        // A KSK roll asked of one node: the other follows.
+        two.roll(Roll::Ksk, due).unwrap();
+        assert_eq!(private_files(&dir), 4);
+        one.maintain(due).unwrap();
+        assert_eq!(one.dnskeys(due), two.dnskeys(due));
+        assert_eq!(one.cds(due), two.cds(due));
+        assert_eq!(one.cds(due).len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
