@@ -932,3 +932,72 @@ fn nodes_sharing_a_key_directory_sign_with_the_same_keys_and_roll_once() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A function pool cold-starting in a signed zone: while its instance
+/// starts, the fallback pool's answer is signed like any other, and
+/// validates (delv, asking through the rig, which wakes the pool).
+#[test]
+fn a_cold_starting_function_pools_fallback_answer_is_signed_and_validates() {
+    let _turn = take_turn();
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    // An instance that never gets ready: every answer is the fallback's.
+    let text = format!(
+        r#"{zone}
+[pool.fn]
+kind = "function"
+command = "exec sleep 41"
+addresses = "127.0.0.120-127.0.0.121"
+port = 18090
+deadline = "300ms"
+fallback = "spare"
+start_timeout = "20s"
+
+[pool.spare]
+endpoints = ["198.18.0.50"]
+
+[service.fn]
+name = "fn.{ORIGIN}."
+policy = {{ pool = "fn" }}
+"#,
+        zone = zone_entry("dnssec = \"online\"")
+    );
+    let config = daemon::policy_file("online-signing", "cold-start", &text);
+    let dir = config.parent().unwrap().to_owned();
+    let key_dir = dir.join("keys");
+    let daemon = start(&rig, &config, &key_dir);
+    let anchor = anchor_in_key_dir(&key_dir, false).unwrap();
+    let anchor = write_trust_anchor(&dir, &anchor, "anchor.conf").unwrap();
+    let said = delv(
+        rig.client.command("delv"),
+        &anchor,
+        SERVER_ADDR,
+        53,
+        "fn.signed.test.",
+        "A",
+    )
+    .unwrap();
+    assert!(
+        validated(&said, true) && said.contains("198.18.0.50"),
+        "{said}\n{}",
+        daemon.log_text()
+    );
+    let answer = ask_with_do(&rig.client, "fn.signed.test.", RecordType::A)
+        .unwrap()
+        .expect("an answer");
+    let addrs: Vec<String> = answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(format!("{} {}", a.0, r.ttl)),
+            _ => None,
+        })
+        .collect();
+    // Not cached while the instance starts (TTL 0), and signed.
+    assert_eq!(addrs, ["198.18.0.50 0"], "{answer:?}");
+    assert_eq!(rrsigs_of(&answer, RecordType::A).len(), 1, "{answer:?}");
+    daemon
+        .stop(nix::sys::signal::Signal::SIGTERM)
+        .expect("dnslb stops, and its starting instance with it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
