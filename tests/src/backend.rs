@@ -21,6 +21,15 @@ use crate::{
     netns::{Netns, enter_netns},
 };
 
+/// A policy file's `[check.web]` that probes [`HttpBackend`]s on port
+/// 8080 every `interval_ms`, each probe given `timeout_ms`.
+pub fn web_check(interval_ms: u64, timeout_ms: u64, rise: u64, fall: u64) -> String {
+    format!(
+        "[check.web]\nkind = \"http\"\npath = \"/health\"\nport = 8080\nsearch = \"OK\"\n\
+         interval = \"{interval_ms}ms\"\ntimeout = \"{timeout_ms}ms\"\nrise = {rise}\nfall = {fall}\n"
+    )
+}
+
 /// An HTTP server answering `200 OK` with body `OK` to every request,
 /// listening in a namespace until stopped or dropped. Stopping closes the
 /// socket, so a check's connection is refused from then on.

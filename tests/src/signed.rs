@@ -89,7 +89,7 @@ fn anchor_of(text: &str, mut dsfromkey: Command, wrong: bool) -> anyhow::Result<
     Ok(match wrong {
         true => TrustAnchor {
             algorithm,
-            key: flip_first(&key, 'c', 'd'),
+            key: another_key(&key),
             ds: format!(
                 "{}{}",
                 &ds[..ds.len() - 1],
@@ -100,17 +100,12 @@ fn anchor_of(text: &str, mut dsfromkey: Command, wrong: bool) -> anyhow::Result<
     })
 }
 
-/// `text` with its first base64 letter other than `to` made `to`, or its
-/// first `from` made `to`: a key of the same length that is another.
-fn flip_first(text: &str, from: char, to: char) -> String {
-    match text.contains(from) {
-        true => text.replacen(from, &to.to_string(), 1),
-        false => {
-            let first = text.chars().next().unwrap_or('A');
-            let other = if first == 'A' { "B" } else { "A" };
-            format!("{other}{}", &text[first.len_utf8()..])
-        }
-    }
+/// `key` (base64) with its first letter changed: a key of the same
+/// length that is another.
+fn another_key(key: &str) -> String {
+    let first = key.chars().next().unwrap_or('A');
+    let other = if first == 'A' { 'B' } else { 'A' };
+    format!("{other}{}", &key[first.len_utf8()..])
 }
 
 /// Writes [`anchor`] as a delv trust anchor file in `dir`.

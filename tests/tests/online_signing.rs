@@ -15,7 +15,7 @@ use std::{
 };
 
 use dnslb_tests::{
-    backend::HttpBackend,
+    backend::{HttpBackend, web_check},
     daemon::{self, Answered, Daemon, kdig},
     netns::{Rig, SERVER_ADDR},
     resolvers::{Forward, Resolver, ResolverKind},
@@ -623,16 +623,7 @@ fn after_a_health_flip_the_new_answers_validate_within_a_second() {
         .collect();
     let text = format!(
         r#"{zone}
-[check.web]
-kind = "http"
-path = "/health"
-port = 8080
-search = "OK"
-interval = "{INTERVAL_MS}ms"
-timeout = "{TIMEOUT_MS}ms"
-rise = 2
-fall = {FALL}
-
+{check}
 [pool.primary]
 check = "web"
 endpoints = ["127.0.0.11"]
@@ -656,7 +647,8 @@ name = "w.{ORIGIN}."
 ttl = 1
 policy = {{ kind = "weighted", pool = "weighted" }}
 "#,
-        zone = zone_entry("dnssec = \"online\"")
+        zone = zone_entry("dnssec = \"online\""),
+        check = web_check(INTERVAL_MS, TIMEOUT_MS, 2, FALL),
     );
     let config = daemon::policy_file("online-signing", "flip", &text);
     let dir = config.parent().unwrap().to_owned();

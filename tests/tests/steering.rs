@@ -11,7 +11,7 @@ use std::{
 };
 
 use dnslb_tests::{
-    backend::{HttpBackend, Seen, watch_answers},
+    backend::{HttpBackend, Seen, watch_answers, web_check},
     daemon::{self, Answered, Daemon, RIG_METRICS, ZoneFile, kdig, sample, scrape},
     netns::{Rig, SERVER_ADDR, SwitchedRig},
 };
@@ -83,16 +83,7 @@ fn a_failed_backend_leaves_the_kernel_answers_within_fall_times_interval() {
         "failover",
         &format!(
             r#"
-[check.web]
-kind = "http"
-path = "/health"
-port = 8080
-search = "OK"
-interval = "{INTERVAL_MS}ms"
-timeout = "50ms"
-rise = {RISE}
-fall = {FALL}
-
+{check}
 [pool.web]
 check = "web"
 endpoints = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
@@ -101,7 +92,8 @@ endpoints = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 name = "svc.example.com."
 ttl = 5
 policy = {{ kind = "multivalue", pool = "web" }}
-"#
+"#,
+            check = web_check(INTERVAL_MS, 50, RISE, FALL),
         ),
     );
     let config = config.display().to_string();

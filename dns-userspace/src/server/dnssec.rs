@@ -47,17 +47,23 @@ impl<'a> Dnssec<'a> {
         ttl: u32,
         rdatas: &[RData],
     ) -> Vec<Record> {
-        let rrsigs: Vec<RData> = match self {
-            Dnssec::Off => return Vec::new(),
-            Dnssec::Presigned => zone.signatures(at, record_type),
+        let record = |rrsig: RData| Record::from_rdata(owner.clone(), ttl, rrsig);
+        match self {
+            Dnssec::Off => Vec::new(),
+            Dnssec::Presigned => zone
+                .signatures(at, record_type)
+                .into_iter()
+                .map(record)
+                .collect(),
+            // The cached RRSIGs are shared; the answer takes its own copy
+            // of each, in their wire form.
             Dnssec::Online(signer, now) => signer
                 .sign(owner, at, record_type, ttl, rdatas, now)
-                .to_vec(),
-        };
-        rrsigs
-            .into_iter()
-            .map(|rrsig| Record::from_rdata(owner.clone(), ttl, rrsig))
-            .collect()
+                .iter()
+                .cloned()
+                .map(record)
+                .collect(),
+        }
     }
 
     /// [`Dnssec::rrsigs`] of a zone's RRset.

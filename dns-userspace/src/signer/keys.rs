@@ -134,15 +134,19 @@ impl KeyRing {
                 .iter()
                 .filter(move |k| state(&k.key.timing, now) == KeyState::Active)
         };
-        let apex_keys = matches!(
-            record_type,
-            RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
-        );
+        let apex_keys = signed_by_ksk(record_type);
         let zone_signing = active().any(|k| !k.key.key_signing());
         active().filter(move |k| match apex_keys {
             true => k.key.key_signing(),
             false => !zone_signing || !k.key.key_signing(),
         })
+    }
+
+    /// The tags of the keys that sign the zone's data, then of those that
+    /// sign its key RRsets, at `now`.
+    pub fn signing_tags(&self, now: u64) -> [Vec<u16>; 2] {
+        [RecordType::SOA, RecordType::DNSKEY]
+            .map(|record_type| self.signing(record_type, now).map(|k| k.key.tag).collect())
     }
 
     /// The earliest planned event of any key after `now`.
@@ -197,6 +201,15 @@ fn publish_safety(policy: &SigningPolicy) -> u64 {
 /// propagation delay.
 fn retire_safety(policy: &SigningPolicy) -> u64 {
     policy.validity.as_secs() + policy.propagation.as_secs()
+}
+
+/// Whether RRsets of `record_type` are signed by the key-signing keys:
+/// the apex's DNSKEY, CDS and CDNSKEY (RFC 7344 §4.1).
+pub fn signed_by_ksk(record_type: RecordType) -> bool {
+    matches!(
+        record_type,
+        RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
+    )
 }
 
 /// The changes the policy calls for at `now`: a successor for a zone-

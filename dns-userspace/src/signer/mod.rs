@@ -236,9 +236,7 @@ impl ZoneSigner {
     /// The tags of the keys that sign the zone's data, then of those that
     /// sign its DNSKEY RRset, at `now`: a copy signed by others is stale.
     pub fn signing_tags(&self, now: u64) -> [Vec<u16>; 2] {
-        let ring = self.ring.load();
-        [RecordType::SOA, RecordType::DNSKEY]
-            .map(|record_type| ring.signing(record_type, now).map(|k| k.key.tag).collect())
+        self.ring.load().signing_tags(now)
     }
 
     /// Signs `rrset` with each key of `ring` that signs its type. The
@@ -389,14 +387,16 @@ impl ZoneSigner {
         const PER_CALL: usize = 20_000;
         let ring = self.ring.load();
         let due_by = now + self.policy.validity.as_secs() / 2;
+        // Worked out once for the sweep, not for each RRset under the
+        // cache's locks.
+        let [data_keys, key_keys] = ring.signing_tags(now);
         let due = self.cache.due(
             |rrset, signed| {
-                u64::from(signed.expiration) <= due_by
-                    || !signed
-                        .keys
-                        .iter()
-                        .copied()
-                        .eq(ring.signing(rrset.record_type, now).map(|k| k.key.tag))
+                let keys = match keys::signed_by_ksk(rrset.record_type) {
+                    true => &key_keys,
+                    false => &data_keys,
+                };
+                u64::from(signed.expiration) <= due_by || signed.keys != *keys
             },
             PER_CALL,
         );
