@@ -4,11 +4,14 @@
 //! answer waits for a signature that could have been made earlier.
 //!
 //! The cache is bounded in entries and bytes (least recently used goes
-//! first). When it is full, RRsets are still signed, on demand; it is never
+//! first, recency sampled: see [`SignatureCache::get`]). When it is full, RRsets are still signed, on demand; it is never
 //! cleared at once: an entry is replaced when the keys that sign its type
 //! change, by the sweep or by the next answer that needs it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU32, Ordering},
+};
 
 use hickory_proto::{
     rr::{Name, RData, RecordType},
@@ -32,7 +35,7 @@ pub struct RrsetData {
 /// Appends `value` to `buffer` in canonical form (RFC 4034 §6.2: names
 /// uncompressed and lowercase). A value that does not encode adds
 /// nothing; it would not sign either.
-fn canonical(buffer: &mut Vec<u8>, value: &impl BinEncodable) {
+fn canonical(buffer: &mut Canonical, value: &impl BinEncodable) {
     // hickory's encoder writes from the start of the buffer it is given.
     let mut encoded = Vec::new();
     let mut encoder = BinEncoder::new(&mut encoded);
@@ -43,15 +46,19 @@ fn canonical(buffer: &mut Vec<u8>, value: &impl BinEncodable) {
     }
 }
 
+/// An RRset's canonical form, built on the stack for the most common
+/// (an owner and a few addresses): a key is made for every answer.
+type Canonical = smallvec::SmallVec<[u8; 160]>;
+
 /// An RRset in canonical form (RFC 4034 §6: lowercase owner, records
 /// sorted by their canonical data), so that an answer in a rotated order
 /// is the same RRset. `owner` is the owner's lowercase wire form.
-fn canonical_rrset(owner: &[u8], record_type: RecordType, ttl: u32, rdatas: &[RData]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(owner.len() + 8 + 20 * rdatas.len());
+fn canonical_rrset(owner: &[u8], record_type: RecordType, ttl: u32, rdatas: &[RData]) -> Canonical {
+    let mut key = Canonical::new();
     key.extend_from_slice(owner);
     key.extend_from_slice(&u16::from(record_type).to_be_bytes());
     key.extend_from_slice(&ttl.to_be_bytes());
-    let data = |rdata: &RData, key: &mut Vec<u8>| {
+    let data = |rdata: &RData, key: &mut Canonical| {
         let start = key.len();
         key.extend_from_slice(&[0, 0]);
         // Addresses, what most answers hold, are their own canonical
@@ -68,10 +75,10 @@ fn canonical_rrset(owner: &[u8], record_type: RecordType, ttl: u32, rdatas: &[RD
         // Most answers: nothing to sort.
         [one] => data(one, &mut key),
         _ => {
-            let mut parts: Vec<Vec<u8>> = rdatas
+            let mut parts: Vec<Canonical> = rdatas
                 .iter()
                 .map(|rdata| {
-                    let mut part = Vec::new();
+                    let mut part = Canonical::new();
                     data(rdata, &mut part);
                     part
                 })
@@ -87,6 +94,9 @@ fn canonical_rrset(owner: &[u8], record_type: RecordType, ttl: u32, rdatas: &[RD
     key
 }
 
+/// The tags of the keys that sign one RRset: seldom more than two.
+pub type KeyTags = smallvec::SmallVec<[u16; 4]>;
+
 /// The signatures of one RRset.
 #[derive(Clone, Debug)]
 pub struct Signed {
@@ -94,8 +104,9 @@ pub struct Signed {
     /// When the first of them expires.
     pub expiration: u32,
     /// The tags of the keys that made them: when the keys that sign the
-    /// RRset's type change, they are made again.
-    pub keys: Vec<u16>,
+    /// RRset's type change, they are made again. Inline: an answer reads
+    /// them, and one more pointer to follow is one more cache miss.
+    pub keys: KeyTags,
 }
 
 struct Entry {
@@ -125,7 +136,12 @@ pub struct SignatureCache {
     max_entries: usize,
     max_bytes: usize,
     hashers: [ahash::RandomState; 2],
+    /// See [`SignatureCache::first_expiration`].
+    first_expiration: AtomicU32,
 }
+
+/// See [`SignatureCache::get`].
+const PROMOTE_EVERY: u64 = 8;
 
 /// See [`SignatureCache::key`].
 pub type Key = u128;
@@ -163,6 +179,7 @@ impl SignatureCache {
             max_entries: per_shard(max_entries),
             max_bytes: per_shard(max_bytes),
             hashers: [ahash::RandomState::new(), ahash::RandomState::new()],
+            first_expiration: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -184,17 +201,27 @@ impl SignatureCache {
     }
 
     /// The signatures kept for `key`, if `usable` takes them.
+    ///
+    /// One hit in [`PROMOTE_EVERY`] moves its entry to the front of the
+    /// recency order (the rest only read it): moving an entry writes to
+    /// its neighbours, cache misses on every answer, and an RRset asked
+    /// often is still moved often enough never to reach the back.
     pub fn get(&self, key: Key, usable: impl Fn(&Signed) -> bool) -> Option<Arc<[RData]>> {
         let mut shard = self.shard(key).lock().ok()?;
         let found = shard
             .entries
-            .get(&key)
+            .peek(&key)
             .filter(|entry| usable(&entry.signed))
             .map(|entry| entry.signed.rrsigs.clone());
         // Counted under the shard's lock: no counter shared by every
         // answering thread.
         match found {
-            Some(_) => shard.hits += 1,
+            Some(_) => {
+                shard.hits += 1;
+                if shard.hits % PROMOTE_EVERY == 0 {
+                    shard.entries.promote(&key);
+                }
+            }
             None => shard.misses += 1,
         }
         found
@@ -207,6 +234,8 @@ impl SignatureCache {
         if bytes > self.max_bytes {
             return;
         }
+        self.first_expiration
+            .fetch_min(signed.expiration, Ordering::Relaxed);
         let Ok(mut shard) = self.shard(key).lock() else {
             return;
         };
@@ -230,30 +259,48 @@ impl SignatureCache {
     }
 
     /// Up to `limit` RRsets whose signatures `due` says to make again,
-    /// with their keys; the entries stay until replaced.
+    /// with their keys; the entries stay until replaced (by
+    /// [`SignatureCache::refresh`]).
     pub fn due(
         &self,
         due: impl Fn(&RrsetData, &Signed) -> bool,
         limit: usize,
     ) -> Vec<(Key, RrsetData)> {
+        // Entries put while the sweep runs lower the bound themselves.
+        self.first_expiration.store(u32::MAX, Ordering::Relaxed);
         let mut found = Vec::new();
+        let mut first_kept = u32::MAX;
         for shard in &self.shards {
             let Ok(shard) = shard.lock() else { continue };
             for (key, entry) in shard.entries.iter() {
                 if found.len() >= limit {
+                    // Not all seen: the next sweep looks again.
+                    self.first_expiration.store(0, Ordering::Relaxed);
                     return found;
                 }
                 if due(&entry.rrset, &entry.signed) {
                     found.push((*key, entry.rrset.clone()));
+                } else {
+                    first_kept = first_kept.min(entry.signed.expiration);
                 }
             }
         }
+        self.first_expiration
+            .fetch_min(first_kept, Ordering::Relaxed);
         found
+    }
+
+    /// No signature in the cache expires before this (a bound, perhaps
+    /// low): until due, a sweep has nothing to look for.
+    pub fn first_expiration(&self) -> u32 {
+        self.first_expiration.load(Ordering::Relaxed)
     }
 
     /// Replaces the signatures of `key` if it is still kept, without
     /// making it the most recently used.
     pub fn refresh(&self, key: Key, signed: Signed) {
+        self.first_expiration
+            .fetch_min(signed.expiration, Ordering::Relaxed);
         if let Ok(mut shard) = self.shard(key).lock()
             && let Some(entry) = shard.entries.peek_mut(&key)
         {
@@ -297,19 +344,19 @@ mod tests {
         Signed {
             rrsigs: Arc::from(Vec::new()),
             expiration: 100,
-            keys: vec![key],
+            keys: KeyTags::from_slice(&[key]),
         }
     }
 
     impl RrsetData {
-        fn key(&self) -> Vec<u8> {
-            let mut owner = Vec::new();
+        fn key(&self) -> Canonical {
+            let mut owner = Canonical::new();
             canonical(&mut owner, &self.owner);
             canonical_rrset(&owner, self.record_type, self.ttl, &self.rdatas)
         }
 
         fn in_cache(&self, cache: &SignatureCache) -> Key {
-            let mut owner = Vec::new();
+            let mut owner = Canonical::new();
             canonical(&mut owner, &self.owner);
             cache.key(&owner, self.record_type, self.ttl, &self.rdatas)
         }
@@ -336,9 +383,9 @@ mod tests {
         };
         assert_ne!(cname("a.example.com.").key(), cname("b.example.com.").key());
         // The encoder's canonical form and the addresses' own agree.
-        let mut encoded = Vec::new();
+        let mut encoded = Canonical::new();
         canonical(&mut encoded, &RData::A(Ipv4Addr::new(198, 18, 0, 1).into()));
-        assert_eq!(encoded, [198, 18, 0, 1]);
+        assert_eq!(encoded.as_slice(), [198, 18, 0, 1]);
     }
 
     #[test]
@@ -354,7 +401,7 @@ mod tests {
         assert!(cache.get(kept.in_cache(&cache), |_| true).is_some());
         assert!(
             cache
-                .get(kept.in_cache(&cache), |s| s.keys == [2])
+                .get(kept.in_cache(&cache), |s| s.keys.as_slice() == [2])
                 .is_none()
         );
         let stats = cache.stats();
@@ -367,5 +414,28 @@ mod tests {
         }
         assert!(small.stats().bytes <= 64 << 10, "{:?}", small.stats());
         assert!(small.stats().entries > 0);
+    }
+
+    /// Recency is sampled, yet an RRset asked for all the while stays as
+    /// a thousand others pass through a cache of four per shard, while
+    /// one never asked for again goes.
+    #[test]
+    fn an_rrset_in_use_outlives_a_stream_of_others() {
+        let cache = SignatureCache::new(SHARDS * 4, usize::MAX);
+        let hot = rrset("hot.example.com.", &[1]);
+        let cold = rrset("cold.example.com.", &[2]);
+        for set in [&hot, &cold] {
+            cache.put(set.in_cache(&cache), set.clone(), signed(1));
+        }
+        for n in 0..1000u32 {
+            let owner = format!("n{n}.example.com.");
+            let set = rrset(&owner, &[3]);
+            cache.put(set.in_cache(&cache), set, signed(1));
+            assert!(
+                cache.get(hot.in_cache(&cache), |_| true).is_some(),
+                "evicted after {n}"
+            );
+        }
+        assert!(cache.get(cold.in_cache(&cache), |_| true).is_none());
     }
 }

@@ -105,6 +105,9 @@ pub struct ZoneSigner {
     /// Key changes (planned and asked for) one at a time in this process;
     /// the key directory's lock does it between processes.
     changing: Mutex<()>,
+    /// The keys signing when the cache was last swept: when they change,
+    /// every entry is looked at.
+    swept_with: Mutex<[Vec<u16>; 2]>,
     /// When the key directory last changed, as last read: a change is
     /// another node's (sharing the directory) or the operator's.
     dir_changed: Mutex<Option<SystemTime>>,
@@ -153,6 +156,7 @@ impl ZoneSigner {
             made: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             changing: Mutex::new(()),
+            swept_with: Mutex::new([Vec::new(), Vec::new()]),
             dir_changed: Mutex::new(dir_changed(key_dir)),
             last_seen: AtomicU64::new(now),
         })
@@ -389,14 +393,24 @@ impl ZoneSigner {
         let due_by = now + self.policy.validity.as_secs() / 2;
         // Worked out once for the sweep, not for each RRset under the
         // cache's locks.
-        let [data_keys, key_keys] = ring.signing_tags(now);
+        let tags = ring.signing_tags(now);
+        // Nothing to look for, and no entry to visit under the locks the
+        // answers take: the same keys sign, and none is due yet.
+        let same_keys = self.swept_with.lock().is_ok_and(|swept| *swept == tags);
+        if same_keys && u64::from(self.cache.first_expiration()) > due_by {
+            return 0;
+        }
+        if let Ok(mut swept) = self.swept_with.lock() {
+            swept.clone_from(&tags);
+        }
+        let [data_keys, key_keys] = tags;
         let due = self.cache.due(
             |rrset, signed| {
                 let keys = match keys::signed_by_ksk(rrset.record_type) {
                     true => &key_keys,
                     false => &data_keys,
                 };
-                u64::from(signed.expiration) <= due_by || signed.keys != *keys
+                u64::from(signed.expiration) <= due_by || signed.keys.as_slice() != keys.as_slice()
             },
             PER_CALL,
         );
@@ -652,6 +666,28 @@ mod tests {
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "private"))
             })
             .count()
+    }
+
+    /// The sweep makes signatures again once they are half way through
+    /// their validity, and not before.
+    #[test]
+    fn the_sweep_signs_again_at_half_validity() {
+        let dir = scratch();
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let start = now();
+        let signer =
+            ZoneSigner::open(&origin, SigningPolicy::default(), &dir, None, start).unwrap();
+        let owner = Name::from_ascii("www.example.com.").unwrap();
+        let wire = crate::zone::WireName::from_name(&owner).unwrap();
+        let rdatas = [RData::A(std::net::Ipv4Addr::new(198, 18, 0, 1).into())];
+        let first = signer.sign(&owner, wire.as_bytes(), RecordType::A, 60, &rdatas, start);
+        assert_eq!(first.len(), 1);
+        assert_eq!(signer.maintain(start + 1).unwrap(), 0);
+        let half = SigningPolicy::default().validity.as_secs() / 2;
+        assert_eq!(signer.maintain(start + 1).unwrap(), 0, "nothing due");
+        assert_eq!(signer.maintain(start + half).unwrap(), 1, "due");
+        assert_eq!(signer.maintain(start + half + 1).unwrap(), 0, "renewed");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// Two nodes sharing a key directory: the second takes the first's
