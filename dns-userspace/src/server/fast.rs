@@ -1,17 +1,35 @@
 //! The common case without the general encoder: a plain query (a standard
-//! query, one question, class IN, at most an OPT record without options or
-//! DO) whose answer is an RRset, NODATA or NXDOMAIN. The answer is built by
+//! query, one question, class IN, at most an OPT record without options)
+//! whose answer is an RRset, NODATA or NXDOMAIN. The answer is built by
 //! copying the question and the zone's pre-encoded records, as the kernel
 //! does; everything else goes to the general path in `respond`.
+//!
+//! With DO, a zone without DNSSEC data answers the same, DO echoed; a zone
+//! signed online answers an RRset of its own with the RRSIGs its signer
+//! holds fresh (their data kept in wire form). What DNSSEC must prove
+//! (denials, wildcards), signatures not yet made, and zones signed
+//! elsewhere go the general way.
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{RData, RecordType};
 
 use dns_common::wire::{
     CLASSIC_UDP_PAYLOAD, HEADER_LEN, OPT_LEN, QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR,
     RCODE_NXDOMAIN, TYPE_OPT,
 };
 
+use super::respond::Signers;
+use crate::signer::denial::EDNS_FLAG_CO;
 use crate::zone::{Catalog, Lookup, additional_target, wire};
+
+/// RRSIG's type on the wire.
+const TYPE_RRSIG: [u8; 2] = [0, 46];
+/// An RRSIG record's owner (a pointer to the question's name) and type,
+/// class IN.
+const RRSIG_HEAD: [u8; 6] = [0xc0, 0x0c, TYPE_RRSIG[0], TYPE_RRSIG[1], 0, 1];
+/// DO, the high bit of the OPT record's flags.
+const OPT_FLAGS_DO: u8 = 0x80;
+/// CO (RFC 9824), in the same byte.
+const OPT_FLAGS_CO: u8 = (EDNS_FLAG_CO >> 8) as u8;
 
 /// A query the fast path can answer, borrowed from the request.
 pub struct PlainQuery<'a> {
@@ -23,6 +41,11 @@ pub struct PlainQuery<'a> {
     record_type: RecordType,
     /// The client's EDNS payload size, when it sent an OPT record.
     edns_payload: Option<u16>,
+    /// DO was set.
+    dnssec_ok: bool,
+    /// The high byte of the answer's OPT flags: DO echoed, and CO with it
+    /// (RFC 9824 §4).
+    opt_flags: u8,
 }
 
 impl<'a> PlainQuery<'a> {
@@ -55,21 +78,19 @@ impl<'a> PlainQuery<'a> {
         }
         let mut end = question_end;
         let mut edns_payload = None;
+        let mut opt_flags = 0;
         if additional == 1 {
             let opt = request.get(question_end..question_end + OPT_LEN)?;
             let field = |at: usize| u16::from_be_bytes([opt[at], opt[at + 1]]);
-            // Root owner, type OPT, extended RCODE 0, version 0, DO clear,
-            // no options: anything else takes the general path.
-            if opt[0] != 0
-                || field(1) != TYPE_OPT
-                || opt[5] != 0
-                || opt[6] != 0
-                || opt[7] & 0x80 != 0
-                || field(9) != 0
-            {
+            // Root owner, type OPT, extended RCODE 0, version 0, no
+            // options: anything else takes the general path.
+            if opt[0] != 0 || field(1) != TYPE_OPT || opt[5] != 0 || opt[6] != 0 || field(9) != 0 {
                 return None;
             }
             edns_payload = Some(field(3));
+            if opt[7] & OPT_FLAGS_DO != 0 {
+                opt_flags = opt[7] & (OPT_FLAGS_DO | OPT_FLAGS_CO);
+            }
             end += OPT_LEN;
         }
         if end != request.len() {
@@ -82,6 +103,8 @@ impl<'a> PlainQuery<'a> {
             name_len,
             record_type,
             edns_payload,
+            dnssec_ok: opt_flags != 0,
+            opt_flags,
         })
     }
 
@@ -91,20 +114,34 @@ impl<'a> PlainQuery<'a> {
     }
 
     /// The answer, or `None` when it needs the general path (aliases,
-    /// referrals, names outside every zone, answers too big for `limit`).
-    /// `rotation` picks the first record of rotated A and AAAA sets.
+    /// referrals, names outside every zone, answers too big for `limit`,
+    /// DNSSEC beyond cached signatures). `rotation` picks the first record
+    /// of rotated A and AAAA sets; `signers` sign the zones signed online.
     /// The answer is written to `answer` (cleared first).
     pub fn answer_into(
         &self,
         answer: &mut Vec<u8>,
-        catalog: &Catalog,
+        (catalog, signers): (&Catalog, &Signers),
         server_payload: u16,
         max_len: Option<usize>,
         rotation: usize,
     ) -> Option<()> {
         let name = &self.name[..self.name_len];
         let zone = catalog.find(name)?;
-        let (rcode, rrset) = match zone.lookup(name, self.record_type) {
+        let signer = match self.dnssec_ok && zone.is_signed() {
+            // Signed elsewhere: the zone's RRSIGs and NSECs are chosen by
+            // the general path.
+            true if !zone.is_online() => return None,
+            true => Some(signers.get(zone.origin().as_bytes())?),
+            false => None,
+        };
+        let lookup = zone.lookup(name, self.record_type);
+        if signer.is_some() && !(matches!(lookup, Lookup::Answer(_)) && zone.node(name).is_some()) {
+            // A denial, or a wildcard's answer, which proves the name
+            // absent too.
+            return None;
+        }
+        let (rcode, rrset) = match lookup {
             // Answers with an additional section take the general path.
             Lookup::Answer(set)
                 if set
@@ -146,6 +183,23 @@ impl<'a> PlainQuery<'a> {
                     // The set has no template (data that would not encode).
                     return None;
                 }
+                if let Some(signer) = signer {
+                    let now = crate::signer::now();
+                    let rrsigs =
+                        signer.cached(name, set.record_type(), set.ttl(), set.rdatas(), now)?;
+                    for rrsig in rrsigs.iter() {
+                        // The signer keeps each RRSIG's data as its bytes.
+                        let RData::Unknown { rdata, .. } = rrsig else {
+                            return None;
+                        };
+                        let data = &rdata.anything;
+                        answer.extend_from_slice(&RRSIG_HEAD);
+                        answer.extend_from_slice(&set.ttl().to_be_bytes());
+                        answer.extend_from_slice(&u16::try_from(data.len()).ok()?.to_be_bytes());
+                        answer.extend_from_slice(data);
+                        answers += 1;
+                    }
+                }
             }
             None => {
                 let soa = zone.negative_soa_wire();
@@ -159,7 +213,8 @@ impl<'a> PlainQuery<'a> {
         answer[6..8].copy_from_slice(&answers.to_be_bytes());
         if self.edns_payload.is_some() {
             let [high, low] = server_payload.to_be_bytes();
-            answer.extend_from_slice(&[0, 0, 41, high, low, 0, 0, 0, 0, 0, 0]);
+            let flags = self.opt_flags;
+            answer.extend_from_slice(&[0, 0, 41, high, low, 0, 0, flags, 0, 0, 0]);
         }
         (answer.len() <= limit).then_some(())
     }

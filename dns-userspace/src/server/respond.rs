@@ -275,8 +275,15 @@ impl Responder {
             let max_len = (transport == Transport::Tcp).then_some(u16::MAX as usize);
             let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
             let catalog = self.catalog.load();
+            let signers = self.signers.load();
             if query
-                .answer_into(answer, &catalog, self.edns_payload, max_len, rotation)
+                .answer_into(
+                    answer,
+                    (&catalog, &signers),
+                    self.edns_payload,
+                    max_len,
+                    rotation,
+                )
                 .is_some()
             {
                 return true;
@@ -1192,6 +1199,95 @@ big     TXT  \"one of many records that together do not fit in 512 bytes, number
                 assert_eq!(through(&plain), through(&signed), "{name} {record_type}");
             }
         }
+    }
+
+    /// The fast path's answer to `request`, if it takes it (rotation 0).
+    fn fast_answer(responder: &Responder, request: &[u8]) -> Option<Vec<u8>> {
+        let query = PlainQuery::parse(request)?;
+        let mut answer = Vec::new();
+        let (catalog, signers) = (responder.catalog.load(), responder.signers.load());
+        query
+            .answer_into(
+                &mut answer,
+                (&catalog, &signers),
+                responder.edns_payload,
+                None,
+                0,
+            )
+            .map(|()| answer)
+    }
+
+    #[test]
+    fn do_queries_take_the_fast_path_with_the_signatures_the_general_one_sends() {
+        const DO: u16 = 0x8000;
+        const CO: u16 = EDNS_FLAG_CO;
+        let cases = [
+            ("WwW.example.COM.", RecordType::A),
+            ("www.example.com.", RecordType::AAAA),
+            ("txt.example.com.", RecordType::TXT),
+            ("example.com.", RecordType::SOA),
+            ("www.example.com.", RecordType::MX),
+            ("nope.example.com.", RecordType::A),
+            ("x.w.example.com.", RecordType::A),
+            ("mail.example.com.", RecordType::MX),
+        ];
+        // Online: the RRsets of the zone's own names, signed; what DNSSEC
+        // has to prove (NODATA, a missing name, a wildcard) and answers
+        // with additional records go the general way.
+        let signed_fast = 4;
+        for (responder, online) in [(responder(), false), (signing_responder(), true)] {
+            for (i, (name, record_type)) in cases.into_iter().enumerate() {
+                for flags in [DO, DO | CO] {
+                    let request = with_flags(name, record_type, flags);
+                    let general = responder
+                        .respond_in_general(&request, LOCAL, Transport::Udp, Asked::ByClient)
+                        .unwrap();
+                    // The general path made the signatures; the fast path
+                    // only takes them from the cache.
+                    let fast = fast_answer(&responder, &request);
+                    // Unsigned, all but the answer with additional records.
+                    let expected = match online {
+                        true => i < signed_fast,
+                        false => name != "mail.example.com.",
+                    };
+                    assert_eq!(
+                        fast.is_some(),
+                        expected,
+                        "{name} {record_type} online {online}"
+                    );
+                    let Some(fast) = fast else { continue };
+                    // The SOA's names in its data (in answers and
+                    // denials) are compressed by the general encoder only,
+                    // as without DO.
+                    let len = |answer: &[u8]| {
+                        let with_soa = Message::from_vec(answer)
+                            .unwrap()
+                            .all_sections()
+                            .any(|r| r.record_type() == RecordType::SOA);
+                        (!with_soa).then_some(answer.len())
+                    };
+                    assert_eq!(
+                        (summary(&fast), len(&fast)),
+                        (summary(&general), len(&general)),
+                        "{name} {record_type} {flags:#x} online {online}"
+                    );
+                    let rrsigs = Message::from_vec(&fast)
+                        .unwrap()
+                        .answers
+                        .iter()
+                        .filter(|r| r.record_type() == RecordType::RRSIG)
+                        .count();
+                    assert_eq!(rrsigs, usize::from(online), "{name} {record_type}");
+                }
+            }
+        }
+        // Nothing signed yet: the fast path leaves it to the general one,
+        // which signs.
+        let cold = signing_responder();
+        let request = with_flags("www.example.com.", RecordType::A, DO);
+        assert!(fast_answer(&cold, &request).is_none());
+        assert!(cold.respond(&request, LOCAL, Transport::Udp).is_some());
+        assert!(fast_answer(&cold, &request).is_some());
     }
 
     #[test]

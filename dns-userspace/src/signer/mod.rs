@@ -32,7 +32,7 @@ use hickory_proto::{
 use nix::unistd::{Gid, Uid};
 
 pub use cache::{CacheStats, RrsetData};
-use cache::{SignatureCache, Signed};
+use cache::{Key, SignatureCache, Signed};
 use keyfile::{KeyAlgorithm, ZoneKey};
 use keys::{KeyRing, RingKey};
 pub use keys::{KeyState, Roll, RollError};
@@ -202,20 +202,11 @@ impl ZoneSigner {
         rdatas: &[RData],
         now: u64,
     ) -> Arc<[RData]> {
-        let ring = self.ring.load();
         let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
-        let fresh_until = now + self.policy.validity.as_secs() / 4;
-        let usable = |signed: &Signed| {
-            u64::from(signed.expiration) > fresh_until
-                && signed
-                    .keys
-                    .iter()
-                    .copied()
-                    .eq(ring.signing(record_type, now).map(|k| k.key.tag))
-        };
-        if let Some(rrsigs) = self.cache.get(key, usable) {
+        if let Some(rrsigs) = self.fresh(key, record_type, now) {
             return rrsigs;
         }
+        let ring = self.ring.load();
         let rrset = RrsetData {
             owner: owner.clone(),
             record_type,
@@ -228,6 +219,37 @@ impl ZoneSigner {
             self.cache.put(key, rrset, signed);
         }
         rrsigs
+    }
+
+    /// [`ZoneSigner::sign`]'s RRSIGs if the cache holds them fresh, else
+    /// `None` (nothing is signed): for answers that have no owner name
+    /// object at hand to sign with, and take the general path on a miss.
+    pub fn cached(
+        &self,
+        owner_wire: &[u8],
+        record_type: RecordType,
+        ttl: u32,
+        rdatas: &[RData],
+        now: u64,
+    ) -> Option<Arc<[RData]>> {
+        let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
+        self.fresh(key, record_type, now)
+    }
+
+    /// The cached RRSIGs of `key` while more than a quarter of their
+    /// validity is left and the keys that sign `record_type` made them.
+    fn fresh(&self, key: Key, record_type: RecordType, now: u64) -> Option<Arc<[RData]>> {
+        let ring = self.ring.load();
+        let fresh_until = now + self.policy.validity.as_secs() / 4;
+        let usable = |signed: &Signed| {
+            u64::from(signed.expiration) > fresh_until
+                && signed
+                    .keys
+                    .iter()
+                    .copied()
+                    .eq(ring.signing(record_type, now).map(|k| k.key.tag))
+        };
+        self.cache.get(key, usable)
     }
 
     /// The RRSIGs of `rrset` made now with the keys in use, the cache
