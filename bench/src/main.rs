@@ -322,6 +322,6 @@ fn run_signing(
         &mixes,
         settings.flood_seconds,
         settings.dnsperf_qps,
-        settings.rounds.min(3),
+        settings.rounds,
     )
 }
