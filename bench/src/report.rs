@@ -364,9 +364,9 @@ pub fn signing_section(g: &SigningCost) -> String {
         let _ = writeln!(
             out,
             "\nThe same path answering DO queries for 1,000 names of the zone signed online, its signature \
-             cache warm (the cached RRSIGs copied as they are kept, in wire form): {:.0} answers/s, {} × unsigned. (Unsigned and signed timed in \
-             turn {} times; the pair with the median ratio shown, here and below, throughput and \
-             latency each their own.)",
+             cache warm (the cached RRSIGs copied as they are kept, in wire form): {:.0} answers/s, {} × \
+             unsigned. (Unsigned and signed timed in turn {} times; the pair with the median ratio shown, \
+             here and below, throughput and latency each their own.)",
             g.signed_answers_per_core,
             ratio(g.signed_answers_per_core, Some(g.unsigned_answers_per_core)),
             g.rounds

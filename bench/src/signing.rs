@@ -152,6 +152,8 @@ pub fn run(
         let tails = pairs
             .into_iter()
             .map(|[(_, signed), (_, plain)]| (signed, plain));
+        // Unsigned over signed, as throughput is signed over unsigned: the
+        // lower middle of an even count is then the less flattering pair.
         let (signed_latency, plain_latency) = median_pair(tails.collect(), |(signed, plain)| {
             plain.p99.as_secs_f64() / signed.p99.as_secs_f64().max(f64::MIN_POSITIVE)
         })
@@ -269,8 +271,8 @@ fn do_query(name: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The daemon's responder answering DO queries for the zone as its
-/// server does (`Responder::respond`), per second on this thread: unsigned, or signed with keys in `key_dir` (the
-/// cache warmed first).
+/// server does (`Responder::respond`), per second on this thread:
+/// unsigned, or signed with keys in `key_dir` (the cache warmed first).
 fn answers_per_core(zone: &Path, key_dir: Option<&Path>, window: Duration) -> anyhow::Result<f64> {
     let origin = Name::from_ascii(format!("{ORIGIN}."))?;
     let mut loaded = load_zone(&origin, zone)?;

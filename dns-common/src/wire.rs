@@ -19,6 +19,7 @@ pub const RECORD_HEADER_LEN: usize = 12;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_RRSIG: u16 = 46;
 pub const CLASS_IN: u16 = 1;
 
 /// Bits of header byte 2 a query we answer must have clear: QR, OPCODE

@@ -13,23 +13,30 @@
 use hickory_proto::rr::{RData, RecordType};
 
 use dns_common::wire::{
-    CLASSIC_UDP_PAYLOAD, HEADER_LEN, OPT_LEN, QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR,
-    RCODE_NXDOMAIN, TYPE_OPT,
+    CLASS_IN, CLASSIC_UDP_PAYLOAD, HEADER_LEN, OPT_DO, OPT_FLAGS_AT, OPT_LEN, POINTER_TO_QUESTION,
+    QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR, RCODE_NXDOMAIN, TYPE_OPT, TYPE_RRSIG,
 };
 
 use super::respond::Signers;
 use crate::signer::denial::EDNS_FLAG_CO;
 use crate::zone::{Catalog, Lookup, additional_target, wire};
 
-/// RRSIG's type on the wire.
-const TYPE_RRSIG: [u8; 2] = [0, 46];
-/// An RRSIG record's owner (a pointer to the question's name) and type,
-/// class IN.
-const RRSIG_HEAD: [u8; 6] = [0xc0, 0x0c, TYPE_RRSIG[0], TYPE_RRSIG[1], 0, 1];
-/// DO, the high bit of the OPT record's flags.
-const OPT_FLAGS_DO: u8 = 0x80;
-/// CO (RFC 9824), in the same byte.
-const OPT_FLAGS_CO: u8 = (EDNS_FLAG_CO >> 8) as u8;
+/// An RRSIG record's owner (a pointer to the question's name), type and
+/// class.
+const RRSIG_HEAD: [u8; 6] = {
+    let [t0, t1] = TYPE_RRSIG.to_be_bytes();
+    let [c0, c1] = CLASS_IN.to_be_bytes();
+    [
+        POINTER_TO_QUESTION[0],
+        POINTER_TO_QUESTION[1],
+        t0,
+        t1,
+        c0,
+        c1,
+    ]
+};
+/// CO (RFC 9824), in the OPT flags byte that holds DO.
+const OPT_CO: u8 = (EDNS_FLAG_CO >> 8) as u8;
 
 /// A query the fast path can answer, borrowed from the request.
 pub struct PlainQuery<'a> {
@@ -41,8 +48,6 @@ pub struct PlainQuery<'a> {
     record_type: RecordType,
     /// The client's EDNS payload size, when it sent an OPT record.
     edns_payload: Option<u16>,
-    /// DO was set.
-    dnssec_ok: bool,
     /// The high byte of the answer's OPT flags: DO echoed, and CO with it
     /// (RFC 9824 §4).
     opt_flags: u8,
@@ -88,8 +93,9 @@ impl<'a> PlainQuery<'a> {
                 return None;
             }
             edns_payload = Some(field(3));
-            if opt[7] & OPT_FLAGS_DO != 0 {
-                opt_flags = opt[7] & (OPT_FLAGS_DO | OPT_FLAGS_CO);
+            let flags = opt[OPT_FLAGS_AT];
+            if flags & OPT_DO != 0 {
+                opt_flags = flags & (OPT_DO | OPT_CO);
             }
             end += OPT_LEN;
         }
@@ -103,7 +109,6 @@ impl<'a> PlainQuery<'a> {
             name_len,
             record_type,
             edns_payload,
-            dnssec_ok: opt_flags != 0,
             opt_flags,
         })
     }
@@ -128,7 +133,8 @@ impl<'a> PlainQuery<'a> {
     ) -> Option<()> {
         let name = &self.name[..self.name_len];
         let zone = catalog.find(name)?;
-        let signer = match self.dnssec_ok && zone.is_signed() {
+        let dnssec_ok = self.opt_flags & OPT_DO != 0;
+        let signer = match dnssec_ok && zone.is_signed() {
             // Signed elsewhere: the zone's RRSIGs and NSECs are chosen by
             // the general path.
             true if !zone.is_online() => return None,

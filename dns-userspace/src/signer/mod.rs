@@ -202,11 +202,11 @@ impl ZoneSigner {
         rdatas: &[RData],
         now: u64,
     ) -> Arc<[RData]> {
+        let ring = self.ring.load();
         let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
-        if let Some(rrsigs) = self.fresh(key, record_type, now) {
+        if let Some(rrsigs) = self.fresh(&ring, key, record_type, now) {
             return rrsigs;
         }
-        let ring = self.ring.load();
         let rrset = RrsetData {
             owner: owner.clone(),
             record_type,
@@ -233,13 +233,19 @@ impl ZoneSigner {
         now: u64,
     ) -> Option<Arc<[RData]>> {
         let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
-        self.fresh(key, record_type, now)
+        self.fresh(&self.ring.load(), key, record_type, now)
     }
 
     /// The cached RRSIGs of `key` while more than a quarter of their
-    /// validity is left and the keys that sign `record_type` made them.
-    fn fresh(&self, key: Key, record_type: RecordType, now: u64) -> Option<Arc<[RData]>> {
-        let ring = self.ring.load();
+    /// validity is left and the keys of `ring` that sign `record_type`
+    /// made them.
+    fn fresh(
+        &self,
+        ring: &KeyRing,
+        key: Key,
+        record_type: RecordType,
+        now: u64,
+    ) -> Option<Arc<[RData]>> {
         let fresh_until = now + self.policy.validity.as_secs() / 4;
         let usable = |signed: &Signed| {
             u64::from(signed.expiration) > fresh_until
