@@ -8,6 +8,7 @@
 
 pub mod cookie;
 pub mod guard;
+pub mod signatures;
 pub mod wire;
 
 /// Longest domain name on the wire, root label included (RFC 1035 §3.1).
@@ -44,7 +45,7 @@ pub const fn digest_step(state: u64, word: u64) -> u64 {
 /// The version of the maps' key and value layouts. Bumped with any change
 /// to them: a daemon restarted with `--pin` adopts pinned maps only of its
 /// own layout, and otherwise fills new ones and swaps the program.
-pub const MAP_LAYOUT: u32 = 2;
+pub const MAP_LAYOUT: u32 = 3;
 
 /// Map and program names, shared so a rename cannot split the two sides.
 pub mod names {
@@ -78,6 +79,10 @@ pub mod names {
     /// `LpmTrie<ClientNetKey, u8>`: client networks (IPv4 mapped, under
     /// service 0) the rate limit leaves alone.
     pub const RRL_EXEMPT: &str = "RRL_EXEMPT";
+    /// `HashMap<signatures::SigKey, signatures::SigValue<L>>`: the RRSIG
+    /// records of signed hot RRsets, one map per size class, in the order
+    /// of [`super::signatures::SIG_CLASSES`].
+    pub const SIGS: [&str; 2] = ["SIGS_256", "SIGS_640"];
     /// The answering XDP program.
     pub const PROGRAM: &str = "dnslb";
     /// An XDP program that passes everything: attached to a veth peer so that
@@ -220,7 +225,8 @@ pub const V4_MAPPED_BITS: u32 = 96;
 pub const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /// [`HotSet::flags`]: the name is in a zone with DNSSEC records, so a
-/// query with DO set goes to the daemon, which holds the signatures.
+/// query with DO set is answered with signatures: those in the signature
+/// maps under [`HotSet::signatures`], or, without them, by the daemon.
 pub const SET_SIGNED: u8 = 1;
 
 /// The kernel's answer material for one name's A (`W` = 4) or AAAA
@@ -248,9 +254,20 @@ pub struct HotSet<const W: usize> {
     /// (RFC 7871 §7.2.1): the length of the client network that decided
     /// it, 0 for answers that do not depend on the client.
     pub scope: u8,
-    pub _pad: [u8; 3],
+    /// The [`signatures::SIG_CLASSES`] index of this value's signatures.
+    pub sig_class: u8,
+    /// Which signature an answer carries: its first endpoint's index
+    /// masked by this. 0 where every answer is the same RRset in another
+    /// order (one signature), `MAX_ENDPOINTS - 1` where each first
+    /// endpoint starts a different RRset (a weighted pick, a window).
+    pub variant_mask: u8,
+    pub _pad: u8,
     /// For [`Selection::ByClient`]: the service generation to look up.
     pub service: u32,
+    pub _reserved: u32,
+    /// The [`signatures::SigKey::set`] of this value's signatures; 0 when
+    /// the kernel holds none (DO queries for a signed name pass).
+    pub signatures: u64,
     /// `cumulative[i]` is the sum of the weights of endpoints `0..=i`;
     /// entries past `endpoints` are `u16::MAX` so they are never chosen.
     pub cumulative: [u16; MAX_ENDPOINTS],
@@ -274,8 +291,12 @@ impl<const W: usize> HotSet<W> {
         selection: Selection::RoundRobin as u8,
         flags: 0,
         scope: 0,
-        _pad: [0; 3],
+        sig_class: 0,
+        variant_mask: 0,
+        _pad: 0,
         service: 0,
+        _reserved: 0,
+        signatures: 0,
         cumulative: [u16::MAX; MAX_ENDPOINTS],
         branches: [0; MAX_ENDPOINTS],
         addrs: [[0; W]; MAX_ENDPOINTS],
@@ -328,10 +349,14 @@ pub enum Counter {
     RateSlipped,
     /// Over the client network's rate: dropped.
     RateDropped,
+    /// A DO query for a name in a signed zone whose answer the kernel
+    /// holds no signatures for: none written, none for the RRset drawn,
+    /// or past the time they must be renewed by.
+    PassUnsigned,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::Answered,
         Counter::PassNotDns,
         Counter::PassUnsupported,
@@ -344,6 +369,7 @@ impl Counter {
         Counter::DropResponse,
         Counter::RateSlipped,
         Counter::RateDropped,
+        Counter::PassUnsigned,
     ];
 
     /// The `reason` label of `dnslb_xdp_passed_total`, or `None` for the
@@ -359,6 +385,7 @@ impl Counter {
             Counter::PassMalformed => Some("malformed"),
             Counter::PassTooBig => Some("too_big"),
             Counter::PassNotOurs => Some("not_ours"),
+            Counter::PassUnsigned => Some("unsigned"),
             Counter::DropResponse | Counter::RateSlipped | Counter::RateDropped => None,
         }
     }
@@ -377,10 +404,15 @@ mod pod {
     unsafe impl aya::Pod for super::cookie::CookieSecrets {}
     unsafe impl aya::Pod for super::guard::Guard {}
     unsafe impl aya::Pod for super::guard::RrlBucket {}
+    unsafe impl aya::Pod for super::signatures::SigKey {}
+    unsafe impl<const L: usize> aya::Pod for super::signatures::SigValue<L> {}
 
-    const _: () = assert!(core::mem::size_of::<super::HotA>() == 20 + 32 + 32 + 64);
-    const _: () = assert!(core::mem::size_of::<super::HotAaaa>() == 20 + 32 + 32 + 256);
-    const _: () = assert!(core::mem::size_of::<super::HotEntry<64, 4>>() == 64 + 148);
+    const _: () = assert!(core::mem::size_of::<super::HotA>() == 32 + 32 + 32 + 64);
+    const _: () = assert!(core::mem::size_of::<super::HotAaaa>() == 32 + 32 + 32 + 256);
+    const _: () = assert!(core::mem::size_of::<super::HotEntry<64, 4>>() == 64 + 160);
+    const _: () = assert!(core::mem::size_of::<super::signatures::SigKey>() == 16);
+    const _: () = assert!(core::mem::size_of::<super::signatures::SigValue<256>>() == 16 + 256);
+    const _: () = assert!(core::mem::size_of::<super::signatures::SigValue<640>>() == 16 + 640);
     const _: () = assert!(core::mem::size_of::<super::ClientNetKey>() == 20);
     const _: () = assert!(core::mem::size_of::<super::cookie::CookieSecrets>() == 48);
     const _: () = assert!(core::mem::size_of::<super::guard::Guard>() == 48 + 16 + 64);

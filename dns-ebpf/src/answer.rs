@@ -13,6 +13,7 @@ use dns_common::{
     Counter, HotSet, MAX_ENDPOINTS, SET_SIGNED, Selection, V4_MAPPED_BITS, V4_MAPPED_PREFIX,
     cookie::{CookieAddr, CookieSecrets},
     guard::{Guard, Verdict},
+    signatures::SigValue,
     wire::{
         ANSWER_FLAGS0, CLIENT_COOKIE_LEN, COOKIE_OPTION_LEN, ECS_FAMILY_V4, ECS_FIXED_LEN,
         FLAGS0_RD, FLAGS0_TC, FLAGS1_CD, HEADER_LEN, OPT_DO, OPT_LEN, OPTION_COOKIE,
@@ -22,13 +23,16 @@ use dns_common::{
 
 use crate::{
     DIGEST_MASK, EDNS_PAYLOAD, XDP_LOG, config, config_u64, guard,
-    hot::{self, A, Aaaa, RecordType},
+    hot::{self, A, Aaaa, RecordType, Signatures},
     packet::{self, Datagram, IPV6_LEN, UDP_LEN},
     query::{self, Question},
     scratch::{self, MSG_LEN, OUT_LEN, Scratch},
 };
 
 const ENDPOINT_MASK: usize = MAX_ENDPOINTS - 1;
+/// The most bytes summed by one call of `bpf_csum_diff`: kernels before
+/// 6.13 refuse more than 512.
+const CSUM_CHUNK: usize = 512;
 /// An address, family and prefix length: the most an ECS option carries.
 const ECS_OPTION_MAX: usize = OPTION_HEADER_LEN + ECS_FIXED_LEN + 16;
 
@@ -114,10 +118,7 @@ fn build<const W: usize, T: RecordType<W>>(
         scratch.log_name_len = question.name_len as u16;
         scratch.log_selection = name_set.selection;
     }
-    if question.dnssec_ok && name_set.flags & SET_SIGNED != 0 {
-        // The daemon holds the signatures.
-        return Err(Counter::PassEdns);
-    }
+    let signing = question.dnssec_ok && name_set.flags & SET_SIGNED != 0;
     let set = if name_set.selection == Selection::ByClient as u8 {
         let (addr, prefix) = client_network(scratch, question, datagram);
         hot::for_client::<W, T>(name_set, addr, prefix).ok_or(Counter::PassNotHot)?
@@ -134,7 +135,20 @@ fn build<const W: usize, T: RecordType<W>>(
     if answers == 0 || answers > endpoints || endpoints > MAX_ENDPOINTS {
         return Err(Counter::PassMalformed);
     }
+    // Drawn before anything is written: a signed answer's signatures
+    // depend on the RRset drawn. Opaque, so that the verifier follows one
+    // state from here on rather than one per endpoint a draw can end at.
+    let drawn = first_endpoint(set, scratch, endpoints);
+    let first = scratch.opaque(drawn) & ENDPOINT_MASK;
     let records_len = answers * (RECORD_HEADER_LEN + W);
+    // The signatures go straight into the output, after where the records
+    // will be; only their length and count are carried on.
+    let (signature_len, signature_records) = if signing {
+        write_signatures_for(scratch, set, first, records_len)?
+    } else {
+        (0, 0)
+    };
+    let signed_len = records_len + signature_len;
     let cookie_len = if question.cookie_at != 0 {
         COOKIE_OPTION_LEN
     } else {
@@ -152,7 +166,9 @@ fn build<const W: usize, T: RecordType<W>>(
     } else {
         0
     };
-    if question.end + records_len + opt_len > question.payload_limit {
+    if question.end + signed_len + opt_len > question.payload_limit
+        || signed_len + opt_len > OUT_LEN
+    {
         return Err(Counter::PassTooBig);
     }
 
@@ -168,28 +184,27 @@ fn build<const W: usize, T: RecordType<W>>(
         Verdict::Slip => true,
         Verdict::Drop => return Err(Counter::RateDropped),
     };
-    let (records_len, answers) = if truncated {
+    let (signed_len, answers) = if truncated {
         (0, 0)
     } else {
-        let first = first_endpoint(set, scratch, endpoints);
         // LLVM knows `first` < 16 and would drop the mask; the verifier
         // does not know it (it cannot bound a remainder), so the mask must
         // stay.
         let slot = core::hint::black_box(first) & ENDPOINT_MASK;
         crate::count_branch(set.branches[slot]);
         write_records::<W, T>(scratch, set, first, answers, endpoints);
-        (records_len, answers)
+        (signed_len, answers + signature_records)
     };
-    let section_len = records_len + opt_len;
+    let section_len = signed_len + opt_len;
     if question.edns {
         write_opt_head(
             scratch,
-            records_len,
+            signed_len,
             server_payload,
             question.dnssec_ok,
             cookie_len + ecs_len,
         );
-        let options_at = records_len + OPT_LEN;
+        let options_at = signed_len + OPT_LEN;
         if let Some(cookie) = cookie {
             write_cookie(scratch, options_at, question, cookie);
         }
@@ -204,6 +219,63 @@ fn build<const W: usize, T: RecordType<W>>(
         answers,
         truncated,
     })
+}
+
+/// Writes the RRSIG records of the RRset starting at endpoint `first` of
+/// `set` to `at` in the output; their length and count. A signed name's
+/// DO query is answered with signatures the daemon made, still fresh, or
+/// it passes to the daemon.
+#[inline(always)]
+fn write_signatures_for<const W: usize>(
+    scratch: &mut Scratch,
+    set: &HotSet<W>,
+    first: usize,
+    at: usize,
+) -> Result<(usize, usize), Counter> {
+    if set.signatures == 0 {
+        return Err(Counter::PassUnsigned);
+    }
+    let variant = (first as u32) & u32::from(set.variant_mask);
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let (len, records) = match hot::signatures(set, variant, now) {
+        Some(Signatures::Small(value)) => write_signatures(scratch, value, at)?,
+        Some(Signatures::Large(value)) => write_signatures(scratch, value, at)?,
+        None => return Err(Counter::PassUnsigned),
+    };
+    // One state for what follows, whichever class they came from.
+    Ok((scratch.opaque(len), records))
+}
+
+/// Copies one variant's RRSIG records to `at` in the output, eight bytes
+/// at a time (the bytes past their end are overwritten by what follows);
+/// their length and count.
+#[inline(always)]
+fn write_signatures<const L: usize>(
+    scratch: &mut Scratch,
+    value: &SigValue<L>,
+    at: usize,
+) -> Result<(usize, usize), Counter> {
+    let len = value.len as usize;
+    if len > L {
+        return Err(Counter::PassMalformed);
+    }
+    if at + len > OUT_LEN {
+        return Err(Counter::PassTooBig);
+    }
+    let records = usize::from(value.records);
+    let len = scratch.opaque(len);
+    let words = value.bytes.as_ptr() as *const u64;
+    for i in 0..L / 8 {
+        if i * 8 >= len {
+            break;
+        }
+        // SAFETY: `i < L / 8`: inside the `L`-byte buffer, which starts 16
+        // bytes into a map value the kernel aligns to 8 bytes.
+        let word = unsafe { words.add(i).read() };
+        scratch.set_out_u64(at + i * 8, word);
+    }
+    Ok((len, records))
 }
 
 /// The client network a client-dependent answer is chosen by: the Client
@@ -536,11 +608,16 @@ fn dns_sum(
     scratch.pad_msg(question_end);
     let head_len = (question_end + 3) & !3;
     let body_len = (section_len + 3) & !3;
-    // The masks restate the bounds for the verifier: a question ends by
-    // 12 + 255 + 4 bytes, the sections by OUT_LEN.
-    // SAFETY: both buffers are in the scratch area, with the sizes the
-    // masks allow inside them.
-    let (head, body) = unsafe {
+    // The sections are summed in two parts of at most CSUM_CHUNK bytes,
+    // the most the helper takes at once on older kernels. The masks
+    // restate the bounds for the verifier: a question ends by 12 + 255 + 4
+    // bytes, the sections by OUT_LEN.
+    let first_len = body_len.min(CSUM_CHUNK) & (CSUM_CHUNK * 2 - 4);
+    let rest_len = (body_len - first_len) & (CSUM_CHUNK * 2 - 4);
+    let out = scratch.out_ptr();
+    // SAFETY: all three buffers are in the scratch area, with the sizes
+    // the masks allow inside them (the output holds 2 * OUT_LEN bytes).
+    let (head, first, rest) = unsafe {
         (
             bpf_csum_diff(
                 core::ptr::null_mut(),
@@ -552,20 +629,27 @@ fn dns_sum(
             bpf_csum_diff(
                 core::ptr::null_mut(),
                 0,
-                scratch.out_ptr() as *mut u32,
-                (body_len & (OUT_LEN * 2 - 4)) as u32,
+                out as *mut u32,
+                first_len as u32,
+                0,
+            ),
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                out.add(CSUM_CHUNK) as *mut u32,
+                rest_len as u32,
                 0,
             ),
         )
     };
-    if head < 0 || body < 0 {
+    if head < 0 || first < 0 || rest < 0 {
         return Err(Counter::PassMalformed);
     }
     // The helper sums 16-bit words as they lie in memory, little-endian:
     // byte-swapped against the checksum's big-endian words, unless the
     // bytes start at an odd offset, which swaps them back.
     let head = packet::fold(u64::from(head as u32)).swap_bytes();
-    let body = packet::fold(u64::from(body as u32));
+    let body = packet::fold(u64::from(first as u32) + u64::from(rest as u32));
     let body = if question_end.is_multiple_of(2) {
         body.swap_bytes()
     } else {

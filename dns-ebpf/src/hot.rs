@@ -11,6 +11,7 @@ use aya_ebpf::{
 use dns_common::{
     CLIENT_NET_SERVICE_BITS, ClientNetKey, HotEntry, HotSet, NAME_CLASSES, Selection,
     cookie::CookieSecrets,
+    signatures::{SIG_CLASSES, SigKey, SigValue},
 };
 
 use crate::scratch::Scratch;
@@ -43,6 +44,42 @@ static CLIENT_NETS_A: LpmTrie<ClientNetKey, HotSet<4>> =
 #[map]
 static CLIENT_NETS_AAAA: LpmTrie<ClientNetKey, HotSet<16>> =
     LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+const SIGS_SMALL: usize = SIG_CLASSES[0];
+const SIGS_LARGE: usize = SIG_CLASSES[1];
+
+/// The RRSIG records of signed hot values, by set and variant.
+#[map]
+static SIGS_256: HashMap<SigKey, SigValue<SIGS_SMALL>> =
+    HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+#[map]
+static SIGS_640: HashMap<SigKey, SigValue<SIGS_LARGE>> =
+    HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// One variant's RRSIG records, in the map of its size class.
+#[derive(Clone, Copy)]
+pub enum Signatures {
+    Small(&'static SigValue<SIGS_SMALL>),
+    Large(&'static SigValue<SIGS_LARGE>),
+}
+
+/// The signatures of variant `variant` of `set`'s values, if the kernel
+/// holds them and may still send them at `now` (boot-time nanoseconds).
+#[inline(always)]
+pub fn signatures<const W: usize>(set: &HotSet<W>, variant: u32, now: u64) -> Option<Signatures> {
+    let key = SigKey::new(set.signatures, variant);
+    // SAFETY: the maps only read the key.
+    let found = if set.sig_class == 0 {
+        Signatures::Small(unsafe { SIGS_256.get(key) }?)
+    } else {
+        Signatures::Large(unsafe { SIGS_640.get(key) }?)
+    };
+    let until = match found {
+        Signatures::Small(value) => value.until_boot_ns,
+        Signatures::Large(value) => value.until_boot_ns,
+    };
+    (now < until).then_some(found)
+}
 
 #[map]
 static COOKIE_SECRETS: Array<CookieSecrets> = Array::with_max_entries(1, 0);

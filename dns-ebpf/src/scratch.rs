@@ -17,8 +17,9 @@ const MSG_MASK: usize = MSG_LEN - 1;
 /// Where the message starts in `msg`: 4 bytes in, so that the query name
 /// (12 bytes into the message) is 8-byte aligned.
 const MSG_START: usize = 4;
-/// The answer section (and OPT record) is built here before it is stored.
-pub const OUT_LEN: usize = 512;
+/// The answer section (and OPT record) is built here before it is stored:
+/// up to 16 AAAA records, an RSA signature and the OPT record.
+pub const OUT_LEN: usize = 1024;
 const OUT_MASK: usize = OUT_LEN - 1;
 const NAME_WORDS: usize = 256 / 8;
 

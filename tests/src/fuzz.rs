@@ -20,7 +20,7 @@ use crate::{
         CLIENT_IP, CLIENT_IP6, Opt, QueryFrame, internet_checksum, udp_frame_from, udp6_checksum,
         udp6_frame,
     },
-    oracle::{PLAIN_ZONE, SIGNED_ZONE, loaded, same_answer},
+    oracle::{ONLINE_ORIGIN, ONLINE_ZONE, PLAIN_ZONE, SIGNED_ZONE, loaded, same_answer},
     testrun::{XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -71,6 +71,9 @@ fn names() -> Vec<String> {
         "ns.plain.test",
         "nothere.plain.test",
         "www.signed.test",
+        "ns1.signed.test",
+        "www.online.test",
+        "One.Online.Test",
         "plain.test",
     ]
     .map(String::from)
@@ -243,6 +246,7 @@ pub fn run(frames: u64, seed: u64) -> Result<Report, Violation> {
     let zones = [
         ("plain.test.", PLAIN_ZONE),
         ("signed.test.", SIGNED_ZONE),
+        (ONLINE_ORIGIN, ONLINE_ZONE),
         ("long.test.", long.as_str()),
     ];
     let (mut dataplane, responder, secrets) = loaded(&zones);

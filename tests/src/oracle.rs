@@ -3,13 +3,14 @@
 //! responder set up alike, and the comparison of their answers, for the
 //! tests of resolver-shaped queries and for the fuzzer.
 
-use std::{collections::BTreeSet, net::IpAddr, path::Path};
+use std::{collections::BTreeSet, net::IpAddr, path::Path, sync::Arc};
 
 use dns_common::cookie::CookieSecrets;
 use dnslb::{
-    dataplane::{Dataplane, sync_hot},
-    server::{CookieKeys, Responder},
-    zone::{Catalog, parse_zone},
+    dataplane::{Dataplane, RrsetSigner, sync_hot},
+    server::{CookieKeys, Responder, Signers},
+    signer::{SigningPolicy, ZoneSigner, now},
+    zone::{Catalog, WireName, parse_zone},
 };
 use hickory_proto::{
     op::Message,
@@ -34,40 +35,88 @@ odd1     A    198.18.10.4
          AAAA 2001:db8::10:4
 ";
 
-pub const SIGNED_ZONE: &str = "$TTL 300
+/// A zone signed elsewhere (the fixture `signed.test.nsec.zone`).
+pub const SIGNED_ZONE: &str = include_str!("../zones/signed.test.nsec.zone");
+
+/// The zone the oracle's daemon signs online.
+pub const ONLINE_ORIGIN: &str = "online.test.";
+pub const ONLINE_ZONE: &str = "$TTL 300
 @        SOA  ns hostmaster 1 7200 3600 1209600 60
 @        NS   ns
-@        TYPE48 \\# 4 01010300
 ns       A    198.18.0.2
-www      A    198.18.20.1
+www      A    198.18.30.1
+         A    198.18.30.2
+         AAAA 2001:db8::30:1
+one      A    198.18.30.3
+         AAAA 2001:db8::30:3
 ";
 
-/// The two test zones: plain.test and a signed signed.test.
-pub const TEST_ZONES: [(&str, &str); 2] =
-    [("plain.test.", PLAIN_ZONE), ("signed.test.", SIGNED_ZONE)];
+/// The test zones: plain.test, signed.test signed elsewhere and
+/// online.test signed online.
+pub const TEST_ZONES: [(&str, &str); 3] = [
+    ("plain.test.", PLAIN_ZONE),
+    ("signed.test.", SIGNED_ZONE),
+    (ONLINE_ORIGIN, ONLINE_ZONE),
+];
 
-/// A catalog of `zones` (origin, text).
+/// A catalog of `zones` (origin, text); [`ONLINE_ORIGIN`] is signed online.
 pub fn catalog(zones: &[(&str, &str)]) -> Catalog {
     let mut catalog = Catalog::default();
     for (origin, text) in zones {
         let origin = Name::from_ascii(origin).expect("a test origin");
-        catalog.insert(parse_zone(&origin, text, Path::new("t.zone")).expect("a test zone"));
+        let mut zone = parse_zone(&origin, text, Path::new("t.zone")).expect("a test zone");
+        if origin == Name::from_ascii(ONLINE_ORIGIN).expect("the online origin") {
+            zone.sign_online();
+        }
+        catalog.insert(zone);
     }
     catalog
 }
 
+/// A signer for [`ONLINE_ORIGIN`] with `policy`, its keys made in a new
+/// scratch directory.
+pub fn online_signer(policy: SigningPolicy) -> Arc<ZoneSigner> {
+    let dir = std::env::temp_dir().join(format!(
+        "dnslb-oracle-keys-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let origin = Name::from_ascii(ONLINE_ORIGIN).expect("the online origin");
+    Arc::new(ZoneSigner::open(&origin, policy, &dir, None, now()).expect("keys made"))
+}
+
 /// The program with `zones` written as the daemon writes them, and the
-/// daemon's responder over the same zones, with the same cookie secrets.
+/// daemon's responder over the same zones, with the same cookie secrets
+/// and the same signer of [`ONLINE_ORIGIN`].
 pub fn loaded(zones: &[(&str, &str)]) -> (Dataplane, Responder, CookieSecrets) {
+    let (dataplane, responder, secrets, _) = loaded_signed(zones, SigningPolicy::default());
+    (dataplane, responder, secrets)
+}
+
+/// As [`loaded`], with the online zone signed by `policy`; its signer too.
+pub fn loaded_signed(
+    zones: &[(&str, &str)],
+    policy: SigningPolicy,
+) -> (Dataplane, Responder, CookieSecrets, Arc<ZoneSigner>) {
     let mut dataplane = program();
     let catalog = catalog(zones);
-    let report = sync_hot(&mut dataplane, None, &catalog, &|_, _| false).expect("written");
+    let signer = online_signer(policy);
+    let apex = WireName::from_name(&Name::from_ascii(ONLINE_ORIGIN).expect("the online origin"))
+        .expect("a wire name");
+    let signers = Signers::from([(apex, signer.clone())]);
+    let report = sync_hot(&mut dataplane, (None, &catalog), &|_, _| false, &|origin| {
+        signers
+            .get(origin)
+            .map(|signer| signer.as_ref() as &dyn RrsetSigner)
+    })
+    .expect("written");
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     let secrets = CookieKeys::generated().expect("a secret").secrets();
     dataplane.set_cookie_secrets(&secrets).expect("written");
     let responder = Responder::new(catalog, EDNS_PAYLOAD);
     responder.set_cookie_secrets(secrets);
-    (dataplane, responder, secrets)
+    responder.set_signers(signers);
+    (dataplane, responder, secrets, signer)
 }
 
 /// The option `code` of the answer's OPT record.

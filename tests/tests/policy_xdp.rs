@@ -114,7 +114,12 @@ impl Loaded {
     fn write(&mut self, health: &dyn Health) {
         for service in &self.config.services {
             self.kernel
-                .write(&mut self.dataplane, service, &self.config.pools, health)
+                .write(
+                    &mut self.dataplane,
+                    service,
+                    (&self.config.pools, health),
+                    None,
+                )
                 .expect("written");
         }
     }

@@ -25,7 +25,7 @@ use dnslb_tests::{
 };
 use hickory_proto::{
     op::Message,
-    rr::{RData, rdata::opt::EdnsCode},
+    rr::{RData, RecordType, rdata::opt::EdnsCode},
 };
 
 fn addresses(message: &Message) -> BTreeSet<IpAddr> {
@@ -65,7 +65,7 @@ fn www_a() -> BTreeSet<IpAddr> {
 }
 
 #[test]
-fn dnssec_ok_is_answered_unless_the_zone_is_signed() {
+fn dnssec_ok_is_answered_and_signed_where_the_zone_is() {
     let (mut dataplane, responder, _) = loaded(&TEST_ZONES);
     let query = QueryFrame::a("www.plain.test").with_opt(Opt::plain(1232).dnssec());
     let message = answer_as_daemon(&mut dataplane, &responder, &query);
@@ -76,13 +76,21 @@ fn dnssec_ok_is_answered_unless_the_zone_is_signed() {
     assert_eq!(addresses(&message), www_a());
 
     let signed = QueryFrame::a("www.signed.test");
+    let types = |message: &Message| -> Vec<RecordType> {
+        message.answers.iter().map(|r| r.record_type()).collect()
+    };
     assert_eq!(
-        answer(&mut dataplane, &signed).answers.len(),
-        1,
-        "no DO: the kernel answers"
+        types(&answer(&mut dataplane, &signed)),
+        [RecordType::A; 2],
+        "no DO: no signature"
     );
     let with_do = signed.with_opt(Opt::plain(1232).dnssec());
-    assert_passes(&mut dataplane, &with_do.build(), Counter::PassEdns);
+    let message = answer_as_daemon(&mut dataplane, &responder, &with_do);
+    assert_eq!(
+        types(&message),
+        [RecordType::A, RecordType::A, RecordType::RRSIG],
+        "DO: signed"
+    );
 }
 
 /// The server cookie in a cookie option's data: version, reserved,
@@ -420,7 +428,7 @@ fn names_with_the_same_digest_are_both_answered() {
         ..DataplaneOptions::new(53, EDNS_PAYLOAD, 64)
     });
     let catalog = catalog(&TEST_ZONES);
-    let report = sync_hot(&mut dataplane, None, &catalog, &|_, _| false).unwrap();
+    let report = sync_hot(&mut dataplane, (None, &catalog), &|_, _| false, &|_| None).unwrap();
     let collisions: Vec<_> = report
         .skipped
         .iter()
@@ -436,7 +444,7 @@ fn names_with_the_same_digest_are_both_answered() {
         "odd1.plain.test",
         "ns.plain.test",
         "www.signed.test",
-        "ns.signed.test",
+        "ns1.signed.test",
     ] {
         let query = QueryFrame::a(name);
         let outcome = run(&mut dataplane, &query.build());

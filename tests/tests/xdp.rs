@@ -398,8 +398,14 @@ fn kernel_names_follow_a_zone_reload() {
     let before = catalog("gone A 198.18.10.1\nmoved A 198.18.10.2\nstays A 198.18.10.3\n");
     let after = catalog("moved A 198.18.10.4\nstays A 198.18.10.3\nnew A 198.18.10.5\n");
     let mut dataplane = program();
-    sync_hot(&mut dataplane, None, &before, &|_, _| false).unwrap();
-    let report = sync_hot(&mut dataplane, Some(&before), &after, &|_, _| false).unwrap();
+    sync_hot(&mut dataplane, (None, &before), &|_, _| false, &|_| None).unwrap();
+    let report = sync_hot(
+        &mut dataplane,
+        (Some(&before), &after),
+        &|_, _| false,
+        &|_| None,
+    )
+    .unwrap();
     assert_eq!((report.written, report.removed), (3, 1));
 
     assert_passes(

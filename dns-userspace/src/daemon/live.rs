@@ -737,12 +737,13 @@ impl Live {
         let report = match &self.dataplane {
             Some(dataplane) => {
                 let steered = self.steering.steered_names().map_err(ChangeError::Apply)?;
+                let signers = self.responder.signers();
                 let mut dataplane = dataplane.lock()?;
                 Some(sync_hot(
                     &mut dataplane,
-                    Some(&old),
-                    &catalog,
+                    (Some(&old), &catalog),
                     &|name, hot_type| steered.contains(&(WireName::from(name), hot_type)),
+                    &|origin| super::online_signer(&signers, origin),
                 ))
             }
             None => None,

@@ -45,18 +45,17 @@ use crate::{
     backends::Backends,
     cli::RunArgs,
     cluster::ClusterArgs,
-    config::Config,
     dataplane::{
-        self, Dataplane, DataplaneOptions, SharedDataplane,
+        self, Dataplane, DataplaneOptions, RrsetSigner, SharedDataplane,
         local::{self, Local},
         sync_hot,
     },
     hooks::Hooks,
     metrics::{Metrics, kernel::KernelCollector, serve_metrics},
-    server::{RateLimiter, Responder, SigningCollector, serve_tcp, serve_udp},
+    server::{RateLimiter, Responder, Signers, SigningCollector, serve_tcp, serve_udp},
     shared::Shared,
     steering::{Steering, SteeringCollector, steered_names},
-    zone::{Catalog, WireName},
+    zone::WireName,
 };
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -90,7 +89,7 @@ async fn serve(args: RunArgs, mut loaded: Loaded, user: Option<Target>) -> anyho
     let dataplane: Option<SharedDataplane> = match (&args.iface, args.no_xdp) {
         (Some(_), false) => Some(Arc::new(Shared::new(
             "the kernel maps",
-            load_dataplane(&args, &loaded.catalog, &loaded.config)?,
+            load_dataplane(&args, &loaded, &responder.signers())?,
         ))),
         _ => {
             tracing::info!("XDP disabled: answering every query from userspace");
@@ -117,10 +116,6 @@ async fn serve(args: RunArgs, mut loaded: Loaded, user: Option<Target>) -> anyho
     }
     let cookies = Arc::new(Shared::new("the cookie secrets", Cookies::start(&args)?));
     publish_cookies(&cookies, &responder, dataplane.as_deref())?;
-    tasks.spawn(signing::keep_signing(
-        responder.clone(),
-        kept::Kept::new(args.state_dir.clone()),
-    ));
     tasks.spawn(keep_cookies(
         cookies.clone(),
         responder.clone(),
@@ -195,6 +190,14 @@ async fn serve(args: RunArgs, mut loaded: Loaded, user: Option<Target>) -> anyho
         overrides,
     )
     .context("starting health checks and routing policies")?;
+    let kernel_signatures = dataplane
+        .clone()
+        .map(|dataplane| signing::KernelSignatures::new(dataplane, steering.clone()));
+    tasks.spawn(signing::keep_signing(
+        responder.clone(),
+        kernel_signatures,
+        kept::Kept::new(args.state_dir.clone()),
+    ));
     let backends = Backends::new(
         steering.clone(),
         args.state_dir.clone(),
@@ -371,8 +374,10 @@ fn rate_limiter(
     Ok(RateLimiter::kernel(limit, exempt, &dataplane, threads)?)
 }
 
-/// Loads the XDP program and fills its maps with the zones' hot names.
-fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow::Result<Dataplane> {
+/// Loads the XDP program and fills its maps with the zones' hot names,
+/// signed where their zones are.
+fn load_dataplane(args: &RunArgs, loaded: &Loaded, signers: &Signers) -> anyhow::Result<Dataplane> {
+    let (catalog, config) = (&loaded.catalog, &loaded.config);
     let options = DataplaneOptions {
         log: args.xdp_log,
         pin: args.pin.clone(),
@@ -384,9 +389,12 @@ fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow:
         Dataplane::load(options).with_context(|| format!("loading the XDP program ({RIGHTS})"))?;
     let started = Instant::now();
     let steered = steered_names(config);
-    let report = sync_hot(&mut dataplane, None, catalog, &|name, hot_type| {
-        steered.contains(&(WireName::from(name), hot_type))
-    })
+    let report = sync_hot(
+        &mut dataplane,
+        (None, catalog),
+        &|name, hot_type| steered.contains(&(WireName::from(name), hot_type)),
+        &|origin| online_signer(signers, origin),
+    )
     .context("filling the kernel map (is --hot-capacity large enough?)")?;
     for skip in &report.skipped {
         tracing::warn!("{} is answered from userspace: {}", skip.name, skip.reason);
@@ -397,6 +405,13 @@ fn load_dataplane(args: &RunArgs, catalog: &Catalog, config: &Config) -> anyhow:
         started.elapsed().as_secs_f64()
     );
     Ok(dataplane)
+}
+
+/// The online signer of the zone at `origin`, for the kernel's entries.
+fn online_signer<'a>(signers: &'a Signers, origin: &WireName) -> Option<&'a dyn RrsetSigner> {
+    signers
+        .get(origin)
+        .map(|signer| signer.as_ref() as &dyn RrsetSigner)
 }
 
 fn attach_dataplane(

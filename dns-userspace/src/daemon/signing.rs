@@ -10,9 +10,11 @@ use crate::{
     api::types::{DnssecKey, DnssecZone, SignerInfo},
     cli::RunArgs,
     config::Config,
+    dataplane::{SharedDataplane, renew_signatures},
     file_error::FileError,
     server::{Responder, Signers, notify_version},
     signer::{SigningPolicy, ZoneSigner, keys::KeyRing, now},
+    steering::Steering,
     zone::{WireName, Zone},
 };
 
@@ -171,11 +173,55 @@ pub fn online_status(origin: &Name, signer: &ZoneSigner, now: u64) -> DnssecZone
     }
 }
 
+/// What keeps the kernel's signatures fresh: the maps, and the steering
+/// that writes the services into them.
+pub struct KernelSignatures {
+    dataplane: SharedDataplane,
+    steering: Arc<Steering>,
+}
+
+impl KernelSignatures {
+    pub fn new(dataplane: SharedDataplane, steering: Arc<Steering>) -> KernelSignatures {
+        KernelSignatures {
+            dataplane,
+            steering,
+        }
+    }
+
+    /// Writes again, with new signatures, the zones' entries and the
+    /// services whose signatures in the kernel are due at `now`.
+    fn renew(&self, responder: &Responder, now: u64) -> anyhow::Result<()> {
+        if !self.dataplane.lock()?.signatures_due(now) {
+            return Ok(());
+        }
+        // The steering's lock before the dataplane's.
+        let steered = self.steering.steered_names()?;
+        let signers = responder.signers();
+        let renewed = renew_signatures(
+            &mut *self.dataplane.lock()?,
+            &responder.catalog(),
+            &|name, hot_type| steered.contains(&(WireName::from(name), hot_type)),
+            &|origin| super::online_signer(&signers, origin),
+            now,
+        )?;
+        if renewed > 0 {
+            tracing::debug!("{renewed} signed names written into the kernel again");
+        }
+        self.steering.renew_signatures(now)
+    }
+}
+
 /// Every second: each signer's planned key events, the signatures due to
-/// be made again, and the signed copies secondaries transfer, made anew
-/// when stale, announced by NOTIFY and their serials kept in the state
-/// directory (in a blocking thread: a sweep may sign thousands).
-pub async fn keep_signing(responder: Arc<Responder>, kept: Kept) -> std::io::Result<()> {
+/// be made again (in the kernel too), and the signed copies secondaries
+/// transfer, made anew when stale, announced by NOTIFY and their serials
+/// kept in the state directory (in a blocking thread: a sweep may sign
+/// thousands).
+pub async fn keep_signing(
+    responder: Arc<Responder>,
+    kernel: Option<KernelSignatures>,
+    kept: Kept,
+) -> std::io::Result<()> {
+    let kernel = kernel.map(Arc::new);
     match kept.copy_serials() {
         Ok(serials) => responder.set_copy_serials(
             serials
@@ -195,12 +241,18 @@ pub async fn keep_signing(responder: Arc<Responder>, kept: Kept) -> std::io::Res
             continue;
         }
         let sweeping = responder.clone();
+        let kernel = kernel.clone();
         let swept = tokio::task::spawn_blocking(move || {
             let now = now();
             for (origin, signer) in signers.iter() {
                 if let Err(error) = signer.maintain(now) {
                     tracing::error!("zone {}: {error}", origin.to_name());
                 }
+            }
+            if let Some(kernel) = &kernel
+                && let Err(error) = kernel.renew(&sweeping, now)
+            {
+                tracing::error!("renewing the kernel's signatures: {error:#}");
             }
             sweeping.renew_signed_copies(now)
         });

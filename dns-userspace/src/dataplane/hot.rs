@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use dns_common::{HotA, HotAaaa, HotSet, MAX_ENDPOINTS, Selection};
 use hickory_proto::rr::RecordType;
 
+use super::signed::SigFields;
+
 /// The record types the kernel answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HotType {
@@ -19,6 +21,14 @@ impl HotType {
             RecordType::A => Some(HotType::A),
             RecordType::AAAA => Some(HotType::Aaaa),
             _ => None,
+        }
+    }
+
+    /// The DNS record type.
+    pub fn record_type(self) -> RecordType {
+        match self {
+            HotType::A => RecordType::A,
+            HotType::Aaaa => RecordType::AAAA,
         }
     }
 
@@ -97,6 +107,45 @@ impl HotValue {
     /// Sets [`dns_common::HotSet::flags`].
     pub fn with_flags(mut self, flags: u8) -> HotValue {
         each_set!(&mut self, |set| set.flags = flags);
+        self
+    }
+
+    /// The TTL of the records answered from this value.
+    pub fn ttl(&self) -> u32 {
+        each_set!(self, |set| u32::from_be_bytes(set.ttl))
+    }
+
+    /// The value's endpoints' addresses, in order.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        match self {
+            HotValue::A(set) => set.addrs[..usize::from(set.endpoints)]
+                .iter()
+                .map(|octets| IpAddr::from(*octets))
+                .collect(),
+            HotValue::Aaaa(set) => set.addrs[..usize::from(set.endpoints)]
+                .iter()
+                .map(|octets| IpAddr::from(*octets))
+                .collect(),
+        }
+    }
+
+    /// Its [`dns_common::Selection`], endpoints and records per answer.
+    pub fn shape(&self) -> (u8, usize, usize) {
+        each_set!(self, |set| (
+            set.selection,
+            usize::from(set.endpoints),
+            usize::from(set.answers)
+        ))
+    }
+
+    /// Names the signatures the kernel answers DO queries from this value
+    /// with (the default: none).
+    pub fn with_signatures(mut self, fields: SigFields) -> HotValue {
+        each_set!(&mut self, |set| {
+            set.signatures = fields.set;
+            set.sig_class = fields.class;
+            set.variant_mask = fields.variant_mask;
+        });
         self
     }
 

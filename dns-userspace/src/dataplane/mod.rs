@@ -10,6 +10,7 @@ pub mod local;
 pub mod log;
 mod pin;
 mod program;
+mod signed;
 mod steer;
 mod sync;
 
@@ -19,8 +20,11 @@ pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
     PassThrough, TestOutcome, attach_pass_through, kernel_older_than, time_runs,
 };
+pub use signed::{HotSignatures, RrsetSigner, Rrsigs, SigFields};
 pub use steer::{KernelServices, encode_draw};
-pub use sync::{SkipReason, Skipped, SyncReport, hot_entries, sync_hot};
+pub use sync::{
+    OnlineSigners, SkipReason, Skipped, SyncReport, hot_entries, renew_signatures, sync_hot,
+};
 
 /// The loaded program and its maps, shared by the tasks that write them.
 pub type SharedDataplane = std::sync::Arc<crate::shared::Shared<Dataplane>>;

@@ -31,7 +31,7 @@ use super::{
 /// The maps a restarted daemon adopts: everything that holds answers or
 /// counts. Per-CPU scratch space and the log ring buffer belong to one
 /// program and are not shared.
-const ADOPTED_MAPS: [&str; 13] = [
+const ADOPTED_MAPS: [&str; 15] = [
     names::HOT_A[0],
     names::HOT_A[1],
     names::HOT_AAAA[0],
@@ -45,6 +45,8 @@ const ADOPTED_MAPS: [&str; 13] = [
     names::LOCAL_ADDRS,
     names::RRL_BUCKETS,
     names::RRL_EXEMPT,
+    names::SIGS[0],
+    names::SIGS[1],
 ];
 
 const LINK: &str = "link";
@@ -168,7 +170,8 @@ impl Dataplane {
     }
 
     /// Removes what a previous daemon wrote and this one has not written
-    /// again (names and client networks); returns how many entries went.
+    /// again (names, client networks and signatures); returns how many
+    /// entries went.
     /// Call once the zones and the services are written.
     pub fn remove_stale(&mut self) -> Result<usize, DataplaneError> {
         let Some(pinned) = &mut self.pinned else {
@@ -193,7 +196,9 @@ impl Dataplane {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(removed)
+        // The signatures of what went, and of what was written again.
+        let signatures = self.sigs.remove_unowned()?;
+        Ok(removed + signatures)
     }
 
     /// Attaches through the pinned link: swaps this program onto it if a

@@ -23,7 +23,11 @@ use dns_common::{
     names,
 };
 
-use super::{HotType, HotValue, log::XdpLogger};
+use super::{
+    HotType, HotValue,
+    log::XdpLogger,
+    signed::{HotSignatures, SigMaps, SigOwner},
+};
 use crate::api::types::MapFill;
 
 /// The compiled XDP program, built by this crate's build script.
@@ -231,6 +235,8 @@ pub struct Dataplane {
     /// replace the earlier in the kernel, and the kernel's full-name compare
     /// would pass the earlier's queries to the daemon: never a wrong answer.
     pub(super) holders: StdHashMap<(HotType, u64), u64>,
+    /// The signatures of signed values, and whose they are.
+    pub(super) sigs: SigMaps,
     /// With `--pin`: where the maps and the link are pinned, and what a
     /// previous daemon left that this one has not written again.
     pub(super) pinned: Option<super::pin::Pinned>,
@@ -432,6 +438,11 @@ impl Dataplane {
         for map in sized {
             loader.map_max_entries(map, options.hot_capacity.max(1));
         }
+        // A zone's name has one signature; a service's value, one per
+        // endpoint: room for every name and then as much again.
+        for map in names::SIGS {
+            loader.map_max_entries(map, options.hot_capacity.max(1).saturating_mul(2));
+        }
         loader.map_max_entries(names::RRL_BUCKETS, options.rate_table.max(1));
         let pin = super::pin::PinPlan::new(options.pin.as_deref(), options.layout)?;
         if let Some(pin) = &pin {
@@ -454,6 +465,11 @@ impl Dataplane {
         let rate_exempt = LpmTrie::try_from(take_map(&mut ebpf, names::RRL_EXEMPT)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, names::COUNTERS)?)?;
         let branch_answers = PerCpuArray::try_from(take_map(&mut ebpf, names::BRANCH_ANSWERS)?)?;
+        let [sigs_small, sigs_large] = names::SIGS;
+        let sigs = SigMaps::new(
+            HashMap::try_from(take_map(&mut ebpf, sigs_small)?)?,
+            HashMap::try_from(take_map(&mut ebpf, sigs_large)?)?,
+        );
         let mut dataplane = Dataplane {
             ebpf,
             hot,
@@ -474,6 +490,7 @@ impl Dataplane {
             capacity: options.hot_capacity.max(1),
             fill: [0; 4],
             holders: StdHashMap::new(),
+            sigs,
             pinned: None,
         };
         if let Some(pin) = pin {
@@ -527,6 +544,18 @@ impl Dataplane {
     /// A name whose digest another name already holds is refused
     /// ([`DataplaneError::Collision`]) and stays with the daemon.
     pub fn set_hot(&mut self, name: &HotName, value: &HotValue) -> Result<(), DataplaneError> {
+        self.set_hot_signed(name, value, None)
+    }
+
+    /// As [`Dataplane::set_hot`], with the signatures DO queries are
+    /// answered with (`None`: the daemon answers them): written first,
+    /// under a new set, and the name's old ones removed last.
+    pub fn set_hot_signed(
+        &mut self,
+        name: &HotName,
+        value: &HotValue,
+        signatures: Option<&HotSignatures>,
+    ) -> Result<(), DataplaneError> {
         let digest = name.digest() & self.digest_mask;
         let holder = (value.hot_type(), digest);
         let fingerprint = fingerprint(name);
@@ -538,7 +567,19 @@ impl Dataplane {
             }
             _ => {}
         }
-        self.hot.insert(digest, name, value)?;
+        let (fields, set) = match signatures {
+            Some(signatures) => self.sigs.write(signatures)?.unzip(),
+            None => (None, None),
+        };
+        let value = value.with_signatures(fields.unwrap_or_default());
+        if let Err(error) = self.hot.insert(digest, name, &value) {
+            if let Some(set) = set {
+                self.sigs.discard(set);
+            }
+            return Err(error.into());
+        }
+        self.sigs
+            .replace(SigOwner::Name(value.hot_type(), digest), set);
         if self.holders.insert(holder, fingerprint).is_none() {
             self.fill[map_class(value.hot_type(), is_small(name))] += 1;
         }
@@ -562,6 +603,7 @@ impl Dataplane {
         if self.holders.remove(&(hot_type, digest)).is_some() {
             self.fill[map_class(hot_type, is_small(name))] -= 1;
         }
+        self.sigs.replace(SigOwner::Name(hot_type, digest), None);
         Ok(())
     }
 
@@ -606,12 +648,57 @@ impl Dataplane {
         prefix: u8,
         value: &HotValue,
     ) -> Result<(), DataplaneError> {
+        self.set_client_net_signed(service, network, prefix, value, None)
+    }
+
+    /// As [`Dataplane::set_client_net`], with the signatures of the
+    /// network's answers, as for [`Dataplane::set_hot_signed`].
+    pub fn set_client_net_signed(
+        &mut self,
+        service: u32,
+        network: [u8; 16],
+        prefix: u8,
+        value: &HotValue,
+        signatures: Option<&HotSignatures>,
+    ) -> Result<(), DataplaneError> {
         let key = client_key(service, network, prefix);
-        match value {
-            HotValue::A(set) => self.client_nets_a.insert(&key, set, 0)?,
-            HotValue::Aaaa(set) => self.client_nets_aaaa.insert(&key, set, 0)?,
+        let (fields, set) = match signatures {
+            Some(signatures) => self.sigs.write(signatures)?.unzip(),
+            None => (None, None),
+        };
+        let value = value.with_signatures(fields.unwrap_or_default());
+        let inserted = match value {
+            HotValue::A(set) => self.client_nets_a.insert(&key, set, 0),
+            HotValue::Aaaa(set) => self.client_nets_aaaa.insert(&key, set, 0),
+        };
+        if let Err(error) = inserted {
+            if let Some(set) = set {
+                self.sigs.discard(set);
+            }
+            return Err(error.into());
         }
+        let owner = SigOwner::ClientNet(value.hot_type(), service, network, prefix);
+        self.sigs.replace(owner, set);
         Ok(())
+    }
+
+    /// Whether any signatures in the kernel are due to be written again
+    /// at `now` (unix seconds).
+    pub fn signatures_due(&self, now: u64) -> bool {
+        self.sigs.any_due(now)
+    }
+
+    /// Whether `name`'s signatures of `hot_type` are due to be written
+    /// again at `now`.
+    pub fn name_signatures_due(&self, name: &HotName, hot_type: HotType, now: u64) -> bool {
+        let digest = name.digest() & self.digest_mask;
+        self.sigs.due(SigOwner::Name(hot_type, digest), now)
+    }
+
+    /// Values the kernel answers DO queries for with signatures, and the
+    /// signature entries that takes.
+    pub fn signed_values(&self) -> (usize, u64) {
+        self.sigs.count()
     }
 
     /// Forgets one client network of generation `service`.
@@ -628,9 +715,12 @@ impl Dataplane {
             HotType::Aaaa => self.client_nets_aaaa.remove(&key),
         };
         match removed {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(error) => Err(error.into()),
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(error) => return Err(error.into()),
         }
+        let owner = SigOwner::ClientNet(hot_type, service, network, prefix);
+        self.sigs.replace(owner, None);
+        Ok(())
     }
 
     /// Tells the program which frames are addressed to it (`guard.mac`)

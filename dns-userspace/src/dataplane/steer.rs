@@ -14,7 +14,9 @@ use std::{collections::HashMap, net::IpAddr};
 
 use dns_common::{HotName, MAX_ENDPOINTS, SET_SIGNED};
 
-use super::{Dataplane, DataplaneError, Endpoint, HotAnswer, HotType, HotValue};
+use super::{
+    Dataplane, DataplaneError, Endpoint, HotAnswer, HotSignatures, HotType, HotValue, RrsetSigner,
+};
 use crate::policy::{ClientNet, Draw, Flat, Health, Pool, Service};
 
 /// What the kernel holds for the services: per service label, the
@@ -31,30 +33,43 @@ pub struct KernelServices {
 #[derive(Clone, Debug, Default)]
 struct KernelService {
     generation: Option<(HotType, u32, Vec<ClientNet>)>,
+    /// When the earliest of its signatures is due to be written again.
+    renew_at: Option<u64>,
 }
 
 impl KernelServices {
     /// Writes `service`'s answers for the current `health` (services of
-    /// types the kernel does not answer are left alone).
+    /// types the kernel does not answer are left alone), each with its
+    /// signatures from `signer` when the service's zone is signed online
+    /// (without them, the kernel passes its DO queries).
     pub fn write(
         &mut self,
         dataplane: &mut Dataplane,
         service: &Service,
-        pools: &[Pool],
-        health: &dyn Health,
+        (pools, health): (&[Pool], &dyn Health),
+        signer: Option<&dyn RrsetSigner>,
     ) -> Result<(), DataplaneError> {
         let Some(hot_type) = HotType::of(service.record_type) else {
             return Ok(());
         };
         let name = HotName::from_wire(service.name.as_bytes())
             .ok_or_else(|| DataplaneError::Name(service.name.to_string()))?;
-        let now = if service.policy.depends_on_client() {
+        let signer = signer.filter(|_| service.signed);
+        let mut renew_at: Option<u64> = None;
+        let mut sign = |value: &HotValue| {
+            let signatures = HotSignatures::sign(&name, value, signer?)?;
+            let due = signatures.renew_at();
+            renew_at = Some(renew_at.map_or(due, |at| at.min(due)));
+            Some(signatures)
+        };
+        let mut now = if service.policy.depends_on_client() {
             // Above what a previous daemon used in pinned maps.
             self.generation = self.generation.max(dataplane.generation_floor());
             let generation = self.next_generation();
             let networks = service.client_networks();
             let written = KernelService {
                 generation: Some((hot_type, generation, networks.clone())),
+                renew_at: None,
             };
             let switched = networks
                 .iter()
@@ -62,11 +77,12 @@ impl KernelServices {
                     let draw = service.draw(pools, health, Some(*network));
                     let value = encode_draw(&draw, service.ttl, hot_type)
                         .with_scope(service.policy.scope(*network));
-                    dataplane.set_client_net(
+                    dataplane.set_client_net_signed(
                         generation,
                         network.octets(),
                         network.prefix_len(),
                         &value,
+                        sign(&value).as_ref(),
                     )
                 })
                 .and_then(|()| {
@@ -82,9 +98,15 @@ impl KernelServices {
             written
         } else {
             let value = encode_draw(&service.draw(pools, health, None), service.ttl, hot_type);
-            dataplane.set_hot(&name, &value.with_flags(signed_flag(service)))?;
+            let signatures = sign(&value);
+            dataplane.set_hot_signed(
+                &name,
+                &value.with_flags(signed_flag(service)),
+                signatures.as_ref(),
+            )?;
             KernelService::default()
         };
+        now.renew_at = renew_at;
         // Only now that the name points at the new answers.
         let previous = self.written.insert(service.label.clone(), now);
         remove_generation(dataplane, previous.unwrap_or_default())
@@ -96,6 +118,16 @@ impl KernelServices {
             .get(label)
             .and_then(|service| service.generation.as_ref())
             .map_or(0, |(_, _, networks)| networks.len())
+    }
+
+    /// The services whose signatures in the kernel are due to be written
+    /// again at `now`.
+    pub fn signatures_due(&self, now: u64) -> Vec<String> {
+        self.written
+            .iter()
+            .filter(|(_, service)| service.renew_at.is_some_and(|at| at <= now))
+            .map(|(label, _)| label.clone())
+            .collect()
     }
 
     /// Client networks written for every service now.
@@ -146,7 +178,7 @@ impl KernelServices {
 }
 
 /// The flags of a service's kernel entry: DO queries for a name in a
-/// signed zone are the daemon's, which signs.
+/// signed zone are answered with signatures.
 fn signed_flag(service: &Service) -> u8 {
     if service.signed { SET_SIGNED } else { 0 }
 }

@@ -3,10 +3,69 @@
 use std::net::IpAddr;
 
 use dns_common::{HotName, SET_SIGNED};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::{
+    rr::{Name, RData, RecordType},
+    serialize::binary::BinEncodable,
+};
 
-use super::{Dataplane, DataplaneError, HotAnswer, HotError, HotType, HotValue};
+use super::{
+    Dataplane, DataplaneError, HotAnswer, HotError, HotSignatures, HotType, HotValue, RrsetSigner,
+    Rrsigs,
+};
 use crate::zone::{Catalog, Node, WireName, Zone};
+
+/// The signers of the zones signed online, by origin.
+pub type OnlineSigners<'a> = &'a dyn Fn(&WireName) -> Option<&'a dyn RrsetSigner>;
+
+/// A zone signed elsewhere: its hot RRsets' RRSIGs are the zone file's.
+struct Presigned<'a>(&'a Zone);
+
+impl RrsetSigner for Presigned<'_> {
+    /// Sent until the first of them expires, never after: new ones come
+    /// with the next load of the zone file.
+    fn rrsigs(
+        &self,
+        owner: &HotName,
+        hot_type: HotType,
+        ttl: u32,
+        _addrs: &[IpAddr],
+    ) -> Option<Rrsigs> {
+        let rrsigs = self.0.signatures(owner.wire(), hot_type.record_type());
+        let data = rrsigs
+            .iter()
+            .map(|rrsig| rrsig.to_bytes().ok())
+            .collect::<Option<Vec<_>>>()?;
+        Rrsigs::encode(data.iter().map(Vec::as_slice), ttl, |expiration| {
+            (expiration, u64::MAX)
+        })
+    }
+}
+
+/// Who signs `zone`'s hot RRsets: its online signer, or the zone file
+/// itself; `None` for an unsigned zone.
+fn zone_signer<'z, 's>(zone: &'z Zone, online: OnlineSigners<'s>) -> Option<ZoneSigning<'z, 's>> {
+    if zone.is_online() {
+        online(zone.origin()).map(ZoneSigning::Online)
+    } else if zone.is_presigned() {
+        Some(ZoneSigning::Presigned(Presigned(zone)))
+    } else {
+        None
+    }
+}
+
+enum ZoneSigning<'z, 's> {
+    Online(&'s dyn RrsetSigner),
+    Presigned(Presigned<'z>),
+}
+
+impl ZoneSigning<'_, '_> {
+    fn sign(&self, name: &HotName, value: &HotValue) -> Option<HotSignatures> {
+        match self {
+            ZoneSigning::Online(signer) => HotSignatures::sign(name, value, *signer),
+            ZoneSigning::Presigned(zone) => HotSignatures::sign(name, value, zone),
+        }
+    }
+}
 
 /// A name the kernel cannot answer, and why.
 #[derive(Debug)]
@@ -109,19 +168,21 @@ pub struct SyncReport {
 /// removed. Nothing that stays hot is ever missing from the map. Names and
 /// types for which `steered` is true belong to a policy-file service and
 /// are left to it. A name whose digest another name holds is skipped: the daemon
-/// answers it.
+/// answers it. A signed zone's entries go with their signatures, from
+/// `online` for the zones signed online.
 pub fn sync_hot(
     dataplane: &mut Dataplane,
-    old: Option<&Catalog>,
-    new: &Catalog,
+    (old, new): (Option<&Catalog>, &Catalog),
     steered: &dyn Fn(&[u8], HotType) -> bool,
+    online: OnlineSigners<'_>,
 ) -> Result<SyncReport, DataplaneError> {
     let mut report = SyncReport::default();
     for zone in new.zones() {
+        let signing = zone_signer(zone, online);
         for entry in hot_entries(zone) {
             match entry {
                 Ok((name, value)) if steered(name.wire(), value.hot_type()) => {}
-                Ok((name, value)) => match dataplane.set_hot(&name, &value) {
+                Ok((name, value)) => match write(dataplane, &name, &value, signing.as_ref()) {
                     Ok(()) => report.written += 1,
                     Err(collision @ DataplaneError::Collision { .. }) => {
                         report.skipped.push(Skipped {
@@ -145,6 +206,45 @@ pub fn sync_hot(
         }
     }
     Ok(report)
+}
+
+/// Writes one zone entry, signed by `signing` when the zone is signed.
+fn write(
+    dataplane: &mut Dataplane,
+    name: &HotName,
+    value: &HotValue,
+    signing: Option<&ZoneSigning<'_, '_>>,
+) -> Result<(), DataplaneError> {
+    let signatures = signing.and_then(|signing| signing.sign(name, value));
+    dataplane.set_hot_signed(name, value, signatures.as_ref())
+}
+
+/// Writes again, with new signatures, the entries of `catalog`'s signed
+/// zones whose signatures are due at `now`; returns how many.
+pub fn renew_signatures(
+    dataplane: &mut Dataplane,
+    catalog: &Catalog,
+    steered: &dyn Fn(&[u8], HotType) -> bool,
+    online: OnlineSigners<'_>,
+    now: u64,
+) -> Result<usize, DataplaneError> {
+    let mut renewed = 0;
+    for zone in catalog.zones() {
+        let Some(signing) = zone_signer(zone, online) else {
+            continue;
+        };
+        for (name, value) in hot_entries(zone).flatten() {
+            let hot_type = value.hot_type();
+            if steered(name.wire(), hot_type)
+                || !dataplane.name_signatures_due(&name, hot_type, now)
+            {
+                continue;
+            }
+            write(dataplane, &name, &value, Some(&signing))?;
+            renewed += 1;
+        }
+    }
+    Ok(renewed)
 }
 
 #[cfg(test)]

@@ -13,28 +13,14 @@
 use hickory_proto::rr::{RData, RecordType};
 
 use dns_common::wire::{
-    CLASS_IN, CLASSIC_UDP_PAYLOAD, HEADER_LEN, OPT_DO, OPT_FLAGS_AT, OPT_LEN, POINTER_TO_QUESTION,
-    QUERY_FLAGS0_CLEAR, QUERY_FLAGS1_CLEAR, RCODE_NXDOMAIN, TYPE_OPT, TYPE_RRSIG,
+    CLASSIC_UDP_PAYLOAD, HEADER_LEN, OPT_DO, OPT_FLAGS_AT, OPT_LEN, QUERY_FLAGS0_CLEAR,
+    QUERY_FLAGS1_CLEAR, RCODE_NXDOMAIN, TYPE_OPT,
 };
 
 use super::respond::Signers;
 use crate::signer::denial::EDNS_FLAG_CO;
 use crate::zone::{Catalog, Lookup, additional_target, wire};
 
-/// An RRSIG record's owner (a pointer to the question's name), type and
-/// class.
-const RRSIG_HEAD: [u8; 6] = {
-    let [t0, t1] = TYPE_RRSIG.to_be_bytes();
-    let [c0, c1] = CLASS_IN.to_be_bytes();
-    [
-        POINTER_TO_QUESTION[0],
-        POINTER_TO_QUESTION[1],
-        t0,
-        t1,
-        c0,
-        c1,
-    ]
-};
 /// CO (RFC 9824), in the OPT flags byte that holds DO.
 const OPT_CO: u8 = (EDNS_FLAG_CO >> 8) as u8;
 
@@ -198,11 +184,7 @@ impl<'a> PlainQuery<'a> {
                         let RData::Unknown { rdata, .. } = rrsig else {
                             return None;
                         };
-                        let data = &rdata.anything;
-                        answer.extend_from_slice(&RRSIG_HEAD);
-                        answer.extend_from_slice(&set.ttl().to_be_bytes());
-                        answer.extend_from_slice(&u16::try_from(data.len()).ok()?.to_be_bytes());
-                        answer.extend_from_slice(data);
+                        wire::append_rrsig_record(answer, set.ttl(), &rdata.anything)?;
                         answers += 1;
                     }
                 }

@@ -35,6 +35,7 @@ use super::{
 };
 use crate::{
     backends::ColdStart,
+    dataplane::RrsetSigner,
     policy::ClientNet,
     signer::{
         ZoneSigner,
@@ -273,7 +274,9 @@ impl Responder {
             .filter(|query| steered.is_empty() || !steered.has_name(query.name()));
         if let Some(query) = plain {
             let max_len = (transport == Transport::Tcp).then_some(u16::MAX as usize);
-            let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+            // The turn is taken only by an answer made here: the general
+            // path takes its own, and a query must turn the rotation once.
+            let rotation = self.rotation.load(Ordering::Relaxed);
             let catalog = self.catalog.load();
             let signers = self.signers.load();
             if query
@@ -286,6 +289,7 @@ impl Responder {
                 )
                 .is_some()
             {
+                self.rotation.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
         }
@@ -724,6 +728,13 @@ impl Responder {
 impl SteeredSink for Responder {
     fn set_steered(&self, steered: Steered) {
         self.steered.store(Arc::new(steered));
+    }
+
+    fn signer_for(&self, name: &[u8]) -> Option<Arc<dyn RrsetSigner + Send + Sync>> {
+        let catalog = self.catalog.load();
+        let zone = catalog.find(name).filter(|zone| zone.is_online())?;
+        let signer = self.signers.load().get(zone.origin())?.clone();
+        Some(signer)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod cache;
 pub mod denial;
+mod kernel;
 pub mod keyfile;
 pub mod keys;
 
@@ -202,9 +203,29 @@ impl ZoneSigner {
         rdatas: &[RData],
         now: u64,
     ) -> Arc<[RData]> {
+        let fresh_for = self.policy.validity.as_secs() / 4;
+        self.sign_lasting(
+            owner,
+            owner_wire,
+            (record_type, ttl, rdatas),
+            now,
+            fresh_for,
+        )
+    }
+
+    /// As [`ZoneSigner::sign`], taking cached RRSIGs only while they stay
+    /// valid for `lasting` seconds more.
+    fn sign_lasting(
+        &self,
+        owner: &Name,
+        owner_wire: &[u8],
+        (record_type, ttl, rdatas): (RecordType, u32, &[RData]),
+        now: u64,
+        lasting: u64,
+    ) -> Arc<[RData]> {
         let ring = self.ring.load();
         let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
-        if let Some(rrsigs) = self.fresh(&ring, key, record_type, now) {
+        if let Some(rrsigs) = self.fresh(&ring, key, record_type, (now, now + lasting)) {
             return rrsigs;
         }
         let rrset = RrsetData {
@@ -233,20 +254,19 @@ impl ZoneSigner {
         now: u64,
     ) -> Option<Arc<[RData]>> {
         let key = self.cache.key(owner_wire, record_type, ttl, rdatas);
-        self.fresh(&self.ring.load(), key, record_type, now)
+        let fresh_until = now + self.policy.validity.as_secs() / 4;
+        self.fresh(&self.ring.load(), key, record_type, (now, fresh_until))
     }
 
-    /// The cached RRSIGs of `key` while more than a quarter of their
-    /// validity is left and the keys of `ring` that sign `record_type`
-    /// made them.
+    /// The cached RRSIGs of `key` while they are valid past `fresh_until`
+    /// and the keys of `ring` that sign `record_type` made them.
     fn fresh(
         &self,
         ring: &KeyRing,
         key: Key,
         record_type: RecordType,
-        now: u64,
+        (now, fresh_until): (u64, u64),
     ) -> Option<Arc<[RData]>> {
-        let fresh_until = now + self.policy.validity.as_secs() / 4;
         let usable = |signed: &Signed| {
             u64::from(signed.expiration) > fresh_until
                 && signed

@@ -32,7 +32,7 @@ use crate::{
     backends::{ColdStart, ColdStartMode, PoolSink},
     cluster::FleetVotes,
     config::{BranchLabels, Config},
-    dataplane::{Dataplane, HotType, KernelServices, SharedDataplane},
+    dataplane::{Dataplane, HotType, KernelServices, RrsetSigner, SharedDataplane},
     file_error::FileError,
     health::{HealthEvent, HealthRunner, VerdictScope},
     hooks::{Event, Hooks},
@@ -554,7 +554,12 @@ impl Steering {
             let written = if steered.cold.contains_key(&service.label) {
                 kernel.pass_to_daemon(&mut dataplane, service)
             } else {
-                kernel.write(&mut dataplane, service, &steered.pools, steered)
+                let signer = match service.signed {
+                    true => self.sink.signer_for(service.name.as_bytes()),
+                    false => None,
+                };
+                let signer = signer.as_deref().map(|signer| signer as &dyn RrsetSigner);
+                kernel.write(&mut dataplane, service, (&steered.pools, steered), signer)
             };
             match written {
                 Ok(()) => {
@@ -582,6 +587,20 @@ impl Steering {
             }
         }
         Ok(())
+    }
+
+    /// Writes again, with new signatures, the services whose signatures
+    /// in the kernel are due at `now`.
+    pub fn renew_signatures(&self, now: u64) -> anyhow::Result<()> {
+        let mut state = self.state.lock()?;
+        let due = state.kernel.signatures_due(now);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let steered = self.view(&state);
+        self.write_kernel(&mut state, &steered, &|service| {
+            due.contains(&service.label)
+        })
     }
 
     /// Tries again to write the services that could not be written.

@@ -14,6 +14,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::{
     backends::{ColdStart, ColdStartMode},
+    dataplane::RrsetSigner,
     policy::{ClientNet, Draw, Health, Pick, Policy, Pool, Service},
     zone::WireName,
 };
@@ -236,7 +237,15 @@ pub enum Asked {
     BySimulation,
 }
 
-/// Where steering publishes the userspace view.
+/// Where steering publishes the userspace view, and learns who signs
+/// the services' answers.
 pub trait SteeredSink: Send + Sync {
     fn set_steered(&self, steered: Steered);
+
+    /// The signer of the zone `name` (lowercase wire form) is in, when
+    /// dnslb signs it online: the kernel answers the services there with
+    /// its signatures.
+    fn signer_for(&self, _name: &[u8]) -> Option<Arc<dyn RrsetSigner + Send + Sync>> {
+        None
+    }
 }

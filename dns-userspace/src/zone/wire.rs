@@ -7,6 +7,8 @@
 
 use std::{borrow::Borrow, fmt};
 
+use dns_common::wire::{CLASS_IN, POINTER_TO_QUESTION, TYPE_RRSIG};
+
 use hickory_proto::{
     rr::Name,
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable},
@@ -95,6 +97,34 @@ pub fn read_lowercase(message: &[u8], out: &mut [u8; 255]) -> Option<usize> {
             return Some(at);
         }
     }
+}
+
+/// An RRSIG record owned by the question name: a pointer to it, TYPE
+/// and CLASS; TTL and RDLENGTH follow.
+const RRSIG_HEAD: [u8; 6] = {
+    let [t0, t1] = TYPE_RRSIG.to_be_bytes();
+    let [c0, c1] = CLASS_IN.to_be_bytes();
+    [
+        POINTER_TO_QUESTION[0],
+        POINTER_TO_QUESTION[1],
+        t0,
+        t1,
+        c0,
+        c1,
+    ]
+};
+
+/// Appends an RRSIG record owned by the question name, with `ttl` and
+/// the RRSIG data `rdata` (its signer's name uncompressed, RFC 4034
+/// §3.1.7), as answers to signed queries carry it. `None` for data too
+/// long for a record.
+pub fn append_rrsig_record(out: &mut Vec<u8>, ttl: u32, rdata: &[u8]) -> Option<()> {
+    let len = u16::try_from(rdata.len()).ok()?;
+    out.extend_from_slice(&RRSIG_HEAD);
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(rdata);
+    Some(())
 }
 
 #[cfg(test)]
