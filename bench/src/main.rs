@@ -241,7 +241,17 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     println!("bench: real resolvers through dnslb");
     let resolvers = {
         let resolver_rig = Rig::new()?;
-        dnslb_tests::resolvers::measure_shares(&resolver_rig, &scratch.join("resolvers"), 50)?
+        let mut shares = Vec::new();
+        for signed in [false, true] {
+            let dir = scratch.join(format!("resolvers-{signed}"));
+            shares.extend(dnslb_tests::resolvers::measure_shares(
+                &resolver_rig,
+                &dir,
+                50,
+                signed,
+            )?);
+        }
+        shares
     };
 
     println!("bench: loading {hotload_names} hot names");

@@ -199,14 +199,21 @@ impl Report<'_> {
         out.push_str(
             "\n## Real resolvers\n\nEach resolver, with the EDNS habits it ships with, resolves 50 hot names \
              (A and AAAA) in a zone it reaches over IPv4 and one it reaches over IPv6, all forwarded to dnslb \
-             on the rig; the kernel's counters say how many of its hot-name queries XDP answered.\n\n\
-             | resolver | hot-name queries | answered by XDP | share |\n|---|---:|---:|---:|\n",
+             on the rig; the kernel's counters say how many of its hot-name queries XDP answered. Then the \
+             same with both zones signed online and each resolver validating (dnslb's keys as its trust \
+             anchors; every answer checked for AD).\n\n\
+             | resolver | zones | hot-name queries | answered by XDP | share |\n|---|---|---:|---:|---:|\n",
         );
         for share in self.resolvers {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.1}% |",
+                "| {} | {} | {} | {} | {:.1}% |",
                 share.kind.name(),
+                if share.validating {
+                    "signed, validating"
+                } else {
+                    "unsigned"
+                },
                 share.hot_queries,
                 share.by_xdp,
                 share.fraction() * 100.0
@@ -497,8 +504,9 @@ impl Report<'_> {
         for share in self.resolvers {
             targets.push((
                 format!(
-                    "{}: hot-name queries answered by XDP ≥ 99%",
-                    share.kind.name()
+                    "{}{}: hot-name queries answered by XDP ≥ 99%",
+                    share.kind.name(),
+                    if share.validating { ", validating" } else { "" }
                 ),
                 format!("{:.1}%", share.fraction() * 100.0),
                 Verdict::of(share.fraction() >= 0.99),

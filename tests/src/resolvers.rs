@@ -224,6 +224,84 @@ impl ResolverKind {
     }
 }
 
+impl TrustAnchor {
+    /// The key-signing key dnslb keeps in `key_dir` (a combined key or a
+    /// KSK: the `.key` file with flags 257) for `origin` (written without
+    /// its final dot), or for the one zone there; with `wrong`, a key of
+    /// the same length with which nothing validates.
+    pub fn in_key_dir(
+        key_dir: &Path,
+        origin: Option<&str>,
+        wrong: bool,
+    ) -> anyhow::Result<TrustAnchor> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(key_dir)? {
+            let path = entry?.path();
+            let of_origin = origin.is_none_or(|origin| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with(&format!("K{origin}.+")))
+            });
+            if of_origin && path.extension().is_some_and(|e| e == "key") {
+                let text = fs::read_to_string(&path)?;
+                if text.lines().any(|line| line.contains("DNSKEY 257 ")) {
+                    found.push((path, text));
+                }
+            }
+        }
+        let [(path, text)] = found.as_slice() else {
+            anyhow::bail!(
+                "{} key-signing keys in {}, not one",
+                found.len(),
+                key_dir.display()
+            );
+        };
+        let mut dsfromkey = Command::new("dnssec-dsfromkey");
+        dsfromkey.arg("-2").arg(path);
+        TrustAnchor::of(text, dsfromkey, wrong)
+    }
+
+    /// The anchor of the DNSKEY with flags 257 in `text`, its DS as
+    /// `dsfromkey` prints it.
+    pub fn of(text: &str, mut dsfromkey: Command, wrong: bool) -> anyhow::Result<TrustAnchor> {
+        let (algorithm, key) = text
+            .lines()
+            .filter(|line| !line.starts_with(';'))
+            .find_map(|line| {
+                let (_, rest) = line.split_once("DNSKEY")?;
+                let mut words = rest.split_whitespace();
+                (words.next()? == "257" && words.next()? == "3").then_some(())?;
+                let algorithm: u8 = words.next()?.parse().ok()?;
+                Some((algorithm, words.collect::<String>()))
+            })
+            .ok_or_else(|| anyhow::anyhow!("no key-signing key"))?;
+        let output = dsfromkey.output()?;
+        let ds = String::from_utf8_lossy(&output.stdout)
+            .split_once(" DS ")
+            .map(|(_, ds)| ds.trim().to_owned())
+            .ok_or_else(|| anyhow::anyhow!("dnssec-dsfromkey gave no DS (install bind9-utils)"))?;
+        Ok(match wrong {
+            true => TrustAnchor {
+                algorithm,
+                key: another_key(&key),
+                ds: format!(
+                    "{}{}",
+                    &ds[..ds.len() - 1],
+                    if ds.ends_with('0') { '1' } else { '0' }
+                ),
+            },
+            false => TrustAnchor { algorithm, key, ds },
+        })
+    }
+}
+
+/// `key` (base64) with its first letter changed: a key of the same
+/// length that is another.
+fn another_key(key: &str) -> String {
+    let first = key.chars().next().unwrap_or('A');
+    let other = if first == 'A' { 'B' } else { 'A' };
+    format!("{other}{}", &key[first.len_utf8()..])
+}
+
 /// A running resolver; stopped on drop.
 pub struct Resolver {
     pub kind: ResolverKind,
@@ -334,6 +412,8 @@ pub const ZONES: [&str; 2] = ["v4.test", "v6.test"];
 /// How many of a resolver's queries for hot names the kernel answered.
 pub struct Share {
     pub kind: ResolverKind,
+    /// Whether the zones were signed and the resolver validated.
+    pub validating: bool,
     pub by_xdp: u64,
     pub hot_queries: u64,
 }
@@ -363,7 +443,7 @@ fn zone_text(origin: &str, names: u8) -> String {
 fn kernel_counts(rig: &Rig) -> anyhow::Result<(u64, u64)> {
     let text = scrape(&rig.server, RIG_METRICS)?;
     let get = |series: &str| sample(&text, series).unwrap_or(0);
-    let passed = ["edns", "too_big", "unsupported", "malformed"]
+    let passed = ["edns", "too_big", "unsupported", "malformed", "unsigned"]
         .iter()
         .map(|reason| get(&format!("dnslb_xdp_passed_total{{reason=\"{reason}\"}}")))
         .sum();
@@ -373,8 +453,15 @@ fn kernel_counts(rig: &Rig) -> anyhow::Result<(u64, u64)> {
 /// Serves [`ZONES`] (`names` hot names each, A and AAAA) from dnslb with
 /// XDP on `rig` (IPv6 added), then has every resolver resolve every name
 /// and type in both zones, checking each answer, and returns how many of
-/// each resolver's hot-name queries the kernel answered.
-pub fn measure_shares(rig: &Rig, dir: &Path, names: u8) -> anyhow::Result<Vec<Share>> {
+/// each resolver's hot-name queries the kernel answered. With `signed`,
+/// dnslb signs both zones online and the resolvers validate, with its
+/// keys as their trust anchors: every answer must be validated (AD).
+pub fn measure_shares(
+    rig: &Rig,
+    dir: &Path,
+    names: u8,
+    signed: bool,
+) -> anyhow::Result<Vec<Share>> {
     rig.add_ipv6()?;
     let _pass = rig.attach_client_pass_through()?;
     fs::create_dir_all(dir)?;
@@ -389,17 +476,32 @@ pub fn measure_shares(rig: &Rig, dir: &Path, names: u8) -> anyhow::Result<Vec<Sh
         file: files[0].clone(),
     };
     let second = format!("--zone={}={}", ZONES[1], files[1].display());
-    let daemon = Daemon::start_on_rig(rig, &first, true, &[&second])?;
+    let key_dir = dir.join("keys");
+    let key_dir_arg = format!("--key-dir={}", key_dir.display());
+    let mut args = vec![second.as_str()];
+    let signing = ZONES.map(|zone| format!("--sign={zone}"));
+    if signed {
+        args.extend(signing.iter().map(String::as_str));
+        args.push(&key_dir_arg);
+    }
+    let daemon = Daemon::start_on_rig(rig, &first, true, &args)?;
+    let anchors = match signed {
+        true => ZONES
+            .map(|zone| TrustAnchor::in_key_dir(&key_dir, Some(zone), false).map(Some))
+            .into_iter()
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        false => vec![None, None],
+    };
     let forwards = [
         Forward {
             zone: ZONES[0],
             server: IpAddr::V4(SERVER_ADDR.parse()?),
-            trust_anchor: None,
+            trust_anchor: anchors[0].as_ref(),
         },
         Forward {
             zone: ZONES[1],
             server: IpAddr::V6(SERVER_ADDR6.parse()?),
-            trust_anchor: None,
+            trust_anchor: anchors[1].as_ref(),
         },
     ];
     let mut shares = Vec::new();
@@ -423,6 +525,7 @@ pub fn measure_shares(rig: &Rig, dir: &Path, names: u8) -> anyhow::Result<Vec<Sh
         let by_xdp = xdp_after - xdp_before;
         shares.push(Share {
             kind,
+            validating: signed,
             by_xdp,
             hot_queries: by_xdp + passed_after - passed_before,
         });
@@ -447,6 +550,11 @@ fn check_answer(
     ensure!(
         answer.metadata.response_code == ResponseCode::NoError,
         "{what}: {answer:?}"
+    );
+    ensure!(
+        answer.metadata.authentic_data || !resolver.validating,
+        "{what}: not validated: {answer:?}\n{}",
+        resolver.log_text()
     );
     let got: BTreeSet<IpAddr> = answer
         .answers

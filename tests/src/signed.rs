@@ -38,74 +38,14 @@ pub fn anchor(wrong: bool) -> anyhow::Result<TrustAnchor> {
     let file = zone_file("signed.test.nsec.zone");
     let mut dsfromkey = Command::new("dnssec-dsfromkey");
     dsfromkey.args(["-2", "-f"]).arg(&file).arg(ORIGIN);
-    anchor_of(&std::fs::read_to_string(&file)?, dsfromkey, wrong)
+    TrustAnchor::of(&std::fs::read_to_string(&file)?, dsfromkey, wrong)
 }
 
 /// The key-signing key of `ORIGIN` that dnslb keeps in `key_dir` (a
 /// combined key or a KSK: the `.key` file with flags 257), as
 /// [`anchor`] gives the fixture's.
 pub fn anchor_in_key_dir(key_dir: &Path, wrong: bool) -> anyhow::Result<TrustAnchor> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(key_dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "key") {
-            let text = std::fs::read_to_string(&path)?;
-            if text.lines().any(|line| line.contains("DNSKEY 257 ")) {
-                found.push((path, text));
-            }
-        }
-    }
-    let [(path, text)] = found.as_slice() else {
-        anyhow::bail!(
-            "{} key-signing keys in {}, not one",
-            found.len(),
-            key_dir.display()
-        );
-    };
-    let mut dsfromkey = Command::new("dnssec-dsfromkey");
-    dsfromkey.arg("-2").arg(path);
-    anchor_of(text, dsfromkey, wrong)
-}
-
-/// The anchor of the DNSKEY with flags 257 in `text`, its DS as
-/// `dsfromkey` prints it.
-fn anchor_of(text: &str, mut dsfromkey: Command, wrong: bool) -> anyhow::Result<TrustAnchor> {
-    let (algorithm, key) = text
-        .lines()
-        .filter(|line| !line.starts_with(';'))
-        .find_map(|line| {
-            let (_, rest) = line.split_once("DNSKEY")?;
-            let mut words = rest.split_whitespace();
-            (words.next()? == "257" && words.next()? == "3").then_some(())?;
-            let algorithm: u8 = words.next()?.parse().ok()?;
-            Some((algorithm, words.collect::<String>()))
-        })
-        .ok_or_else(|| anyhow::anyhow!("no key-signing key"))?;
-    let output = dsfromkey.output()?;
-    let ds = String::from_utf8_lossy(&output.stdout)
-        .split_once(" DS ")
-        .map(|(_, ds)| ds.trim().to_owned())
-        .ok_or_else(|| anyhow::anyhow!("dnssec-dsfromkey gave no DS (install bind9-utils)"))?;
-    Ok(match wrong {
-        true => TrustAnchor {
-            algorithm,
-            key: another_key(&key),
-            ds: format!(
-                "{}{}",
-                &ds[..ds.len() - 1],
-                if ds.ends_with('0') { '1' } else { '0' }
-            ),
-        },
-        false => TrustAnchor { algorithm, key, ds },
-    })
-}
-
-/// `key` (base64) with its first letter changed: a key of the same
-/// length that is another.
-fn another_key(key: &str) -> String {
-    let first = key.chars().next().unwrap_or('A');
-    let other = if first == 'A' { 'B' } else { 'A' };
-    format!("{other}{}", &key[first.len_utf8()..])
+    TrustAnchor::in_key_dir(key_dir, None, wrong)
 }
 
 /// Writes [`anchor`] as a delv trust anchor file in `dir`.

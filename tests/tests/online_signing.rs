@@ -18,7 +18,7 @@ use dnslb_tests::{
     backend::{HttpBackend, web_check},
     daemon::{self, Answered, Daemon, kdig},
     netns::{Rig, SERVER_ADDR},
-    resolvers::{Forward, Resolver, ResolverKind},
+    resolvers::{Forward, Resolver, ResolverKind, TrustAnchor},
     signed::{
         ORIGIN, anchor_in_key_dir, ask_with_do, ask_with_do_at, delv, dnskey_tags,
         each_validating_resolver, rrsigs_of, validated, write_trust_anchor, zone_file,
@@ -274,10 +274,14 @@ fn every_answer_and_every_policy_validates_for_every_resolver() {
             }
         }
     });
+    // The kernel answered the hot names' queries, signed: those answers
+    // are among the ones that validated above.
     let after = Answered::scrape(&rig).unwrap();
-    assert_eq!(
-        after.xdp, before.xdp,
-        "the kernel passed every DO query of the signed zone on"
+    assert!(
+        after.xdp > before.xdp,
+        "the kernel answered signed: {:?} before, {:?} after",
+        before.xdp,
+        after.xdp
     );
 
     // delv, with the same anchor, for every case.
@@ -460,6 +464,34 @@ struct Sample {
 const ROLL_IN_SECONDS: &str = "[zone.dnssec]\nkeys = \"split\"\nzsk_lifetime = \"16s\"\n\
     dnskey_ttl = 2\npropagation = \"1s\"\nvalidity = \"10s\"\n";
 
+/// The kernel's answers so far, and the DO queries it passed for want of
+/// a signature.
+fn kernel_sent_and_unsigned(rig: &Rig) -> (u64, u64) {
+    let text = daemon::scrape(&rig.server, daemon::RIG_METRICS).unwrap();
+    let get = |series: &str| daemon::sample(&text, series).unwrap_or(0);
+    (
+        get("dnslb_queries_total{path=\"xdp\"}"),
+        get("dnslb_xdp_passed_total{reason=\"unsigned\"}"),
+    )
+}
+
+/// unbound in the rig's client, validating the zone with `anchor`.
+fn validating_unbound(rig: &Rig, dir: &Path, anchor: &TrustAnchor) -> Resolver {
+    let forwards = [Forward {
+        zone: ORIGIN,
+        server: SERVER_ADDR.parse().unwrap(),
+        trust_anchor: Some(anchor),
+    }];
+    Resolver::start(
+        ResolverKind::Unbound,
+        &rig.client,
+        &dir.join("unbound"),
+        5300,
+        &forwards,
+    )
+    .unwrap_or_else(|error| panic!("{error:#}"))
+}
+
 /// A zone-signing key rolled with its lifetimes shortened to seconds,
 /// under a steady stream of validating queries (unbound, with the KSK as
 /// its anchor): no answer fails validation across the roll; the new key is
@@ -479,19 +511,7 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
     let key_dir = dir.join("keys");
     let daemon = start(&rig, &config, &key_dir);
     let anchor = anchor_in_key_dir(&key_dir, false).expect("one KSK");
-    let forwards = [Forward {
-        zone: ORIGIN,
-        server: SERVER_ADDR.parse().unwrap(),
-        trust_anchor: Some(&anchor),
-    }];
-    let resolver = Resolver::start(
-        ResolverKind::Unbound,
-        &rig.client,
-        &dir.join("unbound"),
-        5300,
-        &forwards,
-    )
-    .unwrap_or_else(|error| panic!("{error:#}"));
+    let resolver = validating_unbound(&rig, &dir, &anchor);
 
     // Bounded: the roll is over 16 s + 10 s + 1 s after the start.
     let deadline = Instant::now() + Duration::from_secs(45);
@@ -607,7 +627,8 @@ fn a_zsk_rolls_by_pre_publication_under_validating_queries() {
 }
 
 /// A health flip under a failover and a weighted policy: once the checks
-/// decide, the new answers are signed and validate (delv) within a second.
+/// decide, the kernel sends the new answers, signed, within a second, and
+/// they validate (delv, and unbound as a validating resolver).
 #[test]
 fn after_a_health_flip_the_new_answers_validate_within_a_second() {
     let _turn = take_turn();
@@ -656,7 +677,10 @@ policy = {{ kind = "weighted", pool = "weighted" }}
     let daemon = start(&rig, &config, &key_dir);
     let anchor = anchor_in_key_dir(&key_dir, false).unwrap();
     let anchor_file = write_trust_anchor(&dir, &anchor, "anchor.conf").unwrap();
+    let unbound = validating_unbound(&rig, &dir, &anchor);
+    let asked = std::cell::Cell::new(0u64);
     let addrs = |name: &str| -> BTreeSet<String> {
+        asked.set(asked.get() + 1);
         let answer = ask_with_do(&rig.client, name, RecordType::A)
             .unwrap()
             .expect("an answer");
@@ -676,6 +700,9 @@ policy = {{ kind = "weighted", pool = "weighted" }}
         assert!(Instant::now() < settle, "the primary never answered");
         thread::sleep(Duration::from_millis(50));
     }
+    let kernel = || kernel_sent_and_unsigned(&rig);
+    let (sent_before, unsigned_before) = kernel();
+    let asked_before = asked.get();
     backends[0].take().expect("running").stop();
     backends[2].take().expect("running").stop();
     let stopped = Instant::now();
@@ -717,6 +744,98 @@ policy = {{ kind = "weighted", pool = "weighted" }}
             thread::sleep(Duration::from_millis(20));
         }
     }
+    // Every DO query asked here (and delv's for the names) was answered
+    // by the kernel, which never lacked a signature.
+    let (sent_after, unsigned_after) = kernel();
+    assert!(
+        sent_after - sent_before >= asked.get() - asked_before,
+        "{} sent by the kernel for {} asked",
+        sent_after - sent_before,
+        asked.get() - asked_before
+    );
+    assert_eq!(
+        unsigned_after, unsigned_before,
+        "no DO query passed unsigned"
+    );
+    // A validating resolver takes them: within its cache's TTL (1 s) more.
+    let resolver_bound = bound + Duration::from_secs(1);
+    for (name, now_answered) in [
+        ("f.signed.test.", "127.0.0.12"),
+        ("w.signed.test.", "127.0.0.14"),
+    ] {
+        loop {
+            let answer = unbound
+                .resolve(&rig.client, name, RecordType::A)
+                .unwrap()
+                .expect("unbound answers");
+            let only_new = answer.answers.iter().all(|r| match &r.data {
+                RData::A(a) => a.0.to_string() == now_answered,
+                _ => true,
+            });
+            if answer.metadata.authentic_data && only_new && !answer.answers.is_empty() {
+                break;
+            }
+            assert!(
+                stopped.elapsed() < resolver_bound,
+                "{name}: unbound said {answer:?} after {:?}\n{}",
+                stopped.elapsed(),
+                unbound.log_text()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Signatures valid for 10 s (the shortest allowed), under steady DO
+/// queries for two and a half times that: the kernel answers throughout
+/// with signatures it is given anew, and none it sends has expired when it
+/// arrives.
+#[test]
+fn a_run_longer_than_the_signature_validity_never_sends_an_expired_signature() {
+    let _turn = take_turn();
+    const VALIDITY_S: u64 = 10;
+    let rig = Rig::new().expect("namespaces and veth");
+    let _pass = rig.attach_client_pass_through().expect("pass-through");
+    let text = zone_entry(&format!("[zone.dnssec]\nvalidity = \"{VALIDITY_S}s\"\n"));
+    let config = daemon::policy_file("online-signing", "expiry", &text);
+    let dir = config.parent().unwrap().to_owned();
+    let daemon = start(&rig, &config, &dir.join("keys"));
+    let kernel = || kernel_sent_and_unsigned(&rig);
+    // The first answer signs the name (the daemon's, or the kernel's
+    // from the start): from here on, the kernel's.
+    ask_with_do(&rig.client, "www.signed.test.", RecordType::A).unwrap();
+    let (sent_before, unsigned_before) = kernel();
+    let end = Instant::now() + Duration::from_secs(VALIDITY_S * 5 / 2);
+    let (mut asked, mut expirations) = (0u64, BTreeSet::new());
+    while Instant::now() < end {
+        let answer = ask_with_do(&rig.client, "www.signed.test.", RecordType::A)
+            .unwrap()
+            .expect("an answer");
+        let arrived = unix_now();
+        asked += 1;
+        let rrsigs = rrsigs_of(&answer, RecordType::A);
+        assert!(!rrsigs.is_empty(), "signed: {answer:?}");
+        for (_, expiration) in rrsigs {
+            assert!(
+                f64::from(expiration) > arrived,
+                "an expired signature ({expiration}) arrived at {arrived:.1}"
+            );
+            expirations.insert(expiration);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (sent_after, unsigned_after) = kernel();
+    // Signed anew every half validity: two renewals at least in the run.
+    assert!(expirations.len() >= 3, "{expirations:?}");
+    // The kernel answered all but a handful (a renewal a tick late).
+    let sent = sent_after - sent_before;
+    assert!(
+        sent * 100 >= asked * 99,
+        "the kernel sent {sent} of {asked}; {} passed unsigned",
+        unsigned_after - unsigned_before
+    );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }

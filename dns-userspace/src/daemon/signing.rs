@@ -178,6 +178,8 @@ pub fn online_status(origin: &Name, signer: &ZoneSigner, now: u64) -> DnssecZone
 pub struct KernelSignatures {
     dataplane: SharedDataplane,
     steering: Arc<Steering>,
+    /// The keys each zone was last signed with, to tell when they change.
+    signed_with: std::sync::Mutex<HashMap<WireName, [Vec<u16>; 2]>>,
 }
 
 impl KernelSignatures {
@@ -185,18 +187,43 @@ impl KernelSignatures {
         KernelSignatures {
             dataplane,
             steering,
+            signed_with: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// Writes again, with new signatures, the zones' entries and the
-    /// services whose signatures in the kernel are due at `now`.
+    /// services whose signatures in the kernel are due at `now`: all of
+    /// them when the keys signing a zone changed, so that the kernel never
+    /// relies on a key after it leaves.
     fn renew(&self, responder: &Responder, now: u64) -> anyhow::Result<()> {
-        if !self.dataplane.lock()?.signatures_due(now) {
-            return Ok(());
+        let signers = responder.signers();
+        let keys: HashMap<WireName, [Vec<u16>; 2]> = signers
+            .iter()
+            .map(|(origin, signer)| (origin.clone(), signer.signing_tags(now)))
+            .collect();
+        let keys_changed = {
+            let mut signed_with = self
+                .signed_with
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the kernel signing state is poisoned"))?;
+            let changed = signed_with.iter().any(|(origin, tags)| {
+                keys.get(origin)
+                    .is_some_and(|now_signing| now_signing != tags)
+            });
+            *signed_with = keys;
+            changed
+        };
+        {
+            let mut dataplane = self.dataplane.lock()?;
+            if keys_changed {
+                dataplane.renew_all_signatures();
+            }
+            if !dataplane.signatures_due(now) {
+                return Ok(());
+            }
         }
         // The steering's lock before the dataplane's.
         let steered = self.steering.steered_names()?;
-        let signers = responder.signers();
         let renewed = renew_signatures(
             &mut *self.dataplane.lock()?,
             &responder.catalog(),
@@ -207,7 +234,7 @@ impl KernelSignatures {
         if renewed > 0 {
             tracing::debug!("{renewed} signed names written into the kernel again");
         }
-        self.steering.renew_signatures(now)
+        self.steering.renew_signatures(now, keys_changed)
     }
 }
 

@@ -688,6 +688,12 @@ impl Dataplane {
         self.sigs.any_due(now)
     }
 
+    /// Makes every signature in the kernel due to be written again (the
+    /// keys signing changed: a key that leaves must not be relied on).
+    pub fn renew_all_signatures(&mut self) {
+        self.sigs.all_due();
+    }
+
     /// Whether `name`'s signatures of `hot_type` are due to be written
     /// again at `now`.
     pub fn name_signatures_due(&self, name: &HotName, hot_type: HotType, now: u64) -> bool {

@@ -277,6 +277,13 @@ impl SigMaps {
         self.written.values().any(|set| set.renew_at <= now)
     }
 
+    /// Makes every owner's signatures due now: the keys that sign changed.
+    pub(super) fn all_due(&mut self) {
+        for set in self.written.values_mut() {
+            set.renew_at = 0;
+        }
+    }
+
     /// Whether `owner`'s signatures are due to be written again at `now`.
     pub(super) fn due(&self, owner: SigOwner, now: u64) -> bool {
         self.written

@@ -120,6 +120,15 @@ impl KernelServices {
             .map_or(0, |(_, _, networks)| networks.len())
     }
 
+    /// Makes every service's signatures due (the keys signing changed).
+    pub fn renew_all_signatures(&mut self) {
+        for service in self.written.values_mut() {
+            if service.renew_at.is_some() {
+                service.renew_at = Some(0);
+            }
+        }
+    }
+
     /// The services whose signatures in the kernel are due to be written
     /// again at `now`.
     pub fn signatures_due(&self, now: u64) -> Vec<String> {

@@ -590,9 +590,12 @@ impl Steering {
     }
 
     /// Writes again, with new signatures, the services whose signatures
-    /// in the kernel are due at `now`.
-    pub fn renew_signatures(&self, now: u64) -> anyhow::Result<()> {
+    /// in the kernel are due at `now` (all of them when `keys_changed`).
+    pub fn renew_signatures(&self, now: u64, keys_changed: bool) -> anyhow::Result<()> {
         let mut state = self.state.lock()?;
+        if keys_changed {
+            state.kernel.renew_all_signatures();
+        }
         let due = state.kernel.signatures_due(now);
         if due.is_empty() {
             return Ok(());
