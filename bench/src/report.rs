@@ -490,6 +490,7 @@ impl Report<'_> {
                 ("dnslb hit, 250-byte", 3.0),
                 ("dnslb miss", 1.5),
                 ("dnslb hit, DO + cookie", 2.5),
+                ("dnslb DO hit, signed", 3.0),
             ] {
                 if let Some(ns) = self.micro(case) {
                     let r = ns / floor;
@@ -500,6 +501,17 @@ impl Report<'_> {
                     ));
                 }
             }
+        }
+        if let (Some(signed), Some(unsigned)) = (
+            self.micro("dnslb DO hit, signed"),
+            self.micro("dnslb DO hit, unsigned"),
+        ) {
+            let r = signed / unsigned;
+            targets.push((
+                "kernel ns per packet, signed DO hit / unsigned DO hit ≤ 1.3".into(),
+                format!("{r:.3}"),
+                Verdict::of(r <= 1.3),
+            ));
         }
         for share in self.resolvers {
             targets.push((

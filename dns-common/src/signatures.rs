@@ -14,6 +14,8 @@
 /// one or two ECDSA or Ed25519 RRSIGs, one for RSA's longer ones. Longer
 /// signatures are not written: the kernel passes those DO queries.
 pub const SIG_CLASSES: [usize; 2] = [256, 640];
+// The kernel copies 32 bytes a turn.
+const _: () = assert!(SIG_CLASSES[0].is_multiple_of(32) && SIG_CLASSES[1].is_multiple_of(32));
 
 /// The index into [`SIG_CLASSES`] of the class holding `len` bytes of
 /// RRSIG records, if any does.
@@ -53,10 +55,13 @@ impl SigKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigValue<const L: usize> {
-    /// `CLOCK_BOOTTIME` (`bpf_ktime_get_boot_ns`) from which the kernel no
-    /// longer sends these: the daemon would have signed the RRset again
-    /// by then, and the signatures are still valid well past it.
-    pub until_boot_ns: u64,
+    /// `CLOCK_MONOTONIC_COARSE` (`bpf_ktime_get_coarse_ns`, the cheapest
+    /// clock an answer can read) from which the kernel no longer sends
+    /// these: the daemon would have signed the RRset again by then, and
+    /// the signatures are still valid well past it. The daemon writes them
+    /// all again when this clock and the wall clock drift apart (a suspend,
+    /// a clock step).
+    pub until_mono_ns: u64,
     pub len: u16,
     /// RRSIG records in `bytes`, for the answer count.
     pub records: u16,

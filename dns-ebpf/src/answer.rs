@@ -4,8 +4,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_boot_ns, bpf_xdp_adjust_head,
-        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
+        bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -237,14 +237,13 @@ fn write_signatures_for<const W: usize>(
     }
     let variant = (first as u32) & u32::from(set.variant_mask);
     // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let (len, records) = match hot::signatures(set, variant, now) {
         Some(Signatures::Small(value)) => write_signatures(scratch, value, at)?,
         Some(Signatures::Large(value)) => write_signatures(scratch, value, at)?,
         None => return Err(Counter::PassUnsigned),
     };
-    // One state for what follows, whichever class they came from.
-    Ok((scratch.opaque(len), records))
+    Ok((len, records))
 }
 
 /// Copies one variant's RRSIG records to `at` in the output, eight bytes
@@ -264,16 +263,23 @@ fn write_signatures<const L: usize>(
         return Err(Counter::PassTooBig);
     }
     let records = usize::from(value.records);
+    // Opaque: one state for what follows, whichever class it came from.
     let len = scratch.opaque(len);
+    // Four words a turn, the last turn's spare words (zero in the value,
+    // and inside it: the classes are multiples of 32 bytes) landing in
+    // the output's slack or under what follows.
     let words = value.bytes.as_ptr() as *const u64;
-    for i in 0..L / 8 {
-        if i * 8 >= len {
+    for turn in 0..L / 32 {
+        if turn * 32 >= len {
             break;
         }
-        // SAFETY: `i < L / 8`: inside the `L`-byte buffer, which starts 16
-        // bytes into a map value the kernel aligns to 8 bytes.
-        let word = unsafe { words.add(i).read() };
-        scratch.set_out_u64(at + i * 8, word);
+        for word in 0..4 {
+            let i = turn * 4 + word;
+            // SAFETY: `i < L / 8`: inside the `L`-byte buffer, which starts
+            // 16 bytes into a map value the kernel aligns to 8 bytes.
+            let value = unsafe { words.add(i).read() };
+            scratch.set_out_u64(at + i * 8, value);
+        }
     }
     Ok((len, records))
 }

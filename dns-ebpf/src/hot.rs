@@ -64,7 +64,8 @@ pub enum Signatures {
 }
 
 /// The signatures of variant `variant` of `set`'s values, if the kernel
-/// holds them and may still send them at `now` (boot-time nanoseconds).
+/// holds them and may still send them at `now` (coarse monotonic
+/// nanoseconds).
 #[inline(always)]
 pub fn signatures<const W: usize>(set: &HotSet<W>, variant: u32, now: u64) -> Option<Signatures> {
     let key = SigKey::new(set.signatures, variant);
@@ -75,8 +76,8 @@ pub fn signatures<const W: usize>(set: &HotSet<W>, variant: u32, now: u64) -> Op
         Signatures::Large(unsafe { SIGS_640.get(key) }?)
     };
     let until = match found {
-        Signatures::Small(value) => value.until_boot_ns,
-        Signatures::Large(value) => value.until_boot_ns,
+        Signatures::Small(value) => value.until_mono_ns,
+        Signatures::Large(value) => value.until_mono_ns,
     };
     (now < until).then_some(found)
 }

@@ -10,7 +10,7 @@ use crate::{
     api::types::{DnssecKey, DnssecZone, SignerInfo},
     cli::RunArgs,
     config::Config,
-    dataplane::{SharedDataplane, renew_signatures},
+    dataplane::{KernelClock, SharedDataplane, renew_signatures},
     file_error::FileError,
     server::{Responder, Signers, notify_version},
     signer::{SigningPolicy, ZoneSigner, keys::KeyRing, now},
@@ -173,13 +173,23 @@ pub fn online_status(origin: &Name, signer: &ZoneSigner, now: u64) -> DnssecZone
     }
 }
 
+/// How far the wall clock may move against the kernel's between two ticks
+/// before the kernel's signature deadlines are written again.
+const CLOCK_SLACK_NS: u64 = 1_000_000_000;
+
 /// What keeps the kernel's signatures fresh: the maps, and the steering
 /// that writes the services into them.
 pub struct KernelSignatures {
     dataplane: SharedDataplane,
     steering: Arc<Steering>,
-    /// The keys each zone was last signed with, to tell when they change.
-    signed_with: std::sync::Mutex<HashMap<WireName, [Vec<u16>; 2]>>,
+    signed_with: std::sync::Mutex<SignedWith>,
+}
+
+/// The keys each zone was last signed with, and the kernel's clock against
+/// the wall clock then, to tell when either changes.
+struct SignedWith {
+    tags: HashMap<WireName, [Vec<u16>; 2]>,
+    clock: KernelClock,
 }
 
 impl KernelSignatures {
@@ -187,31 +197,43 @@ impl KernelSignatures {
         KernelSignatures {
             dataplane,
             steering,
-            signed_with: std::sync::Mutex::new(HashMap::new()),
+            signed_with: std::sync::Mutex::new(SignedWith {
+                tags: HashMap::new(),
+                clock: KernelClock::now(),
+            }),
         }
     }
 
     /// Writes again, with new signatures, the zones' entries and the
     /// services whose signatures in the kernel are due at `now`: all of
     /// them when the keys signing a zone changed, so that the kernel never
-    /// relies on a key after it leaves.
+    /// relies on a key after it leaves, and when the kernel's clock and the
+    /// wall clock drifted apart (a suspend, a step of the clock), so that
+    /// its deadlines are the signatures' again.
     fn renew(&self, responder: &Responder, now: u64) -> anyhow::Result<()> {
         let signers = responder.signers();
         let keys: HashMap<WireName, [Vec<u16>; 2]> = signers
             .iter()
             .map(|(origin, signer)| (origin.clone(), signer.signing_tags(now)))
             .collect();
+        let clock = KernelClock::now();
         let keys_changed = {
             let mut signed_with = self
                 .signed_with
                 .lock()
                 .map_err(|_| anyhow::anyhow!("the kernel signing state is poisoned"))?;
-            let changed = signed_with.iter().any(|(origin, tags)| {
+            let changed = signed_with.tags.iter().any(|(origin, tags)| {
                 keys.get(origin)
                     .is_some_and(|now_signing| now_signing != tags)
             });
-            *signed_with = keys;
-            changed
+            let drifted = clock.drifted_from(&signed_with.clock, CLOCK_SLACK_NS);
+            if drifted {
+                tracing::warn!(
+                    "the wall clock moved against the kernel's: its signatures are written again"
+                );
+            }
+            *signed_with = SignedWith { tags: keys, clock };
+            changed || drifted
         };
         {
             let mut dataplane = self.dataplane.lock()?;

@@ -20,7 +20,7 @@ pub use program::{
     AttachMode, Dataplane, DataplaneError, DataplaneOptions, EBPF_OBJECT, KernelCounters,
     PassThrough, TestOutcome, attach_pass_through, kernel_older_than, time_runs,
 };
-pub use signed::{HotSignatures, RrsetSigner, Rrsigs, SigFields};
+pub use signed::{HotSignatures, KernelClock, RrsetSigner, Rrsigs, SigFields};
 pub use steer::{KernelServices, encode_draw};
 pub use sync::{
     OnlineSigners, SkipReason, Skipped, SyncReport, hot_entries, renew_signatures, sync_hot,

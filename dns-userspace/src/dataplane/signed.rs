@@ -211,10 +211,10 @@ impl SigMaps {
         };
         self.last_set += 1;
         let set = self.last_set;
-        let clock = BootClock::now();
+        let clock = KernelClock::now();
         for (variant, rrsigs) in signatures.variants.iter().enumerate() {
             let key = SigKey::new(set, variant as u32);
-            let until = clock.boot_ns(rrsigs.until);
+            let until = clock.mono_ns(rrsigs.until);
             let written = match class {
                 0 => put(&mut self.small, key, rrsigs, until),
                 _ => put(&mut self.large, key, rrsigs, until),
@@ -325,10 +325,10 @@ fn put<const L: usize>(
     map: &mut HashMap<MapData, SigKey, SigValue<L>>,
     key: SigKey,
     rrsigs: &Rrsigs,
-    until_boot_ns: u64,
+    until_mono_ns: u64,
 ) -> Result<(), MapError> {
     let mut value = SigValue {
-        until_boot_ns,
+        until_mono_ns,
         len: rrsigs.wire.len() as u16,
         records: rrsigs.records,
         _pad: 0,
@@ -338,32 +338,40 @@ fn put<const L: usize>(
     map.insert(key, value, 0)
 }
 
-/// The kernel's clock (`CLOCK_BOOTTIME`, which `bpf_ktime_get_boot_ns`
-/// reads) against the wall clock signatures are dated by.
-struct BootClock {
-    boot_ns: u64,
-    unix: u64,
+/// The kernel's clock for signatures (`CLOCK_MONOTONIC_COARSE`, which
+/// `bpf_ktime_get_coarse_ns` reads) against the wall clock signatures are
+/// dated by.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelClock {
+    mono_ns: u64,
+    unix_ns: u64,
 }
 
-impl BootClock {
-    fn now() -> BootClock {
-        let boot_ns = clock_gettime(ClockId::CLOCK_BOOTTIME)
+impl KernelClock {
+    pub fn now() -> KernelClock {
+        let mono_ns = clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
             .map(|time| time.tv_sec() as u64 * 1_000_000_000 + time.tv_nsec() as u64)
             .unwrap_or(0);
-        BootClock {
-            boot_ns,
-            unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
-        }
+        let unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        KernelClock { mono_ns, unix_ns }
     }
 
-    /// Unix time `unix` on the kernel's clock; a time already past is
-    /// now, so the kernel sends nothing.
-    fn boot_ns(&self, unix: u64) -> u64 {
-        let ahead = unix.saturating_sub(self.unix);
-        self.boot_ns
-            .saturating_add(ahead.saturating_mul(1_000_000_000))
+    /// Unix time `unix` (seconds) on the kernel's clock; a time already
+    /// past is now, so the kernel sends nothing.
+    fn mono_ns(&self, unix: u64) -> u64 {
+        let ahead = unix
+            .saturating_mul(1_000_000_000)
+            .saturating_sub(self.unix_ns);
+        self.mono_ns.saturating_add(ahead)
+    }
+
+    /// Whether the two clocks moved apart by more than `slack_ns` since
+    /// `earlier`: the deadlines written then no longer hold.
+    pub fn drifted_from(&self, earlier: &KernelClock, slack_ns: u64) -> bool {
+        let offset = |clock: &KernelClock| i128::from(clock.unix_ns) - i128::from(clock.mono_ns);
+        (offset(self) - offset(earlier)).unsigned_abs() > u128::from(slack_ns)
     }
 }
 
@@ -446,12 +454,22 @@ mod tests {
     }
 
     #[test]
-    fn the_boot_clock_places_wall_times_on_the_kernels() {
-        let clock = BootClock {
-            boot_ns: 5_000_000_000,
-            unix: 1_000,
+    fn the_kernel_clock_places_wall_times_on_its_own() {
+        let clock = KernelClock {
+            mono_ns: 5_000_000_000,
+            unix_ns: 1_000_500_000_000,
         };
-        assert_eq!(clock.boot_ns(1_002), 7_000_000_000);
-        assert_eq!(clock.boot_ns(999), 5_000_000_000, "past: now");
+        assert_eq!(clock.mono_ns(1_002), 6_500_000_000);
+        assert_eq!(clock.mono_ns(999), 5_000_000_000, "past: now");
+        let suspended = KernelClock {
+            mono_ns: 6_000_000_000,
+            unix_ns: 1_100_000_000_000,
+        };
+        assert!(suspended.drifted_from(&clock, 1_000_000_000));
+        let ticked = KernelClock {
+            mono_ns: 6_000_000_000,
+            unix_ns: 1_001_500_000_100,
+        };
+        assert!(!ticked.drifted_from(&clock, 1_000_000_000));
     }
 }
