@@ -17,6 +17,9 @@ use crate::{
 
 pub struct HotLoad {
     pub names: usize,
+    /// Whether the zone was signed online (every name's RRset signed and
+    /// its signature written into the kernel).
+    pub signed: bool,
     /// Parsing and checking the zone file.
     pub zone_seconds: f64,
     /// Writing every name into the kernel map.
@@ -27,20 +30,24 @@ pub struct HotLoad {
     pub daemon_peak_bytes: u64,
     /// The kernel's memory for the hot-name map.
     pub map_bytes: u64,
+    /// The kernel's memory for the signature maps.
+    pub signature_map_bytes: u64,
 }
 
-pub fn run(rig: &Rig, scratch: &Path, names: usize) -> anyhow::Result<HotLoad> {
-    let dir = scratch.join("hotload");
+/// Loads a zone of `names` names, signed online when `signed`, and
+/// measures it.
+pub fn run(rig: &Rig, scratch: &Path, names: usize, signed: bool) -> anyhow::Result<HotLoad> {
+    let dir = scratch.join(format!("hotload-{signed}"));
     fs::create_dir_all(&dir)?;
     let zone = write_zone(&dir, names)?;
     let capacity = (names + 16).to_string();
+    let key_dir = dir.join("keys").display().to_string();
+    let mut args = vec!["--hot-capacity", &capacity];
+    if signed {
+        args.extend(["--sign", ORIGIN, "--key-dir", &key_dir]);
+    }
     let started = Instant::now();
-    let daemon = Daemon::start_on_rig(
-        rig,
-        &bench_zone(&zone),
-        true,
-        &["--hot-capacity", &capacity],
-    )?;
+    let daemon = Daemon::start_on_rig(rig, &bench_zone(&zone), true, &args)?;
     let total_seconds = started.elapsed().as_secs_f64();
     let log = daemon.log_text();
     let seconds_in = |marker: &str| -> anyhow::Result<f64> {
@@ -58,11 +65,12 @@ pub fn run(rig: &Rig, scratch: &Path, names: usize) -> anyhow::Result<HotLoad> {
     let _pass = rig.attach_client_pass_through()?;
     let answer = kdig(
         &rig.client,
-        &[&format!("@{SERVER_ADDR}"), "+short", &last, "A"],
+        &[&format!("@{SERVER_ADDR}"), "+dnssec", &last, "A"],
     )?;
     ensure!(
-        !answer.trim().is_empty(),
-        "{last} not answered after loading {names} names"
+        answer.contains("\tA\t") && (!signed || answer.contains("\tRRSIG\t")),
+        "{last} not answered{} after loading {names} names: {answer}",
+        if signed { ", signed," } else { "" }
     );
 
     let pid = daemon.pid();
@@ -74,9 +82,13 @@ pub fn run(rig: &Rig, scratch: &Path, names: usize) -> anyhow::Result<HotLoad> {
         .context("no VmHWM")?
         * 1024;
     let map_bytes = hot_map_memlock(pid, names + 16)?;
+    // The signature maps are sized twice the names (see `Dataplane::load`).
+    let signature_map_bytes = hot_map_memlock(pid, 2 * (names + 16))?;
     daemon.stop(Signal::SIGTERM)?;
     Ok(HotLoad {
         names,
+        signed,
+        signature_map_bytes,
         zone_seconds,
         fill_seconds,
         total_seconds,

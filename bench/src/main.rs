@@ -18,7 +18,10 @@ mod workload;
 use std::{fs, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use dnslb_tests::netns::Rig;
+use dnslb_tests::{
+    netns::Rig,
+    resolvers::{Share, measure_shares},
+};
 
 use crate::{
     report::{Measured, Report, Settings},
@@ -59,6 +62,10 @@ struct Args {
     /// Only the online signing costs, printed: for working on the signer.
     #[arg(long)]
     signing_only: bool,
+    /// Only the costs of signed answers from the kernel (with the kernel
+    /// micro-benchmarks and the resolvers they need), printed.
+    #[arg(long)]
+    kernel_signing_only: bool,
     /// Where the markdown report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -152,6 +159,20 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let micro = micro::run(settings.micro_runs)?;
+    if args.kernel_signing_only {
+        let rig = Rig::new()?;
+        let resolvers = measure_resolvers(scratch)?;
+        let kernel = run_kernel_signing(&rig, scratch, &workload, &settings, hotload_names)?;
+        println!(
+            "{}",
+            report::kernel_signing_section(&kernel, &micro, &resolvers)
+        );
+        for (target, figure, verdict) in report::kernel_signing_targets(&kernel, &micro, &resolvers)
+        {
+            println!("{target}: {figure} ({verdict:?})");
+        }
+        return Ok(());
+    }
     if args.micro_only {
         for result in &micro {
             println!(
@@ -238,24 +259,10 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         }
     }
 
-    println!("bench: real resolvers through dnslb");
-    let resolvers = {
-        let resolver_rig = Rig::new()?;
-        let mut shares = Vec::new();
-        for signed in [false, true] {
-            let dir = scratch.join(format!("resolvers-{signed}"));
-            shares.extend(dnslb_tests::resolvers::measure_shares(
-                &resolver_rig,
-                &dir,
-                50,
-                signed,
-            )?);
-        }
-        shares
-    };
+    let resolvers = measure_resolvers(scratch)?;
 
     println!("bench: loading {hotload_names} hot names");
-    let hotload = hotload::run(&rig, scratch, hotload_names)?;
+    let hotload = hotload::run(&rig, scratch, hotload_names, false)?;
 
     let (endpoints, seconds) = if args.quick { (1_000, 2) } else { (10_000, 10) };
     println!("bench: health checks, {endpoints} endpoints every second");
@@ -277,6 +284,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
 
     println!("bench: online signing");
     let signing = run_signing(&rig, scratch, &workload, &settings)?;
+    let kernel_signing = run_kernel_signing(&rig, scratch, &workload, &settings, hotload_names)?;
 
     let report = Report {
         settings: &settings,
@@ -288,12 +296,66 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         health: &health,
         cold: &cold,
         signing: &signing,
+        kernel_signing: &kernel_signing,
     }
     .render();
     fs::write(&args.out, &report)?;
     println!("\n{report}");
     println!("bench: written to {}", args.out.display());
     Ok(())
+}
+
+/// The workload's mixes of DO queries without other options.
+fn do_mixes(workload: &workload::Workload) -> Vec<&workload::Mix> {
+    workload
+        .mixes
+        .iter()
+        .filter(|mix| mix.edns.dnssec_ok && mix.edns.cookie.is_none())
+        .collect()
+}
+
+/// Every resolver's share of hot-name queries answered by the kernel, the
+/// zones unsigned and then signed (the resolvers validating).
+fn measure_resolvers(scratch: &std::path::Path) -> anyhow::Result<Vec<Share>> {
+    println!("bench: real resolvers through dnslb");
+    let mut shares = Vec::new();
+    for signed in [false, true] {
+        // A rig each: the resolvers' run adds its IPv6 addresses.
+        let resolver_rig = Rig::new()?;
+        let dir = scratch.join(format!("resolvers-{signed}"));
+        shares.extend(measure_shares(&resolver_rig, &dir, 50, signed)?);
+    }
+    Ok(shares)
+}
+
+/// Signed answers from the kernel: its DO throughput on the workload's
+/// one-name DO mix, signed against unsigned, and `names` hot names loaded
+/// unsigned and signed.
+fn run_kernel_signing(
+    rig: &Rig,
+    scratch: &std::path::Path,
+    workload: &workload::Workload,
+    settings: &Settings,
+    names: usize,
+) -> anyhow::Result<signing::KernelSigning> {
+    println!("bench: signed answers from the kernel");
+    let throughput = signing::kernel_throughput(
+        rig,
+        scratch,
+        &workload.zone,
+        &do_mixes(workload),
+        (
+            settings.flood_seconds,
+            settings.dnsperf_qps,
+            settings.rounds,
+        ),
+    )?;
+    println!("bench: loading {names} hot names, unsigned and signed");
+    Ok(signing::KernelSigning {
+        throughput,
+        unsigned_load: hotload::run(rig, scratch, names, false)?,
+        signed_load: hotload::run(rig, scratch, names, true)?,
+    })
 }
 
 /// Online signing's costs, on the workload's DO mix and, in a full run,
@@ -319,11 +381,7 @@ fn run_signing(
             resolver_shaped: true,
             ipv6: false,
         });
-    let mut mixes: Vec<&workload::Mix> = workload
-        .mixes
-        .iter()
-        .filter(|mix| mix.edns.dnssec_ok && mix.edns.cookie.is_none())
-        .collect();
+    let mut mixes = do_mixes(workload);
     mixes.extend(uniform_do.as_ref());
     signing::run(
         rig,

@@ -59,6 +59,16 @@ pub struct SigningCost {
     pub rounds: u32,
 }
 
+/// Signed answers from the kernel: its throughput for DO queries to a
+/// zone signed online against the zone unsigned (XDP attached), and a
+/// large zone loaded unsigned and signed.
+pub struct KernelSigning {
+    /// (mix, signed, unsigned).
+    pub throughput: Vec<(&'static str, Throughput, Throughput)>,
+    pub unsigned_load: crate::hotload::HotLoad,
+    pub signed_load: crate::hotload::HotLoad,
+}
+
 /// A health flip of 1,000 failover services.
 pub struct Flip {
     pub services: usize,
@@ -132,11 +142,10 @@ pub fn run(
         for _ in 0..rounds {
             pairs.push(signed_and_unsigned(
                 rig,
-                &zone_file,
-                &key_dir,
+                (&zone_file, &key_dir),
                 mix,
-                seconds,
-                dnsperf_qps,
+                (seconds, dnsperf_qps),
+                false,
                 &mut memory,
             )?);
         }
@@ -180,17 +189,16 @@ pub fn run(
 /// grown per RRset, RRsets).
 type CacheMemory = (f64, f64, u64);
 
-/// One round of `mix`: the daemon serving the zone signed (keys in
-/// `key_dir`), then unsigned, each its throughput (the flood) and latency
-/// (dnsperf at `dnsperf_qps`); the signed daemon's cache memory kept in
-/// `memory` when it holds more RRsets than before.
+/// One round of `mix`: the daemon (with XDP when `xdp`) serving the zone
+/// signed (keys in `key_dir`), then unsigned, each its throughput (the
+/// flood) and latency (dnsperf at `dnsperf_qps`); the signed daemon's
+/// cache memory kept in `memory` when it holds more RRsets than before.
 fn signed_and_unsigned(
     rig: &Rig,
-    zone_file: &ZoneFile,
-    key_dir: &str,
+    (zone_file, key_dir): (&ZoneFile, &str),
     mix: &Mix,
-    seconds: u32,
-    dnsperf_qps: u32,
+    (seconds, dnsperf_qps): (u32, u32),
+    xdp: bool,
     memory: &mut CacheMemory,
 ) -> anyhow::Result<[(Throughput, Latency); 2]> {
     let mut measured = Vec::new();
@@ -199,7 +207,7 @@ fn signed_and_unsigned(
             true => vec!["--sign", ORIGIN, "--key-dir", key_dir],
             false => Vec::new(),
         };
-        let daemon = Daemon::start_on_rig(rig, zone_file, false, &extra)?;
+        let daemon = Daemon::start_on_rig(rig, zone_file, xdp, &extra)?;
         let pid = daemon.pid();
         let rss_before = rss(pid)?;
         // Warm: the mix sent until every name in it has its signatures
@@ -239,6 +247,47 @@ fn signed_and_unsigned(
         .try_into()
         .map_err(|_| anyhow::anyhow!("two runs"))?;
     Ok([signed, unsigned])
+}
+
+/// The kernel's throughput for DO queries of each of `mixes` to the zone
+/// signed online against the same zone unsigned, XDP attached: (mix,
+/// signed, unsigned), measured in turn `rounds` times, the median pair.
+pub fn kernel_throughput(
+    rig: &Rig,
+    scratch: &Path,
+    zone: &Path,
+    mixes: &[&Mix],
+    (seconds, dnsperf_qps, rounds): (u32, u32, u32),
+) -> anyhow::Result<Vec<(&'static str, Throughput, Throughput)>> {
+    let dir = scratch.join("kernel-signing");
+    fs::create_dir_all(&dir)?;
+    let zone_file = ZoneFile {
+        origin: ORIGIN.into(),
+        file: zone.to_owned(),
+    };
+    let key_dir = dir.join("keys").display().to_string();
+    let mut memory: CacheMemory = (0.0, 0.0, 0);
+    let mut throughput = Vec::new();
+    for mix in mixes {
+        let mut pairs = Vec::new();
+        for _ in 0..rounds.max(1) {
+            let [(signed, _), (plain, _)] = signed_and_unsigned(
+                rig,
+                (&zone_file, &key_dir),
+                mix,
+                (seconds, dnsperf_qps),
+                true,
+                &mut memory,
+            )?;
+            pairs.push((signed, plain));
+        }
+        let (signed, plain) = median_pair(pairs, |(signed, plain)| {
+            signed.replies_per_second / plain.replies_per_second
+        })
+        .context("no round")?;
+        throughput.push((mix.label, signed, plain));
+    }
+    Ok(throughput)
 }
 
 /// Of `pairs`, the one whose `ratio` is the median.

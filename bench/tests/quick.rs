@@ -23,6 +23,7 @@ fn quick_bench_runs_and_writes_every_table() {
         "## Loading hot names",
         "## Function pool cold starts",
         "## DNSSEC online signing",
+        "## Signed answers from the kernel",
         "## Targets",
     ] {
         assert!(report.contains(heading), "no {heading} in:\n{report}");
@@ -38,6 +39,9 @@ fn quick_bench_runs_and_writes_every_table() {
         "| cold start, query to answer |",
         "| ECDSAP256SHA256 (13) |",
         "| one hot name, DO (as unbound) |",
+        "| PowerDNS Recursor | signed, validating |",
+        "| dnslb DO hit, signed zone",
+        "| signed | ",
     ] {
         assert!(report.contains(row), "no row {row} in:\n{report}");
     }

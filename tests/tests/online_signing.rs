@@ -275,13 +275,19 @@ fn every_answer_and_every_policy_validates_for_every_resolver() {
         }
     });
     // The kernel answered the hot names' queries, signed: those answers
-    // are among the ones that validated above.
+    // are among the ones that validated above. Every name and service the
+    // kernel answers has its signatures there.
     let after = Answered::scrape(&rig).unwrap();
     assert!(
         after.xdp > before.xdp,
         "the kernel answered signed: {:?} before, {:?} after",
         before.xdp,
         after.xdp
+    );
+    let status = daemon.cli(&["status"]).unwrap();
+    assert!(
+        status.contains("; 0 names of signed zones whose DO queries the daemon answers"),
+        "{status}"
     );
 
     // delv, with the same anchor, for every case.

@@ -241,6 +241,7 @@ fn signatures_past_their_time_and_missing_variants_pass() {
         .set_hot_signed(&name, &plain, Some(&fresh))
         .expect("written");
     assert!(!passed(&mut dataplane, &query), "answered, signed");
+    assert_eq!(dataplane.passed_unsigned().count(), 0, "no name passed");
 
     // A weighted pick of two endpoints with a signature for the first
     // only: draws of the second are the daemon's.
@@ -276,7 +277,20 @@ fn signatures_past_their_time_and_missing_variants_pass() {
     }
     assert!(sent > 20 && left > 20, "sent {sent}, left {left}");
 
-    // A value with no signatures at all.
+    // A value with no signatures at all: passed, and `dnslb status` names it.
     dataplane.set_hot(&name, &weighted).expect("written");
     assert!((0..10).all(|_| passed(&mut dataplane, &query)));
+    let listed: Vec<_> = dataplane
+        .passed_unsigned()
+        .map(|(listed, hot_type, reason)| (listed.wire().to_vec(), hot_type, reason))
+        .collect();
+    assert_eq!(
+        listed,
+        [(
+            name.wire().to_vec(),
+            HotType::A,
+            "no signatures for its answers"
+        )],
+        "listed for `dnslb status`"
+    );
 }

@@ -21,6 +21,10 @@ pub struct Status {
     /// The client-network tries of client-dependent services.
     #[serde(default)]
     pub client_networks: Option<ClientNetworkFill>,
+    /// The kernel's signed answers: what it holds, and the names of signed
+    /// zones whose DO queries it passes to the daemon.
+    #[serde(default)]
+    pub kernel_signatures: Option<KernelSignatures>,
     /// In a fleet (`--cluster`): its store and whether it is reached.
     #[serde(default)]
     pub fleet: Option<FleetStatus>,
@@ -103,6 +107,25 @@ pub struct ClientNetworkFill {
     pub capacity: u32,
     /// The networks of the client-dependent service with the most.
     pub largest_service: u64,
+}
+
+/// What the kernel holds to answer DO queries for signed zones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelSignatures {
+    /// Values answered with signatures (a name's, or a client network's).
+    pub signed_values: usize,
+    /// Signature map entries: one per RRset a value can answer with.
+    pub entries: u64,
+    /// Names of signed zones whose DO queries go to the daemon.
+    pub passed: Vec<PassedUnsigned>,
+}
+
+/// A name of a signed zone whose DO queries the kernel passes on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassedUnsigned {
+    pub name: String,
+    pub record_type: String,
+    pub reason: String,
 }
 
 impl ClientNetworkFill {

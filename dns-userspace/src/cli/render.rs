@@ -160,6 +160,31 @@ pub fn status(status: &Status) -> String {
         }
         out.push_str(&table.render());
     }
+    if let Some(signatures) = &status.kernel_signatures {
+        let _ = writeln!(
+            out,
+            "\nsigned answers   {} values signed in the kernel ({} signatures); {} names of signed zones whose DO queries the daemon answers{}",
+            signatures.signed_values,
+            signatures.entries,
+            signatures.passed.len(),
+            if signatures.passed.is_empty() {
+                ""
+            } else {
+                ":"
+            }
+        );
+        const SHOWN: usize = 20;
+        for passed in signatures.passed.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                passed.name, passed.record_type, passed.reason
+            );
+        }
+        if signatures.passed.len() > SHOWN {
+            let _ = writeln!(out, "  … and {} more", signatures.passed.len() - SHOWN);
+        }
+    }
     if let Some(networks) = &status.client_networks {
         let _ = writeln!(
             out,

@@ -27,8 +27,8 @@ use super::{
 };
 use crate::{
     api::types::{
-        Applied, ClientNetworkFill, EndpointCounts, MapFill, RecordRow, Registration, Status,
-        ZoneInfo, ZoneRecords, ZoneSource,
+        Applied, ClientNetworkFill, EndpointCounts, KernelSignatures, MapFill, PassedUnsigned,
+        RecordRow, Registration, Status, ZoneInfo, ZoneRecords, ZoneSource,
     },
     backends::Backends,
     cli::{RunArgs, ZoneArg},
@@ -838,7 +838,7 @@ impl Live {
 
     /// `GET /v1/status`.
     pub fn status(&self) -> Result<Status, ChangeError> {
-        let (kernel_maps, client_networks) = match &self.dataplane {
+        let (kernel_maps, client_networks, kernel_signatures) = match &self.dataplane {
             Some(dataplane) => {
                 // The steering state first, and released: whoever holds
                 // both takes the steering state before the dataplane.
@@ -852,9 +852,24 @@ impl Live {
                     capacity: dataplane.capacity(),
                     largest_service,
                 };
-                (dataplane.map_fill(), Some(networks))
+                let (signed_values, entries) = dataplane.signed_values();
+                let mut passed: Vec<PassedUnsigned> = dataplane
+                    .passed_unsigned()
+                    .map(|(name, hot_type, reason)| PassedUnsigned {
+                        name: WireName::from(name.wire()).to_string(),
+                        record_type: hot_type.name().to_owned(),
+                        reason: reason.to_owned(),
+                    })
+                    .collect();
+                passed.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
+                let signatures = KernelSignatures {
+                    signed_values,
+                    entries,
+                    passed,
+                };
+                (dataplane.map_fill(), Some(networks), Some(signatures))
             }
-            None => (Vec::<MapFill>::new(), None),
+            None => (Vec::<MapFill>::new(), None, None),
         };
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -868,6 +883,7 @@ impl Live {
             services: self.steering.services().map_or(0, |s| s.len()),
             kernel_maps,
             client_networks,
+            kernel_signatures,
             fleet: self.fleet.as_ref().map(|fleet| fleet.status()),
             anycast: self.anycast.as_ref().map(|anycast| anycast.status()),
             overrides: self

@@ -104,6 +104,11 @@ impl HotValue {
         self
     }
 
+    /// Whether the name is in a signed zone ([`dns_common::SET_SIGNED`]).
+    pub fn is_signed(&self) -> bool {
+        each_set!(self, |set| set.flags & dns_common::SET_SIGNED != 0)
+    }
+
     /// Sets [`dns_common::HotSet::flags`].
     pub fn with_flags(mut self, flags: u8) -> HotValue {
         each_set!(&mut self, |set| set.flags = flags);

@@ -237,6 +237,9 @@ pub struct Dataplane {
     pub(super) holders: StdHashMap<(HotType, u64), u64>,
     /// The signatures of signed values, and whose they are.
     pub(super) sigs: SigMaps,
+    /// Names of signed zones the kernel answers without DO only (it holds
+    /// no signatures for them), with the reason.
+    passed_unsigned: StdHashMap<(HotType, u64), (HotName, &'static str)>,
     /// With `--pin`: where the maps and the link are pinned, and what a
     /// previous daemon left that this one has not written again.
     pub(super) pinned: Option<super::pin::Pinned>,
@@ -491,6 +494,7 @@ impl Dataplane {
             fill: [0; 4],
             holders: StdHashMap::new(),
             sigs,
+            passed_unsigned: StdHashMap::new(),
             pinned: None,
         };
         if let Some(pin) = pin {
@@ -571,6 +575,12 @@ impl Dataplane {
             Some(signatures) => self.sigs.write(signatures)?.unzip(),
             None => (None, None),
         };
+        let unsigned = match (signatures, &set) {
+            _ if !value.is_signed() || !value.answers_in_kernel() => None,
+            (_, Some(_)) => None,
+            (Some(_), None) => Some("its signatures are longer than the kernel holds"),
+            (None, None) => Some("no signatures for its answers"),
+        };
         let value = value.with_signatures(fields.unwrap_or_default());
         if let Err(error) = self.hot.insert(digest, name, &value) {
             if let Some(set) = set {
@@ -580,6 +590,10 @@ impl Dataplane {
         }
         self.sigs
             .replace(SigOwner::Name(value.hot_type(), digest), set);
+        match unsigned {
+            Some(reason) => self.passed_unsigned.insert(holder, (*name, reason)),
+            None => self.passed_unsigned.remove(&holder),
+        };
         if self.holders.insert(holder, fingerprint).is_none() {
             self.fill[map_class(value.hot_type(), is_small(name))] += 1;
         }
@@ -604,6 +618,7 @@ impl Dataplane {
             self.fill[map_class(hot_type, is_small(name))] -= 1;
         }
         self.sigs.replace(SigOwner::Name(hot_type, digest), None);
+        self.passed_unsigned.remove(&(hot_type, digest));
         Ok(())
     }
 
@@ -705,6 +720,14 @@ impl Dataplane {
     /// signature entries that takes.
     pub fn signed_values(&self) -> (usize, u64) {
         self.sigs.count()
+    }
+
+    /// Names of signed zones whose DO queries the kernel passes to the
+    /// daemon, holding no signatures for them: each with its type and why.
+    pub fn passed_unsigned(&self) -> impl Iterator<Item = (&HotName, HotType, &'static str)> {
+        self.passed_unsigned
+            .iter()
+            .map(|((hot_type, _), (name, reason))| (name, *hot_type, *reason))
     }
 
     /// Forgets one client network of generation `service`.
