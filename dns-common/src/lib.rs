@@ -234,7 +234,7 @@ pub const SET_SIGNED: u8 = 1;
 /// network byte order, weights are already cumulative, so the program
 /// picks and copies without arithmetic on policy.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HotSet<const W: usize> {
     /// TTL as it goes on the wire.
     pub ttl: [u8; 4],

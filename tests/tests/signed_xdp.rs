@@ -9,14 +9,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dns_common::{Counter, HotName};
 use dnslb::{
-    dataplane::{Endpoint, HotAnswer, HotSignatures, HotType, RrsetSigner, Rrsigs},
+    dataplane::{Endpoint, HotAnswer, HotSignatures, HotType, RrsetSigner, Rrsigs, sync_hot},
     server::{Responder, Transport},
     signer::{SigningPolicy, ZoneSigner, now},
 };
 use dnslb_tests::{
     frame::{Opt, QueryFrame, wire_name},
-    oracle::{TEST_ZONES, loaded_signed},
-    testrun::{XDP_PASS, XDP_TX, answer_payload, run},
+    oracle::{SIGNED_ZONE, TEST_ZONES, catalog, loaded_signed},
+    signed,
+    testrun::{XDP_PASS, XDP_TX, answer_payload, program, run},
 };
 use hickory_proto::{
     op::Message,
@@ -292,5 +293,47 @@ fn signatures_past_their_time_and_missing_variants_pass() {
             "no signatures for its answers"
         )],
         "listed for `dnslb status`"
+    );
+}
+
+/// A zone signed elsewhere, signed again (the same records, new RRSIGs):
+/// the reload brings the new signatures into the kernel, whose answers are
+/// again the daemon's.
+#[test]
+fn a_reloaded_zone_signed_elsewhere_brings_its_new_signatures() {
+    let resigned = std::fs::read_to_string(signed::zone_file("signed.test.nsec3.zone")).unwrap();
+    let before = catalog(&[("signed.test.", SIGNED_ZONE)]);
+    let after = catalog(&[("signed.test.", &resigned)]);
+    let mut dataplane = program();
+    sync_hot(&mut dataplane, (None, &before), &|_, _| false, &|_| None).unwrap();
+    let query = QueryFrame::a("www.signed.test").with_opt(Opt::plain(1232).dnssec());
+    let signature = |dataplane: &mut dnslb::dataplane::Dataplane| {
+        let input = query.build();
+        let outcome = run(dataplane, &input);
+        assert_eq!(outcome.action, XDP_TX, "answered in the kernel");
+        let payload = answer_payload(&query, &input, &outcome).to_vec();
+        let message = Message::from_vec(&payload).unwrap();
+        let rrsig = message
+            .answers
+            .iter()
+            .find(|r| r.record_type() == RecordType::RRSIG)
+            .expect("signed")
+            .clone();
+        (rrsig, payload)
+    };
+    let (old, _) = signature(&mut dataplane);
+    sync_hot(
+        &mut dataplane,
+        (Some(&before), &after),
+        &|_, _| false,
+        &|_| None,
+    )
+    .unwrap();
+    let (new, payload) = signature(&mut dataplane);
+    assert_ne!(old, new, "the new file's signature");
+    let responder = Responder::new(after, dnslb_tests::testrun::EDNS_PAYLOAD);
+    assert!(
+        daemon_sends(&responder, &query, &payload),
+        "the daemon's bytes"
     );
 }

@@ -52,7 +52,7 @@ macro_rules! each_set {
 }
 
 /// A kernel map value of either type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HotValue {
     A(HotA),
     Aaaa(HotAaaa),

@@ -26,7 +26,7 @@ use dns_common::{
 use super::{
     HotType, HotValue,
     log::XdpLogger,
-    signed::{HotSignatures, SigMaps, SigOwner},
+    signed::{HotSignatures, SigMaps, SigOwner, Written},
 };
 use crate::api::types::MapFill;
 
@@ -571,16 +571,8 @@ impl Dataplane {
             }
             _ => {}
         }
-        let (fields, set) = match signatures {
-            Some(signatures) => self.sigs.write(signatures)?.unzip(),
-            None => (None, None),
-        };
-        let unsigned = match (signatures, &set) {
-            _ if !value.is_signed() || !value.answers_in_kernel() => None,
-            (_, Some(_)) => None,
-            (Some(_), None) => Some("its signatures are longer than the kernel holds"),
-            (None, None) => Some("no signatures for its answers"),
-        };
+        let (written, unsigned) = self.write_signatures(value, signatures)?;
+        let (fields, set) = written.unzip();
         let value = value.with_signatures(fields.unwrap_or_default());
         if let Err(error) = self.hot.insert(digest, name, &value) {
             if let Some(set) = set {
@@ -677,10 +669,8 @@ impl Dataplane {
         signatures: Option<&HotSignatures>,
     ) -> Result<(), DataplaneError> {
         let key = client_key(service, network, prefix);
-        let (fields, set) = match signatures {
-            Some(signatures) => self.sigs.write(signatures)?.unzip(),
-            None => (None, None),
-        };
+        let (written, _) = self.write_signatures(value, signatures)?;
+        let (fields, set) = written.unzip();
         let value = value.with_signatures(fields.unwrap_or_default());
         let inserted = match value {
             HotValue::A(set) => self.client_nets_a.insert(&key, set, 0),
@@ -695,6 +685,49 @@ impl Dataplane {
         let owner = SigOwner::ClientNet(value.hot_type(), service, network, prefix);
         self.sigs.replace(owner, set);
         Ok(())
+    }
+
+    /// Writes `signatures` of `value` under a new set: the set, or why the
+    /// kernel will pass the value's DO queries (`None` for a value of an
+    /// unsigned zone, or one the kernel does not answer). Full signature
+    /// maps leave the value without: its DO queries go to the daemon.
+    fn write_signatures(
+        &mut self,
+        value: &HotValue,
+        signatures: Option<&HotSignatures>,
+    ) -> Result<(Written, Option<&'static str>), DataplaneError> {
+        let (written, unsigned) = match signatures {
+            Some(signatures) => match self.sigs.write(signatures, value) {
+                Ok(Some(written)) => (Some(written), None),
+                Ok(None) => (
+                    None,
+                    Some("its signatures are longer than the kernel holds"),
+                ),
+                Err(MapError::SyscallError(error))
+                    if error.io_error.raw_os_error() == Some(nix::libc::E2BIG) =>
+                {
+                    (
+                        None,
+                        Some("the signature maps are full (raise --hot-capacity)"),
+                    )
+                }
+                Err(error) => return Err(error.into()),
+            },
+            None => (None, Some("no signatures for its answers")),
+        };
+        let passes = value.is_signed() && value.answers_in_kernel();
+        Ok((written, unsigned.filter(|_| passes)))
+    }
+
+    /// Whether the kernel holds `value` for `name` as it is, with
+    /// signatures not yet due at `now`: writing it again would change
+    /// nothing.
+    pub fn holds_signed(&self, name: &HotName, value: &HotValue, now: u64) -> bool {
+        let digest = name.digest() & self.digest_mask;
+        self.holders.get(&(value.hot_type(), digest)) == Some(&fingerprint(name))
+            && self
+                .sigs
+                .holds(SigOwner::Name(value.hot_type(), digest), value, now)
     }
 
     /// Whether any signatures in the kernel are due to be written again

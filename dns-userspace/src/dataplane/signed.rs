@@ -162,6 +162,19 @@ struct WrittenSet {
     class: usize,
     variants: u32,
     renew_at: u64,
+    /// A digest of the value the set was written for.
+    value: u64,
+}
+
+/// A digest of a value as given to be written (its signature fields
+/// aside): to tell when the same value is written again.
+fn value_digest(value: &HotValue) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value
+        .with_signatures(SigFields::default())
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The signature maps, and which set each owner has in them.
@@ -205,7 +218,8 @@ impl SigMaps {
     pub(super) fn write(
         &mut self,
         signatures: &HotSignatures,
-    ) -> Result<Option<(SigFields, WrittenSetHandle)>, MapError> {
+        value: &HotValue,
+    ) -> Result<Written, MapError> {
         let Some(class) = signatures.class() else {
             return Ok(None);
         };
@@ -234,6 +248,7 @@ impl SigMaps {
             class,
             variants: signatures.variants.len() as u32,
             renew_at: signatures.renew_at(),
+            value: value_digest(value),
         });
         Ok(Some((fields, handle)))
     }
@@ -284,6 +299,13 @@ impl SigMaps {
         }
     }
 
+    /// Whether `owner` has signatures for `value`, not due at `now`.
+    pub(super) fn holds(&self, owner: SigOwner, value: &HotValue, now: u64) -> bool {
+        self.written
+            .get(&owner)
+            .is_some_and(|set| set.renew_at > now && set.value == value_digest(value))
+    }
+
     /// Whether `owner`'s signatures are due to be written again at `now`.
     pub(super) fn due(&self, owner: SigOwner, now: u64) -> bool {
         self.written
@@ -316,10 +338,14 @@ impl SigMaps {
     }
 }
 
+/// What [`SigMaps::write`] wrote: the fields naming the set and the set,
+/// or nothing (signatures too long for every class).
+pub type Written = Option<(SigFields, WrittenSetHandle)>;
+
 /// A set written by [`SigMaps::write`], to be given to an owner
 /// ([`SigMaps::replace`]) or taken back ([`SigMaps::discard`]).
 #[must_use]
-pub(super) struct WrittenSetHandle(WrittenSet);
+pub struct WrittenSetHandle(WrittenSet);
 
 fn put<const L: usize>(
     map: &mut HashMap<MapData, SigKey, SigValue<L>>,

@@ -209,14 +209,29 @@ pub fn sync_hot(
 }
 
 /// Writes one zone entry, signed by `signing` when the zone is signed.
+/// An entry of a zone signed online that the kernel holds as it is, its
+/// signatures not yet due, is left alone: a reload of a large signed zone
+/// signs nothing again. (A zone signed elsewhere is written again: a new
+/// file brings new signatures for the same records.)
 fn write(
     dataplane: &mut Dataplane,
     name: &HotName,
     value: &HotValue,
     signing: Option<&ZoneSigning<'_, '_>>,
 ) -> Result<(), DataplaneError> {
+    if matches!(signing, Some(ZoneSigning::Online(_)))
+        && dataplane.holds_signed(name, value, unix_now())
+    {
+        return Ok(());
+    }
     let signatures = signing.and_then(|signing| signing.sign(name, value));
     dataplane.set_hot_signed(name, value, signatures.as_ref())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// Writes again, with new signatures, the entries of `catalog`'s signed
