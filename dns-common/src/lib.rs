@@ -330,9 +330,8 @@ pub enum Counter {
     PassQtype,
     /// A well-formed A or AAAA query for a name the kernel does not hold.
     PassNotHot,
-    /// EDNS the daemon must handle: version > 0, DO for a name in a signed
-    /// zone, a malformed or repeated cookie or Client Subnet, too many
-    /// options.
+    /// EDNS the daemon must handle: version > 0, a malformed or repeated
+    /// cookie or Client Subnet, too many options.
     PassEdns,
     /// Truncated or malformed headers, names or records.
     PassMalformed,
