@@ -173,6 +173,13 @@ pub fn online_status(origin: &Name, signer: &ZoneSigner, now: u64) -> DnssecZone
     }
 }
 
+/// Names whose kernel signatures are written again in one tick, at most:
+/// the maps are held meanwhile (a health verdict waits for them), so a
+/// large zone, whose names all come due together, is renewed over many
+/// ticks, well within the quarter of the validity left before the kernel
+/// stops sending them.
+const RENEWALS_PER_TICK: usize = 20_000;
+
 /// How far the wall clock may move against the kernel's between two ticks
 /// before the kernel's signature deadlines are written again.
 const CLOCK_SLACK_NS: u64 = 1_000_000_000;
@@ -250,8 +257,8 @@ impl KernelSignatures {
             &mut *self.dataplane.lock()?,
             &responder.catalog(),
             &|name, hot_type| steered.contains(&(WireName::from(name), hot_type)),
-            &|origin| super::online_signer(&signers, origin),
-            now,
+            (&|origin| super::online_signer(&signers, origin), now),
+            RENEWALS_PER_TICK,
         )?;
         if renewed > 0 {
             tracing::debug!("{renewed} signed names written into the kernel again");

@@ -235,13 +235,15 @@ fn unix_now() -> u64 {
 }
 
 /// Writes again, with new signatures, the entries of `catalog`'s signed
-/// zones whose signatures are due at `now`; returns how many.
+/// zones whose signatures are due at `now`, at most `limit` of them (the
+/// caller holds the maps meanwhile; the rest wait for the next call);
+/// returns how many.
 pub fn renew_signatures(
     dataplane: &mut Dataplane,
     catalog: &Catalog,
     steered: &dyn Fn(&[u8], HotType) -> bool,
-    online: OnlineSigners<'_>,
-    now: u64,
+    (online, now): (OnlineSigners<'_>, u64),
+    limit: usize,
 ) -> Result<usize, DataplaneError> {
     let mut renewed = 0;
     for zone in catalog.zones() {
@@ -254,6 +256,9 @@ pub fn renew_signatures(
                 || !dataplane.name_signatures_due(&name, hot_type, now)
             {
                 continue;
+            }
+            if renewed == limit {
+                return Ok(renewed);
             }
             write(dataplane, &name, &value, Some(&signing))?;
             renewed += 1;
