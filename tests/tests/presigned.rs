@@ -69,10 +69,14 @@ fn every_answer_validates(file: &str) {
             "{file}: {name} {record_type} with a wrong anchor: {refused}"
         );
     }
+    // delv's DO queries for the hot names' addresses were the kernel's,
+    // answered with the zone file's signatures: among those validated.
     let after = Answered::scrape(&rig).unwrap();
-    assert_eq!(
-        after.xdp, before.xdp,
-        "the kernel passed every DO query of a signed zone on"
+    assert!(
+        after.xdp > before.xdp,
+        "the kernel answered signed: {:?} before, {:?} after",
+        before.xdp,
+        after.xdp
     );
 
     // A plain query is the kernel's, and carries no DNSSEC records.

@@ -437,15 +437,20 @@ fn names_with_the_same_digest_are_both_answered() {
     assert!(!collisions.is_empty(), "names collided");
     let responder = Responder::new(catalog, EDNS_PAYLOAD);
     let (mut in_kernel, mut in_daemon) = (0, 0);
-    // Every A name of both zones: which of them holds the digest depends
+    // Every A name of the zones: which of them holds the digest depends
     // on the order the zones are written in.
-    for name in [
+    let names = [
         "www.plain.test",
         "odd1.plain.test",
         "ns.plain.test",
         "www.signed.test",
         "ns1.signed.test",
-    ] {
+        "*.wild.signed.test",
+        "ns.online.test",
+        "www.online.test",
+        "one.online.test",
+    ];
+    for name in names {
         let query = QueryFrame::a(name);
         let outcome = run(&mut dataplane, &query.build());
         let expected = responder
@@ -465,7 +470,8 @@ fn names_with_the_same_digest_are_both_answered() {
     }
     assert_eq!(in_kernel, 1, "one name holds the digest");
     assert_eq!(
-        in_daemon, 4,
+        in_daemon,
+        names.len() - 1,
         "the others pass to the daemon, which answers them"
     );
 }
