@@ -138,10 +138,7 @@ impl Report<'_> {
     }
 
     fn micro(&self, label_start: &str) -> Option<f64> {
-        self.micro
-            .iter()
-            .find(|m| m.label.starts_with(label_start))
-            .map(|m| m.per_run.as_secs_f64() * 1e9)
+        micro_ns(self.micro, label_start)
     }
 
     pub fn render(&self) -> String {

@@ -154,10 +154,7 @@ pub fn run(
         let rates = pairs
             .iter()
             .map(|[(signed, _), (plain, _)]| (*signed, *plain));
-        let (signed_rate, plain_rate) = median_pair(rates.collect(), |(signed, plain)| {
-            signed.replies_per_second / plain.replies_per_second
-        })
-        .context("no round")?;
+        let (signed_rate, plain_rate) = median_rates(rates.collect())?;
         let tails = pairs
             .into_iter()
             .map(|[(_, signed), (_, plain)]| (signed, plain));
@@ -283,13 +280,19 @@ pub fn kernel_throughput(
             )?;
             pairs.push((signed, plain));
         }
-        let (signed, plain) = median_pair(pairs, |(signed, plain)| {
-            signed.replies_per_second / plain.replies_per_second
-        })
-        .context("no round")?;
+        let (signed, plain) = median_rates(pairs)?;
         throughput.push((mix.label, signed, plain));
     }
     Ok(throughput)
+}
+
+/// Of (signed, unsigned) throughput pairs, the one whose ratio is the
+/// median.
+fn median_rates(pairs: Vec<(Throughput, Throughput)>) -> anyhow::Result<(Throughput, Throughput)> {
+    median_pair(pairs, |(signed, plain)| {
+        signed.replies_per_second / plain.replies_per_second
+    })
+    .context("no round")
 }
 
 /// Of `pairs`, the one whose `ratio` is the median.

@@ -238,17 +238,16 @@ fn write_signatures_for<const W: usize>(
     let variant = (first as u32) & u32::from(set.variant_mask);
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let (len, records) = match hot::signatures(set, variant, now) {
-        Some(Signatures::Small(value)) => write_signatures(scratch, value, at)?,
-        Some(Signatures::Large(value)) => write_signatures(scratch, value, at)?,
-        None => return Err(Counter::PassUnsigned),
-    };
-    Ok((len, records))
+    match hot::signatures(set, variant, now) {
+        Some(Signatures::Small(value)) => write_signatures(scratch, value, at),
+        Some(Signatures::Large(value)) => write_signatures(scratch, value, at),
+        None => Err(Counter::PassUnsigned),
+    }
 }
 
-/// Copies one variant's RRSIG records to `at` in the output, eight bytes
-/// at a time (the bytes past their end are overwritten by what follows);
-/// their length and count.
+/// Copies one variant's RRSIG records to `at` in the output, 32 bytes a
+/// turn (the bytes past their end are overwritten by what follows); their
+/// length and count.
 #[inline(always)]
 fn write_signatures<const L: usize>(
     scratch: &mut Scratch,

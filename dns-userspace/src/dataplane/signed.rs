@@ -125,7 +125,7 @@ impl HotSignatures {
 /// kernel's variant is the answer's first endpoint, masked.
 fn variants(value: &HotValue) -> Option<(u8, Vec<Vec<IpAddr>>)> {
     let (selection, endpoints, answers) = value.shape();
-    if endpoints == 0 || value.selection().0 == Selection::ByClient as u8 {
+    if endpoints == 0 || selection == Selection::ByClient as u8 {
         return None;
     }
     let addrs = value.addrs();
@@ -201,14 +201,11 @@ impl SigMaps {
         small: HashMap<MapData, SigKey, SigValue<{ SIG_CLASSES[0] }>>,
         large: HashMap<MapData, SigKey, SigValue<{ SIG_CLASSES[1] }>>,
     ) -> SigMaps {
-        let loaded = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |since| since.as_nanos() as u64);
         SigMaps {
             small,
             large,
             written: StdHashMap::new(),
-            last_set: loaded,
+            last_set: unix_ns(),
         }
     }
 
@@ -364,6 +361,19 @@ fn put<const L: usize>(
     map.insert(key, value, 0)
 }
 
+/// The wall clock, in nanoseconds since the Unix epoch.
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// The wall clock, in seconds since the Unix epoch, as signatures are
+/// dated.
+pub(super) fn unix_now() -> u64 {
+    unix_ns() / 1_000_000_000
+}
+
 /// The kernel's clock for signatures (`CLOCK_MONOTONIC_COARSE`, which
 /// `bpf_ktime_get_coarse_ns` reads) against the wall clock signatures are
 /// dated by.
@@ -378,10 +388,10 @@ impl KernelClock {
         let mono_ns = clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
             .map(|time| time.tv_sec() as u64 * 1_000_000_000 + time.tv_nsec() as u64)
             .unwrap_or(0);
-        let unix_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as u64);
-        KernelClock { mono_ns, unix_ns }
+        KernelClock {
+            mono_ns,
+            unix_ns: unix_ns(),
+        }
     }
 
     /// Unix time `unix` (seconds) on the kernel's clock; a time already

@@ -10,7 +10,7 @@ use hickory_proto::{
 
 use super::{
     Dataplane, DataplaneError, HotAnswer, HotError, HotSignatures, HotType, HotValue, RrsetSigner,
-    Rrsigs,
+    Rrsigs, signed::unix_now,
 };
 use crate::zone::{Catalog, Node, WireName, Zone};
 
@@ -177,12 +177,14 @@ pub fn sync_hot(
     online: OnlineSigners<'_>,
 ) -> Result<SyncReport, DataplaneError> {
     let mut report = SyncReport::default();
+    let now = unix_now();
     for zone in new.zones() {
         let signing = zone_signer(zone, online);
         for entry in hot_entries(zone) {
             match entry {
                 Ok((name, value)) if steered(name.wire(), value.hot_type()) => {}
-                Ok((name, value)) => match write(dataplane, &name, &value, signing.as_ref()) {
+                Ok((name, value)) => match write(dataplane, (&name, &value), signing.as_ref(), now)
+                {
                     Ok(()) => report.written += 1,
                     Err(collision @ DataplaneError::Collision { .. }) => {
                         report.skipped.push(Skipped {
@@ -210,28 +212,20 @@ pub fn sync_hot(
 
 /// Writes one zone entry, signed by `signing` when the zone is signed.
 /// An entry of a zone signed online that the kernel holds as it is, its
-/// signatures not yet due, is left alone: a reload of a large signed zone
-/// signs nothing again. (A zone signed elsewhere is written again: a new
-/// file brings new signatures for the same records.)
+/// signatures not yet due at `now`, is left alone: a reload of a large
+/// signed zone signs nothing again. (A zone signed elsewhere is written
+/// again: a new file brings new signatures for the same records.)
 fn write(
     dataplane: &mut Dataplane,
-    name: &HotName,
-    value: &HotValue,
+    (name, value): (&HotName, &HotValue),
     signing: Option<&ZoneSigning<'_, '_>>,
+    now: u64,
 ) -> Result<(), DataplaneError> {
-    if matches!(signing, Some(ZoneSigning::Online(_)))
-        && dataplane.holds_signed(name, value, unix_now())
-    {
+    if matches!(signing, Some(ZoneSigning::Online(_))) && dataplane.holds_signed(name, value, now) {
         return Ok(());
     }
     let signatures = signing.and_then(|signing| signing.sign(name, value));
     dataplane.set_hot_signed(name, value, signatures.as_ref())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }
 
 /// Writes again, with new signatures, the entries of `catalog`'s signed
@@ -260,7 +254,7 @@ pub fn renew_signatures(
             if renewed == limit {
                 return Ok(renewed);
             }
-            write(dataplane, &name, &value, Some(&signing))?;
+            write(dataplane, (&name, &value), Some(&signing), now)?;
             renewed += 1;
         }
     }

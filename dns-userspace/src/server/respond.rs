@@ -42,7 +42,10 @@ use crate::{
         denial::{EDNS_FLAG_CO, NXNAME},
     },
     steering::{Asked, Steered, SteeredSink},
-    zone::{Catalog, Lookup, Rrset, WireName, Zone, additional_target, dnssec::Proof, wire},
+    zone::{
+        Catalog, Lookup, Rrset, WireName, Zone, additional_target, address_rdata, dnssec::Proof,
+        wire,
+    },
 };
 
 /// CNAME links followed within one answer before stopping.
@@ -495,14 +498,7 @@ impl Responder {
                     response.metadata.response_code = ResponseCode::ServFail;
                     return (response, answer.scope);
                 }
-                let rdatas: Vec<RData> = answer
-                    .addrs
-                    .iter()
-                    .map(|addr| match addr {
-                        IpAddr::V4(v4) => RData::A((*v4).into()),
-                        IpAddr::V6(v6) => RData::AAAA((*v6).into()),
-                    })
-                    .collect();
+                let rdatas: Vec<RData> = answer.addrs.iter().copied().map(address_rdata).collect();
                 // The set the policy returned is what is signed: its order
                 // aside, the same set finds the same signatures.
                 let rrsigs = dnssec.rrsigs(

@@ -28,7 +28,7 @@ use super::respond::Responder;
 use crate::{
     signer::{RrsetData, ZoneSigner},
     steering::Steered,
-    zone::{Catalog, WireName, Zone},
+    zone::{Catalog, WireName, Zone, address_rdata},
 };
 
 /// One signed version of a zone, as transfers send it.
@@ -290,13 +290,7 @@ fn content(zone: &Zone, steered: &Steered, signer: &ZoneSigner, now: u64) -> Vec
         if addrs.is_empty() {
             continue;
         }
-        let rdatas = addrs
-            .into_iter()
-            .map(|addr| match addr {
-                std::net::IpAddr::V4(v4) => RData::A(v4.into()),
-                std::net::IpAddr::V6(v6) => RData::AAAA(v6.into()),
-            })
-            .collect();
+        let rdatas = addrs.into_iter().map(address_rdata).collect();
         add(RrsetData {
             owner,
             record_type,

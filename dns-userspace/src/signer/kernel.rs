@@ -10,7 +10,7 @@ use hickory_proto::rr::RData;
 use super::{ZoneSigner, now};
 use crate::{
     dataplane::{HotType, RrsetSigner, Rrsigs},
-    zone::WireName,
+    zone::{WireName, address_rdata},
 };
 
 impl RrsetSigner for ZoneSigner {
@@ -24,13 +24,7 @@ impl RrsetSigner for ZoneSigner {
         ttl: u32,
         addrs: &[IpAddr],
     ) -> Option<Rrsigs> {
-        let rdatas: Vec<RData> = addrs
-            .iter()
-            .map(|addr| match addr {
-                IpAddr::V4(v4) => RData::A((*v4).into()),
-                IpAddr::V6(v6) => RData::AAAA((*v6).into()),
-            })
-            .collect();
+        let rdatas: Vec<RData> = addrs.iter().copied().map(address_rdata).collect();
         let name = WireName::from(owner.wire()).to_name();
         let validity = self.policy.validity.as_secs();
         let signed = self.sign_lasting(

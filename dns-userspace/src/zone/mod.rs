@@ -22,7 +22,7 @@ use hickory_proto::{
 
 pub use catalog::Catalog;
 pub use load::{ZoneError, load_zone, parse_zone};
-pub use rrset::{Rrset, additional_target, encode_rdata};
+pub use rrset::{Rrset, additional_target, address_rdata, encode_rdata};
 pub use wire::WireName;
 
 /// One record written as a master-file entry with its owner (`owner [ttl]

@@ -2,13 +2,21 @@
 //! records pre-encoded for an answer section. The owner is the node's name
 //! and the class is always IN, so neither is stored per record.
 
-use std::sync::OnceLock;
+use std::{net::IpAddr, sync::OnceLock};
 
 use dns_common::wire::{POINTER_TO_QUESTION, RECORD_HEADER_LEN};
 use hickory_proto::{
     rr::{Name, RData, Record, RecordType, rdata::HTTPS},
     serialize::binary::{BinEncodable, BinEncoder, NameEncoding},
 };
+
+/// An address as the record data of an A (IPv4) or AAAA (IPv6) record.
+pub fn address_rdata(addr: IpAddr) -> RData {
+    match addr {
+        IpAddr::V4(v4) => RData::A(v4.into()),
+        IpAddr::V6(v6) => RData::AAAA(v6.into()),
+    }
+}
 
 /// The name whose addresses go in the additional section, for the types
 /// that have one.
