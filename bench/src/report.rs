@@ -692,6 +692,14 @@ impl Report<'_> {
         {
             targets.push((
                 format!(
+                    "{} endpoints checked every second ({}): probes keep pace (≥ 90% of endpoints per second)",
+                    h.endpoints, h.kind
+                ),
+                format!("{:.0} probes/s", h.probes_per_second),
+                Verdict::of(h.probes_per_second >= h.endpoints as f64 * 0.9),
+            ));
+            targets.push((
+                format!(
                     "{} endpoints checked every second ({}) < 0.25 core",
                     h.endpoints, h.kind
                 ),
