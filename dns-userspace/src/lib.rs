@@ -18,6 +18,7 @@ pub mod file_error;
 pub mod health;
 pub mod hooks;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod policy;
 pub mod server;

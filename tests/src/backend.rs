@@ -2,6 +2,7 @@
 //! what the server answers over time.
 
 use std::{
+    collections::BTreeMap,
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     sync::{
@@ -109,10 +110,53 @@ pub struct Seen {
     pub addrs: Option<Vec<Ipv4Addr>>,
 }
 
+/// Asks one server for one name's A records, one query at a time.
+/// Answers are read by hand: the A records of the answer section.
+struct Asker {
+    socket: UdpSocket,
+    query: Vec<u8>,
+    id: u16,
+    buffer: [u8; 1500],
+}
+
+impl Asker {
+    /// Call inside the client's namespace.
+    fn new(server: SocketAddr, name: &str) -> anyhow::Result<Asker> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect(server)?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Asker {
+            socket,
+            query: QueryFrame::a(name).dns(),
+            id: 0,
+            buffer: [0; 1500],
+        })
+    }
+
+    /// The A records of the next answer; `None` when none came in time.
+    fn ask(&mut self) -> anyhow::Result<Option<Vec<Ipv4Addr>>> {
+        self.id = self.id.wrapping_add(1);
+        let id = self.id.to_be_bytes();
+        self.query[..2].copy_from_slice(&id);
+        self.socket.send(&self.query)?;
+        loop {
+            match self.socket.recv(&mut self.buffer) {
+                Ok(len) if self.buffer[..2] == id => {
+                    return Ok(Some(
+                        Message::from_vec(&self.buffer[..len])
+                            .map_or_else(|_| Vec::new(), |m| a_records(&m)),
+                    ));
+                }
+                Ok(_) => continue,
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+}
+
 /// Asks `server` for `name`'s A records from inside `netns`, one query at a
 /// time with a pause of `every` between them, until `stop` is set or
-/// `limit` has passed (bounded either way). Answers are read by hand: the
-/// A records of the answer section.
+/// `limit` has passed (bounded either way).
 pub fn watch_answers(
     netns: &Netns,
     server: SocketAddr,
@@ -121,32 +165,12 @@ pub fn watch_answers(
     limit: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Seen>> {
-    let query = QueryFrame::a(name).dns();
     netns.run(|| -> anyhow::Result<Vec<Seen>> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
-        socket.connect(server)?;
-        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut asker = Asker::new(server, name)?;
         let mut seen = Vec::new();
         let started = Instant::now();
-        let mut buffer = [0u8; 1500];
-        let mut id: u16 = 0;
         while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
-            id = id.wrapping_add(1);
-            let mut message = query.clone();
-            message[..2].copy_from_slice(&id.to_be_bytes());
-            socket.send(&message)?;
-            let addrs = loop {
-                match socket.recv(&mut buffer) {
-                    Ok(len) if buffer[..2] == id.to_be_bytes() => {
-                        break Some(
-                            Message::from_vec(&buffer[..len])
-                                .map_or_else(|_| Vec::new(), |m| a_records(&m)),
-                        );
-                    }
-                    Ok(_) => continue,
-                    Err(_) => break None,
-                }
-            };
+            let addrs = asker.ask()?;
             seen.push(Seen {
                 at: Instant::now(),
                 addrs,
@@ -154,5 +178,25 @@ pub fn watch_answers(
             thread::sleep(every);
         }
         Ok(seen)
+    })?
+}
+
+/// Asks `server` for `name` `queries` times from inside `netns`, one
+/// query at a time, and counts the answers by their first A record
+/// (`None`: no answer in time, or one without A records).
+pub fn tally_answers(
+    netns: &Netns,
+    server: SocketAddr,
+    name: &str,
+    queries: usize,
+) -> anyhow::Result<BTreeMap<Option<Ipv4Addr>, u64>> {
+    netns.run(|| -> anyhow::Result<_> {
+        let mut asker = Asker::new(server, name)?;
+        let mut tally = BTreeMap::new();
+        for _ in 0..queries {
+            let first = asker.ask()?.and_then(|addrs| addrs.first().copied());
+            *tally.entry(first).or_insert(0) += 1;
+        }
+        Ok(tally)
     })?
 }

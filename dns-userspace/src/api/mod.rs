@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::net::IpAddr;
 
 use types::{
-    AnycastStatus, Applied, DnssecZone, EndpointInfo, EndpointRef, HealthRow, PolicyCheck,
-    PolicyFile, Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, WeightChange,
-    ZoneInfo, ZoneRecords,
+    AnycastStatus, Applied, DnssecZone, EndpointInfo, EndpointRef, HealthRow, LoadReport,
+    PolicyCheck, PolicyFile, Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status,
+    WeightChange, ZoneInfo, ZoneRecords,
 };
 
 /// Where the daemon listens for control requests unless told otherwise.
@@ -82,6 +82,9 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn deregister(&self, pool: &str, address: IpAddr) -> Answer<()>;
     /// Renews an instance's TTL.
     fn heartbeat(&self, pool: &str, address: IpAddr) -> Answer<Registration>;
+    /// Takes in a pushed load for an endpoint of a pool whose load is
+    /// pushed; answers the endpoint as it is weighed now.
+    fn push_load(&self, pool: &str, address: IpAddr, report: LoadReport) -> Answer<EndpointInfo>;
     fn health(&self) -> Answer<Vec<HealthRow>>;
     fn stats(&self) -> Answer<Stats>;
     /// What a client (an address or a subnet) gets for `name` and

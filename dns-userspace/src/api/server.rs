@@ -30,8 +30,8 @@ use crate::http;
 use super::{
     Answer, ControlPlane, Refusal, RefusalKind,
     types::{
-        AnycastChange, ApiError, EndpointRef, KeyRoll, PolicyEdit, Registration, WeightChange,
-        ZoneLoad,
+        AnycastChange, ApiError, EndpointRef, KeyRoll, LoadReport, PolicyEdit, Registration,
+        WeightChange, ZoneLoad,
     },
 };
 
@@ -85,6 +85,7 @@ pub fn router(plane: Arc<dyn ControlPlane>) -> Router {
             "/v1/pools/{pool}/instances/{address}/heartbeat",
             post(heartbeat),
         )
+        .route("/v1/pools/{pool}/endpoints/{address}/load", post(push_load))
         .route("/v1/health", get(health))
         .route("/v1/stats", get(stats))
         .route("/v1/simulate", get(simulate))
@@ -403,6 +404,14 @@ async fn heartbeat(
     UrlPath((pool, address)): UrlPath<(String, IpAddr)>,
 ) -> Response {
     call(plane, move |p| p.heartbeat(&pool, address)).await
+}
+
+async fn push_load(
+    State(plane): Plane,
+    UrlPath((pool, address)): UrlPath<(String, IpAddr)>,
+    Json(report): Json<LoadReport>,
+) -> Response {
+    call(plane, move |p| p.push_load(&pool, address, report)).await
 }
 
 async fn health(State(plane): Plane) -> Response {

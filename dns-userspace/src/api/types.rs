@@ -273,7 +273,7 @@ pub struct ServiceDetail {
 }
 
 /// One node of a service's graph; its parent comes before it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GraphNode {
     pub id: usize,
     pub parent: Option<usize>,
@@ -398,7 +398,7 @@ pub struct NetworkAnswer {
 }
 
 /// `GET /v1/endpoints[?pool=P]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EndpointInfo {
     pub pool: String,
     pub address: IpAddr,
@@ -412,6 +412,32 @@ pub struct EndpointInfo {
     /// What its source says: `ready`, `starting` (not answered until
     /// ready) or `draining` (being stopped; no longer answered).
     pub condition: String,
+    /// Its load (a utilisation, smoothed) while a report counts.
+    #[serde(default)]
+    pub load: Option<f64>,
+    /// The weight draws use: `weight` times what its load and slow start
+    /// leave of it (0: shed).
+    #[serde(default)]
+    pub effective_weight: f64,
+    /// Why the effective weight is what it is; empty when it is `weight`
+    /// and nothing was reported.
+    #[serde(default)]
+    pub weighing: String,
+}
+
+/// `POST /v1/pools/{pool}/endpoints/{address}/load`: a load figure (a
+/// utilisation, or a count the pool's capacity divides), or HAProxy agent
+/// words (`75%`, `drain`, `maint`, `ready`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub load: LoadValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LoadValue {
+    Figure(f64),
+    Words(String),
 }
 
 /// An instance of a registered pool: `POST /v1/pools/{pool}/instances`

@@ -18,8 +18,8 @@ use crate::api::{
     client::{Client, ClientError, Target},
     types::{
         AnycastChange, AnycastStatus, Applied, DnssecZone, EndpointInfo, EndpointRef, HealthRow,
-        KeyRoll, Registration, ServiceDetail, ServiceInfo, Stats, Status, WeightChange, ZoneInfo,
-        ZoneLoad,
+        KeyRoll, LoadReport, LoadValue, Registration, ServiceDetail, ServiceInfo, Stats, Status,
+        WeightChange, ZoneInfo, ZoneLoad,
     },
 };
 
@@ -288,6 +288,24 @@ async fn endpoint_command(command: EndpointCommand) -> anyhow::Result<()> {
             let client = client(&instance.connection)?;
             let _: Registration = client.post(&path, None::<&()>).await?;
             return Ok(());
+        }
+        EndpointCommand::Load {
+            pool,
+            address,
+            value,
+            connection,
+        } => {
+            // A number goes as one, so that the daemon judges the figure
+            // and not its spelling; anything else as agent words.
+            let load = match value.trim().parse::<f64>() {
+                Ok(figure) => LoadValue::Figure(figure),
+                Err(_) => LoadValue::Words(value),
+            };
+            let path = format!("/v1/pools/{pool}/endpoints/{address}/load");
+            let weighed: EndpointInfo = client(&connection)?
+                .post(&path, Some(&LoadReport { load }))
+                .await?;
+            return show(&connection, &[weighed], |e| render::endpoints(e));
         }
         EndpointCommand::Drain(EndpointArgs {
             address,

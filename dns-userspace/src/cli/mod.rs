@@ -133,6 +133,7 @@ impl Command {
             ) => c,
             Command::Endpoint(
                 EndpointCommand::List { connection: c, .. }
+                | EndpointCommand::Load { connection: c, .. }
                 | EndpointCommand::Weight { connection: c, .. },
             ) => c,
             Command::Endpoint(EndpointCommand::Drain(args) | EndpointCommand::Undrain(args)) => {
@@ -299,6 +300,20 @@ pub enum EndpointCommand {
     /// Renew an instance's TTL.
     #[command(after_help = "Examples:\n  dnslb endpoint heartbeat api 198.18.0.22")]
     Heartbeat(InstanceArgs),
+    /// Report an endpoint's load, for a pool with `load = { source =
+    /// "push" }`: a utilisation (0 to 1), a count the pool's `capacity`
+    /// divides, or HAProxy agent words (75%, drain, maint, ready). Shows
+    /// the endpoint as it is weighed now.
+    #[command(after_help = "Examples:
+  dnslb endpoint load web 198.51.100.7 0.42
+  dnslb endpoint load web 198.51.100.7 drain")]
+    Load {
+        pool: String,
+        address: std::net::IpAddr,
+        value: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Give an endpoint another weight (0 to 255) than the policy file's,
     /// or with --clear the file's again.
     #[command(after_help = "Examples:

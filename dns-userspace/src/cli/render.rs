@@ -371,7 +371,13 @@ pub fn service(detail: &ServiceDetail) -> String {
 }
 
 pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
-    let mut table = Table::new(&["POOL", "ADDRESS", "STATE", "WEIGHT", "HEALTHY", "DRAINED"]);
+    // Load columns only where a pool weighs by load or slow start.
+    let weighed = endpoints.iter().any(|e| !e.weighing.is_empty());
+    let mut headers = vec!["POOL", "ADDRESS", "STATE", "WEIGHT", "HEALTHY", "DRAINED"];
+    if weighed {
+        headers.extend(["LOAD", "EFFECTIVE", "WHY"]);
+    }
+    let mut table = Table::new(&headers);
     for endpoint in endpoints {
         let weight = if endpoint.weight == endpoint.file_weight {
             endpoint.weight.to_string()
@@ -387,14 +393,24 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
         } else {
             endpoint.condition.clone()
         };
-        table.row(vec![
+        let mut row = vec![
             endpoint.pool.clone(),
             endpoint.address.to_string(),
             state,
             weight,
             yes(endpoint.healthy),
             yes(endpoint.drained),
-        ]);
+        ];
+        if weighed {
+            row.extend([
+                endpoint
+                    .load
+                    .map_or_else(|| "-".to_owned(), |load| format!("{load:.2}")),
+                format!("{:.2}", endpoint.effective_weight),
+                endpoint.weighing.clone(),
+            ]);
+        }
+        table.row(row);
     }
     table.render()
 }
@@ -545,6 +561,9 @@ mod tests {
             healthy: true,
             drained: true,
             condition: "ready".into(),
+            load: None,
+            effective_weight: 0.0,
+            weighing: String::new(),
         }];
         let text = endpoints(&rows);
         let line = text.lines().nth(1).unwrap();

@@ -18,12 +18,14 @@ use super::{
         AnycastFileSpec, BranchSpec, CheckKind, CheckSpec, DnssecSpec, EndpointSpec, FileSpec,
         PolicyKind, PolicySpec, PoolSpec, ServiceSpec, VerdictKind, ZoneSpec,
     },
+    weighing,
 };
 use crate::{
     anycast::AnycastSpec,
     backends::PoolSource,
     cli::ZoneArg,
     health::{CheckDef, DEFAULT_MIN_FRACTION, Probe, VerdictScope},
+    load::Weighing,
     policy::{
         ClientNet, ClientTable, GeoDb, MULTIVALUE_ANSWERS, Pick, Policy, Pool, PoolEndpoint,
         Service, distance_km, parse_exact_network,
@@ -177,6 +179,7 @@ pub fn compile(
     let pool_index = index(&spec.pool);
     let mut pools = Vec::new();
     let mut pool_sources = BTreeMap::new();
+    let mut pool_weighing = BTreeMap::new();
     for (name, pool_spec) in &spec.pool {
         let name = name.get_ref();
         let compiled = if pool_refers_to(pool_spec.get_ref(), &failed_checks) {
@@ -192,9 +195,12 @@ pub fn compile(
             .map_err(Some)
         };
         match compiled {
-            Ok((pool, source)) => {
+            Ok((pool, source, weighing)) => {
                 if let Some(source) = source {
                     pool_sources.insert(name.clone(), source);
+                }
+                if weighing != Weighing::default() {
+                    pool_weighing.insert(name.clone(), weighing);
                 }
                 pools.push(pool);
             }
@@ -300,6 +306,7 @@ pub fn compile(
         checks: checks.into_iter().flatten().collect(),
         pools,
         sources: pool_sources,
+        weighing: pool_weighing,
         services,
         branches,
         hooks,
@@ -324,8 +331,9 @@ fn compile_pool(
     checks: &[Result<CheckDef, ()>],
     check_index: &HashMap<&str, usize>,
     pool_index: &HashMap<&str, usize>,
-) -> Result<(Pool, Option<PoolSource>), String> {
+) -> Result<(Pool, Option<PoolSource>, Weighing), String> {
     let source = sources::pool_source(name, pool, checks, check_index, pool_index)?;
+    let weighing = weighing::weighing(pool)?;
     let check = match &pool.check {
         Some(check) => Some(
             *check_index
@@ -339,7 +347,7 @@ fn compile_pool(
         endpoints: pool.endpoints.iter().map(endpoint).collect(),
         check,
     };
-    Ok((pool, source))
+    Ok((pool, source, weighing))
 }
 
 /// A `[[zone]]` entry, its TSIG key found among `keys`; `Err(None)` when

@@ -9,6 +9,7 @@ mod compile;
 pub mod secrets;
 mod sources;
 mod spec;
+mod weighing;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -21,6 +22,7 @@ use crate::{
     file_error::{FileError, FileErrors},
     health::CheckDef,
     hooks::HookSpec,
+    load::Weighing,
     policy::{BranchSlot, Pool, Service},
 };
 
@@ -35,6 +37,9 @@ pub struct Config {
     /// The pools whose endpoints come from elsewhere, by name; their
     /// `endpoints` are filled in at run time.
     pub sources: BTreeMap<String, PoolSource>,
+    /// How the pools that weigh by load or ramp up new endpoints do so, by
+    /// name; the others use their configured weights as they are.
+    pub weighing: BTreeMap<String, Weighing>,
     pub services: Vec<Service>,
     pub branches: BranchLabels,
     pub hooks: Vec<HookSpec>,

@@ -218,6 +218,53 @@ pub struct PoolSpec {
     pub busy: Option<String>,
     #[serde(default, deserialize_with = "duration")]
     pub start_timeout: Option<Duration>,
+    /// Weights that follow each endpoint's load.
+    pub load: Option<LoadFileSpec>,
+    /// How long an endpoint that joins or comes back up takes to reach its
+    /// whole weight.
+    #[serde(default, deserialize_with = "duration")]
+    pub slow_start: Option<Duration>,
+}
+
+/// A pool's `load = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadFileSpec {
+    pub source: LoadSourceKind,
+    /// `watermarks` (the default) or `inverse`.
+    pub mode: Option<LoadModeKind>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub capacity: Option<f64>,
+    pub smoothing: Option<f64>,
+    pub min_change: Option<f64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub expire: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub interval: Option<Duration>,
+    /// `http`: the URL read, `{address}` standing for the endpoint's
+    /// address; `prometheus`: the server's base URL.
+    pub url: Option<String>,
+    /// `agent`: the agent's TCP port on the endpoint.
+    pub port: Option<u16>,
+    /// `prometheus`: the PromQL expression, `{address}` as for `url`.
+    pub query: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadSourceKind {
+    Push,
+    Http,
+    Agent,
+    Prometheus,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadModeKind {
+    Watermarks,
+    Inverse,
 }
 
 /// `[hook.NAME]`: a webhook (`url`) or a `command`, the event kinds it

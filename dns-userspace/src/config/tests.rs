@@ -3,6 +3,7 @@ use std::{net::IpAddr, path::Path, time::Duration};
 use super::*;
 use crate::{
     health::Probe,
+    load::{LoadSource, LoadSpec, Mode},
     policy::{AllUp, ClientNet, Draw, Policy},
 };
 
@@ -179,6 +180,41 @@ fn errors_name_the_file_line_and_problem() {
             "unknown variant `wait`",
         ),
         ("[pool.a]\nkind = \"lambda\"\n", 1, "unknown kind `lambda`"),
+        (
+            "[pool.a]\nendpoints = [\"198.18.0.1\"]\nload = { source = \"push\", low = 0.9, high = 0.5 }\n",
+            1,
+            "load: low = 0.9, high = 0.5: give 0 ≤ low < high",
+        ),
+        (
+            "[pool.a]\nload = { source = \"prometheus\", url = \"http://127.0.0.1:9090\", query = \"up\" }\n",
+            1,
+            "load: query: give {address} where each endpoint's address goes",
+        ),
+        (
+            "[pool.a]\nload = { source = \"agent\" }\n",
+            1,
+            "load: port: source = \"agent\" connects",
+        ),
+        (
+            "[pool.a]\nload = { source = \"push\", smoothing = 0 }\n",
+            1,
+            "load: smoothing = 0",
+        ),
+        (
+            "[pool.a]\nload = { source = \"push\", interval = \"1s\" }\n",
+            1,
+            "pushed figures are not pulled",
+        ),
+        (
+            "[pool.a]\nload = { source = \"http\", url = \"https://{address}/load\" }\n",
+            1,
+            "is not an http:// URL",
+        ),
+        (
+            "[pool.a]\nload = { source = \"carrier-pigeon\" }\n",
+            2,
+            "unknown variant `carrier-pigeon`",
+        ),
         (
             "[hook.h]\nurl = \"https://x/\"\n",
             1,
@@ -565,4 +601,33 @@ fn a_tsig_secret_comes_from_its_file_which_others_may_not_read() {
         "secret and secret_file"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_and_slow_start_fill_in_their_defaults() {
+    let config = parse(
+        "[pool.a]\nendpoints = [\"198.18.0.1\"]\nslow_start = \"30s\"\n\
+         load = { source = \"agent\", port = 9777, mode = \"inverse\", capacity = 200 }\n\
+         [pool.b]\nendpoints = [\"198.18.0.2\"]\n",
+    )
+    .expect("valid");
+    let weighing = &config.weighing["a"];
+    assert_eq!(weighing.slow_start, Some(Duration::from_secs(30)));
+    let load = weighing.load.as_ref().expect("a load spec");
+    assert_eq!(
+        load.source,
+        LoadSource::Agent {
+            port: 9777,
+            interval: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(load.mode, Mode::Inverse);
+    assert_eq!(load.capacity, Some(200.0));
+    assert_eq!(load.smoothing, LoadSpec::DEFAULT_SMOOTHING);
+    // Three pulls' worth.
+    assert_eq!(load.expire, Duration::from_secs(6));
+    assert!(
+        !config.weighing.contains_key("b"),
+        "b weighs by its weights"
+    );
 }

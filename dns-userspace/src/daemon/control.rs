@@ -15,12 +15,13 @@ use crate::{
         Answer, ControlPlane, Refusal, RefusalKind,
         types::{
             AnycastStatus, Applied, DnssecKey, DnssecZone, EndpointInfo, EndpointRef, HealthRow,
-            NameQueries, PassedQueries, PolicyCheck, PolicyFile, Registration, ServiceDetail,
-            ServiceInfo, Simulation, Stats, Status, TransportQueries, WeightChange, ZoneInfo,
-            ZoneRecords,
+            LoadReport, LoadValue, NameQueries, PassedQueries, PolicyCheck, PolicyFile,
+            Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, TransportQueries,
+            WeightChange, ZoneInfo, ZoneRecords,
         },
     },
     backends::RegistryError,
+    load::{Reading, ReportError},
     policy::Pool,
     signer::{Roll, now},
     steering::{OverrideError, Overrides},
@@ -288,6 +289,39 @@ impl ControlPlane for Live {
             None => registry.heartbeat(pool, address).map_err(ChangeError::from),
         };
         Ok(result?)
+    }
+
+    /// Not counted or logged as a change: agents report all the time.
+    fn push_load(&self, pool: &str, address: IpAddr, report: LoadReport) -> Answer<EndpointInfo> {
+        let reading = match &report.load {
+            LoadValue::Figure(figure) => Reading::figure(*figure),
+            LoadValue::Words(words) => Reading::parse(words),
+        };
+        self.steering
+            .push_load(pool, address, reading)
+            .map_err(|error| {
+                let kind = match &error {
+                    ReportError::NoPool(_) | ReportError::NoEndpoint { .. } => {
+                        RefusalKind::NotFound
+                    }
+                    ReportError::NoLoad(_)
+                    | ReportError::Pulled { .. }
+                    | ReportError::Reading { .. } => RefusalKind::Invalid,
+                    ReportError::Poisoned(_) => RefusalKind::Failed,
+                };
+                Refusal::new(kind, error)
+            })?;
+        self.steering
+            .endpoints(Some(pool))
+            .map_err(failed)?
+            .into_iter()
+            .find(|endpoint| endpoint.address == address)
+            .ok_or_else(|| {
+                Refusal::new(
+                    RefusalKind::NotFound,
+                    format!("no endpoint {address} in pool `{pool}`"),
+                )
+            })
     }
 
     fn health(&self) -> Answer<Vec<HealthRow>> {

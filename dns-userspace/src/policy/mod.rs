@@ -50,6 +50,10 @@ pub struct PoolEndpoint {
     /// times before it is answered, rather than counting as up until
     /// their first probe.
     pub starts_down: bool,
+    /// What its load and slow start leave of its weight, from 0 to 1
+    /// (the `load` module's share); the policy file's endpoints have all
+    /// of it.
+    pub share: f64,
 }
 
 impl PoolEndpoint {
@@ -62,9 +66,25 @@ impl PoolEndpoint {
             path: None,
             condition: Condition::Ready,
             starts_down: false,
+            share: 1.0,
+        }
+    }
+
+    /// The weight a draw by weight uses: the configured weight scaled by
+    /// the share, in thousandths so that shares keep their precision; a
+    /// positive share never rounds a positive weight to 0 (0 is shed).
+    pub fn draw_weight(&self) -> u32 {
+        let scaled = (f64::from(self.weight) * self.share * f64::from(SHARE_SCALE)).round() as u32;
+        if self.weight > 0 && self.share > 0.0 {
+            scaled.max(1)
+        } else {
+            scaled
         }
     }
 }
+
+/// The fineness of shares in a draw by weight: a thousandth.
+const SHARE_SCALE: u16 = 1000;
 
 /// Where an endpoint is in its life, as its source (a container engine, a
 /// registration, a function instance) reports it; as Kubernetes'
@@ -303,15 +323,15 @@ impl Policy {
                             endpoints: vec![drawn],
                             answers: 1,
                         };
-                        (endpoint.weight, single)
+                        (endpoint.draw_weight(), single)
                     })),
                 }
             }
-            Policy::Weighted(branches) => weighted(
-                branches
-                    .iter()
-                    .map(|(weight, policy)| (*weight, policy.draw(pools, health, client))),
-            ),
+            Policy::Weighted(branches) => {
+                weighted(branches.iter().map(|(weight, policy)| {
+                    (u32::from(*weight), policy.draw(pools, health, client))
+                }))
+            }
             Policy::Failover { primary, secondary } => {
                 let first = primary.draw(pools, health, client);
                 if first.is_empty() {
@@ -396,14 +416,14 @@ impl Policy {
 
 /// Route 53's weighted rule over the non-empty choices: weight 0 gets
 /// traffic only when every weight is 0, and then all share equally.
-fn weighted(choices: impl Iterator<Item = (u8, Draw)>) -> Draw {
-    let live: Vec<(u8, Draw)> = choices.filter(|(_, draw)| !draw.is_empty()).collect();
+fn weighted(choices: impl Iterator<Item = (u32, Draw)>) -> Draw {
+    let live: Vec<(u32, Draw)> = choices.filter(|(_, draw)| !draw.is_empty()).collect();
     let any_positive = live.iter().any(|(weight, _)| *weight > 0);
     let kept: Vec<(u32, Draw)> = live
         .into_iter()
         .filter_map(|(weight, draw)| match (any_positive, weight) {
             (true, 0) => None,
-            (true, weight) => Some((u32::from(weight), draw)),
+            (true, weight) => Some((weight, draw)),
             (false, _) => Some((1, draw)),
         })
         .collect();

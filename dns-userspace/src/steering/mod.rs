@@ -20,7 +20,10 @@ use std::{
 };
 
 use dns_common::HotName;
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 
 pub use self::{
     metrics::SteeringCollector,
@@ -36,6 +39,7 @@ use crate::{
     file_error::FileError,
     health::{HealthEvent, HealthRunner, VerdictScope},
     hooks::{Event, Hooks},
+    load::{LoadBook, LoadSource, Reading, ReadingError, ReportError},
     policy::{BranchSlot, Condition, Health, Pool, PoolEndpoint, Service},
     shared::Shared,
     zone::{Catalog, WireName},
@@ -73,6 +77,62 @@ struct State {
     /// full, say): the kernel passes their queries to the daemon until a
     /// retry succeeds.
     unwritten: HashSet<String>,
+    /// The endpoints' loads and slow starts, and the shares of their
+    /// weights in effect.
+    load: LoadBook,
+}
+
+impl State {
+    /// Whether endpoint `e` of pool `p` may be answered at all (ready, not
+    /// drained by the operator) and then whether it is up: by this node's
+    /// checks, or the fleet's verdict where its check takes that.
+    fn standing(&self, p: usize, e: usize) -> Option<bool> {
+        let pool = &self.config.pools[p];
+        let endpoint = &pool.endpoints[e];
+        if endpoint.condition != Condition::Ready || self.overrides.is_drained(pool, e) {
+            return None;
+        }
+        let here = probed_up(self.runner.as_ref(), p, e);
+        Some(match fleet_fraction(&self.config, pool) {
+            Some(fraction) => self
+                .fleet
+                .verdict(&pool.name, endpoint.addr, here, fraction),
+            None => here,
+        })
+    }
+
+    /// Brings the shares in effect up to `now`; the indices of the pools
+    /// whose shares moved.
+    fn settle_load(&mut self, now: Instant) -> HashSet<usize> {
+        let pools: Vec<(usize, Vec<(IpAddr, bool)>)> = self
+            .config
+            .pools
+            .iter()
+            .enumerate()
+            .filter(|(_, pool)| self.config.weighing.contains_key(&pool.name))
+            .map(|(p, pool)| {
+                let endpoints = (0..pool.endpoints.len())
+                    .map(|e| (pool.endpoints[e].addr, self.standing(p, e) == Some(true)))
+                    .collect();
+                (p, endpoints)
+            })
+            .collect();
+        let State { config, load, .. } = self;
+        let moved = load.settle(
+            now,
+            pools.into_iter().map(|(p, endpoints)| {
+                let name = config.pools[p].name.as_str();
+                (name, &config.weighing[name], endpoints)
+            }),
+        );
+        config
+            .pools
+            .iter()
+            .enumerate()
+            .filter(|(_, pool)| moved.contains(&pool.name))
+            .map(|(p, _)| p)
+            .collect()
+    }
 }
 
 /// How often services that could not be written into the kernel are
@@ -119,6 +179,7 @@ impl Steering {
                     fleet: FleetVotes::default(),
                     serving: HashMap::new(),
                     unwritten: HashSet::new(),
+                    load: LoadBook::default(),
                 },
             ),
             sink,
@@ -144,6 +205,9 @@ impl Steering {
                             return;
                         };
                         steering.retry_unwritten();
+                        if let Err(error) = tokio::task::block_in_place(|| steering.follow_load()) {
+                            tracing::error!("applying load and slow start: {error:#}");
+                        }
                         continue;
                     }
                 };
@@ -333,35 +397,34 @@ impl Steering {
     fn view(&self, state: &State) -> Steered {
         let State {
             config,
-            runner,
             overrides,
-            fleet,
+            load,
             ..
         } = state;
         // Members that are starting or draining, and endpoints the
         // operator drained, are not in the answers at all, not even when a
         // policy answers "everything" because nothing is healthy: they are
         // left out of the pools the policies see.
+        // So are endpoints shed by their load (unless every one is, when
+        // the load book gives them all their whole weight back); the
+        // others draw by their share of their weight.
         let mut pools = overrides.weigh(&config.pools);
         let mut health = Vec::with_capacity(pools.len());
         for (p, pool) in pools.iter_mut().enumerate() {
             let mut up = Vec::with_capacity(pool.endpoints.len());
             let mut index = 0;
-            pool.endpoints.retain(|endpoint| {
+            pool.endpoints.retain_mut(|endpoint| {
                 let e = index;
                 index += 1;
-                let answerable = endpoint.condition == Condition::Ready
-                    && !overrides.is_drained(&config.pools[p], e);
-                if answerable {
-                    let here = probed_up(runner.as_ref(), p, e);
-                    up.push(match fleet_fraction(config, &config.pools[p]) {
-                        Some(fraction) => {
-                            fleet.verdict(&config.pools[p].name, endpoint.addr, here, fraction)
-                        }
-                        None => here,
-                    });
+                let effect = load.effect(&pool.name, endpoint.addr);
+                endpoint.share = effect.share;
+                match state.standing(p, e) {
+                    Some(here_or_fleet) if !effect.is_shed() => {
+                        up.push(here_or_fleet);
+                        true
+                    }
+                    _ => false,
                 }
-                answerable
             });
             health.push(up);
         }
@@ -502,6 +565,15 @@ impl Steering {
     /// Re-evaluates the services that use `pools` (all with `None`).
     fn apply(&self, pools: Option<&HashSet<usize>>) -> anyhow::Result<()> {
         let mut state = self.state.lock()?;
+        // Shares moved by time (slow starts, expiries) go out with this
+        // change, whatever pools it is for.
+        let moved = state.settle_load(Instant::now());
+        let pools = match pools {
+            Some(pools) if !moved.is_subset(pools) => Some(pools | &moved),
+            Some(pools) => Some(pools.clone()),
+            None => None,
+        };
+        let pools = pools.as_ref();
         let steered = self.view(&state);
         let affected = |service: &Service| {
             pools.is_none_or(|pools| {
@@ -604,6 +676,73 @@ impl Steering {
         self.write_kernel(&mut state, &steered, &|service| {
             due.contains(&service.label)
         })
+    }
+
+    /// Takes in a pushed load `reading` for `address` of `pool`, whose
+    /// load source must be `push`, and applies what it moves.
+    pub fn push_load(
+        &self,
+        pool: &str,
+        address: IpAddr,
+        reading: Result<Reading, ReadingError>,
+    ) -> Result<(), ReportError> {
+        let index = {
+            let mut state = self.state.lock()?;
+            let index = state
+                .config
+                .pools
+                .iter()
+                .position(|p| p.name == pool)
+                .ok_or_else(|| ReportError::NoPool(pool.to_owned()))?;
+            let spec = match state
+                .config
+                .weighing
+                .get(pool)
+                .and_then(|w| w.load.as_ref())
+            {
+                None => return Err(ReportError::NoLoad(pool.to_owned())),
+                Some(spec) if spec.source != LoadSource::Push => {
+                    return Err(ReportError::Pulled {
+                        pool: pool.to_owned(),
+                        kind: spec.source.name(),
+                    });
+                }
+                Some(spec) => spec.clone(),
+            };
+            if !state.config.pools[index]
+                .endpoints
+                .iter()
+                .any(|e| e.addr == address)
+            {
+                return Err(ReportError::NoEndpoint {
+                    pool: pool.to_owned(),
+                    address,
+                });
+            }
+            let reading = reading.map_err(|reading| ReportError::Reading {
+                pool: pool.to_owned(),
+                address,
+                reading,
+            })?;
+            state
+                .load
+                .report(pool, address, reading, &spec, Instant::now());
+            index
+        };
+        if let Err(error) = self.apply(Some(&HashSet::from([index]))) {
+            tracing::error!("applying the load of {address} in pool {pool}: {error:#}");
+        }
+        Ok(())
+    }
+
+    /// Applies the shares that time moved (slow starts, figures that
+    /// expired), if any did.
+    fn follow_load(&self) -> anyhow::Result<()> {
+        let moved = self.state.lock()?.settle_load(Instant::now());
+        if moved.is_empty() {
+            return Ok(());
+        }
+        self.apply(Some(&moved))
     }
 
     /// Tries again to write the services that could not be written.

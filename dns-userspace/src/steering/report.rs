@@ -14,6 +14,7 @@ use crate::{
         ServiceInfo,
     },
     config::BranchLabels,
+    load::LoadStatus,
     policy::{BranchSlot, ClientNet, Draw, Pick, Policy, Service, Standing},
     zone::WireName,
 };
@@ -399,6 +400,7 @@ fn answer_for(
 }
 
 fn endpoint_rows(state: &State, mut include: impl FnMut(usize) -> bool) -> Vec<EndpointInfo> {
+    let now = tokio::time::Instant::now();
     let mut rows = Vec::new();
     for (index, pool) in state.config.pools.iter().enumerate() {
         if !include(index) {
@@ -410,6 +412,10 @@ fn endpoint_rows(state: &State, mut include: impl FnMut(usize) -> bool) -> Vec<E
                 .weight(pool, endpoint.addr)
                 .unwrap_or(endpoint.weight);
             let drained = state.overrides.is_drained(pool, e);
+            let load = match state.config.weighing.get(&pool.name) {
+                Some(weighing) => state.load.status(&pool.name, endpoint.addr, weighing, now),
+                None => LoadStatus::UNWEIGHED,
+            };
             rows.push(EndpointInfo {
                 pool: pool.name.clone(),
                 address: endpoint.addr,
@@ -418,6 +424,9 @@ fn endpoint_rows(state: &State, mut include: impl FnMut(usize) -> bool) -> Vec<E
                 healthy: probed_up(state.runner.as_ref(), index, e),
                 drained,
                 condition: endpoint.condition.name().to_owned(),
+                load: load.load,
+                effective_weight: f64::from(weight) * load.effect.share,
+                weighing: load.why,
             });
         }
     }
