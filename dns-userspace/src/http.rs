@@ -1,4 +1,5 @@
-//! Serving the daemon's HTTP endpoints (metrics, the control API) on
+//! The daemon's HTTP: [`fetch`], its one client request (webhooks, load
+//! figures), and serving its HTTP endpoints (metrics, the control API) on
 //! listeners bound at start, with limits against clients that hold
 //! connections: at most so many at once (the rest wait in the listen
 //! backlog), each closed when its deadline passes, whole, however slowly
@@ -152,4 +153,61 @@ impl AcceptFailures {
             self.name
         );
     }
+}
+
+/// What [`fetch`] reads of a response body at most.
+pub const FETCH_BODY_LIMIT: usize = 64 * 1024;
+
+/// One HTTP/1.1 request to `uri` on a connection of its own, with a
+/// `body` of the given content type if any: the status and the body (at
+/// most [`FETCH_BODY_LIMIT`] bytes; more is an error). The caller bounds
+/// the time.
+pub async fn fetch(
+    method: hyper::Method,
+    uri: &hyper::Uri,
+    body: Option<(&'static str, hyper::body::Bytes)>,
+) -> Result<(hyper::StatusCode, hyper::body::Bytes), String> {
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper::header::{CONTENT_TYPE, HOST};
+
+    let authority = uri.authority().ok_or("the URL has no host")?.clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, authority.as_str());
+    let content = match body {
+        Some((content_type, bytes)) => {
+            request = request.header(CONTENT_TYPE, content_type);
+            bytes
+        }
+        None => hyper::body::Bytes::new(),
+    };
+    let request = request
+        .body(Full::new(content))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    // Read to the end so the connection closes cleanly.
+    let body = Limited::new(response.into_body(), FETCH_BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
 }

@@ -42,6 +42,21 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Listens on `addr` in `netns`; returns once the socket is bound.
     pub fn start(netns: &Netns, addr: SocketAddr) -> anyhow::Result<HttpBackend> {
+        HttpBackend::serve(netns, addr, |stream| {
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        })
+    }
+
+    /// Listens on `addr` in `netns`, handing each connection to `answer`
+    /// in turn; returns once the socket is bound.
+    fn serve(
+        netns: &Netns,
+        addr: SocketAddr,
+        answer: impl Fn(&mut std::net::TcpStream) + Send + 'static,
+    ) -> anyhow::Result<HttpBackend> {
         let stop = Arc::new(AtomicBool::new(false));
         let (bound, ready) = mpsc::channel();
         let name = netns.name().to_owned();
@@ -65,11 +80,7 @@ impl HttpBackend {
                     Ok((mut stream, _)) => {
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                        let mut head = [0u8; 1024];
-                        let _ = stream.read(&mut head);
-                        let _ = stream.write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
-                        );
+                        answer(&mut stream);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(1)),
                 }
@@ -99,6 +110,65 @@ impl HttpBackend {
 impl Drop for HttpBackend {
     fn drop(&mut self) {
         self.halt();
+    }
+}
+
+/// How a [`LoadAgent`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentKind {
+    /// An HTTP server whose body is the reply.
+    Http,
+    /// HAProxy's agent-check: the reply as a line, then close.
+    Tcp,
+}
+
+/// An endpoint's load agent, listening in a namespace until dropped, whose
+/// reply the test changes at will ([`LoadAgent::say`]); an empty reply
+/// makes it hang (accept, then say nothing until the client gives up).
+pub struct LoadAgent {
+    reply: Arc<std::sync::Mutex<String>>,
+    _server: HttpBackend,
+}
+
+impl LoadAgent {
+    pub fn start(
+        netns: &Netns,
+        addr: SocketAddr,
+        kind: AgentKind,
+        reply: &str,
+    ) -> anyhow::Result<LoadAgent> {
+        let said = Arc::new(std::sync::Mutex::new(reply.to_owned()));
+        let saying = said.clone();
+        let server = HttpBackend::serve(netns, addr, move |stream| {
+            let reply = saying.lock().map(|r| r.clone()).unwrap_or_default();
+            if reply.is_empty() {
+                thread::sleep(Duration::from_secs(3));
+                return;
+            }
+            let out = match kind {
+                AgentKind::Tcp => format!("{reply}\n"),
+                AgentKind::Http => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                ),
+            };
+            if kind == AgentKind::Http {
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head);
+            }
+            let _ = stream.write_all(out.as_bytes());
+        })?;
+        Ok(LoadAgent {
+            reply: said,
+            _server: server,
+        })
+    }
+
+    /// What the agent replies from now on.
+    pub fn say(&self, reply: &str) {
+        if let Ok(mut said) = self.reply.lock() {
+            *said = reply.to_owned();
+        }
     }
 }
 

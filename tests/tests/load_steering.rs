@@ -9,8 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use dnslb::dataplane::PassThrough;
 use dnslb_tests::{
-    backend::{HttpBackend, tally_answers, web_check},
+    backend::{AgentKind, HttpBackend, LoadAgent, tally_answers, web_check},
     daemon::{self, Answered, Daemon, ZoneFile},
     netns::{Rig, SERVER_ADDR},
 };
@@ -35,14 +36,30 @@ fn endpoint(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
 }
 
-/// HTTP backends for the health check on 127.0.0.11 to .13.
-fn backends(rig: &Rig) -> Vec<HttpBackend> {
-    (11..=13)
-        .map(|last| {
-            HttpBackend::start(&rig.server, SocketAddr::new(endpoint(last).into(), 8080))
-                .expect("backend")
-        })
-        .collect()
+/// The rig, its client's pass-through program, and HTTP backends for the
+/// health check on 127.0.0.11 to .13 (dropped before the rig).
+struct Checked {
+    _backends: Vec<HttpBackend>,
+    _pass: PassThrough,
+    rig: Rig,
+}
+
+impl Checked {
+    fn new() -> Checked {
+        let rig = Rig::new().expect("namespaces and veth");
+        let pass = rig.attach_client_pass_through().expect("pass-through");
+        let backends = (11..=13)
+            .map(|last| {
+                HttpBackend::start(&rig.server, SocketAddr::new(endpoint(last).into(), 8080))
+                    .expect("backend")
+            })
+            .collect();
+        Checked {
+            _backends: backends,
+            _pass: pass,
+            rig,
+        }
+    }
 }
 
 /// A weighted service over the three endpoints, checked, weighed by
@@ -105,23 +122,22 @@ fn listed(daemon: &Daemon, last: u8) -> serde_json::Value {
 #[test]
 fn pushed_loads_split_the_kernels_answers_by_effective_weight_and_high_load_sheds() {
     let _turn = take_turn();
-    let rig = Rig::new().expect("namespaces and veth");
-    let _pass = rig.attach_client_pass_through().expect("pass-through");
-    let _backends = backends(&rig);
+    let checked = Checked::new();
+    let rig = &checked.rig;
     let config = policy(
         "push",
         r#"load = { source = "push", low = 0.3, high = 0.8, smoothing = 0.5 }"#,
         "",
     );
-    let daemon = Daemon::start_on_rig(&rig, &ZoneFile::example(), true, &["--config", &config])
+    let daemon = Daemon::start_on_rig(rig, &ZoneFile::example(), true, &["--config", &config])
         .expect("dnslb starts");
     for (last, load) in [(11, "0.2"), (12, "0.5"), (13, "0.9")] {
         push(&daemon, last, load);
     }
     // Shares 1, 0.6 and 0 of equal weights: 62.5%, 37.5% and none.
-    let before = Answered::scrape(&rig).expect("metrics");
+    let before = Answered::scrape(rig).expect("metrics");
     let tally = tally_answers(&rig.client, server(), NAME, 20_000).expect("queries");
-    let after = Answered::scrape(&rig).expect("metrics");
+    let after = Answered::scrape(rig).expect("metrics");
     let shares = percent(&tally);
     for (share, expected) in shares.iter().zip([62.5, 37.5, 0.0]) {
         assert!(
@@ -180,4 +196,135 @@ fn pushed_loads_split_the_kernels_answers_by_effective_weight_and_high_load_shed
     let row = listed(&daemon, 12);
     assert_eq!(row["healthy"], true, "shed, not down: {row}");
     assert_eq!(row["effective_weight"], 0.0, "{row}");
+}
+
+/// Load agents of `kind` on `port` of the three endpoints, saying `replies`.
+fn agents(rig: &Rig, kind: AgentKind, port: u16, replies: [&str; 3]) -> Vec<LoadAgent> {
+    (11..=13)
+        .zip(replies)
+        .map(|(last, reply)| {
+            let at = SocketAddr::new(endpoint(last).into(), port);
+            LoadAgent::start(&rig.server, at, kind, reply).expect("agent")
+        })
+        .collect()
+}
+
+/// Asks in rounds of 300 queries until `holds` of the shares, for at most
+/// 5 s: how long it took.
+fn until_shares(rig: &Rig, what: &str, holds: impl Fn(&[f64]) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let tally = tally_answers(&rig.client, server(), NAME, 300).expect("queries");
+        if holds(&percent(&tally)) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: not within 5 s: {tally:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn near(shares: &[f64], expected: [f64; 3], points: f64) -> bool {
+    shares
+        .iter()
+        .zip(expected)
+        .all(|(share, expected)| (share - expected).abs() <= points)
+}
+
+#[test]
+fn haproxy_agents_drain_maint_and_ready_endpoints_and_weigh_by_percent() {
+    let _turn = take_turn();
+    let checked = Checked::new();
+    let rig = &checked.rig;
+    let agents = agents(rig, AgentKind::Tcp, 9777, ["ready", "up", "ready 100%"]);
+    let config = policy(
+        "agent",
+        r#"load = { source = "agent", port = 9777, interval = "200ms", smoothing = 1.0 }"#,
+        "",
+    );
+    let daemon = Daemon::start_on_rig(rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    until_shares(rig, "all three answered", |s| s.iter().all(|&p| p > 20.0));
+    agents[1].say("drain");
+    until_shares(rig, ".12 drained", |s| s[1] == 0.0);
+    let row = listed(&daemon, 12);
+    assert_eq!(
+        row["healthy"], true,
+        "drained by its agent, not down: {row}"
+    );
+    assert!(row["weighing"].as_str().unwrap().contains("drain"), "{row}");
+    agents[2].say("maint");
+    until_shares(rig, ".13 in maintenance", |s| s[2] == 0.0 && s[0] == 100.0);
+    agents[1].say("ready");
+    agents[2].say("up");
+    until_shares(rig, "both back", |s| s[1] > 20.0 && s[2] > 20.0);
+    // 50% of its weight: 0.5 : 1 : 1.
+    agents[0].say("50%");
+    until_shares(rig, ".11 at half", |s| s[0] < 25.0);
+    let tally = tally_answers(&rig.client, server(), NAME, 10_000).expect("queries");
+    let shares = percent(&tally);
+    assert!(
+        near(&shares, [20.0, 40.0, 40.0], 2.0),
+        "{shares:?}: {tally:?}"
+    );
+    // An agent that hangs: logged once, its last figure counts until it
+    // expires (three intervals), then its configured weight.
+    agents[0].say("");
+    until_shares(rig, ".11 expired to its whole weight", |s| s[0] > 28.0);
+    let row = listed(&daemon, 11);
+    assert!(
+        row["weighing"].as_str().unwrap().contains("expired"),
+        "{row}"
+    );
+    thread::sleep(Duration::from_secs(1));
+    let log = daemon.log_text();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("no load figure from 127.0.0.11"))
+        .count();
+    assert_eq!(warnings, 1, "logged once per endpoint and cause:\n{log}");
+}
+
+#[test]
+fn http_figures_steer_and_garbage_keeps_the_last_good_weight() {
+    let _turn = take_turn();
+    let checked = Checked::new();
+    let rig = &checked.rig;
+    let agents = agents(rig, AgentKind::Http, 9100, ["0.2", "0.5", "0.9"]);
+    let config = policy(
+        "http",
+        r#"load = { source = "http", url = "http://{address}:9100/load", interval = "200ms", low = 0.3, high = 0.8, expire = "30s" }"#,
+        "",
+    );
+    let daemon = Daemon::start_on_rig(rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    until_shares(rig, "weighed by load", |s| near(s, [62.5, 37.5, 0.0], 8.0));
+    let tally = tally_answers(&rig.client, server(), NAME, 20_000).expect("queries");
+    let shares = percent(&tally);
+    assert!(
+        near(&shares, [62.5, 37.5, 0.0], 2.0),
+        "{shares:?}: {tally:?}"
+    );
+    // Garbage, a negative figure and NaN: each logged once, nothing moves.
+    for bad in ["busy", "-0.5", "NaN"] {
+        agents[1].say(bad);
+        thread::sleep(Duration::from_millis(700));
+    }
+    let tally = tally_answers(&rig.client, server(), NAME, 20_000).expect("queries");
+    let shares = percent(&tally);
+    assert!(
+        near(&shares, [62.5, 37.5, 0.0], 2.0),
+        "kept: {shares:?}: {tally:?}"
+    );
+    let log = daemon.log_text();
+    for cause in [
+        "`busy` is neither a number",
+        "`-0.5` is not a finite",
+        "`NaN` is not a finite",
+    ] {
+        let lines = log.lines().filter(|l| l.contains(cause)).count();
+        assert_eq!(lines, 1, "{cause} logged once:\n{log}");
+    }
 }

@@ -3,14 +3,11 @@
 use std::time::Duration;
 
 use super::spec::{LoadFileSpec, LoadModeKind, LoadSourceKind, PoolSpec};
-use crate::load::{LoadSource, LoadSpec, Mode, Weighing};
+use crate::load::{ADDRESS_PLACEHOLDER, LoadSource, LoadSpec, Mode, Weighing};
 
 /// How often figures are pulled when no `interval` is given: HAProxy's
 /// agent-check default.
 const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Where the endpoint's address goes in a URL or a query.
-pub const ADDRESS_PLACEHOLDER: &str = "{address}";
 
 pub fn weighing(pool: &PoolSpec) -> Result<Weighing, String> {
     if pool.slow_start.is_some_and(|d| d.is_zero()) {

@@ -3,17 +3,11 @@
 
 use std::{io::Write, path::PathBuf, process::Stdio, time::Duration};
 
-use http_body_util::{BodyExt, Full};
-use hyper::{
-    Method, Request,
-    body::Bytes,
-    header::{CONTENT_TYPE, HOST},
-};
-use hyper_util::rt::TokioIo;
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::mpsc};
+use hyper::{Method, body::Bytes};
+use tokio::{io::AsyncWriteExt, sync::mpsc};
 
 use super::{HookMetrics, HookSpec, HookTarget, Queued};
-use crate::shell;
+use crate::{http, shell};
 
 /// The longest wait between two attempts, however many retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -113,33 +107,8 @@ fn kind_name(event: &Queued) -> &'static str {
 
 /// POSTs `json` to `uri` over HTTP/1.1; a 2xx status is success.
 async fn post(uri: &hyper::Uri, json: &str) -> Result<(), String> {
-    let authority = uri
-        .authority()
-        .ok_or("the webhook URL has no host")?
-        .clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((authority.host(), port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(HOST, authority.as_str())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(json.to_owned())))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    // Read to the end so the connection closes cleanly.
-    let _ = response.into_body().collect().await;
+    let body = Bytes::from(json.to_owned());
+    let (status, _) = http::fetch(Method::POST, uri, Some(("application/json", body))).await?;
     if status.is_success() {
         Ok(())
     } else {

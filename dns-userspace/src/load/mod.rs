@@ -9,6 +9,7 @@
 //! them with its usual rule.
 
 pub mod book;
+pub mod pull;
 pub mod reading;
 
 use std::{net::IpAddr, time::Duration};
@@ -25,6 +26,10 @@ pub struct Weighing {
     /// [`RAMP_START`] of its weight to all of it over this time.
     pub slow_start: Option<Duration>,
 }
+
+/// Where the endpoint's address goes in a pulled URL or a PromQL query
+/// (bracketed in a URL when it is IPv6).
+pub const ADDRESS_PLACEHOLDER: &str = "{address}";
 
 /// The share of its weight an endpoint starts a slow start with.
 pub const RAMP_START: f64 = 0.1;

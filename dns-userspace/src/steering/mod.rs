@@ -16,12 +16,13 @@ mod view;
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
-    sync::{Arc, MutexGuard},
+    sync::{Arc, MutexGuard, Weak},
 };
 
 use dns_common::HotName;
 use tokio::{
     sync::{mpsc, watch},
+    task::JoinHandle,
     time::Instant,
 };
 
@@ -39,7 +40,10 @@ use crate::{
     file_error::FileError,
     health::{HealthEvent, HealthRunner, VerdictScope},
     hooks::{Event, Hooks},
-    load::{LoadBook, LoadSource, Reading, ReadingError, ReportError},
+    load::{
+        LoadBook, LoadSource, LoadSpec, Reading, ReadingError, ReportError,
+        pull::{self, LoadSink},
+    },
     policy::{BranchSlot, Condition, Health, Pool, PoolEndpoint, Service},
     shared::Shared,
     zone::{Catalog, WireName},
@@ -153,6 +157,10 @@ pub struct Steering {
     /// Counts every change of what is answered (health, overrides,
     /// members, configuration, zones), for the console's live views.
     changes: watch::Sender<u64>,
+    /// The tasks reading pools' load figures, by pool, with what they read.
+    pulls: Shared<HashMap<String, (LoadSpec, JoinHandle<()>)>>,
+    /// Itself, for the tasks it starts.
+    me: Weak<Steering>,
 }
 
 impl Steering {
@@ -168,7 +176,7 @@ impl Steering {
     ) -> anyhow::Result<Arc<Steering>> {
         let (events, mut received) = mpsc::unbounded_channel();
         let runner = HealthRunner::start(&config.checks, &config.pools, None, events.clone())?;
-        let steering = Arc::new(Steering {
+        let steering = Arc::new_cyclic(|me| Steering {
             state: Shared::new(
                 "the steering state",
                 State {
@@ -189,8 +197,11 @@ impl Steering {
             hooks,
             cold_starts: Shared::new("the cold-start handles", HashMap::new()),
             changes: watch::Sender::new(0),
+            pulls: Shared::new("the load readers", HashMap::new()),
+            me: me.clone(),
         });
         steering.apply(None)?;
+        steering.restart_pulls()?;
         let task = Arc::downgrade(&steering);
         tokio::spawn(async move {
             let mut retry = tokio::time::interval(RETRY_UNWRITTEN);
@@ -280,7 +291,41 @@ impl Steering {
         state.overrides.retain_known(&config.pools);
         state.config = config;
         drop(state);
+        self.restart_pulls()?;
         self.apply(None)
+    }
+
+    /// Starts reading the load of every pool that pulls it, keeping the
+    /// readers whose pool reads as before and stopping the others.
+    fn restart_pulls(&self) -> anyhow::Result<()> {
+        let wanted: HashMap<String, LoadSpec> = self
+            .state
+            .lock()?
+            .config
+            .weighing
+            .iter()
+            .filter_map(|(pool, weighing)| {
+                let spec = weighing.load.as_ref()?;
+                spec.interval().map(|_| (pool.clone(), spec.clone()))
+            })
+            .collect();
+        let mut pulls = self.pulls.lock()?;
+        pulls.retain(|pool, (spec, task)| {
+            let keep = wanted.get(pool) == Some(spec);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (pool, spec) in wanted {
+            if pulls.contains_key(&pool) {
+                continue;
+            }
+            let sink: Weak<dyn LoadSink> = self.me.clone();
+            let task = pull::spawn(pool.clone(), spec.clone(), sink);
+            pulls.insert(pool, (spec, task));
+        }
+        Ok(())
     }
 
     /// Changes the operator's overrides with `change`, and has `keep`
@@ -686,7 +731,7 @@ impl Steering {
         address: IpAddr,
         reading: Result<Reading, ReadingError>,
     ) -> Result<(), ReportError> {
-        let index = {
+        {
             let mut state = self.state.lock()?;
             let index = state
                 .config
@@ -727,9 +772,8 @@ impl Steering {
             state
                 .load
                 .report(pool, address, reading, &spec, Instant::now());
-            index
-        };
-        if let Err(error) = self.apply(Some(&HashSet::from([index]))) {
+        }
+        if let Err(error) = self.follow_load() {
             tracing::error!("applying the load of {address} in pool {pool}: {error:#}");
         }
         Ok(())
@@ -811,6 +855,54 @@ impl Steering {
             .max()
             .unwrap_or(0);
         Ok((state.kernel.total_networks() as u64, largest as u64))
+    }
+}
+
+impl LoadSink for Steering {
+    fn endpoints(&self, pool: &str) -> Vec<IpAddr> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state
+            .config
+            .pools
+            .iter()
+            .find(|p| p.name == pool)
+            .map(|p| p.endpoints.iter().map(|e| e.addr).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes a round's readings; a reading that could not be had is
+    /// logged once per endpoint and cause (the endpoint keeps its last
+    /// good figure until that expires).
+    fn take(&self, pool: &str, readings: Vec<(IpAddr, Result<Reading, String>)>) {
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let State { config, load, .. } = &mut *state;
+            let Some(spec) = config.weighing.get(pool).and_then(|w| w.load.as_ref()) else {
+                return;
+            };
+            let now = Instant::now();
+            for (address, reading) in readings {
+                match reading {
+                    Ok(reading) => load.report(pool, address, reading, spec, now),
+                    Err(cause) => {
+                        if load.problem(pool, address, &cause) {
+                            tracing::warn!(
+                                "pool {pool}: no load figure from {address} ({} source): {cause}; \
+                                 its last good figure counts until it expires",
+                                spec.source.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.follow_load() {
+            tracing::error!("applying the load of pool {pool}: {error:#}");
+        }
     }
 }
 
