@@ -164,6 +164,15 @@ fn pushed_loads_split_the_kernels_answers_by_effective_weight_and_high_load_shed
             .contains("between the watermarks"),
         "{row}"
     );
+    let metrics = daemon::scrape(&rig.server, daemon::RIG_METRICS).expect("metrics");
+    for series in [
+        "dnslb_endpoint_load{endpoint=\"127.0.0.12\",pool=\"web\"} 0.5",
+        "dnslb_endpoint_effective_weight{endpoint=\"127.0.0.12\",pool=\"web\"} 0.6",
+        "dnslb_endpoint_effective_weight{endpoint=\"127.0.0.13\",pool=\"web\"} 0",
+        "dnslb_pool_saturated{pool=\"web\"} 0",
+    ] {
+        assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    }
     let text = daemon
         .cli(&["endpoint", "list", "--pool", "web"])
         .expect("list");

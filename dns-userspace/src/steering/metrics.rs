@@ -20,6 +20,9 @@ pub struct SteeringCollector {
     answers: Family,
     failing: Family,
     checks: Vec<(Family, Read)>,
+    load: Family,
+    effective_weight: Family,
+    saturated: Family,
 }
 
 const CHECK_LABELS: &[&str] = &["check", "pool", "endpoint", "port"];
@@ -83,17 +86,41 @@ impl SteeringCollector {
                 &["service", "how"],
             ),
             checks: checks.into(),
+            load: Family::gauge(
+                "dnslb_endpoint_load",
+                "The endpoint's load (a utilisation, smoothed), while a report counts, in pools \
+                 that weigh by load.",
+                &["pool", "endpoint"],
+            ),
+            effective_weight: Family::gauge(
+                "dnslb_endpoint_effective_weight",
+                "The weight draws use: the configured weight times what load and slow start \
+                 leave of it (0: shed), in pools that weigh by load or slow start.",
+                &["pool", "endpoint"],
+            ),
+            saturated: Family::gauge(
+                "dnslb_pool_saturated",
+                "1 while every endpoint of the pool that could answer is shed by its load: the \
+                 pool answers as if none were.",
+                &["pool"],
+            ),
         }
     }
 }
 
 impl Collector for SteeringCollector {
     fn desc(&self) -> Vec<&Desc> {
-        [&self.answers, &self.failing]
-            .into_iter()
-            .chain(self.checks.iter().map(|(family, _)| family))
-            .flat_map(Family::desc)
-            .collect()
+        [
+            &self.answers,
+            &self.failing,
+            &self.load,
+            &self.effective_weight,
+            &self.saturated,
+        ]
+        .into_iter()
+        .chain(self.checks.iter().map(|(family, _)| family))
+        .flat_map(Family::desc)
+        .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -120,6 +147,39 @@ impl Collector for SteeringCollector {
                             f64::from(u8::from(closed)),
                         ),
                     ]
+                })),
+        );
+        // Pools that weigh by load or slow start, and whether saturated.
+        let weighing: Vec<(String, bool)> = match steering.state.lock() {
+            Ok(state) => state
+                .config
+                .weighing
+                .keys()
+                .map(|pool| (pool.clone(), state.load.is_saturated(pool)))
+                .collect(),
+            Err(_) => return families,
+        };
+        families.extend(
+            self.saturated.collect(
+                weighing.iter().map(|(pool, saturated)| {
+                    (vec![pool.as_str()], f64::from(u8::from(*saturated)))
+                }),
+            ),
+        );
+        let weighed: Vec<_> = steering
+            .endpoints(None)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| weighing.iter().any(|(pool, _)| *pool == e.pool))
+            .map(|e| (e.pool, e.address.to_string(), e.load, e.effective_weight))
+            .collect();
+        families.extend(self.load.collect(weighed.iter().filter_map(
+            |(pool, address, load, _)| Some((vec![pool.as_str(), address.as_str()], (*load)?)),
+        )));
+        families.extend(
+            self.effective_weight
+                .collect(weighed.iter().map(|(pool, address, _, weight)| {
+                    (vec![pool.as_str(), address.as_str()], *weight)
                 })),
         );
         let Ok(state) = steering.state.lock() else {
