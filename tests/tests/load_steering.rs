@@ -39,7 +39,7 @@ fn endpoint(last: u8) -> Ipv4Addr {
 /// The rig, its client's pass-through program, and HTTP backends for the
 /// health check on 127.0.0.11 to .13 (dropped before the rig).
 struct Checked {
-    _backends: Vec<HttpBackend>,
+    backends: Vec<HttpBackend>,
     _pass: PassThrough,
     rig: Rig,
 }
@@ -55,7 +55,7 @@ impl Checked {
             })
             .collect();
         Checked {
-            _backends: backends,
+            backends,
             _pass: pass,
             rig,
         }
@@ -336,4 +336,61 @@ fn http_figures_steer_and_garbage_keeps_the_last_good_weight() {
         let lines = log.lines().filter(|l| l.contains(cause)).count();
         assert_eq!(lines, 1, "{cause} logged once:\n{log}");
     }
+}
+
+#[test]
+fn an_endpoint_back_up_gets_a_rising_share_over_slow_start() {
+    let _turn = take_turn();
+    let mut checked = Checked::new();
+    let rig = &checked.rig;
+    let config = policy("slow_start", "", r#"slow_start = "4s""#);
+    let _daemon = Daemon::start_on_rig(rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    until_shares(rig, "all three answered", |s| s.iter().all(|&p| p > 25.0));
+    checked.backends.remove(2).stop();
+    until_shares(rig, ".13 down", |s| s[2] == 0.0);
+    let _back = HttpBackend::start(&rig.server, SocketAddr::new(endpoint(13).into(), 8080))
+        .expect("backend");
+    until_shares(rig, ".13 up again", |s| s[2] > 0.0);
+    // Its share of 1,000 answers every quarter second: from 10% of its
+    // weight (0.1 / 2.1, about 5%) to all of it (a third) over 4 s.
+    let started = Instant::now();
+    let mut shares = Vec::new();
+    while started.elapsed() < Duration::from_secs(6) {
+        let tally = tally_answers(&rig.client, server(), NAME, 1_000).expect("queries");
+        shares.push((started.elapsed(), percent(&tally)[2]));
+        thread::sleep(Duration::from_millis(250));
+    }
+    let early: Vec<f64> = shares
+        .iter()
+        .filter(|(at, _)| *at < Duration::from_secs(1))
+        .map(|(_, share)| *share)
+        .collect();
+    let late: Vec<f64> = shares
+        .iter()
+        .filter(|(at, _)| *at > Duration::from_secs(5))
+        .map(|(_, share)| *share)
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    assert!(mean(&early) < 15.0, "a small share at first: {shares:?}");
+    assert!(
+        (mean(&late) - 100.0 / 3.0).abs() < 4.0,
+        "its whole weight once slow start is over: {shares:?}"
+    );
+    // Rising: each second's mean at least the one before's, give or take
+    // the noise of 1,000 answers (±3 points).
+    let by_second: Vec<f64> = (0..6)
+        .map(|s| {
+            let second: Vec<f64> = shares
+                .iter()
+                .filter(|(at, _)| at.as_secs() == s)
+                .map(|(_, share)| *share)
+                .collect();
+            mean(&second)
+        })
+        .collect();
+    assert!(
+        by_second.windows(2).all(|w| w[1] >= w[0] - 3.0),
+        "rising: {by_second:?} from {shares:?}"
+    );
 }
