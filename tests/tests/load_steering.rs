@@ -14,6 +14,7 @@ use dnslb_tests::{
     backend::{AgentKind, HttpBackend, LoadAgent, tally_answers, web_check},
     daemon::{self, Answered, Daemon, ZoneFile},
     netns::{Rig, SERVER_ADDR},
+    process::Process,
 };
 
 /// These tests count shares of thousands of answers and time changes:
@@ -393,4 +394,107 @@ fn an_endpoint_back_up_gets_a_rising_share_over_slow_start() {
         by_second.windows(2).all(|w| w[1] >= w[0] - 3.0),
         "rising: {by_second:?} from {shares:?}"
     );
+}
+
+/// Debian's Prometheus in the rig's server namespace on 127.0.0.1:9090,
+/// scraping the three endpoints' `/metrics` on port 9100 every second;
+/// returns once it has scraped all three (its discovery takes about 5 s
+/// to hand targets over).
+fn prometheus(rig: &Rig, dir: &std::path::Path) -> Process {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\n\
+         scrape_configs:\n  - job_name: backends\n    static_configs:\n      \
+         - targets: ['127.0.0.11:9100', '127.0.0.12:9100', '127.0.0.13:9100']\n",
+    )
+    .expect("prometheus.yml");
+    let mut command = rig.server.command("prometheus");
+    command.args([
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+        "--web.listen-address=127.0.0.1:9090".to_owned(),
+    ]);
+    let process = Process::spawn(command, dir.join("prometheus.log"))
+        .expect("prometheus starts (apt install prometheus)");
+    let started = Instant::now();
+    loop {
+        let up = rig
+            .server
+            .command("curl")
+            .args(["-sf", "http://127.0.0.1:9090/api/v1/query?query=sum(up)"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        if up.contains(r#","3"]"#) {
+            return process;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Prometheus has not scraped the three endpoints in 30 s:\n{}",
+            process.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn weights_follow_a_promql_expression_and_a_prometheus_that_goes_away_changes_nothing() {
+    let _turn = take_turn();
+    let checked = Checked::new();
+    let rig = &checked.rig;
+    let metrics = |load: &str| format!("# TYPE backend_load gauge\nbackend_load {load}\n");
+    let exporters = agents(
+        rig,
+        AgentKind::Http,
+        9100,
+        [&metrics("0.2"), &metrics("0.5"), &metrics("0.9")],
+    );
+    let config = policy(
+        "prometheus",
+        r#"load = { source = "prometheus", url = "http://127.0.0.1:9090", query = 'backend_load{instance="{address}:9100"}', interval = "500ms", smoothing = 1.0, low = 0.3, high = 0.8, expire = "30s" }"#,
+        "",
+    );
+    let dir = std::path::Path::new(&config)
+        .parent()
+        .expect("the policy's directory")
+        .to_owned();
+    let mut prometheus = prometheus(rig, &dir);
+    let daemon = Daemon::start_on_rig(rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    until_shares(rig, "weighed by Prometheus's figures", |s| {
+        near(s, [62.5, 37.5, 0.0], 8.0)
+    });
+    let tally = tally_answers(&rig.client, server(), NAME, 20_000).expect("queries");
+    let shares = percent(&tally);
+    assert!(
+        near(&shares, [62.5, 37.5, 0.0], 2.0),
+        "{shares:?}: {tally:?}"
+    );
+    // .11's exporter now says 0.9 too: shed once scraped and queried.
+    exporters[0].say(&metrics("0.9"));
+    until_shares(rig, ".11 shed by its new figure", |s| s[0] == 0.0);
+    // Prometheus goes away: each endpoint's failure is logged once, and
+    // the last figures still count.
+    prometheus
+        .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10))
+        .expect("prometheus stops");
+    thread::sleep(Duration::from_secs(2));
+    let tally = tally_answers(&rig.client, server(), NAME, 2_000).expect("queries");
+    assert_eq!(
+        percent(&tally)[1],
+        100.0,
+        "only .12 is below high: {tally:?}"
+    );
+    let log = daemon.log_text();
+    for last in 11..=13 {
+        let lines = log
+            .lines()
+            .filter(|l| l.contains(&format!("no load figure from 127.0.0.{last} ")))
+            .count();
+        assert_eq!(
+            lines, 1,
+            ".{last}: one line for Prometheus being down:\n{log}"
+        );
+    }
 }

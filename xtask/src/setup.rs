@@ -48,6 +48,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "kzonecheck, which checks the signed copy a secondary transfers",
     ),
     (
+        "prometheus",
+        "Prometheus, whose queries a pool's load follows in the load-steering test",
+    ),
+    (
         "etcd-server",
         "etcd, the fleet's shared configuration and health in the cluster tests",
     ),
