@@ -498,3 +498,118 @@ fn weights_follow_a_promql_expression_and_a_prometheus_that_goes_away_changes_no
         );
     }
 }
+
+/// The closed loop's model: each backend's load is its share of the
+/// answers times the demand, over its capacity (demand 1.5 against
+/// capacities of 1: half the pool's capacity in use).
+const DEMAND: f64 = 1.5;
+
+/// Where the loop of `inverse` weighing settles for `capacities`: shares
+/// proportional to each backend's headroom (1 − load) at those shares.
+/// Found by bisection on the two equal backends' share.
+fn fixed_point(capacities: [f64; 3]) -> [f64; 3] {
+    let shares = |s: f64| {
+        let rest = (1.0 - 2.0 * s).max(0.0);
+        [s, s, rest]
+    };
+    let (mut low, mut high) = (0.0, 0.5);
+    for _ in 0..60 {
+        let s = (low + high) / 2.0;
+        let headroom: Vec<f64> = shares(s)
+            .iter()
+            .zip(capacities)
+            .map(|(share, capacity)| (1.0 - share * DEMAND / capacity).max(0.0))
+            .collect();
+        let total: f64 = headroom.iter().sum();
+        // More than its headroom gives it: the equal pair's share is lower.
+        if s > headroom[0] / total {
+            high = s;
+        } else {
+            low = s;
+        }
+    }
+    shares((low + high) / 2.0).map(|share| share * 100.0)
+}
+
+#[test]
+fn a_closed_loop_of_load_reports_settles_and_stays_after_a_backend_loses_half_its_capacity() {
+    let _turn = take_turn();
+    let checked = Checked::new();
+    let rig = &checked.rig;
+    let config = policy(
+        "closed_loop",
+        r#"load = { source = "push", mode = "inverse", min_change = 0.02 }"#,
+        "",
+    );
+    let daemon = Daemon::start_on_rig(rig, &ZoneFile::example(), true, &["--config", &config])
+        .expect("dnslb starts");
+    // Each round: 600 queries, then every backend reports the load they
+    // brought it. A round takes about 100 ms.
+    let mut round = |capacities: [f64; 3]| -> Vec<f64> {
+        let tally = tally_answers(&rig.client, server(), NAME, 600).expect("queries");
+        let shares = percent(&tally);
+        for (i, last) in (11..=13).enumerate() {
+            let load = shares[i] / 100.0 * DEMAND / capacities[i];
+            push(&daemon, last, &format!("{load:.4}"));
+        }
+        shares
+    };
+    let equal = [1.0, 1.0, 1.0];
+    for _ in 0..30 {
+        round(equal);
+    }
+    let halved = [1.0, 1.0, 0.5];
+    let expected = fixed_point(halved);
+    // Settling: 10 s. Then a minute of rounds, judged against the noise
+    // that 600 answers have anyway (σ = √(p(1−p)/600), about 2 points):
+    // each share's mean within 3 points of the model's fixed point, its
+    // spread at most 1.5 σ (a loop that over-corrects flips shares back
+    // and forth and spreads them wider: 1.7 σ with smoothing 0.5), and no
+    // slow swing (each second's mean within 4 points of every other
+    // second's).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        round(halved);
+    }
+    let mut seen = Vec::new();
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(60) {
+        seen.push((watched.elapsed().as_secs(), round(halved)));
+    }
+    assert!(seen.len() > 100, "only {} rounds in a minute", seen.len());
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    for i in 0..3 {
+        let shares: Vec<f64> = seen.iter().map(|(_, s)| s[i]).collect();
+        let average = mean(&shares);
+        let variance = mean(
+            &shares
+                .iter()
+                .map(|s| (s - average).powi(2))
+                .collect::<Vec<_>>(),
+        );
+        let p = expected[i] / 100.0;
+        let sigma = 100.0 * (p * (1.0 - p) / 600.0).sqrt();
+        let per_second: Vec<f64> = (0..60)
+            .map(|second| {
+                let inside: Vec<f64> = seen
+                    .iter()
+                    .filter(|(at, _)| *at == second)
+                    .map(|(_, s)| s[i])
+                    .collect();
+                mean(&inside)
+            })
+            .collect();
+        let (low, high) = per_second
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        let what = format!(
+            "backend {i}: mean {average:.1}% (model {:.1}%), σ {:.2} (noise {sigma:.2}), \
+             seconds' means {low:.1}% to {high:.1}%",
+            expected[i],
+            variance.sqrt()
+        );
+        assert!((average - expected[i]).abs() <= 3.0, "{what}");
+        assert!(variance.sqrt() <= 1.5 * sigma, "{what}");
+        assert!(high - low <= 4.0, "{what}");
+    }
+}
