@@ -545,7 +545,7 @@ fn a_closed_loop_of_load_reports_settles_and_stays_after_a_backend_loses_half_it
         .expect("dnslb starts");
     // Each round: 600 queries, then every backend reports the load they
     // brought it. A round takes about 100 ms.
-    let mut round = |capacities: [f64; 3]| -> Vec<f64> {
+    let round = |capacities: [f64; 3]| -> Vec<f64> {
         let tally = tally_answers(&rig.client, server(), NAME, 600).expect("queries");
         let shares = percent(&tally);
         for (i, last) in (11..=13).enumerate() {
