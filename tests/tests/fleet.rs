@@ -52,6 +52,7 @@ endpoints = [
   {{ address = "198.18.0.201", weight = 1 }},
   {{ address = "198.18.0.202", weight = 0 }},
 ]
+load = {{ source = "push" }}
 
 [service.svc]
 name = "svc.example.com."
@@ -303,6 +304,21 @@ fn a_fleet_shares_changes_and_health_through_etcd_and_survives_losing_it() {
         "node C's kernel drew the new weights {drawn:?} after node A's change returned \
          (the call took {call:?}: to etcd and back, applied on node A)"
     );
+
+    // A load pushed through node A reaches every node through etcd: .202's
+    // agent says drain, and node C's kernel draws .201 alone (weight 0,
+    // but the only one left); `ready` brings .202 back.
+    a.cli(&["endpoint", "load", "pick", "198.18.0.202", "drain"])
+        .expect("a load through node A");
+    let drawn = kernel_draws_only(&fleet, 2, "198.18.0.201", 20, Duration::from_secs(1));
+    println!("node C's kernel shed the endpoint {drawn:?} after node A took its load");
+    let listed = fleet.nodes[2]
+        .cli(&["endpoint", "list", "--pool", "pick"])
+        .expect("node C's endpoints");
+    assert!(listed.contains("agent says drain: shed"), "{listed}");
+    a.cli(&["endpoint", "load", "pick", "198.18.0.202", "ready"])
+        .expect("a load through node A");
+    kernel_draws_only(&fleet, 2, "198.18.0.202", 20, Duration::from_secs(1));
 
     // Shared health, min_fraction 0.5. One node in three cannot reach
     // .101: two of three still see it, so every node keeps answering it,

@@ -440,6 +440,16 @@ pub enum LoadValue {
     Words(String),
 }
 
+impl LoadValue {
+    /// What the value says, as a load book reads it.
+    pub fn reading(&self) -> Result<crate::load::Reading, crate::load::ReadingError> {
+        match self {
+            LoadValue::Figure(figure) => crate::load::Reading::figure(*figure),
+            LoadValue::Words(words) => crate::load::Reading::parse(words),
+        }
+    }
+}
+
 /// An instance of a registered pool: `POST /v1/pools/{pool}/instances`
 /// registers it (again), `DELETE .../instances/{address}` deregisters it,
 /// `POST .../instances/{address}/heartbeat` renews its TTL.

@@ -6,11 +6,14 @@
 //! | `overrides` | the operator's drains and weights (JSON) |
 //! | `zones/ORIGIN` | a zone served from a file (`{"file": ...}`) or removed (`{"file": null}`) |
 //! | `instances/POOL/ADDRESS` | a registered pool's instance (JSON, as the API's) |
+//! | `load/POOL/ADDRESS` | a pushed load and when it was reported (JSON, [`PushedLoad`]) |
 //! | `health/NODE/POOL/ADDRESS` | `up` or `down`: NODE's verdict, under its lease |
 
 use std::{net::IpAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::api::types::LoadValue;
 
 /// A key of the fleet, without the prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +22,10 @@ pub enum FleetKey {
     Overrides,
     Zone(String),
     Instance {
+        pool: String,
+        address: IpAddr,
+    },
+    Load {
         pool: String,
         address: IpAddr,
     },
@@ -33,6 +40,7 @@ const POLICY: &str = "policy";
 const OVERRIDES: &str = "overrides";
 const ZONES: &str = "zones/";
 const INSTANCES: &str = "instances/";
+const LOAD: &str = "load/";
 /// Where the nodes' verdicts live.
 pub const HEALTH: &str = "health/";
 
@@ -44,6 +52,7 @@ impl FleetKey {
             FleetKey::Overrides => format!("{prefix}{OVERRIDES}"),
             FleetKey::Zone(origin) => format!("{prefix}{ZONES}{origin}"),
             FleetKey::Instance { pool, address } => format!("{prefix}{INSTANCES}{pool}/{address}"),
+            FleetKey::Load { pool, address } => format!("{prefix}{LOAD}{pool}/{address}"),
             FleetKey::Health {
                 node,
                 pool,
@@ -68,6 +77,9 @@ impl FleetKey {
         } else if let Some(rest) = rest.strip_prefix(INSTANCES) {
             let (pool, address) = pool_and_address(rest)?;
             Some(FleetKey::Instance { pool, address })
+        } else if let Some(rest) = rest.strip_prefix(LOAD) {
+            let (pool, address) = pool_and_address(rest)?;
+            Some(FleetKey::Load { pool, address })
         } else {
             let (node, rest) = rest.strip_prefix(HEALTH)?.split_once('/')?;
             let (pool, address) = pool_and_address(rest)?;
@@ -86,6 +98,15 @@ impl FleetKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneAssignment {
     pub file: Option<PathBuf>,
+}
+
+/// What `load/POOL/ADDRESS` holds: the load as pushed, and when (Unix
+/// seconds), so that a node reading it later (one that starts, or comes
+/// back to etcd) counts its age against the pool's expiry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushedLoad {
+    pub load: LoadValue,
+    pub reported: f64,
 }
 
 /// A verdict as `health/...` holds it.
@@ -114,6 +135,10 @@ mod tests {
             FleetKey::Overrides,
             FleetKey::Zone("example.com.".into()),
             FleetKey::Instance {
+                pool: "web".into(),
+                address,
+            },
+            FleetKey::Load {
                 pool: "web".into(),
                 address,
             },

@@ -12,7 +12,7 @@ pub mod votes;
 
 use std::fmt;
 
-pub use keys::{FleetKey, ZoneAssignment};
+pub use keys::{FleetKey, PushedLoad, ZoneAssignment};
 pub use store::{Change, Lease, Store, StoreError, Watch};
 pub use votes::FleetVotes;
 

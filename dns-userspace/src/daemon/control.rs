@@ -1,7 +1,7 @@
 //! The daemon answering the control API: each call maps to the running
 //! state (`Live`), and each error to what it means for the client.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use dns_common::Counter;
 use hickory_proto::rr::Name;
@@ -15,13 +15,13 @@ use crate::{
         Answer, ControlPlane, Refusal, RefusalKind,
         types::{
             AnycastStatus, Applied, DnssecKey, DnssecZone, EndpointInfo, EndpointRef, HealthRow,
-            LoadReport, LoadValue, NameQueries, PassedQueries, PolicyCheck, PolicyFile,
-            Registration, ServiceDetail, ServiceInfo, Simulation, Stats, Status, TransportQueries,
-            WeightChange, ZoneInfo, ZoneRecords,
+            LoadReport, NameQueries, PassedQueries, PolicyCheck, PolicyFile, Registration,
+            ServiceDetail, ServiceInfo, Simulation, Stats, Status, TransportQueries, WeightChange,
+            ZoneInfo, ZoneRecords,
         },
     },
     backends::RegistryError,
-    load::{Reading, ReportError},
+    load::ReportError,
     policy::Pool,
     signer::{Roll, now},
     steering::{OverrideError, Overrides},
@@ -293,24 +293,28 @@ impl ControlPlane for Live {
 
     /// Not counted or logged as a change: agents report all the time.
     fn push_load(&self, pool: &str, address: IpAddr, report: LoadReport) -> Answer<EndpointInfo> {
-        let reading = match &report.load {
-            LoadValue::Figure(figure) => Reading::figure(*figure),
-            LoadValue::Words(words) => Reading::parse(words),
+        // In a fleet the store takes it, once this node finds it valid,
+        // and every node (this one too) applies it from there.
+        let pushed = match &self.fleet {
+            Some(fleet) => self
+                .steering
+                .check_pushed_load(pool, address, report.load.reading())
+                .map(|_| fleet.put_load(pool, address, report.load)),
+            None => self
+                .steering
+                .push_load(pool, address, report.load.reading(), Duration::ZERO)
+                .map(Ok),
         };
-        self.steering
-            .push_load(pool, address, reading)
-            .map_err(|error| {
-                let kind = match &error {
-                    ReportError::NoPool(_) | ReportError::NoEndpoint { .. } => {
-                        RefusalKind::NotFound
-                    }
-                    ReportError::NoLoad(_)
-                    | ReportError::Pulled { .. }
-                    | ReportError::Reading { .. } => RefusalKind::Invalid,
-                    ReportError::Poisoned(_) => RefusalKind::Failed,
-                };
-                Refusal::new(kind, error)
-            })?;
+        pushed.map_err(|error| {
+            let kind = match &error {
+                ReportError::NoPool(_) | ReportError::NoEndpoint { .. } => RefusalKind::NotFound,
+                ReportError::NoLoad(_)
+                | ReportError::Pulled { .. }
+                | ReportError::Reading { .. } => RefusalKind::Invalid,
+                ReportError::Poisoned(_) => RefusalKind::Failed,
+            };
+            Refusal::new(kind, error)
+        })??;
         self.steering
             .endpoints(Some(pool))
             .map_err(failed)?

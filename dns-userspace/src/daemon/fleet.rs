@@ -24,9 +24,10 @@ use tokio::sync::watch;
 
 use super::live::{ChangeError, Live};
 use crate::{
-    api::types::{FleetStatus, Registration},
+    api::types::{FleetStatus, LoadValue, Registration},
     cluster::{
-        Change, ClusterArgs, Credentials, FleetKey, FleetVotes, Store, StoreError, ZoneAssignment,
+        Change, ClusterArgs, Credentials, FleetKey, FleetVotes, PushedLoad, Store, StoreError,
+        ZoneAssignment,
         keys::{parse_verdict, verdict_value},
         store::REQUEST_TIMEOUT,
     },
@@ -150,6 +151,26 @@ impl Fleet {
                 })
                 .await
         })
+    }
+
+    /// Reports `load` for `address` of `pool` to every node of the fleet.
+    pub fn put_load(
+        &self,
+        pool: &str,
+        address: IpAddr,
+        load: LoadValue,
+    ) -> Result<(), ChangeError> {
+        let key = FleetKey::Load {
+            pool: pool.to_owned(),
+            address,
+        };
+        let pushed = PushedLoad {
+            load,
+            reported: unix_now(),
+        };
+        let value = serde_json::to_vec(&pushed)
+            .map_err(|error| FleetError::Value(key.path(""), error.to_string()))?;
+        self.write(|store| async move { store.put(&key, value, None).await })
     }
 
     /// Registers (or renews) `registration` in `pool` for the fleet.
@@ -379,6 +400,13 @@ async fn apply(live: &Weak<Live>, node: &str, changes: Vec<Change>, whole: bool)
     true
 }
 
+/// Now, in Unix seconds: when a pushed load was reported.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
 /// `bytes` as JSON, or `None` with an error naming `what` logged: a value
 /// another writer broke is not applied, and the rest still is.
 fn read_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Option<T> {
@@ -438,6 +466,19 @@ fn apply_now(live: &Live, node: &str, changes: Vec<Change>, whole: bool) {
                 }
             }
             (FleetKey::Instance { pool, address }, None) => live.forget_instance(&pool, address),
+            (FleetKey::Load { pool, address }, Some(value)) => {
+                let what = format!("the fleet's load of {address} in pool {pool}");
+                if let Some(pushed) = read_json::<PushedLoad>(&what, &value) {
+                    let age = Duration::try_from_secs_f64(unix_now() - pushed.reported)
+                        .unwrap_or(Duration::ZERO);
+                    let reading = pushed.load.reading();
+                    if let Err(error) = live.steering.push_load(&pool, address, reading, age) {
+                        tracing::warn!("{what} not taken: {error}");
+                    }
+                }
+            }
+            // A load nobody reports any more expires by itself.
+            (FleetKey::Load { .. }, None) => {}
             (FleetKey::Policy | FleetKey::Zone(_), None) => {}
         }
     }

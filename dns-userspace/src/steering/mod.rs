@@ -17,6 +17,7 @@ use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{Arc, MutexGuard, Weak},
+    time::Duration,
 };
 
 use dns_common::HotName;
@@ -141,7 +142,7 @@ impl State {
 
 /// How often services that could not be written into the kernel are
 /// tried again.
-const RETRY_UNWRITTEN: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_UNWRITTEN: Duration = Duration::from_secs(1);
 
 /// The running steering: configuration, checks, overrides, and the task
 /// applying verdicts.
@@ -723,56 +724,63 @@ impl Steering {
         })
     }
 
-    /// Takes in a pushed load `reading` for `address` of `pool`, whose
-    /// load source must be `push`, and applies what it moves.
+    /// Whether a pushed load `reading` for `address` of `pool` would be
+    /// taken: the pool's load source must be `push` and the endpoint one
+    /// of its own. The reading, and how the pool weighs it.
+    pub fn check_pushed_load(
+        &self,
+        pool: &str,
+        address: IpAddr,
+        reading: Result<Reading, ReadingError>,
+    ) -> Result<(Reading, LoadSpec), ReportError> {
+        let state = self.state.lock()?;
+        let known = state.config.pools.iter().find(|p| p.name == pool);
+        let known = known.ok_or_else(|| ReportError::NoPool(pool.to_owned()))?;
+        let spec = match state
+            .config
+            .weighing
+            .get(pool)
+            .and_then(|w| w.load.as_ref())
+        {
+            None => return Err(ReportError::NoLoad(pool.to_owned())),
+            Some(spec) if spec.source != LoadSource::Push => {
+                return Err(ReportError::Pulled {
+                    pool: pool.to_owned(),
+                    kind: spec.source.name(),
+                });
+            }
+            Some(spec) => spec.clone(),
+        };
+        if !known.endpoints.iter().any(|e| e.addr == address) {
+            return Err(ReportError::NoEndpoint {
+                pool: pool.to_owned(),
+                address,
+            });
+        }
+        let reading = reading.map_err(|reading| ReportError::Reading {
+            pool: pool.to_owned(),
+            address,
+            reading,
+        })?;
+        Ok((reading, spec))
+    }
+
+    /// Takes in a pushed load `reading` for `address` of `pool`, reported
+    /// `age` ago (zero when pushed here), and applies what it moves.
     pub fn push_load(
         &self,
         pool: &str,
         address: IpAddr,
         reading: Result<Reading, ReadingError>,
+        age: Duration,
     ) -> Result<(), ReportError> {
-        {
-            let mut state = self.state.lock()?;
-            let index = state
-                .config
-                .pools
-                .iter()
-                .position(|p| p.name == pool)
-                .ok_or_else(|| ReportError::NoPool(pool.to_owned()))?;
-            let spec = match state
-                .config
-                .weighing
-                .get(pool)
-                .and_then(|w| w.load.as_ref())
-            {
-                None => return Err(ReportError::NoLoad(pool.to_owned())),
-                Some(spec) if spec.source != LoadSource::Push => {
-                    return Err(ReportError::Pulled {
-                        pool: pool.to_owned(),
-                        kind: spec.source.name(),
-                    });
-                }
-                Some(spec) => spec.clone(),
-            };
-            if !state.config.pools[index]
-                .endpoints
-                .iter()
-                .any(|e| e.addr == address)
-            {
-                return Err(ReportError::NoEndpoint {
-                    pool: pool.to_owned(),
-                    address,
-                });
-            }
-            let reading = reading.map_err(|reading| ReportError::Reading {
-                pool: pool.to_owned(),
-                address,
-                reading,
-            })?;
-            state
-                .load
-                .report(pool, address, reading, &spec, Instant::now());
-        }
+        let (reading, spec) = self.check_pushed_load(pool, address, reading)?;
+        let now = Instant::now();
+        let reported = now.checked_sub(age).unwrap_or(now);
+        self.state
+            .lock()?
+            .load
+            .report(pool, address, reading, &spec, reported);
         if let Err(error) = self.follow_load() {
             tracing::error!("applying the load of {address} in pool {pool}: {error:#}");
         }
