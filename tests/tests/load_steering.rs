@@ -206,6 +206,26 @@ fn pushed_loads_split_the_kernels_answers_by_effective_weight_and_high_load_shed
     let row = listed(&daemon, 12);
     assert_eq!(row["healthy"], true, "shed, not down: {row}");
     assert_eq!(row["effective_weight"], 0.0, "{row}");
+
+    // .11 over high too: every endpoint is shed, so the pool answers as
+    // if none were (their configured weights, equal), and says so.
+    // Smoothed from 0.2: over 0.8 on the fourth report.
+    for _ in 0..4 {
+        push(&daemon, 11, "0.95");
+    }
+    until_shares(rig, "saturated: all three again", |s| {
+        near(s, [33.3, 33.3, 33.3], 8.0)
+    });
+    let metrics = daemon::scrape(&rig.server, daemon::RIG_METRICS).expect("metrics");
+    assert!(
+        metrics.contains("dnslb_pool_saturated{pool=\"web\"} 1"),
+        "{metrics}"
+    );
+    let row = listed(&daemon, 11);
+    assert!(
+        row["weighing"].as_str().unwrap().contains("pool saturated"),
+        "{row}"
+    );
 }
 
 /// Load agents of `kind` on `port` of the three endpoints, saying `replies`.

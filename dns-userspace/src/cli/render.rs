@@ -575,6 +575,35 @@ mod tests {
             ["web", "198.18.0.1", "drained", "0 (file: 5)", "yes", "yes"],
             "the state the answers see"
         );
+        let weighed = EndpointInfo {
+            weight: 2,
+            file_weight: 2,
+            drained: false,
+            load: Some(0.55),
+            effective_weight: 1.0,
+            weighing: "load 0.55 between the watermarks: 50% of its weight".into(),
+            ..rows[0].clone()
+        };
+        let text = endpoints(&[weighed]);
+        let line = text.lines().nth(1).unwrap();
+        assert_eq!(
+            line.split("  ")
+                .filter(|c| !c.is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>(),
+            [
+                "web",
+                "198.18.0.1",
+                "ready",
+                "2",
+                "yes",
+                "no",
+                "0.55",
+                "1.00",
+                "load 0.55 between the watermarks: 50% of its weight"
+            ],
+            "configured weight, load, effective weight and why"
+        );
     }
 
     #[test]

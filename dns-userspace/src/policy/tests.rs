@@ -260,3 +260,36 @@ fn client_networks_pick_branches_fall_back_and_set_the_scope() {
     policy.client_networks(&mut networks);
     assert_eq!(networks.len(), 2);
 }
+
+#[test]
+fn shares_scale_weights_inside_nested_policies_and_reach_the_kernel_draw() {
+    let mut pools = [pool("a", &[(1, 2), (2, 2)]), pool("b", &[(3, 1)])];
+    // What load leaves of each: all of .1's weight, a quarter of .2's.
+    pools[0].endpoints[1].share = 0.25;
+    let policy = Policy::Failover {
+        primary: Box::new(Policy::Weighted(vec![
+            (1, leaf(0, Pick::ByWeight)),
+            (1, leaf(1, Pick::ByWeight)),
+        ])),
+        secondary: Box::new(leaf(1, Pick::Every)),
+    };
+    let draw = policy.draw(&pools, &AllUp, None);
+    // Half to pool b; pool a's half split 2 : 0.5.
+    assert_shares(
+        &tally(&draw, 40_000),
+        &[(addr(1), 0.4), (addr(2), 0.1), (addr(3), 0.5)],
+    );
+    let Some(Flat::Weighted(flat)) = draw.flatten() else {
+        panic!("nested weights flatten");
+    };
+    let weights: Vec<(u16, IpAddr)> = flat.iter().map(|(w, d)| (*w, d.addr)).collect();
+    assert_eq!(
+        weights,
+        [(24000, addr(1)), (6000, addr(2)), (30000, addr(3))]
+    );
+    // A tiny share keeps a positive weight (0 would shed it).
+    pools[0].endpoints[1].share = 0.0001;
+    assert_eq!(pools[0].endpoints[1].draw_weight(), 1);
+    pools[0].endpoints[1].share = 0.0;
+    assert_eq!(pools[0].endpoints[1].draw_weight(), 0);
+}
