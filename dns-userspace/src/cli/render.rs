@@ -551,6 +551,15 @@ mod tests {
         assert_eq!(table.render(), "A          LONGER\nwide cell  x\n");
     }
 
+    /// The cells of a table's first row under its headers.
+    fn first_row(table: &str) -> Vec<String> {
+        let line = table.lines().nth(1).unwrap_or_default();
+        line.split("  ")
+            .filter(|c| !c.is_empty())
+            .map(|c| c.trim().to_owned())
+            .collect()
+    }
+
     #[test]
     fn endpoints_show_overridden_weights_and_drains() {
         let rows = [EndpointInfo {
@@ -565,13 +574,8 @@ mod tests {
             effective_weight: 0.0,
             weighing: String::new(),
         }];
-        let text = endpoints(&rows);
-        let line = text.lines().nth(1).unwrap();
         assert_eq!(
-            line.split("  ")
-                .filter(|c| !c.is_empty())
-                .map(str::trim)
-                .collect::<Vec<_>>(),
+            first_row(&endpoints(&rows)),
             ["web", "198.18.0.1", "drained", "0 (file: 5)", "yes", "yes"],
             "the state the answers see"
         );
@@ -584,13 +588,8 @@ mod tests {
             weighing: "load 0.55 between the watermarks: 50% of its weight".into(),
             ..rows[0].clone()
         };
-        let text = endpoints(&[weighed]);
-        let line = text.lines().nth(1).unwrap();
         assert_eq!(
-            line.split("  ")
-                .filter(|c| !c.is_empty())
-                .map(str::trim)
-                .collect::<Vec<_>>(),
+            first_row(&endpoints(&[weighed])),
             [
                 "web",
                 "198.18.0.1",
