@@ -1,6 +1,7 @@
-//! What health checking costs: the daemon checking 10,000 endpoints every
-//! second, in CPU time, against a bare loop making the same connections
-//! in the same run.
+//! What polling endpoints costs: the daemon checking 10,000 endpoints
+//! every second, and reading the load of 1,000 every second (from a
+//! HAProxy agent, and over HTTP), in CPU time, against a bare loop making
+//! the same connections in the same run.
 //!
 //! The daemon runs in the rig's server namespace. The endpoints are either
 //! across the veth, in the client namespace (198.19.0.0/16, all local
@@ -12,6 +13,7 @@
 //! that is the worst case, shown for comparison.
 
 use std::{
+    collections::VecDeque,
     fmt::Write as _,
     fs,
     io::{Read, Write},
@@ -34,6 +36,12 @@ use nix::sys::signal::Signal;
 
 const TCP_PORT: u16 = 7000;
 const HTTP_PORT: u16 = 7001;
+/// A HAProxy agent: `50%` and close.
+const AGENT_PORT: u16 = 7002;
+/// An HTTP load figure: `0.5`.
+const LOAD_PORT: u16 = 7003;
+/// How many endpoints' load is read every second.
+pub const LOAD_ENDPOINTS: usize = 1_000;
 const POOL_SIZE: usize = 100;
 /// Before measuring: every check has started (they spread over one
 /// interval) and the first verdicts are in.
@@ -62,11 +70,72 @@ impl Placement {
     }
 }
 
-/// One kind of check at scale.
+/// What the daemon polls the endpoints for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// A health check of this kind (`tcp`, `http`).
+    Check(&'static str),
+    /// A pool's load, from this source (`agent`, `http`).
+    Load(&'static str),
+}
+
+impl Work {
+    fn port(self) -> u16 {
+        match self {
+            Work::Check("tcp") => TCP_PORT,
+            Work::Check(_) => HTTP_PORT,
+            Work::Load("agent") => AGENT_PORT,
+            Work::Load(_) => LOAD_PORT,
+        }
+    }
+
+    /// How it reads in the report.
+    pub fn label(self) -> String {
+        match self {
+            Work::Check(kind) => format!("{kind} check"),
+            Work::Load(source) => format!("load ({source})"),
+        }
+    }
+
+    /// Whether the reference loop sends an HTTP request and reads, or
+    /// (for an agent) just reads.
+    fn reads(self) -> Option<&'static [u8]> {
+        match self {
+            Work::Check("tcp") => None,
+            Work::Load("agent") => Some(b""),
+            Work::Check(_) | Work::Load(_) => {
+                Some(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            }
+        }
+    }
+
+    /// The policy file's entries for pool `p` of `endpoints`.
+    fn pool_entries(self, p: usize, endpoints: &str) -> String {
+        match self {
+            Work::Check(_) => {
+                format!("[pool.p{p}]\ncheck = \"bench\"\nendpoints = [{endpoints}]\n")
+            }
+            Work::Load(source) => {
+                let from = match source {
+                    "agent" => format!("source = \"agent\", port = {AGENT_PORT}"),
+                    _ => {
+                        format!("source = \"http\", url = \"http://{{address}}:{LOAD_PORT}/load\"")
+                    }
+                };
+                format!(
+                    "[pool.p{p}]\nendpoints = [{endpoints}]\nload = {{ {from}, interval = \"1s\" }}\n"
+                )
+            }
+        }
+    }
+}
+
+/// One kind of polling at scale.
 pub struct HealthCost {
-    pub kind: &'static str,
+    pub work: Work,
     pub placement: Placement,
     pub endpoints: usize,
+    /// Probes or reads per second, and those that failed.
     pub probes_per_second: f64,
     pub failed_probes: u64,
     /// The daemon's CPU time over wall time: 1.0 is one core.
@@ -77,10 +146,35 @@ pub struct HealthCost {
     pub reference_cores: f64,
 }
 
+/// Every kind of polling: health checks of `endpoints` endpoints, and the
+/// load of [`LOAD_ENDPOINTS`] (at most `endpoints`), across the veth and on
+/// loopback.
+pub fn every_kind(endpoints: usize) -> Vec<(Work, Placement, usize)> {
+    let every = [
+        (Work::Check("tcp"), endpoints),
+        (Work::Check("http"), endpoints),
+        (Work::Load("agent"), LOAD_ENDPOINTS.min(endpoints)),
+        (Work::Load("http"), LOAD_ENDPOINTS.min(endpoints)),
+    ];
+    [Placement::AcrossVeth, Placement::Loopback]
+        .into_iter()
+        .flat_map(|placement| every.map(|(work, endpoints)| (work, placement, endpoints)))
+        .collect()
+}
+
+/// Only the load reads of [`every_kind`].
+pub fn load_reads() -> Vec<(Work, Placement, usize)> {
+    every_kind(LOAD_ENDPOINTS)
+        .into_iter()
+        .filter(|(work, ..)| matches!(work, Work::Load(_)))
+        .collect()
+}
+
+/// Measures each of `plan`'s kinds of polling for `seconds`.
 pub fn run(
     rig: &Rig,
     scratch: &Path,
-    endpoints: usize,
+    plan: &[(Work, Placement, usize)],
     seconds: u64,
 ) -> anyhow::Result<Vec<HealthCost>> {
     let dir = scratch.join("health");
@@ -89,20 +183,18 @@ pub fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let mut servers = Vec::new();
     for netns in [&rig.client, &rig.server] {
-        for port in [TCP_PORT, HTTP_PORT] {
+        for port in [TCP_PORT, HTTP_PORT, AGENT_PORT, LOAD_PORT] {
             servers.push(serve(netns, port, stop.clone())?);
         }
     }
     let mut result = Vec::new();
-    for placement in [Placement::AcrossVeth, Placement::Loopback] {
-        for (kind, port) in [("tcp", TCP_PORT), ("http", HTTP_PORT)] {
-            let measured = measure(&rig.server, &dir, kind, port, placement, endpoints, seconds);
-            match measured {
-                Ok(cost) => result.push(cost),
-                Err(error) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(error);
-                }
+    for &(work, placement, endpoints) in plan {
+        let measured = measure(&rig.server, &dir, work, placement, endpoints, seconds);
+        match measured {
+            Ok(cost) => result.push(cost),
+            Err(error) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(error);
             }
         }
     }
@@ -145,15 +237,14 @@ fn endpoints_across_veth(rig: &Rig) -> anyhow::Result<()> {
 fn measure(
     server: &Netns,
     dir: &Path,
-    kind: &'static str,
-    port: u16,
+    work: Work,
     placement: Placement,
     endpoints: usize,
     seconds: u64,
 ) -> anyhow::Result<HealthCost> {
-    let config = dir.join(format!("{kind}.toml"));
+    let config = dir.join("bench.toml");
     let addrs = addresses(placement, endpoints);
-    fs::write(&config, policy(dir, kind, port, &addrs)?)?;
+    fs::write(&config, policy(dir, work, &addrs)?)?;
     let config_arg = config.display().to_string();
     let daemon = Daemon::start(
         server,
@@ -171,21 +262,21 @@ fn measure(
     thread::sleep(WARM_UP);
     // One scrape at each end, outside the CPU window: rendering 10,000
     // checks' metrics is the daemon's work too.
-    let (probes_before, failed_before) = probe_counts(server)?;
+    let (probes_before, failed_before) = probe_counts(server, work)?;
     let cpu_before = cpu_time(daemon.pid(), None)?;
     let started = Instant::now();
     thread::sleep(Duration::from_secs(seconds));
     let cpu_after = cpu_time(daemon.pid(), None)?;
     let wall = started.elapsed().as_secs_f64();
-    let (probes_after, failed_after) = probe_counts(server)?;
+    let (probes_after, failed_after) = probe_counts(server, work)?;
     daemon.stop(Signal::SIGTERM)?;
     // Whether the checks kept pace is judged in the report's targets, with
     // the CPU figure beside it: a short window on a busy machine may fall
     // behind without anything being broken.
     let probes_per_second = (probes_after - probes_before) as f64 / wall;
-    let reference_cores = reference(server, kind, port, &addrs, seconds)?;
+    let reference_cores = reference(server, work, &addrs, seconds)?;
     Ok(HealthCost {
-        kind,
+        work,
         placement,
         endpoints,
         probes_per_second,
@@ -196,25 +287,31 @@ fn measure(
     })
 }
 
-/// 100-endpoint pools, one service each, every endpoint checked each second.
-fn policy(dir: &Path, kind: &str, port: u16, addrs: &[Ipv4Addr]) -> anyhow::Result<String> {
+/// 100-endpoint pools, one service each, every endpoint checked (or its
+/// load read) each second.
+fn policy(dir: &Path, work: Work, addrs: &[Ipv4Addr]) -> anyhow::Result<String> {
     let zone = dir.join("bench.test.zone");
     fs::write(
         &zone,
         "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.2\n",
     )?;
     let mut text = format!(
-        "[[zone]]\norigin = \"bench.test.\"\nfile = \"{}\"\n\n\
-         [check.bench]\nkind = \"{kind}\"\nport = {port}\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n",
+        "[[zone]]\norigin = \"bench.test.\"\nfile = \"{}\"\n\n",
         zone.display()
     );
+    if let Work::Check(kind) = work {
+        let _ = write!(
+            text,
+            "[check.bench]\nkind = \"{kind}\"\nport = {}\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n",
+            work.port()
+        );
+    }
     for (pool, chunk) in addrs.chunks(POOL_SIZE).enumerate() {
         let list: Vec<String> = chunk.iter().map(|a| format!("\"{a}\"")).collect();
         let _ = write!(
             text,
-            "[pool.p{pool}]\ncheck = \"bench\"\nendpoints = [{}]\n\n\
-             [service.s{pool}]\nname = \"s{pool}.bench.test.\"\npolicy = {{ kind = \"multivalue\", pool = \"p{pool}\" }}\n\n",
-            list.join(", ")
+            "{}\n[service.s{pool}]\nname = \"s{pool}.bench.test.\"\npolicy = {{ kind = \"weighted\", pool = \"p{pool}\" }}\n\n",
+            work.pool_entries(pool, &list.join(", "))
         );
     }
     Ok(text)
@@ -256,24 +353,66 @@ fn serve(
     Ok(handle)
 }
 
-/// Never blocks on a client: an HTTP connection gets its response as soon
-/// as it is accepted (the request does not change it) and a FIN; it is
-/// closed 50 ms later, after reading what the client sent, so that closing
-/// with unread data does not turn into a reset.
+/// Never blocks on a client. An agent's connection gets its line at once;
+/// an HTTP one its response once its request is in (as real servers do:
+/// a strict client, hyper's, refuses a response that comes before its
+/// request); both then a FIN, and are closed 50 ms later, after reading
+/// what the client sent, so that closing with unread data does not turn
+/// into a reset. A TCP check's connection is closed at once.
 fn accept_until(listener: &TcpListener, port: u16, stop: &AtomicBool) {
-    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK";
-    let mut closing: std::collections::VecDeque<(TcpStream, Instant)> = Default::default();
+    let (response, after_request): (&[u8], bool) = match port {
+        HTTP_PORT => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+            true,
+        ),
+        LOAD_PORT => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n0.5",
+            true,
+        ),
+        AGENT_PORT => (b"50%\n", false),
+        _ => (b"", false),
+    };
+    let mut requested: VecDeque<(TcpStream, Instant)> = VecDeque::new();
+    let mut closing: VecDeque<(TcpStream, Instant)> = VecDeque::new();
     let mut drained = [0u8; 1024];
+    let answer = |mut stream: TcpStream, closing: &mut VecDeque<(TcpStream, Instant)>| {
+        let _ = stream.write_all(response);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        closing.push_back((stream, Instant::now() + Duration::from_millis(50)));
+    };
     while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((mut stream, _)) if port == HTTP_PORT => {
-                let _ = stream.write_all(RESPONSE);
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                let _ = stream.set_nonblocking(true);
-                closing.push_back((stream, Instant::now() + Duration::from_millis(50)));
+        // Every connection waiting, then one look at each request.
+        let mut accepted = 0;
+        while let Ok((stream, _)) = listener.accept() {
+            accepted += 1;
+            if response.is_empty() {
+                continue;
             }
-            Ok(_) => {}
-            Err(_) => thread::sleep(Duration::from_micros(100)),
+            let _ = stream.set_nonblocking(true);
+            if after_request {
+                requested.push_back((stream, Instant::now() + Duration::from_secs(1)));
+            } else {
+                answer(stream, &mut closing);
+            }
+        }
+        if accepted == 0 && requested.is_empty() {
+            thread::sleep(Duration::from_micros(100));
+        }
+        // Whose request is in gets its response; who sent none in a
+        // second is dropped.
+        for _ in 0..requested.len() {
+            let Some((mut stream, deadline)) = requested.pop_front() else {
+                break;
+            };
+            match stream.read(&mut drained) {
+                Ok(n) if n > 0 => answer(stream, &mut closing),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && deadline > Instant::now() =>
+                {
+                    requested.push_back((stream, deadline));
+                }
+                _ => {}
+            }
         }
         while closing.front().is_some_and(|(_, at)| *at <= Instant::now()) {
             if let Some((mut stream, _)) = closing.pop_front() {
@@ -298,15 +437,9 @@ fn listen(port: u16) -> anyhow::Result<TcpListener> {
 /// The reference: one thread making the same connections (and for HTTP
 /// the same request) at the same rate, with none of the checker's work
 /// around them. Returns its CPU time over wall time.
-fn reference(
-    netns: &Netns,
-    kind: &str,
-    port: u16,
-    targets: &[Ipv4Addr],
-    seconds: u64,
-) -> anyhow::Result<f64> {
+fn reference(netns: &Netns, work: Work, targets: &[Ipv4Addr], seconds: u64) -> anyhow::Result<f64> {
     let endpoints = targets.len();
-    let http = kind == "http";
+    let port = work.port();
     netns.run(|| -> anyhow::Result<f64> {
         let tid = nix::unistd::gettid().as_raw() as u32;
         let before = cpu_time(std::process::id(), Some(tid))?.total();
@@ -317,11 +450,9 @@ fn reference(
         for i in 0..total {
             let target = SocketAddr::new(targets[(i as usize) % endpoints].into(), port);
             let connected = TcpStream::connect_timeout(&target, Duration::from_millis(500));
-            if let Ok(mut stream) = connected
-                && http
-            {
+            if let (Ok(mut stream), Some(request)) = (connected, work.reads()) {
                 let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-                let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(request);
                 let mut response = [0u8; 512];
                 let _ = stream.read(&mut response);
             }
@@ -373,17 +504,24 @@ fn cpu_time(pid: u32, tid: Option<u32>) -> anyhow::Result<CpuTime> {
     })
 }
 
-/// Probes run and probes failed, summed over every check, from one scrape.
-fn probe_counts(server: &Netns) -> anyhow::Result<(u64, u64)> {
+/// Probes run and probes failed, summed over every check (or load
+/// figures read, and reads that failed, over every pool), from one scrape.
+fn probe_counts(server: &Netns, work: Work) -> anyhow::Result<(u64, u64)> {
     let text = scrape(server, RIG_METRICS)?;
-    let sum = |prefix: &str| {
+    let sum = |prefix: &str, contains: &str| {
         text.lines()
-            .filter(|line| line.starts_with(prefix))
+            .filter(|line| line.starts_with(prefix) && line.contains(contains))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     };
-    Ok((
-        sum("dnslb_health_check_probes_total{"),
-        sum("dnslb_health_check_failures_total{"),
-    ))
+    Ok(match work {
+        Work::Check(_) => (
+            sum("dnslb_health_check_probes_total{", ""),
+            sum("dnslb_health_check_failures_total{", ""),
+        ),
+        Work::Load(_) => {
+            let failed = sum("dnslb_load_reads_total{", "result=\"failed\"");
+            (sum("dnslb_load_reads_total{", ""), failed)
+        }
+    })
 }

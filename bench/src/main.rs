@@ -13,6 +13,7 @@ mod micro;
 mod report;
 mod responders;
 mod signing;
+mod weighing;
 mod workload;
 
 use std::{fs, path::PathBuf, process::ExitCode};
@@ -66,6 +67,10 @@ struct Args {
     /// micro-benchmarks and the resolvers they need), printed.
     #[arg(long)]
     kernel_signing_only: bool,
+    /// Only load-aware steering's costs (with the kernel
+    /// micro-benchmarks), printed.
+    #[arg(long)]
+    weighing_only: bool,
     /// Where the markdown report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -120,10 +125,10 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     if args.health_only {
         let rig = Rig::new()?;
         let seconds = if args.quick { 2 } else { 10 };
-        for h in health::run(&rig, scratch, 10_000, seconds)? {
+        for h in health::run(&rig, scratch, &health::every_kind(10_000), seconds)? {
             println!(
-                "{:<5} {:<16} {:>8.0} probes/s ({} failed), dnslb {:.3} cores ({:.3} system), bare loop {:.3} cores",
-                h.kind,
+                "{:<12} {:<16} {:>8.0} probes/s ({} failed), dnslb {:.3} cores ({:.3} system), bare loop {:.3} cores",
+                h.work.label(),
                 h.placement.label(),
                 h.probes_per_second,
                 h.failed_probes,
@@ -169,6 +174,17 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         );
         for (target, figure, verdict) in report::kernel_signing_targets(&kernel, &micro, &resolvers)
         {
+            println!("{target}: {figure} ({verdict:?})");
+        }
+        return Ok(());
+    }
+    let report_rounds = if args.quick { 4 } else { 20 };
+    if args.weighing_only {
+        let rig = Rig::new()?;
+        let to_kernel = weighing::run(&rig, scratch, report_rounds)?;
+        let reads = health::run(&rig, scratch, &health::load_reads(), 10)?;
+        println!("{}", report::weighing_section(&to_kernel, &micro, &reads));
+        for (target, figure, verdict) in report::weighing_targets(&to_kernel, &micro) {
             println!("{target}: {figure} ({verdict:?})");
         }
         return Ok(());
@@ -266,11 +282,11 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
 
     let (endpoints, seconds) = if args.quick { (1_000, 2) } else { (10_000, 10) };
     println!("bench: health checks, {endpoints} endpoints every second");
-    let health = health::run(&rig, scratch, endpoints, seconds)?;
+    let health = health::run(&rig, scratch, &health::every_kind(endpoints), seconds)?;
     for h in &health {
         println!(
-            "bench:   {:<5} {:<16} {:>8.0} probes/s, dnslb {:.3} cores, bare loop {:.3} cores",
-            h.kind,
+            "bench:   {:<12} {:<16} {:>8.0} probes/s, dnslb {:.3} cores, bare loop {:.3} cores",
+            h.work.label(),
             h.placement.label(),
             h.probes_per_second,
             h.daemon_cores,
@@ -281,6 +297,9 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
     let rounds = if args.quick { 2 } else { 10 };
     println!("bench: {rounds} cold starts of a function pool");
     let cold = coldstart::run(&rig, scratch, rounds)?;
+
+    println!("bench: load reports to the kernel, {report_rounds} rounds");
+    let to_kernel = weighing::run(&rig, scratch, report_rounds)?;
 
     println!("bench: online signing");
     let signing = run_signing(&rig, scratch, &workload, &settings)?;
@@ -297,6 +316,7 @@ fn bench(args: &Args, scratch: &std::path::Path) -> anyhow::Result<()> {
         cold: &cold,
         signing: &signing,
         kernel_signing: &kernel_signing,
+        weighing: &to_kernel,
     }
     .render();
     fs::write(&args.out, &report)?;

@@ -16,6 +16,7 @@ use dnslb::{
         Dataplane, DataplaneOptions, EBPF_OBJECT, Endpoint, HotAnswer, HotSignatures, HotType,
         time_runs,
     },
+    policy::{AllUp, Flat, Pick, Policy, Pool, PoolEndpoint},
     signer::{SigningPolicy, ZoneSigner, now},
 };
 use dnslb_tests::{
@@ -54,13 +55,55 @@ fn loaded<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp
     Ok(program)
 }
 
-/// Rounds of the DO hit pair, signed and unsigned in turn.
+/// Rounds of each pair measured in turn.
 const PAIR_ROUNDS: usize = 9;
 
+/// Two cases measured in turn over rounds, so that a slow moment of the
+/// host hits both, with `runs` runs each a round, every run checked to be
+/// answered; the round of the median ratio (second / first) gives both
+/// figures.
+fn in_turn(
+    dataplane: &mut Dataplane,
+    (first_label, first): (String, Vec<u8>),
+    (second_label, second): (String, Vec<u8>),
+    runs: u32,
+) -> anyhow::Result<[MicroResult; 2]> {
+    let mut rounds = Vec::new();
+    for _ in 0..PAIR_ROUNDS {
+        let before = dataplane.counters()?.get(Counter::Answered);
+        let pair = (
+            dataplane.time_runs(&first, runs)?,
+            dataplane.time_runs(&second, runs)?,
+        );
+        let answered = dataplane.counters()?.get(Counter::Answered) - before;
+        ensure!(
+            answered == 2 * u64::from(runs),
+            "{answered} of {} runs of {first_label} and {second_label} answered",
+            2 * runs
+        );
+        rounds.push(pair);
+    }
+    rounds.sort_by(|a, b| {
+        let ratio = |(first, second): &(Duration, Duration)| {
+            second.as_secs_f64() / first.as_secs_f64().max(f64::MIN_POSITIVE)
+        };
+        ratio(a).total_cmp(&ratio(b))
+    });
+    let (first, second) = rounds[PAIR_ROUNDS / 2];
+    Ok([
+        MicroResult {
+            label: first_label,
+            per_run: first,
+        },
+        MicroResult {
+            label: second_label,
+            per_run: second,
+        },
+    ])
+}
+
 /// A DO hit of three records in a zone signed online against the same in
-/// an unsigned zone: measured in turn over rounds, so that a slow moment
-/// of the host hits both, with `runs` runs each a round; the round of the
-/// median ratio gives both figures.
+/// an unsigned zone, in turn.
 fn signed_against_unsigned(
     dataplane: &mut Dataplane,
     runs: u32,
@@ -70,41 +113,79 @@ fn signed_against_unsigned(
             .with_opt(Opt::plain(1232).dnssec())
             .build()
     };
-    let (unsigned, signed) = (ask("www.bench.test"), ask("www.signed.bench.test"));
-    let mut rounds = Vec::new();
-    for _ in 0..PAIR_ROUNDS {
-        let before = dataplane.counters()?.get(Counter::Answered);
-        let pair = (
-            dataplane.time_runs(&unsigned, runs)?,
-            dataplane.time_runs(&signed, runs)?,
-        );
-        let answered = dataplane.counters()?.get(Counter::Answered) - before;
-        ensure!(
-            answered == 2 * u64::from(runs),
-            "{answered} of {} DO hits answered",
-            2 * runs
-        );
-        rounds.push(pair);
-    }
-    rounds.sort_by(|a, b| {
-        let ratio = |(unsigned, signed): &(Duration, Duration)| {
-            signed.as_secs_f64() / unsigned.as_secs_f64().max(f64::MIN_POSITIVE)
-        };
-        ratio(a).total_cmp(&ratio(b))
-    });
-    let (unsigned, signed) = rounds[PAIR_ROUNDS / 2];
-    Ok([
-        MicroResult {
-            label: format!(
+    in_turn(
+        dataplane,
+        (
+            format!(
                 "dnslb DO hit, unsigned zone (3 records; median of {PAIR_ROUNDS} rounds in turn)"
             ),
-            per_run: unsigned,
-        },
-        MicroResult {
-            label: "dnslb DO hit, signed zone (3 records and their RRSIG; the same round)".into(),
-            per_run: signed,
-        },
-    ])
+            ask("www.bench.test"),
+        ),
+        (
+            "dnslb DO hit, signed zone (3 records and their RRSIG; the same round)".into(),
+            ask("www.signed.bench.test"),
+        ),
+        runs,
+    )
+}
+
+/// A weighted pick whose weights the policy file gives against one whose
+/// weights follow load (shares 1, 0.6 and 0.05 of equal weights, drawn
+/// and flattened as the steering writes them), in turn.
+fn load_weights_against_configured(
+    dataplane: &mut Dataplane,
+    addrs: &[IpAddr],
+    runs: u32,
+) -> anyhow::Result<[MicroResult; 2]> {
+    let endpoints = addrs
+        .iter()
+        .zip([1.0, 0.6, 0.05])
+        .map(|(&addr, share)| PoolEndpoint {
+            weight: 10,
+            share,
+            ..PoolEndpoint::new(addr)
+        })
+        .collect();
+    let pool = Pool {
+        name: "bench".into(),
+        endpoints,
+        check: None,
+    };
+    let leaf = Policy::Pool {
+        pool: 0,
+        pick: Pick::ByWeight,
+        branch: 0,
+    };
+    let Some(Flat::Weighted(flat)) = leaf.draw(&[pool], &AllUp, None).flatten() else {
+        anyhow::bail!("a weighted pool flattens into a weighted kernel draw");
+    };
+    let endpoints = flat
+        .into_iter()
+        .map(|(weight, drawn)| Endpoint {
+            addr: drawn.addr,
+            weight,
+        })
+        .collect();
+    let answer = HotAnswer::Weighted {
+        ttl: 300,
+        endpoints,
+    };
+    let key = HotName::from_wire(&wire_name("loaded.bench.test")).context("bad name")?;
+    dataplane.set_hot(&key, &answer.encode(HotType::A)?)?;
+    in_turn(
+        dataplane,
+        (
+            format!(
+                "dnslb weighted pick, configured weights (median of {PAIR_ROUNDS} rounds in turn)"
+            ),
+            QueryFrame::a("weighted.bench.test").build(),
+        ),
+        (
+            "dnslb weighted pick, weights from load (shares 1, 0.6, 0.05; the same round)".into(),
+            QueryFrame::a("loaded.bench.test").build(),
+        ),
+        runs,
+    )
 }
 
 /// A signer of `signed.bench.test.` with the default policy (ECDSA P-256),
@@ -253,6 +334,11 @@ pub fn run(runs: u32) -> anyhow::Result<Vec<MicroResult>> {
     }
 
     results.extend(signed_against_unsigned(&mut dataplane, runs)?);
+    results.extend(load_weights_against_configured(
+        &mut dataplane,
+        &addrs,
+        runs,
+    )?);
 
     // The same hit with rate limiting on (at a rate never reached): the
     // client network's bucket is read and written for every answer.

@@ -12,6 +12,7 @@ use crate::{
     micro::MicroResult,
     responders::Responder,
     signing::{KernelSigning, SigningCost},
+    weighing::ReportToKernel,
 };
 
 /// One responder on one mix: a throughput per round, the latency of the
@@ -80,6 +81,7 @@ pub struct Report<'a> {
     pub cold: &'a ColdStarts,
     pub signing: &'a SigningCost,
     pub kernel_signing: &'a KernelSigning,
+    pub weighing: &'a ReportToKernel,
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -282,29 +284,16 @@ impl Report<'_> {
         out.push_str(
             "\n## Health checks at scale\n\n`dnslb run --no-xdp` with a policy file of 100-endpoint pools, every endpoint \
              checked once a second (all endpoints are loopback addresses in the rig's server namespace, served by \
-             one listener). CPU is the daemon's user + system time over wall time, after a 3 s warm-up; 1.0 is one \
+             one listener); and, in the `load` rows, no checks but the load of 1,000 endpoints read every second \
+             (`load = { source = \"agent\" }`, a HAProxy agent answering `50%`, and `source = \"http\"`, a body \
+             of `0.5`), counted by `dnslb_load_reads_total`. CPU is the daemon's user + system time over wall time, after a 3 s warm-up; 1.0 is one \
              core. The reference is one bare thread making the same connections (and HTTP requests) at the same \
              rate, measured in the same run. Across the veth, the endpoints are in the client namespace and \
              both veth ends receive in threaded NAPI, so each host pays for what it receives, as hosts on a real \
              network do; the target is judged there. On loopback, the endpoint's half of every handshake is \
              charged to the prober too (worst case, for comparison).\n\n",
         );
-        out.push_str("| check | endpoints | probes/s | failed probes | dnslb CPU (cores) | of which system | bare loop (cores) | dnslb / bare |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
-        for h in self.health {
-            let _ = writeln!(
-                out,
-                "| {} | {} {} | {:.0} | {} | {:.3} | {:.3} | {:.3} | {} |",
-                h.kind,
-                h.endpoints,
-                h.placement.label(),
-                h.probes_per_second,
-                h.failed_probes,
-                h.daemon_cores,
-                h.daemon_system_cores,
-                h.reference_cores,
-                ratio(h.daemon_cores, Some(h.reference_cores)),
-            );
-        }
+        polling_table(&mut out, self.health.iter());
 
         let (cold, warm) = (sorted(&self.cold.cold), sorted(&self.cold.warm));
         let _ = writeln!(
@@ -337,6 +326,7 @@ impl Report<'_> {
             self.micro,
             self.resolvers,
         ));
+        out.push_str(&weighing_section(self.weighing, self.micro, self.health));
 
         out.push_str("\n## Targets\n\n| target | this run | met |\n|---|---|---|\n");
         for (target, figure, verdict) in self.targets() {
@@ -457,6 +447,113 @@ pub fn kernel_signing_section(
         }
     }
     out
+}
+
+/// A table of polling costs, one row each.
+fn polling_table<'a>(out: &mut String, rows: impl Iterator<Item = &'a HealthCost>) {
+    out.push_str("| polling | endpoints | probes or reads/s | failed | dnslb CPU (cores) | of which system | bare loop (cores) | dnslb / bare |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for h in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | {:.0} | {} | {:.3} | {:.3} | {:.3} | {} |",
+            h.work.label(),
+            h.endpoints,
+            h.placement.label(),
+            h.probes_per_second,
+            h.failed_probes,
+            h.daemon_cores,
+            h.daemon_system_cores,
+            h.reference_cores,
+            ratio(h.daemon_cores, Some(h.reference_cores)),
+        );
+    }
+}
+
+const CONFIGURED_WEIGHTS: &str = "dnslb weighted pick, configured weights";
+const LOAD_WEIGHTS: &str = "dnslb weighted pick, weights from load";
+
+/// The section on load-aware steering: its kernel cost, how soon a report
+/// reaches the kernel, and what reading loads costs (the `load` rows of
+/// `polling`).
+pub fn weighing_section(
+    to_kernel: &ReportToKernel,
+    micro: &[MicroResult],
+    polling: &[HealthCost],
+) -> String {
+    let mut out = String::new();
+    let out_ref = &mut out;
+    let _ = writeln!(
+        out_ref,
+        "\n## Load-aware steering\n\nA weighted pick whose weights follow load (shares 1, 0.6 and 0.05 of \
+         equal weights, drawn and flattened as the steering writes them) against one whose weights the \
+         policy file gives, through `BPF_PROG_TEST_RUN` (measured in turn over rounds; the round with the \
+         median ratio). The kernel's work does not change: the shares are folded into the weights the \
+         daemon writes.\n\n| program | ns per packet | × configured weights |\n|---|---:|---:|"
+    );
+    let configured = micro_ns(micro, CONFIGURED_WEIGHTS);
+    for label in [CONFIGURED_WEIGHTS, LOAD_WEIGHTS] {
+        if let Some(ns) = micro_ns(micro, label) {
+            let _ = writeln!(out_ref, "| {label} | {ns:.0} | {} |", ratio(ns, configured));
+        }
+    }
+    let (rounds, calls) = (sorted(&to_kernel.rounds), sorted(&to_kernel.calls));
+    let median = |d: &[Duration]| d.get(d.len() / 2).copied().unwrap_or_default();
+    let _ = writeln!(
+        out_ref,
+        "\nFrom a pushed load to the kernel drawing by it: `dnslb endpoint load` sheds one endpoint of a \
+         weighted pool of three (and, the next round, brings it back), the daemon attached to the rig's \
+         veth; a client in the client namespace asks the kernel until {} answers in a row follow the \
+         report. {} rounds.\n\n| | median | max |\n|---|---:|---:|\n\
+         | report to the kernel drawing by it | {} | {} |\n\
+         | of which the report's call (`dnslb endpoint load`: a process, the control API, the kernel write) | {} | {} |",
+        crate::weighing::IN_A_ROW,
+        rounds.len(),
+        micros(median(&rounds)),
+        micros(rounds.last().copied().unwrap_or_default()),
+        micros(median(&calls)),
+        micros(calls.last().copied().unwrap_or_default()),
+    );
+    let reads: Vec<&HealthCost> = polling
+        .iter()
+        .filter(|h| matches!(h.work, crate::health::Work::Load(_)))
+        .collect();
+    if !reads.is_empty() {
+        let _ = writeln!(
+            out_ref,
+            "\nReading load every second from 1,000 endpoints (`dnslb run --no-xdp`, ten 100-endpoint pools, \
+             no health checks; a HAProxy agent answering `50%`, or an HTTP body of `0.5`), CPU as in the \
+             health-check table:\n"
+        );
+        polling_table(out_ref, reads.into_iter());
+    }
+    out
+}
+
+/// The targets of load-aware steering.
+pub fn weighing_targets(
+    to_kernel: &ReportToKernel,
+    micro: &[MicroResult],
+) -> Vec<(String, String, Verdict)> {
+    let mut targets = Vec::new();
+    if let (Some(load), Some(configured)) = (
+        micro_ns(micro, LOAD_WEIGHTS),
+        micro_ns(micro, CONFIGURED_WEIGHTS),
+    ) {
+        let r = load / configured;
+        targets.push((
+            "kernel ns per packet, weighted pick with weights from load / configured weights ≤ 1.05 (unchanged)"
+                .into(),
+            format!("{r:.3}"),
+            Verdict::of(r <= 1.05),
+        ));
+    }
+    let slowest = to_kernel.rounds.iter().max().copied().unwrap_or_default();
+    targets.push((
+        "a pushed load drawn by the kernel < 2 s after it is reported (slowest round)".into(),
+        micros(slowest),
+        Verdict::of(slowest < Duration::from_secs(2)),
+    ));
+    targets
 }
 
 /// The targets of signed answers from the kernel.
@@ -690,18 +787,21 @@ impl Report<'_> {
             .iter()
             .filter(|h| h.placement == crate::health::Placement::AcrossVeth)
         {
+            let crate::health::Work::Check(kind) = h.work else {
+                continue;
+            };
             targets.push((
                 format!(
-                    "{} endpoints checked every second ({}): probes keep pace (≥ 90% of endpoints per second)",
-                    h.endpoints, h.kind
+                    "{} endpoints checked every second ({kind}): probes keep pace (≥ 90% of endpoints per second)",
+                    h.endpoints
                 ),
                 format!("{:.0} probes/s", h.probes_per_second),
                 Verdict::of(h.probes_per_second >= h.endpoints as f64 * 0.9),
             ));
             targets.push((
                 format!(
-                    "{} endpoints checked every second ({}) < 0.25 core",
-                    h.endpoints, h.kind
+                    "{} endpoints checked every second ({kind}) < 0.25 core",
+                    h.endpoints
                 ),
                 format!("{:.3} cores", h.daemon_cores),
                 Verdict::of(h.daemon_cores < 0.25),
@@ -729,6 +829,7 @@ impl Report<'_> {
             self.micro,
             self.resolvers,
         ));
+        targets.extend(weighing_targets(self.weighing, self.micro));
         let flip = &self.signing.flip;
         let after = flip.after_verdict();
         targets.push((
@@ -821,6 +922,10 @@ mod tests {
                 throughput: Vec::new(),
                 unsigned_load: load(false),
                 signed_load: load(true),
+            },
+            weighing: &ReportToKernel {
+                rounds: vec![Duration::from_millis(3)],
+                calls: vec![Duration::from_millis(2)],
             },
         };
         let targets = report.targets();

@@ -24,6 +24,7 @@ fn quick_bench_runs_and_writes_every_table() {
         "## Function pool cold starts",
         "## DNSSEC online signing",
         "## Signed answers from the kernel",
+        "## Load-aware steering",
         "## Targets",
     ] {
         assert!(report.contains(heading), "no {heading} in:\n{report}");
@@ -42,6 +43,9 @@ fn quick_bench_runs_and_writes_every_table() {
         "| PowerDNS Recursor | signed, validating |",
         "| dnslb DO hit, signed zone",
         "| signed | ",
+        "| dnslb weighted pick, weights from load",
+        "| report to the kernel drawing by it |",
+        "| load (agent) | 1000 across the veth |",
     ] {
         assert!(report.contains(row), "no row {row} in:\n{report}");
     }

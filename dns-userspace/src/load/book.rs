@@ -88,6 +88,8 @@ pub struct LoadBook {
     /// Whether the first settling was done: endpoints up then need no
     /// slow start (a restarted daemon must not ramp a serving pool).
     settled_once: bool,
+    /// Figures read by each pool's reader so far: usable, and not.
+    reads: HashMap<String, (u64, u64)>,
 }
 
 impl LoadBook {
@@ -224,6 +226,20 @@ impl LoadBook {
             .get(&(pool.to_owned(), address))
             .and_then(|endpoint| endpoint.effect)
             .unwrap_or(Effect::FULL)
+    }
+
+    /// Counts a round of reads of `pool`: `usable` figures, `failed` ones.
+    pub fn count_reads(&mut self, pool: &str, usable: u64, failed: u64) {
+        let counts = self.reads.entry(pool.to_owned()).or_default();
+        counts.0 += usable;
+        counts.1 += failed;
+    }
+
+    /// Figures read so far, usable and not, by pool.
+    pub fn reads(&self) -> impl Iterator<Item = (&str, u64, u64)> {
+        self.reads
+            .iter()
+            .map(|(pool, (usable, failed))| (pool.as_str(), *usable, *failed))
     }
 
     /// Whether every endpoint of `pool` that could answer is shed by load.

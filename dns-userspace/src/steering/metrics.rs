@@ -23,6 +23,7 @@ pub struct SteeringCollector {
     load: Family,
     effective_weight: Family,
     saturated: Family,
+    reads: Family,
 }
 
 const CHECK_LABELS: &[&str] = &["check", "pool", "endpoint", "port"];
@@ -98,6 +99,13 @@ impl SteeringCollector {
                  leave of it (0: shed), in pools that weigh by load or slow start.",
                 &["pool", "endpoint"],
             ),
+            reads: Family::counter(
+                "dnslb_load_reads_total",
+                "Load figures read from endpoints, agents or Prometheus, by pool: result=\"ok\" \
+                 for usable ones, \"failed\" for reads that gave none (each cause is logged once \
+                 per endpoint).",
+                &["pool", "result"],
+            ),
             saturated: Family::gauge(
                 "dnslb_pool_saturated",
                 "1 while every endpoint of the pool that could answer is shed by its load: the \
@@ -116,6 +124,7 @@ impl Collector for SteeringCollector {
             &self.load,
             &self.effective_weight,
             &self.saturated,
+            &self.reads,
         ]
         .into_iter()
         .chain(self.checks.iter().map(|(family, _)| family))
@@ -149,16 +158,33 @@ impl Collector for SteeringCollector {
                     ]
                 })),
         );
-        // Pools that weigh by load or slow start, and whether saturated.
-        let weighing: Vec<(String, bool)> = match steering.state.lock() {
-            Ok(state) => state
-                .config
-                .weighing
-                .keys()
-                .map(|pool| (pool.clone(), state.load.is_saturated(pool)))
-                .collect(),
-            Err(_) => return families,
+        // Pools that weigh by load or slow start, whether saturated, and
+        // the figures read.
+        let Ok(state) = steering.state.lock() else {
+            return families;
         };
+        let weighing: Vec<(String, bool)> = state
+            .config
+            .weighing
+            .keys()
+            .map(|pool| (pool.clone(), state.load.is_saturated(pool)))
+            .collect();
+        let reads: Vec<(String, u64, u64)> = state
+            .load
+            .reads()
+            .map(|(pool, usable, failed)| (pool.to_owned(), usable, failed))
+            .collect();
+        // `endpoints` below takes the lock itself.
+        drop(state);
+        families.extend(
+            self.reads
+                .collect(reads.iter().flat_map(|(pool, usable, failed)| {
+                    [
+                        (vec![pool.as_str(), "ok"], *usable as f64),
+                        (vec![pool.as_str(), "failed"], *failed as f64),
+                    ]
+                })),
+        );
         families.extend(
             self.saturated.collect(
                 weighing.iter().map(|(pool, saturated)| {

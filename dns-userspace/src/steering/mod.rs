@@ -893,6 +893,8 @@ impl LoadSink for Steering {
                 return;
             };
             let now = Instant::now();
+            let failed = readings.iter().filter(|(_, r)| r.is_err()).count() as u64;
+            load.count_reads(pool, readings.len() as u64 - failed, failed);
             for (address, reading) in readings {
                 match reading {
                     Ok(reading) => load.report(pool, address, reading, spec, now),
