@@ -840,3 +840,61 @@ fn the_console_needs_the_token_and_its_assets_come_from_the_daemon() {
     .expect("the console test");
     drop(daemon);
 }
+
+#[test]
+fn the_service_page_draws_effective_weights_and_load() {
+    let _turn = take_turn();
+    let rig = Rig::new().expect("namespaces and veth");
+    let policy = daemon::policy_file(
+        "console",
+        "load",
+        r#"
+[pool.web]
+endpoints = ["127.0.0.11", "127.0.0.12"]
+load = { source = "push", low = 0.3, high = 0.8, smoothing = 1.0 }
+
+[service.svc]
+name = "svc.example.com."
+policy = { kind = "weighted", pool = "web" }
+"#,
+    );
+    let daemon = start(&rig, "load", &policy);
+    daemon
+        .cli(&["endpoint", "load", "web", "127.0.0.12", "0.5"])
+        .expect("a load pushed");
+
+    in_netns(&rig.server, async || {
+        let browser = Browser::start(&rig.server, 1280, 860).await?;
+        browser.sign_in(&url("service/svc"), TOKEN).await?;
+        browser
+            .until(
+                &format!(
+                    "Math.abs(Number({}?.effectiveWeight) - 0.6) < 1e-9",
+                    endpoint_state("127.0.0.12")
+                ),
+                Duration::from_secs(10),
+            )
+            .await?;
+        let node = browser.eval(&endpoint_state("127.0.0.12")).await?;
+        assert_eq!(node["load"], "0.5", "{node}");
+        let labels = browser
+            .eval(
+                "[...document.querySelectorAll('#graph g.endpoint text')].map(t => t.textContent)",
+            )
+            .await?
+            .to_string();
+        assert!(labels.contains("effective 0.60 · load 0.50"), "{labels}");
+        let table = browser
+            .eval("document.querySelector('tr[data-address=\"127.0.0.12\"] .weighing').textContent")
+            .await?
+            .to_string();
+        assert!(
+            table.contains("effective weight 0.60, load 0.50")
+                && table.contains("between the watermarks"),
+            "{table}"
+        );
+        browser.screenshot("service-load").await?;
+        Ok(())
+    })
+    .expect("the browser session");
+}

@@ -333,6 +333,16 @@ impl GraphBuilder<'_> {
                         edge,
                     );
                     self.nodes[at].endpoint = Some(endpoint.clone());
+                    // Where load or slow start weigh it: the weight the
+                    // draws use, and the load that made it.
+                    if !endpoint.weighing.is_empty() {
+                        let load = endpoint
+                            .load
+                            .map(|load| format!(" · load {load:.2}"))
+                            .unwrap_or_default();
+                        self.nodes[at].detail =
+                            format!("effective {:.2}{load}", endpoint.effective_weight);
+                    }
                 }
             }
             _ => {

@@ -428,6 +428,14 @@ function legend() {
     badge("starting", "starting or draining"));
 }
 
+// What load and slow start make of an endpoint's weight, for a title or a
+// table cell: empty where they do not weigh it.
+function weighing(endpoint) {
+  if (!endpoint.weighing) return "";
+  const load = endpoint.load !== null && endpoint.load !== undefined ? `, load ${endpoint.load.toFixed(2)}` : "";
+  return `, effective weight ${endpoint.effective_weight.toFixed(2)}${load} (${endpoint.weighing})`;
+}
+
 function endpointRow(endpoint, view, status) {
   const state = stateOf(endpoint);
   const weight = h("input", { type: "number", min: 0, max: 255, value: endpoint.weight, class: "weight",
@@ -463,7 +471,8 @@ function endpointRow(endpoint, view, status) {
   return h("tr", { "data-address": endpoint.address, "data-state": state },
     h("td", {}, endpoint.pool), h("td", { class: "mono" }, endpoint.address), h("td", {}, badge(state)),
     h("td", {}, h("div", { class: "row" }, weight, setWeight,
-      endpoint.weight !== endpoint.file_weight ? h("span", { class: "muted" }, `file: ${endpoint.file_weight}`) : null)),
+      endpoint.weight !== endpoint.file_weight ? h("span", { class: "muted" }, `file: ${endpoint.file_weight}`) : null),
+      endpoint.weighing ? h("div", { class: "muted weighing" }, weighing(endpoint).replace(/^, /, "")) : null),
     h("td", {}, drain));
 }
 
@@ -524,8 +533,10 @@ function graph(nodes, { rate = new Map(), path = null } = {}) {
     boxes.push(svg("g", { class: `node ${n.kind} ${state}${onPath(n) ? " on-path" : ""}`,
       "data-kind": n.kind, "data-state": state || null, "data-address": n.endpoint ? n.endpoint.address : null,
       "data-pool": n.endpoint ? n.endpoint.pool : null, "data-branch": n.branch || null,
+      "data-effective-weight": n.endpoint && n.endpoint.weighing ? n.endpoint.effective_weight : null,
+      "data-load": n.endpoint && n.endpoint.load !== null && n.endpoint.load !== undefined ? n.endpoint.load : null,
       transform: `translate(${x(n)},${y.get(n.id) - boxH / 2})` },
-    svg("title", {}, n.endpoint ? `${n.label}: ${state}, pool ${n.endpoint.pool}, weight ${n.endpoint.weight}`
+    svg("title", {}, n.endpoint ? `${n.label}: ${state}, pool ${n.endpoint.pool}, weight ${n.endpoint.weight}${weighing(n.endpoint)}`
       : `${n.label} ${n.detail}`),
     svg("rect", { width: boxW, height: boxH, rx: 6 }),
     lines));
