@@ -517,6 +517,27 @@ fn weights_follow_a_promql_expression_and_a_prometheus_that_goes_away_changes_no
             ".{last}: one line for Prometheus being down:\n{log}"
         );
     }
+    // In its place, something that answers garbage: one more line each
+    // (a new cause), and still nothing moves.
+    let _garbage = LoadAgent::start(
+        &rig.server,
+        "127.0.0.1:9090".parse().expect("an address"),
+        AgentKind::Http,
+        "<html>not Prometheus</html>",
+    )
+    .expect("a garbage server");
+    thread::sleep(Duration::from_secs(2));
+    let tally = tally_answers(&rig.client, server(), NAME, 2_000).expect("queries");
+    assert_eq!(percent(&tally)[1], 100.0, "unchanged: {tally:?}");
+    let log = daemon.log_text();
+    for last in 11..=13 {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("no load figure from 127.0.0.{last} ")))
+            .collect();
+        assert_eq!(lines.len(), 2, ".{last}: down, then garbage:\n{log}");
+        assert!(lines[1].contains("not its API's JSON"), "{}", lines[1]);
+    }
 }
 
 /// The closed loop's model: each backend's load is its share of the

@@ -102,6 +102,9 @@ fn the_readme_example_loads_with_every_policy() {
     assert!(branches.contains(&("api", "primary")), "{branches:?}");
     assert!(branches.contains(&("fast", "eu-central")), "{branches:?}");
     assert!(branches.contains(&("geo", "BE")), "{branches:?}");
+    let weighing = &config.weighing["web-us"];
+    assert_eq!(weighing.slow_start, Some(Duration::from_secs(30)));
+    assert!(weighing.load.is_some(), "web-us weighs by load");
 }
 
 #[test]
