@@ -373,8 +373,14 @@ fn an_endpoint_back_up_gets_a_rising_share_over_slow_start() {
     let _back = HttpBackend::start(&rig.server, SocketAddr::new(endpoint(13).into(), 8080))
         .expect("backend");
     until_shares(rig, ".13 up again", |s| s[2] > 0.0);
-    // Its share of 1,000 answers every quarter second: from 10% of its
-    // weight (0.1 / 2.1, about 5%) to all of it (a third) over 4 s.
+    assert_ramps(rig);
+}
+
+/// Follows .13's share of 1,000 answers every quarter second for 6 s, from
+/// when it was first answered again, and asserts its slow start of 4 s:
+/// from 10% of its weight (0.1 / 2.1 of the answers, about 5%) to all of
+/// it (a third).
+fn assert_ramps(rig: &Rig) {
     let started = Instant::now();
     let mut shares = Vec::new();
     while started.elapsed() < Duration::from_secs(6) {
@@ -414,6 +420,57 @@ fn an_endpoint_back_up_gets_a_rising_share_over_slow_start() {
         by_second.windows(2).all(|w| w[1] >= w[0] - 3.0),
         "rising: {by_second:?} from {shares:?}"
     );
+}
+
+#[test]
+fn an_instance_that_registers_ramps_up_as_a_static_endpoint_does() {
+    let _turn = take_turn();
+    let checked = Checked::new();
+    let rig = &checked.rig;
+    let file = daemon::policy_file(
+        "load_steering",
+        "registered",
+        &format!(
+            r#"
+{check}
+[pool.web]
+kind = "registered"
+check = "web"
+slow_start = "4s"
+
+[service.svc]
+name = "{NAME}"
+ttl = 5
+policy = {{ kind = "weighted", pool = "web" }}
+"#,
+            check = web_check(100, 50, 2, 3),
+        ),
+    );
+    let state = file.parent().expect("its directory").join("state");
+    let (config, state) = (file.display().to_string(), state.display().to_string());
+    let daemon = Daemon::start_on_rig(
+        rig,
+        &ZoneFile::example(),
+        true,
+        &["--config", &config, "--state-dir", &state],
+    )
+    .expect("dnslb starts");
+    let register = |last: u8| {
+        daemon
+            .cli(&["endpoint", "register", "web", &endpoint(last).to_string()])
+            .expect("registered");
+    };
+    register(11);
+    register(12);
+    // Their own slow starts over, both answered alike.
+    until_shares(rig, ".11 and .12 answered", |s| s[0] > 0.0 && s[1] > 0.0);
+    thread::sleep(Duration::from_secs(4));
+    until_shares(rig, ".11 and .12 at their whole weights", |s| {
+        near(s, [50.0, 50.0, 0.0], 8.0)
+    });
+    register(13);
+    until_shares(rig, ".13 answered once its checks pass", |s| s[2] > 0.0);
+    assert_ramps(rig);
 }
 
 /// Debian's Prometheus in the rig's server namespace on 127.0.0.1:9090,
