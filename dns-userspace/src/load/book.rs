@@ -207,7 +207,9 @@ impl LoadBook {
                     }
                 };
                 if moved {
-                    if endpoint.effect.is_some_and(|before| before != target) {
+                    // An endpoint first settled was answered at its whole
+                    // weight until now.
+                    if endpoint.effect.unwrap_or(Effect::FULL) != target {
                         changed.insert(pool.to_owned());
                     }
                     endpoint.effect = Some(target);

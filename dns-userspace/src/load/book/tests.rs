@@ -227,3 +227,22 @@ fn bad_reports_are_logged_once_per_cause_until_a_good_one() {
     push(&mut book, &weighing, 1, 0.1, t0);
     assert!(book.problem("web", addr(1), "not a number"));
 }
+
+#[test]
+fn a_share_below_the_whole_weight_at_the_first_settling_is_a_change() {
+    let (mut book, weighing, t0) = (
+        LoadBook::default(),
+        weighing(1.0, 0.0, None),
+        Instant::now(),
+    );
+    push(&mut book, &weighing, 2, 0.5, t0);
+    assert!(
+        settle(&mut book, &weighing, t0, [true; 3]),
+        "0.6 of .2's weight"
+    );
+    let mut quiet = LoadBook::default();
+    assert!(
+        !settle(&mut quiet, &weighing, t0, [true; 3]),
+        "nothing reported: every weight whole, as before"
+    );
+}
