@@ -103,9 +103,7 @@ impl LoadBook {
         now: Instant,
     ) {
         let endpoint = self.endpoint(pool, address);
-        let fresh = endpoint
-            .reported
-            .is_some_and(|at| now.saturating_duration_since(at) < spec.expire);
+        let fresh = endpoint.fresh(spec, now);
         match reading {
             Reading::Load(figure) => {
                 let utilisation = spec.utilisation(figure);
@@ -154,9 +152,11 @@ impl LoadBook {
     ) -> HashSet<String> {
         let mut changed = HashSet::new();
         let mut listed = HashSet::new();
+        let mut pools_listed = HashSet::new();
         let first = !self.settled_once;
         self.settled_once = true;
         for (pool, weighing, endpoints) in pools {
+            pools_listed.insert(pool.to_owned());
             let mut targets = Vec::with_capacity(endpoints.len());
             for (address, up) in endpoints {
                 listed.insert((pool.to_owned(), address));
@@ -198,12 +198,12 @@ impl LoadBook {
                 let endpoint = self.endpoint(pool, address);
                 let moved = match endpoint.effect {
                     None => true,
-                    Some(now) => {
-                        now.out != target.out
-                            || (now.share != target.share
+                    Some(current) => {
+                        current.out != target.out
+                            || (current.share != target.share
                                 && (target.share == 0.0
                                     || target.share == 1.0
-                                    || (now.share - target.share).abs() >= min_change))
+                                    || (current.share - target.share).abs() >= min_change))
                     }
                 };
                 if moved {
@@ -217,8 +217,7 @@ impl LoadBook {
             }
         }
         self.endpoints.retain(|key, _| listed.contains(key));
-        self.saturated
-            .retain(|pool| listed.iter().any(|(p, _)| p == pool));
+        self.saturated.retain(|pool| pools_listed.contains(pool));
         changed
     }
 
@@ -249,11 +248,6 @@ impl LoadBook {
         self.saturated.contains(pool)
     }
 
-    /// Whether any endpoint still ramps up: the shares move with time.
-    pub fn ramping(&self) -> bool {
-        self.endpoints.values().any(|e| e.ramp_since.is_some())
-    }
-
     /// What `address` of `pool` reported and what that does, at `now`.
     pub fn status(
         &self,
@@ -271,7 +265,7 @@ impl LoadBook {
         if let Some(spec) = &weighing.load {
             match endpoint.reported {
                 None => why.push("no load reported: configured weight".to_owned()),
-                Some(at) if now.saturating_duration_since(at) >= spec.expire => why.push(format!(
+                Some(at) if !endpoint.fresh(spec, now) => why.push(format!(
                     "load report expired ({} s old, expiry {} s): configured weight",
                     now.saturating_duration_since(at).as_secs(),
                     spec.expire.as_secs()
@@ -337,12 +331,15 @@ fn describe_load(spec: &LoadSpec, utilisation: f64) -> String {
 }
 
 impl EndpointLoad {
+    /// Whether its last usable report still counts at `now`.
+    fn fresh(&self, spec: &LoadSpec, now: Instant) -> bool {
+        self.reported
+            .is_some_and(|at| now.saturating_duration_since(at) < spec.expire)
+    }
+
     /// What its reports, if they still count, leave of its weight.
     fn load_effect(&self, spec: &LoadSpec, now: Instant) -> Effect {
-        let fresh = self
-            .reported
-            .is_some_and(|at| now.saturating_duration_since(at) < spec.expire);
-        if !fresh {
+        if !self.fresh(spec, now) {
             return Effect::FULL;
         }
         let share = match self.level {

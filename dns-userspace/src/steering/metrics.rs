@@ -9,7 +9,7 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-use super::Steering;
+use super::{Steering, report::endpoint_rows};
 use crate::{health::InstanceState, metrics::family::Family, policy::Standing};
 
 type Read = fn(&InstanceState) -> f64;
@@ -158,59 +158,42 @@ impl Collector for SteeringCollector {
                     ]
                 })),
         );
-        // Pools that weigh by load or slow start, whether saturated, and
-        // the figures read.
         let Ok(state) = steering.state.lock() else {
             return families;
         };
-        let weighing: Vec<(String, bool)> = state
-            .config
-            .weighing
-            .keys()
-            .map(|pool| (pool.clone(), state.load.is_saturated(pool)))
-            .collect();
-        let reads: Vec<(String, u64, u64)> = state
-            .load
-            .reads()
-            .map(|(pool, usable, failed)| (pool.to_owned(), usable, failed))
-            .collect();
-        // `endpoints` below takes the lock itself.
-        drop(state);
-        families.extend(
-            self.reads
-                .collect(reads.iter().flat_map(|(pool, usable, failed)| {
-                    [
-                        (vec![pool.as_str(), "ok"], *usable as f64),
-                        (vec![pool.as_str(), "failed"], *failed as f64),
-                    ]
-                })),
-        );
-        families.extend(
-            self.saturated.collect(
-                weighing.iter().map(|(pool, saturated)| {
-                    (vec![pool.as_str()], f64::from(u8::from(*saturated)))
-                }),
-            ),
-        );
-        let weighed: Vec<_> = steering
-            .endpoints(None)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| weighing.iter().any(|(pool, _)| *pool == e.pool))
-            .map(|e| (e.pool, e.address.to_string(), e.load, e.effective_weight))
-            .collect();
-        families.extend(self.load.collect(weighed.iter().filter_map(
-            |(pool, address, load, _)| Some((vec![pool.as_str(), address.as_str()], (*load)?)),
+        // Pools that weigh by load or slow start: whether saturated, the
+        // figures read, and their endpoints' loads and effective weights.
+        let weighing = &state.config.weighing;
+        families.extend(self.reads.collect(state.load.reads().flat_map(
+            |(pool, usable, failed)| {
+                [
+                    (vec![pool, "ok"], usable as f64),
+                    (vec![pool, "failed"], failed as f64),
+                ]
+            },
         )));
+        families.extend(self.saturated.collect(weighing.keys().map(|pool| {
+            let saturated = state.load.is_saturated(pool);
+            (vec![pool.as_str()], f64::from(u8::from(saturated)))
+        })));
+        let weighed = endpoint_rows(&state, |p| {
+            weighing.contains_key(&state.config.pools[p].name)
+        });
+        let addresses: Vec<String> = weighed.iter().map(|e| e.address.to_string()).collect();
+        let labelled = || {
+            weighed
+                .iter()
+                .zip(&addresses)
+                .map(|(e, address)| (vec![e.pool.as_str(), address.as_str()], e))
+        };
+        families.extend(
+            self.load
+                .collect(labelled().filter_map(|(labels, e)| Some((labels, e.load?)))),
+        );
         families.extend(
             self.effective_weight
-                .collect(weighed.iter().map(|(pool, address, _, weight)| {
-                    (vec![pool.as_str(), address.as_str()], *weight)
-                })),
+                .collect(labelled().map(|(labels, e)| (labels, e.effective_weight))),
         );
-        let Ok(state) = steering.state.lock() else {
-            return families;
-        };
         let Some(runner) = &state.runner else {
             return families;
         };

@@ -106,6 +106,41 @@ impl State {
         })
     }
 
+    /// A pushed load `reading` for `address` of `pool`, if it would be
+    /// taken (the pool's load source is `push`, the endpoint one of its
+    /// own), and how the pool weighs it.
+    fn pushed(
+        &self,
+        pool: &str,
+        address: IpAddr,
+        reading: Result<Reading, ReadingError>,
+    ) -> Result<(Reading, LoadSpec), ReportError> {
+        let known = self.config.pools.iter().find(|p| p.name == pool);
+        let known = known.ok_or_else(|| ReportError::NoPool(pool.to_owned()))?;
+        let spec = match self.config.weighing.get(pool).and_then(|w| w.load.as_ref()) {
+            None => return Err(ReportError::NoLoad(pool.to_owned())),
+            Some(spec) if spec.source != LoadSource::Push => {
+                return Err(ReportError::Pulled {
+                    pool: pool.to_owned(),
+                    kind: spec.source.name(),
+                });
+            }
+            Some(spec) => spec.clone(),
+        };
+        if !known.endpoints.iter().any(|e| e.addr == address) {
+            return Err(ReportError::NoEndpoint {
+                pool: pool.to_owned(),
+                address,
+            });
+        }
+        let reading = reading.map_err(|reading| ReportError::Reading {
+            pool: pool.to_owned(),
+            address,
+            reading,
+        })?;
+        Ok((reading, spec))
+    }
+
     /// Brings the shares in effect up to `now`; the indices of the pools
     /// whose shares moved.
     fn settle_load(&mut self, now: Instant) -> HashSet<usize> {
@@ -611,9 +646,19 @@ impl Steering {
     /// Re-evaluates the services that use `pools` (all with `None`).
     fn apply(&self, pools: Option<&HashSet<usize>>) -> anyhow::Result<()> {
         let mut state = self.state.lock()?;
-        // Shares moved by time (slow starts, expiries) go out with this
-        // change, whatever pools it is for.
         let moved = state.settle_load(Instant::now());
+        self.apply_settled(state, pools, moved)
+    }
+
+    /// [`Steering::apply`] with the load book settled in `state`: the
+    /// pools whose shares that `moved` go out with this change, whatever
+    /// pools it is for.
+    fn apply_settled(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        pools: Option<&HashSet<usize>>,
+        moved: HashSet<usize>,
+    ) -> anyhow::Result<()> {
         let pools = match pools {
             Some(pools) if !moved.is_subset(pools) => Some(pools | &moved),
             Some(pools) => Some(pools.clone()),
@@ -726,43 +771,17 @@ impl Steering {
 
     /// Whether a pushed load `reading` for `address` of `pool` would be
     /// taken: the pool's load source must be `push` and the endpoint one
-    /// of its own. The reading, and how the pool weighs it.
+    /// of its own.
     pub fn check_pushed_load(
         &self,
         pool: &str,
         address: IpAddr,
         reading: Result<Reading, ReadingError>,
-    ) -> Result<(Reading, LoadSpec), ReportError> {
-        let state = self.state.lock()?;
-        let known = state.config.pools.iter().find(|p| p.name == pool);
-        let known = known.ok_or_else(|| ReportError::NoPool(pool.to_owned()))?;
-        let spec = match state
-            .config
-            .weighing
-            .get(pool)
-            .and_then(|w| w.load.as_ref())
-        {
-            None => return Err(ReportError::NoLoad(pool.to_owned())),
-            Some(spec) if spec.source != LoadSource::Push => {
-                return Err(ReportError::Pulled {
-                    pool: pool.to_owned(),
-                    kind: spec.source.name(),
-                });
-            }
-            Some(spec) => spec.clone(),
-        };
-        if !known.endpoints.iter().any(|e| e.addr == address) {
-            return Err(ReportError::NoEndpoint {
-                pool: pool.to_owned(),
-                address,
-            });
-        }
-        let reading = reading.map_err(|reading| ReportError::Reading {
-            pool: pool.to_owned(),
-            address,
-            reading,
-        })?;
-        Ok((reading, spec))
+    ) -> Result<(), ReportError> {
+        self.state
+            .lock()?
+            .pushed(pool, address, reading)
+            .map(|_| ())
     }
 
     /// Takes in a pushed load `reading` for `address` of `pool`, reported
@@ -774,13 +793,13 @@ impl Steering {
         reading: Result<Reading, ReadingError>,
         age: Duration,
     ) -> Result<(), ReportError> {
-        let (reading, spec) = self.check_pushed_load(pool, address, reading)?;
-        let now = Instant::now();
-        let reported = now.checked_sub(age).unwrap_or(now);
-        self.state
-            .lock()?
-            .load
-            .report(pool, address, reading, &spec, reported);
+        {
+            let mut state = self.state.lock()?;
+            let (reading, spec) = state.pushed(pool, address, reading)?;
+            let now = Instant::now();
+            let reported = now.checked_sub(age).unwrap_or(now);
+            state.load.report(pool, address, reading, &spec, reported);
+        }
         if let Err(error) = self.follow_load() {
             tracing::error!("applying the load of {address} in pool {pool}: {error:#}");
         }
@@ -790,11 +809,12 @@ impl Steering {
     /// Applies the shares that time moved (slow starts, figures that
     /// expired), if any did.
     fn follow_load(&self) -> anyhow::Result<()> {
-        let moved = self.state.lock()?.settle_load(Instant::now());
+        let mut state = self.state.lock()?;
+        let moved = state.settle_load(Instant::now());
         if moved.is_empty() {
             return Ok(());
         }
-        self.apply(Some(&moved))
+        self.apply_settled(state, Some(&HashSet::new()), moved)
     }
 
     /// Tries again to write the services that could not be written.

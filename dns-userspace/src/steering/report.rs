@@ -409,7 +409,10 @@ fn answer_for(
     }
 }
 
-fn endpoint_rows(state: &State, mut include: impl FnMut(usize) -> bool) -> Vec<EndpointInfo> {
+pub(super) fn endpoint_rows(
+    state: &State,
+    mut include: impl FnMut(usize) -> bool,
+) -> Vec<EndpointInfo> {
     let now = tokio::time::Instant::now();
     let mut rows = Vec::new();
     for (index, pool) in state.config.pools.iter().enumerate() {
