@@ -159,14 +159,15 @@ impl AcceptFailures {
 pub const FETCH_BODY_LIMIT: usize = 64 * 1024;
 
 /// One HTTP/1.1 request to `uri` on a connection of its own, with a
-/// `body` of the given content type if any: the status and the body (at
-/// most [`FETCH_BODY_LIMIT`] bytes; more is an error). The caller bounds
-/// the time.
+/// `body` of the given content type if any: the status, and the body or
+/// why it could not be read (more than [`FETCH_BODY_LIMIT`] bytes, say),
+/// apart, so that a caller that wants only the status is not failed by
+/// the body. The caller bounds the time.
 pub async fn fetch(
     method: hyper::Method,
     uri: &hyper::Uri,
     body: Option<(&'static str, hyper::body::Bytes)>,
-) -> Result<(hyper::StatusCode, hyper::body::Bytes), String> {
+) -> Result<(hyper::StatusCode, Result<hyper::body::Bytes, String>), String> {
     use http_body_util::{BodyExt, Full, Limited};
     use hyper::header::{CONTENT_TYPE, HOST};
 
@@ -207,7 +208,7 @@ pub async fn fetch(
     let body = Limited::new(response.into_body(), FETCH_BODY_LIMIT)
         .collect()
         .await
-        .map_err(|e| format!("reading the body: {e}"))?
-        .to_bytes();
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| format!("reading the body: {e}"));
     Ok((status, body))
 }

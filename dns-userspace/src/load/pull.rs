@@ -81,6 +81,7 @@ async fn read(source: &LoadSource, address: IpAddr) -> Result<Reading, String> {
             if !status.is_success() {
                 return Err(format!("HTTP status {status}"));
             }
+            let body = body?;
             reading(&body)
         }
         LoadSource::Agent { port, .. } => {
@@ -108,6 +109,7 @@ async fn read(source: &LoadSource, address: IpAddr) -> Result<Reading, String> {
             if !status.is_success() {
                 return Err(format!("Prometheus answered HTTP status {status}"));
             }
+            let body = body?;
             prometheus_value(&body).and_then(|text| reading(text.as_bytes()))
         }
     }
